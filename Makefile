@@ -1,0 +1,41 @@
+# make run | make test | make lint | make bench | make screenshots
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: run test lint format bench screenshots clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# Stamp files: reinstall only when the requirements change.
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(PY) -m streamlit run app.py
+
+test: $(VENV)/.dev
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(VENV)/.dev
+	$(PY) -m bench
+
+screenshots: $(VENV)/.dev
+	SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,87 @@
+"""Config: one frozen description of a run, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+LOSSES = ("mse", "half_mse", "sse")
+INITS = ("zeros", "normal")
+MAX_ITERATIONS = 1_000_000  # a million steps of a small model record about 100 MB; more is refused
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides a run; the same Config always gives the same numbers."""
+
+    lr: float = 0.01  # learning rate: alpha in the hand loop, lr in torch.optim.SGD
+    batch_size: int = 32  # samples per step; >= the number of samples means full batch
+    iterations: int = 1000  # optimizer steps (not epochs), 1 to MAX_ITERATIONS
+    loss: str = "mse"  # "mse": MSELoss() | "half_mse": the classic 1/2 * mean | "sse": MSELoss(reduction="sum")
+    bias: bool = True  # learn a bias too; weights are laid out [w_1 .. w_n, bias]
+    init: str | Sequence[float] = "zeros"  # "zeros" | "normal" (seeded) | n_params numbers
+    seed: int = 0  # seeds the batch order and the "normal" init
+    zero_grad: bool = True  # False forgets optimizer.zero_grad() (and its hand twin) in both loops
+
+    def __post_init__(self) -> None:
+        _check_number("lr", self.lr, "a finite number > 0, e.g. 0.01")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, e.g. 0.01; got {self.lr!r}")
+        _check_int("batch_size", self.batch_size, 1, None)
+        _check_int("iterations", self.iterations, 1, MAX_ITERATIONS)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {self.loss!r}")
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ValueError(f"bias must be True or False; got {self.bias!r}")
+        if not isinstance(self.zero_grad, (bool, np.bool_)):
+            raise ValueError(f"zero_grad must be True or False; got {self.zero_grad!r}")
+        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "bias", bool(self.bias))
+        object.__setattr__(self, "zero_grad", bool(self.zero_grad))
+        object.__setattr__(self, "init", _check_init(self.init))
+
+    def n_params(self, n_features: int) -> int:
+        """How many weights a model of n_features inputs has under this Config."""
+        return n_features + int(self.bias)
+
+    def replace(self, **changes) -> Config:
+        """A copy with some fields changed (validated again)."""
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise ValueError(f"unknown Config fields: {', '.join(sorted(unknown))}")
+        return Config(**{**values, **changes})
+
+
+def _check_number(name: str, value, allowed: str) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+
+
+def _check_int(name: str, value, low: int, high: int | None) -> None:
+    allowed = f"a whole number from {low:,} to {high:,}" if high is not None else f"a whole number >= {low:,}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {allowed}; got {value:,}")
+
+
+def _check_init(init):
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(f"init must be 'zeros', 'normal' or a list of numbers; got {init!r}")
+        return init
+    try:
+        values = np.asarray(init, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"init must be 'zeros', 'normal' or a list of numbers; got {init!r}") from None
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"init must be a flat list of numbers, one per weight; got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("init must contain only finite numbers (no NaN or inf)")
+    return tuple(float(v) for v in values)

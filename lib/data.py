@@ -1,0 +1,155 @@
+"""Dataset, the shared batch order, and the shared initial weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import Config
+
+MAX_SAMPLES = 1_000_000
+MAX_FEATURES = 1_000
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Inputs X of shape (m, n) and targets y of shape (m,), float64, finite, read-only."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...] = ()
+    name: str = "data"
+    true_weights: tuple[float, ...] | None = field(default=None, repr=False)  # [w.., b] if known
+
+    def __post_init__(self) -> None:
+        X = _as_float_array("X", self.X)
+        y = _as_float_array("y", self.y)
+        if X.ndim == 1:
+            raise ValueError(
+                f"X must be 2-D, shape (samples, features); got 1-D of length {len(X)} "
+                "(for one feature use X.reshape(-1, 1))"
+            )
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, shape (samples, features); got shape {X.shape}")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D, shape (samples,); got shape {y.shape}")
+        m, n = X.shape
+        if m < 1:
+            raise ValueError("X must have at least one sample (row); got 0")
+        if n < 1:
+            raise ValueError("X must have at least one feature (column); got 0")
+        if len(y) != m:
+            raise ValueError(f"X and y must have the same number of samples; got {m} rows in X and {len(y)} in y")
+        if m > MAX_SAMPLES or n > MAX_FEATURES:
+            raise ValueError(
+                f"data is too large: at most {MAX_SAMPLES:,} samples and {MAX_FEATURES:,} features; got {m:,} x {n:,}"
+            )
+        for label, arr in (("X", X), ("y", y)):
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                where = np.argwhere(bad)[0]
+                kind = "NaN" if np.isnan(arr[tuple(where)]) else "inf"
+                raise ValueError(
+                    f"{label} contains {kind} (first at index {tuple(int(i) for i in where)}); "
+                    "remove or fill non-finite values first"
+                )
+        names = tuple(str(s) for s in self.feature_names) or tuple(f"x{j + 1}" for j in range(n))
+        if len(names) != n:
+            raise ValueError(f"feature_names must name each of the {n} features; got {len(names)} names")
+        X = np.ascontiguousarray(X)
+        y = np.ascontiguousarray(y)
+        X.flags.writeable = False
+        y.flags.writeable = False
+        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "feature_names", names)
+        if self.true_weights is not None:
+            object.__setattr__(self, "true_weights", tuple(float(v) for v in self.true_weights))
+
+    @property
+    def m(self) -> int:
+        """Number of samples."""
+        return self.X.shape[0]
+
+    @property
+    def n(self) -> int:
+        """Number of features."""
+        return self.X.shape[1]
+
+    def with_ones(self) -> np.ndarray:
+        """X with a column of ones appended: the bias is a weight whose input is always 1."""
+        return np.hstack([self.X, np.ones((self.m, 1))])
+
+
+def _as_float_array(label: str, values) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return values.astype(np.float64, copy=True)
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{label} must contain only numbers ({err})") from None
+    return arr
+
+
+def weight_names(data: Dataset, cfg: Config) -> list[str]:
+    """Names of the recorded weights, in their documented order [w_1 .. w_n, bias]."""
+    names = [
+        f"w_{j + 1} ({name})" if name != f"x{j + 1}" else f"w_{j + 1}" for j, name in enumerate(data.feature_names)
+    ]
+    return names + (["bias"] if cfg.bias else [])
+
+
+def rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Two independent generators from one seed: (initial weights, batch order)."""
+    init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(init_seq), np.random.default_rng(batch_seq)
+
+
+def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
+    """The one initial weight vector both loops start from, laid out [w_1 .. w_n, bias]."""
+    n_params = cfg.n_params(data.n)
+    if isinstance(cfg.init, str):
+        if cfg.init == "zeros":
+            return np.zeros(n_params)
+        # "normal": like nn.Linear's scale, 1/sqrt(fan_in), but seeded and in numpy.
+        return rngs(cfg.seed)[0].normal(0.0, 1.0 / np.sqrt(data.n), size=n_params)
+    if len(cfg.init) != n_params:
+        layout = "[w_1 .. w_n, bias]" if cfg.bias else "[w_1 .. w_n]"
+        raise ValueError(
+            f"init must have {n_params} numbers for {data.n} features "
+            f"{'with' if cfg.bias else 'without'} bias, laid out {layout}; got {len(cfg.init)}"
+        )
+    return np.array(cfg.init, dtype=np.float64)
+
+
+def batch_indices(m: int, batch_size: int, seed: int) -> Iterator[np.ndarray | slice]:
+    """Endless batch order: full batch in natural order, or one seeded permutation per epoch.
+
+    As DataLoader(shuffle=True, drop_last=False) does, the last short batch of an epoch is kept.
+    """
+    if batch_size >= m:
+        while True:
+            yield slice(None)
+    rng = rngs(seed)[1]
+    while True:
+        order = rng.permutation(m)
+        for start in range(0, m, batch_size):
+            yield order[start : start + batch_size]
+
+
+def loader(
+    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless (inputs, labels) batches in the shared order."""
+    for idx in batch_indices(len(inputs), batch_size, seed):
+        yield inputs[idx], labels[idx]
+
+
+def least_squares(data: Dataset, bias: bool) -> np.ndarray:
+    """The closed-form minimiser of every loss convention here: lstsq on [X, 1] (or X)."""
+    A = data.with_ones() if bias else data.X
+    return np.linalg.lstsq(A, data.y, rcond=None)[0]

@@ -1,0 +1,49 @@
+"""The hand-written gradient-descent loop: numpy only, every derivative by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+
+def squared_error_loss(name: str):
+    """The loss convention as (loss of the errors, slope k such that -dL/dh = k * error)."""
+    if name == "mse":  # mean of squared errors, as torch's MSELoss()
+        return (lambda error: error @ error / len(error)), (lambda m: 2 / m)
+    if name == "half_mse":  # 1/2 * mean of squared errors: the classic hand loop
+        return (lambda error: error @ error / (2 * len(error))), (lambda m: 1 / m)
+    if name == "sse":  # sum of squared errors, as MSELoss(reduction="sum")
+        return (lambda error: error @ error), (lambda m: 2)
+    raise ValueError(f"unknown loss {name!r}")
+
+
+def manual_loop(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    init: np.ndarray,
+    lr: float,
+    loss: str = "mse",
+    zero_grad: bool = True,
+) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """Gradient descent on a linear model by hand, yielding (loss, weights, gradient) after each step.
+
+    The inputs carry a last column of ones when there is a bias, so the bias is just one more weight.
+    """
+    # Model: h = inputs @ weights, started from the shared initial weights.
+    weights = np.array(init, dtype=np.float64)
+    criterion, slope = squared_error_loss(loss)
+    d_weights = np.zeros_like(weights)
+    for inputs, labels in batches:
+        # Reset the gradient: d_weights is a sum over the batch, so it must start from zero.
+        if zero_grad:
+            d_weights = np.zeros_like(weights)
+        # Forward pass: compute the predictions h for the batch.
+        h = inputs @ weights
+        # Loss: compare the predictions with the labels; the gradient below never needs this value.
+        error = labels - h
+        loss = criterion(error)
+        # Backward pass: d_weights[j] += k * sum_i (label_i - h_i) * input_ij, the negative gradient.
+        d_weights += slope(len(labels)) * (inputs.T @ error)
+        # Update: d_weights points downhill, so step along it.
+        weights += lr * d_weights
+        yield loss, weights, -d_weights

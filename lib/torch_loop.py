@@ -1,0 +1,87 @@
+"""The canonical torch training loop: the twin of manual.py, line for line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import batch_indices
+
+
+class HalfMSELoss(nn.Module):
+    """1/2 * MSELoss(): the classic hand loop's convention, which torch does not ship."""
+
+    def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(outputs, labels) / 2
+
+
+def squared_error_loss(name: str) -> nn.Module:
+    """The torch criterion for a loss convention."""
+    if name == "mse":
+        return nn.MSELoss()
+    if name == "half_mse":
+        return HalfMSELoss()
+    if name == "sse":
+        return nn.MSELoss(reduction="sum")
+    raise ValueError(f"unknown loss {name!r}")
+
+
+def linear_model(init: np.ndarray, bias: bool) -> tuple[nn.Linear, torch.Tensor]:
+    """nn.Linear holding the shared init, its parameters views of one flat [w_1 .. w_n, bias] vector.
+
+    optimizer.step() updates parameters in place, so the flat vector always holds the current
+    weights: reading it costs nothing, where torch.cat over the parameters would copy every step.
+    """
+    flat = torch.tensor(init, dtype=torch.float64)
+    n = len(flat) - int(bias)
+    net = nn.Linear(n, 1, bias=bias, dtype=torch.float64)
+    net.weight = nn.Parameter(flat[:n].view(1, n))
+    if bias:
+        net.bias = nn.Parameter(flat[n:])
+    return net, flat
+
+
+def flat_grad(net: nn.Module) -> np.ndarray:
+    """Every parameter's .grad, flattened in the same order as the weights."""
+    return np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
+
+
+def torch_loop(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    init: np.ndarray,
+    lr: float,
+    loss: str = "mse",
+    zero_grad: bool = True,
+    bias: bool = True,
+) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """The five-line torch training step, yielding (loss, weights, gradient) after each step."""
+    # Model: outputs = inputs @ weight.T + bias, started from the shared initial weights.
+    net, weights = linear_model(init, bias)
+    criterion = squared_error_loss(loss)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    for inputs, labels in batches:
+        # Reset the gradient: backward() adds into .grad, so clear it first.
+        if zero_grad:
+            optimizer.zero_grad()
+        # Forward pass: compute the predictions for the batch.
+        outputs = net(inputs)
+        # Loss: compare the predictions with the labels; this tensor is the root backward() starts from.
+        loss = criterion(outputs, labels)
+        # Backward pass: autograd adds the gradient of the loss into each parameter's .grad.
+        loss.backward()
+        # Update: .grad points uphill, so step() subtracts lr * .grad.
+        optimizer.step()
+        yield loss.item(), weights.numpy(), flat_grad(net)
+
+
+def loader(
+    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless (inputs, labels) tensor batches in the shared order; labels shaped (batch, 1) like outputs."""
+    inputs, labels = torch.from_numpy(inputs.copy()), torch.from_numpy(labels.copy()).unsqueeze(1)
+    for idx in batch_indices(len(inputs), batch_size, seed):
+        index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
+        yield inputs[index], labels[index]
