@@ -10,6 +10,7 @@ import numpy as np
 
 LOSSES = ("mse", "half_mse", "sse")
 INITS = ("zeros", "normal")
+DTYPES = ("float64", "float32")
 MAX_ITERATIONS = 1_000_000  # a million steps of a small model record about 100 MB; more is refused
 MAX_SEED = 2**32 - 1
 
@@ -26,6 +27,8 @@ class Config:
     init: str | Sequence[float] = "zeros"  # "zeros" | "normal" (seeded) | n_params numbers
     seed: int = 0  # seeds the batch order and the "normal" init
     zero_grad: bool = True  # False forgets optimizer.zero_grad() (and its hand twin) in both loops
+    manual_loss: str | None = None  # None: same as loss; another name mixes conventions between the loops
+    torch_dtype: str = "float64"  # "float32" runs the torch loop in single precision (the drift pitfall)
 
     def __post_init__(self) -> None:
         _check_number("lr", self.lr, "a finite number > 0, e.g. 0.01")
@@ -36,6 +39,12 @@ class Config:
         _check_int("seed", self.seed, 0, MAX_SEED)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {self.loss!r}")
+        if self.manual_loss is not None and self.manual_loss not in LOSSES:
+            raise ValueError(
+                f"manual_loss must be None or one of {', '.join(map(repr, LOSSES))}; got {self.manual_loss!r}"
+            )
+        if self.torch_dtype not in DTYPES:
+            raise ValueError(f"torch_dtype must be one of {', '.join(map(repr, DTYPES))}; got {self.torch_dtype!r}")
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"bias must be True or False; got {self.bias!r}")
         if not isinstance(self.zero_grad, (bool, np.bool_)):
@@ -44,6 +53,11 @@ class Config:
         object.__setattr__(self, "bias", bool(self.bias))
         object.__setattr__(self, "zero_grad", bool(self.zero_grad))
         object.__setattr__(self, "init", _check_init(self.init))
+
+    @property
+    def hand_loss(self) -> str:
+        """The loss convention the hand-written loop uses."""
+        return self.manual_loss or self.loss
 
     def n_params(self, n_features: int) -> int:
         """How many weights a model of n_features inputs has under this Config."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import torch_loop as torch_side
 from .config import Config
@@ -158,10 +159,10 @@ def run(
     init = initial_weights(data, cfg)
     names = tuple(weight_names(data, cfg))
     X = data.with_ones() if cfg.bias else data.X
-    manual = manual_loop(loader(X, data.y, cfg.batch_size, cfg.seed), init, cfg.lr, cfg.loss, cfg.zero_grad)
-    twin = torch_loop(
-        torch_side.loader(data.X, data.y, cfg.batch_size, cfg.seed), init, cfg.lr, cfg.loss, cfg.zero_grad, cfg.bias
-    )
+    manual = manual_loop(loader(X, data.y, cfg.batch_size, cfg.seed), init, cfg.lr, cfg.hand_loss, cfg.zero_grad)
+    dtype = getattr(torch, cfg.torch_dtype)
+    batches = torch_side.loader(data.X, data.y, cfg.batch_size, cfg.seed, dtype)
+    twin = torch_loop(batches, init, cfg.lr, cfg.loss, cfg.zero_grad, cfg.bias, dtype)
     recorders = _Recorder(cfg.iterations, init), _Recorder(cfg.iterations, init)
     rec_m, rec_t = recorders
     clock = time.perf_counter

@@ -29,15 +29,15 @@ def squared_error_loss(name: str) -> nn.Module:
     raise ValueError(f"unknown loss {name!r}")
 
 
-def linear_model(init: np.ndarray, bias: bool) -> tuple[nn.Linear, torch.Tensor]:
+def linear_model(init: np.ndarray, bias: bool, dtype: torch.dtype = torch.float64) -> tuple[nn.Linear, torch.Tensor]:
     """nn.Linear holding the shared init, its parameters views of one flat [w_1 .. w_n, bias] vector.
 
     optimizer.step() updates parameters in place, so the flat vector always holds the current
     weights: reading it costs nothing, where torch.cat over the parameters would copy every step.
     """
-    flat = torch.tensor(init, dtype=torch.float64)
+    flat = torch.tensor(init, dtype=dtype)
     n = len(flat) - int(bias)
-    net = nn.Linear(n, 1, bias=bias, dtype=torch.float64)
+    net = nn.Linear(n, 1, bias=bias, dtype=dtype)
     net.weight = nn.Parameter(flat[:n].view(1, n))
     if bias:
         net.bias = nn.Parameter(flat[n:])
@@ -56,10 +56,11 @@ def torch_loop(
     loss: str = "mse",
     zero_grad: bool = True,
     bias: bool = True,
+    dtype: torch.dtype = torch.float64,
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
     """The five-line torch training step, yielding (loss, weights, gradient) after each step."""
     # Model: outputs = inputs @ weight.T + bias, started from the shared initial weights.
-    net, weights = linear_model(init, bias)
+    net, weights = linear_model(init, bias, dtype)
     criterion = squared_error_loss(loss)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     for inputs, labels in batches:
@@ -78,10 +79,11 @@ def torch_loop(
 
 
 def loader(
-    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, dtype: torch.dtype = torch.float64
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless (inputs, labels) tensor batches in the shared order; labels shaped (batch, 1) like outputs."""
-    inputs, labels = torch.from_numpy(inputs.copy()), torch.from_numpy(labels.copy()).unsqueeze(1)
+    inputs = torch.tensor(inputs, dtype=dtype)
+    labels = torch.tensor(labels, dtype=dtype).unsqueeze(1)
     for idx in batch_indices(len(inputs), batch_size, seed):
         index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
         yield inputs[index], labels[index]
