@@ -9,7 +9,7 @@ result.max_abs_diff   # the two loops agree to about 1e-15
 from . import datasets
 from .config import LOSSES, MAX_ITERATIONS, Config
 from .data import Dataset, batch_indices, initial_weights, least_squares, weight_names
-from .manual import manual_loop
+from .manual import effective_lr_ratio, manual_loop
 from .run import History, Result, run
 from .torch_loop import torch_loop
 
@@ -22,6 +22,7 @@ __all__ = [
     "Result",
     "batch_indices",
     "datasets",
+    "effective_lr_ratio",
     "initial_weights",
     "least_squares",
     "manual_loop",

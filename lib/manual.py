@@ -47,3 +47,12 @@ def manual_loop(
         # Update: d_weights points downhill, so step along it.
         weights += lr * d_weights
         yield loss, weights, -d_weights
+
+
+def effective_lr_ratio(loss: str, other: str, batch_size: int) -> float:
+    """How many times larger a step under `loss` is than under `other`, at the same lr and batch size.
+
+    Every convention's gradient is k * X^T (X w - y) with k from squared_error_loss, so the ratio
+    of the steps is the ratio of the two k: mse / half_mse = 2, sse / mse = batch_size.
+    """
+    return squared_error_loss(loss)[1](batch_size) / squared_error_loss(other)[1](batch_size)
