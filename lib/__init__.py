@@ -6,21 +6,24 @@ result = lib.run(data, lib.Config(lr=0.01, batch_size=32, iterations=1000))
 result.max_abs_diff   # the two loops agree to about 1e-15
 """
 
-from . import datasets
+from . import charts, datasets
 from .config import LOSSES, MAX_ITERATIONS, Config
 from .data import Dataset, batch_indices, initial_weights, least_squares, weight_names
 from .manual import effective_lr_ratio, manual_loop
+from .optim import OPTIMIZERS
 from .run import History, Result, run
 from .torch_loop import torch_loop
 
 __all__ = [
     "LOSSES",
     "MAX_ITERATIONS",
+    "OPTIMIZERS",
     "Config",
     "Dataset",
     "History",
     "Result",
     "batch_indices",
+    "charts",
     "datasets",
     "effective_lr_ratio",
     "initial_weights",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from .optim import OPTIMIZERS, check_kwargs
 
 LOSSES = ("mse", "half_mse", "sse")
 INITS = ("zeros", "normal")
@@ -29,6 +32,8 @@ class Config:
     zero_grad: bool = True  # False forgets optimizer.zero_grad() (and its hand twin) in both loops
     manual_loss: str | None = None  # None: same as loss; another name mixes conventions between the loops
     torch_dtype: str = "float64"  # "float32" runs the torch loop in single precision (the drift pitfall)
+    optimizer: str = "sgd"  # "sgd" | "adam" | "adamw" | "rmsprop" | "adagrad", hand-written and torch.optim
+    optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)  # torch's constructor kwargs, lr excepted
 
     def __post_init__(self) -> None:
         _check_number("lr", self.lr, "a finite number > 0, e.g. 0.01")
@@ -45,6 +50,9 @@ class Config:
             )
         if self.torch_dtype not in DTYPES:
             raise ValueError(f"torch_dtype must be one of {', '.join(map(repr, DTYPES))}; got {self.torch_dtype!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; got {self.optimizer!r}")
+        object.__setattr__(self, "optimizer_kwargs", check_kwargs(self.optimizer, self.optimizer_kwargs))
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"bias must be True or False; got {self.bias!r}")
         if not isinstance(self.zero_grad, (bool, np.bool_)):

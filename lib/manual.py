@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
+
+from .optim import hand_optimizer
 
 
 def squared_error_loss(name: str):
@@ -24,6 +27,8 @@ def manual_loop(
     lr: float,
     loss: str = "mse",
     zero_grad: bool = True,
+    optimizer: str = "sgd",
+    optimizer_kwargs: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
     """Gradient descent on a linear model by hand, yielding (loss, weights, gradient) after each step.
 
@@ -32,6 +37,7 @@ def manual_loop(
     # Model: h = inputs @ weights, started from the shared initial weights.
     weights = np.array(init, dtype=np.float64)
     criterion, slope = squared_error_loss(loss)
+    optimizer = hand_optimizer(optimizer, weights, lr, optimizer_kwargs)
     d_weights = np.zeros_like(weights)
     for inputs, labels in batches:
         # Reset the gradient: d_weights is a sum over the batch, so it must start from zero.
@@ -44,8 +50,8 @@ def manual_loop(
         loss = criterion(error)
         # Backward pass: d_weights[j] += k * sum_i (label_i - h_i) * input_ij, the negative gradient.
         d_weights += slope(len(labels)) * (inputs.T @ error)
-        # Update: d_weights points downhill, so step along it.
-        weights += lr * d_weights
+        # Update: the optimizer takes the gradient, -d_weights, and steps against it (SGD: weights += lr * d_weights).
+        optimizer.step(-d_weights)
         yield loss, weights, -d_weights
 
 

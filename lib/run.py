@@ -159,10 +159,13 @@ def run(
     init = initial_weights(data, cfg)
     names = tuple(weight_names(data, cfg))
     X = data.with_ones() if cfg.bias else data.X
-    manual = manual_loop(loader(X, data.y, cfg.batch_size, cfg.seed), init, cfg.lr, cfg.hand_loss, cfg.zero_grad)
+    optimizer = cfg.optimizer, cfg.optimizer_kwargs
+    manual = manual_loop(
+        loader(X, data.y, cfg.batch_size, cfg.seed), init, cfg.lr, cfg.hand_loss, cfg.zero_grad, *optimizer
+    )
     dtype = getattr(torch, cfg.torch_dtype)
     batches = torch_side.loader(data.X, data.y, cfg.batch_size, cfg.seed, dtype)
-    twin = torch_loop(batches, init, cfg.lr, cfg.loss, cfg.zero_grad, cfg.bias, dtype)
+    twin = torch_loop(batches, init, cfg.lr, cfg.loss, cfg.zero_grad, cfg.bias, dtype, *optimizer)
     recorders = _Recorder(cfg.iterations, init), _Recorder(cfg.iterations, init)
     rec_m, rec_t = recorders
     clock = time.perf_counter

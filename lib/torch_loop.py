@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from .data import batch_indices
+from .optim import torch_optimizer
 
 
 class HalfMSELoss(nn.Module):
@@ -57,12 +59,14 @@ def torch_loop(
     zero_grad: bool = True,
     bias: bool = True,
     dtype: torch.dtype = torch.float64,
+    optimizer: str = "sgd",
+    optimizer_kwargs: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
     """The five-line torch training step, yielding (loss, weights, gradient) after each step."""
     # Model: outputs = inputs @ weight.T + bias, started from the shared initial weights.
     net, weights = linear_model(init, bias, dtype)
     criterion = squared_error_loss(loss)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    optimizer = torch_optimizer(optimizer, net.parameters(), lr, optimizer_kwargs)
     for inputs, labels in batches:
         # Reset the gradient: backward() adds into .grad, so clear it first.
         if zero_grad:
