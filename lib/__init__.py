@@ -7,9 +7,9 @@ result.max_abs_diff   # the two loops agree to about 1e-15
 """
 
 from . import charts, datasets
-from .config import LOSSES, MAX_ITERATIONS, Config
+from .config import LOSSES, MAX_ITERATIONS, MODELS, Config
 from .data import Dataset, batch_indices, initial_weights, least_squares, weight_names
-from .manual import effective_lr_ratio, manual_loop
+from .manual import effective_lr_ratio, manual_loop, manual_mlp_loop
 from .optim import OPTIMIZERS
 from .run import History, Result, run
 from .torch_loop import torch_loop
@@ -17,6 +17,7 @@ from .torch_loop import torch_loop
 __all__ = [
     "LOSSES",
     "MAX_ITERATIONS",
+    "MODELS",
     "OPTIMIZERS",
     "Config",
     "Dataset",
@@ -29,6 +30,7 @@ __all__ = [
     "initial_weights",
     "least_squares",
     "manual_loop",
+    "manual_mlp_loop",
     "run",
     "torch_loop",
     "weight_names",

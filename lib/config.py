@@ -11,7 +11,10 @@ import numpy as np
 
 from .optim import OPTIMIZERS, check_kwargs
 
-LOSSES = ("mse", "half_mse", "sse")
+LOSSES = ("mse", "half_mse", "sse", "bce")
+MODELS = ("linear", "logistic", "mlp")
+ACTIVATIONS = ("tanh", "relu")
+MAX_HIDDEN = 256
 INITS = ("zeros", "normal")
 DTYPES = ("float64", "float32")
 MAX_ITERATIONS = 1_000_000  # a million steps of a small model record about 100 MB; more is refused
@@ -25,7 +28,8 @@ class Config:
     lr: float = 0.01  # learning rate: alpha in the hand loop, lr in torch.optim.SGD
     batch_size: int = 32  # samples per step; >= the number of samples means full batch
     iterations: int = 1000  # optimizer steps (not epochs), 1 to MAX_ITERATIONS
-    loss: str = "mse"  # "mse": MSELoss() | "half_mse": the classic 1/2 * mean | "sse": MSELoss(reduction="sum")
+    loss: str = None  # "mse": MSELoss() | "half_mse": the classic 1/2 * mean | "sse": MSELoss(reduction="sum")
+    #                   | "bce": BCEWithLogitsLoss(); default "bce" for model="logistic", else "mse"
     bias: bool = True  # learn a bias too; weights are laid out [w_1 .. w_n, bias]
     init: str | Sequence[float] = "zeros"  # "zeros" | "normal" (seeded) | n_params numbers
     seed: int = 0  # seeds the batch order and the "normal" init
@@ -34,6 +38,9 @@ class Config:
     torch_dtype: str = "float64"  # "float32" runs the torch loop in single precision (the drift pitfall)
     optimizer: str = "sgd"  # "sgd" | "adam" | "adamw" | "rmsprop" | "adagrad", hand-written and torch.optim
     optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)  # torch's constructor kwargs, lr excepted
+    model: str = "linear"  # "linear" (regression) | "logistic" (binary classifier) | "mlp" (one hidden layer)
+    hidden: int = 8  # mlp only: width of the hidden layer
+    activation: str = "tanh"  # mlp only: "tanh" | "relu"
 
     def __post_init__(self) -> None:
         _check_number("lr", self.lr, "a finite number > 0, e.g. 0.01")
@@ -42,8 +49,19 @@ class Config:
         _check_int("batch_size", self.batch_size, 1, None)
         _check_int("iterations", self.iterations, 1, MAX_ITERATIONS)
         _check_int("seed", self.seed, 0, MAX_SEED)
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(map(repr, MODELS))}; got {self.model!r}")
+        if self.loss is None:
+            object.__setattr__(self, "loss", "bce" if self.model == "logistic" else "mse")
+        _check_int("hidden", self.hidden, 1, MAX_HIDDEN)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be 'tanh' or 'relu'; got {self.activation!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {self.loss!r}")
+        if self.model == "logistic" and self.loss != "bce":
+            raise ValueError(f"model 'logistic' is a classifier and needs loss='bce'; got loss={self.loss!r}")
+        if self.model == "linear" and self.loss == "bce":
+            raise ValueError("loss 'bce' needs a classifier: use model='logistic' (or 'mlp')")
         if self.manual_loss is not None and self.manual_loss not in LOSSES:
             raise ValueError(
                 f"manual_loss must be None or one of {', '.join(map(repr, LOSSES))}; got {self.manual_loss!r}"
@@ -69,6 +87,8 @@ class Config:
 
     def n_params(self, n_features: int) -> int:
         """How many weights a model of n_features inputs has under this Config."""
+        if self.model == "mlp":
+            return self.hidden * (n_features + 1 + int(self.bias)) + int(self.bias)
         return n_features + int(self.bias)
 
     def replace(self, **changes) -> Config:
@@ -107,3 +127,10 @@ def _check_init(init):
     if not np.isfinite(values).all():
         raise ValueError("init must contain only finite numbers (no NaN or inf)")
     return tuple(float(v) for v in values)
+
+
+def n_features(model: str, n_params: int, bias: bool, hidden: int) -> int:
+    """The number of inputs of a model with n_params weights: the inverse of Config.n_params."""
+    if model == "mlp":
+        return (n_params - int(bias)) // hidden - 1 - int(bias)
+    return n_params - int(bias)

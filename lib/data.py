@@ -96,7 +96,15 @@ def _as_float_array(label: str, values) -> np.ndarray:
 
 
 def weight_names(data: Dataset, cfg: Config) -> list[str]:
-    """Names of the recorded weights, in their documented order [w_1 .. w_n, bias]."""
+    """Names of all the weights, in their documented order.
+
+    linear and logistic: [w_1 .. w_n, bias]; mlp: torch's parameter order, [W1 row by row, b1, W2, b2].
+    """
+    if cfg.model == "mlp":
+        names = [f"W1[{i},{j}]" for i in range(cfg.hidden) for j in range(data.n)]
+        names += [f"b1[{i}]" for i in range(cfg.hidden)] if cfg.bias else []
+        names += [f"W2[{i}]" for i in range(cfg.hidden)]
+        return names + (["b2"] if cfg.bias else [])
     names = [
         f"w_{j + 1} ({name})" if name != f"x{j + 1}" else f"w_{j + 1}" for j, name in enumerate(data.feature_names)
     ]
@@ -115,10 +123,23 @@ def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
     if isinstance(cfg.init, str):
         if cfg.init == "zeros":
             return np.zeros(n_params)
-        # "normal": like nn.Linear's scale, 1/sqrt(fan_in), but seeded and in numpy.
-        return rngs(cfg.seed)[0].normal(0.0, 1.0 / np.sqrt(data.n), size=n_params)
+        # "normal": each layer's weights ~ N(0, 1/fan_in), like nn.Linear's scale, but seeded and in numpy.
+        rng = rngs(cfg.seed)[0]
+        if cfg.model == "mlp":
+            first = cfg.hidden * (data.n + int(cfg.bias))
+            return np.concatenate(
+                [
+                    rng.normal(0.0, 1.0 / np.sqrt(data.n), size=first),
+                    rng.normal(0.0, 1.0 / np.sqrt(cfg.hidden), size=n_params - first),
+                ]
+            )
+        return rng.normal(0.0, 1.0 / np.sqrt(data.n), size=n_params)
     if len(cfg.init) != n_params:
-        layout = "[w_1 .. w_n, bias]" if cfg.bias else "[w_1 .. w_n]"
+        layout = (
+            ("[W1, b1, W2, b2]" if cfg.bias else "[W1, W2]")
+            if cfg.model == "mlp"
+            else ("[w_1 .. w_n, bias]" if cfg.bias else "[w_1 .. w_n]")
+        )
         raise ValueError(
             f"init must have {n_params} numbers for {data.n} features "
             f"{'with' if cfg.bias else 'without'} bias, laid out {layout}; got {len(cfg.init)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from . import torch_loop as torch_side
 from .config import Config
 from .data import Dataset, initial_weights, loader, weight_names
-from .manual import manual_loop
+from .manual import manual_loop, manual_mlp_loop
 from .torch_loop import torch_loop
 
 LOOPS = ("manual", "torch")
@@ -47,11 +47,12 @@ class Result:
     manual: History
     torch: History
     config: Config
-    weight_names: tuple[str, ...]
+    weight_names: tuple[str, ...]  # names of the recorded weight columns
     diverged_at: int | None = None  # first step (index into loss) whose loss or weights went non-finite
     stopped: str | None = None  # None: ran all iterations | "diverged" | "stopped" | "time limit"
     divergence: str = ""  # what went non-finite, in words
-    step_diff: np.ndarray = field(default=None, repr=False)  # (steps + 1,) max |manual - torch| per weights row
+    step_diff: np.ndarray = field(default=None, repr=False)  # (steps + 1,) max |manual - torch| over ALL weights
+    recorded: np.ndarray = field(default=None, repr=False)  # indices of the weights whose history is kept
 
     @property
     def steps(self) -> int:
@@ -60,7 +61,7 @@ class Result:
 
     @property
     def max_abs_diff(self) -> float:
-        """Largest |manual - torch| over all recorded weights (finite rows only)."""
+        """Largest |manual - torch| over all weights at every step (finite steps only)."""
         finite = self.step_diff[np.isfinite(self.step_diff)]
         return float(finite.max()) if finite.size else math.nan
 
@@ -110,32 +111,76 @@ class Result:
         return frame
 
 
+MAX_RECORDED_WEIGHTS = 128  # bigger models keep this many weights' histories, evenly spread
+MAX_RECORDED_VALUES = 8_000_000  # iterations x recorded weights per loop: about 64 MB each
+
+
 class _Recorder:
     """Preallocated arrays one loop's steps are written into."""
 
-    def __init__(self, iterations: int, init: np.ndarray) -> None:
+    def __init__(self, iterations: int, init: np.ndarray, columns: np.ndarray) -> None:
         self.loss = np.empty(iterations)
         self.grad_norm = np.empty(iterations)
-        self.weights = np.empty((iterations + 1, len(init)))
-        self.weights[0] = init
+        self.weights = np.empty((iterations + 1, len(columns)))
+        self.weights[0] = init[columns]
         self.seconds = 0.0
 
     def history(self, steps: int) -> History:
         return History(self.loss[:steps], self.weights[: steps + 1], self.grad_norm[:steps], self.seconds)
 
 
-def _first_nonfinite(loss: np.ndarray, weights: np.ndarray) -> tuple[int | None, str]:
-    """First step whose loss, or whose updated weights, is not finite, and what went wrong."""
-    bad_loss = np.flatnonzero(~np.isfinite(loss))
-    bad_w = np.flatnonzero(~np.isfinite(weights[1:]).all(axis=1))
-    k_loss = int(bad_loss[0]) if bad_loss.size else None
-    k_w = int(bad_w[0]) if bad_w.size else None
-    if k_loss is None and k_w is None:
-        return None, ""
-    if k_w is None or (k_loss is not None and k_loss <= k_w):
-        return k_loss, f"loss became {loss[k_loss]}"
-    row = weights[k_w + 1]
-    return k_w, f"weights became {row[~np.isfinite(row)][0]}"
+def recorded_columns(n_params: int) -> np.ndarray:
+    """Which weights get a full history: all of them, or MAX_RECORDED_WEIGHTS spread evenly."""
+    if n_params <= MAX_RECORDED_WEIGHTS:
+        return np.arange(n_params)
+    return np.unique(np.linspace(0, n_params - 1, MAX_RECORDED_WEIGHTS).round().astype(int))
+
+
+def check_run(data: Dataset, cfg: Config) -> None:
+    """The checks that need both the data and the Config; a ValueError in words."""
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
+    if not isinstance(cfg, Config):
+        raise ValueError(f"cfg must be a lib.Config; got {type(cfg).__name__}")
+    if "bce" in (cfg.loss, cfg.hand_loss) and not np.isin(data.y, (0.0, 1.0)).all():
+        raise ValueError("loss 'bce' needs targets that are 0 or 1 (a two-class problem); these are not")
+    columns = len(recorded_columns(cfg.n_params(data.n)))
+    if cfg.iterations * columns > MAX_RECORDED_VALUES:
+        most = MAX_RECORDED_VALUES // columns
+        raise ValueError(
+            f"iterations x recorded weights is capped at {MAX_RECORDED_VALUES:,} to bound memory: "
+            f"with {columns} recorded weights, at most {most:,} iterations"
+        )
+
+
+def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
+    """The two step generators for a Config, on the same batch order from the same init: (manual, torch, init)."""
+    check_run(data, cfg)
+    init = initial_weights(data, cfg)
+    dtype = getattr(torch, cfg.torch_dtype)
+    common = (cfg.lr, cfg.hand_loss, cfg.zero_grad, cfg.optimizer, cfg.optimizer_kwargs)
+    if cfg.model == "mlp":
+        batches = loader(data.X, data.y, cfg.batch_size, cfg.seed)
+        manual = manual_mlp_loop(batches, init, *common, cfg.hidden, cfg.activation, cfg.bias)
+    else:  # the bias is a weight on a constant input of 1
+        X = data.with_ones() if cfg.bias else data.X
+        manual = manual_loop(loader(X, data.y, cfg.batch_size, cfg.seed), init, *common)
+    batches = torch_side.loader(data.X, data.y, cfg.batch_size, cfg.seed, dtype)
+    twin = torch_loop(
+        batches,
+        init,
+        cfg.lr,
+        cfg.loss,
+        cfg.zero_grad,
+        cfg.bias,
+        dtype,
+        cfg.optimizer,
+        cfg.optimizer_kwargs,
+        cfg.model,
+        cfg.hidden,
+        cfg.activation,
+    )
+    return manual, twin, init
 
 
 def run(
@@ -150,38 +195,22 @@ def run(
 
     progress, if given, is called with the partial Result about every progress_every seconds;
     returning True stops the run, which keeps what was computed. time_limit (seconds) stops it too.
-    A loop whose loss, gradient or weights go non-finite ends the run at that step.
+    The first step whose loss, gradient or weights are not finite in either loop ends the run.
     """
-    if not isinstance(data, Dataset):
-        raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
-    if not isinstance(cfg, Config):
-        raise ValueError(f"cfg must be a lib.Config; got {type(cfg).__name__}")
-    init = initial_weights(data, cfg)
-    names = tuple(weight_names(data, cfg))
-    X = data.with_ones() if cfg.bias else data.X
-    optimizer = cfg.optimizer, cfg.optimizer_kwargs
-    manual = manual_loop(
-        loader(X, data.y, cfg.batch_size, cfg.seed), init, cfg.lr, cfg.hand_loss, cfg.zero_grad, *optimizer
-    )
-    dtype = getattr(torch, cfg.torch_dtype)
-    batches = torch_side.loader(data.X, data.y, cfg.batch_size, cfg.seed, dtype)
-    twin = torch_loop(batches, init, cfg.lr, cfg.loss, cfg.zero_grad, cfg.bias, dtype, *optimizer)
-    recorders = _Recorder(cfg.iterations, init), _Recorder(cfg.iterations, init)
-    rec_m, rec_t = recorders
+    manual, twin, init = loops(data, cfg)
+    columns = recorded_columns(len(init))
+    names = tuple(np.array(weight_names(data, cfg), dtype=object)[columns])
+    everything = len(columns) == len(init)
+    rec_m, rec_t = _Recorder(cfg.iterations, init, columns), _Recorder(cfg.iterations, init, columns)
+    step_diff = np.zeros(cfg.iterations + 1)
     clock = time.perf_counter
     started = last_report = clock()
-    steps, stopped = 0, None
+    steps, stopped, divergence = 0, None, ""
 
     def result(steps: int, stopped: str | None) -> Result:
+        diverged_at = steps - 1 if stopped == "diverged" else None
         hm, ht = rec_m.history(steps), rec_t.history(steps)
-        diverged_at, divergence = None, ""
-        if stopped == "diverged":
-            candidates = [_first_nonfinite(h.loss, h.weights) for h in (hm, ht)]
-            diverged_at, divergence = min((c for c in candidates if c[0] is not None), key=lambda c: c[0])
-            hm, ht = rec_m.history(diverged_at + 1), rec_t.history(diverged_at + 1)
-        with np.errstate(invalid="ignore"):
-            diff = np.abs(hm.weights - ht.weights).max(axis=1)
-        return Result(hm, ht, cfg, names, diverged_at, stopped, divergence, diff)
+        return Result(hm, ht, cfg, names, diverged_at, stopped, divergence, step_diff[: steps + 1], columns)
 
     with np.errstate(all="ignore"):
         for t in range(cfg.iterations):
@@ -193,14 +222,20 @@ def run(
             rec_m.seconds += t1 - t0
             rec_t.seconds += t2 - t1
             norm_m, norm_t = math.sqrt(g_m @ g_m), math.sqrt(g_t @ g_t)
-            rec_m.loss[t], rec_m.grad_norm[t], rec_m.weights[t + 1] = loss_m, norm_m, w_m
-            rec_t.loss[t], rec_t.grad_norm[t], rec_t.weights[t + 1] = loss_t, norm_t, w_t
+            diff = float(np.max(np.abs(w_m - w_t)))
+            rec_m.loss[t], rec_m.grad_norm[t] = loss_m, norm_m
+            rec_t.loss[t], rec_t.grad_norm[t] = loss_t, norm_t
+            if everything:
+                rec_m.weights[t + 1], rec_t.weights[t + 1] = w_m, w_t
+            else:
+                rec_m.weights[t + 1], rec_t.weights[t + 1] = w_m[columns], w_t[columns]
+            step_diff[t + 1] = diff
             steps = t + 1
-            # A non-finite weight makes the next loss non-finite; the last step is checked below.
-            if not math.isfinite(loss_m + loss_t + norm_m + norm_t):
-                stopped = "diverged"
+            # Any non-finite loss, gradient or weight (inf - inf is nan) makes this sum non-finite.
+            if not math.isfinite(loss_m + loss_t + norm_m + norm_t + diff):
+                stopped, divergence = "diverged", _what_went_nonfinite(loss_m, loss_t, norm_m, norm_t, w_m, w_t)
                 break
-            if t2 - last_report >= progress_every or (time_limit is not None and t2 - started >= time_limit):
+            if t2 - last_report >= progress_every:
                 if time_limit is not None and t2 - started >= time_limit:
                     stopped = "time limit"
                     break
@@ -208,6 +243,13 @@ def run(
                 if progress is not None and progress(result(steps, None)) is True:
                     stopped = "stopped"
                     break
-        if stopped is None and not (np.isfinite(w_m).all() and np.isfinite(w_t).all()):
-            stopped = "diverged"
     return result(steps, stopped)
+
+
+def _what_went_nonfinite(loss_m, loss_t, norm_m, norm_t, w_m, w_t) -> str:
+    """The first non-finite quantity of a step, in words."""
+    for what, value in (("loss", loss_m), ("loss", loss_t), ("gradient norm", norm_m), ("gradient norm", norm_t)):
+        if not math.isfinite(value):
+            return f"{what} became {value}"
+    bad = np.concatenate([w_m[~np.isfinite(w_m)], w_t[~np.isfinite(w_t)]])
+    return f"a weight became {bad[0]}"

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import n_features
 from .data import batch_indices
 from .optim import torch_optimizer
 
@@ -20,7 +21,7 @@ class HalfMSELoss(nn.Module):
         return nn.functional.mse_loss(outputs, labels) / 2
 
 
-def squared_error_loss(name: str) -> nn.Module:
+def torch_loss(name: str) -> nn.Module:
     """The torch criterion for a loss convention."""
     if name == "mse":
         return nn.MSELoss()
@@ -28,22 +29,35 @@ def squared_error_loss(name: str) -> nn.Module:
         return HalfMSELoss()
     if name == "sse":
         return nn.MSELoss(reduction="sum")
+    if name == "bce":
+        return nn.BCEWithLogitsLoss()
     raise ValueError(f"unknown loss {name!r}")
 
 
-def linear_model(init: np.ndarray, bias: bool, dtype: torch.dtype = torch.float64) -> tuple[nn.Linear, torch.Tensor]:
-    """nn.Linear holding the shared init, its parameters views of one flat [w_1 .. w_n, bias] vector.
+def share_one_vector(net: nn.Module, init: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """Load init into net and make its parameters views of one flat vector, in parameters() order.
 
     optimizer.step() updates parameters in place, so the flat vector always holds the current
     weights: reading it costs nothing, where torch.cat over the parameters would copy every step.
     """
     flat = torch.tensor(init, dtype=dtype)
-    n = len(flat) - int(bias)
-    net = nn.Linear(n, 1, bias=bias, dtype=dtype)
-    net.weight = nn.Parameter(flat[:n].view(1, n))
-    if bias:
-        net.bias = nn.Parameter(flat[n:])
-    return net, flat
+    start = 0
+    for module in net.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            setattr(module, name, nn.Parameter(flat[start : start + param.numel()].view(param.shape)))
+            start += param.numel()
+    assert start == len(flat), "init does not match the model's parameter count"
+    return flat
+
+
+def make_model(model: str, n: int, bias: bool, hidden: int, activation: str, dtype: torch.dtype) -> nn.Module:
+    """The torch model: nn.Linear for "linear" and "logistic", a one-hidden-layer nn.Sequential for "mlp"."""
+    if model == "mlp":
+        act = nn.Tanh() if activation == "tanh" else nn.ReLU()
+        return nn.Sequential(
+            nn.Linear(n, hidden, bias=bias, dtype=dtype), act, nn.Linear(hidden, 1, bias=bias, dtype=dtype)
+        )
+    return nn.Linear(n, 1, bias=bias, dtype=dtype)
 
 
 def flat_grad(net: nn.Module) -> np.ndarray:
@@ -61,11 +75,15 @@ def torch_loop(
     dtype: torch.dtype = torch.float64,
     optimizer: str = "sgd",
     optimizer_kwargs: Mapping[str, Any] | None = None,
+    model: str = "linear",
+    hidden: int = 8,
+    activation: str = "tanh",
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
     """The five-line torch training step, yielding (loss, weights, gradient) after each step."""
-    # Model: outputs = inputs @ weight.T + bias, started from the shared initial weights.
-    net, weights = linear_model(init, bias, dtype)
-    criterion = squared_error_loss(loss)
+    # Model: outputs = net(inputs), started from the shared initial weights.
+    net = make_model(model, n_features(model, len(init), bias, hidden), bias, hidden, activation, dtype)
+    weights = share_one_vector(net, init, dtype).numpy()
+    criterion = torch_loss(loss)
     optimizer = torch_optimizer(optimizer, net.parameters(), lr, optimizer_kwargs)
     for inputs, labels in batches:
         # Reset the gradient: backward() adds into .grad, so clear it first.
@@ -77,9 +95,9 @@ def torch_loop(
         loss = criterion(outputs, labels)
         # Backward pass: autograd adds the gradient of the loss into each parameter's .grad.
         loss.backward()
-        # Update: .grad points uphill, so step() subtracts lr * .grad.
+        # Update: .grad points uphill, so step() subtracts lr * .grad (or the optimizer's version of it).
         optimizer.step()
-        yield loss.item(), weights.numpy(), flat_grad(net)
+        yield loss.item(), weights, flat_grad(net)
 
 
 def loader(
