@@ -1,0 +1,92 @@
+"""The loss over two chosen weights, the others held at their final values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Config
+from .data import Dataset
+from .manual import hand_loss, mlp_views
+from .run import Result
+
+
+@dataclass(frozen=True, eq=False)
+class Surface:
+    """Loss on a grid over weights i and j: loss[b, a] is the loss at (a_values[a], b_values[b])."""
+
+    i: int
+    j: int
+    a_values: np.ndarray
+    b_values: np.ndarray
+    loss: np.ndarray
+    exact: bool  # True: a closed-form quadratic; False: the model evaluated at every grid point
+
+
+def full_data_loss(data: Dataset, cfg: Config, weights: np.ndarray) -> np.ndarray:
+    """The loss of the whole data set under cfg's convention, for a stack of weight vectors (k, n_params)."""
+    criterion = hand_loss(cfg.loss)[0]
+    out = np.empty(len(weights))
+    for k, w in enumerate(weights):
+        out[k] = criterion(_outputs(data, cfg, w), data.y)
+    return out
+
+
+def _outputs(data: Dataset, cfg: Config, w: np.ndarray) -> np.ndarray:
+    if cfg.model == "mlp":
+        W1, b1, W2, b2 = mlp_views(w, data.n, cfg.hidden, cfg.bias)
+        a1 = data.X @ W1.T + b1
+        return (np.tanh(a1) if cfg.activation == "tanh" else np.maximum(a1, 0.0)) @ W2 + b2[0]
+    X = data.with_ones() if cfg.bias else data.X
+    return X @ w
+
+
+def surface(data: Dataset, result: Result, i: int, j: int, size: int = 60, upto: int | None = None) -> Surface:
+    """The loss around both loops' trajectories in the plane of recorded weights i and j.
+
+    i and j index result.weight_names. The grid spans the trajectories (up to step `upto`) with a
+    margin. For linear models with a squared loss the loss is a quadratic in (a, b), computed
+    exactly; otherwise the model is evaluated at each grid point.
+    """
+    cfg = result.config
+    cols = result.recorded
+    if not (0 <= i < len(cols) and 0 <= j < len(cols)) or i == j:
+        raise ValueError(f"choose two different weights from 0 to {len(cols) - 1}; got {i} and {j}")
+    steps = result.steps if upto is None else max(0, min(upto, result.steps))
+    path = np.vstack([result.manual.weights[: steps + 1], result.torch.weights[: steps + 1]])[:, [i, j]]
+    path = path[np.isfinite(path).all(axis=1)]
+    low, high = path.min(axis=0), path.max(axis=0)
+    margin = np.maximum((high - low) * 0.25, 0.5)
+    a_values = np.linspace(low[0] - margin[0], high[0] + margin[0], size)
+    b_values = np.linspace(low[1] - margin[1], high[1] + margin[1], size)
+    final = _final_full_weights(data, result)
+    wi, wj = cols[i], cols[j]
+    if cfg.model == "linear" and cfg.loss != "bce":
+        # r(a, b) = r0 + (a - wi) X_i + (b - wj) X_j, so |r|^2 is a quadratic in (a, b).
+        X = data.with_ones() if cfg.bias else data.X
+        r0 = X @ final - data.y
+        xi, xj = X[:, wi], X[:, wj]
+        da, db = a_values - final[wi], b_values - final[wj]
+        sq = (
+            r0 @ r0
+            + 2 * da[None, :] * (r0 @ xi)
+            + 2 * db[:, None] * (r0 @ xj)
+            + da[None, :] ** 2 * (xi @ xi)
+            + db[:, None] ** 2 * (xj @ xj)
+            + 2 * da[None, :] * db[:, None] * (xi @ xj)
+        )
+        scale = {"mse": 1 / data.m, "half_mse": 1 / (2 * data.m), "sse": 1.0}[cfg.loss]
+        return Surface(i, j, a_values, b_values, scale * sq, True)
+    grid = np.repeat(final[None, :], size * size, axis=0)
+    A, B = np.meshgrid(a_values, b_values)
+    grid[:, wi], grid[:, wj] = A.ravel(), B.ravel()
+    return Surface(i, j, a_values, b_values, full_data_loss(data, cfg, grid).reshape(size, size), False)
+
+
+def _final_full_weights(data: Dataset, result: Result) -> np.ndarray:
+    """The manual loop's last finite weights: the point the other weights are held at."""
+    if len(result.recorded) != result.config.n_params(data.n):
+        raise ValueError("this model has too many weights for a landscape: only some of them were recorded")
+    finite = np.flatnonzero(np.isfinite(result.manual.weights).all(axis=1))
+    return result.manual.weights[finite[-1]]
