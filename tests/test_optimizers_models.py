@@ -1,0 +1,212 @@
+"""Every optimizer and every model: the hand-written twin agrees with torch, step by step."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lib
+from lib.manual import hand_loss, mlp_views, sigmoid
+from lib.optim import HAND, OPTIMIZERS
+from lib.torch_loop import make_model, share_one_vector, torch_loss
+
+TOL = 1e-10
+
+
+def classes(m: int, n: int, seed: int) -> lib.Dataset:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, n))
+    y = (X @ rng.normal(size=n) + 0.3 * rng.normal(size=m) > 0).astype(float)
+    return lib.Dataset(X, y)
+
+
+def optimizer_kwargs(name: str) -> st.SearchStrategy:
+    """Keyword arguments torch accepts for each optimizer, drawn over their documented ranges."""
+    unit = st.floats(0.0, 0.95)
+    decay = st.sampled_from([0.0, 0.0, 1e-3, 0.1])
+    if name == "sgd":
+        return st.one_of(
+            st.fixed_dictionaries({}, optional={"momentum": unit, "dampening": unit, "weight_decay": decay}),
+            st.fixed_dictionaries(
+                {"momentum": st.floats(0.1, 0.95), "nesterov": st.just(True)}, optional={"weight_decay": decay}
+            ),
+            st.fixed_dictionaries({"maximize": st.just(True)}),
+        )
+    if name in ("adam", "adamw"):
+        optional = {
+            "betas": st.tuples(st.floats(0.5, 0.95), st.floats(0.9, 0.9999)),
+            "eps": st.sampled_from([1e-8, 1e-6]),
+            "weight_decay": decay,
+            "amsgrad": st.booleans(),
+        }
+        if name == "adam":
+            optional["decoupled_weight_decay"] = st.booleans()
+        return st.fixed_dictionaries({}, optional=optional)
+    if name == "rmsprop":
+        return st.fixed_dictionaries(
+            {},
+            optional={
+                "alpha": st.floats(0.8, 0.999),
+                "momentum": unit,
+                "centered": st.booleans(),
+                "weight_decay": decay,
+            },
+        )
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "lr_decay": st.sampled_from([0.0, 0.01]),
+            "weight_decay": decay,
+            "initial_accumulator_value": st.sampled_from([0.0, 0.1]),
+        },
+    )
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_each_optimizer_agrees_with_torch(name, data):
+    kwargs = data.draw(optimizer_kwargs(name), label="optimizer_kwargs")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    cfg = lib.Config(
+        lr=data.draw(st.sampled_from([1e-3, 1e-2, 5e-2]), label="lr"),
+        batch_size=data.draw(st.sampled_from([1, 7, 32, 1000]), label="batch_size"),
+        iterations=data.draw(st.integers(1, 40), label="iterations"),
+        init="normal",
+        seed=seed,
+        optimizer=name,
+        optimizer_kwargs=kwargs,
+        bias=data.draw(st.booleans(), label="bias"),
+    )
+    result = lib.run(lib.datasets.linear(m=60, n=3, seed=seed), cfg)
+    assert result.stopped is None
+    assert result.max_abs_diff <= TOL
+    # The optimizer really moved the weights (a no-op optimizer would agree trivially).
+    assert not np.array_equal(result.manual.weights[0], result.manual.weights[-1])
+
+
+@pytest.mark.parametrize("model", ["logistic", "mlp"])
+@settings(max_examples=25)
+@given(data=st.data())
+def test_each_model_agrees_with_torch(model, data):
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    classify = model == "logistic" or data.draw(st.booleans(), label="classify")
+    dataset = classes(50, 3, seed) if classify else lib.datasets.linear(m=50, n=3, seed=seed)
+    cfg = lib.Config(
+        model=model,
+        loss="bce" if classify else data.draw(st.sampled_from(["mse", "half_mse", "sse"]), label="loss"),
+        lr=data.draw(st.sampled_from([1e-3, 1e-2, 0.1]), label="lr"),
+        batch_size=data.draw(st.sampled_from([1, 8, 1000]), label="batch_size"),
+        iterations=data.draw(st.integers(1, 30), label="iterations"),
+        init="normal",
+        seed=seed,
+        bias=data.draw(st.booleans(), label="bias"),
+        hidden=data.draw(st.integers(1, 6), label="hidden"),
+        activation=data.draw(st.sampled_from(["tanh", "relu"]), label="activation"),
+        optimizer=data.draw(st.sampled_from(OPTIMIZERS), label="optimizer"),
+    )
+    result = lib.run(dataset, cfg)
+    if result.stopped == "diverged":  # sse with a large lr may blow up; both loops must say so at one step
+        assert math.isfinite(result.manual.loss[: result.diverged_at].sum())
+        return
+    assert result.stopped is None
+    assert result.max_abs_diff <= TOL
+
+
+def autograd_gradient(model: str, loss: str, X, y, w, bias: bool, hidden: int = 4, activation: str = "tanh"):
+    net = make_model(model, X.shape[1], bias, hidden, activation, torch.float64)
+    share_one_vector(net, w, torch.float64)
+    out = torch_loss(loss)(net(torch.tensor(X)), torch.tensor(y).unsqueeze(1))
+    out.backward()
+    return out.item(), np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_logistic_gradient_is_sigmoid_minus_y(seed):
+    data = classes(20, 3, seed)
+    w = np.random.default_rng(seed).normal(size=4)
+    loss, grad = autograd_gradient("logistic", "bce", data.X, data.y, w, bias=True)
+    X = data.with_ones()
+    z = X @ w
+    assert hand_loss("bce")[0](z, data.y) == pytest.approx(loss, abs=1e-14)
+    np.testing.assert_allclose(X.T @ (sigmoid(z) - data.y) / len(z), grad, atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("loss", ["mse", "bce"])
+def test_mlp_backprop_matches_autograd(activation, bias, loss):
+    hidden, n = 4, 3
+    data = classes(16, n, 1) if loss == "bce" else lib.datasets.linear(m=16, n=n, seed=1)
+    cfg = lib.Config(model="mlp", loss=loss, hidden=hidden, activation=activation, bias=bias, init="normal", seed=3)
+    w = lib.initial_weights(data, cfg)
+    expected_loss, expected = autograd_gradient("mlp", loss, data.X, data.y, w, bias, hidden, activation)
+    step = lib.manual_mlp_loop(iter([(data.X, data.y)]), w, 0.0, loss, hidden=hidden, activation=activation, bias=bias)
+    got_loss, _, got = next(step)
+    assert got_loss == pytest.approx(expected_loss, abs=1e-14)
+    np.testing.assert_allclose(got, expected, atol=1e-14)
+    assert np.abs(expected).max() > 1e-3  # a real gradient, not an all-zero one
+
+
+def test_mlp_layout_is_torchs_parameter_order():
+    n, hidden = 3, 4
+    cfg = lib.Config(model="mlp", hidden=hidden)
+    w = np.arange(cfg.n_params(n), dtype=float)
+    net = make_model("mlp", n, True, hidden, "tanh", torch.float64)
+    share_one_vector(net, w, torch.float64)
+    W1, b1, W2, b2 = mlp_views(w, n, hidden, True)
+    torch_params = [p.detach().numpy() for p in net.parameters()]
+    for mine, theirs in zip((W1, b1, W2, b2), torch_params, strict=True):
+        np.testing.assert_array_equal(mine.ravel(), theirs.ravel())
+    assert lib.weight_names(lib.datasets.linear(m=5, n=n), cfg)[:2] == ["W1[0,0]", "W1[0,1]"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"optimizer": "nadam"}, "optimizer must be one of"),
+        ({"optimizer": "sgd", "optimizer_kwargs": {"betas": (0.9, 0.99)}}, "unknown argument 'betas'"),
+        ({"optimizer": "adam", "optimizer_kwargs": {"lr": 0.1}}, "must not contain lr"),
+        ({"optimizer": "adam", "optimizer_kwargs": {"betas": (1.5, 0.9)}}, "Invalid beta parameter"),
+        ({"optimizer": "sgd", "optimizer_kwargs": {"nesterov": True}}, "Nesterov momentum requires"),
+        ({"optimizer": "rmsprop", "optimizer_kwargs": {"foreach": True}}, "implementation"),
+        ({"optimizer": "sgd", "optimizer_kwargs": {"momentum": float("nan")}}, "momentum"),
+        ({"optimizer": "sgd", "optimizer_kwargs": "momentum=0.9"}, "must be a dict"),
+        ({"model": "cnn"}, "model must be one of"),
+        ({"model": "logistic", "loss": "mse"}, "needs loss='bce'"),
+        ({"model": "linear", "loss": "bce"}, "needs a classifier"),
+        ({"model": "mlp", "hidden": 0}, "hidden must be"),
+        ({"model": "mlp", "activation": "gelu"}, "activation must be"),
+    ],
+)
+def test_bad_optimizer_and_model_settings_are_explained(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        lib.Config(**kwargs)
+
+
+def test_hand_optimizers_accept_exactly_torchs_keywords():
+    import inspect
+
+    for name, hand in HAND.items():
+        torch_cls = getattr(
+            torch.optim,
+            {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}[name],
+        )
+        ours = set(inspect.signature(hand).parameters) - {"weights", "lr"}
+        theirs = set(inspect.signature(torch_cls).parameters) - {
+            "params",
+            "lr",
+            "foreach",
+            "fused",
+            "differentiable",
+            "capturable",
+        }
+        assert ours == theirs, name
+
+
+def test_logistic_needs_binary_targets():
+    with pytest.raises(ValueError, match="0 or 1"):
+        lib.run(lib.datasets.linear(m=20), lib.Config(model="logistic"))
