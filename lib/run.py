@@ -222,6 +222,8 @@ def run(
             rec_m.seconds += t1 - t0
             rec_t.seconds += t2 - t1
             norm_m, norm_t = math.sqrt(g_m @ g_m), math.sqrt(g_t @ g_t)
+            if norm_m == math.inf or norm_t == math.inf:  # g @ g overflows from |g| ~ 1e154 though g is finite
+                norm_m, norm_t = _norm(g_m), _norm(g_t)
             diff = float(np.max(np.abs(w_m - w_t)))
             rec_m.loss[t], rec_m.grad_norm[t] = loss_m, norm_m
             rec_t.loss[t], rec_t.grad_norm[t] = loss_t, norm_t
@@ -233,8 +235,11 @@ def run(
             steps = t + 1
             # Any non-finite loss, gradient or weight (inf - inf is nan) makes this sum non-finite.
             if not math.isfinite(loss_m + loss_t + norm_m + norm_t + diff):
-                stopped, divergence = "diverged", _what_went_nonfinite(loss_m, loss_t, norm_m, norm_t, w_m, w_t)
-                break
+                # The sum of finite values near 1e308 overflows too; only a real non-finite value ends the run.
+                divergence = _what_went_nonfinite(loss_m, loss_t, norm_m, norm_t, w_m, w_t)
+                if divergence:
+                    stopped = "diverged"
+                    break
             if t2 - last_report >= progress_every:
                 if time_limit is not None and t2 - started >= time_limit:
                     stopped = "time limit"
@@ -252,4 +257,12 @@ def _what_went_nonfinite(loss_m, loss_t, norm_m, norm_t, w_m, w_t) -> str:
         if not math.isfinite(value):
             return f"{what} became {value}"
     bad = np.concatenate([w_m[~np.isfinite(w_m)], w_t[~np.isfinite(w_t)]])
-    return f"a weight became {bad[0]}"
+    return f"a weight became {bad[0]}" if bad.size else ""
+
+
+def _norm(g: np.ndarray) -> float:
+    """The L2 norm without overflow for a finite g: scaled by its largest entry first."""
+    if not np.isfinite(g).all():
+        return math.sqrt(g @ g)
+    top = float(np.abs(g).max())
+    return top * math.sqrt((g / top) @ (g / top)) if top > 0 else 0.0
