@@ -1,0 +1,160 @@
+"""lib.charts: downsampling keeps the shape, charts send few and finite points, both loops labelled."""
+
+import math
+
+import altair as alt
+import numpy as np
+import pytest
+
+import lib
+from lib.charts import LABELS, MAX_POINTS, STYLE, all_charts, downsample
+from lib.run import History, Result
+
+
+def datasets_of(chart: alt.TopLevelMixin) -> dict[str, list[dict]]:
+    """The rows Altair would embed; its default transformer refuses any dataset over 5,000 rows."""
+    return chart.to_dict()["datasets"]
+
+
+def every_value(chart) -> list[float]:
+    return [row["value"] for rows in datasets_of(chart).values() for row in rows if "value" in row]
+
+
+def fake_result(steps: int, n_params: int, rng: np.random.Generator) -> Result:
+    """A Result with long, shaped histories, built without running (a million real steps takes minutes)."""
+
+    def history() -> History:
+        loss = np.exp(-np.arange(steps) / (steps / 5)) + 0.01 * rng.random(steps)
+        weights = np.cumsum(rng.normal(size=(steps + 1, n_params)), axis=0) / math.sqrt(steps)
+        return History(loss, weights, 2 * loss, 1.0)
+
+    names = tuple(f"w_{j + 1}" for j in range(n_params))
+    return Result(
+        history(), history(), lib.Config(iterations=steps), names, step_diff=np.abs(rng.normal(size=steps + 1)) * 1e-16
+    )
+
+
+@pytest.mark.parametrize("n", [1, 10, 4_999, 5_000, 5_001, 12_345, 200_001])
+def test_downsample_keeps_extremes_order_and_budget(n):
+    rng = np.random.default_rng(n)
+    y = np.cumsum(rng.normal(size=n))
+    [(steps, vals)] = downsample(y, MAX_POINTS)
+    assert len(steps) <= MAX_POINTS
+    assert np.all(np.diff(steps) >= 0)
+    np.testing.assert_array_equal(vals, y[steps])
+    assert vals.max() == y.max() and vals.min() == y.min()
+    if n <= MAX_POINTS:
+        np.testing.assert_array_equal(steps, np.arange(n))
+
+
+def test_downsample_keeps_every_buckets_extremes_column_by_column():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(100_003, 3))  # not a multiple of the bucket length
+    pairs = downsample(y, 1_000)
+    size = -(-len(y) // 500)
+    for j, (steps, vals) in enumerate(pairs):
+        for b in (0, 123, len(y) // size):  # first, a middle and the short last bucket
+            chunk = y[b * size : (b + 1) * size, j]
+            in_bucket = vals[(steps >= b * size) & (steps < (b + 1) * size)]
+            assert chunk.max() in in_bucket and chunk.min() in in_bucket
+
+
+def test_downsample_drops_nonfinite_and_nonpositive_on_request():
+    y = np.array([1.0, np.nan, 2.0, np.inf, -np.inf, 0.0, -3.0, 4.0])
+    [(steps, vals)] = downsample(y)
+    assert list(steps) == [0, 2, 5, 6, 7] and np.isfinite(vals).all()
+    [(steps, vals)] = downsample(y, positive=True)
+    assert list(steps) == [0, 2, 7] and list(vals) == [1.0, 2.0, 4.0]
+
+
+def test_downsample_all_bad_gives_empty_series():
+    [(steps, vals)] = downsample(np.full(10, np.nan))
+    assert len(steps) == 0 and len(vals) == 0
+
+
+def test_big_result_sends_at_most_max_points_per_series_and_says_so():
+    result = fake_result(200_000, 4, np.random.default_rng(2))
+    charts = all_charts(result, log_loss=True, reference=np.zeros(4))
+    assert set(charts) == {"loss", "weights", "grad_norm", "diff"}
+    for name, chart in charts.items():
+        sets = datasets_of(chart)  # would raise MaxRowsError past 5,000 rows
+        assert all(len(rows) <= MAX_POINTS for rows in sets.values()), name
+        assert sum(len(rows) for rows in sets.values()) > 1_000, name  # and something is drawn
+        assert "200,000 steps drawn as at most 5,000 points" in str(chart.to_dict()["title"]), name
+
+
+def test_short_run_is_drawn_point_for_point():
+    result = lib.run(lib.datasets.linear(m=50, n=2, seed=3), lib.Config(lr=0.05, batch_size=8, iterations=40))
+    loss = datasets_of(all_charts(result, log_loss=False)["loss"])
+    manual_rows = [rows for rows in loss.values() if rows[0]["loop"] == LABELS["manual"]]
+    assert [row["value"] for row in manual_rows[0]] == list(result.manual.loss)
+
+
+def test_both_loops_labelled_and_torch_drawn_on_top_dashed():
+    result = lib.run(lib.datasets.linear(m=30, n=2, seed=0), lib.Config(iterations=20))
+    for name in ("loss", "weights", "grad_norm"):
+        spec = all_charts(result)[name].to_dict()
+        text = str(spec)
+        assert LABELS["manual"] in text and LABELS["torch"] in text, name
+        lines = [layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "line"]
+        loops = [spec["datasets"][layer["data"]["name"]][0]["loop"] for layer in lines]
+        # Every manual line comes before every torch line, so torch is drawn over manual.
+        assert loops == sorted(loops, key=lambda loop: loop != LABELS["manual"]) and len(set(loops)) == 2, name
+        widths = {loop: layer["mark"]["strokeWidth"] for loop, layer in zip(loops, lines, strict=True)}
+        assert widths[LABELS["manual"]] > widths[LABELS["torch"]], name
+        dashes = [node["strokeDash"]["scale"]["range"] for node in _walk(spec) if _has_dash_scale(node)]
+        assert [[1, 0], STYLE["torch"]["strokeDash"]] in dashes, name  # manual solid, torch dashed
+
+
+def _walk(node):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from _walk(child)
+
+
+def _has_dash_scale(node) -> bool:
+    return isinstance(node, dict) and "scale" in node.get("strokeDash", {})
+
+
+def _flat_layers(spec: dict) -> list[dict]:
+    out = []
+    for layer in spec.get("layer", []):
+        out += _flat_layers(layer) if "layer" in layer else [layer]
+    return out
+
+
+def test_diverged_run_charts_only_its_finite_part():
+    data = lib.datasets.linear(m=100, n=3, seed=0)
+    result = lib.run(data, lib.Config(lr=10.0, batch_size=100, iterations=500))
+    assert result.stopped == "diverged"
+    assert not np.isfinite(result.manual.loss).all() or not np.isfinite(result.manual.weights).all()
+    for name, chart in all_charts(result, log_loss=True).items():
+        values = every_value(chart)
+        assert values, name
+        assert all(math.isfinite(v) for v in values), name
+    # Linear scale too: the finite steps before divergence are all drawn.
+    loss_values = every_value(all_charts(result, log_loss=False)["loss"])
+    assert len(loss_values) == 2 * int(np.isfinite(result.manual.loss).sum())
+
+
+def test_weight_series_are_capped_with_a_note():
+    result = fake_result(300, 30, np.random.default_rng(4))
+    chart = all_charts(result)["weights"]
+    spec = chart.to_dict()
+    assert "Showing the first 12 of 30 weights." in str(spec["title"])
+    series = {row["series"] for rows in spec["datasets"].values() for row in rows if "loop" in row}
+    assert series == {f"w_{j + 1}" for j in range(12)}
+
+
+def test_reference_rules_drawn_at_the_given_values():
+    data = lib.datasets.linear(m=80, n=3, seed=5)
+    cfg = lib.Config(lr=0.05, iterations=30)
+    result = lib.run(data, cfg)
+    target = lib.least_squares(data, cfg.bias)
+    spec = lib.charts.weights_chart(result, reference=target).to_dict()
+    rules = [layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "rule"]
+    assert len(rules) == 1
+    rows = spec["datasets"][rules[0]["data"]["name"]]
+    np.testing.assert_allclose([row["value"] for row in rows], target)
+    assert "least-squares solution" in str(spec["title"])
