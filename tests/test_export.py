@@ -1,0 +1,209 @@
+"""Exports: the standalone script reproduces lib.run outside the repository; CSV and JSON hold the run."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lib
+from lib import csv_data
+
+PYTHON = sys.executable  # the venv's interpreter: numpy and torch importable, lib not (with -I, outside the repo)
+DATA = lib.datasets.linear(m=40, n=3, noise=0.1, seed=1)
+BIG = lib.datasets.linear(m=3_000, n=4, noise=0.5, seed=7)  # too many numbers to write as lists: base64
+BLOBS = lib.datasets.blobs(m=60, seed=2)
+# Each script costs a torch import (seconds on a busy machine), so each case combines several features.
+CASES = {
+    "mse, float32 torch, big data": (BIG, lib.Config(lr=0.05, batch_size=64, iterations=40, torch_dtype="float32")),
+    "half_mse, no bias, batch 1, normal init": (
+        DATA,
+        lib.Config(lr=0.02, batch_size=1, iterations=90, loss="half_mse", bias=False, init="normal", seed=3),
+    ),
+    "sse, batch 7, no zero_grad, hand loop on mse": (
+        DATA,
+        lib.Config(lr=0.001, batch_size=7, iterations=60, loss="sse", zero_grad=False, manual_loss="mse", seed=5),
+    ),
+    "full batch, adam, explicit init": (
+        DATA,
+        lib.Config(
+            lr=0.05,
+            batch_size=500,
+            iterations=60,
+            init=[0.5, -1.0, 2.0, 0.25],
+            optimizer="adam",
+            optimizer_kwargs={"betas": (0.8, 0.99)},
+        ),
+    ),
+    "mlp relu, sgd nesterov": (
+        DATA,
+        lib.Config(
+            lr=0.01,
+            batch_size=8,
+            iterations=60,
+            model="mlp",
+            hidden=4,
+            activation="relu",
+            init="normal",
+            optimizer="sgd",
+            optimizer_kwargs={"momentum": 0.9, "nesterov": True},
+        ),
+    ),
+    "logistic, bce": (BLOBS, lib.Config(lr=0.1, batch_size=10, iterations=50, model="logistic")),
+    "diverges": (DATA, lib.Config(lr=5.0, batch_size=40, iterations=200)),
+}
+
+
+def run_script(text: str, folder: Path) -> tuple[str, dict]:
+    """Run a script in folder with an interpreter that cannot import lib; its output and last-line JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "twin_loops.py"
+    path.write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    # -I: no PYTHONPATH, no user site-packages, and not even the script's own folder on sys.path.
+    done = subprocess.run(
+        [PYTHON, "-I", path.name], cwd=folder, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, f"script failed:\n{done.stdout}\n{done.stderr}"
+    last = done.stdout.strip().splitlines()[-1]
+    return done.stdout, json.loads(last)
+
+
+def assert_reproduces(result: lib.Result, weights: dict) -> None:
+    for loop in ("manual", "torch"):
+        expected = getattr(result, loop).weights[-1]
+        got = np.array(weights[loop], dtype=np.float64)
+        assert got.shape == expected.shape, loop
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, equal_nan=True, err_msg=loop)
+
+
+def test_lib_is_not_importable_where_the_scripts_run(tmp_path):
+    probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('lib') is None else 1)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    assert subprocess.run([PYTHON, "-I", "-c", probe], cwd=tmp_path, env=env, check=False).returncode == 0
+    assert not Path(tmp_path, "lib").exists()
+
+
+def test_scripts_reproduce_lib_run(tmp_path):
+    """Every case's exported script, run outside the repo without lib, ends at lib.run's final weights (1e-12)."""
+    results = {name: lib.run(data, cfg) for name, (data, cfg) in CASES.items()}
+    assert results["diverges"].stopped == "diverged"  # the stop rule is exercised, not just the happy path
+    assert all(r.stopped is None and r.steps > 0 for name, r in results.items() if name != "diverges")
+    assert "base64" in lib.to_script(*CASES["mse, float32 torch, big data"])
+    scripts = [(str(i), lib.to_script(data, cfg)) for i, (data, cfg) in enumerate(CASES.values())]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outputs = list(pool.map(lambda job: run_script(job[1], tmp_path / job[0]), scripts))
+    for (name, result), (stdout, weights) in zip(results.items(), outputs, strict=True):
+        assert_reproduces(result, weights)
+        assert f"{result.steps:,} steps of {result.config.iterations:,}" in stdout, name
+    assert "diverged at step" in outputs[-1][0]
+
+
+def test_csv_dataset_is_read_by_file_name(tmp_path):
+    """A Dataset from an uploaded CSV: the script reads the same file, by name, from its own folder."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30, 2)) * [1.0, 10.0]
+    y = X @ [0.5, -0.05] + 1.0 + 0.1 * rng.normal(size=30)
+    frame = pd.DataFrame({"label": ["a"] * 30, "area": X[:, 0], "rooms": X[:, 1], "price": y, "extra": 1.0})
+    raw = frame.to_csv(index=False).encode()
+    prepared = csv_data.prepare(csv_data.read_csv(raw), "price", ["area", "rooms"], name="houses.csv")
+    cfg = lib.Config(lr=0.01, batch_size=4, iterations=70)
+    text = lib.to_script(prepared.data, cfg, csv_name="houses.csv", target="price")
+    assert "houses.csv" in text and repr(float(X[0, 0])) not in text  # referenced, not embedded
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "houses.csv").write_bytes(raw)
+    stdout, weights = run_script(text, folder)
+    assert "differs from the data" not in stdout
+    assert_reproduces(lib.run(prepared.data, cfg), weights)
+
+
+def test_csv_script_explains_a_missing_file(tmp_path):
+    text = lib.to_script(DATA, lib.Config(iterations=5), csv_name="missing.csv", target="y")
+    path = tmp_path / "s.py"
+    path.write_text(text)
+    done = subprocess.run([PYTHON, "-I", path.name], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert "cannot read 'missing.csv'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_script_is_built_from_lib_source():
+    """The code shown is the code that runs: lib's functions appear verbatim, and nothing imports lib."""
+    text = lib.to_script(DATA, lib.Config(iterations=5))
+    for func in (lib.manual_loop, lib.torch_loop, lib.batch_indices, lib.manual_mlp_loop, lib.optim.SGD):
+        assert inspect.getsource(func).strip() in text, func.__name__
+    tree = ast.parse(text)
+    imported = {
+        (n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"numpy", "torch"}, imported
+    defined = [
+        n.name if not isinstance(n, ast.Assign) else n.targets[0].id
+        for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Assign)) and not isinstance(n, ast.AnnAssign)
+    ]
+    assert len(defined) == len(set(defined)), "a name is defined twice in the script"
+
+
+def test_history_csv_is_the_tidy_frame():
+    result = lib.run(DATA, CASES["full batch, adam, explicit init"][1])
+    frame = pd.read_csv(io.BytesIO(lib.history_csv(result)))
+    assert list(frame.columns) == ["step", "loop", "metric", "value"]
+    expected = result.frame()
+    assert len(frame) == len(expected)
+    np.testing.assert_array_equal(frame["value"].to_numpy(), expected["value"].to_numpy())  # exact round trip
+    assert (frame["loop"].astype(str).to_numpy() == expected["loop"].astype(str).to_numpy()).all()
+    assert set(frame["metric"]) == {"loss", "grad_norm", *result.weight_names}
+
+
+def test_history_json_holds_config_data_and_histories():
+    cfg = CASES["full batch, adam, explicit init"][1]
+    result = lib.run(DATA, cfg)
+    doc = json.loads(lib.history_json(result, DATA), parse_constant=_refuse)
+    assert lib.Config(**doc["config"]) == cfg
+    assert doc["data"]["samples"] == DATA.m and doc["data"]["feature_names"] == list(DATA.feature_names)
+    assert doc["weight_names"] == list(result.weight_names) and doc["steps"] == result.steps
+    for loop in ("manual", "torch"):
+        h = getattr(result, loop)
+        np.testing.assert_array_equal(np.array(doc[loop]["weights"]), h.weights)
+        np.testing.assert_array_equal(np.array(doc[loop]["loss"]), h.loss)
+
+
+def test_history_json_of_a_diverged_run_is_strict_json():
+    result = lib.run(DATA, CASES["diverges"][1])
+    doc = json.loads(lib.history_json(result), parse_constant=_refuse)  # NaN or Infinity would raise
+    assert doc["stopped"] == "diverged" and doc["data"] is None
+    assert None in doc["manual"]["loss"] + [v for row in doc["manual"]["weights"] for v in row]
+
+
+def _refuse(token: str):
+    raise AssertionError(f"non-standard JSON constant {token}")
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: lib.to_script("data", lib.Config()), "data must be a lib.Dataset"),
+        (lambda: lib.to_script(DATA, {"lr": 0.1}), "cfg must be a lib.Config"),
+        (lambda: lib.to_script(DATA, lib.Config(), csv_name=""), "csv_name must be a file name"),
+        (lambda: lib.to_script(DATA, lib.Config(init=[1.0, 2.0])), "init must have 4 numbers"),
+        (lambda: lib.history_csv(None), "result must be a lib.Result"),
+        (lambda: lib.history_json("result"), "result must be a lib.Result"),
+    ],
+)
+def test_bad_arguments_are_explained(call, words):
+    with pytest.raises(ValueError, match=words):
+        call()
