@@ -28,7 +28,7 @@ class Config:
     lr: float = 0.01  # learning rate: alpha in the hand loop, lr in torch.optim.SGD
     batch_size: int = 32  # samples per step; >= the number of samples means full batch
     iterations: int = 1000  # optimizer steps (not epochs), 1 to MAX_ITERATIONS
-    loss: str = None  # "mse": MSELoss() | "half_mse": the classic 1/2 * mean | "sse": MSELoss(reduction="sum")
+    loss: str | None = None  # "mse": MSELoss() | "half_mse": the classic 1/2 * mean | "sse": MSELoss(reduction="sum")
     #                   | "bce": BCEWithLogitsLoss(); default "bce" for model="logistic", else "mse"
     bias: bool = True  # learn a bias too; weights are laid out [w_1 .. w_n, bias]
     init: str | Sequence[float] = "zeros"  # "zeros" | "normal" (seeded) | n_params numbers
