@@ -197,8 +197,8 @@ def run(
     returning True stops the run, which keeps what was computed. time_limit (seconds) stops it too.
     The first step whose loss, gradient or weights are not finite in either loop ends the run.
     """
-    if not progress_every > 0:
-        raise ValueError(f"progress_every must be a number of seconds > 0; got {progress_every!r}")
+    if not progress_every >= 0:
+        raise ValueError(f"progress_every must be a number of seconds >= 0 (0: every step); got {progress_every!r}")
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be None or a number of seconds > 0; got {time_limit!r}")
     manual, twin, init = loops(data, cfg)
