@@ -199,8 +199,8 @@ def run(
     """
     if not progress_every >= 0:
         raise ValueError(f"progress_every must be a number of seconds >= 0 (0: every step); got {progress_every!r}")
-    if time_limit is not None and not time_limit > 0:
-        raise ValueError(f"time_limit must be None or a number of seconds > 0; got {time_limit!r}")
+    if time_limit is not None and not time_limit >= 0:
+        raise ValueError(f"time_limit must be None or a number of seconds >= 0; got {time_limit!r}")
     manual, twin, init = loops(data, cfg)
     columns = recorded_columns(len(init))
     names = tuple(np.array(weight_names(data, cfg), dtype=object)[columns])
