@@ -1,0 +1,349 @@
+"""The pitfalls lab: the measurements behind each classic training-loop mistake.
+
+Three pitfalls are Config switches that lib.run reproduces in both loops (zero_grad=False,
+manual_loss, torch_dtype). This module adds what those runs cannot show by themselves: the
+stability limit of the learning rate, the factor between two loss conventions measured from a
+run, and a real torch loop that keeps `running_loss += loss` as a tensor, with what it keeps alive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .charts import downsample
+from .config import Config
+from .data import Dataset, batch_indices, initial_weights
+from .run import Result
+
+# The Hessian's scale k(b) per convention: the batch loss k(b)/2 * |A_B w - y_B|^2 has Hessian k(b) A_B^T A_B.
+# (tests/test_pitfalls.py checks hessian() against torch.autograd.functional.hessian.)
+HESSIAN_SCALE = {"mse": lambda b: 2 / b, "half_mse": lambda b: 1 / b, "sse": lambda b: 2}
+
+
+def hessian(data: Dataset, cfg: Config, loss: str | None = None) -> np.ndarray:
+    """Hessian of the loss one step of gradient descent sees, for a linear model (constant in the weights).
+
+    With A = X (plus a ones column when cfg.bias), the loss of a batch B of b rows has Hessian
+    k(b) * A_B^T A_B, where k is the convention's slope: mse 2/b, half_mse 1/b, sse 2. Averaged over
+    batches, A_B^T A_B is (b/m) A^T A, so this returns k(b) * (b/m) * A^T A: for a full batch exactly
+    the Hessian of the whole data's loss (mse (2/m) A^T A, half_mse (1/m) A^T A, sse 2 A^T A).
+    loss defaults to cfg.loss, the torch loop's convention; pass cfg.hand_loss for the hand loop's.
+    """
+    loss = loss or cfg.loss
+    if loss not in HESSIAN_SCALE or getattr(cfg, "model", "linear") != "linear":
+        raise ValueError(f"the Hessian here is for a linear model with a squared-error loss; got loss {loss!r}")
+    A = data.with_ones() if cfg.bias else data.X
+    b = min(cfg.batch_size, data.m)
+    k = HESSIAN_SCALE[loss](b)
+    return k * (b / data.m) * (A.T @ A)
+
+
+def stability_limit(data: Dataset, cfg: Config, loss: str | None = None) -> float:
+    """The largest stable learning rate of plain SGD here: 2 / lambda_max of hessian(data, cfg, loss).
+
+    Full batch, gradient descent on this quadratic multiplies the error along the Hessian's top
+    eigenvector by (1 - lr * lambda_max) each step, so it converges for lr < 2 / lambda_max and
+    diverges above. With minibatches each step sees its own batch's Hessian, whose lambda_max
+    scatters around the average's: the limit is then a guide, not a sharp edge, and steps near
+    it can already blow up on the larger-than-average batches. math.inf when the Hessian is zero.
+    """
+    if cfg.optimizer != "sgd" or any(cfg.optimizer_kwargs.get(key) for key in ("momentum", "weight_decay")):
+        raise ValueError(
+            "the stability limit 2 / lambda_max is for plain SGD (no momentum, no weight decay); "
+            f"got optimizer {cfg.optimizer!r} with {dict(cfg.optimizer_kwargs)}"
+        )
+    top = float(np.linalg.eigvalsh(hessian(data, cfg, loss))[-1])
+    return 2.0 / top if top > 0 else math.inf
+
+
+def growth_factor(data: Dataset, cfg: Config, lrs: Iterable[float], loss: str | None = None) -> np.ndarray:
+    """Per step, how much full-batch gradient descent multiplies its worst error: max_i |1 - lr * lambda_i|.
+
+    Below 1 every error shrinks (converges); above 1, the one along the top eigenvector grows (diverges).
+    """
+    eig = np.linalg.eigvalsh(hessian(data, cfg, loss))
+    lrs = np.asarray(list(lrs), dtype=np.float64)
+    return np.abs(1.0 - np.outer(lrs, eig)).max(axis=1)
+
+
+def measured_step_ratio(result: Result) -> float:
+    """How many times larger the hand loop's first update is than torch's, measured from the run.
+
+    Both loops take their first step from the same weights on the same batch, so with plain SGD
+    this is the ratio of their gradients: the factor effective_lr_ratio predicts from the conventions.
+    """
+    update_m = result.manual.weights[1] - result.manual.weights[0]
+    update_t = result.torch.weights[1] - result.torch.weights[0]
+    norm_t = float(np.linalg.norm(update_t))
+    return float(np.linalg.norm(update_m)) / norm_t if norm_t > 0 else math.nan
+
+
+def running_loss_loop(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    net: nn.Module,
+    lr: float,
+    item: bool = False,
+    retain_graph: bool = False,
+) -> Iterator[float | torch.Tensor]:
+    """The torch training loop, keeping a running total of the loss."""
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    running_loss = 0.0
+    for inputs, labels in batches:
+        optimizer.zero_grad()
+        outputs = net(inputs)
+        loss = criterion(outputs, labels)
+        # backward() frees the tensors this step's graph saved,
+        # unless retain_graph=True keeps them.
+        loss.backward(retain_graph=retain_graph)
+        optimizer.step()
+        if item:
+            # The fix: a float, so nothing refers to this step's graph.
+            running_loss += loss.item()
+        else:
+            # The pitfall: a tensor, whose graph links this step's graph
+            # to every earlier step's.
+            running_loss += loss
+        yield running_loss
+
+
+def _net_and_batches(data: Dataset, cfg: Config) -> tuple[nn.Linear, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """nn.Linear (float64) from the shared init, and tensor batches in the shared order, as lib.run uses."""
+    init = torch.from_numpy(initial_weights(data, cfg).copy())
+    net = nn.Linear(data.n, 1, bias=cfg.bias, dtype=torch.float64)
+    with torch.no_grad():
+        net.weight.copy_(init[: data.n].view(1, -1))
+        if cfg.bias:
+            net.bias.copy_(init[data.n :])
+    inputs, labels = torch.tensor(data.X), torch.tensor(data.y).unsqueeze(1)
+
+    def batches():
+        for idx in batch_indices(data.m, cfg.batch_size, cfg.seed):
+            index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
+            yield inputs[index], labels[index]
+
+    return net, batches()
+
+
+@dataclass(frozen=True)
+class GraphFootprint:
+    """What the autograd graph behind a value keeps alive."""
+
+    nodes: int  # autograd nodes reachable from value.grad_fn
+    saved_tensors: int  # tensors those nodes still hold for a backward pass
+    freed_tensors: int  # saved tensors a backward() already freed (the nodes remain)
+    saved_bytes: int  # bytes of the distinct storages behind saved_tensors
+
+
+def graph_footprint(value: float | torch.Tensor) -> GraphFootprint:
+    """Walk the autograd graph behind value and count its nodes and the tensors they hold."""
+    start = getattr(value, "grad_fn", None)
+    seen, stack = set(), [start]
+    saved = freed = 0
+    storages: dict[int, int] = {}
+    while stack:  # a loop, not recursion: the graph of a long run is thousands of nodes deep
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(parent for parent, _ in node.next_functions)
+        for name in _saved_names(type(node)):
+            try:
+                held = getattr(node, name)
+            except RuntimeError:  # "Trying to backward through the graph a second time (or directly access...)"
+                freed += 1
+                continue
+            if isinstance(held, torch.Tensor):
+                saved += 1
+                storage = held.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+    return GraphFootprint(len(seen), saved, freed, sum(storages.values()))
+
+
+_SAVED_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _saved_names(node_type: type) -> tuple[str, ...]:
+    """The _saved_* attributes of an autograd node type (sizes and strides excluded), cached per type."""
+    if node_type not in _SAVED_NAMES:
+        _SAVED_NAMES[node_type] = tuple(
+            name
+            for name in dir(node_type)
+            if name.startswith("_saved_") and not name.endswith(("_sym_sizes", "_sym_strides"))
+        )
+    return _SAVED_NAMES[node_type]
+
+
+RUNNING_LOSS_VARIANTS = {
+    "+= loss.item()": {"item": True, "retain_graph": False},
+    "+= loss": {"item": False, "retain_graph": False},
+    "+= loss, retain_graph=True": {"item": False, "retain_graph": True},
+}
+
+
+def _running_loss_steps(data: Dataset, cfg: Config, **variant) -> Iterator[float | torch.Tensor]:
+    """running_loss_loop on the data, batches and init lib.run would use for cfg (MSELoss, float64)."""
+    net, batches = _net_and_batches(data, cfg)
+    return running_loss_loop(batches, net, cfg.lr, **variant)
+
+
+def running_loss_growth(data: Dataset, cfg: Config, steps: int = 100, points: int = 20) -> pd.DataFrame:
+    """graph_footprint of running_loss at about `points` steps up to `steps`, for each RUNNING_LOSS_VARIANTS.
+
+    Columns: variant, step (steps taken), nodes, saved_tensors, freed_tensors, saved_bytes, running_loss.
+    """
+    if not (isinstance(steps, int) and 1 <= steps <= 10_000):
+        raise ValueError(f"steps must be a whole number from 1 to 10,000; got {steps!r}")
+    record = set(np.unique(np.linspace(1, steps, min(points, steps)).round().astype(int)).tolist())
+    rows = []
+    for name, variant in RUNNING_LOSS_VARIANTS.items():
+        for t, running_loss in zip(range(1, steps + 1), _running_loss_steps(data, cfg, **variant), strict=False):
+            if t in record:
+                fp = graph_footprint(running_loss)
+                rows.append({"variant": name, "step": t, **fp.__dict__, "running_loss": _value(running_loss)})
+    return pd.DataFrame(rows)
+
+
+def _value(running_loss: float | torch.Tensor) -> float:
+    """The number in running_loss, whether a float or a tensor with a graph."""
+    return running_loss.item() if isinstance(running_loss, torch.Tensor) else float(running_loss)
+
+
+def second_backward(data: Dataset, cfg: Config, steps: int = 3, retain_graph: bool = False) -> str | None:
+    """Train `steps` steps with `running_loss += loss`, then call running_loss.backward().
+
+    Returns the message of the RuntimeError torch raises (its saved tensors were freed by each
+    step's backward()), or None when it succeeds, as it does with retain_graph=True.
+    """
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be a whole number >= 1; got {steps!r}")
+    loop = _running_loss_steps(data, cfg, item=False, retain_graph=retain_graph)
+    for _ in range(steps):
+        running_loss = next(loop)
+    try:
+        running_loss.backward()
+    except RuntimeError as err:
+        return str(err)
+    return None
+
+
+def stale_gradient(data: Dataset, cfg: Config, steps: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """What running_loss.backward() computes when retain_graph=True let it run.
+
+    Returns (the .grad it produces, the sum of the gradients each step's own backward() produced):
+    they are equal, so the call adds up gradients taken at old weights, each already used by its step.
+    """
+    net, batches = _net_and_batches(data, cfg)
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    running_loss, total = 0.0, 0.0
+    for _, (inputs, labels) in zip(range(steps), batches, strict=False):
+        optimizer.zero_grad()
+        loss = criterion(net(inputs), labels)
+        loss.backward(retain_graph=True)
+        total = total + _flat_grad(net)
+        optimizer.step()
+        running_loss += loss
+    optimizer.zero_grad()
+    running_loss.backward()
+    return _flat_grad(net), total
+
+
+def _flat_grad(net: nn.Module) -> np.ndarray:
+    """Every parameter's .grad as one flat [w_1 .. w_n, bias] vector (a copy)."""
+    return np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
+
+
+# Mistaken runs in warm colours (manual solid, torch dashed, so both show where they coincide), the correct run grey.
+SERIES_STYLE = {
+    "mistake, manual": ("#d62728", [1, 0], 3.5),
+    "mistake, torch": ("#8c1a1a", [5, 3], 1.5),
+    "correct": ("#7f7f7f", [1, 0], 2.0),
+    "+= loss.item()": ("#7f7f7f", [1, 0], 2.0),  # the running_loss variants: the fix grey, as a correct run
+    "+= loss": ("#d62728", [1, 0], 3.5),
+    "+= loss, retain_graph=True": ("#ff9f1c", [5, 3], 2.0),
+}
+
+
+def _style(name: str) -> tuple[str | None, list[int], float]:
+    """(colour, dash, width) of a series: SERIES_STYLE's, else by its first word, else Altair's colours."""
+    if name in SERIES_STYLE:
+        return SERIES_STYLE[name]
+    for prefix in ("mistake", "correct"):
+        if name.startswith(prefix):
+            return SERIES_STYLE["mistake, manual" if prefix == "mistake" else "correct"]
+    return None, [1, 0], 2.0
+
+
+def series_chart(
+    series: dict[str, np.ndarray],
+    title: str,
+    y_title: str,
+    log: bool = True,
+    rules: dict[str, float] | None = None,
+    x_title: str = "step",
+    x: np.ndarray | None = None,
+    max_points: int = 2_000,
+) -> alt.LayerChart:
+    """Lines of named series over steps (or over x), downsampled, non-finite (and on a log scale <= 0) dropped.
+
+    Names in SERIES_STYLE get its colours and dashes; rules draws a labelled vertical line per entry.
+    """
+    frames, dropped = [], 0
+    for name, values in series.items():
+        values = np.asarray(values, dtype=np.float64)
+        [(idx, vals)] = downsample(values, max_points, positive=log)
+        dropped += len(values) - int(np.isfinite(values).sum())
+        steps = idx if x is None else np.asarray(x)[idx]
+        frames.append(pd.DataFrame({"x": steps, "value": vals, "series": name}))
+    frame = pd.concat(frames, ignore_index=True)
+    names = list(series)
+    style = [_style(name) for name in names]
+    legend = alt.Legend(orient="top", labelLimit=320)
+    colors = [s[0] for s in style]
+    scale = alt.Scale(domain=names, range=colors) if all(colors) else alt.Scale(domain=names)
+    color = alt.Color("series:N", title=None, scale=scale, legend=legend)
+    lines = (
+        alt.Chart(frame)
+        .mark_line(clip=True)
+        .encode(
+            x=alt.X("x:Q", title=x_title),
+            y=alt.Y(
+                "value:Q",
+                title=y_title,
+                scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
+                axis=alt.Axis(format="~g") if log else alt.Axis(),
+            ),
+            color=color,
+            strokeDash=alt.StrokeDash(
+                "series:N", scale=alt.Scale(domain=names, range=[s[1] for s in style]), legend=None
+            ),
+            strokeWidth=alt.StrokeWidth(
+                "series:N", scale=alt.Scale(domain=names, range=[s[2] for s in style]), legend=None
+            ),
+            tooltip=[
+                "series:N",
+                alt.Tooltip("x:Q", title=x_title, format=",.4g"),
+                alt.Tooltip("value:Q", format=".4g"),
+            ],
+        )
+    )
+    layers = [lines]
+    if rules:
+        # Labels on staggered rows (pixels from the top), so nearby rules do not print over each other.
+        rows = 2 + 13 * np.arange(len(rules))
+        marks = pd.DataFrame({"x": list(rules.values()), "label": list(rules), "row": rows})
+        base = alt.Chart(marks).encode(x="x:Q")
+        layers.append(base.mark_rule(color="black", strokeDash=[2, 2]))
+        text = base.mark_text(align="left", dx=4, baseline="top").encode(text="label:N", y=alt.Y("row:Q", scale=None))
+        layers.append(text)
+    subtitle = [f"{dropped:,} non-finite values not drawn (the run blew up)"] if dropped else []
+    return alt.layer(*layers).properties(title=alt.TitleParams(title, subtitle=subtitle, anchor="start"), height=340)

@@ -1,0 +1,134 @@
+"""AppTest of the Pitfalls lab page: it runs, and each switch reproduces its pitfall with the numbers lib gives."""
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import lib
+from lib import pitfalls
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "pitfalls.py")
+TOGGLES = {
+    "zero_grad": "pitfall_zero_grad",
+    "running_loss": "pitfall_running_loss",
+    "mixed": "pitfall_mixed",
+    "limit": "pitfall_limit",
+    "float32": "pitfall_float32",
+}
+
+
+def page(iterations: int = 60) -> AppTest:
+    """The page, run once with a short run so each test stays fast."""
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.sidebar.number_input[-2].set_value(iterations)  # iterations (the learning rate is the last input)
+    return at.run()
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def text(at: AppTest) -> str:
+    return "\n".join(str(md.value) for md in at.markdown)
+
+
+@pytest.fixture(scope="module")
+def default() -> AppTest:
+    return page()
+
+
+def test_page_runs_with_every_switch_off(default):
+    assert not default.exception
+    assert [t.key for t in default.toggle] == list(TOGGLES.values())
+    assert not any(t.value for t in default.toggle)
+    assert not default.metric  # nothing is run until a switch asks for it
+    assert default.sidebar.number_input[-2].label == "iterations"
+
+
+def test_stability_limit_is_shown_beside_the_learning_rate(default):
+    assert default.sidebar.number_input[-1].label == "learning rate"
+    shown = next(md.value for md in default.sidebar.markdown if "Stability limit" in md.value)
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    limit = pitfalls.stability_limit(data, lib.Config(batch_size=32, loss="mse"))
+    assert f"{limit:.4g}" in shown
+
+
+def switched(name: str) -> AppTest:
+    """The page after turning on one pitfall's switch."""
+    at = page()
+    at.toggle(key=TOGGLES[name]).set_value(True)
+    at = at.run()
+    assert not at.exception
+    return at
+
+
+def test_forgotten_zero_grad_switch_shows_agreeing_loops_and_a_larger_gradient():
+    at = switched("zero_grad")
+    shown = metrics(at)
+    assert float(shown["manual vs torch, max |diff|"]) <= 1e-10
+    grad = next(m for m in at.metric if m.label == "gradient norm, last step")
+    correct = float(re.search(r"correct run: (\S+)", grad.delta).group(1))
+    assert float(grad.value) > 10 * correct
+    assert len(at.tabs[0].get("vega_lite_chart")) >= 2
+
+
+def test_running_loss_switch_shows_the_real_error_and_the_code_that_ran():
+    at = switched("running_loss")
+    # st.code drops the final newline; everything else is the source of the function that ran.
+    assert any(c.value == inspect.getsource(pitfalls.running_loss_loop).rstrip("\n") for c in at.code)
+    [error] = at.error
+    assert error.value.startswith("RuntimeError: Trying to backward through the graph a second time")
+    nodes = int(re.search(r"holds \*\*([\d,]+) autograd nodes", text(at)).group(1).replace(",", ""))
+    assert nodes > 100  # 100 steps, several nodes each
+    assert "retain_graph=True" in text(at)
+
+
+def test_mixed_conventions_switch_shows_predicted_equal_to_measured():
+    at = switched("mixed")
+    shown = metrics(at)
+    predicted = lib.effective_lr_ratio("half_mse", "mse", 32)
+    assert float(shown["predicted step factor, hand / torch"]) == pytest.approx(predicted)
+    assert float(shown["measured from the first update"]) == pytest.approx(predicted)
+    assert float(shown["manual vs torch, max |diff|"]) > 1e-3
+
+
+def test_mixed_conventions_sse_against_mse_is_the_batch_size():
+    at = page()
+    at.selectbox(key="pitfall_hand_loss").set_value("sse")
+    at.toggle(key=TOGGLES["mixed"]).set_value(True)
+    at = at.run()
+    assert not at.exception
+    assert float(metrics(at)["measured from the first update"]) == pytest.approx(32)
+
+
+def test_crossing_the_stability_limit_grows_the_loss_and_staying_below_shrinks_it():
+    at = switched("limit")
+    sentence = next(md.value for md in at.markdown if md.value.startswith("Mistaken run"))
+    above_start, above_end = map(float, re.search(r"went from (\S+) to (\S+) in", sentence).groups())
+    below_start, below_end = map(float, re.search(r"correct run: from (\S+) to (\S+)\. ", sentence).groups())
+    assert above_end > 1e3 * above_start
+    assert below_end < below_start
+
+
+def test_float32_switch_shows_a_drift_float64_does_not_have():
+    at = switched("float32")
+    shown = metrics(at)
+    assert 1e-10 < float(shown["max |diff|, torch in float32"]) < 1e-3
+    assert float(shown["max |diff|, both float64"]) < 1e-12
+
+
+def test_every_switch_on_at_once_runs_and_off_again_clears():
+    at = page()
+    for key in TOGGLES.values():
+        at.toggle(key=key).set_value(True)
+    at = at.run()
+    assert not at.exception
+    assert len(at.metric) >= 10
+    for key in TOGGLES.values():
+        at.toggle(key=key).set_value(False)
+    at = at.run()
+    assert not at.exception
+    assert not at.metric

@@ -1,0 +1,214 @@
+"""Each pitfall of the lab, reproduced and measured: lib.pitfalls and the Config switches behind it."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lib
+from lib import pitfalls
+
+CONVENTIONS = tuple(pitfalls.HESSIAN_SCALE)
+DATA = lib.datasets.linear(m=60, n=3, noise=0.3, seed=1)
+
+
+# Forgot zero_grad(): both loops make the mistake, so they still agree, and the gradient accumulates.
+
+
+def test_forgotten_zero_grad_loops_still_agree_and_gradient_accumulates():
+    cfg = lib.Config(lr=0.01, batch_size=16, iterations=120, zero_grad=False)
+    result = lib.run(DATA, cfg)
+    assert result.done
+    assert result.max_abs_diff <= 1e-10
+    # With plain SGD, w_t - w_{t+1} = lr * (what .grad holds), so each step's .grad is read off the weights.
+    held = (result.manual.weights[:-1] - result.manual.weights[1:]) / cfg.lr
+    np.testing.assert_allclose(np.linalg.norm(held, axis=1), result.manual.grad_norm, rtol=1e-9)
+    # Accumulation: what .grad holds grows, step by step, by exactly the fresh gradient of that step's batch.
+    A = DATA.with_ones()
+    order = lib.batch_indices(DATA.m, cfg.batch_size, cfg.seed)
+    for t, idx in zip(range(cfg.iterations), order, strict=False):
+        w = result.manual.weights[t]
+        fresh = 2 / len(A[idx]) * A[idx].T @ (A[idx] @ w - DATA.y[idx])
+        before = held[t - 1] if t else 0.0
+        np.testing.assert_allclose(held[t] - before, fresh, rtol=1e-7, atol=1e-9)
+
+
+def test_forgotten_zero_grad_gradient_norm_grows_while_the_correct_one_shrinks():
+    cfg = lib.Config(lr=0.01, batch_size=16, iterations=300)
+    wrong, right = lib.run(DATA, cfg.replace(zero_grad=False)), lib.run(DATA, cfg)
+    g_wrong, g_right = wrong.manual.grad_norm, right.manual.grad_norm
+    assert g_wrong[:20].max() > 3 * g_wrong[0]  # the sum builds up over the first steps
+    assert np.median(g_wrong[150:]) > 20 * np.median(g_right[150:])
+    assert np.median(wrong.manual.loss[150:]) > 10 * np.median(right.manual.loss[150:])
+
+
+# Learning rate above the stability limit.
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("loss", CONVENTIONS)
+def test_hessian_is_torchs_hessian_of_the_full_batch_loss(loss, bias):
+    cfg = lib.Config(loss=loss, bias=bias, batch_size=DATA.m)
+    A = torch.tensor(DATA.with_ones() if bias else DATA.X)
+    y = torch.tensor(DATA.y)
+    scale = {
+        "mse": lambda e: e.pow(2).mean(),
+        "half_mse": lambda e: e.pow(2).mean() / 2,
+        "sse": lambda e: e.pow(2).sum(),
+    }
+    expected = torch.autograd.functional.hessian(
+        lambda w: scale[loss](A @ w - y), torch.zeros(A.shape[1], dtype=torch.float64)
+    )
+    np.testing.assert_allclose(pitfalls.hessian(DATA, cfg), expected.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_minibatch_hessian_is_the_average_batch_hessian():
+    cfg = lib.Config(loss="sse", batch_size=10)
+    A = DATA.with_ones()
+    batches = [A[i : i + 10] for i in range(0, DATA.m, 10)]  # one epoch's batches cover every row once
+    average = np.mean([2 * B.T @ B for B in batches], axis=0)
+    np.testing.assert_allclose(pitfalls.hessian(DATA, cfg), average, rtol=1e-12)
+
+
+@settings(max_examples=6)
+@given(
+    m=st.integers(4, 40),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 10_000),
+    loss=st.sampled_from(CONVENTIONS),
+    bias=st.booleans(),
+)
+def test_stability_limit_predicts_divergence_within_three_percent(m, n, seed, loss, bias):
+    data = lib.datasets.linear(m=m, n=n, noise=0.5, seed=seed)
+    cfg = lib.Config(loss=loss, bias=bias, batch_size=m, iterations=300, init="normal", seed=seed)
+    limit = pitfalls.stability_limit(data, cfg)
+    below = lib.run(data, cfg.replace(lr=0.97 * limit)).manual.loss
+    above = lib.run(data, cfg.replace(lr=1.03 * limit)).manual.loss
+    # Below the limit every error component shrinks, so the full-batch loss never rises.
+    assert np.all(np.diff(below) <= 1e-9 * below[0] + 1e-12)
+    assert below[-1] < below[0]
+    # Above it the top component grows by 1.06x per step: 300 steps multiply the loss by ~1e15.
+    assert above[-1] > 1e6 * above[0]
+
+
+def test_growth_factor_crosses_one_at_the_stability_limit():
+    cfg = lib.Config(batch_size=DATA.m)
+    limit = pitfalls.stability_limit(DATA, cfg)
+    below, at, above = pitfalls.growth_factor(DATA, cfg, [0.99 * limit, limit, 1.01 * limit])
+    assert below < 1 < above
+    assert at == pytest.approx(1.0, abs=1e-12)
+
+
+def test_stability_limit_refuses_momentum_and_other_losses_in_words():
+    with pytest.raises(ValueError, match="plain SGD"):
+        pitfalls.stability_limit(DATA, lib.Config(optimizer_kwargs={"momentum": 0.9}))
+    with pytest.raises(ValueError, match="squared-error"):
+        pitfalls.hessian(DATA, lib.Config(), loss="hinge")
+
+
+def test_stability_limit_of_an_all_zero_input_is_infinite():
+    data = lib.Dataset(np.zeros((5, 2)), np.arange(5.0))
+    assert pitfalls.stability_limit(data, lib.Config(bias=False)) == math.inf
+
+
+# running_loss += loss: the graph it keeps alive, and the real error of a second backward().
+
+
+def test_second_backward_raises_torchs_real_error():
+    message = pitfalls.second_backward(DATA, lib.Config(batch_size=16), steps=3)
+    assert message is not None
+    assert message.startswith("Trying to backward through the graph a second time")
+    assert "retain_graph=True" in message
+
+
+def test_retain_graph_silences_the_error_but_adds_up_stale_gradients():
+    cfg = lib.Config(batch_size=16)
+    assert pitfalls.second_backward(DATA, cfg, steps=3, retain_graph=True) is None
+    produced, summed = pitfalls.stale_gradient(DATA, cfg, steps=5)
+    np.testing.assert_allclose(produced, summed, rtol=1e-12)
+    # Those gradients were taken at five different weights: the sum is not the gradient at the current ones.
+    assert np.linalg.norm(produced) > 0
+
+
+def test_running_loss_tensor_keeps_a_growing_graph_and_item_keeps_none():
+    frame = pitfalls.running_loss_growth(DATA, lib.Config(batch_size=16), steps=40, points=8)
+    by = {name: part.sort_values("step") for name, part in frame.groupby("variant")}
+    fixed, mistake, retained = (by[name] for name in pitfalls.RUNNING_LOSS_VARIANTS)
+    assert len(fixed) == len(mistake) == len(retained) == 8
+    # The number is the same whichever way it is kept: only what it drags along differs.
+    np.testing.assert_allclose(mistake["running_loss"], fixed["running_loss"], rtol=1e-12)
+    assert (fixed[["nodes", "saved_tensors", "saved_bytes"]] == 0).all().all()
+    assert np.all(np.diff(mistake["nodes"]) > 0)
+    assert np.all(np.diff(mistake["freed_tensors"]) > 0)
+    assert (mistake["saved_bytes"] == 0).all()  # each backward() freed its step's saved tensors; the nodes stay
+    # The nodes per step are constant, so the graph grows linearly with the steps.
+    per_step = np.diff(mistake["nodes"]) / np.diff(mistake["step"])
+    assert np.allclose(per_step, per_step[0])
+    assert np.all(np.diff(retained["saved_bytes"]) > 0)
+    assert np.all(np.diff(retained["saved_tensors"]) > 0)
+
+
+def test_graph_footprint_of_a_float_is_empty():
+    assert pitfalls.graph_footprint(1.5) == pitfalls.GraphFootprint(0, 0, 0, 0)
+
+
+def test_running_loss_growth_refuses_bad_steps_in_words():
+    with pytest.raises(ValueError, match="steps must be"):
+        pitfalls.running_loss_growth(DATA, lib.Config(), steps=0)
+
+
+# Conventions mixed between the loops: they disagree by the predicted factor.
+
+
+@pytest.mark.parametrize("batch_size", [7, 16, 1000])
+@pytest.mark.parametrize("hand", CONVENTIONS)
+@pytest.mark.parametrize("torch_loss", CONVENTIONS)
+def test_mixed_conventions_measured_factor_equals_predicted(hand, torch_loss, batch_size):
+    cfg = lib.Config(loss=torch_loss, manual_loss=hand, batch_size=batch_size, iterations=3, lr=1e-4)
+    result = lib.run(DATA, cfg)
+    predicted = lib.effective_lr_ratio(hand, torch_loss, min(batch_size, DATA.m))
+    assert pitfalls.measured_step_ratio(result) == pytest.approx(predicted, rel=1e-12)
+    assert result.manual.grad_norm[0] / result.torch.grad_norm[0] == pytest.approx(predicted, rel=1e-12)
+    if predicted == 1:
+        assert result.max_abs_diff <= 1e-12
+    else:
+        assert result.max_abs_diff > 1e-6
+
+
+# float32 in the torch loop: a drift that float64 does not have.
+
+
+def test_float32_drift_appears_and_stays_small():
+    cfg = lib.Config(batch_size=16, iterations=200)
+    single, double = lib.run(DATA, cfg.replace(torch_dtype="float32")), lib.run(DATA, cfg)
+    assert single.step_diff[0] == 0  # zeros are exact in float32: the drift comes from the steps
+    assert single.step_diff[1] > 0
+    assert 1e-9 < single.max_abs_diff < 1e-4
+    assert double.max_abs_diff < 1e-12
+
+
+# The chart helper.
+
+
+def test_series_chart_drops_what_it_cannot_draw_and_draws_rules():
+    chart = pitfalls.series_chart(
+        {"mistake, manual": np.array([1.0, np.inf, np.nan, 4.0]), "correct": np.array([1.0, 0.0, 2.0, 3.0])},
+        "title",
+        "loss",
+        log=True,
+        rules={"limit": 1.5},
+    )
+    spec = chart.to_dict()
+    rows = [r for d in spec["datasets"].values() for r in d if "series" in r]
+    assert sorted((r["series"], r["x"]) for r in rows) == [
+        ("correct", 0),
+        ("correct", 2),
+        ("correct", 3),
+        ("mistake, manual", 0),
+        ("mistake, manual", 3),
+    ]
+    assert "2 non-finite" in str(spec["title"])
+    assert any(layer.get("mark", {}).get("type") == "rule" for layer in spec["layer"])
