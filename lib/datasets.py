@@ -1,10 +1,19 @@
-"""Synthetic data sets, each seeded: the same arguments give the same numbers."""
+"""Data sets: synthetic ones, each seeded (the same arguments give the same numbers), a small real one, and PRESETS."""
 
 from __future__ import annotations
 
-import numpy as np
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
-from .data import Dataset
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .data import MAX_SAMPLES, Dataset
 
 
 def _check(name: str, value, low, high, kind=int) -> None:
@@ -30,3 +39,342 @@ def linear(m: int = 200, n: int = 3, noise: float = 0.1, seed: int = 0) -> Datas
     b_true = rng.uniform(-2.0, 2.0)
     y = X @ w_true + b_true + noise * rng.normal(size=m)
     return Dataset(X, y, name=f"linear (m={m}, n={n}, noise={noise:g}, seed={seed})", true_weights=(*w_true, b_true))
+
+
+# --- Presets for a learner's first hour --------------------------------------------------------
+
+
+def classic(m: int = 50, noise: float = 0.5, seed: int = 0) -> Dataset:
+    """y = 3 x1 - 2 x2 + noise * N(0, 1), x ~ U(0, 10), no intercept: made for the classic loop's settings.
+
+    The classic hand-written loop (lr 1e-4, 50,000 full-batch steps, 1/2 mean squared error, no bias,
+    zero init) needs inputs of size about ten: its Hessian X^T X / m then has eigenvalues of about 9
+    and 70, so lr * lambda stays far below 2 (stable) and the slow direction shrinks by about
+    exp(-1e-4 * 9 * 50,000) = exp(-45): the run ends at the least-squares answer.
+    """
+    _check("m", m, 2, 1_000_000)
+    _check("noise", noise, 0.0, 1e6, float)
+    _check("seed", seed, 0, 2**32 - 1)
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0.0, 10.0, size=(m, 2))
+    w_true = np.array([3.0, -2.0])
+    y = X @ w_true + noise * rng.normal(size=m)
+    return Dataset(
+        X, y, name=f"classic (y = 3 x1 - 2 x2, m={m}, noise={noise:g}, seed={seed})", true_weights=(*w_true, 0.0)
+    )
+
+
+def sine_poly(m: int = 100, degree: int = 3, noise: float = 0.1, standardize: bool = False, seed: int = 0) -> Dataset:
+    """y = sin(x) + noise * N(0, 1), x ~ U(0, 2 pi), with features x, x^2, .., x^degree.
+
+    Unscaled, x^3 reaches about 250 while x stays below 6.3, so the largest curvature is thousands of
+    times the smallest: only a tiny learning rate is stable and the small directions barely move.
+    standardize=True rescales each feature to mean 0 and standard deviation 1 (see `standardize`).
+    """
+    _check("m", m, 2, 1_000_000)
+    _check("degree", degree, 1, 9)
+    _check("noise", noise, 0.0, 1e6, float)
+    _check("seed", seed, 0, 2**32 - 1)
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise ValueError(f"standardize must be True or False; got {standardize!r}")
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 2 * np.pi, size=m)
+    y = np.sin(x) + noise * rng.normal(size=m)
+    X = np.column_stack([x**k for k in range(1, degree + 1)])
+    names = tuple("x" if k == 1 else f"x^{k}" for k in range(1, degree + 1))
+    label = "standardised" if standardize else "unscaled"
+    data = Dataset(
+        X, y, feature_names=names, name=f"sine + x..x^{degree} {label} (m={m}, noise={noise:g}, seed={seed})"
+    )
+    return standardize_dataset(data)[0] if standardize else data
+
+
+def correlated(m: int = 200, rho: float = 0.95, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """y = 2 x1 + 0.5 x2 + noise * N(0, 1), where x1, x2 ~ N(0, 1) have correlation rho.
+
+    The loss is a long thin valley along x1 - x2 (curvature ratio about (1 + rho) / (1 - rho) = 39),
+    so a learning rate large enough to cross the valley quickly bounces from wall to wall: zig-zag.
+    """
+    _check("m", m, 2, 1_000_000)
+    _check("rho", rho, -0.999, 0.999, float)
+    _check("noise", noise, 0.0, 1e6, float)
+    _check("seed", seed, 0, 2**32 - 1)
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(m, 2))
+    X = np.column_stack([z[:, 0], rho * z[:, 0] + np.sqrt(1 - rho**2) * z[:, 1]])
+    w_true = np.array([2.0, 0.5])
+    y = X @ w_true + noise * rng.normal(size=m)
+    return Dataset(
+        X, y, name=f"correlated (rho={rho:g}, m={m}, noise={noise:g}, seed={seed})", true_weights=(*w_true, 0.0)
+    )
+
+
+def blobs(m: int = 200, distance: float = 3.0, spread: float = 1.0, seed: int = 0) -> Dataset:
+    """Two round Gaussian clouds in 2-D, `distance` apart, labelled 0 and 1 (half each), rows shuffled."""
+    _check("m", m, 2, 1_000_000)
+    _check("distance", distance, 0.0, 1e3, float)
+    _check("spread", spread, 1e-6, 1e3, float)
+    _check("seed", seed, 0, 2**32 - 1)
+    rng = np.random.default_rng(seed)
+    y = (np.arange(m) >= m // 2).astype(np.float64)
+    # Class 0 sits at -c and class 1 at +c, with |2c| = distance, on the diagonal.
+    c = np.array([1.0, 1.0]) * distance / (2 * np.sqrt(2))
+    X = np.where(y[:, None] == 1.0, c, -c) + spread * rng.normal(size=(m, 2))
+    order = rng.permutation(m)
+    return Dataset(X[order], y[order], name=f"blobs (m={m}, distance={distance:g}, spread={spread:g}, seed={seed})")
+
+
+def moons(m: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """Two interleaved half circles labelled 0 (upper) and 1 (lower): no straight line separates them."""
+    _check("m", m, 2, 1_000_000)
+    _check("noise", noise, 0.0, 1e3, float)
+    _check("seed", seed, 0, 2**32 - 1)
+    rng = np.random.default_rng(seed)
+    y = (np.arange(m) >= m // 2).astype(np.float64)
+    t = rng.uniform(0.0, np.pi, size=m)
+    upper = np.column_stack([np.cos(t), np.sin(t)])
+    lower = np.column_stack([1.0 - np.cos(t), 0.5 - np.sin(t)])
+    X = np.where(y[:, None] == 1.0, lower, upper) + noise * rng.normal(size=(m, 2))
+    order = rng.permutation(m)
+    return Dataset(X[order], y[order], name=f"moons (m={m}, noise={noise:g}, seed={seed})")
+
+
+# --- A small real data set, shipped in data/ ---------------------------------------------------
+
+PLANETS_CSV = Path(__file__).resolve().parent.parent / "data" / "planets.csv"
+
+
+def planets_frame() -> pd.DataFrame:
+    """The shipped planets table (eight planets and Pluto; sources in docs/DATA.md), read as any CSV is."""
+    from .csv_data import read_csv
+
+    return read_csv(PLANETS_CSV.read_bytes())
+
+
+def kepler() -> Dataset:
+    """Kepler's third law on real planets: log10 period (years) against log10 semi-major axis (au).
+
+    T^2 is proportional to a^3, so the fit is log10 T = 1.5 log10 a + b with b close to 0.
+    """
+    frame = planets_frame()
+    X = np.log10(frame[["semi_major_axis_au"]].to_numpy())
+    y = np.log10(frame["orbital_period_years"].to_numpy())
+    return Dataset(
+        X, y, feature_names=("log10 a (au)",), name="planets: Kepler's third law (log10 period ~ log10 distance)"
+    )
+
+
+def escape_velocity() -> Dataset:
+    """Escape velocity of real planets: log10 v against log10 mass and log10 radius.
+
+    v = sqrt(2 G M / R), so the fit is log10 v = 0.5 log10 M - 0.5 log10 R + b.
+    """
+    frame = planets_frame()
+    X = np.log10(frame[["mass_1e24_kg", "mean_radius_km"]].to_numpy())
+    y = np.log10(frame["escape_velocity_km_s"].to_numpy())
+    return Dataset(
+        X,
+        y,
+        feature_names=("log10 mass (1e24 kg)", "log10 radius (km)"),
+        name="planets: escape velocity (log10 v ~ log10 mass + log10 radius)",
+    )
+
+
+# --- Standardisation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """The per-feature means and standard deviations used to standardise, so pages can show them."""
+
+    feature_names: tuple[str, ...]
+    means: tuple[float, ...]
+    stds: tuple[float, ...]  # population standard deviation (ddof=0), as sklearn's StandardScaler
+
+    def frame(self) -> pd.DataFrame:
+        """One row per feature: feature, mean, std."""
+        return pd.DataFrame({"feature": self.feature_names, "mean": self.means, "std": self.stds})
+
+
+def standardize(X: np.ndarray, feature_names: Sequence[str]) -> tuple[np.ndarray, Scaling]:
+    """(X - mean) / std per column; a constant column cannot be standardised and is refused."""
+    X = np.asarray(X, dtype=np.float64)
+    means = X.mean(axis=0)
+    stds = X.std(axis=0)
+    constant = [name for name, s, mu in zip(feature_names, stds, means, strict=True) if s <= 1e-12 * max(1.0, abs(mu))]
+    if constant:
+        raise ValueError(
+            f"cannot standardise constant feature{'s' if len(constant) > 1 else ''} "
+            f"{', '.join(map(repr, constant))} (standard deviation 0); leave them out"
+        )
+    scaling = Scaling(tuple(feature_names), tuple(map(float, means)), tuple(map(float, stds)))
+    return (X - means) / stds, scaling
+
+
+def standardize_dataset(data: Dataset) -> tuple[Dataset, Scaling]:
+    """A copy of data with standardised features (targets unchanged), and the Scaling used."""
+    X, scaling = standardize(data.X, data.feature_names)
+    return Dataset(X, data.y, feature_names=data.feature_names, name=data.name), scaling
+
+
+# --- The registry the pages list ---------------------------------------------------------------
+
+REGRESSION, CLASSIFICATION = "regression", "classification"
+FULL_BATCH = MAX_SAMPLES  # a batch_size at least m: every step sees every sample (Preset.config(data) makes it m)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named data set with a Config that suits it; `suggested` holds lib.Config keyword arguments."""
+
+    key: str
+    title: str
+    build: Callable[..., Dataset]
+    suggested: Mapping[str, Any]
+    task: str = REGRESSION  # "regression" (targets any number) | "classification" (targets 0 and 1)
+    about: str = ""  # one or two sentences for the page
+
+    @property
+    def seeded(self) -> bool:
+        """True when the data are random and make(seed) draws them; False for the real data sets."""
+        return "seed" in inspect.signature(self.build).parameters
+
+    def make(self, seed: int = 0) -> Dataset:
+        """The data set with its default size; seed is passed on when the builder is random."""
+        return self.build(seed=seed) if self.seeded else self.build()
+
+    def config(self, data: Dataset | None = None, **changes) -> Config:
+        """The suggested Config with any fields changed; given the data, a full batch becomes batch_size=m."""
+        values = {**self.suggested, **changes}
+        if data is not None and values.get("batch_size", 0) > data.m:
+            values["batch_size"] = data.m
+        return Config(**values)
+
+
+def _preset(key: str, title: str, build, task: str = REGRESSION, about: str = "", **suggested) -> Preset:
+    return Preset(key, title, build, MappingProxyType(suggested), task, about)
+
+
+def _sine_poly_standardized(m: int = 100, degree: int = 3, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """sine_poly with standardize=True."""
+    return sine_poly(m=m, degree=degree, noise=noise, standardize=True, seed=seed)
+
+
+_BCE = {"model": "logistic", "loss": "bce"}
+
+PRESETS: Mapping[str, Preset] = MappingProxyType(
+    {
+        p.key: p
+        for p in (
+            _preset(
+                "classic",
+                "Classic hand-written loop",
+                classic,
+                about="The textbook settings: lr 1e-4, 50,000 full-batch steps of 1/2 mean squared error, "
+                "no bias, zero init, on inputs of size about ten that pass through the origin.",
+                lr=1e-4,
+                batch_size=FULL_BATCH,
+                iterations=50_000,
+                loss="half_mse",
+                bias=False,
+                init="zeros",
+            ),
+            _preset(
+                "linear",
+                "Linear example",
+                linear,
+                about="Three random features, a bias and a little noise: the default run of this app.",
+                lr=0.01,
+                batch_size=32,
+                iterations=1000,
+                loss="mse",
+            ),
+            _preset(
+                "sine_poly",
+                "Sine with polynomial features (unscaled)",
+                sine_poly,
+                about="x, x^2, x^3 on [0, 2 pi] differ in size by a factor of 40: only lr about 5e-5 is stable, "
+                "and the fit barely moves. Compare with the standardised version.",
+                lr=5e-5,
+                batch_size=FULL_BATCH,
+                iterations=5000,
+                loss="mse",
+            ),
+            _preset(
+                "sine_poly_standardized",
+                "Sine with polynomial features (standardised)",
+                _sine_poly_standardized,
+                about="The same features rescaled to mean 0 and standard deviation 1: a learning rate "
+                "thousands of times larger is stable.",
+                lr=0.2,
+                batch_size=FULL_BATCH,
+                iterations=5000,
+                loss="mse",
+            ),
+            _preset(
+                "correlated",
+                "Correlated features (zig-zag)",
+                correlated,
+                about="Two features with correlation 0.95: full-batch gradient descent bounces across "
+                "the narrow valley of the loss while creeping along it.",
+                lr=0.45,
+                batch_size=FULL_BATCH,
+                iterations=200,
+                loss="mse",
+                bias=False,
+            ),
+            _preset(
+                "kepler",
+                "Planets: Kepler's third law (real data)",
+                kepler,
+                about="Eight planets and Pluto: log10 of the orbital period against log10 of the distance "
+                "from the Sun. The slope should come out as 1.5.",
+                lr=0.1,
+                batch_size=FULL_BATCH,
+                iterations=1000,
+                loss="mse",
+            ),
+            _preset(
+                "escape_velocity",
+                "Planets: escape velocity (real data)",
+                escape_velocity,
+                about="log10 escape velocity against log10 mass and log10 radius: the weights come out as "
+                "0.5 and -0.5, as v = sqrt(2GM/R) says. Heavier planets are bigger, so the two inputs are "
+                "correlated and plain gradient descent creeps; set momentum to 0 to watch it.",
+                lr=0.05,
+                batch_size=FULL_BATCH,
+                iterations=3000,
+                loss="mse",
+                optimizer="sgd",
+                optimizer_kwargs=MappingProxyType({"momentum": 0.98}),
+            ),
+            _preset(
+                "blobs",
+                "Two blobs (classification)",
+                blobs,
+                task=CLASSIFICATION,
+                about="Two Gaussian clouds labelled 0 and 1: a straight line separates them.",
+                lr=0.1,
+                batch_size=32,
+                iterations=1000,
+                **_BCE,
+            ),
+            _preset(
+                "moons",
+                "Two moons (classification)",
+                moons,
+                task=CLASSIFICATION,
+                about="Two interleaved half circles labelled 0 and 1: a straight line cannot separate them, "
+                "a small network can.",
+                lr=0.5,
+                batch_size=32,
+                iterations=2000,
+                loss="bce",
+                model="mlp",
+                hidden=16,
+                activation="tanh",
+                init="normal",  # zero init would give every hidden unit the same weights forever
+            ),
+        )
+    }
+)

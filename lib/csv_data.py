@@ -1,0 +1,330 @@
+"""CSV upload: bytes -> checked DataFrame -> Dataset, every problem explained in words (ValueError).
+
+The page flow is: read_csv(raw) once, offer numeric_columns(frame) as the target and feature choices,
+then prepare(frame, target, features, standardize=..., drop_missing=..., classifier=...).
+Nothing from the file is ever evaluated: pandas' C parser reads text into numbers and strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import numpy as np
+import pandas as pd
+
+from .data import Dataset
+from .datasets import Scaling
+from .datasets import standardize as standardize_columns
+
+MAX_CSV_BYTES = 5_000_000  # 5 MB: far more than a teaching data set needs, small enough for a shared server
+MAX_CSV_ROWS = 100_000
+
+
+def _size(n: int) -> str:
+    if n < 1_000:
+        return f"{n:,} bytes"
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f} kB"
+    return f"{n / 1e6:.1f} MB"
+
+
+def _names(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(str(s)) for s in list(names)[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _header(text: str) -> list[str]:
+    """The column names exactly as written on the first record (quotes understood, spaces trimmed)."""
+    try:
+        return [cell.strip() for cell in next(csv.reader(io.StringIO(text)))]
+    except (StopIteration, csv.Error):
+        return []
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _ragged(text: str, width: int, err: Exception) -> str:
+    """Say which line has more fields than the header names, or else pass pandas' own words on."""
+    match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+    if match:
+        expected, line, saw = match.groups()
+        return f"line {line} has {saw} fields but the header names {expected} columns; check for extra commas"
+    try:
+        for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if len(row) > width:
+                return f"line {line} has {len(row)} fields but the header names {width} columns; check for extra commas"
+    except csv.Error:
+        pass
+    return str(err).strip().removeprefix("Error tokenizing data. C error: ")
+
+
+def read_csv(raw: bytes, *, max_bytes: int = MAX_CSV_BYTES, max_rows: int = MAX_CSV_ROWS) -> pd.DataFrame:
+    """Parse an uploaded comma-separated file with a header row; any problem is a ValueError in words."""
+    if isinstance(raw, (bytearray, memoryview)):
+        raw = bytes(raw)
+    if not isinstance(raw, bytes):
+        raise ValueError(f"the CSV must be given as bytes (the uploaded file's contents); got {type(raw).__name__}")
+    if len(raw) > max_bytes:
+        raise ValueError(f"the file is {_size(len(raw))}, over the {_size(max_bytes)} limit; upload a smaller sample")
+    if not raw.strip():
+        raise ValueError("the file is empty; upload a CSV with a header row and at least one data row")
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: a byte-order mark, as Excel writes, is not part of the first name
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"the file is not UTF-8 text (byte {raw[err.start]:#04x} at position {err.start:,} is not valid UTF-8); "
+            "save it as 'CSV UTF-8' (an Excel .xlsx file must be exported to CSV first)"
+        ) from None
+    if "\x00" in text:
+        raise ValueError("the file contains NUL bytes, so it is not a text CSV; export it as 'CSV UTF-8'")
+
+    header = _header(text)
+    if len(header) == 1:
+        sep = next((name for char, name in ((";", "semicolons"), ("\t", "tabs")) if char in header[0]), None)
+        hint = f"; it looks separated by {sep}: save it with commas" if sep else ""
+        raise ValueError(
+            f"the file has only one column ({header[0]!r}); a data set needs a target column "
+            f"and at least one feature column, separated by commas{hint}"
+        )
+    if header and all(_is_number(name) for name in header):
+        raise ValueError(
+            f"the first line holds only numbers ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}); "
+            "it must name the columns: add a header row"
+        )
+    seen: dict[str, int] = {}
+    duplicates: dict[str, list[int]] = {}
+    for position, name in enumerate(header, start=1):
+        if name and name in seen:
+            duplicates.setdefault(name, [seen[name]]).append(position)
+        seen.setdefault(name, position)
+    if duplicates:
+        where = "; ".join(f"{name!r} (columns {', '.join(map(str, cols))})" for name, cols in duplicates.items())
+        raise ValueError(f"duplicate column names: {where}; every column needs its own name")
+
+    try:
+        with warnings.catch_warnings():
+            # pandas only warns when a data row is longer than the header (and then drops data): refuse instead.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                engine="c",
+                index_col=False,  # never take the first column as an index, even when rows are longer
+                nrows=max_rows + 1,
+                skipinitialspace=True,
+                low_memory=False,
+            )
+    except pd.errors.EmptyDataError:
+        raise ValueError("the file has no columns; upload a CSV with a header row and data rows") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        raise ValueError(f"the file could not be read as CSV: {_ragged(text, len(header), err)}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for column in frame.columns:
+        # True/False with blanks comes back as objects; as 1.0/0.0/NaN it is an ordinary numeric column.
+        values = frame[column]
+        if values.dtype == object and values.notna().any():
+            present = values.dropna()
+            if all(isinstance(v, (bool, np.bool_)) for v in present):
+                frame[column] = values.map(lambda v: float(v) if isinstance(v, (bool, np.bool_)) else np.nan)
+    if frame.shape[1] < 2:
+        raise ValueError(
+            f"the file has only one column ({frame.columns[0]!r}); a data set needs a target column "
+            "and at least one feature column, separated by commas"
+        )
+    if len(frame) == 0:
+        raise ValueError("the file has column names but no data rows")
+    if len(frame) > max_rows:
+        raise ValueError(f"the file has more than {max_rows:,} data rows, the limit; upload a sample of the rows")
+    return frame
+
+
+def numeric_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns holding only numbers (or True/False) and blanks: the choices for target and features."""
+    return [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def text_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns holding anything but numbers; they cannot be features or the target."""
+    return [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def column_report(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per column: name, kind ("number" or "text"), missing values, distinct values."""
+    numeric = set(numeric_columns(frame))
+    return pd.DataFrame(
+        {
+            "column": list(frame.columns),
+            "kind": ["number" if c in numeric else "text" for c in frame.columns],
+            "missing": [int(frame[c].isna().sum()) for c in frame.columns],
+            "distinct": [int(frame[c].nunique()) for c in frame.columns],
+        }
+    )
+
+
+def _first_text(column: pd.Series) -> str:
+    """Where a text column first holds something that is not a number, e.g. "data row 3 holds 'abc'"."""
+    as_numbers = pd.to_numeric(column, errors="coerce")
+    bad = column.notna() & as_numbers.isna()
+    if not bad.any():
+        return "it is not read as numbers"
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    return f"data row {row + 1} holds {str(column.iloc[row])[:40]!r}"
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A Dataset made from a CSV, with what was done to get it (for the page to show)."""
+
+    data: Dataset
+    target: str
+    features: tuple[str, ...]
+    scaling: Scaling | None = None  # the means and stds used when standardised
+    dropped_rows: int = 0  # rows left out because of missing values (drop_missing=True)
+    ignored_columns: tuple[str, ...] = ()  # text columns left out of the default features
+
+
+def prepare(
+    frame: pd.DataFrame,
+    target: str,
+    features: Sequence[str] | None = None,
+    *,
+    standardize: bool = False,
+    drop_missing: bool = False,
+    classifier: bool = False,
+    name: str = "uploaded CSV",
+) -> Prepared:
+    """Check the chosen columns and build the Dataset; features=None means every other numeric column.
+
+    standardize rescales each feature to mean 0 and std 1 (the target is left alone);
+    drop_missing leaves out rows with a blank in any chosen column; classifier requires a 0/1 target.
+    `name` is usually the uploaded file's name; the Dataset is named after it.
+    """
+    if not isinstance(frame, pd.DataFrame) or frame.shape[0] == 0:
+        raise ValueError("there is no table to use; read a CSV with read_csv first")
+    columns = list(frame.columns)
+    if not isinstance(target, str) or target not in columns:
+        raise ValueError(f"there is no column named {target!r}; the columns are {_names(columns)}")
+    text = set(text_columns(frame))
+    ignored: tuple[str, ...] = ()
+    if features is None:
+        chosen = [c for c in columns if c != target and c not in text]
+        ignored = tuple(c for c in columns if c != target and c in text)
+        if not chosen:
+            raise ValueError(
+                f"there are no numeric feature columns: besides the target {target!r} the file has only "
+                f"text columns {_names(ignored)}"
+            )
+    else:
+        if isinstance(features, str) or not all(isinstance(f, str) for f in features):
+            raise ValueError(f"features must be a list of column names; got {features!r}")
+        chosen = list(features)
+        if not chosen:
+            raise ValueError("no features chosen; choose at least one feature column besides the target")
+        unknown = [f for f in chosen if f not in columns]
+        if unknown:
+            raise ValueError(f"there is no column named {_names(unknown)}; the columns are {_names(columns)}")
+        twice = sorted({f for f in chosen if chosen.count(f) > 1})
+        if twice:
+            raise ValueError(f"feature {_names(twice)} is listed more than once; list each feature once")
+        if target in chosen:
+            raise ValueError(
+                f"the target {target!r} is also listed as a feature; a column cannot predict itself, "
+                "so leave it out of the features"
+            )
+    if target in text:
+        raise ValueError(
+            f"the target {target!r} is not numeric ({_first_text(frame[target])}); choose a numeric target column"
+        )
+    text_features = [f for f in chosen if f in text]
+    if text_features:
+        where = (
+            _first_text(frame[text_features[0]])
+            if len(text_features) == 1
+            else "; ".join(f"{f!r}: {_first_text(frame[f])}" for f in text_features[:5])
+        )
+        raise ValueError(
+            f"feature column{'s' if len(text_features) > 1 else ''} {_names(text_features)} "
+            f"{'are' if len(text_features) > 1 else 'is'} not numeric ({where}); leave "
+            f"{'them' if len(text_features) > 1 else 'it'} out of the features"
+        )
+
+    used = frame[[*chosen, target]].astype(np.float64)
+    missing = used.isna()
+    dropped = 0
+    if missing.to_numpy().any():
+        rows = int(missing.any(axis=1).sum())
+        per_column = ", ".join(f"{c!r}: {int(n)}" for c, n in missing.sum().items() if n)
+        if not drop_missing:
+            raise ValueError(
+                f"{rows:,} of {len(used):,} rows {'has' if rows == 1 else 'have'} missing values "
+                f"(per column: {per_column}); "
+                "drop those rows (drop_missing=True) or fill them in"
+            )
+        used = used[~missing.any(axis=1)]
+        dropped = rows
+        if len(used) == 0:
+            raise ValueError(f"every row has a missing value in the chosen columns ({per_column}); nothing is left")
+    infinite = [c for c in used.columns if np.isinf(used[c].to_numpy()).any()]
+    if infinite:
+        plural = len(infinite) > 1
+        raise ValueError(
+            f"column{'s' if plural else ''} {_names(infinite)} hold{'' if plural else 's'} infinite values; "
+            "remove or replace them"
+        )
+
+    y = used[target].to_numpy()
+    if np.ptp(y) == 0:
+        raise ValueError(
+            f"the target {target!r} is constant (every row holds {y[0]:g}); there is nothing to learn, "
+            "choose another target"
+        )
+    if classifier:
+        values = np.unique(y)
+        if not set(values.tolist()) <= {0.0, 1.0}:
+            shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
+            raise ValueError(
+                f"a classifier needs a target of 0s and 1s, but {target!r} holds {len(values):,} distinct values "
+                f"({shown}); choose a two-class column coded 0 and 1, or recode it"
+            )
+
+    X = used[chosen].to_numpy()
+    scaling = None
+    if standardize:
+        X, scaling = standardize_columns(X, chosen)
+    source = PurePath(str(name)).stem or "CSV"
+    about = ", ".join(chosen) if len(chosen) <= 4 else f"{len(chosen)} features"
+    data = Dataset(X, y, feature_names=tuple(chosen), name=f"{source}: {target} ~ {about}")
+    return Prepared(data, target, tuple(chosen), scaling, dropped, ignored)
+
+
+def dataset_from_frame(
+    frame: pd.DataFrame,
+    target: str,
+    features: Sequence[str] | None = None,
+    *,
+    standardize: bool = False,
+    drop_missing: bool = False,
+    classifier: bool = False,
+    name: str = "uploaded CSV",
+) -> Dataset:
+    """prepare(...).data: just the Dataset."""
+    return prepare(
+        frame,
+        target,
+        features,
+        standardize=standardize,
+        drop_missing=drop_missing,
+        classifier=classifier,
+        name=name,
+    ).data
