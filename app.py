@@ -6,5 +6,6 @@ st.set_page_config(page_title="Training-loop twins", page_icon="🔁", layout="w
 
 pages = [
     st.Page("pages/compare.py", title="Compare the loops", icon="📈", default=True),
+    st.Page("pages/pitfalls.py", title="Pitfalls lab", icon="🧪"),
 ]
 st.navigation(pages).run()
