@@ -1,0 +1,112 @@
+"""AppTest of the Code map page: the code shown is the source of the loops that ran, the values are lib.run's."""
+
+import inspect
+import textwrap
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import lib
+from lib import explain
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "code_map.py")
+DATA = lib.datasets.linear(m=100, n=3, noise=0.1, seed=0)  # the page's defaults
+CFG = lib.Config(lr=0.05, batch_size=8, iterations=100, loss="mse")
+
+
+@pytest.fixture(scope="module")
+def at():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def is_slice_of_source(block: str, source: str) -> bool:
+    """True when block is a run of consecutive source lines, dedented."""
+    lines, wanted = source.splitlines(), block.splitlines()
+    return any(
+        textwrap.dedent("\n".join(lines[i : i + len(wanted)])) == block for i in range(len(lines) - len(wanted) + 1)
+    )
+
+
+def codes(at: AppTest) -> dict[str, str]:
+    """The page's code blocks by role, in page order: the setup expander; per row the left column (hand code,
+    its values, and under the update the hand optimizer's step) then the right one; then the whole functions."""
+    names = ["setup hand", "setup torch"]
+    for row in explain.ROWS:
+        names += [f"{row.key} hand", f"{row.key} hand values"] + (["hand step"] if row.key == "update" else [])
+        names += [f"{row.key} torch", f"{row.key} torch values"]
+    names += ["whole hand", "whole torch"]
+    blocks = [c.value for c in at.code]
+    assert len(blocks) == len(names)
+    return dict(zip(names, blocks, strict=True))
+
+
+def test_the_code_shown_is_the_source_of_the_loops(at):
+    blocks = codes(at)
+    manual, torch = inspect.getsource(lib.manual_loop), inspect.getsource(lib.torch_loop)
+    # st.code drops the last newline
+    assert blocks["whole hand"] == manual.rstrip("\n") and blocks["whole torch"] == torch.rstrip("\n")
+    assert is_slice_of_source(blocks["setup hand"], manual) and is_slice_of_source(blocks["setup torch"], torch)
+    for row in explain.ROWS:
+        hand, twin = blocks[f"{row.key} hand"], blocks[f"{row.key} torch"]
+        assert hand.startswith(row.phase) and twin.startswith(row.phase)
+        assert is_slice_of_source(hand, manual), row.key
+        assert is_slice_of_source(twin, torch), row.key
+        assert row.manual in hand and row.torch in twin
+    assert blocks["hand step"] == inspect.getsource(lib.optim.SGD.step).rstrip("\n")
+
+
+def test_every_claim_is_shown_checked(at):
+    text = "\n".join(m.value for m in at.markdown)
+    for claim in explain.CLAIMS:
+        assert f":green[**✓**] {claim.text}" in text, claim.key
+    assert "does not hold here" not in text
+    for row in explain.ROWS:
+        assert row.text in text
+
+
+def values_of(at: AppTest, row: str) -> tuple[str, str]:
+    blocks = codes(at)
+    return blocks[f"{row} hand values"], blocks[f"{row} torch values"]
+
+
+@pytest.mark.parametrize("t", [0, 7])
+def test_live_values_are_those_of_lib_run(at, t):
+    at.number_input(key="map_step").set_value(t).run()
+    assert not at.exception
+    result = lib.run(DATA, CFG.replace(iterations=t + 1))
+    hand, twin = values_of(at, "update")
+    for loop, block in (("manual", hand), ("torch", twin)):
+        weights = getattr(result, loop).weights
+        assert f"weights before = {explain.show(weights[t])}" in block
+        assert f"weights after = {explain.show(weights[t + 1])}" in block
+    hand, twin = values_of(at, "loss")
+    assert f"loss = {explain.show(result.manual.loss[t])}" in hand
+    assert f"loss = {explain.show(result.torch.loss[t])}" in twin
+    assert "loss.grad_fn = MseLossBackward0" in twin
+    hand, twin = values_of(at, "reset")
+    assert ".grad before zero_grad() = None" in twin if t == 0 else "None" not in twin.splitlines()[0]
+    assert ".grad after = None" in twin
+
+
+def test_effective_learning_rate_predicted_beside_measured(at):
+    at.selectbox(key="map_other").set_value("sse").run()
+    assert not at.exception
+    line = next(m.value for m in at.markdown if m.value.startswith("Effective learning rate"))
+    ratio = lib.effective_lr_ratio("mse", "sse", 8)
+    assert f"predicted by `lib.effective_lr_ratio` **{explain.show(ratio, 6)}**" in line
+    assert f"measured from one real step of both loops **{explain.show(ratio, 6)}** :green[**✓**]" in line
+
+
+def test_sum_convention_changes_the_measured_numbers():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    at.selectbox(key="map_loss").set_value("sse").run()
+    assert not at.exception
+    text = "\n".join(m.value for m in at.markdown)
+    assert "grad sum / grad mean: `8`" in text  # the batch size
+    assert "does not hold here" not in text

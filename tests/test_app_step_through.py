@@ -1,0 +1,145 @@
+"""AppTest of the Step-through page: the buttons move both loops, and every number shown is lib.run's."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import lib
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "step_through.py")
+# The page's defaults.
+DATA = lib.datasets.linear(m=100, n=3, noise=0.1, seed=0)
+CFG = lib.Config(lr=0.05, batch_size=8, iterations=100, loss="mse")
+
+
+@pytest.fixture(scope="module")
+def result():
+    return lib.run(DATA, CFG)
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def click(at: AppTest, key: str) -> AppTest:
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown_step(at: AppTest) -> int:
+    title = at.subheader[0].value  # "Step t of 0 – 99"
+    return int(title.split()[1])
+
+
+def assert_step_matches_run(at: AppTest, result: lib.Result) -> None:
+    t = shown_step(at)
+    batch, weights = at.dataframe[0].value, at.dataframe[1].value
+    rows = np.arange(DATA.m)[next(b for i, b in enumerate(lib.batch_indices(DATA.m, 8, 0)) if i == t)]
+    np.testing.assert_array_equal(batch["sample (row)"], rows)
+    np.testing.assert_array_equal(batch[["x1", "x2", "x3"]], DATA.X[rows])
+    np.testing.assert_array_equal(batch["target"], DATA.y[rows])
+    for loop in ("manual", "torch"):
+        history = getattr(result, loop)
+        np.testing.assert_array_equal(weights[f"before ({loop})"], history.weights[t])
+        np.testing.assert_array_equal(weights[f"after ({loop})"], history.weights[t + 1])
+        np.testing.assert_array_equal(weights[f"update ({loop})"], history.weights[t + 1] - history.weights[t])
+        assert np.linalg.norm(weights[f"gradient ({loop})"]) == pytest.approx(history.grad_norm[t], rel=1e-14)
+        assert float(at.metric[0 if loop == "manual" else 1].value) == pytest.approx(history.loss[t], rel=1e-5)
+    assert list(weights.index) == ["w_1", "w_2", "w_3", "bias"]
+    assert (weights["|Δ after|"] <= 1e-12).all()
+
+
+def test_opens_not_started_with_every_button():
+    at = page()
+    assert "Not started" in at.info[0].value
+    for key in ("step_start", "step_previous", "step_next", "step_run_to", "step_reset"):
+        assert at.button(key=key)
+    assert at.button(key="step_previous").disabled and not at.button(key="step_start").disabled
+    assert not at.dataframe
+
+
+def test_stepping_forward_and_back_gives_lib_run_numbers(result):
+    at = page()
+    click(at, "step_start")
+    assert shown_step(at) == 0 and at.button(key="step_start").disabled
+    assert_step_matches_run(at, result)
+    for expected in (1, 2, 3):
+        click(at, "step_next")
+        assert shown_step(at) == expected
+        assert_step_matches_run(at, result)
+    first_batch = at.dataframe[0].value.copy()
+    click(at, "step_next")
+    click(at, "step_previous")
+    assert shown_step(at) == 3
+    assert_step_matches_run(at, result)
+    assert at.dataframe[0].value.equals(first_batch)
+    for expected in (2, 1, 0):
+        click(at, "step_previous")
+        assert shown_step(at) == expected
+        assert_step_matches_run(at, result)
+
+
+def test_run_to_step_n_then_back_and_reset(result):
+    at = page()
+    at.number_input(key="step_target").set_value(57)
+    click(at, "step_run_to")
+    assert shown_step(at) == 57
+    assert_step_matches_run(at, result)
+    click(at, "step_previous")
+    assert shown_step(at) == 56
+    assert_step_matches_run(at, result)
+    at.number_input(key="step_target").set_value(99)
+    click(at, "step_run_to")
+    assert shown_step(at) == 99 and at.button(key="step_next").disabled
+    assert_step_matches_run(at, result)
+    click(at, "step_reset")
+    assert "Not started" in at.info[0].value
+
+
+def test_a_new_configuration_starts_a_new_run():
+    at = page()
+    click(at, "step_start")
+    click(at, "step_next")
+    at.number_input(key="step_lr").set_value(0.01).run()
+    assert not at.exception
+    assert "Not started" in at.info[0].value
+    click(at, "step_start")
+    result = lib.run(DATA, CFG.replace(lr=0.01, iterations=1))
+    np.testing.assert_array_equal(at.dataframe[1].value["after (torch)"], result.torch.weights[1])
+
+
+def test_divergence_is_said_in_words():
+    at = page()
+    at.number_input(key="step_lr").set_value(1000.0).run()
+    at.number_input(key="step_target").set_value(99)
+    click(at, "step_run_to")
+    result = lib.run(DATA, CFG.replace(lr=1000.0))
+    assert result.diverged_at is not None
+    assert shown_step(at) == result.diverged_at
+    assert f"diverged at step {result.diverged_at}" in at.warning[0].value
+
+
+def test_state_survives_page_switches():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/step_through.py").run()
+    assert not at.exception
+    at.number_input(key="step_batch_size").set_value(16).run()
+    click(at, "step_start")
+    click(at, "step_next")
+    click(at, "step_next")
+    before = at.dataframe[1].value.copy()
+    at.switch_page("pages/code_map.py").run()
+    assert not at.exception
+    at.switch_page("pages/step_through.py").run()
+    assert not at.exception
+    assert shown_step(at) == 2
+    assert at.number_input(key="step_batch_size").value == 16
+    assert at.dataframe[1].value.equals(before)

@@ -1,0 +1,203 @@
+"""lib.trace: stepping the real loop generators gives exactly lib.run's numbers, every line of them."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import lib
+from lib.trace import Stepper
+
+DATA = lib.datasets.linear(m=40, n=3, noise=0.1, seed=1)
+_X = np.random.default_rng(2).normal(size=(40, 2))
+BLOBS = lib.Dataset(_X, (_X @ [1.0, -1.0] > 0).astype(float))  # two classes, 0 and 1
+
+CASES = {
+    "mse minibatch": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=25)),
+    "sse full batch, no zero_grad, normal init": (
+        DATA,
+        lib.Config(lr=0.001, batch_size=100, iterations=12, loss="sse", zero_grad=False, init="normal", seed=3),
+    ),
+    "half_mse no bias": (DATA, lib.Config(lr=0.1, batch_size=7, iterations=20, loss="half_mse", bias=False)),
+    "mixed conventions": (DATA, lib.Config(lr=0.02, batch_size=8, iterations=15, manual_loss="half_mse")),
+    "float32 torch": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=15, torch_dtype="float32")),
+    "adam": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=15, optimizer="adam")),
+    "logistic": (BLOBS, lib.Config(lr=0.1, batch_size=8, iterations=15, model="logistic")),
+    "mlp": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=15, model="mlp", hidden=4, init="normal")),
+}
+
+
+def assert_same_history(a: lib.History, b: lib.History) -> None:
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(a.grad_norm, b.grad_norm)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_stepping_gives_lib_run_histories_exactly(case):
+    data, cfg = CASES[case]
+    result = lib.run(data, cfg)
+    stepper = Stepper(data, cfg)
+    for _ in range(cfg.iterations):
+        stepper.next()
+    assert stepper.step == cfg.iterations - 1 and stepper.at_end
+    assert_same_history(stepper.history("manual"), result.manual)
+    assert_same_history(stepper.history("torch"), result.torch)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_number_of_a_step_matches_run_and_the_data(case):
+    data, cfg = CASES[case]
+    result = lib.run(data, cfg)
+    stepper = Stepper(data, cfg)
+    order = lib.batch_indices(data.m, cfg.batch_size, cfg.seed)
+    for t, idx in zip(range(cfg.iterations), order, strict=False):
+        step = stepper.next()
+        rows = np.arange(data.m)[idx]
+        for loop in ("manual", "torch"):
+            side, history = getattr(step, loop), getattr(result, loop)
+            np.testing.assert_array_equal(side.indices, rows)
+            np.testing.assert_allclose(side.inputs, data.X[rows], rtol=1e-6 if loop == "torch" else 0)
+            np.testing.assert_allclose(side.labels, data.y[rows], rtol=1e-6 if loop == "torch" else 0)
+            assert side.loss == history.loss[t]
+            np.testing.assert_array_equal(side.weights_before, history.weights[t])
+            np.testing.assert_array_equal(side.weights_after, history.weights[t + 1])
+            assert math.sqrt(side.gradient @ side.gradient) == history.grad_norm[t]  # as lib.run computes it
+            assert side.predictions.shape == side.sample_loss.shape == (len(rows),)
+        if cfg.optimizer == "sgd":
+            np.testing.assert_allclose(step.manual.update, -cfg.lr * step.manual.gradient, rtol=1e-12, atol=1e-15)
+        if cfg.loss == "mse" and cfg.hand_loss == "mse":  # the batch loss is the mean of the per-sample terms
+            assert step.manual.sample_loss.mean() == pytest.approx(step.manual.loss, rel=1e-12)
+            assert step.torch.sample_loss.mean() == pytest.approx(step.torch.loss, rel=1e-6)
+
+
+def test_step_lines_are_the_loop_variables():
+    data, cfg = CASES["mse minibatch"]
+    step = Stepper(data, cfg).run_to(3)
+    m, t = step.manual.lines, step.torch.lines
+    # The hand loop's own variables: inputs carry the column of ones, error = labels - h, d_weights = -gradient.
+    np.testing.assert_array_equal(m["inputs"][:, -1], np.ones(len(m["labels"])))
+    np.testing.assert_array_equal(m["error"], m["labels"] - m["h"])
+    np.testing.assert_array_equal(m["d_weights"], -step.manual.gradient)
+    grad = np.concatenate([g.ravel() for g in t["grad"].values()])
+    np.testing.assert_array_equal(grad, step.torch.gradient)
+    assert set(t["grad"]) == {"weight", "bias"}
+    assert t["loss.grad_fn"] == "MseLossBackward0"
+    assert t["outputs"].shape == (cfg.batch_size, 1)
+
+
+def test_forward_then_back_gives_the_same_numbers_without_rerunning():
+    data, cfg = CASES["mse minibatch"]
+    stepper = Stepper(data, cfg)
+    first = [stepper.next() for _ in range(6)]
+    stepper.run_to(12)
+    taken = stepper.taken
+    back = [stepper.previous() for _ in range(7)][::-1]  # steps 5 .. 11
+    assert stepper.taken == taken  # nothing ran again
+    assert back[0] is first[5]
+    assert stepper.previous().t == 4
+    result = lib.run(data, cfg)
+    for step in back:
+        np.testing.assert_array_equal(step.manual.weights_after, result.manual.weights[step.t + 1])
+        np.testing.assert_array_equal(step.torch.weights_after, result.torch.weights[step.t + 1])
+
+
+def test_a_step_that_left_the_cache_is_recomputed_identically():
+    data, cfg = CASES["sse full batch, no zero_grad, normal init"]
+    stepper = Stepper(data, cfg, keep=2)
+    early = stepper.run_to(2)
+    stepper.run_to(10)
+    assert len(stepper._cache) == 2
+    again = stepper.run_to(2)  # evicted: replayed from the init
+    assert again is not early
+    for loop in ("manual", "torch"):
+        a, b = getattr(early, loop), getattr(again, loop)
+        for field in ("loss", "gradient", "weights_before", "weights_after", "predictions", "reset_before"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_reset_line_buffers_follow_zero_grad():
+    data, cfg = CASES["mse minibatch"]
+    stepper = Stepper(data, cfg)
+    s0, s1 = stepper.next(), stepper.next()
+    np.testing.assert_array_equal(s0.manual.reset_before, np.zeros(4))  # d_weights starts as zeros
+    assert s0.torch.reset_before is None  # .grad starts as None
+    np.testing.assert_array_equal(s1.manual.reset_before, s0.manual.lines["d_weights"])
+    np.testing.assert_array_equal(s1.torch.reset_before, s0.torch.gradient)
+    np.testing.assert_array_equal(s1.manual.reset_after, np.zeros(4))
+    assert s1.torch.reset_after is None
+
+    kept = Stepper(data, cfg.replace(zero_grad=False))
+    kept.next()
+    k1 = kept.next()
+    np.testing.assert_array_equal(k1.manual.reset_after, k1.manual.reset_before)
+    np.testing.assert_array_equal(k1.torch.reset_after, k1.torch.reset_before)
+    # Without the reset, this step's gradient is last step's plus this batch's.
+    assert not np.allclose(k1.torch.gradient, s1.torch.gradient)
+
+
+def test_run_to_forward_skips_copies_but_not_numbers():
+    data, cfg = CASES["mse minibatch"]
+    stepper = Stepper(data, cfg, keep=3)
+    step = stepper.run_to(20)
+    assert sorted(stepper._cache) == [18, 19, 20]
+    result = lib.run(data, cfg)
+    np.testing.assert_array_equal(step.torch.weights_before, result.torch.weights[20])
+    assert stepper.current is step
+
+
+def test_divergence_stops_where_lib_run_stops():
+    cfg = lib.Config(lr=20.0, batch_size=40, iterations=400)
+    result = lib.run(DATA, cfg)
+    assert result.diverged_at is not None
+    stepper = Stepper(DATA, cfg)
+    step = stepper.run_to(cfg.iterations - 1)
+    assert stepper.diverged_at == result.diverged_at == step.t == stepper.last_step
+    assert stepper.at_end and stepper.next() is step
+    with np.errstate(invalid="ignore"):
+        for loop in ("manual", "torch"):
+            a, b = stepper.history(loop), getattr(result, loop)
+            np.testing.assert_array_equal(a.loss, b.loss)
+            np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_previous_before_the_first_step_and_reset():
+    data, cfg = CASES["mse minibatch"]
+    stepper = Stepper(data, cfg)
+    assert stepper.current is None and stepper.previous() is None and stepper.step == -1
+    stepper.run_to(4)
+    stepper.reset()
+    assert stepper.step == -1 and stepper.taken == 0 and stepper.current is None
+    np.testing.assert_array_equal(stepper.next().manual.weights_before, lib.initial_weights(data, cfg))
+
+
+def test_functions_are_the_loops_that_run():
+    data, cfg = CASES["mse minibatch"]
+    assert Stepper(data, cfg).functions == (lib.manual_loop, lib.torch_loop)
+    data, cfg = CASES["mlp"]
+    assert Stepper(data, cfg).functions == (lib.manual_mlp_loop, lib.torch_loop)
+
+
+@pytest.mark.parametrize(
+    ("n", "words"), [(-1, "from 0 to 24"), (25, "from 0 to 24"), (1.5, "whole number"), (True, "whole number")]
+)
+def test_bad_steps_are_refused_in_words(n, words):
+    data, cfg = CASES["mse minibatch"]
+    with pytest.raises(ValueError, match=words):
+        Stepper(data, cfg).run_to(n)
+
+
+def test_bad_arguments_are_refused_in_words():
+    with pytest.raises(ValueError, match=r"lib\.Config"):
+        Stepper(DATA, "fast")
+    with pytest.raises(ValueError, match="keep"):
+        Stepper(DATA, lib.Config(), keep=0)
+
+
+def test_batches_cycle_through_epochs_as_batch_indices_does():
+    data, cfg = CASES["half_mse no bias"]  # 40 samples in batches of 7: six batches an epoch, the last short
+    stepper = Stepper(data, cfg)
+    seen = [stepper.next().manual.indices for _ in range(6)]
+    assert [len(s) for s in seen] == [7, 7, 7, 7, 7, 5]
+    assert sorted(itertools.chain.from_iterable(seen)) == list(range(40))
