@@ -6,6 +6,7 @@ st.set_page_config(page_title="Training-loop twins", page_icon="🔁", layout="w
 
 pages = [
     st.Page("pages/compare.py", title="Compare the loops", icon="📈", default=True),
+    st.Page("pages/pitfalls.py", title="Pitfalls lab", icon="🧪"),
     st.Page("pages/code_map.py", title="Code map", icon="🗺️"),
     st.Page("pages/step_through.py", title="Step through", icon="👣"),
 ]

@@ -6,11 +6,12 @@ result = lib.run(data, lib.Config(lr=0.01, batch_size=32, iterations=1000))
 result.max_abs_diff   # the two loops agree to about 1e-15
 """
 
-from . import charts, datasets, explain, trace
+from . import charts, csv_data, datasets, explain, pitfalls, trace
 from .config import LOSSES, MAX_ITERATIONS, MODELS, Config
 from .data import Dataset, batch_indices, initial_weights, least_squares, weight_names
 from .manual import effective_lr_ratio, manual_loop, manual_mlp_loop
 from .optim import OPTIMIZERS
+from .pitfalls import stability_limit
 from .run import History, Result, run
 from .torch_loop import torch_loop
 
@@ -25,6 +26,7 @@ __all__ = [
     "Result",
     "batch_indices",
     "charts",
+    "csv_data",
     "datasets",
     "effective_lr_ratio",
     "explain",
@@ -32,7 +34,9 @@ __all__ = [
     "least_squares",
     "manual_loop",
     "manual_mlp_loop",
+    "pitfalls",
     "run",
+    "stability_limit",
     "torch_loop",
     "trace",
     "weight_names",
