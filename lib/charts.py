@@ -10,7 +10,10 @@ from .run import Result
 
 MAX_POINTS = 5_000  # per series, whatever the iteration count
 MAX_WEIGHT_SERIES = 12  # weights drawn per loop; more lines than this is a blur
-HEIGHT = 240
+HEIGHT = 200  # of the plotting area; titles, legend and axes come on top (autosize fit-x below)
+# Fit the width to the container, keep the height for the data: with plain "fit", a title, a
+# legend and two axes squeeze a short chart's plotting area to a sliver.
+AUTOSIZE = alt.AutoSizeParams(type="fit-x", contains="padding")
 
 LABELS = {"manual": "manual (numpy)", "torch": "torch"}
 COLORS = {"manual": "#1f77b4", "torch": "#ff7f0e"}
@@ -91,14 +94,13 @@ def _loop_encoding(y_title: str, log: bool, x_title: str = "step") -> alt.Facete
         color=_n(
             alt.Color,
             "loop",
-            title="loop",
             scale=alt.Scale(domain=domain, range=[COLORS["manual"], COLORS["torch"]]),
-            legend=alt.Legend(orient="top", symbolStrokeWidth=3),
+            legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=3, symbolSize=300, labelFontSize=12),
         ),
         strokeDash=_n(
             alt.StrokeDash,
             "loop",
-            title="loop",
+            legend=alt.Legend(orient="top", title=None),
             scale=alt.Scale(domain=domain, range=[[1, 0], STYLE["torch"]["strokeDash"]]),
         ),
         tooltip=[
@@ -152,7 +154,7 @@ def _per_step_chart(result: Result, metric: str, title: str, y_title: str, log: 
         series.append((loop, y_title, steps, vals))
         dropped = max(dropped, lost)
     heading = _title(f"{title}{' (log scale)' if log else ''}", _notes(result, max_points, dropped, log))
-    return _lines(series, _loop_encoding(y_title, log), title=heading, height=HEIGHT)
+    return _lines(series, _loop_encoding(y_title, log), title=heading, height=HEIGHT, autosize=AUTOSIZE)
 
 
 def loss_chart(result: Result, log: bool = True, max_points: int = MAX_POINTS) -> alt.LayerChart:
@@ -207,7 +209,8 @@ def weights_chart(
         )
         mark = alt.MarkDef(type="rule", strokeDash=[2, 3], color="#888", strokeWidth=1.5)
         layers.insert(0, alt.Chart(rules, mark=mark, encoding=rule))
-    return alt.LayerChart(layer=layers, title=_title("Weights per step", notes), height=HEIGHT + 40)
+    heading = _title("Weights per step", notes)
+    return alt.LayerChart(layer=layers, title=heading, height=HEIGHT + 40, autosize=AUTOSIZE)
 
 
 def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
@@ -226,6 +229,7 @@ def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
         encoding=encoding,
         title=_title("|manual − torch| per step, largest over the weights", notes),
         height=HEIGHT,
+        autosize=AUTOSIZE,
     )
 
 
