@@ -11,7 +11,8 @@ from pages.common import least_squares, linear_data, twin_lines_markdown
 
 MAX_NUMBERS = 5_000_000  # samples x features: 40 MB of float64, plenty for a teaching app
 LIVE_AFTER = 1.0  # seconds; shorter runs just appear, longer ones show progress and live charts
-state = st.session_state
+state = st.session_state  # this page's keys start with "compare_"
+KEEP = {"persist_state": "session"}  # settings survive a visit to another page
 
 st.title("Compare the loops")
 st.markdown(
@@ -26,7 +27,7 @@ st.markdown(
 with st.sidebar:
     st.header("Training")
     lr = st.number_input(
-        "Learning rate (lr)", min_value=1e-6, max_value=100.0, value=0.05, step=0.01, format="%g", key="lr"
+        "Learning rate (lr)", min_value=1e-6, max_value=100.0, value=0.05, step=0.01, format="%g", key="lr", **KEEP
     )
     batch_size = st.number_input(
         "Batch size",
@@ -34,16 +35,25 @@ with st.sidebar:
         max_value=1_000_000,
         value=32,
         key="batch_size",
+        **KEEP,
         help="At least the number of samples means full batch.",
     )
     iterations = st.number_input(
-        "Iterations (optimizer steps)", min_value=1, max_value=lib.MAX_ITERATIONS, value=500, step=100, key="iterations"
+        "Iterations (optimizer steps)",
+        min_value=1,
+        max_value=lib.MAX_ITERATIONS,
+        value=500,
+        step=100,
+        key="iterations",
+        **KEEP,
     )
     run_clicked = st.button("Run", key="run", type="primary", width="stretch")
     with st.expander("Data: y = X·w + b + noise"):
-        n_features = st.number_input("Features", min_value=1, max_value=1_000, value=3, key="n_features")
-        samples = st.number_input("Samples", min_value=1, max_value=1_000_000, value=200, key="samples")
-        noise = st.number_input("Noise (std)", min_value=0.0, max_value=100.0, value=0.1, format="%g", key="noise")
+        n_features = st.number_input("Features", min_value=1, max_value=1_000, value=3, key="n_features", **KEEP)
+        samples = st.number_input("Samples", min_value=1, max_value=1_000_000, value=200, key="samples", **KEEP)
+        noise = st.number_input(
+            "Noise (std)", min_value=0.0, max_value=100.0, value=0.1, format="%g", key="noise", **KEEP
+        )
     with st.expander("Loss, model and seed"):
         loss = st.selectbox(
             "Loss convention",
@@ -54,21 +64,23 @@ with st.sidebar:
                 "sse": "MSELoss(reduction='sum')",
             }.get,
             key="loss",
+            **KEEP,
         )
-        bias = st.checkbox("Learn a bias", value=True, key="bias")
-        init = st.selectbox("Initial weights", ("zeros", "normal", "custom"), key="init")
+        bias = st.checkbox("Learn a bias", value=True, key="bias", **KEEP)
+        init = st.selectbox("Initial weights", ("zeros", "normal", "custom"), key="init", **KEEP)
         init_values = ""
         if init == "custom":
             init_values = st.text_input(
                 "Initial weights, comma-separated",
                 placeholder="e.g. 0.5, -1, 2, 0",
                 key="init_values",
+                **KEEP,
                 help="One number per weight, laid out [w_1 .. w_n, bias].",
             )
-        seed = st.number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, key="seed")
+        seed = st.number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, key="seed", **KEEP)
     st.header("Display")
-    log_scale = st.toggle("Log scale for loss and gradient norm", value=True, key="log_scale")
-    show_target = st.toggle("Show the least-squares solution", value=True, key="show_target")
+    log_scale = st.toggle("Log scale for loss and gradient norm", value=True, key="log_scale", **KEEP)
+    show_target = st.toggle("Show the least-squares solution", value=True, key="show_target", **KEEP)
 
 settings = {
     "lr": lr, "batch_size": batch_size, "iterations": iterations, "n_features": n_features, "samples": samples,
@@ -76,12 +88,12 @@ settings = {
 }  # fmt: skip
 
 # A run that a Stop click (or any other click) interrupted left its partial Result behind: keep it.
-if state.get("running"):
-    state.running = False
-    partial = state.pop("partial", None)
+if state.get("compare_running"):
+    state["compare_running"] = False
+    partial = state.pop("compare_partial", None)
     if partial is not None:
-        state.result = dataclasses.replace(partial, stopped="stopped")
-        state.result_settings = state.pop("running_settings", None)
+        state["compare_result"] = dataclasses.replace(partial, stopped="stopped")
+        state["compare_result_settings"] = state.pop("compare_running_settings", None)
 
 
 def parse_init(choice: str, text: str):
@@ -142,16 +154,16 @@ try:
 except ValueError as err:
     problem = str(err)
 
-if problem is None and (run_clicked or "result" not in state):
+if problem is None and (run_clicked or "compare_result" not in state):
     # Runs on Run, and once on the first visit so a newcomer sees the two loops agree straight away.
     started = time.perf_counter()
     reference = reference_for(settings)
-    state.running, state.running_settings = True, settings
+    state["compare_running"], state["compare_running_settings"] = True, settings
     live = {}
 
     def on_progress(partial: lib.Result) -> None:
         # Save first: every st call below is a point where a Stop click ends this script.
-        state.partial = partial
+        state["compare_partial"] = partial
         if time.perf_counter() - started < LIVE_AFTER:
             return
         if not live:
@@ -167,13 +179,13 @@ if problem is None and (run_clicked or "result" not in state):
     except ValueError as err:  # e.g. custom initial weights of the wrong length
         problem = str(err)
     else:
-        state.result, state.result_settings = result, settings
+        state["compare_result"], state["compare_result_settings"] = result, settings
     finally:
-        state.running = False
-        state.pop("partial", None)
+        state["compare_running"] = False
+        state.pop("compare_partial", None)
 
 # ------------------------------------------------------------------ the result on show
-result: lib.Result | None = state.get("result")
+result: lib.Result | None = state.get("compare_result")
 status.empty()  # the progress bar and Stop button, if the run was long enough to show them
 notes = []
 if problem is not None:
@@ -182,7 +194,7 @@ if result is not None and result.stopped == "diverged":
     notes.append((st.warning, result.message()))
 elif result is not None and result.stopped is not None:
     notes.append((st.info, result.message()))
-if result is not None and problem is None and state.get("result_settings") != settings:
+if result is not None and problem is None and state.get("compare_result_settings") != settings:
     notes.append((st.info, "The settings have changed since this run: press **Run** to see them."))
 if notes:
     with status.container():
@@ -210,7 +222,7 @@ if result is not None:
                 index=["manual (numpy)", "torch"],
             )
         )
-    draw_charts(result, reference_for(state.get("result_settings") or settings))
+    draw_charts(result, reference_for(state.get("compare_result_settings") or settings))
 
 st.subheader("The five lines, twin by twin")
 st.caption(

@@ -143,8 +143,8 @@ def test_an_interrupted_run_shows_its_partial_result(at):
     data = linear_data(3, 200, 0.1, 0)
     cfg = lib.Config(lr=0.05, iterations=500)
     partial = dataclasses.replace(lib.run(data, cfg.replace(iterations=37)), config=cfg)
-    at.session_state["running"] = True
-    at.session_state["partial"] = partial
+    at.session_state["compare_running"] = True
+    at.session_state["compare_partial"] = partial
     at.run()
     assert not at.exception
     assert any("Stopped at step 37 of 500" in info.value for info in at.info)
@@ -157,3 +157,16 @@ def test_the_twin_table_is_the_code_that_runs(at):
     assert table == twin_lines_markdown()
     for line in ("optimizer.zero_grad()", "outputs = net(inputs)", "loss.backward()", "optimizer.step()"):
         assert f"`{line}" in table or f" {line}" in table
+
+
+def test_settings_and_result_survive_a_visit_to_another_page(at):
+    at.number_input(key="lr").set_value(0.2)
+    press_run(at)
+    shown = summary(at)
+    at.switch_page("pages/code_map.py").run()
+    assert not at.exception
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert at.number_input(key="lr").value == 0.2
+    assert summary(at) == shown  # the same run, not a fresh default one
+    assert not any("settings have changed" in info.value for info in at.info)

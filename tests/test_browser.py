@@ -22,6 +22,9 @@ LOAD = 90_000  # ms: a first page load imports torch and runs the default run on
 # Every page of the app: (url path, heading it shows, screenshot name). Adding a page is one line.
 PAGES = [
     ("", "Compare the loops", "compare"),
+    ("pitfalls", "Pitfalls lab", "pitfalls"),
+    ("code_map", "Code map", "code_map"),
+    ("step_through", "Step through", "step_through"),
 ]
 
 
