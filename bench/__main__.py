@@ -1,0 +1,134 @@
+"""`make bench`: time lib.run against the bare loops and torch + TensorBoard; measure a 1M-step run.
+
+python -m bench            the full benchmark (several minutes), printed and written to bench/RESULTS.md
+python -m bench --quick    a short smoke run (printed only)
+python -m bench --profile  also print where lib.run spends its time, stage by stage, for each case
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs, 5,000-step memory run, no RESULTS.md")
+    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads for every contender")
+    parser.add_argument("--memory-steps", type=int, default=None, help="steps of the memory run (default 1,000,000)")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the memory and chart measurement")
+    parser.add_argument(
+        "--profile", action="store_true", help="print where lib.run spends its time, stage by stage, for each case"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="where to write the results (default bench/RESULTS.md)")
+    return parser.parse_args()
+
+
+def memory_run(steps: int, threads: int) -> dict:
+    """Run bench.memory in a fresh process, so its peak RSS is the run's own."""
+    root = HERE.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--steps", str(steps), "--threads", str(threads)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.memory failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+METHODS = {
+    "VmHWM after clear_refs": "a fresh subprocess (bench/memory.py); its peak RSS (VmHWM) is reset to the current RSS "
+    "by writing 5 to /proc/self/clear_refs just before the run and read after it",
+    "ru_maxrss": "a fresh subprocess (bench/memory.py); ru_maxrss after the run minus ru_maxrss before it "
+    "(an undercount if an import-time peak was higher)",
+}
+
+
+def memory_lines(mem: dict) -> list[str]:
+    """The memory and chart findings in words."""
+    lines = [
+        f"- memory: a {mem['steps']:,}-step lib.run ({mem['config']}) raised the process's peak RSS by "
+        f"**{mem['run_added_mb']:.0f} MB** (target < 150 MB; the recorded arrays themselves are "
+        f"{mem['recorded_mb']:.0f} MB; baseline RSS after imports and a 10-step warm-up {mem['baseline_mb']:.0f} MB). "
+        f"Method: {METHODS.get(mem['method'], mem['method'])}. "
+        f"The run took {mem['run_seconds']:.1f} s.",
+    ]
+    charts = mem["charts"]
+    if charts is None:
+        lines.append("- charts: `lib.charts.all_charts` does not exist yet, so chart build time was not measured.")
+    else:
+        lines.append(
+            f"- charts: `lib.charts.all_charts(result)` for that {mem['steps']:,}-step result built "
+            f"{charts['count']} charts in **{charts['build_ms_median']:.0f} ms** (median of 3; first call "
+            f"{charts['build_ms_first']:.0f} ms; target < 150 ms); `chart.to_dict()` of all of them, which "
+            f"st.altair_chart does before sending, took {charts['to_dict_ms_median']:.0f} ms more. "
+            f"Peak RSS with the charts: +{charts['peak_added_mb']:.0f} MB above baseline."
+        )
+    return lines
+
+
+def main() -> None:
+    args = parse_args()
+    # BLAS and OpenMP read these when numpy and torch are first imported, so set them before that.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    import torch
+
+    from . import timing
+
+    torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    log = print
+    header = ["# Benchmark: lib.run against the bare loops", "", *timing.machine(), ""]
+    print("\n".join(header), flush=True)
+
+    results = []
+    for case in timing.cases(args.quick):
+        log(f"{case.label}: {case.cfg.iterations:,} steps x {case.rounds} interleaved rounds")
+        results.append(timing.time_case(case, lambda s: print(s, flush=True)))
+        if args.profile:
+            from .diagnose import profile
+
+            profile(case)
+
+    body = [
+        "Times are medians over interleaved rounds (each round runs every contender once, in a rotated order)",
+        "in one process. ratio = lib.run / (bare numpy + bare torch); target <= 1.10. The ratio by CPU time uses",
+        "time.process_time medians instead of wall time, which a busy machine disturbs less. lib.run runs and records",
+        "both loops; the bare loops record nothing; torch + TensorBoard is the bare torch loop plus",
+        "`SummaryWriter.add_scalar` of the loss, the grad norm and every weight at every step (writer set-up",
+        "and close included), and TB / bare torch is what that recording costs.",
+        "",
+        *timing.table(results),
+        "",
+    ]
+    if not args.skip_memory:
+        steps = args.memory_steps or (5_000 if args.quick else 1_000_000)
+        print(f"memory run: {steps:,} steps of lib.run in a subprocess ...", flush=True)
+        body += memory_lines(memory_run(steps, args.threads))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    took = time.perf_counter() - began
+    body.append(
+        f"- `python -m bench{' --quick' if args.quick else ''}` took {took:.0f} s; load average at the end {load}."
+    )
+    print("\n" + "\n".join(body))
+    out = args.out or (None if args.quick else HERE / "RESULTS.md")
+    if out is not None:
+        out.write_text("\n".join(header + body) + "\n")
+        print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main()

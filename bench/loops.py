@@ -1,0 +1,179 @@
+"""The contenders lib.run is timed against: bare loops that record nothing, and torch + TensorBoard.
+
+Each bare loop does the arithmetic of its lib twin (lib/manual.py, lib/torch_loop.py) on the same
+batches (lib.batch_indices with the Config's seed) from the same initial weights, and returns the
+final weights so tests/test_bench_smoke.py can check that they are like for like with lib.run.
+Both bare loops still compute each step's loss, as their lib twins do, but keep nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import torch
+from torch import nn
+
+import lib
+
+# -dL/dh = slope(batch) * error for each loss convention, written exactly as lib/manual.py computes it.
+SLOPES = {"mse": lambda m: 2 / m, "half_mse": lambda m: 1 / m, "sse": lambda m: 2}
+
+
+def check_supported(cfg: lib.Config) -> None:
+    """The bare loops are plain SGD on a linear model in float64 with one loss for both; refuse the rest."""
+    plain = lib.Config(lr=cfg.lr, batch_size=cfg.batch_size, iterations=cfg.iterations, loss=cfg.loss)
+    for name in ("model", "optimizer", "optimizer_kwargs", "torch_dtype", "manual_loss"):
+        if getattr(cfg, name) != getattr(plain, name):
+            raise ValueError(f"the bare loops support only the default {name}={getattr(plain, name)!r}")
+    if cfg.loss not in SLOPES:
+        raise ValueError(f"the bare loops support the losses {', '.join(SLOPES)}; got {cfg.loss!r}")
+
+
+def bare_numpy(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
+    """Plain numpy gradient descent for cfg.iterations steps; returns the final weights."""
+    check_supported(cfg)
+    X = data.with_ones() if cfg.bias else data.X
+    y = data.y
+    weights = lib.initial_weights(data, cfg).copy()
+    slope = SLOPES[cfg.loss]
+    half = cfg.loss == "half_mse"
+    mean = cfg.loss != "sse"
+    batches = lib.batch_indices(len(X), cfg.batch_size, cfg.seed)
+    d_weights = np.zeros_like(weights)
+    for _ in range(cfg.iterations):
+        idx = next(batches)
+        inputs, labels = X[idx], y[idx]
+        if cfg.zero_grad:
+            d_weights = np.zeros_like(weights)
+        h = inputs @ weights
+        error = labels - h
+        loss = error @ error  # computed, as the lib loop does, then dropped
+        if mean:
+            loss = loss / ((2 if half else 1) * len(error))
+        d_weights += slope(len(labels)) * (inputs.T @ error)
+        weights += cfg.lr * d_weights
+    return weights
+
+
+def _torch_setup(data: lib.Dataset, cfg: lib.Config):
+    """Tensors, nn.Linear holding the shared init, criterion and optimizer, as any torch script builds them."""
+    check_supported(cfg)
+    inputs_all = torch.from_numpy(data.X.copy())
+    labels_all = torch.from_numpy(data.y.copy()).unsqueeze(1)
+    init = torch.from_numpy(lib.initial_weights(data, cfg))
+    n = data.n
+    net = nn.Linear(n, 1, bias=cfg.bias, dtype=torch.float64)
+    with torch.no_grad():
+        net.weight.copy_(init[:n].view(1, n))
+        if cfg.bias:
+            net.bias.copy_(init[n:])
+    criterion = nn.MSELoss(reduction="sum" if cfg.loss == "sse" else "mean")
+    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    return inputs_all, labels_all, net, criterion, optimizer
+
+
+def _flat_weights(net: nn.Linear) -> np.ndarray:
+    return np.concatenate([p.detach().numpy().ravel() for p in net.parameters()])
+
+
+def bare_torch(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
+    """The canonical zero_grad / forward / loss / backward / step loop; returns the final weights."""
+    inputs_all, labels_all, net, criterion, optimizer = _torch_setup(data, cfg)
+    half = cfg.loss == "half_mse"
+    batches = lib.batch_indices(len(inputs_all), cfg.batch_size, cfg.seed)
+    for _ in range(cfg.iterations):
+        idx = next(batches)
+        index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
+        inputs, labels = inputs_all[index], labels_all[index]
+        if cfg.zero_grad:
+            optimizer.zero_grad()
+        outputs = net(inputs)
+        loss = criterion(outputs, labels)
+        if half:
+            loss = loss / 2
+        loss.backward()
+        optimizer.step()
+    return _flat_weights(net)
+
+
+def torch_tensorboard(data: lib.Dataset, cfg: lib.Config, logdir: str | None = None) -> np.ndarray:
+    """bare_torch, plus SummaryWriter.add_scalar of the loss, the grad norm and every weight at every step.
+
+    Writer creation and close (which flushes the event file) are part of the cost; logdir defaults to
+    a temporary directory removed afterwards.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    with tempfile.TemporaryDirectory(prefix="bench-tb-") as tmp:
+        writer = SummaryWriter(log_dir=logdir or tmp)
+        names = lib.weight_names(data, cfg)
+        inputs_all, labels_all, net, criterion, optimizer = _torch_setup(data, cfg)
+        params = list(net.parameters())
+        half = cfg.loss == "half_mse"
+        batches = lib.batch_indices(len(inputs_all), cfg.batch_size, cfg.seed)
+        for step in range(cfg.iterations):
+            idx = next(batches)
+            index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
+            inputs, labels = inputs_all[index], labels_all[index]
+            if cfg.zero_grad:
+                optimizer.zero_grad()
+            outputs = net(inputs)
+            loss = criterion(outputs, labels)
+            if half:
+                loss = loss / 2
+            loss.backward()
+            grad_norm = torch.linalg.vector_norm(torch.cat([p.grad.ravel() for p in params])).item()
+            optimizer.step()
+            writer.add_scalar("loss", loss.item(), step)
+            writer.add_scalar("grad_norm", grad_norm, step)
+            weights = torch.cat([p.detach().ravel() for p in params]).tolist()
+            for name, value in zip(names, weights, strict=True):
+                writer.add_scalar(f"weights/{name}", value, step + 1)
+        writer.close()
+        return _flat_weights(net)
+
+
+def bare_lockstep(data: lib.Dataset, cfg: lib.Config, share_memory: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Both bare loops advanced together, one step each in turn, recording nothing (a diagnostic for lib.run).
+
+    share_memory=True gathers the torch batches from a view of the numpy loop's [X, 1] array instead of
+    a copy of X, so the two loops read the same memory each step. Returns both final weights.
+    """
+    check_supported(cfg)
+    X = data.with_ones() if cfg.bias else data.X
+    y = data.y
+    weights = lib.initial_weights(data, cfg).copy()
+    slope = SLOPES[cfg.loss]
+    half, mean = cfg.loss == "half_mse", cfg.loss != "sse"
+    inputs_all, labels_all, net, criterion, optimizer = _torch_setup(data, cfg)
+    if share_memory:
+        inputs_all = torch.from_numpy(X)[:, : data.n]
+        labels_all = torch.from_numpy(np.array(y)).unsqueeze(1)
+    batches_m = lib.batch_indices(len(X), cfg.batch_size, cfg.seed)
+    batches_t = lib.batch_indices(len(X), cfg.batch_size, cfg.seed)
+    d_weights = np.zeros_like(weights)
+    for _ in range(cfg.iterations):
+        # The numpy step.
+        idx = next(batches_m)
+        inputs, labels = X[idx], y[idx]
+        if cfg.zero_grad:
+            d_weights = np.zeros_like(weights)
+        error = labels - inputs @ weights
+        loss = error @ error
+        if mean:
+            loss = loss / ((2 if half else 1) * len(error))
+        d_weights += slope(len(labels)) * (inputs.T @ error)
+        weights += cfg.lr * d_weights
+        # The torch step.
+        idx = next(batches_t)
+        index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
+        inputs, labels = inputs_all[index], labels_all[index]
+        if cfg.zero_grad:
+            optimizer.zero_grad()
+        loss = criterion(net(inputs), labels)
+        if half:
+            loss = loss / 2
+        loss.backward()
+        optimizer.step()
+    return weights, _flat_weights(net)

@@ -1,0 +1,159 @@
+"""The benchmark cases, interleaved timing, and the markdown table."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+import lib
+
+from .loops import bare_numpy, bare_torch, torch_tensorboard
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark configuration: the data, the Config, and how many interleaved rounds to time."""
+
+    label: str
+    data: Callable[[], lib.Dataset]
+    cfg: lib.Config
+    rounds: int
+
+
+def cases(quick: bool) -> list[Case]:
+    """The three configurations of issue 2, part 7 (shorter runs with quick=True)."""
+
+    def scale(steps: int) -> int:
+        return max(steps // 50, 100) if quick else steps
+
+    rounds = 3 if quick else 5
+    return [
+        Case(
+            "(a) n=3, m=256, batch 32, mse, lr 0.01",
+            lambda: lib.datasets.linear(m=256, n=3, noise=0.1, seed=0),
+            lib.Config(lr=0.01, batch_size=32, iterations=scale(2_000), loss="mse"),
+            rounds,
+        ),
+        Case(
+            "(b) n=100, m=10,000, batch 1,000, mse, lr 0.01",
+            lambda: lib.datasets.linear(m=10_000, n=100, noise=0.1, seed=0),
+            lib.Config(lr=0.01, batch_size=1_000, iterations=scale(300), loss="mse"),
+            rounds,
+        ),
+        Case(
+            "(c) classic: n=3, m=200, full batch, half_mse, lr 1e-4",
+            lambda: lib.datasets.linear(m=200, n=3, noise=0.1, seed=0),
+            lib.Config(lr=1e-4, batch_size=200, iterations=scale(50_000), loss="half_mse"),
+            3,
+        ),
+    ]
+
+
+CONTENDERS: dict[str, Callable[[lib.Dataset, lib.Config], object]] = {
+    "lib.run": lib.run,
+    "bare numpy": bare_numpy,
+    "bare torch": bare_torch,
+    "torch + TensorBoard": torch_tensorboard,
+}
+
+
+@dataclass
+class Timing:
+    """Seconds per contender over the rounds of one case: wall clock, and this process's CPU time."""
+
+    case: Case
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.seconds[name])
+
+    @property
+    def pair(self) -> float:
+        return self.median("bare numpy") + self.median("bare torch")
+
+    @property
+    def ratio(self) -> float:
+        return self.median("lib.run") / self.pair
+
+    @property
+    def cpu_ratio(self) -> float:
+        """The ratio by CPU time, which other processes on a busy machine disturb less than wall time."""
+        med = {name: statistics.median(v) for name, v in self.cpu.items()}
+        return med["lib.run"] / (med["bare numpy"] + med["bare torch"])
+
+    @property
+    def round_ratios(self) -> list[float]:
+        s = self.seconds
+        return [r / (a + b) for r, a, b in zip(s["lib.run"], s["bare numpy"], s["bare torch"], strict=True)]
+
+    @property
+    def tb_ratio(self) -> float:
+        return self.median("torch + TensorBoard") / self.median("bare torch")
+
+
+def time_case(case: Case, log: Callable[[str], None]) -> Timing:
+    """Time every contender on one case, interleaved: each round runs them all, in a rotated order."""
+    data = case.data()
+    warm = case.cfg.replace(iterations=min(50, case.cfg.iterations))
+    for run in CONTENDERS.values():
+        run(data, warm)  # first calls pay for lazy imports and torch's first-op set-up
+    result = lib.run(data, case.cfg)
+    if result.stopped is not None:
+        raise RuntimeError(f"{case.label}: lib.run did not take every step: {result.message()}")
+    timing = Timing(case, {name: [] for name in CONTENDERS}, {name: [] for name in CONTENDERS})
+    names = list(CONTENDERS)
+    for r in range(case.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            gc.collect()
+            started, started_cpu = time.perf_counter(), time.process_time()
+            CONTENDERS[name](data, case.cfg)
+            timing.seconds[name].append(time.perf_counter() - started)
+            timing.cpu[name].append(time.process_time() - started_cpu)
+        log(f"  round {r + 1}/{case.rounds}: " + ", ".join(f"{name} {timing.seconds[name][-1]:.3f}s" for name in names))
+    return timing
+
+
+def machine() -> list[str]:
+    """Lines describing where the numbers were measured."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"- machine: {os.cpu_count()} CPUs (nproc), {model}; load average at start {load}",
+        f"- python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+        f"{platform.system()} {platform.release()}",
+        f"- threads: torch.set_num_threads({torch.get_num_threads()}); OPENBLAS/OMP/MKL_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} for every contender",
+    ]
+
+
+def table(timings: list[Timing]) -> list[str]:
+    """The markdown table: medians of the interleaved rounds, in seconds."""
+    rows = [
+        "| config | steps | rounds | lib.run s | bare numpy s | bare torch s | bare pair s | ratio "
+        "| ratio per round (min-max) | ratio by CPU time | torch + TensorBoard s | TB / bare torch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in timings:
+        rr = t.round_ratios
+        rows.append(
+            f"| {t.case.label} | {t.case.cfg.iterations:,} | {t.case.rounds} | {t.median('lib.run'):.3f} "
+            f"| {t.median('bare numpy'):.3f} | {t.median('bare torch'):.3f} | {t.pair:.3f} "
+            f"| **{t.ratio:.2f}** | {min(rr):.2f}-{max(rr):.2f} | {t.cpu_ratio:.2f} "
+            f"| {t.median('torch + TensorBoard'):.3f} | {t.tb_ratio:.2f} |"
+        )
+    return rows
