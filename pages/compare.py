@@ -166,13 +166,18 @@ if problem is None and (run_clicked or "compare_result" not in state):
         state["compare_partial"] = partial
         if time.perf_counter() - started < LIVE_AFTER:
             return
+        now = time.perf_counter()
         if not live:
             with status.container():
                 live["bar"] = st.progress(0.0)
                 st.button("Stop", key="stop", help="End the run now and keep the steps taken.")
+            live["redraw"] = now
         done = partial.steps / cfg.iterations
         live["bar"].progress(done, text=f"Step {partial.steps:,} of {cfg.iterations:,}")
-        draw_charts(partial, reference)
+        if now >= live["redraw"]:
+            draw_charts(partial, reference)
+            # Redraw at most a quarter of the time, so the live charts do not slow the run much.
+            live["redraw"] = now + max(1.0, 3 * (time.perf_counter() - now))
 
     try:
         result = lib.run(data, cfg, progress=on_progress, progress_every=0.5)
