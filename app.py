@@ -1,6 +1,11 @@
 """Entry point: page config and navigation over pages/; every page lives in its own file."""
 
 import streamlit as st
+import torch
+
+# One server runs every visitor's loops: one intra-op thread per run keeps forty students from
+# oversubscribing a small machine's cores (the models here are too small to gain from more).
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="Training-loop twins", page_icon="🔁", layout="wide")
 
