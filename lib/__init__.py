@@ -9,6 +9,7 @@ result.max_abs_diff   # the two loops agree to about 1e-15
 from . import charts, csv_data, datasets, explain, pitfalls, trace
 from .config import LOSSES, MAX_ITERATIONS, MODELS, Config
 from .data import Dataset, batch_indices, initial_weights, least_squares, weight_names
+from .export import history_csv, history_json, to_script
 from .manual import effective_lr_ratio, manual_loop, manual_mlp_loop
 from .optim import OPTIMIZERS
 from .pitfalls import stability_limit
@@ -30,6 +31,8 @@ __all__ = [
     "datasets",
     "effective_lr_ratio",
     "explain",
+    "history_csv",
+    "history_json",
     "initial_weights",
     "least_squares",
     "manual_loop",
@@ -37,6 +40,7 @@ __all__ = [
     "pitfalls",
     "run",
     "stability_limit",
+    "to_script",
     "torch_loop",
     "trace",
     "weight_names",

@@ -13,7 +13,7 @@ import math
 import re
 import sys
 import textwrap
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 
 import numpy as np
 
@@ -109,14 +109,20 @@ def to_script(data: Dataset, cfg: Config, *, csv_name: str | None = None, target
 
 
 # Stand-ins: lib objects the script replaces by a simpler equivalent, keyed by the object.
-_STANDIN_CLASSES = {
-    Config: "The run's lib.Config: its fields, and the members of it that the code below reads.",
-    Dataset: "The run's lib.Dataset, X (m, n) and y (m,), and the members of it that the code below reads.",
-}
-_STANDIN_FUNCTIONS = {
-    run_side.check_run: '"""lib.run.check_run passed for this data and Config when lib wrote this script."""',
-    initial_weights: '"""The initial weights lib.initial_weights made for this run ({how})."""\n    return INIT.copy()',
-}
+_STANDIN_CLASSES = MappingProxyType(
+    {
+        Config: "The run's lib.Config: its fields, and the members of it that the code below reads.",
+        Dataset: "The run's lib.Dataset, X (m, n) and y (m,), and the members of it that the code below reads.",
+    }
+)
+_STANDIN_FUNCTIONS = MappingProxyType(
+    {
+        run_side.check_run: '"""lib.run.check_run passed for this data and Config when lib wrote this script."""',
+        initial_weights: (
+            '"""The initial weights lib.initial_weights made for this run ({how})."""\n    return INIT.copy()'
+        ),
+    }
+)
 _THIRD_PARTY = ("numpy", "torch")  # the only packages the script may import besides the standard library
 
 
@@ -545,7 +551,8 @@ def main() -> None:
             steps = step + 1
             # As lib.run: a non-finite loss, gradient or weight in either loop (inf - inf is nan) ends the run.
             diff = float(np.max(np.abs(w_m - w_t)))
-            if not math.isfinite(loss_m + loss_t + math.sqrt(g_m @ g_m) + math.sqrt(g_t @ g_t) + diff):
+            finite = math.isfinite(loss_m + loss_t + diff) and np.isfinite(g_m).all() and np.isfinite(g_t).all()
+            if not finite:
                 print(f"diverged at step {step}: try a smaller learning rate than {CONFIG.lr:g}")
                 break
     # The loops yield their live weight arrays: these are the weights after the last step.
