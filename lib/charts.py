@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -13,13 +15,18 @@ MAX_WEIGHT_SERIES = 12  # weights drawn per loop; more lines than this is a blur
 HEIGHT = 200  # of the plotting area; titles, legend and axes come on top (autosize fit-x below)
 # Fit the width to the container, keep the height for the data: with plain "fit", a title, a
 # legend and two axes squeeze a short chart's plotting area to a sliver.
-AUTOSIZE = alt.AutoSizeParams(type="fit-x", contains="padding")
+AUTOSIZE = MappingProxyType({"type": "fit-x", "contains": "padding"})  # plot area keeps its height
 
-LABELS = {"manual": "manual (numpy)", "torch": "torch"}
-COLORS = {"manual": "#1f77b4", "torch": "#ff7f0e"}
+LABELS = MappingProxyType({"manual": "manual (numpy)", "torch": "torch"})
+COLORS = MappingProxyType({"manual": "#1f77b4", "torch": "#ff7f0e"})
 # Manual is drawn thick and solid underneath, torch thin and dashed on top, so both stay
 # visible exactly where they coincide (which, when the loops agree, is everywhere).
-STYLE = {"manual": {"strokeWidth": 3.5}, "torch": {"strokeWidth": 1.5, "strokeDash": [5, 3]}}
+STYLE = MappingProxyType(
+    {
+        "manual": MappingProxyType({"strokeWidth": 3.5}),
+        "torch": MappingProxyType({"strokeWidth": 1.5, "strokeDash": (5, 3)}),
+    }
+)
 
 
 def downsample(values: np.ndarray, max_points: int = MAX_POINTS, *, positive: bool = False):
@@ -101,7 +108,7 @@ def _loop_encoding(y_title: str, log: bool, x_title: str = "step") -> alt.Facete
             alt.StrokeDash,
             "loop",
             legend=alt.Legend(orient="top", title=None),
-            scale=alt.Scale(domain=domain, range=[[1, 0], STYLE["torch"]["strokeDash"]]),
+            scale=alt.Scale(domain=domain, range=[[1, 0], list(STYLE["torch"]["strokeDash"])]),
         ),
         tooltip=[
             _n(alt.Tooltip, "loop"),
@@ -154,7 +161,9 @@ def _per_step_chart(result: Result, metric: str, title: str, y_title: str, log: 
         series.append((loop, y_title, steps, vals))
         dropped = max(dropped, lost)
     heading = _title(f"{title}{' (log scale)' if log else ''}", _notes(result, max_points, dropped, log))
-    return _lines(series, _loop_encoding(y_title, log), title=heading, height=HEIGHT, autosize=AUTOSIZE)
+    return _lines(
+        series, _loop_encoding(y_title, log), title=heading, height=HEIGHT, autosize=alt.AutoSizeParams(**AUTOSIZE)
+    )
 
 
 def loss_chart(result: Result, log: bool = True, max_points: int = MAX_POINTS) -> alt.LayerChart:
@@ -210,7 +219,7 @@ def weights_chart(
         mark = alt.MarkDef(type="rule", strokeDash=[2, 3], color="#888", strokeWidth=1.5)
         layers.insert(0, alt.Chart(rules, mark=mark, encoding=rule))
     heading = _title("Weights per step", notes)
-    return alt.LayerChart(layer=layers, title=heading, height=HEIGHT + 40, autosize=AUTOSIZE)
+    return alt.LayerChart(layer=layers, title=heading, height=HEIGHT + 40, autosize=alt.AutoSizeParams(**AUTOSIZE))
 
 
 def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
@@ -229,7 +238,7 @@ def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
         encoding=encoding,
         title=_title("|manual − torch| per step, largest over the weights", notes),
         height=HEIGHT,
-        autosize=AUTOSIZE,
+        autosize=alt.AutoSizeParams(**AUTOSIZE),
     )
 
 

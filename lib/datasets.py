@@ -260,7 +260,7 @@ def _sine_poly_standardized(m: int = 100, degree: int = 3, noise: float = 0.1, s
     return sine_poly(m=m, degree=degree, noise=noise, standardize=True, seed=seed)
 
 
-_BCE = {"model": "logistic", "loss": "bce"}
+_BCE = MappingProxyType({"model": "logistic", "loss": "bce"})
 
 PRESETS: Mapping[str, Preset] = MappingProxyType(
     {

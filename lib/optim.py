@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 import torch
 
-TORCH_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+TORCH_NAMES = MappingProxyType(
+    {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+)
 OPTIMIZERS = tuple(TORCH_NAMES)
 # Switches that choose torch's implementation, not its arithmetic: there is nothing to hand-write.
 IMPLEMENTATION_FLAGS = ("foreach", "fused", "differentiable", "capturable")
@@ -138,7 +141,7 @@ class Adagrad:
         self.weights -= clr * (g / (np.sqrt(self.state_sum) + self.eps))
 
 
-HAND = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+HAND = MappingProxyType({"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad})
 
 
 def hand_optimizer(name: str, weights: np.ndarray, lr: float, kwargs: Mapping | None = None):

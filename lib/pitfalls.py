@@ -8,9 +8,11 @@ run, and a real torch loop that keeps `running_loss += loss` as a tensor, with w
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import altair as alt
 import numpy as np
@@ -21,11 +23,12 @@ from torch import nn
 from .charts import downsample
 from .config import Config
 from .data import Dataset, batch_indices, initial_weights
+from .manual import hand_loss
 from .run import Result
 
-# The Hessian's scale k(b) per convention: the batch loss k(b)/2 * |A_B w - y_B|^2 has Hessian k(b) A_B^T A_B.
-# (tests/test_pitfalls.py checks hessian() against torch.autograd.functional.hessian.)
-HESSIAN_SCALE = {"mse": lambda b: 2 / b, "half_mse": lambda b: 1 / b, "sse": lambda b: 2}
+# The squared-error conventions. The batch loss k(b)/2 * |A_B w - y_B|^2 has Hessian k(b) A_B^T A_B, with k the
+# hand loop's slope (lib.manual.hand_loss); tests/test_pitfalls.py checks hessian() against torch's autograd.
+SQUARED_LOSSES = ("mse", "half_mse", "sse")
 
 
 def hessian(data: Dataset, cfg: Config, loss: str | None = None) -> np.ndarray:
@@ -38,11 +41,11 @@ def hessian(data: Dataset, cfg: Config, loss: str | None = None) -> np.ndarray:
     loss defaults to cfg.loss, the torch loop's convention; pass cfg.hand_loss for the hand loop's.
     """
     loss = loss or cfg.loss
-    if loss not in HESSIAN_SCALE or getattr(cfg, "model", "linear") != "linear":
+    if loss not in SQUARED_LOSSES or getattr(cfg, "model", "linear") != "linear":
         raise ValueError(f"the Hessian here is for a linear model with a squared-error loss; got loss {loss!r}")
     A = data.with_ones() if cfg.bias else data.X
     b = min(cfg.batch_size, data.m)
-    k = HESSIAN_SCALE[loss](b)
+    k = hand_loss(loss)[1](b)
     return k * (b / data.m) * (A.T @ A)
 
 
@@ -168,25 +171,23 @@ def graph_footprint(value: float | torch.Tensor) -> GraphFootprint:
     return GraphFootprint(len(seen), saved, freed, sum(storages.values()))
 
 
-_SAVED_NAMES: dict[type, tuple[str, ...]] = {}
-
-
+@functools.cache
 def _saved_names(node_type: type) -> tuple[str, ...]:
     """The _saved_* attributes of an autograd node type (sizes and strides excluded), cached per type."""
-    if node_type not in _SAVED_NAMES:
-        _SAVED_NAMES[node_type] = tuple(
-            name
-            for name in dir(node_type)
-            if name.startswith("_saved_") and not name.endswith(("_sym_sizes", "_sym_strides"))
-        )
-    return _SAVED_NAMES[node_type]
+    return tuple(
+        name
+        for name in dir(node_type)
+        if name.startswith("_saved_") and not name.endswith(("_sym_sizes", "_sym_strides"))
+    )
 
 
-RUNNING_LOSS_VARIANTS = {
-    "+= loss.item()": {"item": True, "retain_graph": False},
-    "+= loss": {"item": False, "retain_graph": False},
-    "+= loss, retain_graph=True": {"item": False, "retain_graph": True},
-}
+RUNNING_LOSS_VARIANTS = MappingProxyType(
+    {
+        "+= loss.item()": MappingProxyType({"item": True, "retain_graph": False}),
+        "+= loss": MappingProxyType({"item": False, "retain_graph": False}),
+        "+= loss, retain_graph=True": MappingProxyType({"item": False, "retain_graph": True}),
+    }
+)
 
 
 def _running_loss_steps(data: Dataset, cfg: Config, **variant) -> Iterator[float | torch.Tensor]:
@@ -263,24 +264,26 @@ def _flat_grad(net: nn.Module) -> np.ndarray:
 
 
 # Mistaken runs in warm colours (manual solid, torch dashed, so both show where they coincide), the correct run grey.
-SERIES_STYLE = {
-    "mistake, manual": ("#d62728", [1, 0], 3.5),
-    "mistake, torch": ("#8c1a1a", [5, 3], 1.5),
-    "correct": ("#7f7f7f", [1, 0], 2.0),
-    "+= loss.item()": ("#7f7f7f", [1, 0], 2.0),  # the running_loss variants: the fix grey, as a correct run
-    "+= loss": ("#d62728", [1, 0], 3.5),
-    "+= loss, retain_graph=True": ("#ff9f1c", [5, 3], 2.0),
-}
+SERIES_STYLE = MappingProxyType(
+    {
+        "mistake, manual": ("#d62728", (1, 0), 3.5),
+        "mistake, torch": ("#8c1a1a", (5, 3), 1.5),
+        "correct": ("#7f7f7f", (1, 0), 2.0),
+        "+= loss.item()": ("#7f7f7f", (1, 0), 2.0),  # the running_loss variants: the fix grey, as a correct run
+        "+= loss": ("#d62728", (1, 0), 3.5),
+        "+= loss, retain_graph=True": ("#ff9f1c", (5, 3), 2.0),
+    }
+)
 
 
-def _style(name: str) -> tuple[str | None, list[int], float]:
+def _style(name: str) -> tuple[str | None, tuple[int, ...], float]:
     """(colour, dash, width) of a series: SERIES_STYLE's, else by its first word, else Altair's colours."""
     if name in SERIES_STYLE:
         return SERIES_STYLE[name]
     for prefix in ("mistake", "correct"):
         if name.startswith(prefix):
             return SERIES_STYLE["mistake, manual" if prefix == "mistake" else "correct"]
-    return None, [1, 0], 2.0
+    return None, (1, 0), 2.0
 
 
 def series_chart(
@@ -324,7 +327,7 @@ def series_chart(
             ),
             color=color,
             strokeDash=alt.StrokeDash(
-                "series:N", scale=alt.Scale(domain=names, range=[s[1] for s in style]), legend=None
+                "series:N", scale=alt.Scale(domain=names, range=[list(s[1]) for s in style]), legend=None
             ),
             strokeWidth=alt.StrokeWidth(
                 "series:N", scale=alt.Scale(domain=names, range=[s[2] for s in style]), legend=None

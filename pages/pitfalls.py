@@ -9,7 +9,7 @@ import streamlit as st
 import lib
 from lib import pitfalls
 
-CONVENTIONS = tuple(pitfalls.HESSIAN_SCALE)
+CONVENTIONS = pitfalls.SQUARED_LOSSES
 LABELS = {
     "mse": "mse: MSELoss(), mean, no 1/2",
     "half_mse": "half_mse: 1/2 × mean (classic hand loop)",

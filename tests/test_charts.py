@@ -103,7 +103,7 @@ def test_both_loops_labelled_and_torch_drawn_on_top_dashed():
         widths = {loop: layer["mark"]["strokeWidth"] for loop, layer in zip(loops, lines, strict=True)}
         assert widths[LABELS["manual"]] > widths[LABELS["torch"]], name
         dashes = [node["strokeDash"]["scale"]["range"] for node in _walk(spec) if _has_dash_scale(node)]
-        assert [[1, 0], STYLE["torch"]["strokeDash"]] in dashes, name  # manual solid, torch dashed
+        assert [[1, 0], list(STYLE["torch"]["strokeDash"])] in dashes, name  # manual solid, torch dashed
 
 
 def _walk(node):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import lib
 from lib import pitfalls
 
-CONVENTIONS = tuple(pitfalls.HESSIAN_SCALE)
+CONVENTIONS = pitfalls.SQUARED_LOSSES
 DATA = lib.datasets.linear(m=60, n=3, noise=0.3, seed=1)
 
 
