@@ -392,9 +392,10 @@ def _import_line(value, name: str) -> str:
         if last == name:
             return f"from {package} import {name}" if package else f"import {name}"
         return f"import {value.__name__} as {name}"
-    module = getattr(value, "__module__", None)
-    if module and getattr(importlib.import_module(module), name, None) is value:
-        return f"from {module} import {name}"
+    # Some standard types say they live in builtins but are imported from elsewhere (types.MappingProxyType).
+    for module in (getattr(value, "__module__", None), "types", "collections.abc", "typing"):
+        if module and getattr(importlib.import_module(module), name, None) is value:
+            return f"from {module} import {name}"
     raise ValueError(f"to_script: cannot tell where {name!r} comes from to import it in the script")
 
 

@@ -113,17 +113,43 @@ class Result:
 
 MAX_RECORDED_WEIGHTS = 128  # bigger models keep this many weights' histories, evenly spread
 MAX_RECORDED_VALUES = 8_000_000  # iterations x recorded weights per loop: about 64 MB each
+CHUNK_STEPS = 256  # steps one loop takes before the other catches up
+CHUNK_VALUES = 4_000_000  # and at most this many weights per chunk (32 MB), for big models
 
 
 class _Recorder:
     """Preallocated arrays one loop's steps are written into."""
 
-    def __init__(self, iterations: int, init: np.ndarray, columns: np.ndarray) -> None:
+    def __init__(self, iterations: int, init: np.ndarray, columns: np.ndarray, chunk: int) -> None:
         self.loss = np.empty(iterations)
         self.grad_norm = np.empty(iterations)
         self.weights = np.empty((iterations + 1, len(columns)))
         self.weights[0] = init[columns]
         self.seconds = 0.0
+        self.columns, self.everything = columns, len(columns) == len(init)
+        # Where not every weight is recorded, a chunk's full weight vectors wait here to be compared.
+        self.every = self.weights if self.everything else np.empty((min(iterations, chunk), len(init)))
+
+    def advance(self, loop: Iterator, start: int, stop: int) -> np.ndarray:
+        """Take the loop's steps start .. stop-1, recording each; returns every weight after each step."""
+        t0 = time.perf_counter()
+        every = self.every if self.everything else self.every[: stop - start]
+        for t in range(start, stop):
+            loss, w, g = next(loop)
+            norm = math.sqrt(g @ g)
+            if norm == math.inf:  # g @ g overflows from |g| ~ 1e154 though g is finite
+                norm = _norm(g)
+            self.loss[t], self.grad_norm[t] = loss, norm
+            if self.everything:
+                self.weights[t + 1] = w
+            else:
+                every[t - start] = w
+        if self.everything:
+            every = self.weights[start + 1 : stop + 1]
+        else:
+            self.weights[start + 1 : stop + 1] = every[:, self.columns]
+        self.seconds += time.perf_counter() - t0
+        return every
 
     def history(self, steps: int) -> History:
         return History(self.loss[:steps], self.weights[: steps + 1], self.grad_norm[:steps], self.seconds)
@@ -159,13 +185,18 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
     init = initial_weights(data, cfg)
     dtype = getattr(torch, cfg.torch_dtype)
     common = (cfg.lr, cfg.hand_loss, cfg.zero_grad, cfg.optimizer, cfg.optimizer_kwargs)
+    # One copy of the inputs for both loops: [X, 1] (the bias is a weight on a constant input of 1);
+    # torch and the MLP read it without the ones. Two copies would crowd each other out of the caches.
+    X1 = data.with_ones()
+    X, labels = X1[:, : data.n], np.array(data.y)
     if cfg.model == "mlp":
-        batches = loader(data.X, data.y, cfg.batch_size, cfg.seed)
-        manual = manual_mlp_loop(batches, init, *common, cfg.hidden, cfg.activation, cfg.bias)
-    else:  # the bias is a weight on a constant input of 1
-        X = data.with_ones() if cfg.bias else data.X
-        manual = manual_loop(loader(X, data.y, cfg.batch_size, cfg.seed), init, *common)
-    batches = torch_side.loader(data.X, data.y, cfg.batch_size, cfg.seed, dtype)
+        manual = manual_mlp_loop(
+            loader(X, labels, cfg.batch_size, cfg.seed), init, *common, cfg.hidden, cfg.activation, cfg.bias
+        )
+    else:
+        inputs = X1 if cfg.bias else X
+        manual = manual_loop(loader(inputs, labels, cfg.batch_size, cfg.seed), init, *common)
+    batches = torch_side.loader(X, labels, cfg.batch_size, cfg.seed, dtype)
     twin = torch_loop(
         batches,
         init,
@@ -204,8 +235,11 @@ def run(
     manual, twin, init = loops(data, cfg)
     columns = recorded_columns(len(init))
     names = tuple(np.array(weight_names(data, cfg), dtype=object)[columns])
-    everything = len(columns) == len(init)
-    rec_m, rec_t = _Recorder(cfg.iterations, init, columns), _Recorder(cfg.iterations, init, columns)
+    # The loops take turns a chunk of steps at a time: alternating every single step costs about a
+    # third more CPU time (each evicts the other's code and data from the caches), for nothing, since
+    # every step is recorded either way. progress_every=0 asks for a report after every step.
+    chunk = 1 if progress_every == 0 else max(1, min(CHUNK_STEPS, CHUNK_VALUES // len(init)))
+    rec_m, rec_t = (_Recorder(cfg.iterations, init, columns, chunk) for _ in LOOPS)
     step_diff = np.zeros(cfg.iterations + 1)
     clock = time.perf_counter
     started = last_report = clock()
@@ -217,51 +251,49 @@ def run(
         return Result(hm, ht, cfg, names, diverged_at, stopped, divergence, step_diff[: steps + 1], columns)
 
     with np.errstate(all="ignore"):
-        for t in range(cfg.iterations):
-            t0 = clock()
-            loss_m, w_m, g_m = next(manual)
-            t1 = clock()
-            loss_t, w_t, g_t = next(twin)
-            t2 = clock()
-            rec_m.seconds += t1 - t0
-            rec_t.seconds += t2 - t1
-            norm_m, norm_t = math.sqrt(g_m @ g_m), math.sqrt(g_t @ g_t)
-            if norm_m == math.inf or norm_t == math.inf:  # g @ g overflows from |g| ~ 1e154 though g is finite
-                norm_m, norm_t = _norm(g_m), _norm(g_t)
-            diff = float(np.max(np.abs(w_m - w_t)))
-            rec_m.loss[t], rec_m.grad_norm[t] = loss_m, norm_m
-            rec_t.loss[t], rec_t.grad_norm[t] = loss_t, norm_t
-            if everything:
-                rec_m.weights[t + 1], rec_t.weights[t + 1] = w_m, w_t
-            else:
-                rec_m.weights[t + 1], rec_t.weights[t + 1] = w_m[columns], w_t[columns]
-            step_diff[t + 1] = diff
-            steps = t + 1
-            # Any non-finite loss, gradient or weight (inf - inf is nan) makes this sum non-finite.
-            if not math.isfinite(loss_m + loss_t + norm_m + norm_t + diff):
-                # The sum of finite values near 1e308 overflows too; only a real non-finite value ends the run.
-                divergence = _what_went_nonfinite(loss_m, loss_t, norm_m, norm_t, w_m, w_t)
-                if divergence:
-                    stopped = "diverged"
-                    break
-            if t2 - last_report >= progress_every:
-                if time_limit is not None and t2 - started >= time_limit:
+        while steps < cfg.iterations:
+            start, stop = steps, min(steps + chunk, cfg.iterations)
+            w_m = rec_m.advance(manual, start, stop)
+            w_t = rec_t.advance(twin, start, stop)
+            step_diff[start + 1 : stop + 1] = np.abs(w_m - w_t).max(axis=1)
+            bad = ~(
+                np.isfinite(rec_m.loss[start:stop])
+                & np.isfinite(rec_t.loss[start:stop])
+                & np.isfinite(rec_m.grad_norm[start:stop])
+                & np.isfinite(rec_t.grad_norm[start:stop])
+                & np.isfinite(w_m).all(axis=1)
+                & np.isfinite(w_t).all(axis=1)
+            )
+            if bad.any():
+                k = int(np.argmax(bad))
+                steps, stopped = start + k + 1, "diverged"
+                divergence = _what_went_nonfinite(rec_m, rec_t, start + k, w_m[k], w_t[k])
+                break
+            steps = stop
+            now = clock()
+            if now - last_report >= progress_every:
+                if time_limit is not None and now - started >= time_limit:
                     stopped = "time limit"
                     break
-                last_report = t2
+                last_report = now
                 if progress is not None and progress(result(steps, None)) is True:
                     stopped = "stopped"
                     break
     return result(steps, stopped)
 
 
-def _what_went_nonfinite(loss_m, loss_t, norm_m, norm_t, w_m, w_t) -> str:
-    """The first non-finite quantity of a step, in words."""
-    for what, value in (("loss", loss_m), ("loss", loss_t), ("gradient norm", norm_m), ("gradient norm", norm_t)):
-        if not math.isfinite(value):
-            return f"{what} became {value}"
+def _what_went_nonfinite(rec_m: _Recorder, rec_t: _Recorder, t: int, w_m: np.ndarray, w_t: np.ndarray) -> str:
+    """The first non-finite quantity of step t, in words."""
+    for what, values in (
+        ("loss", rec_m.loss),
+        ("loss", rec_t.loss),
+        ("gradient norm", rec_m.grad_norm),
+        ("gradient norm", rec_t.grad_norm),
+    ):
+        if not math.isfinite(values[t]):
+            return f"{what} became {values[t]}"
     bad = np.concatenate([w_m[~np.isfinite(w_m)], w_t[~np.isfinite(w_t)]])
-    return f"a weight became {bad[0]}" if bad.size else ""
+    return f"a weight became {bad[0]}"
 
 
 def _norm(g: np.ndarray) -> float:
