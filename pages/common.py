@@ -1,12 +1,103 @@
-"""Helpers more than one page uses: the cached synthetic data set and the twin-lines table."""
+"""The sidebar the training pages share (data, model, loss, optimizer, lr, batch size, iterations), and helpers.
+
+Every control has the same key on every page, `persist_state="session"` and `bind="query-params"`: a
+setting made on one page is there on the others, and it is in the URL, under the control's key, so a
+copied link reopens it. A page calls `sidebar_config(page)` and gets the Dataset and Config back.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import math
 
 import numpy as np
 import streamlit as st
 
 import lib
+from lib.csv_data import numeric_columns, prepare, read_csv, text_columns
+from lib.datasets import PRESETS
 from lib.explain import PHASES, phase_source
+from lib.optim import HAND
+
+run_checks = importlib.import_module("lib.run")  # the module: lib.run itself is the function
+KEEP = {"persist_state": "session", "bind": "query-params"}  # kept across pages, and in the URL
+LAST_RUN = "compare_last_run"  # session_state key: {"data": Dataset, "result": Result, "source": dict}
+SOURCE = "controls_source"  # session_state key: where the current data comes from (see _source)
+UPLOAD = "controls_upload"  # session_state key: (file name, bytes) of the uploaded CSV, kept across pages
+URL_CHECKED = "controls_url_checked"  # set after the first run has compared the link with the controls
+MAX_NUMBERS = 5_000_000  # samples x features of the synthetic data: 40 MB of float64, plenty here
+
+SOURCES = ("synthetic", *PRESETS, "csv")
+LOSSES_FOR = {"linear": ("mse", "half_mse", "sse"), "logistic": ("bce",), "mlp": ("mse", "half_mse", "sse", "bce")}
+LOSS_LABELS = {
+    "mse": "mse: MSELoss(), the mean of squared errors",
+    "half_mse": "half_mse: ½ × the mean (the classic hand loop)",
+    "sse": 'sse: MSELoss(reduction="sum")',
+    "bce": "bce: BCEWithLogitsLoss(), for a two-class target of 0s and 1s",
+}
+MODEL_LABELS = {
+    "linear": "linear: regression, z = X·w + b",
+    "logistic": "logistic: a two-class classifier, sigmoid(X·w + b)",
+    "mlp": "mlp: one hidden layer, then a linear output",
+}
+OPTIMIZER_LABELS = {
+    "sgd": "torch.optim.SGD",
+    "adam": "torch.optim.Adam",
+    "adamw": "torch.optim.AdamW",
+    "rmsprop": "torch.optim.RMSprop",
+    "adagrad": "torch.optim.Adagrad",
+}
+# The widgets of the optimizers' keyword arguments: (min, max, step) of each number; the rest are switches.
+KWARG_RANGES = {
+    "momentum": (0.0, 1.0, 0.05),
+    "dampening": (0.0, 1.0, 0.05),
+    "weight_decay": (0.0, 10.0, 0.001),
+    "eps": (0.0, 1.0, 1e-8),
+    "alpha": (0.0, 1.0, 0.01),
+    "lr_decay": (0.0, 10.0, 0.001),
+    "initial_accumulator_value": (0.0, 100.0, 0.1),
+    "beta1": (0.0, 0.999999, 0.01),  # torch requires betas below 1
+    "beta2": (0.0, 0.999999, 0.001),
+}
+KWARG_HELP = {
+    "momentum": "Velocity v = momentum·v + (1 − dampening)·g; the step follows v. 0 is plain SGD.",
+    "dampening": "Scales the new gradient in the velocity. Must be 0 with nesterov.",
+    "weight_decay": "Adds weight_decay × weights to the gradient (L2); AdamW shrinks the weights instead.",
+    "nesterov": "Step along g + momentum·v (a look-ahead). Needs momentum > 0 and dampening 0.",
+    "maximize": "Climb the loss instead of descending it.",
+    "beta1": "betas[0]: how slowly the running mean of the gradient (first moment) forgets.",
+    "beta2": "betas[1]: how slowly the running mean of the squared gradient (second moment) forgets.",
+    "eps": "Added to the denominator so it is never 0.",
+    "amsgrad": "Divide by the largest second moment so far instead of the current one.",
+    "decoupled_weight_decay": "Shrink the weights directly (as AdamW) instead of adding to the gradient.",
+    "alpha": "How slowly the running mean of the squared gradient forgets.",
+    "centered": "Subtract the squared running mean of the gradient: divide by an estimate of its variance.",
+    "lr_decay": "The step size at step t is lr / (1 + (t − 1)·lr_decay).",
+    "initial_accumulator_value": "What the sum of squared gradients starts from.",
+}
+DEFAULTS = {
+    "lr": 0.05,
+    "batch_size": 32,
+    "iterations": 500,
+    "data": "synthetic",
+    "samples": 200,
+    "n_features": 3,
+    "noise": 0.1,
+    "model": "linear",
+    "hidden": 8,
+    "activation": "tanh",
+    "loss": "mse",
+    "optimizer": "sgd",
+    "bias": True,
+    "init": "zeros",
+    "zero_grad": True,
+    "seed": 0,
+}
+
+
+# ------------------------------------------------------------------ data, cached at numpy level
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -22,10 +113,425 @@ def linear_data(n: int, m: int, noise: float, seed: int) -> lib.Dataset:
     return lib.Dataset(X, y, name=name, true_weights=true_weights)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _preset_arrays(key: str, seed: int):
+    data = PRESETS[key].make(seed)
+    return data.X, data.y, data.feature_names, data.name, data.true_weights
+
+
+def preset_data(key: str, seed: int) -> lib.Dataset:
+    """PRESETS[key].make(seed), built once per argument set per server."""
+    X, y, names, name, true_weights = _preset_arrays(key, int(seed) if PRESETS[key].seeded else 0)
+    return lib.Dataset(X, y, feature_names=names, name=name, true_weights=true_weights)
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the CSV…")
+def _csv_frame(raw: bytes):
+    return read_csv(raw)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
-def least_squares(n: int, m: int, noise: float, seed: int, bias: bool) -> np.ndarray:
-    """The closed-form solution the loops should approach, for the cached synthetic data set."""
-    return lib.least_squares(linear_data(n, m, noise, seed), bias)
+def _csv_arrays(raw: bytes, name: str, target: str, features: tuple, standardize: bool, drop: bool, classifier: bool):
+    prepared = prepare(
+        _csv_frame(raw),
+        target,
+        list(features),
+        standardize=standardize,
+        drop_missing=drop,
+        classifier=classifier,
+        name=name,
+    )
+    data = prepared.data
+    return data.X, data.y, data.feature_names, data.name, prepared.dropped_rows
+
+
+def fingerprint(data: lib.Dataset) -> tuple:
+    """A value that is equal for equal data sets (Dataset compares by identity)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(data.X.tobytes())
+    digest.update(data.y.tobytes())
+    return data.name, data.X.shape, digest.hexdigest()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _least_squares(_data: lib.Dataset, key: tuple, bias: bool) -> np.ndarray:
+    return lib.least_squares(_data, bias)
+
+
+def least_squares(data: lib.Dataset, cfg: lib.Config) -> np.ndarray | None:
+    """The closed-form answer a linear model with a squared loss approaches; None for the other models."""
+    if cfg.model != "linear":
+        return None
+    return _least_squares(data, fingerprint(data), cfg.bias)
+
+
+def last_run() -> tuple[lib.Dataset, lib.Result] | None:
+    """The Compare page's latest run in this session, with its data (st.session_state[LAST_RUN]), or None."""
+    record = st.session_state.get(LAST_RUN)
+    return None if record is None else (record["data"], record["result"])
+
+
+# ------------------------------------------------------------------ the controls
+
+
+def optimizer_defaults(name: str) -> dict:
+    """The keyword arguments of the hand-written optimizer (the same as torch's), with their defaults."""
+    params = inspect.signature(HAND[name]).parameters.values()
+    return {p.name: p.default for p in params if p.name not in ("weights", "lr")}
+
+
+def _widget_values(name: str, kwargs: dict) -> dict:
+    """Optimizer kwargs as widget values by key: {"adam_beta1": 0.9, "adam_eps": 1e-08, ...}."""
+    out = {}
+    for arg, value in kwargs.items():
+        if arg == "betas":
+            out[f"{name}_beta1"], out[f"{name}_beta2"] = float(value[0]), float(value[1])
+        else:
+            out[f"{name}_{arg}"] = value if isinstance(value, bool) else float(value)
+    return out
+
+
+def _apply_preset() -> None:
+    """on_change of the data source: put a preset's suggested settings into the widgets, once."""
+    state = st.session_state
+    preset = PRESETS.get(state.get("data"))
+    if preset is None:
+        return
+    cfg = preset.config(preset_data(preset.key, state.get("seed", 0)))
+    state.update(lr=cfg.lr, batch_size=cfg.batch_size, iterations=cfg.iterations, model=cfg.model)
+    state.update(loss=cfg.loss, bias=cfg.bias, zero_grad=cfg.zero_grad, optimizer=cfg.optimizer)
+    state.update(hidden=cfg.hidden, activation=cfg.activation)
+    if isinstance(cfg.init, str):
+        state["init"] = cfg.init
+    else:
+        state["init"], state["init_values"] = "custom", ", ".join(f"{v:g}" for v in cfg.init)
+    state.update(_widget_values(cfg.optimizer, {**optimizer_defaults(cfg.optimizer), **cfg.optimizer_kwargs}))
+    state["controls_applied"] = preset.key
+
+
+def _store_upload() -> None:
+    """on_change of the file uploader: keep the file's bytes, which outlive the widget across page switches."""
+    file = st.session_state.get("csv_file")
+    for key in ("target", "features"):  # the columns of another file mean nothing for this one
+        st.session_state.pop(key, None)
+    if file is None:
+        st.session_state.pop(UPLOAD, None)
+    else:
+        st.session_state[UPLOAD] = (file.name, file.getvalue())
+
+
+class _Drawn(dict):
+    """key -> (value, what the control accepts, in words): what the link's parameters are checked against."""
+
+    def number(self, label: str, key: str, low, high, default, **kw):
+        value = st.number_input(label, low, high, default, key=key, **KEEP, **kw)
+        self[key] = (value, f"a number from {low:,g} to {high:,g}")
+        return value
+
+    def select(self, label: str, options, key: str, default=None, **kw):
+        options = tuple(options)
+        index = options.index(default) if default in options else 0
+        value = st.selectbox(label, options, index=index, key=key, **KEEP, **kw)
+        self[key] = (value, "one of " + ", ".join(map(str, options)))
+        return value
+
+    def check(self, label: str, key: str, default: bool, toggle: bool = False, **kw) -> bool:
+        value = (st.toggle if toggle else st.checkbox)(label, default, key=key, **KEEP, **kw)
+        self[key] = (value, "true or false")
+        return value
+
+    def text(self, label: str, key: str, **kw) -> str:
+        value = st.text_input(label, key=key, **KEEP, **kw)
+        self[key] = (value, "text")
+        return value
+
+    def multi(self, label: str, options, key: str, default, **kw) -> list:
+        value = st.multiselect(label, options, default, key=key, **KEEP, **kw)
+        self[key] = (value, "column names of the file")
+        return value
+
+
+def _matches(raw: list[str], value) -> bool:
+    """Whether a control shows what the link asked for."""
+    if isinstance(value, list):
+        asked = [part for item in raw for part in item.split(",") if part]
+        return sorted(asked) == sorted(map(str, value))
+    text = raw[-1].strip()
+    if isinstance(value, bool):
+        return text.lower() == str(value).lower()
+    if isinstance(value, (int, float)):
+        try:
+            return math.isclose(float(text), value, rel_tol=1e-9, abs_tol=0.0)
+        except ValueError:
+            return False
+    return text == str(value)
+
+
+def url_notes(asked: dict[str, list[str]], drawn: dict) -> list[str]:
+    """One sentence per link parameter that the controls could not take, naming it and what was used."""
+    notes = []
+    for key, raw in asked.items():
+        if key not in drawn:
+            notes.append(f"The link's parameter `{key}` is not a setting that applies here, so it was ignored.")
+            continue
+        value, allowed = drawn[key]
+        if not _matches(raw, value):
+            shown = ", ".join(raw)[:60]
+            notes.append(
+                f"The link's `{key}={shown}` cannot be used: {key} must be {allowed}. Using `{value}` instead."
+            )
+    return notes
+
+
+def _optimizer_controls(drawn: _Drawn, name: str) -> dict:
+    """The chosen optimizer's keyword arguments as widgets; returns those that differ from torch's defaults."""
+    defaults = optimizer_defaults(name)
+    chosen = {}
+    for arg, default in defaults.items():
+        if isinstance(default, bool):
+            chosen[arg] = drawn.check(arg, f"{name}_{arg}", default, help=KWARG_HELP.get(arg))
+        elif arg == "betas":
+            cols = st.columns(2)
+            betas = []
+            for col, part, value in zip(cols, ("beta1", "beta2"), default, strict=True):
+                low, high, step = KWARG_RANGES[part]
+                with col:
+                    betas.append(
+                        drawn.number(
+                            part,
+                            f"{name}_{part}",
+                            low,
+                            high,
+                            float(value),
+                            step=step,
+                            format="%g",
+                            help=KWARG_HELP[part],
+                        )
+                    )
+            chosen[arg] = tuple(betas)
+        else:
+            low, high, step = KWARG_RANGES[arg]
+            chosen[arg] = drawn.number(
+                arg, f"{name}_{arg}", low, high, float(default), step=step, format="%g", help=KWARG_HELP.get(arg)
+            )
+    return {arg: value for arg, value in chosen.items() if value != defaults[arg]}
+
+
+def _csv_controls(drawn: _Drawn) -> dict:
+    """The upload and its column pickers; the choices, or {"problem": words} when the file cannot be used."""
+    st.file_uploader(
+        "CSV file with a header row",
+        type=["csv", "txt"],
+        key="csv_file",
+        on_change=_store_upload,
+        help=f"At most {lib.csv_data.MAX_CSV_BYTES / 1e6:g} MB and {lib.csv_data.MAX_CSV_ROWS:,} rows; "
+        "numbers only in the columns you use.",
+    )
+    upload = st.session_state.get(UPLOAD)
+    if upload is None:
+        return {"problem": "upload a CSV file in the sidebar (Data), or pick another data source", "waiting": True}
+    name, raw = upload
+    if st.session_state.get("csv_file") is None:
+        st.caption(f"Using **{name}**, uploaded earlier. Upload another file to replace it.")
+    try:
+        frame = _csv_frame(raw)
+    except ValueError as err:
+        return {"problem": f"{name}: {err}"}
+    numeric, text = numeric_columns(frame), text_columns(frame)
+    if not numeric:
+        return {"problem": f"{name}: no column holds only numbers, so there is nothing to learn from"}
+    target = drawn.select("Target column (what to predict)", numeric, "target", default=numeric[-1])
+    others = [c for c in numeric if c != target]
+    if "features" in st.session_state:  # a column that became the target cannot stay a feature
+        st.session_state["features"] = [c for c in st.session_state["features"] if c in others]
+    features = drawn.multi("Feature columns", others, "features", others)
+    if text:
+        st.caption(f"Text columns, not usable as numbers: {', '.join(text)}.")
+    standardize = drawn.check(
+        "Standardise the features", "standardize", False, help="Rescale each feature to mean 0 and std 1."
+    )
+    drop = drawn.check("Drop rows with missing values", "drop_missing", False)
+    return {"name": name, "raw": raw, "target": target, "features": tuple(features), "standardize": standardize,
+            "drop": drop}  # fmt: skip
+
+
+def _data_controls(drawn: _Drawn) -> dict:
+    source = drawn.select(
+        "Data source", SOURCES, "data", DEFAULTS["data"], on_change=_apply_preset,
+        help="A preset also sets lr, batch size, iterations, loss, model and optimizer to values that suit it.",
+    )  # fmt: skip
+    if source == "synthetic":
+        st.caption("y = X·w + b + noise, with X, w, b drawn from the seed.")
+        samples = drawn.number("Samples", "samples", 1, lib.data.MAX_SAMPLES, DEFAULTS["samples"])
+        n = drawn.number("Features", "n_features", 1, lib.data.MAX_FEATURES, DEFAULTS["n_features"])
+        noise = drawn.number("Noise (std)", "noise", 0.0, 100.0, DEFAULTS["noise"], format="%g")
+        return {"source": source, "samples": samples, "n": n, "noise": noise}
+    if source == "csv":
+        return {"source": source, **_csv_controls(drawn)}
+    preset = PRESETS[source]
+    st.caption(f"**{preset.title}.** {preset.about}")
+    if st.session_state.pop("controls_applied", None) == source:
+        st.caption("Its suggested settings are now in the controls; change any of them freely.")
+    return {"source": source}
+
+
+def _model_controls(drawn: _Drawn) -> dict:
+    model = drawn.select("Model", lib.MODELS, "model", DEFAULTS["model"])
+    st.caption(MODEL_LABELS[model])
+    hidden, activation = DEFAULTS["hidden"], DEFAULTS["activation"]
+    if model == "mlp":
+        hidden = drawn.number("Hidden units", "hidden", 1, lib.config.MAX_HIDDEN, DEFAULTS["hidden"])
+        activation = drawn.select("Activation", lib.config.ACTIVATIONS, "activation", DEFAULTS["activation"])
+    allowed = LOSSES_FOR[model]
+    if st.session_state.get("loss", allowed[0]) not in allowed:  # e.g. "mse" after switching to logistic
+        st.session_state["loss"] = allowed[0]
+    loss = drawn.select("Loss convention", allowed, "loss", DEFAULTS["loss"])
+    st.caption(LOSS_LABELS[loss])
+    if model != "linear":
+        st.caption("A classifier (loss bce) needs targets of 0 and 1: the blobs or moons preset, or a 0/1 column.")
+    return {"model": model, "hidden": hidden, "activation": activation, "loss": loss}
+
+
+def _start_controls(drawn: _Drawn) -> dict:
+    bias = drawn.check("Learn a bias", "bias", DEFAULTS["bias"])
+    init = drawn.select("Initial weights", ("zeros", "normal", "custom"), "init", DEFAULTS["init"])
+    init_values = ""
+    if init == "custom":
+        init_values = drawn.text(
+            "Initial weights, comma-separated",
+            "init_values",
+            placeholder="e.g. 0.5, -1, 2, 0",
+            help="One number per weight, laid out [w_1 .. w_n, bias] (mlp: [W1, b1, W2, b2]).",
+        )
+    zero_grad = drawn.check(
+        "Reset the gradient each step (zero_grad)",
+        "zero_grad",
+        DEFAULTS["zero_grad"],
+        help="Off: both loops forget it, so gradients add up from step to step.",
+    )
+    seed = drawn.number("Seed (data, batch order, normal init)", "seed", 0, lib.config.MAX_SEED, DEFAULTS["seed"])
+    return {"bias": bias, "init": init, "init_values": init_values, "zero_grad": zero_grad, "seed": seed}
+
+
+def parse_init(choice: str, text: str):
+    """The init for lib.Config: a name, or the numbers typed in."""
+    if choice != "custom":
+        return choice
+    try:
+        return [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"initial weights must be numbers separated by commas; got {text!r}") from None
+
+
+def _build(v: dict) -> tuple[lib.Dataset, lib.Config, dict]:
+    """The Dataset and Config the controls describe, and where the data came from; ValueError in words."""
+    if v.get("problem"):
+        raise ValueError(v["problem"])
+    cfg = lib.Config(
+        lr=v["lr"],
+        batch_size=int(v["batch_size"]),
+        iterations=int(v["iterations"]),
+        loss=v["loss"],
+        bias=v["bias"],
+        init=parse_init(v["init"], v["init_values"]),
+        seed=int(v["seed"]),
+        zero_grad=v["zero_grad"],
+        optimizer=v["optimizer"],
+        optimizer_kwargs=v["optimizer_kwargs"],
+        model=v["model"],
+        hidden=int(v["hidden"]),
+        activation=v["activation"],
+    )
+    source = {"kind": v["source"]}
+    if v["source"] == "synthetic":
+        if v["samples"] * v["n"] > MAX_NUMBERS:
+            raise ValueError(
+                f"samples x features must be at most {MAX_NUMBERS:,} here; got {v['samples']:,} x {v['n']:,}. "
+                "Use fewer samples or fewer features"
+            )
+        data = linear_data(v["n"], v["samples"], v["noise"], v["seed"])
+    elif v["source"] == "csv":
+        args = (v["standardize"], v["drop"], cfg.loss == "bce")
+        X, y, names, name, dropped = _csv_arrays(v["raw"], v["name"], v["target"], v["features"], *args)
+        data = lib.Dataset(X, y, feature_names=names, name=name)
+        # The exported script reads the file itself: as is only when nothing was rescaled or left out.
+        as_is = not v["standardize"] and dropped == 0
+        source.update(file=v["name"], target=v["target"], as_is=as_is, dropped=dropped)
+    else:
+        data = preset_data(v["source"], v["seed"])
+    if cfg.loss == "bce" and not np.isin(data.y, (0.0, 1.0)).all():
+        shown = ", ".join(f"{t:g}" for t in np.unique(data.y)[:4])
+        raise ValueError(
+            f"the bce loss trains a classifier, which needs targets of 0 and 1, but {data.name} has targets like "
+            f"{shown}. Choose the blobs or moons preset, a 0/1 target column, or a squared loss (mse)"
+        )
+    run_checks.check_run(data, cfg)  # the checks lib.run makes (e.g. iterations x weights is capped)
+    lib.initial_weights(data, cfg)  # custom initial weights of the wrong length
+    return data, cfg, source
+
+
+def sidebar_config(page: str) -> tuple[lib.Dataset, lib.Config] | None:
+    """Draw the training controls in the sidebar; the Dataset and Config they describe, or None (said in words).
+
+    page "compare" also gets the Run button (key "run") and the display toggles ("log_scale", "show_target").
+    On the session's first run, every link parameter the controls could not take is named in a warning.
+    """
+    state = st.session_state
+    first_run = URL_CHECKED not in state
+    asked = {key: st.query_params.get_all(key) for key in st.query_params} if first_run else {}
+    drawn = _Drawn()
+    v: dict = {}
+    with st.sidebar:
+        st.header("Training")
+        v["lr"] = drawn.number("Learning rate (lr)", "lr", 1e-6, 100.0, DEFAULTS["lr"], step=0.01, format="%g")
+        v["batch_size"] = drawn.number(
+            "Batch size", "batch_size", 1, lib.data.MAX_SAMPLES, DEFAULTS["batch_size"],
+            help="At least the number of samples means full batch.",
+        )  # fmt: skip
+        v["iterations"] = drawn.number(
+            "Iterations (optimizer steps)", "iterations", 1, lib.MAX_ITERATIONS, DEFAULTS["iterations"], step=100
+        )
+        if page == "compare":
+            st.button("Run", key="run", type="primary", width="stretch")
+        summary = st.empty()
+        with st.expander("Data"):
+            v.update(_data_controls(drawn))
+        with st.expander("Model and loss"):
+            v.update(_model_controls(drawn))
+        with st.expander("Optimizer"):
+            v["optimizer"] = drawn.select("Optimizer", lib.OPTIMIZERS, "optimizer", DEFAULTS["optimizer"])
+            st.caption(f"{OPTIMIZER_LABELS[v['optimizer']]} and its hand-written twin; lr is set above.")
+            v["optimizer_kwargs"] = _optimizer_controls(drawn, v["optimizer"])
+        with st.expander("Start: weights, seed, zero_grad"):
+            v.update(_start_controls(drawn))
+        if page == "compare":
+            st.header("Display")
+            drawn.check("Log scale for loss and gradient norm", "log_scale", True, toggle=True)
+            drawn.check("Show the least-squares solution", "show_target", True, toggle=True)
+    if first_run:
+        state[URL_CHECKED] = True
+        for note in url_notes(asked, drawn):
+            st.warning(note)
+    try:
+        data, cfg, source = _build(v)
+    except ValueError as err:
+        state.pop(SOURCE, None)
+        if v.get("waiting"):
+            st.info(f"To train on your own data, {v['problem']}.")
+        else:
+            st.error(f"Cannot use these settings: {err}. Your other settings are kept.")
+        return None
+    state[SOURCE] = source
+    kwargs = ", ".join(f"{k}={val:g}" if not isinstance(val, (bool, tuple)) else f"{k}={val}" for k, val in
+                       cfg.optimizer_kwargs.items())  # fmt: skip
+    summary.caption(
+        f"{data.name} · {data.m:,} samples · model {cfg.model} · loss {cfg.loss} · {cfg.optimizer}"
+        + (f" ({kwargs})" if kwargs else "")
+    )
+    return data, cfg
+
+
+# ------------------------------------------------------------------ the twin-lines table
 
 
 def _one_line(code: str) -> str:
@@ -33,18 +539,18 @@ def _one_line(code: str) -> str:
     lines = [line.strip() for line in code.splitlines() if line.strip() and not line.strip().startswith("#")]
     out = ""
     for line in lines:
-        out += line + (" " if line.endswith(":") else "; ")
+        out += line.split("  #")[0] + (" " if line.endswith(":") else "; ")
     return out.rstrip("; ").replace("|", "\\|")
 
 
-def twin_lines_markdown() -> str:
+def twin_lines_markdown(manual=lib.manual_loop) -> str:
     """A markdown table of the five phases: the torch line beside its hand-written twin.
 
-    The cells are sliced from inspect.getsource of lib.torch_loop and lib.manual_loop, the
-    functions lib.run calls, so the table always shows the code that runs.
+    The cells are sliced from inspect.getsource of lib.torch_loop and the hand loop (lib.manual_loop, or
+    lib.manual_mlp_loop for the mlp), the functions lib.run calls, so the table shows the code that runs.
     """
-    manual, torch = phase_source(lib.manual_loop), phase_source(lib.torch_loop)
+    hand, torch = phase_source(manual), phase_source(lib.torch_loop)
     rows = ["| step | torch | by hand (numpy) |", "|---|---|---|"]
     for phase in PHASES:
-        rows.append(f"| {phase.lstrip('# ')} | `{_one_line(torch[phase])}` | `{_one_line(manual[phase])}` |")
+        rows.append(f"| {phase.lstrip('# ')} | `{_one_line(torch[phase])}` | `{_one_line(hand[phase])}` |")
     return "\n".join(rows)

@@ -7,12 +7,12 @@ import pandas as pd
 import streamlit as st
 
 import lib
-from pages.common import least_squares, linear_data, twin_lines_markdown
+from pages.common import LAST_RUN, SOURCE, fingerprint, least_squares, sidebar_config, twin_lines_markdown
 
-MAX_NUMBERS = 5_000_000  # samples x features: 40 MB of float64, plenty for a teaching app
 LIVE_AFTER = 1.0  # seconds; shorter runs just appear, longer ones show progress and live charts
-state = st.session_state  # this page's keys start with "compare_"
-KEEP = {"persist_state": "session"}  # settings survive a visit to another page
+TIME_LIMIT = 60.0  # seconds of wall time per run: one visitor's run must not hold a shared server for long
+MAX_DOWNLOAD_VALUES = 4_000_000  # numbers in a history download (about 150 MB of CSV); longer runs are refused
+state = st.session_state  # this page's own keys start with "compare_"; the controls' keys are in pages/common.py
 
 st.title("Compare the loops")
 st.markdown(
@@ -23,107 +23,19 @@ st.markdown(
     "chart shows they differ by about 1e-16, float64 rounding. Change the settings on the left and press **Run**."
 )
 
-# ------------------------------------------------------------------ controls
-with st.sidebar:
-    st.header("Training")
-    lr = st.number_input(
-        "Learning rate (lr)", min_value=1e-6, max_value=100.0, value=0.05, step=0.01, format="%g", key="lr", **KEEP
-    )
-    batch_size = st.number_input(
-        "Batch size",
-        min_value=1,
-        max_value=1_000_000,
-        value=32,
-        key="batch_size",
-        **KEEP,
-        help="At least the number of samples means full batch.",
-    )
-    iterations = st.number_input(
-        "Iterations (optimizer steps)",
-        min_value=1,
-        max_value=lib.MAX_ITERATIONS,
-        value=500,
-        step=100,
-        key="iterations",
-        **KEEP,
-    )
-    run_clicked = st.button("Run", key="run", type="primary", width="stretch")
-    with st.expander("Data: y = X·w + b + noise"):
-        n_features = st.number_input("Features", min_value=1, max_value=1_000, value=3, key="n_features", **KEEP)
-        samples = st.number_input("Samples", min_value=1, max_value=1_000_000, value=200, key="samples", **KEEP)
-        noise = st.number_input(
-            "Noise (std)", min_value=0.0, max_value=100.0, value=0.1, format="%g", key="noise", **KEEP
-        )
-    with st.expander("Loss, model and seed"):
-        loss = st.selectbox(
-            "Loss convention",
-            ("mse", "half_mse", "sse"),
-            format_func={
-                "mse": "MSELoss(): mean of squared errors",
-                "half_mse": "½ · mean: the classic hand loop",
-                "sse": "MSELoss(reduction='sum')",
-            }.get,
-            key="loss",
-            **KEEP,
-        )
-        bias = st.checkbox("Learn a bias", value=True, key="bias", **KEEP)
-        init = st.selectbox("Initial weights", ("zeros", "normal", "custom"), key="init", **KEEP)
-        init_values = ""
-        if init == "custom":
-            init_values = st.text_input(
-                "Initial weights, comma-separated",
-                placeholder="e.g. 0.5, -1, 2, 0",
-                key="init_values",
-                **KEEP,
-                help="One number per weight, laid out [w_1 .. w_n, bias].",
-            )
-        seed = st.number_input("Seed", min_value=0, max_value=2**32 - 1, value=0, key="seed", **KEEP)
-    st.header("Display")
-    log_scale = st.toggle("Log scale for loss and gradient norm", value=True, key="log_scale", **KEEP)
-    show_target = st.toggle("Show the least-squares solution", value=True, key="show_target", **KEEP)
-
-settings = {
-    "lr": lr, "batch_size": batch_size, "iterations": iterations, "n_features": n_features, "samples": samples,
-    "noise": noise, "loss": loss, "bias": bias, "init": init, "init_values": init_values, "seed": seed,
-}  # fmt: skip
+# ------------------------------------------------------------------ controls (shared with the other pages)
+picked = sidebar_config("compare")
+run_clicked = state.get("run", False)
+log_scale, show_target = state.get("log_scale", True), state.get("show_target", True)
 
 # A run that a Stop click (or any other click) interrupted left its partial Result behind: keep it.
 if state.get("compare_running"):
     state["compare_running"] = False
     partial = state.pop("compare_partial", None)
-    if partial is not None:
-        state["compare_result"] = dataclasses.replace(partial, stopped="stopped")
-        state["compare_result_settings"] = state.pop("compare_running_settings", None)
-
-
-def parse_init(choice: str, text: str):
-    """The init for lib.Config: a name, or the numbers typed in."""
-    if choice != "custom":
-        return choice
-    try:
-        return [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"initial weights must be numbers separated by commas; got {text!r}") from None
-
-
-def build(settings: dict) -> tuple[lib.Dataset, lib.Config]:
-    """The Dataset and Config the widgets describe; ValueError in words if they do not make one."""
-    if settings["samples"] * settings["n_features"] > MAX_NUMBERS:
-        raise ValueError(
-            f"samples x features must be at most {MAX_NUMBERS:,} here; got {settings['samples']:,} x "
-            f"{settings['n_features']:,}. Use fewer samples or fewer features."
-        )
-    data = linear_data(settings["n_features"], settings["samples"], settings["noise"], settings["seed"])
-    cfg = lib.Config(
-        lr=settings["lr"],
-        batch_size=settings["batch_size"],
-        iterations=settings["iterations"],
-        loss=settings["loss"],
-        bias=settings["bias"],
-        init=parse_init(settings["init"], settings["init_values"]),
-        seed=settings["seed"],
-    )
-    return data, cfg
+    record = state.pop("compare_running_record", None)
+    if partial is not None and (record is not None or picked is not None):
+        record = record or {"data": picked[0], "source": state.get(SOURCE), "settings": None}
+        state[LAST_RUN] = {**record, "result": dataclasses.replace(partial, stopped="stopped")}
 
 
 # ------------------------------------------------------------------ layout: placeholders drawn into below
@@ -133,32 +45,22 @@ left, right = st.columns(2)
 slots = {"loss": left.empty(), "weights": right.empty(), "grad_norm": left.empty(), "diff": right.empty()}
 
 
-def draw_charts(result: lib.Result, reference) -> None:
+def draw_charts(result: lib.Result, data: lib.Dataset) -> None:
     """Draw (or redraw) the four charts into their placeholders."""
-    label = "least-squares solution"
-    charts = lib.charts.all_charts(result, log_loss=log_scale, reference=reference, reference_label=label)
+    reference = least_squares(data, result.config) if show_target else None
+    charts = lib.charts.all_charts(result, log_loss=log_scale, reference=reference)
     for name, chart in charts.items():
         slots[name].altair_chart(chart, width="stretch")
 
 
-def reference_for(settings: dict):
-    if not show_target:
-        return None
-    args = (settings["n_features"], settings["samples"], settings["noise"], settings["seed"], settings["bias"])
-    return least_squares(*args)
-
-
-try:
-    data, cfg = build(settings)
-    problem = None
-except ValueError as err:
-    problem = str(err)
-
-if problem is None and (run_clicked or "compare_result" not in state):
+problem = None
+settings = None if picked is None else (fingerprint(picked[0]), picked[1])
+if picked is not None and (run_clicked or LAST_RUN not in state):
     # Runs on Run, and once on the first visit so a newcomer sees the two loops agree straight away.
+    data, cfg = picked
     started = time.perf_counter()
-    reference = reference_for(settings)
-    state["compare_running"], state["compare_running_settings"] = True, settings
+    record = {"data": data, "source": state.get(SOURCE), "settings": settings}
+    state["compare_running"], state["compare_running_record"] = True, record
     live = {}
 
     def on_progress(partial: lib.Result) -> None:
@@ -175,36 +77,83 @@ if problem is None and (run_clicked or "compare_result" not in state):
         done = partial.steps / cfg.iterations
         live["bar"].progress(done, text=f"Step {partial.steps:,} of {cfg.iterations:,}")
         if now >= live["redraw"]:
-            draw_charts(partial, reference)
+            draw_charts(partial, data)
             # Redraw at most a quarter of the time, so the live charts do not slow the run much.
             live["redraw"] = now + max(1.0, 3 * (time.perf_counter() - now))
 
     try:
-        result = lib.run(data, cfg, progress=on_progress, progress_every=0.5)
-    except ValueError as err:  # e.g. custom initial weights of the wrong length
+        result = lib.run(data, cfg, progress=on_progress, progress_every=0.5, time_limit=TIME_LIMIT)
+    except ValueError as err:  # the controls check what lib.run checks, so this is a safety net
         problem = str(err)
     else:
-        state["compare_result"], state["compare_result_settings"] = result, settings
+        state[LAST_RUN] = {**record, "result": result}
     finally:
         state["compare_running"] = False
         state.pop("compare_partial", None)
+        state.pop("compare_running_record", None)
 
 # ------------------------------------------------------------------ the result on show
-result: lib.Result | None = state.get("compare_result")
+shown = state.get(LAST_RUN)
+result: lib.Result | None = None if shown is None else shown["result"]
 status.empty()  # the progress bar and Stop button, if the run was long enough to show them
 notes = []
 if problem is not None:
     notes.append((st.error, f"Cannot run these settings: {problem}. Your other settings are kept."))
 if result is not None and result.stopped == "diverged":
     notes.append((st.warning, result.message()))
+elif result is not None and result.stopped == "time limit":
+    notes.append((st.warning, f"{result.message()} (The wall-time cap here is {TIME_LIMIT:g} s per run.)"))
 elif result is not None and result.stopped is not None:
     notes.append((st.info, result.message()))
-if result is not None and problem is None and state.get("compare_result_settings") != settings:
+if result is not None and picked is not None and problem is None and shown["settings"] != settings:
     notes.append((st.info, "The settings have changed since this run: press **Run** to see them."))
 if notes:
     with status.container():
         for show, text in notes:
             show(text)
+
+
+def downloads(data: lib.Dataset, result: lib.Result, source: dict | None) -> None:
+    """Download buttons for the run on show: its history as CSV and JSON, and a script that reruns it."""
+    cols = st.columns(3)
+    values = 2 * result.steps * (3 + result.manual.weights.shape[1])
+    too_long = values > MAX_DOWNLOAD_VALUES
+    # Callables: the files are built only when a button is clicked, not on every rerun.
+    cols[0].download_button(
+        "History (CSV)", lambda: lib.history_csv(result), "twins_history.csv", "text/csv",
+        key="download_csv", on_click="ignore", disabled=too_long, width="stretch",
+    )  # fmt: skip
+    cols[0].caption("Tidy: one row per step, loop, metric and value.")
+    cols[1].download_button(
+        "History and settings (JSON)", lambda: lib.history_json(result, data), "twins_run.json", "application/json",
+        key="download_json", on_click="ignore", disabled=too_long, width="stretch",
+    )  # fmt: skip
+    cols[1].caption("Both loops' losses, weights and gradient norms, with the Config and the data's description.")
+    if too_long:
+        st.caption(
+            f"This history has {values:,} numbers, more than the {MAX_DOWNLOAD_VALUES:,} offered here: "
+            "run fewer iterations, or call `lib.history_csv(lib.run(data, cfg))` in a notebook."
+        )
+    source = source or {}
+    csv_kwargs = {}
+    if source.get("kind") == "csv" and source.get("as_is"):
+        csv_kwargs = {"csv_name": source["file"], "target": source["target"]}
+        note = f"Needs only numpy and torch. It reads **{source['file']}** by name: put the file next to the script."
+    elif source.get("kind") == "csv":
+        note = (
+            "Needs only numpy and torch. The data is written into the script, because it was "
+            f"{'standardised' if not source.get('dropped') else 'cleaned of rows with missing values'} here."
+        )
+    else:
+        note = "Needs only numpy and torch; the data is written into the script. Run it with `python twins_run.py`."
+    embeddable = csv_kwargs or data.m * (data.n + 1) <= lib.export.MAX_EMBEDDED
+    cols[2].download_button(
+        "Script that reruns it (.py)", lambda: lib.to_script(data, result.config, **csv_kwargs), "twins_run.py",
+        "text/x-python", key="download_script", on_click="ignore", disabled=not embeddable, width="stretch",
+    )  # fmt: skip
+    cols[2].caption(note if embeddable else "This data set is too large to write into a script.")
+
+
 if result is not None:
     with summary:
         m, t = result.manual, result.torch
@@ -227,11 +176,16 @@ if result is not None:
                 index=["manual (numpy)", "torch"],
             )
         )
-    draw_charts(result, reference_for(state.get("compare_result_settings") or settings))
+        if show_target and result.config.model != "linear":
+            st.caption("No least-squares line on the weights chart: it exists only for the linear model.")
+    draw_charts(result, shown["data"])
+    st.subheader("Take this run home")
+    downloads(shown["data"], result, shown.get("source"))
 
 st.subheader("The five lines, twin by twin")
 st.caption(
     "Each torch line beside its hand-written twin, taken from the source of the two functions that ran. "
     "The Code map page explains each row."
 )
-st.markdown(twin_lines_markdown())
+model = result.config.model if result is not None else "linear"
+st.markdown(twin_lines_markdown(lib.manual_mlp_loop if model == "mlp" else lib.manual_loop))

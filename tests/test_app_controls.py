@@ -1,0 +1,364 @@
+"""AppTest of the shared sidebar (pages/common.py): presets, optimizer settings, CSV upload, the URL."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import lib
+from lib.datasets import PRESETS
+from pages.common import (
+    DEFAULTS,
+    LAST_RUN,
+    _matches,
+    linear_data,
+    optimizer_defaults,
+    url_notes,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 60
+
+
+def app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def final_losses(at: AppTest) -> tuple[str, str]:
+    table = at.table[0].value
+    return table.loc["manual (numpy)", "final loss"], table.loc["torch", "final loss"]
+
+
+def press_run(at: AppTest) -> AppTest:
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown_run(at: AppTest) -> tuple[lib.Dataset, lib.Result]:
+    record = at.session_state[LAST_RUN]
+    return record["data"], record["result"]
+
+
+# ------------------------------------------------------------------ presets
+
+
+def test_choosing_a_preset_puts_its_settings_in_the_widgets():
+    at = app()
+    at.selectbox(key="data").set_value("moons").run()
+    assert not at.exception
+    preset = PRESETS["moons"]
+    suggested = preset.config(preset.make(0))
+    assert at.number_input(key="lr").value == suggested.lr == 0.5
+    assert at.number_input(key="iterations").value == suggested.iterations
+    assert at.number_input(key="batch_size").value == suggested.batch_size
+    assert at.selectbox(key="model").value == "mlp"
+    assert at.selectbox(key="loss").value == "bce"
+    assert at.number_input(key="hidden").value == suggested.hidden
+    assert at.selectbox(key="init").value == "normal"
+    assert any("suggested settings are now in the controls" in c.value for c in at.caption)
+    press_run(at)
+    data, result = shown_run(at)
+    assert data.name == preset.make(0).name
+    assert result.config == suggested
+    assert result.max_abs_diff < 1e-10
+
+
+def test_a_preset_is_applied_once_then_the_user_changes_win():
+    at = app()
+    at.selectbox(key="data").set_value("escape_velocity").run()
+    assert at.number_input(key="sgd_momentum").value == 0.98  # the preset's optimizer kwargs reach the widgets
+    at.number_input(key="lr").set_value(0.01).run()
+    at.number_input(key="sgd_momentum").set_value(0.5).run()
+    assert at.number_input(key="lr").value == 0.01 and at.number_input(key="sgd_momentum").value == 0.5
+    press_run(at)
+    _, result = shown_run(at)
+    assert result.config.lr == 0.01 and dict(result.config.optimizer_kwargs) == {"momentum": 0.5}
+
+
+def test_full_batch_presets_get_the_data_size():
+    at = app()
+    at.selectbox(key="data").set_value("kepler").run()
+    assert at.number_input(key="batch_size").value == PRESETS["kepler"].make().m
+
+
+# ------------------------------------------------------------------ optimizer settings
+
+
+def test_the_widgets_of_each_optimizer_are_its_hand_written_arguments():
+    at = app()
+    for name in lib.OPTIMIZERS:
+        at.selectbox(key="optimizer").set_value(name).run()
+        assert not at.exception
+        expected = set()
+        for arg in optimizer_defaults(name):
+            expected |= {f"{name}_beta1", f"{name}_beta2"} if arg == "betas" else {f"{name}_{arg}"}
+        drawn = {w.key for w in [*at.number_input, *at.checkbox] if w.key and w.key.startswith(f"{name}_")}
+        assert drawn == expected, name
+
+
+def test_momentum_reaches_the_config_and_changes_the_result():
+    at = app()
+    before = final_losses(at)
+    at.number_input(key="sgd_momentum").set_value(0.9).run()
+    press_run(at)
+    data, result = shown_run(at)
+    assert dict(result.config.optimizer_kwargs) == {"momentum": 0.9}
+    expected = lib.run(data, lib.Config(lr=0.05, batch_size=32, iterations=500, optimizer_kwargs={"momentum": 0.9}))
+    assert final_losses(at) == (f"{expected.manual.loss[-1]:.6g}", f"{expected.torch.loss[-1]:.6g}")
+    assert final_losses(at) != before
+    assert result.max_abs_diff < 1e-10
+
+
+def test_adam_betas_reach_the_config():
+    at = app()
+    at.selectbox(key="optimizer").set_value("adam").run()
+    at.number_input(key="adam_beta1").set_value(0.5).run()
+    at.checkbox(key="adam_amsgrad").check().run()
+    press_run(at)
+    _, result = shown_run(at)
+    assert result.config.optimizer == "adam"
+    assert dict(result.config.optimizer_kwargs) == {"betas": (0.5, 0.999), "amsgrad": True}
+
+
+def test_nesterov_without_momentum_is_said_in_words():
+    at = app()
+    at.checkbox(key="sgd_nesterov").check().run()
+    press_run(at)
+    assert not at.exception
+    [error] = at.error
+    assert "nesterov" in error.value.lower() and "Your other settings are kept" in error.value
+
+
+# ------------------------------------------------------------------ model and loss
+
+
+def test_loss_choices_follow_the_model():
+    at = app()
+    assert at.selectbox(key="loss").options == ["mse", "half_mse", "sse"]
+    at.selectbox(key="model").set_value("logistic").run()
+    assert at.selectbox(key="loss").options == ["bce"] and at.selectbox(key="loss").value == "bce"
+    # The synthetic data has real-valued targets: a classifier cannot train on them, said in words.
+    [error] = at.error
+    assert "needs targets of 0 and 1" in error.value and "moons" in error.value
+    at.selectbox(key="model").set_value("mlp").run()
+    assert at.selectbox(key="loss").options == ["mse", "half_mse", "sse", "bce"]
+    at.selectbox(key="loss").set_value("mse").run()
+    assert not at.error
+    press_run(at)
+    _, result = shown_run(at)
+    assert result.config.model == "mlp" and result.config.loss == "mse"
+    assert result.max_abs_diff < 1e-10
+
+
+def test_the_iteration_cap_is_named():
+    at = app()
+    at.selectbox(key="model").set_value("mlp").run()
+    at.number_input(key="hidden").set_value(256).run()
+    at.number_input(key="iterations").set_value(lib.MAX_ITERATIONS).run()
+    assert not at.exception
+    [error] = at.error
+    assert "iterations x recorded weights is capped" in error.value
+
+
+# ------------------------------------------------------------------ CSV upload
+
+GOOD_CSV = b"x1,x2,label,y\n1,2,0,3.5\n2,1,1,4.0\n3,5,0,9.1\n4,4,1,10.2\n5,0,1,6.3\n6,2,0,11.0\n"
+
+
+def upload(at: AppTest, content: bytes, name: str = "mine.csv") -> AppTest:
+    at.selectbox(key="data").set_value("csv").run()
+    at.file_uploader(key="csv_file").set_value((name, content, "text/csv")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_csv_upload_trains_on_the_chosen_columns():
+    at = app()
+    at.selectbox(key="data").set_value("csv").run()
+    assert "upload a CSV file" in at.info[0].value
+    upload(at, GOOD_CSV)
+    assert at.selectbox(key="target").options == ["x1", "x2", "label", "y"]
+    assert at.selectbox(key="target").value == "y"
+    assert at.multiselect(key="features").value == ["x1", "x2", "label"]
+    at.multiselect(key="features").set_value(["x1", "x2"]).run()
+    at.number_input(key="batch_size").set_value(6).run()
+    at.number_input(key="lr").set_value(0.005).run()  # unscaled inputs up to 6: a larger lr diverges
+    press_run(at)
+    data, result = shown_run(at)
+    np.testing.assert_array_equal(data.X, [[1, 2], [2, 1], [3, 5], [4, 4], [5, 0], [6, 2]])
+    np.testing.assert_array_equal(data.y, [3.5, 4.0, 9.1, 10.2, 6.3, 11.0])
+    assert result.max_abs_diff < 1e-10
+    assert any("reads **mine.csv** by name" in c.value for c in at.caption)
+
+
+def test_csv_target_picker_and_classifier_check():
+    at = upload(app(), GOOD_CSV)
+    at.selectbox(key="model").set_value("logistic").run()
+    [error] = at.error  # y is not 0/1
+    assert "0s and 1s" in error.value and "'y'" in error.value
+    at.selectbox(key="target").set_value("label").run()
+    assert "label" not in at.multiselect(key="features").options
+    assert not at.error
+    press_run(at)
+    data, result = shown_run(at)
+    np.testing.assert_array_equal(data.y, [0, 1, 0, 1, 1, 0])
+    assert result.config.loss == "bce"
+
+
+def test_standardised_csv_is_embedded_in_the_script():
+    at = upload(app(), GOOD_CSV)
+    at.checkbox(key="standardize").check().run()
+    press_run(at)
+    data, _ = shown_run(at)
+    np.testing.assert_allclose(data.X.mean(axis=0), 0, atol=1e-12)
+    assert any("written into the script, because it was standardised" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", "the file is empty"),
+        (b"a;b;c\n1;2;3\n", "separated by semicolons"),
+        (b"x,y\n1,2\n,3\n4,5\n", "missing values"),
+        (b"x,y\n1,5\n2,5\n", "constant"),
+        (b"\xff\xfe,x\n1,2\n", "not UTF-8"),
+    ],
+)
+def test_bad_csv_files_are_explained_and_the_settings_stay(content, words):
+    at = app()
+    at.number_input(key="lr").set_value(0.02).run()
+    upload(at, content, "bad.csv")
+    assert not at.exception
+    [error] = at.error
+    assert words in error.value and "Your other settings are kept" in error.value
+    assert at.number_input(key="lr").value == 0.02
+
+
+def test_missing_values_can_be_dropped():
+    at = upload(app(), b"x,y\n1,2\n,3\n4,5\n6,7\n")
+    at.checkbox(key="drop_missing").check().run()
+    assert not at.error
+    at.number_input(key="batch_size").set_value(3).run()
+    press_run(at)
+    data, _ = shown_run(at)
+    assert data.m == 3
+    assert any("cleaned of rows with missing values" in c.value for c in at.caption)
+
+
+def test_the_upload_survives_a_page_switch():
+    at = upload(app(), GOOD_CSV)
+    at.switch_page("pages/code_map.py").run()
+    assert not at.exception and not at.error
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="data").value == "csv"
+    assert any("Using **mine.csv**, uploaded earlier" in c.value for c in at.caption)
+
+
+# ------------------------------------------------------------------ the URL
+
+
+def test_url_parameters_set_the_controls_and_the_run():
+    at = app(lr="0.2", batch_size="16", optimizer="adam", adam_beta1="0.8", log_scale="false")
+    assert at.number_input(key="lr").value == 0.2
+    assert at.number_input(key="batch_size").value == 16
+    assert at.number_input(key="adam_beta1").value == 0.8
+    assert at.toggle(key="log_scale").value is False
+    assert not at.warning
+    _, result = shown_run(at)  # the first run already uses the link's settings
+    assert result.config.lr == 0.2 and result.config.batch_size == 16
+    assert result.config.optimizer == "adam" and dict(result.config.optimizer_kwargs) == {"betas": (0.8, 0.999)}
+
+
+def test_a_link_with_every_kind_of_control_reopens_the_same_run():
+    """The URL itself is written by the browser (see test_browser.py); here a link's values drive the run."""
+    query = {"data": "moons", "model": "mlp", "loss": "bce", "hidden": "4", "activation": "relu", "lr": "0.3",
+             "batch_size": "50", "iterations": "40", "init": "normal", "seed": "3", "optimizer": "rmsprop",
+             "rmsprop_alpha": "0.9", "rmsprop_centered": "true", "zero_grad": "true"}  # fmt: skip
+    at = app(**query)
+    assert not at.warning and not at.error
+    data, result = shown_run(at)
+    cfg = lib.Config(
+        lr=0.3,
+        batch_size=50,
+        iterations=40,
+        loss="bce",
+        model="mlp",
+        hidden=4,
+        activation="relu",
+        init="normal",
+        seed=3,
+        optimizer="rmsprop",
+        optimizer_kwargs={"alpha": 0.9, "centered": True},
+    )
+    assert result.config == cfg
+    expected = lib.run(PRESETS["moons"].make(3), cfg)
+    np.testing.assert_array_equal(result.torch.weights, expected.torch.weights)
+    assert data.name == PRESETS["moons"].make(3).name
+
+
+@pytest.mark.parametrize(
+    ("query", "key"),
+    [
+        ({"lr": "abc"}, "lr"),
+        ({"lr": "-1"}, "lr"),
+        ({"batch_size": "0"}, "batch_size"),
+        ({"iterations": "1e12"}, "iterations"),
+        ({"loss": "cubic"}, "loss"),
+        ({"model": "transformer"}, "model"),
+        ({"seed": "nan"}, "seed"),
+        ({"bias": "maybe"}, "bias"),
+        ({"sgd_momentum": "inf"}, "sgd_momentum"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_url_values_fall_back_to_defaults_with_a_note(query, key):
+    at = app(**query)
+    assert not at.error
+    notes = [w.value for w in at.warning]
+    assert len(notes) == 1 and f"`{key}" in notes[0], notes
+    if key in DEFAULTS:
+        widget = at.get("number_input") + at.get("selectbox") + at.get("checkbox")
+        [control] = [w for w in widget if w.key == key]
+        assert control.value == DEFAULTS[key]
+    _, result = shown_run(at)
+    assert result.max_abs_diff < 1e-10  # the default run still ran
+    at.number_input(key="lr").set_value(0.1).run()
+    assert not at.warning  # the note belongs to the link, not to later changes
+
+
+def test_url_notes_and_matching_in_isolation():
+    drawn = {"lr": (0.05, "a number from 1e-06 to 100"), "bias": (True, "true or false"), "feat": (["a", "b"], "")}
+    assert url_notes({"lr": ["0.050"], "bias": ["True"], "feat": ["b,a"]}, drawn) == []
+    [note] = url_notes({"lr": ["x"]}, drawn)
+    assert "`lr=x`" in note and "a number from 1e-06 to 100" in note and "`0.05`" in note
+    assert _matches(["2"], 2) and not _matches(["2.5"], 2) and not _matches(["yes"], True)
+
+
+# ------------------------------------------------------------------ other pages reuse the controls and the run
+
+
+def test_the_controls_are_the_same_on_every_page():
+    at = app()
+    at.number_input(key="lr").set_value(0.07).run()
+    at.selectbox(key="optimizer").set_value("adagrad").run()
+    for page in ("pages/code_map.py", "pages/step_through.py", "pages/compare.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert at.number_input(key="lr").value == 0.07, page
+        assert at.selectbox(key="optimizer").value == "adagrad", page
+
+
+def test_last_run_is_the_compare_pages_run():
+    at = app()
+    data, result = shown_run(at)
+    expected = lib.run(linear_data(3, 200, 0.1, 0), lib.Config(lr=0.05, batch_size=32, iterations=500))
+    np.testing.assert_array_equal(result.manual.weights, expected.manual.weights)
+    assert data.name == linear_data(3, 200, 0.1, 0).name
