@@ -7,62 +7,29 @@ import streamlit as st
 import lib
 from lib import explain
 from lib.trace import Stepper
-from pages.common import linear_data
+from pages.common import LOSS_LABELS, fingerprint, sidebar_config
 
-MAX_ITERATIONS = 10_000
+MAX_ITERATIONS = 10_000  # the page steps the loops up to the picked step; longer runs are cut to this
 HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
-LOSS_LABELS = {
-    "mse": "mse: MSELoss(), mean, no 1/2",
-    "half_mse": "half_mse: 1/2 × mean (classic hand loop)",
-    "sse": 'sse: MSELoss(reduction="sum")',
-}
-
-
-def dataset(m: int, n: int, noise: float, seed: int) -> lib.Dataset:
-    return linear_data(n, m, noise, seed)  # cached once per server, shared with the other pages
 
 
 @st.cache_data(max_entries=32, show_spinner="Checking every sentence against torch…", hash_funcs={lib.Config: repr})
-def evidence(data_args: tuple, cfg: lib.Config) -> dict[str, explain.Evidence]:
-    """Every claim's check on this data and Config (numpy-level results, so they cache)."""
-    data = dataset(*data_args)
-    return {c.key: explain.verify(c, data, cfg) for c in explain.CLAIMS if c.applies(cfg)}
+def evidence(_data: lib.Dataset, data_key: tuple, cfg: lib.Config) -> dict[str, explain.Evidence]:
+    """Every claim's check on this data and Config (numpy-level results, so they cache; data_key names the data)."""
+    return {c.key: explain.verify(c, _data, cfg) for c in explain.CLAIMS if c.applies(cfg)}
 
 
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
-def step_size_ratio(data_args: tuple, cfg: lib.Config, other: str) -> explain.Evidence:
-    return explain.effective_lr(dataset(*data_args), cfg, other)
+def step_size_ratio(_data: lib.Dataset, data_key: tuple, cfg: lib.Config, other: str) -> explain.Evidence:
+    return explain.effective_lr(_data, cfg, other)
 
 
-def controls() -> tuple[tuple, lib.Config]:
-    """The sidebar: data and Config. Private to this page (persist_state keeps values across page switches)."""
-    keep = {"persist_state": "session"}
-    with st.sidebar:
-        st.header("Data: y = X·w + b + noise")
-        m = st.number_input("samples m", 2, 5_000, 100, step=10, key="map_m", **keep)
-        n = st.number_input("features n", 1, 20, 3, key="map_n", **keep)
-        noise = st.number_input("noise", 0.0, 100.0, 0.1, step=0.1, key="map_noise", **keep)
-        st.header("Training")
-        loss = st.selectbox("loss convention", tuple(LOSS_LABELS), format_func=LOSS_LABELS.get, key="map_loss", **keep)
-        lr = st.number_input("learning rate", 1e-6, 1e3, 0.05, format="%.6g", key="map_lr", **keep)
-        batch_size = st.number_input("batch size", 1, 5_000, 8, key="map_batch_size", **keep)
-        iterations = st.number_input("iterations", 1, MAX_ITERATIONS, 100, step=10, key="map_iterations", **keep)
-        bias = st.checkbox("learn a bias", True, key="map_bias", **keep)
-        init = st.selectbox("initial weights", ("zeros", "normal"), key="map_init", **keep)
-        zero_grad = st.checkbox("reset the gradient each step (zero_grad)", True, key="map_zero_grad", **keep)
-        seed = st.number_input("seed (data and batch order)", 0, 2**32 - 1, 0, key="map_seed", **keep)
-    data_args = (int(m), int(n), float(noise), int(seed))
-    cfg = lib.Config(
-        lr=float(lr),
-        batch_size=int(batch_size),
-        iterations=int(iterations),
-        loss=loss,
-        bias=bias,
-        init=init,
-        seed=int(seed),
-        zero_grad=zero_grad,
-    )
-    return data_args, cfg
+def key_line(code: str, wanted: str) -> str:
+    """The row's key line as written in this loop: `wanted` when the code has it, else its first line of code."""
+    lines = [
+        line.split("  #")[0].strip() for line in code.splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
+    return wanted if any(wanted in line for line in lines) else (lines[0] if lines else wanted)
 
 
 def values(pairs: list[tuple[str, object]]) -> str:
@@ -88,71 +55,102 @@ st.markdown(
     f"explanation — each sentence checked against torch right now ({HELD} held, {FAILED} did not)."
 )
 
-data_args, cfg = controls()
-data = dataset(*data_args)
-if st.session_state.get("map_config") != (data_args, cfg):
-    st.session_state["map_stepper"] = Stepper(data, cfg)
-    st.session_state["map_config"] = (data_args, cfg)
-stepper: Stepper = st.session_state["map_stepper"]
+picked = sidebar_config("code_map")
 
-last = cfg.iterations - 1
-# Step 1 by default: at step 0 the reset has nothing to clear yet.
-st.session_state["map_step"] = min(st.session_state.get("map_step", 1), last)
-picked = st.number_input(
-    "Show the values of step", 0, last, key="map_step", help=f"Steps count from 0; this run has 0 – {last}."
-)
-step = stepper.run_to(int(picked))
-if step.t != picked:
-    st.warning(f"The run diverged at step {step.t}, so the values shown are that step's.")
 
-manual_fn, torch_fn = stepper.functions
-hand, twin = explain.phase_source(manual_fn), explain.phase_source(torch_fn)
-checks = evidence(data_args, cfg)
+def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
+    """The five rows, their code, values and checked sentences, for this data and Config."""
+    if cfg.iterations > MAX_ITERATIONS:
+        st.caption(f"This page follows the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} iterations.")
+        cfg = cfg.replace(iterations=MAX_ITERATIONS)
+    data_key = fingerprint(data)
+    if st.session_state.get("map_config") != (data_key, cfg):
+        st.session_state["map_stepper"] = Stepper(data, cfg)
+        st.session_state["map_config"] = (data_key, cfg)
+    stepper: Stepper = st.session_state["map_stepper"]
 
-left, right = st.columns(2)
-left.markdown(f"### Hand-written: `lib.{manual_fn.__name__}` (numpy)")
-right.markdown(f"### PyTorch: `lib.{torch_fn.__name__}`")
-st.caption(f"Step {step.t}: a batch of {len(step.manual.indices)} samples; loss convention {LOSS_LABELS[cfg.loss]}.")
+    last = cfg.iterations - 1
+    # Step 1 by default: at step 0 the reset has nothing to clear yet.
+    st.session_state["map_step"] = min(st.session_state.get("map_step", 1), last)
+    wanted = st.number_input(
+        "Show the values of step", 0, last, key="map_step", help=f"Steps count from 0; this run has 0 – {last}."
+    )
+    step = stepper.run_to(int(wanted))
+    if step.t != wanted:
+        st.warning(f"The run diverged at step {step.t}, so the values shown are that step's.")
 
-with st.expander("Before the loop: the model, the loss, the optimizer"):
+    manual_fn, torch_fn = stepper.functions
+    hand, twin = explain.phase_source(manual_fn), explain.phase_source(torch_fn)
+    checks = evidence(data, data_key, cfg)
+
     left, right = st.columns(2)
-    left.code(hand[explain.SETUP], language="python", wrap_lines=True)
-    right.code(twin[explain.SETUP], language="python", wrap_lines=True)
+    left.markdown(f"### Hand-written: `lib.{manual_fn.__name__}` (numpy)")
+    right.markdown(f"### PyTorch: `lib.{torch_fn.__name__}`")
+    st.caption(
+        f"Step {step.t}: a batch of {len(step.manual.indices)} samples · model {cfg.model} · "
+        f"loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer}."
+    )
 
-for row in explain.ROWS:
+    with st.expander("Before the loop: the model, the loss, the optimizer"):
+        left, right = st.columns(2)
+        left.code(hand[explain.SETUP], language="python", wrap_lines=True)
+        right.code(twin[explain.SETUP], language="python", wrap_lines=True)
+
+    for row in explain.ROWS:
+        st.divider()
+        st.markdown(f"### {row.title}: `{key_line(hand[row.phase], row.manual)}` ↔ `{row.torch}`")
+        left, right = st.columns(2)
+        left.code(hand[row.phase], language="python", wrap_lines=True)
+        right.code(twin[row.phase], language="python", wrap_lines=True)
+        hand_values, twin_values = explain.row_values(step, row.key)
+        left.code(values(hand_values), language="python", wrap_lines=True)
+        right.code(values(twin_values), language="python", wrap_lines=True)
+        if row.key == "update":
+            # The optimizer's own update, beside the torch optimizer it mirrors.
+            hand_optimizer, torch_optimizer = stepper.optimizers
+            kind = type(hand_optimizer)
+            left.markdown(f"What `optimizer.step(-d_weights)` runs: `lib.optim.{kind.step.__qualname__}`")
+            left.code(inspect.getsource(kind.step), language="python")
+            settings = "".join(f", {k}={v!r}" for k, v in cfg.optimizer_kwargs.items())
+            right.markdown(f"What `optimizer.step()` runs: `torch.optim.{type(torch_optimizer).__name__}.step`")
+            right.code(
+                f"optimizer = torch.optim.{type(torch_optimizer).__name__}(net.parameters(), lr={cfg.lr!r}{settings})",
+                language="python",
+                wrap_lines=True,
+            )
+            right.markdown(
+                f"Torch's `step()` follows the algorithm in [its documentation]"
+                f"(https://pytorch.org/docs/stable/generated/torch.optim.{type(torch_optimizer).__name__}.html); "
+                f"`{kind.step.__qualname__}` on the left does the same arithmetic in the same order, in numpy, on the "
+                "flat weight vector. The two agree to float64 rounding at every step."
+            )
+        st.markdown(row.text)
+        for c in explain.claims_for(row.key):
+            claim(c, checks.get(c.key))
+        if row.key == "update" and cfg.loss != "bce":
+            others = [name for name in ("mse", "half_mse", "sse") if name != cfg.loss]
+            other = st.selectbox(
+                f"Compare the step of torch's {cfg.loss!r} with a hand loop on",
+                others,
+                format_func=LOSS_LABELS.get,
+                key="map_other",
+            )
+            e = step_size_ratio(data, data_key, cfg, other)
+            st.markdown(
+                f"Effective learning rate, {cfg.loss!r} over {other!r} at batch size {min(cfg.batch_size, data.m)}: "
+                f"predicted by `lib.effective_lr_ratio` **{explain.show(e.measured.get('predicted'), 6)}**, measured "
+                f"from one real step of both loops **{explain.show(e.measured.get('measured'), 6)}** "
+                f"{HELD if e.ok else FAILED}"
+            )
+
     st.divider()
-    st.markdown(f"### {row.title}: `{row.manual}` ↔ `{row.torch}`")
-    left, right = st.columns(2)
-    left.code(hand[row.phase], language="python", wrap_lines=True)
-    right.code(twin[row.phase], language="python", wrap_lines=True)
-    hand_values, twin_values = explain.row_values(step, row.key)
-    left.code(values(hand_values), language="python", wrap_lines=True)
-    right.code(values(twin_values), language="python", wrap_lines=True)
-    if row.key == "update":
-        hand_optimizer = stepper.optimizers[0]
-        with left.expander(f"What `optimizer.step(-d_weights)` runs: `{type(hand_optimizer).__name__}.step`"):
-            st.code(inspect.getsource(type(hand_optimizer).step), language="python")
-    st.markdown(row.text)
-    for c in explain.claims_for(row.key):
-        claim(c, checks.get(c.key))
-    if row.key == "update":
-        others = [name for name in LOSS_LABELS if name != cfg.loss]
-        other = st.selectbox(
-            f"Compare the step of torch's {cfg.loss!r} with a hand loop on",
-            others,
-            format_func=LOSS_LABELS.get,
-            key="map_other",
-        )
-        e = step_size_ratio(data_args, cfg, other)
-        st.markdown(
-            f"Effective learning rate, {cfg.loss!r} over {other!r} at batch size {min(cfg.batch_size, data.m)}: "
-            f"predicted by `lib.effective_lr_ratio` **{explain.show(e.measured.get('predicted'), 6)}**, measured "
-            f"from one real step of both loops **{explain.show(e.measured.get('measured'), 6)}** "
-            f"{HELD if e.ok else FAILED}"
-        )
+    with st.expander("The two functions, whole"):
+        left, right = st.columns(2)
+        left.code(inspect.getsource(manual_fn), language="python")
+        right.code(inspect.getsource(torch_fn), language="python")
 
-st.divider()
-with st.expander("The two functions, whole"):
-    left, right = st.columns(2)
-    left.code(inspect.getsource(manual_fn), language="python")
-    right.code(inspect.getsource(torch_fn), language="python")
+
+# No st.stop(): after a run ended by it, the next rerun put the shared sidebar back to its defaults
+# (seen with AppTest and streamlit 1.67 when another page has the same widget keys).
+if picked is not None:
+    show_map(*picked)

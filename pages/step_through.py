@@ -4,57 +4,9 @@ import streamlit as st
 
 import lib
 from lib.trace import Stepper
-from pages.common import linear_data
+from pages.common import LOSS_LABELS, fingerprint, sidebar_config
 
 MAX_ITERATIONS = 10_000  # Run to step N computes every step before N; this keeps it to a few seconds
-LOSS_LABELS = {
-    "mse": "mse: MSELoss(), mean, no 1/2",
-    "half_mse": "half_mse: 1/2 × mean (classic hand loop)",
-    "sse": 'sse: MSELoss(reduction="sum")',
-}
-
-
-def dataset(m: int, n: int, noise: float, seed: int) -> lib.Dataset:
-    return linear_data(n, m, noise, seed)  # cached once per server, shared with the other pages
-
-
-def controls() -> tuple[tuple, lib.Config]:
-    """The sidebar: data and Config. Private to this page (persist_state keeps values across page switches)."""
-    keep = {"persist_state": "session"}
-    with st.sidebar:
-        st.header("Data: y = X·w + b + noise")
-        m = st.number_input("samples m", 2, 5_000, 100, step=10, key="step_m", **keep)
-        n = st.number_input("features n", 1, 20, 3, key="step_n", **keep)
-        noise = st.number_input("noise", 0.0, 100.0, 0.1, step=0.1, key="step_noise", **keep)
-        st.header("Training")
-        loss = st.selectbox("loss convention", tuple(LOSS_LABELS), format_func=LOSS_LABELS.get, key="step_loss", **keep)
-        lr = st.number_input("learning rate", 1e-6, 1e3, 0.05, format="%.6g", key="step_lr", **keep)
-        batch_size = st.number_input("batch size", 1, 5_000, 8, key="step_batch_size", **keep)
-        iterations = st.number_input(
-            "iterations", 1, MAX_ITERATIONS, 100, step=10, key="step_iterations", help="The last step is N - 1.", **keep
-        )
-        bias = st.checkbox("learn a bias", True, key="step_bias", **keep)
-        init = st.selectbox("initial weights", ("zeros", "normal"), key="step_init", **keep)
-        zero_grad = st.checkbox(
-            "reset the gradient each step (zero_grad)",
-            True,
-            key="step_zero_grad",
-            help="Off: both loops forget it, so gradients add up from step to step.",
-            **keep,
-        )
-        seed = st.number_input("seed (data and batch order)", 0, 2**32 - 1, 0, key="step_seed", **keep)
-    data_args = (int(m), int(n), float(noise), int(seed))
-    cfg = lib.Config(
-        lr=float(lr),
-        batch_size=int(batch_size),
-        iterations=int(iterations),
-        loss=loss,
-        bias=bias,
-        init=init,
-        seed=int(seed),
-        zero_grad=zero_grad,
-    )
-    return data_args, cfg
 
 
 def act(action: str) -> None:
@@ -76,71 +28,87 @@ st.markdown(
     "you see is what `lib.run` computes. The step number counts from 0."
 )
 
-data_args, cfg = controls()
-data = dataset(*data_args)
-if st.session_state.get("step_config") != (data_args, cfg):
-    # A new configuration is a new run: start it from the init. The same one keeps its place.
-    st.session_state["step_stepper"] = Stepper(data, cfg)
-    st.session_state["step_config"] = (data_args, cfg)
-stepper: Stepper = st.session_state["step_stepper"]
+picked = sidebar_config("step_through")
 
-buttons = st.columns([1, 1, 1, 1.2, 1.2, 1], vertical_alignment="bottom")
-buttons[0].button("Start", key="step_start", on_click=act, args=("next",), disabled=stepper.step >= 0, type="primary")
-buttons[1].button("Previous step", key="step_previous", on_click=act, args=("previous",), disabled=stepper.step < 0)
-buttons[2].button("Next step", key="step_next", on_click=act, args=("next",), disabled=stepper.at_end)
-# The target is set through session state only, so a smaller iteration count can clamp it without a warning.
-last = cfg.iterations - 1
-st.session_state["step_target"] = min(st.session_state.get("step_target", min(10, last)), last)
-buttons[3].number_input("step N", 0, last, key="step_target")
-buttons[4].button("Run to step N", key="step_run_to", on_click=act, args=("run_to",))
-buttons[5].button("Reset", key="step_reset", on_click=act, args=("reset",), disabled=stepper.step < 0)
 
-if error := st.session_state.pop("step_error", None):
-    st.error(error)
+def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
+    """The step buttons and every number of the current step, for this data and Config."""
+    if cfg.iterations > MAX_ITERATIONS:
+        st.caption(f"This page steps through the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} iterations.")
+        cfg = cfg.replace(iterations=MAX_ITERATIONS)
+    settings = (fingerprint(data), cfg)
+    if st.session_state.get("step_config") != settings:
+        # A new configuration is a new run: start it from the init. The same one keeps its place.
+        st.session_state["step_stepper"] = Stepper(data, cfg)
+        st.session_state["step_config"] = settings
+    stepper: Stepper = st.session_state["step_stepper"]
 
-step = stepper.current
-if step is None:
-    st.info(
-        f"Not started: both loops hold the initial weights ({cfg.init}). Press **Start** to run step 0, "
-        f"or pick a step N and press **Run to step N**."
+    buttons = st.columns([1, 1, 1, 1.2, 1.2, 1], vertical_alignment="bottom")
+    buttons[0].button(
+        "Start", key="step_start", on_click=act, args=("next",), disabled=stepper.step >= 0, type="primary"
     )
-    st.stop()
+    buttons[1].button("Previous step", key="step_previous", on_click=act, args=("previous",), disabled=stepper.step < 0)
+    buttons[2].button("Next step", key="step_next", on_click=act, args=("next",), disabled=stepper.at_end)
+    # The target is set through session state only, so a smaller iteration count can clamp it without a warning.
+    last = cfg.iterations - 1
+    st.session_state["step_target"] = min(st.session_state.get("step_target", min(10, last)), last)
+    buttons[3].number_input("step N", 0, last, key="step_target")
+    buttons[4].button("Run to step N", key="step_run_to", on_click=act, args=("run_to",))
+    buttons[5].button("Reset", key="step_reset", on_click=act, args=("reset",), disabled=stepper.step < 0)
 
-batch = len(step.manual.indices)
-epoch_steps = -(-data.m // cfg.batch_size)
-st.subheader(f"Step {step.t}  ·  this run has steps 0 to {cfg.iterations - 1}")
-st.caption(
-    f"Epoch {step.t // epoch_steps + 1}, batch {step.t % epoch_steps + 1} of {epoch_steps}: {batch} samples. "
-    f"Loss convention: {LOSS_LABELS[cfg.loss]}; learning rate {cfg.lr:g}."
-)
-if stepper.diverged_at is not None and step.t == stepper.diverged_at:
-    st.warning(
-        f"The loops diverged at step {step.t}: a number stopped being finite. There are no later steps; "
-        f"try a learning rate smaller than {cfg.lr:g}."
+    if error := st.session_state.pop("step_error", None):
+        st.error(error)
+
+    step = stepper.current
+    if step is None:
+        st.info(
+            f"Not started: both loops hold the initial weights ({cfg.init}). Press **Start** to run step 0, "
+            f"or pick a step N and press **Run to step N**."
+        )
+        return
+
+    batch = len(step.manual.indices)
+    epoch_steps = -(-data.m // cfg.batch_size)
+    st.subheader(f"Step {step.t}  ·  this run has steps 0 to {cfg.iterations - 1}")
+    st.caption(
+        f"Epoch {step.t // epoch_steps + 1}, batch {step.t % epoch_steps + 1} of {epoch_steps}: {batch} samples. "
+        f"Model {cfg.model} · loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer} · "
+        f"learning rate {cfg.lr:g}."
     )
+    if stepper.diverged_at is not None and step.t == stepper.diverged_at:
+        st.warning(
+            f"The loops diverged at step {step.t}: a number stopped being finite. There are no later steps; "
+            f"try a learning rate smaller than {cfg.lr:g}."
+        )
 
-cols = st.columns(3)
-cols[0].metric("loss, manual loop", f"{step.manual.loss:.6g}")
-cols[1].metric("loss, torch loop", f"{step.torch.loss:.6g}")
-cols[2].metric("largest |manual − torch| in this step", f"{step.max_diff:.2g}")
+    cols = st.columns(3)
+    cols[0].metric("loss, manual loop", f"{step.manual.loss:.6g}")
+    cols[1].metric("loss, torch loop", f"{step.torch.loss:.6g}")
+    cols[2].metric("largest |manual − torch| in this step", f"{step.max_diff:.2g}")
 
-number = st.column_config.NumberColumn(format="%.6g")
-tiny = st.column_config.NumberColumn(format="%.1e")
+    number = st.column_config.NumberColumn(format="%.6g")
+    tiny = st.column_config.NumberColumn(format="%.1e")
 
-st.markdown("#### The batch")
-st.caption(
-    "One row per sample: its row in the data, inputs and target (the same in both loops), each loop's "
-    "prediction and the sample's own loss (label − prediction)², and how far apart the loops are."
-)
-frame = step.batch_frame(data.feature_names)
-config = {c: (tiny if c.startswith("|Δ") else number) for c in frame.columns if c != "sample (row)"}
-st.dataframe(frame, hide_index=True, column_config=config, width="stretch")
+    st.markdown("#### The batch")
+    st.caption(
+        "One row per sample: its row in the data, inputs and target (the same in both loops), each loop's "
+        "prediction and the sample's own loss (label − prediction)², and how far apart the loops are."
+    )
+    frame = step.batch_frame(data.feature_names)
+    config = {c: (tiny if c.startswith("|Δ") else number) for c in frame.columns if c != "sample (row)"}
+    st.dataframe(frame, hide_index=True, column_config=config, width="stretch")
 
-st.markdown("#### The weights")
-st.caption(
-    "Gradient, manual: the hand formula's −d_weights (the hand loop holds the negative gradient, built from "
-    "label − h). Gradient, torch: each parameter's .grad after loss.backward(). Update = after − before."
-)
-weights = step.weights_frame(stepper.weight_names)
-config = {c: (tiny if c.startswith("|Δ") else number) for c in weights.columns}
-st.dataframe(weights, column_config=config, width="stretch")
+    st.markdown("#### The weights")
+    st.caption(
+        "Gradient, manual: the hand formula's −d_weights (the hand loop holds the negative gradient, built from "
+        "label − h). Gradient, torch: each parameter's .grad after loss.backward(). Update = after − before."
+    )
+    weights = step.weights_frame(stepper.weight_names)
+    config = {c: (tiny if c.startswith("|Δ") else number) for c in weights.columns}
+    st.dataframe(weights, column_config=config, width="stretch")
+
+
+# No st.stop(): after a run ended by it, the next rerun put the shared sidebar back to its defaults
+# (seen with AppTest and streamlit 1.67 when another page has the same widget keys).
+if picked is not None:
+    show_steps(*picked)

@@ -12,8 +12,8 @@ from lib import explain
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "code_map.py")
-DATA = lib.datasets.linear(m=100, n=3, noise=0.1, seed=0)  # the page's defaults
-CFG = lib.Config(lr=0.05, batch_size=8, iterations=100, loss="mse")
+DATA = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)  # the shared sidebar's defaults
+CFG = lib.Config(lr=0.05, batch_size=32, iterations=500, loss="mse")
 
 
 @pytest.fixture(scope="module")
@@ -34,20 +34,21 @@ def is_slice_of_source(block: str, source: str) -> bool:
 
 def codes(at: AppTest) -> dict[str, str]:
     """The page's code blocks by role, in page order: the setup expander; per row the left column (hand code,
-    its values, and under the update the hand optimizer's step) then the right one; then the whole functions."""
+    its values, and under the update the hand optimizer's step) then the right one (under the update, the torch
+    optimizer's construction); then the whole functions."""
     names = ["setup hand", "setup torch"]
     for row in explain.ROWS:
         names += [f"{row.key} hand", f"{row.key} hand values"] + (["hand step"] if row.key == "update" else [])
-        names += [f"{row.key} torch", f"{row.key} torch values"]
+        names += [f"{row.key} torch", f"{row.key} torch values"] + (["torch optimizer"] if row.key == "update" else [])
     names += ["whole hand", "whole torch"]
     blocks = [c.value for c in at.code]
     assert len(blocks) == len(names)
     return dict(zip(names, blocks, strict=True))
 
 
-def test_the_code_shown_is_the_source_of_the_loops(at):
+def assert_code_is_source(at: AppTest, manual_fn, hand_step) -> None:
     blocks = codes(at)
-    manual, torch = inspect.getsource(lib.manual_loop), inspect.getsource(lib.torch_loop)
+    manual, torch = inspect.getsource(manual_fn), inspect.getsource(lib.torch_loop)
     # st.code drops the last newline
     assert blocks["whole hand"] == manual.rstrip("\n") and blocks["whole torch"] == torch.rstrip("\n")
     assert is_slice_of_source(blocks["setup hand"], manual) and is_slice_of_source(blocks["setup torch"], torch)
@@ -56,8 +57,59 @@ def test_the_code_shown_is_the_source_of_the_loops(at):
         assert hand.startswith(row.phase) and twin.startswith(row.phase)
         assert is_slice_of_source(hand, manual), row.key
         assert is_slice_of_source(twin, torch), row.key
-        assert row.manual in hand and row.torch in twin
-    assert blocks["hand step"] == inspect.getsource(lib.optim.SGD.step).rstrip("\n")
+        assert row.torch in twin
+        heading = next(m.value for m in at.markdown if m.value.startswith(f"### {row.title}:"))
+        shown = heading.split("`")[1]  # the hand line named in the row's heading is in the hand code shown
+        assert shown in hand, (row.key, shown)
+        if manual_fn is lib.manual_loop:
+            assert shown == row.manual
+    assert blocks["hand step"] == inspect.getsource(hand_step).rstrip("\n")
+
+
+def test_the_code_shown_is_the_source_of_the_loops(at):
+    assert_code_is_source(at, lib.manual_loop, lib.optim.SGD.step)
+    assert codes(at)["torch optimizer"] == "optimizer = torch.optim.SGD(net.parameters(), lr=0.05)"
+
+
+@pytest.mark.parametrize(
+    ("name", "hand_class"),
+    [
+        ("adam", lib.optim.Adam),
+        ("rmsprop", lib.optim.RMSprop),
+        ("adamw", lib.optim.AdamW),
+        ("adagrad", lib.optim.Adagrad),
+    ],
+)
+def test_the_chosen_optimizers_hand_written_step_is_shown(name, hand_class):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="optimizer").set_value(name).run()
+    assert not at.exception
+    assert_code_is_source(at, lib.manual_loop, hand_class.step)
+    assert f"torch.optim.{lib.optim.TORCH_NAMES[name]}(net.parameters()" in codes(at)["torch optimizer"]
+    assert "does not hold here" not in "\n".join(m.value for m in at.markdown)
+
+
+def test_the_optimizer_settings_are_in_the_torch_call_and_the_values_are_lib_runs():
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.number_input(key="sgd_momentum").set_value(0.9).run()
+    at.checkbox(key="sgd_nesterov").check().run()
+    at.number_input(key="map_step").set_value(5).run()
+    assert not at.exception
+    assert codes(at)["torch optimizer"].endswith("lr=0.05, momentum=0.9, nesterov=True)")
+    result = lib.run(DATA, CFG.replace(iterations=6, optimizer_kwargs={"momentum": 0.9, "nesterov": True}))
+    assert f"weights after = {explain.show(result.manual.weights[6])}" in codes(at)["update hand values"]
+    assert f"weights after = {explain.show(result.torch.weights[6])}" in codes(at)["update torch values"]
+
+
+def test_the_mlp_shows_its_own_hand_loop():
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="model").set_value("mlp").run()
+    assert not at.exception
+    assert_code_is_source(at, lib.manual_mlp_loop, lib.optim.SGD.step)
+    assert "dW1 += delta1.T @ inputs" in codes(at)["backward hand"]
+    assert "does not hold here" not in "\n".join(m.value for m in at.markdown)
+    result = lib.run(DATA, CFG.replace(model="mlp", iterations=2))
+    assert f"weights after = {explain.show(result.manual.weights[2])}" in codes(at)["update hand values"]
 
 
 def test_every_claim_is_shown_checked(at):
@@ -97,7 +149,7 @@ def test_effective_learning_rate_predicted_beside_measured(at):
     at.selectbox(key="map_other").set_value("sse").run()
     assert not at.exception
     line = next(m.value for m in at.markdown if m.value.startswith("Effective learning rate"))
-    ratio = lib.effective_lr_ratio("mse", "sse", 8)
+    ratio = lib.effective_lr_ratio("mse", "sse", 32)
     assert f"predicted by `lib.effective_lr_ratio` **{explain.show(ratio, 6)}**" in line
     assert f"measured from one real step of both loops **{explain.show(ratio, 6)}** :green[**✓**]" in line
 
@@ -105,8 +157,8 @@ def test_effective_learning_rate_predicted_beside_measured(at):
 def test_sum_convention_changes_the_measured_numbers():
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
-    at.selectbox(key="map_loss").set_value("sse").run()
+    at.selectbox(key="loss").set_value("sse").run()
     assert not at.exception
     text = "\n".join(m.value for m in at.markdown)
-    assert "grad sum / grad mean: `8`" in text  # the batch size
+    assert "grad sum / grad mean: `32`" in text  # the batch size
     assert "does not hold here" not in text

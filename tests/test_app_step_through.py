@@ -11,8 +11,8 @@ import lib
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "step_through.py")
 # The page's defaults.
-DATA = lib.datasets.linear(m=100, n=3, noise=0.1, seed=0)
-CFG = lib.Config(lr=0.05, batch_size=8, iterations=100, loss="mse")
+DATA = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+CFG = lib.Config(lr=0.05, batch_size=32, iterations=500, loss="mse")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def shown_step(at: AppTest) -> int:
 def assert_step_matches_run(at: AppTest, result: lib.Result) -> None:
     t = shown_step(at)
     batch, weights = at.dataframe[0].value, at.dataframe[1].value
-    rows = np.arange(DATA.m)[next(b for i, b in enumerate(lib.batch_indices(DATA.m, 8, 0)) if i == t)]
+    rows = np.arange(DATA.m)[next(b for i, b in enumerate(lib.batch_indices(DATA.m, CFG.batch_size, 0)) if i == t)]
     np.testing.assert_array_equal(batch["sample (row)"], rows)
     np.testing.assert_array_equal(batch[["x1", "x2", "x3"]], DATA.X[rows])
     np.testing.assert_array_equal(batch["target"], DATA.y[rows])
@@ -95,9 +95,9 @@ def test_run_to_step_n_then_back_and_reset(result):
     click(at, "step_previous")
     assert shown_step(at) == 56
     assert_step_matches_run(at, result)
-    at.number_input(key="step_target").set_value(99)
+    at.number_input(key="step_target").set_value(499)
     click(at, "step_run_to")
-    assert shown_step(at) == 99 and at.button(key="step_next").disabled
+    assert shown_step(at) == 499 and at.button(key="step_next").disabled
     assert_step_matches_run(at, result)
     click(at, "step_reset")
     assert "Not started" in at.info[0].value
@@ -107,7 +107,7 @@ def test_a_new_configuration_starts_a_new_run():
     at = page()
     click(at, "step_start")
     click(at, "step_next")
-    at.number_input(key="step_lr").set_value(0.01).run()
+    at.number_input(key="lr").set_value(0.01).run()
     assert not at.exception
     assert "Not started" in at.info[0].value
     click(at, "step_start")
@@ -117,10 +117,10 @@ def test_a_new_configuration_starts_a_new_run():
 
 def test_divergence_is_said_in_words():
     at = page()
-    at.number_input(key="step_lr").set_value(1000.0).run()
-    at.number_input(key="step_target").set_value(99)
+    at.number_input(key="lr").set_value(100.0).run()
+    at.number_input(key="step_target").set_value(499)
     click(at, "step_run_to")
-    result = lib.run(DATA, CFG.replace(lr=1000.0))
+    result = lib.run(DATA, CFG.replace(lr=100.0))
     assert result.diverged_at is not None
     assert shown_step(at) == result.diverged_at
     assert f"diverged at step {result.diverged_at}" in at.warning[0].value
@@ -131,7 +131,7 @@ def test_state_survives_page_switches():
     at.run()
     at.switch_page("pages/step_through.py").run()
     assert not at.exception
-    at.number_input(key="step_batch_size").set_value(16).run()
+    at.number_input(key="batch_size").set_value(16).run()
     click(at, "step_start")
     click(at, "step_next")
     click(at, "step_next")
@@ -141,5 +141,22 @@ def test_state_survives_page_switches():
     at.switch_page("pages/step_through.py").run()
     assert not at.exception
     assert shown_step(at) == 2
-    assert at.number_input(key="step_batch_size").value == 16
+    assert at.number_input(key="batch_size").value == 16
     assert at.dataframe[1].value.equals(before)
+
+
+def test_an_mlp_with_adam_steps_through_with_lib_run_numbers():
+    at = page()
+    at.selectbox(key="data").set_value("moons").run()
+    at.selectbox(key="optimizer").set_value("adam").run()
+    at.number_input(key="step_target").set_value(12)
+    click(at, "step_run_to")
+    assert shown_step(at) == 12
+    preset = lib.datasets.PRESETS["moons"]
+    data = preset.make(0)
+    result = lib.run(data, preset.config(data, optimizer="adam", iterations=13))
+    weights = at.dataframe[1].value
+    assert len(weights) == len(lib.weight_names(data, result.config))
+    for loop in ("manual", "torch"):
+        np.testing.assert_array_equal(weights[f"after ({loop})"], getattr(result, loop).weights[13])
+    assert any("Model mlp · loss convention bce" in c.value for c in at.caption)
