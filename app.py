@@ -14,5 +14,6 @@ pages = [
     st.Page("pages/pitfalls.py", title="Pitfalls lab", icon="🧪"),
     st.Page("pages/code_map.py", title="Code map", icon="🗺️"),
     st.Page("pages/step_through.py", title="Step through", icon="👣"),
+    st.Page("pages/landscape.py", title="Loss landscape", icon="🗻"),
 ]
 st.navigation(pages).run()

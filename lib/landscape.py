@@ -42,6 +42,7 @@ def _outputs(data: Dataset, cfg: Config, w: np.ndarray) -> np.ndarray:
     return X @ w
 
 
+@np.errstate(all="ignore")  # weights near overflow (a diverged run) give inf or nan cells, not warnings
 def surface(data: Dataset, result: Result, i: int, j: int, size: int = 60, upto: int | None = None) -> Surface:
     """The loss around both loops' trajectories in the plane of recorded weights i and j.
 
@@ -51,7 +52,8 @@ def surface(data: Dataset, result: Result, i: int, j: int, size: int = 60, upto:
     """
     cfg = result.config
     cols = result.recorded
-    if not (0 <= i < len(cols) and 0 <= j < len(cols)) or i == j:
+    whole = all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in (i, j))
+    if not whole or not (0 <= i < len(cols) and 0 <= j < len(cols)) or i == j:
         raise ValueError(f"choose two different weights from 0 to {len(cols) - 1}; got {i} and {j}")
     steps = result.steps if upto is None else max(0, min(upto, result.steps))
     path = np.vstack([result.manual.weights[: steps + 1], result.torch.weights[: steps + 1]])[:, [i, j]]

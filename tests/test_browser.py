@@ -25,6 +25,7 @@ PAGES = [
     ("pitfalls", "Pitfalls lab", "pitfalls"),
     ("code_map", "Code map", "code_map"),
     ("step_through", "Step through", "step_through"),
+    ("landscape", "Loss landscape", "landscape"),
 ]
 
 
