@@ -225,7 +225,11 @@ class _Drawn(dict):
 
     def number(self, label: str, key: str, low, high, default, **kw):
         value = st.number_input(label, low, high, default, key=key, **KEEP, **kw)
-        self[key] = (value, f"a number from {low:,g} to {high:,g}")
+        whole = isinstance(low, int) and isinstance(high, int)
+        self[key] = (
+            value,
+            f"a whole number from {low:,} to {high:,}" if whole else f"a number from {low:g} to {high:g}",
+        )
         return value
 
     def select(self, label: str, options, key: str, default=None, **kw):
@@ -378,10 +382,15 @@ def _data_controls(drawn: _Drawn) -> dict:
 def _model_controls(drawn: _Drawn) -> dict:
     model = drawn.select("Model", lib.MODELS, "model", DEFAULTS["model"])
     st.caption(MODEL_LABELS[model])
-    hidden, activation = DEFAULTS["hidden"], DEFAULTS["activation"]
-    if model == "mlp":
-        hidden = drawn.number("Hidden units", "hidden", 1, lib.config.MAX_HIDDEN, DEFAULTS["hidden"])
-        activation = drawn.select("Activation", lib.config.ACTIVATIONS, "activation", DEFAULTS["activation"])
+    # Drawn for every model (greyed out but for the mlp): a preset's value then reaches the URL at once,
+    # which streamlit 1.67 does not do for a bound widget that was never drawn before.
+    cols, mlp_only = st.columns(2), {"disabled": model != "mlp", "help": "The mlp's hidden layer."}
+    with cols[0]:
+        hidden = drawn.number("Hidden units", "hidden", 1, lib.config.MAX_HIDDEN, DEFAULTS["hidden"], **mlp_only)
+    with cols[1]:
+        activation = drawn.select(
+            "Activation", lib.config.ACTIVATIONS, "activation", DEFAULTS["activation"], **mlp_only
+        )
     allowed = LOSSES_FOR[model]
     if st.session_state.get("loss", allowed[0]) not in allowed:  # e.g. "mse" after switching to logistic
         st.session_state["loss"] = allowed[0]

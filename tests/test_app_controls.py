@@ -362,3 +362,36 @@ def test_last_run_is_the_compare_pages_run():
     expected = lib.run(linear_data(3, 200, 0.1, 0), lib.Config(lr=0.05, batch_size=32, iterations=500))
     np.testing.assert_array_equal(result.manual.weights, expected.manual.weights)
     assert data.name == linear_data(3, 200, 0.1, 0).name
+
+
+# ------------------------------------------------------------------ downloads and caps on the Compare page
+
+
+def test_the_three_downloads_are_offered_for_the_run_on_show():
+    at = app()
+    buttons = {b.key: b for b in at.get("download_button")}
+    assert set(buttons) == {"download_csv", "download_json", "download_script"}
+    assert not any(b.proto.disabled for b in buttons.values())
+    assert any("the data is written into the script" in c.value for c in at.caption)
+
+
+def test_a_run_stopped_by_the_time_cap_keeps_its_steps_and_names_the_cap():
+    at = app()
+    data = linear_data(3, 200, 0.1, 0)
+    capped = lib.run(data, lib.Config(lr=0.05, batch_size=32, iterations=100_000), time_limit=0)
+    assert capped.stopped == "time limit" and 0 < capped.steps < 100_000
+    record = dict(at.session_state[LAST_RUN])
+    at.session_state[LAST_RUN] = {**record, "result": capped}
+    at.run()
+    assert not at.exception
+    [warning] = at.warning
+    assert "Hit the time limit" in warning.value and "wall-time cap here is 60 s" in warning.value
+    assert at.metric[0].value == f"{capped.steps:,}"  # the partial run is on show, charts and all
+    assert len(at.get("vega_lite_chart")) == 4
+
+
+def test_mlp_settings_are_greyed_out_for_the_other_models():
+    at = app()
+    assert at.number_input(key="hidden").disabled and at.selectbox(key="activation").disabled
+    at.selectbox(key="model").set_value("mlp").run()
+    assert not at.number_input(key="hidden").disabled
