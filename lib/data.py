@@ -57,6 +57,10 @@ class Dataset:
                     f"{label} contains {kind} (first at index {tuple(int(i) for i in where)}); "
                     "remove or fill non-finite values first"
                 )
+        if isinstance(self.feature_names, str):
+            raise ValueError(
+                f"feature_names must be a list of names, one per feature; got the string {self.feature_names!r}"
+            )
         names = tuple(str(s) for s in self.feature_names) or tuple(f"x{j + 1}" for j in range(n))
         if len(names) != n:
             raise ValueError(f"feature_names must name each of the {n} features; got {len(names)} names")
@@ -68,7 +72,11 @@ class Dataset:
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "feature_names", names)
         if self.true_weights is not None:
-            object.__setattr__(self, "true_weights", tuple(float(v) for v in self.true_weights))
+            try:
+                true_weights = tuple(float(v) for v in self.true_weights)
+            except (TypeError, ValueError):
+                raise ValueError(f"true_weights must be a list of numbers; got {self.true_weights!r}") from None
+            object.__setattr__(self, "true_weights", true_weights)
 
     @property
     def m(self) -> int:
@@ -86,6 +94,12 @@ class Dataset:
 
 
 def _as_float_array(label: str, values) -> np.ndarray:
+    try:
+        complex_values = np.iscomplexobj(values)
+    except ValueError as err:  # a ragged list cannot even be looked at as an array
+        raise ValueError(f"{label} must contain only numbers, in rows of equal length ({err})") from None
+    if complex_values:
+        raise ValueError(f"{label} must contain real numbers; got complex numbers")
     if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
         return values.astype(np.float64, copy=True)
     try:
@@ -172,5 +186,7 @@ def loader(
 
 def least_squares(data: Dataset, bias: bool) -> np.ndarray:
     """The closed-form minimiser of every loss convention here: lstsq on [X, 1] (or X)."""
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
     A = data.with_ones() if bias else data.X
     return np.linalg.lstsq(A, data.y, rcond=None)[0]

@@ -425,7 +425,10 @@ def _finite_or_none(values):
 
 
 def _header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
-    where = f"read from {csv_name!r}, which must sit next to this script" if csv_name else "embedded below"
+    # The file name is the learner's: inside the docstring it goes through _one_line, which cannot close it.
+    where = (
+        f"read from {_one_line(repr(csv_name))}, which must sit next to this script" if csv_name else "embedded below"
+    )
     return (
         '"""Rerun of a training-loop-twins run: the hand-written numpy loop and the torch loop, in lockstep.\n'
         "\n"

@@ -176,9 +176,11 @@ def check_kwargs(name: str, kwargs: Mapping) -> dict:
     for key, value in kwargs.items():
         if isinstance(value, str) or (isinstance(value, tuple) and any(isinstance(v, str) for v in value)):
             raise ValueError(f"optimizer_kwargs: {key} must be a number or True/False; got {value!r}")
+    if "betas" in kwargs and not (isinstance(kwargs["betas"], tuple) and len(kwargs["betas"]) == 2):
+        raise ValueError(f"optimizer_kwargs: betas must be two numbers (beta1, beta2); got {kwargs['betas']!r}")
     try:  # torch checks ranges itself (negative momentum, betas outside [0, 1), nesterov without momentum ...)
         torch_cls([torch.zeros(1, requires_grad=True)], lr=0.1, **kwargs)
-    except (TypeError, ValueError, RuntimeError) as err:
+    except (TypeError, ValueError, RuntimeError, IndexError) as err:
         raise ValueError(f"optimizer_kwargs for {name}: {err}") from None
     for key, value in kwargs.items():
         numbers = value if isinstance(value, tuple) else (value,)

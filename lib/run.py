@@ -228,10 +228,12 @@ def run(
     returning True stops the run, which keeps what was computed. time_limit (seconds) stops it too.
     The first step whose loss, gradient or weights are not finite in either loop ends the run.
     """
-    if not progress_every >= 0:
+    if not (_is_number(progress_every) and progress_every >= 0):
         raise ValueError(f"progress_every must be a number of seconds >= 0 (0: every step); got {progress_every!r}")
-    if time_limit is not None and not time_limit >= 0:
+    if time_limit is not None and not (_is_number(time_limit) and time_limit >= 0):
         raise ValueError(f"time_limit must be None or a number of seconds >= 0; got {time_limit!r}")
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be a function of the partial Result, or None; got {progress!r}")
     manual, twin, init = loops(data, cfg)
     columns = recorded_columns(len(init))
     names = tuple(np.array(weight_names(data, cfg), dtype=object)[columns])
@@ -294,6 +296,10 @@ def _what_went_nonfinite(rec_m: _Recorder, rec_t: _Recorder, t: int, w_m: np.nda
             return f"{what} became {values[t]}"
     bad = np.concatenate([w_m[~np.isfinite(w_m)], w_t[~np.isfinite(w_t)]])
     return f"a weight became {bad[0]}"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _norm(g: np.ndarray) -> float:
