@@ -7,7 +7,7 @@ import streamlit as st
 import lib
 from lib import explain
 from lib.trace import Stepper
-from pages.common import LOSS_LABELS, fingerprint, sidebar_config
+from pages.common import LOSS_LABELS, fingerprint, sidebar_config, through_navigation
 
 MAX_ITERATIONS = 10_000  # the page steps the loops up to the picked step; longer runs are cut to this
 HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
@@ -44,9 +44,11 @@ def claim(c: explain.Claim, e: explain.Evidence | None) -> None:
         return
     measured = " · ".join(f"{label}: `{explain.show(v, 6)}`" for label, v in e.measured.items())
     mark = HELD if e.ok else f"{FAILED} **does not hold here:**"
-    st.markdown(f"{mark} {c.text}  \n<small>Measured ({e.note}): {measured}</small>", unsafe_allow_html=True)
+    st.markdown(f"{mark} {c.text}")
+    st.caption(f"Measured ({e.note}): {measured}")
 
 
+through_navigation()
 st.title("Code map")
 st.markdown(
     "The five lines of a PyTorch training step, each beside its hand-written twin. The code is read from the "

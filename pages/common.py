@@ -11,6 +11,8 @@ import hashlib
 import importlib
 import inspect
 import math
+import re
+from types import MappingProxyType
 
 import numpy as np
 import streamlit as st
@@ -22,7 +24,7 @@ from lib.explain import PHASES, phase_source
 from lib.optim import HAND
 
 run_checks = importlib.import_module("lib.run")  # the module: lib.run itself is the function
-KEEP = {"persist_state": "session", "bind": "query-params"}  # kept across pages, and in the URL
+KEEP = MappingProxyType({"persist_state": "session", "bind": "query-params"})  # kept across pages, and in the URL
 LAST_RUN = "compare_last_run"  # session_state key: {"data": Dataset, "result": Result, "source": dict}
 SOURCE = "controls_source"  # session_state key: where the current data comes from (see _source)
 UPLOAD = "controls_upload"  # session_state key: (file name, bytes) of the uploaded CSV, kept across pages
@@ -30,77 +32,107 @@ URL_CHECKED = "controls_url_checked"  # set after the first run has compared the
 MAX_NUMBERS = 5_000_000  # samples x features of the synthetic data: 40 MB of float64, plenty here
 
 SOURCES = ("synthetic", *PRESETS, "csv")
-LOSSES_FOR = {"linear": ("mse", "half_mse", "sse"), "logistic": ("bce",), "mlp": ("mse", "half_mse", "sse", "bce")}
-LOSS_LABELS = {
-    "mse": "mse: MSELoss(), the mean of squared errors",
-    "half_mse": "half_mse: ½ × the mean (the classic hand loop)",
-    "sse": 'sse: MSELoss(reduction="sum")',
-    "bce": "bce: BCEWithLogitsLoss(), for a two-class target of 0s and 1s",
-}
-MODEL_LABELS = {
-    "linear": "linear: regression, z = X·w + b",
-    "logistic": "logistic: a two-class classifier, sigmoid(X·w + b)",
-    "mlp": "mlp: one hidden layer, then a linear output",
-}
-OPTIMIZER_LABELS = {
-    "sgd": "torch.optim.SGD",
-    "adam": "torch.optim.Adam",
-    "adamw": "torch.optim.AdamW",
-    "rmsprop": "torch.optim.RMSprop",
-    "adagrad": "torch.optim.Adagrad",
-}
+LOSSES_FOR = MappingProxyType(
+    {"linear": ("mse", "half_mse", "sse"), "logistic": ("bce",), "mlp": ("mse", "half_mse", "sse", "bce")}
+)
+LOSS_LABELS = MappingProxyType(
+    {
+        "mse": "mse: MSELoss(), the mean of squared errors",
+        "half_mse": "half_mse: ½ × the mean (the classic hand loop)",
+        "sse": 'sse: MSELoss(reduction="sum")',
+        "bce": "bce: BCEWithLogitsLoss(), for a two-class target of 0s and 1s",
+    }
+)
+MODEL_LABELS = MappingProxyType(
+    {
+        "linear": "linear: regression, z = X·w + b",
+        "logistic": "logistic: a two-class classifier, sigmoid(X·w + b)",
+        "mlp": "mlp: one hidden layer, then a linear output",
+    }
+)
+OPTIMIZER_LABELS = MappingProxyType(
+    {
+        "sgd": "torch.optim.SGD",
+        "adam": "torch.optim.Adam",
+        "adamw": "torch.optim.AdamW",
+        "rmsprop": "torch.optim.RMSprop",
+        "adagrad": "torch.optim.Adagrad",
+    }
+)
 # The widgets of the optimizers' keyword arguments: (min, max, step) of each number; the rest are switches.
-KWARG_RANGES = {
-    "momentum": (0.0, 1.0, 0.05),
-    "dampening": (0.0, 1.0, 0.05),
-    "weight_decay": (0.0, 10.0, 0.001),
-    "eps": (0.0, 1.0, 1e-8),
-    "alpha": (0.0, 1.0, 0.01),
-    "lr_decay": (0.0, 10.0, 0.001),
-    "initial_accumulator_value": (0.0, 100.0, 0.1),
-    "beta1": (0.0, 0.999999, 0.01),  # torch requires betas below 1
-    "beta2": (0.0, 0.999999, 0.001),
-}
-KWARG_HELP = {
-    "momentum": "Velocity v = momentum·v + (1 − dampening)·g; the step follows v. 0 is plain SGD.",
-    "dampening": "Scales the new gradient in the velocity. Must be 0 with nesterov.",
-    "weight_decay": "Adds weight_decay × weights to the gradient (L2); AdamW shrinks the weights instead.",
-    "nesterov": "Step along g + momentum·v (a look-ahead). Needs momentum > 0 and dampening 0.",
-    "maximize": "Climb the loss instead of descending it.",
-    "beta1": "betas[0]: how slowly the running mean of the gradient (first moment) forgets.",
-    "beta2": "betas[1]: how slowly the running mean of the squared gradient (second moment) forgets.",
-    "eps": "Added to the denominator so it is never 0.",
-    "amsgrad": "Divide by the largest second moment so far instead of the current one.",
-    "decoupled_weight_decay": "Shrink the weights directly (as AdamW) instead of adding to the gradient.",
-    "alpha": "How slowly the running mean of the squared gradient forgets.",
-    "centered": "Subtract the squared running mean of the gradient: divide by an estimate of its variance.",
-    "lr_decay": "The step size at step t is lr / (1 + (t − 1)·lr_decay).",
-    "initial_accumulator_value": "What the sum of squared gradients starts from.",
-}
-DEFAULTS = {
-    "lr": 0.05,
-    "batch_size": 32,
-    "iterations": 500,
-    "data": "synthetic",
-    "samples": 200,
-    "n_features": 3,
-    "noise": 0.1,
-    "model": "linear",
-    "hidden": 8,
-    "activation": "tanh",
-    "loss": "mse",
-    "optimizer": "sgd",
-    "bias": True,
-    "init": "zeros",
-    "zero_grad": True,
-    "seed": 0,
-}
+KWARG_RANGES = MappingProxyType(
+    {
+        "momentum": (0.0, 1.0, 0.05),
+        "dampening": (0.0, 1.0, 0.05),
+        "weight_decay": (0.0, 10.0, 0.001),
+        "eps": (0.0, 1.0, 1e-8),
+        "alpha": (0.0, 1.0, 0.01),
+        "lr_decay": (0.0, 10.0, 0.001),
+        "initial_accumulator_value": (0.0, 100.0, 0.1),
+        "beta1": (0.0, 0.999999, 0.01),  # torch requires betas below 1
+        "beta2": (0.0, 0.999999, 0.001),
+    }
+)
+KWARG_HELP = MappingProxyType(
+    {
+        "momentum": "Velocity v = momentum·v + (1 − dampening)·g; the step follows v. 0 is plain SGD.",
+        "dampening": "Scales the new gradient in the velocity. Must be 0 with nesterov.",
+        "weight_decay": "Adds weight_decay × weights to the gradient (L2); AdamW shrinks the weights instead.",
+        "nesterov": "Step along g + momentum·v (a look-ahead). Needs momentum > 0 and dampening 0.",
+        "maximize": "Climb the loss instead of descending it.",
+        "beta1": "betas[0]: how slowly the running mean of the gradient (first moment) forgets.",
+        "beta2": "betas[1]: how slowly the running mean of the squared gradient (second moment) forgets.",
+        "eps": "Added to the denominator so it is never 0.",
+        "amsgrad": "Divide by the largest second moment so far instead of the current one.",
+        "decoupled_weight_decay": "Shrink the weights directly (as AdamW) instead of adding to the gradient.",
+        "alpha": "How slowly the running mean of the squared gradient forgets.",
+        "centered": "Subtract the squared running mean of the gradient: divide by an estimate of its variance.",
+        "lr_decay": "The step size at step t is lr / (1 + (t − 1)·lr_decay).",
+        "initial_accumulator_value": "What the sum of squared gradients starts from.",
+    }
+)
+DEFAULTS = MappingProxyType(
+    {
+        "lr": 0.05,
+        "batch_size": 32,
+        "iterations": 500,
+        "data": "synthetic",
+        "samples": 200,
+        "n_features": 3,
+        "noise": 0.1,
+        "model": "linear",
+        "hidden": 8,
+        "activation": "tanh",
+        "loss": "mse",
+        "optimizer": "sgd",
+        "bias": True,
+        "init": "zeros",
+        "zero_grad": True,
+        "seed": 0,
+    }
+)
 
 
 # ------------------------------------------------------------------ data, cached at numpy level
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
+def through_navigation() -> None:
+    """Make sure the page runs inside app.py's navigation, even when a link to it is a fresh server's first request.
+
+    Until st.navigation has run once in the process, Streamlit takes an app with a pages/ folder for an
+    old-style multipage app, and a first request for /step_through runs that file alone: no page titles,
+    no wide layout, and every module of pages/ listed as a page. Switching that mode off and rerunning
+    runs app.py, which shows the page asked for. (It reads Streamlit's PagesManager, which is internal:
+    tests/test_browser.py opens a fresh server on a page link to notice if that ever changes.)
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def _linear_arrays(n: int, m: int, noise: float, seed: int):
     """The numpy arrays of lib.datasets.linear (cached at numpy level: a Dataset is rebuilt around them)."""
     data = lib.datasets.linear(m=m, n=n, noise=noise, seed=seed)
@@ -224,8 +256,15 @@ class _Drawn(dict):
     """key -> (value, what the control accepts, in words): what the link's parameters are checked against."""
 
     def number(self, label: str, key: str, low, high, default, **kw):
-        value = st.number_input(label, low, high, default, key=key, **KEEP, **kw)
         whole = isinstance(low, int) and isinstance(high, int)
+        if whole:
+            # A float widget shown without decimals: Streamlit turns a linked whole number into an int
+            # itself, and int("inf") would crash the page; a float widget falls back to its default.
+            kw = {"step": 1.0, "format": "%.0f", **{k: float(v) if k == "step" else v for k, v in kw.items()}}
+            value = st.number_input(label, float(low), float(high), float(default), key=key, **KEEP, **kw)
+            value = round(value)
+        else:
+            value = st.number_input(label, low, high, default, key=key, **KEEP, **kw)
         self[key] = (
             value,
             f"a whole number from {low:,} to {high:,}" if whole else f"a number from {low:g} to {high:g}",
@@ -271,19 +310,34 @@ def _matches(raw: list[str], value) -> bool:
     return text == str(value)
 
 
+def literal(text) -> str:
+    """Text from a link or a file shown as itself in markdown: a one-line code span, fenced by more backticks
+    than it holds, so that nothing in it (links, emphasis, HTML) is rendered."""
+    text = " ".join(str(text).split())
+    if not text:
+        return "(nothing)"
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def plain(text) -> str:
+    """Text that may hold a link's or a file's words, shown in markdown as typed: the characters that could
+    start a link, emphasis, HTML, maths or code are backslash-escaped."""
+    return re.sub(r"([\\`*_\[\]<>$~|])", r"\\\1", str(text))
+
+
 def url_notes(asked: dict[str, list[str]], drawn: dict) -> list[str]:
     """One sentence per link parameter that the controls could not take, naming it and what was used."""
     notes = []
     for key, raw in asked.items():
         if key not in drawn:
-            notes.append(f"The link's parameter `{key}` is not a setting that applies here, so it was ignored.")
+            notes.append(f"The link's parameter {literal(key)} is not a setting that applies here, so it was ignored.")
             continue
         value, allowed = drawn[key]
         if not _matches(raw, value):
-            shown = ", ".join(raw)[:60]
-            notes.append(
-                f"The link's `{key}={shown}` cannot be used: {key} must be {allowed}. Using `{value}` instead."
-            )
+            shown = literal(f"{key}={', '.join(raw)[:60]}")
+            notes.append(f"The link's {shown} cannot be used: {key} must be {allowed}. Using {literal(value)} instead.")
     return notes
 
 
@@ -528,7 +582,7 @@ def sidebar_config(page: str) -> tuple[lib.Dataset, lib.Config] | None:
         if v.get("waiting"):
             st.info(f"To train on your own data, {v['problem']}.")
         else:
-            st.error(f"Cannot use these settings: {err}. Your other settings are kept.")
+            st.error(f"Cannot use these settings: {plain(err)}. Your other settings are kept.")
         return None
     state[SOURCE] = source
     kwargs = ", ".join(f"{k}={val:g}" if not isinstance(val, (bool, tuple)) else f"{k}={val}" for k, val in

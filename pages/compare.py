@@ -7,13 +7,22 @@ import pandas as pd
 import streamlit as st
 
 import lib
-from pages.common import LAST_RUN, SOURCE, fingerprint, least_squares, sidebar_config, twin_lines_markdown
+from pages.common import (
+    LAST_RUN,
+    SOURCE,
+    fingerprint,
+    least_squares,
+    sidebar_config,
+    through_navigation,
+    twin_lines_markdown,
+)
 
 LIVE_AFTER = 1.0  # seconds; shorter runs just appear, longer ones show progress and live charts
 TIME_LIMIT = 60.0  # seconds of wall time per run: one visitor's run must not hold a shared server for long
 MAX_DOWNLOAD_VALUES = 4_000_000  # numbers in a history download (about 150 MB of CSV); longer runs are refused
 state = st.session_state  # this page's own keys start with "compare_"; the controls' keys are in pages/common.py
 
+through_navigation()
 st.title("Compare the loops")
 st.markdown(
     "Two training loops run side by side on the same data, the same batches and the same starting weights: "

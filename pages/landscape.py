@@ -10,11 +10,7 @@ import streamlit as st
 import lib
 from lib.charts import COLORS, LABELS
 from lib.landscape import full_data_loss, surface
-
-try:  # the Compare page's latest run, once pages/common.py offers it
-    from pages.common import last_run
-except ImportError:
-    last_run = None
+from pages.common import last_run, through_navigation
 
 MAX_PATH_POINTS = 5_000  # per loop: a million-step path is thinned before it is sent to the browser
 MAX_DOTS = 400  # steps drawn as dots on the hand loop's line; beyond this the dots merge into the line
@@ -23,6 +19,7 @@ BANDS = 10  # colour bands, like contour levels
 BAND_COLORS = ("#ffffff", "#6b6f80")  # low loss light, high loss grey: both paths stay visible on every band
 state = st.session_state  # this page's keys start with "landscape_"
 
+through_navigation()
 st.title("Loss landscape")
 st.markdown(
     "Pick two weights. The colour is the loss on the **whole data set** when those two weights take the values on "
@@ -40,7 +37,7 @@ def default_run() -> tuple[lib.Dataset, lib.Result]:
 
 
 # ------------------------------------------------------------------ which run
-run = last_run() if last_run is not None else None
+run = last_run()  # the Compare page's latest run, if any
 if run is None:
     if "landscape_default" not in state:
         state["landscape_default"] = default_run()

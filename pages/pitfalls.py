@@ -8,6 +8,7 @@ import streamlit as st
 
 import lib
 from lib import pitfalls
+from pages.common import through_navigation
 
 CONVENTIONS = pitfalls.SQUARED_LOSSES
 LABELS = {
@@ -37,6 +38,7 @@ def lines(series: dict, title: str, y_title: str, **kw) -> None:
     st.altair_chart(pitfalls.series_chart(series, title, y_title, **kw), width="stretch")
 
 
+through_navigation()
 st.title("Pitfalls lab")
 st.markdown(
     "Each tab below is one classic mistake, behind one switch. Where the mistake is in the loop itself, "

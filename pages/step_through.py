@@ -4,7 +4,7 @@ import streamlit as st
 
 import lib
 from lib.trace import Stepper
-from pages.common import LOSS_LABELS, fingerprint, sidebar_config
+from pages.common import LOSS_LABELS, fingerprint, sidebar_config, through_navigation
 
 MAX_ITERATIONS = 10_000  # Run to step N computes every step before N; this keeps it to a few seconds
 
@@ -21,6 +21,7 @@ def act(action: str) -> None:
         st.session_state["step_error"] = str(err)
 
 
+through_navigation()
 st.title("Step through")
 st.markdown(
     "Both loops take one step at a time, on the same batch from the same weights. Every number below is "

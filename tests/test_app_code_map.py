@@ -159,6 +159,6 @@ def test_sum_convention_changes_the_measured_numbers():
     at.run()
     at.selectbox(key="loss").set_value("sse").run()
     assert not at.exception
-    text = "\n".join(m.value for m in at.markdown)
+    text = "\n".join(m.value for m in [*at.markdown, *at.caption])
     assert "grad sum / grad mean: `32`" in text  # the batch size
     assert "does not hold here" not in text

@@ -46,7 +46,7 @@ def test_opens_with_a_default_run_drawn(at):
     titles = " ".join(str(spec.get("title")) for spec in specs)
     for name in ("Loss per step", "Weights per step", "Gradient norm per step", "|manual − torch| per step"):
         assert name in titles
-    assert metric(at, "Steps taken") == f"{at.number_input(key='iterations').value:,}"
+    assert metric(at, "Steps taken") == f"{int(at.number_input(key='iterations').value):,}"
     assert float(metric(at, "Largest |manual − torch|")) < 1e-10  # the loops agree
     table = summary(at)
     assert set(table) == {"manual (numpy)", "torch"}

@@ -394,7 +394,7 @@ def assert_usable(at: AppTest, *fixes: tuple[str, object]) -> None:
     assert not at.error, alerts(at, "error")
     assert len(charts(at)) == 4
     steps = [m.value for m in at.metric if m.label == "Steps taken"]
-    assert steps == [f"{at.number_input(key='iterations').value:,}"]
+    assert steps == [f"{int(at.number_input(key='iterations').value):,}"]
 
 
 def widget(at: AppTest, key: str):
@@ -602,13 +602,6 @@ def test_a_bad_upload_is_named_in_words_and_a_good_one_then_runs(name, raw, mode
 # ====================================================================== 4. the URL's query parameters
 # (query, the parameter the note must name); every other control keeps its default.
 
-INF_CRASH = bug(
-    "a link value of inf or -inf for an integer number_input (batch_size, iterations, seed, samples, n_features, "
-    "hidden) crashes the page before pages/common.py can note it: Streamlit's number_input deserializer runs "
-    "int(float('inf')) -> OverflowError while seeding the widget from the URL. Drop non-finite values of those keys "
-    "from st.query_params (with the note) before drawing the widgets"
-)
-
 URL_CASES = [
     pytest.param({"lr": "abc"}, "lr", id="lr-text"),
     pytest.param({"lr": "nan"}, "lr", id="lr-nan"),
@@ -619,15 +612,15 @@ URL_CASES = [
     pytest.param({"batch_size": "0"}, "batch_size", id="batch-zero"),
     pytest.param({"batch_size": "-3"}, "batch_size", id="batch-negative"),
     pytest.param({"batch_size": "nan"}, "batch_size", id="batch-nan"),
-    pytest.param({"batch_size": "inf"}, "batch_size", id="batch-inf", marks=INF_CRASH),
+    pytest.param({"batch_size": "inf"}, "batch_size", id="batch-inf"),
     pytest.param({"iterations": str(10**12)}, "iterations", id="iterations-huge"),
-    pytest.param({"iterations": "-inf"}, "iterations", id="iterations-minus-inf", marks=INF_CRASH),
+    pytest.param({"iterations": "-inf"}, "iterations", id="iterations-minus-inf"),
     pytest.param({"iterations": "many"}, "iterations", id="iterations-text"),
     pytest.param({"seed": "-1"}, "seed", id="seed-negative"),
     pytest.param({"seed": "9" * 30}, "seed", id="seed-huge"),
-    pytest.param({"seed": "inf"}, "seed", id="seed-inf", marks=INF_CRASH),
+    pytest.param({"seed": "inf"}, "seed", id="seed-inf"),
     pytest.param({"samples": "0"}, "samples", id="samples-zero"),
-    pytest.param({"samples": "-inf"}, "samples", id="samples-minus-inf", marks=INF_CRASH),
+    pytest.param({"samples": "-inf"}, "samples", id="samples-minus-inf"),
     pytest.param({"n_features": "1000000"}, "n_features", id="features-huge"),
     pytest.param({"noise": "nan"}, "noise", id="noise-nan"),
     pytest.param({"loss": "l1"}, "loss", id="loss-unknown"),
@@ -740,21 +733,11 @@ LINK = "[log in here](https://evil.example/login)"
         pytest.param(
             {"lr": f"x` {LINK} `"},
             id="note-of-a-number",
-            marks=bug(
-                "pages/common.url_notes puts the link's raw value between single backticks: a value holding a "
-                "backtick ends the code span, so the link's own markdown (a clickable link here) shows in the "
-                "warning. Escape the value, or fence it with a backtick run longer than any inside it"
-            ),
         ),
         pytest.param({"loss": f"`` {LINK} ``"}, id="note-of-a-name"),
         pytest.param(
             {"init": "custom", "init_values": LINK},
             id="error-of-init-values",
-            marks=bug(
-                "pages/common.parse_init's error quotes the typed init_values (bound to the URL) into st.error as "
-                "markdown: a link with init=custom&init_values=[text](url) shows a clickable link on the app's page. "
-                "Escape the text, or put it in a code span"
-            ),
         ),
     ],
 )
@@ -820,14 +803,7 @@ def _html_sites():
     for path in PAGE_FILES:
         for line, name, constant in html_calls(path.read_text()):
             rel = f"{path.relative_to(ROOT)}:{line}"
-            marks = ()
-            if rel.startswith("pages/code_map.py") and not constant:
-                marks = bug(
-                    "pages/code_map.py claim() renders an f-string with unsafe_allow_html=True (only for <small>): "
-                    "lib.explain's sentences and measured numbers, no user text today, but not a constant; "
-                    "render the note with st.caption or markdown instead"
-                )
-            sites.append(pytest.param(rel, name, constant, id=rel, marks=marks))
+            sites.append(pytest.param(rel, name, constant, id=rel))
     return sites
 
 
