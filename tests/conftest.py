@@ -1,6 +1,9 @@
 """Shared test setup: torch imported once, and a deterministic hypothesis profile."""
 
 import os
+from pathlib import Path
+
+import pytest
 
 # Importing torch takes seconds; doing it here, once, keeps AppTest's per-script timeout for the app itself.
 import torch  # noqa: F401
@@ -16,3 +19,23 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's launch arguments, pointed at Debian's chromium (Playwright's own cannot be downloaded)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and REQUIRE_BROWSER=1: install it with `apt-get install -y chromium`")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); set REQUIRE_BROWSER=1 to fail instead")
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    args += ["--disable-sync", "--no-first-run"]
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": args}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1400, "height": 1000}}

@@ -16,7 +16,6 @@ import pytest
 from playwright.sync_api import Page, expect
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 LOAD = 90_000  # ms: a first page load imports torch and runs the default run on a shared machine
 
 # Every page of the app: (url path, heading it shows, screenshot name). Adding a page is one line.
@@ -27,23 +26,6 @@ PAGES = [
     ("step_through", "Step through", "step_through"),
     ("landscape", "Loss landscape", "landscape"),
 ]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    """pytest-playwright's launch arguments, pointed at Debian's chromium (Playwright's own cannot be downloaded)."""
-    if not CHROMIUM.exists():
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and REQUIRE_BROWSER=1: install it with `apt-get install -y chromium`")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); set REQUIRE_BROWSER=1 to fail instead")
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-    args += ["--disable-sync", "--no-first-run"]
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": args}
-
-
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args):
-    return {**browser_context_args, "viewport": {"width": 1400, "height": 1000}}
 
 
 def free_port() -> int:
@@ -153,3 +135,30 @@ def test_stop_keeps_the_steps_taken(server, page: Page):
     settle(page)
     assert_no_traceback(page)
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)
+
+
+def test_a_page_link_is_the_first_request_of_a_fresh_server(page: Page):
+    """A shared link to a page, opened before anyone has loaded the app's front page, shows the app's own
+    navigation and that page, not Streamlit's listing of every file in pages/ (see through_navigation)."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                time.sleep(0.3)
+        page.goto(f"{base}/step_through")
+        expect(page.get_by_role("heading", name="Step through")).to_be_visible(timeout=LOAD)
+        nav = page.get_by_test_id("stSidebarNav")
+        expect(nav).to_contain_text("Compare the loops", timeout=LOAD)
+        expect(nav).not_to_contain_text("common")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

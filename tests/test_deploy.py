@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import importlib.metadata
-import os
 import re
 import socket
 import subprocess
@@ -17,18 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 MEMORY_BUDGET_MB = 600  # the smallest Streamlit Community Cloud machines have about 690 MB
 TITLE = "Training-loop twins"  # app.py's page_title
 
@@ -71,23 +60,6 @@ def rss_mb(process: subprocess.Popen) -> float:
     """Resident memory of the server and all its children, in MB."""
     root = psutil.Process(process.pid)
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
-
-
-@contextlib.contextmanager
-def browser() -> Iterator[object]:
-    """Debian's chromium driven by Playwright; skipped when missing, unless REQUIRE_BROWSER=1."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def wait_for_first_run(page, timeout_ms: int = 120_000) -> None:
@@ -153,9 +125,10 @@ def test_app_needs_only_requirements_txt():
     assert not missing, f"imported but not in requirements.txt: {missing}"
 
 
-def test_deployment_command_serves_the_app_within_budget(tmp_path):
+def test_deployment_command_serves_the_app_within_budget(tmp_path, browser):
     """streamlit run app.py: health 'ok', the first page loads in chromium, and RSS after the default run < 600 MB."""
-    with browser() as chromium, serve(tmp_path / "server.log") as (url, server):
+    chromium = browser  # pytest-playwright's, launched as tests/conftest.py says (Debian's chromium)
+    with serve(tmp_path / "server.log") as (url, server):
         page = chromium.new_page()
         page.goto(url, timeout=120_000)
         wait_for_first_run(page)

@@ -13,7 +13,8 @@ from pathlib import Path, PurePath
 
 import numpy as np
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_deploy import MEMORY_BUDGET_MB, ROOT, assert_no_error, browser, rss_mb, serve, wait_for_first_run
+from streamlit.testing.v1 import AppTest
+from test_deploy import MEMORY_BUDGET_MB, ROOT, assert_no_error, rss_mb, serve, wait_for_first_run
 
 import lib
 
@@ -47,7 +48,7 @@ def final_losses(page) -> dict[str, str]:
     )
 
 
-def test_ten_sessions_each_get_their_own_correct_result(tmp_path):
+def test_ten_sessions_each_get_their_own_correct_result(tmp_path, browser):
     data = lib.datasets.linear(**DEFAULT_DATA)
     expected = {}
     for i in range(SESSIONS):
@@ -56,7 +57,8 @@ def test_ten_sessions_each_get_their_own_correct_result(tmp_path):
         expected[i] = f"{result.manual.loss[-1]:.6g}"  # the page's format for the final loss
     assert len(set(expected.values())) == SESSIONS, "the sessions must expect different numbers"
 
-    with browser() as chromium, serve(tmp_path / "server.log") as (url, server):
+    chromium = browser  # pytest-playwright's, launched as tests/conftest.py says (Debian's chromium)
+    with serve(tmp_path / "server.log") as (url, server):
         contexts = [chromium.new_context() for _ in range(SESSIONS)]  # separate cookies: separate sessions
         pages = [context.new_page() for context in contexts]
         for page in pages:
@@ -181,7 +183,9 @@ def test_no_globals_and_no_shared_resource_caches():
 
 def test_widget_keys_the_session_test_drives_exist():
     """The session test drives the Compare page by these keys; fail here, clearly, if the page renames them."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    for key in ("lr", "batch_size", "iterations"):
+        assert at.number_input(key=key).value > 0, key
+    assert at.button(key="run").label == "Run"
     source = Path(ROOT / "pages" / "compare.py").read_text()
-    for key in ("lr", "batch_size", "iterations", "run"):
-        assert f'key="{key}"' in source, key
     assert '"final loss"' in source and ":.6g" in source
