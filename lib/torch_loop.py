@@ -108,5 +108,8 @@ def loader(
     inputs, labels = (torch.as_tensor(a if a.flags.writeable else a.copy()).to(dtype) for a in (inputs, labels))
     labels = labels.unsqueeze(1)
     for idx in batch_indices(len(inputs), batch_size, seed):
-        index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
-        yield inputs[index], labels[index]
+        if isinstance(idx, slice):  # full batch: the tensors themselves (indexing a tensor costs microseconds)
+            yield inputs, labels
+        else:
+            index = torch.from_numpy(idx)
+            yield inputs[index], labels[index]
