@@ -125,6 +125,16 @@ def weight_names(data: Dataset, cfg: Config) -> list[str]:
     return names + (["bias"] if cfg.bias else [])
 
 
+def parameter_tensors(data: Dataset, cfg: Config) -> list[tuple[str, int]]:
+    """The model's parameter tensors in the flat weights' order, as (name, size): torch's parameters() order."""
+    if cfg.model == "mlp":
+        h = cfg.hidden
+        tensors = [("W1", h * data.n), ("b1", h), ("W2", h), ("b2", 1)]
+    else:
+        tensors = [("weight", data.n), ("bias", 1)]
+    return [t for t in tensors if cfg.bias or not t[0].startswith("b")]
+
+
 def rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Two independent generators from one seed: (initial weights, batch order)."""
     init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)

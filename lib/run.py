@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ import torch
 
 from . import torch_loop as torch_side
 from .config import Config
-from .data import Dataset, initial_weights, loader, weight_names
+from .data import Dataset, initial_weights, loader, parameter_tensors, weight_names
 from .manual import manual_loop, manual_mlp_loop
 from .torch_loop import torch_loop
 
@@ -25,9 +26,19 @@ class History:
     """What one loop did: loss and gradient norm per step, weights before and after every step."""
 
     loss: np.ndarray  # (steps,) loss of each step's batch, before its update
-    weights: np.ndarray  # (steps + 1, n_params): row 0 is the init, row t + 1 follows step t
+    weights: np.ndarray  # (steps + 1, recorded weights): row 0 is the init, row t + 1 follows step t
     grad_norm: np.ndarray  # (steps,) L2 norm of each step's gradient
     seconds: float = 0.0  # wall time spent inside this loop's steps
+    # Where the parameter tensors start in the flat weights, and their norms when not every weight is recorded.
+    tensor_starts: tuple[int, ...] = field(default=(0,), repr=False)
+    recorded_norms: np.ndarray | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def param_norms(self) -> np.ndarray:
+        """(steps + 1, tensors) L2 norm of each parameter tensor (weight, bias; W1, b1, W2, b2) at every step."""
+        if self.recorded_norms is not None:
+            return self.recorded_norms
+        return _tensor_norms(self.weights, self.tensor_starts)
 
     @property
     def steps(self) -> int:
@@ -53,6 +64,7 @@ class Result:
     divergence: str = ""  # what went non-finite, in words
     step_diff: np.ndarray = field(default=None, repr=False)  # (steps + 1,) max |manual - torch| over ALL weights
     recorded: np.ndarray = field(default=None, repr=False)  # indices of the weights whose history is kept
+    tensor_names: tuple[str, ...] = ()  # the parameter tensors, as History.param_norms' columns
 
     @property
     def steps(self) -> int:
@@ -120,15 +132,20 @@ CHUNK_VALUES = 4_000_000  # and at most this many weights per chunk (32 MB), for
 class _Recorder:
     """Preallocated arrays one loop's steps are written into."""
 
-    def __init__(self, iterations: int, init: np.ndarray, columns: np.ndarray, chunk: int) -> None:
+    def __init__(self, iterations: int, init: np.ndarray, columns: np.ndarray, chunk: int, starts: tuple) -> None:
         self.loss = np.empty(iterations)
         self.grad_norm = np.empty(iterations)
         self.weights = np.empty((iterations + 1, len(columns)))
         self.weights[0] = init[columns]
         self.seconds = 0.0
-        self.columns, self.everything = columns, len(columns) == len(init)
-        # Where not every weight is recorded, a chunk's full weight vectors wait here to be compared.
+        self.columns, self.everything, self.starts = columns, len(columns) == len(init), starts
+        # Where not every weight is recorded, a chunk's full weight vectors wait here to be compared, and
+        # each parameter tensor's norm is kept instead (with every weight kept, it is derived from them).
         self.every = self.weights if self.everything else np.empty((min(iterations, chunk), len(init)))
+        self.norms = None
+        if not self.everything:
+            self.norms = np.empty((iterations + 1, len(starts)))
+            self.norms[0] = _tensor_norms(init[None, :], starts)[0]
 
     def advance(self, loop: Iterator, start: int, stop: int) -> np.ndarray:
         """Take the loop's steps start .. stop-1, recording each; returns every weight after each step."""
@@ -148,11 +165,20 @@ class _Recorder:
             every = self.weights[start + 1 : stop + 1]
         else:
             self.weights[start + 1 : stop + 1] = every[:, self.columns]
+            self.norms[start + 1 : stop + 1] = _tensor_norms(every, self.starts)
         self.seconds += time.perf_counter() - t0
         return every
 
     def history(self, steps: int) -> History:
-        return History(self.loss[:steps], self.weights[: steps + 1], self.grad_norm[:steps], self.seconds)
+        norms = None if self.norms is None else self.norms[: steps + 1]
+        return History(
+            self.loss[:steps], self.weights[: steps + 1], self.grad_norm[:steps], self.seconds, self.starts, norms
+        )
+
+
+def _tensor_norms(weights: np.ndarray, starts: tuple[int, ...]) -> np.ndarray:
+    """The L2 norm of each parameter tensor in each row of flat weights."""
+    return np.sqrt(np.add.reduceat(weights * weights, list(starts), axis=1))
 
 
 def recorded_columns(n_params: int) -> np.ndarray:
@@ -237,11 +263,13 @@ def run(
     manual, twin, init = loops(data, cfg)
     columns = recorded_columns(len(init))
     names = tuple(np.array(weight_names(data, cfg), dtype=object)[columns])
-    # The loops take turns a chunk of steps at a time: alternating every single step costs about a
-    # third more CPU time (each evicts the other's code and data from the caches), for nothing, since
-    # every step is recorded either way. progress_every=0 asks for a report after every step.
+    # The loops take turns a chunk of steps at a time: alternating every single step cost 10 to 35 %
+    # more CPU time (each evicts the other's code and data from the caches; `python -m bench --profile`),
+    # for nothing, since every step is recorded either way. progress_every=0 asks for a report after every step.
     chunk = 1 if progress_every == 0 else max(1, min(CHUNK_STEPS, CHUNK_VALUES // len(init)))
-    rec_m, rec_t = (_Recorder(cfg.iterations, init, columns, chunk) for _ in LOOPS)
+    tensors = parameter_tensors(data, cfg)
+    starts = tuple(int(i) for i in np.cumsum([0, *(size for _, size in tensors)])[:-1])
+    rec_m, rec_t = (_Recorder(cfg.iterations, init, columns, chunk, starts) for _ in LOOPS)
     step_diff = np.zeros(cfg.iterations + 1)
     clock = time.perf_counter
     started = last_report = clock()
@@ -250,7 +278,8 @@ def run(
     def result(steps: int, stopped: str | None) -> Result:
         diverged_at = steps - 1 if stopped == "diverged" else None
         hm, ht = rec_m.history(steps), rec_t.history(steps)
-        return Result(hm, ht, cfg, names, diverged_at, stopped, divergence, step_diff[: steps + 1], columns)
+        diff = step_diff[: steps + 1]
+        return Result(hm, ht, cfg, names, diverged_at, stopped, divergence, diff, columns, tuple(n for n, _ in tensors))
 
     with np.errstate(all="ignore"):
         while steps < cfg.iterations:

@@ -1,5 +1,6 @@
 """Every optimizer and every model: the hand-written twin agrees with torch, step by step."""
 
+import importlib
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from lib.optim import HAND, OPTIMIZERS
 from lib.torch_loop import make_model, share_one_vector, torch_loss
 
 TOL = 1e-10
+run_module = importlib.import_module("lib.run")  # lib.run is also the function
 
 
 def classes(m: int, n: int, seed: int) -> lib.Dataset:
@@ -210,3 +212,33 @@ def test_hand_optimizers_accept_exactly_torchs_keywords():
 def test_logistic_needs_binary_targets():
     with pytest.raises(ValueError, match="0 or 1"):
         lib.run(lib.datasets.linear(m=20), lib.Config(model="logistic"))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_every_parameter_tensors_norm_is_recorded_even_when_only_some_weights_are(bias):
+    data = lib.datasets.linear(m=40, n=6, seed=2)
+    cfg = lib.Config(model="mlp", hidden=40, bias=bias, init="normal", iterations=12, lr=0.05)
+    result = lib.run(data, cfg)
+    n_params = cfg.n_params(data.n)
+    assert n_params > run_module.MAX_RECORDED_WEIGHTS  # so only some weights keep a history
+    assert result.manual.weights.shape == (13, len(result.recorded)) and len(result.recorded) < n_params
+    assert result.tensor_names == (("W1", "b1", "W2", "b2") if bias else ("W1", "W2"))
+    # The final norms equal those of the torch model rebuilt from the run's own final weights.
+    final = lib.run(data, cfg.replace(iterations=12))  # same run again: deterministic
+    np.testing.assert_array_equal(final.torch.param_norms, result.torch.param_norms)
+    _, twin, _ = run_module.loops(data, cfg)
+    for _ in range(12):
+        _, w, _ = next(twin)
+    sizes = [data.n * 40, 40, 40, 1] if bias else [data.n * 40, 40]
+    pieces = np.split(w, np.cumsum(sizes)[:-1])
+    np.testing.assert_allclose(result.torch.param_norms[-1], [np.linalg.norm(p) for p in pieces], rtol=1e-14)
+    assert result.manual.param_norms.shape == (13, len(sizes))
+    np.testing.assert_allclose(result.manual.param_norms, result.torch.param_norms, rtol=1e-12)
+
+
+def test_small_models_derive_tensor_norms_from_their_weights():
+    data = lib.datasets.linear(m=30, n=3, seed=1)
+    result = lib.run(data, lib.Config(iterations=20))
+    w = result.manual.weights
+    np.testing.assert_allclose(result.manual.param_norms[:, 0], np.linalg.norm(w[:, :3], axis=1), rtol=1e-15)
+    np.testing.assert_allclose(result.manual.param_norms[:, 1], np.abs(w[:, 3]), rtol=1e-15)
