@@ -95,10 +95,10 @@ def main() -> None:
     print("\n".join(header), flush=True)
 
     results = []
-    for case in timing.cases(args.quick):
+    for case in timing.cases(args.quick) + timing.breadth_cases(args.quick):
         log(f"{case.label}: {case.cfg.iterations:,} steps x {case.rounds} interleaved rounds")
         results.append(timing.time_case(case, lambda s: print(s, flush=True)))
-        if args.profile:
+        if args.profile and not case.breadth:
             from .diagnose import profile
 
             profile(case)
@@ -110,6 +110,9 @@ def main() -> None:
         "both loops; the bare loops record nothing; torch + TensorBoard is the bare torch loop plus",
         "`SummaryWriter.add_scalar` of the loss, the grad norm and every weight at every step (writer set-up",
         "and close included), and TB / bare torch is what that recording costs.",
+        "The optimizer and model rows (issue 4) pair lib's own hand loop, run alone, with the canonical torch loop",
+        "for that optimizer or model (bench/ has no second hand-written copy of each): there the ratio measures what",
+        "lib.run's lockstep, recording and comparing add. TensorBoard is timed for the plain-SGD rows only.",
         "",
         *timing.table(results),
         "",

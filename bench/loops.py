@@ -15,6 +15,10 @@ import torch
 from torch import nn
 
 import lib
+from lib.optim import torch_optimizer
+from lib.torch_loop import make_model, torch_loss
+
+run_module = __import__("importlib").import_module("lib.run")  # lib.run is also the function
 
 # -dL/dh = slope(batch) * error for each loss convention, written exactly as lib/manual.py computes it.
 SLOPES = {"mse": lambda m: 2 / m, "half_mse": lambda m: 1 / m, "sse": lambda m: 2}
@@ -177,3 +181,40 @@ def bare_lockstep(data: lib.Dataset, cfg: lib.Config, share_memory: bool = False
         loss.backward()
         optimizer.step()
     return weights, _flat_weights(net)
+
+
+def bare_torch_any(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
+    """The canonical torch loop for any model, loss and optimizer a Config names; records nothing.
+
+    The model is built and loaded as a torch script would (vector_to_parameters), not through lib's
+    flat shared vector; returns the final weights in parameters() order.
+    """
+    inputs_all = torch.from_numpy(data.X.copy())
+    labels_all = torch.from_numpy(data.y.copy()).unsqueeze(1)
+    net = make_model(cfg.model, data.n, cfg.bias, cfg.hidden, cfg.activation, torch.float64)
+    nn.utils.vector_to_parameters(torch.from_numpy(lib.initial_weights(data, cfg)), net.parameters())
+    criterion = torch_loss(cfg.loss)
+    optimizer = torch_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.optimizer_kwargs)
+    batches = lib.batch_indices(len(inputs_all), cfg.batch_size, cfg.seed)
+    for _ in range(cfg.iterations):
+        idx = next(batches)
+        index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
+        inputs, labels = inputs_all[index], labels_all[index]
+        optimizer.zero_grad()
+        loss = criterion(net(inputs), labels)
+        loss.backward()
+        optimizer.step()
+    return nn.utils.parameters_to_vector(net.parameters()).detach().numpy().copy()
+
+
+def hand_loop_alone(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
+    """lib's hand-written loop for the Config (manual_loop or manual_mlp_loop) run by itself, recording nothing.
+
+    bench/ has no second hand-written copy of every optimizer and model, so for those rows the numpy
+    side of the bare pair is lib's own generator drained alone: the ratio then measures what lib.run's
+    lockstep, recording and comparing add.
+    """
+    manual, _, _ = run_module.loops(data, cfg)  # the torch generator is made but never started
+    for _ in range(cfg.iterations):
+        _, weights, _ = next(manual)
+    return weights.copy()

@@ -15,7 +15,7 @@ import torch
 
 import lib
 
-from .loops import bare_numpy, bare_torch, torch_tensorboard
+from .loops import bare_numpy, bare_torch, bare_torch_any, hand_loop_alone, torch_tensorboard
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Case:
     data: Callable[[], lib.Dataset]
     cfg: lib.Config
     rounds: int
+    breadth: bool = False  # an optimizer or model of issue 4: bare pair = hand loop alone + bare torch, no TensorBoard
 
 
 def cases(quick: bool) -> list[Case]:
@@ -56,6 +57,39 @@ def cases(quick: bool) -> list[Case]:
         ),
     ]
 
+
+def breadth_cases(quick: bool) -> list[Case]:
+    """Each optimizer and each model (issue 4): 2,000 steps (200 with quick=True) on small data."""
+    steps = 200 if quick else 2_000
+    rounds = 3 if quick else 5
+    linear = lambda: lib.datasets.linear(m=256, n=3, noise=0.1, seed=0)  # noqa: E731
+    out = []
+    for name, kwargs in (("sgd", {"momentum": 0.9, "nesterov": True}), ("adam", {}), ("adamw", {}),
+                         ("rmsprop", {"momentum": 0.5, "centered": True}), ("adagrad", {})):  # fmt: skip
+        label = f"optimizer {name} {kwargs or ''}: n=3, m=256, batch 32, mse, lr 0.01".replace("  ", " ")
+        cfg = lib.Config(lr=0.01, batch_size=32, iterations=steps, optimizer=name, optimizer_kwargs=kwargs)
+        out.append(Case(label, linear, cfg, rounds, breadth=True))
+    blobs, moons = lib.datasets.PRESETS["blobs"], lib.datasets.PRESETS["moons"]
+    out.append(
+        Case(
+            "model logistic: blobs preset, batch 32, bce, lr 0.1",
+            blobs.make,
+            lib.Config(model="logistic", lr=0.1, batch_size=32, iterations=steps),
+            rounds,
+            breadth=True,
+        )
+    )
+    out.append(Case("model mlp (16 tanh): moons preset, batch 32, bce, lr 0.5", moons.make,
+                    lib.Config(model="mlp", hidden=16, loss="bce", init="normal", lr=0.5, batch_size=32,
+                               iterations=steps), rounds, breadth=True))  # fmt: skip
+    return out
+
+
+BREADTH_CONTENDERS: dict[str, Callable[[lib.Dataset, lib.Config], object]] = {
+    "lib.run": lib.run,
+    "bare numpy": hand_loop_alone,
+    "bare torch": bare_torch_any,
+}
 
 CONTENDERS: dict[str, Callable[[lib.Dataset, lib.Config], object]] = {
     "lib.run": lib.run,
@@ -97,26 +131,29 @@ class Timing:
 
     @property
     def tb_ratio(self) -> float:
+        if "torch + TensorBoard" not in self.seconds:
+            return float("nan")
         return self.median("torch + TensorBoard") / self.median("bare torch")
 
 
 def time_case(case: Case, log: Callable[[str], None]) -> Timing:
     """Time every contender on one case, interleaved: each round runs them all, in a rotated order."""
     data = case.data()
+    contenders = BREADTH_CONTENDERS if case.breadth else CONTENDERS
     warm = case.cfg.replace(iterations=min(50, case.cfg.iterations))
-    for run in CONTENDERS.values():
+    for run in contenders.values():
         run(data, warm)  # first calls pay for lazy imports and torch's first-op set-up
     result = lib.run(data, case.cfg)
     if result.stopped is not None:
         raise RuntimeError(f"{case.label}: lib.run did not take every step: {result.message()}")
-    timing = Timing(case, {name: [] for name in CONTENDERS}, {name: [] for name in CONTENDERS})
-    names = list(CONTENDERS)
+    timing = Timing(case, {name: [] for name in contenders}, {name: [] for name in contenders})
+    names = list(contenders)
     for r in range(case.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             gc.collect()
             started, started_cpu = time.perf_counter(), time.process_time()
-            CONTENDERS[name](data, case.cfg)
+            contenders[name](data, case.cfg)
             timing.seconds[name].append(time.perf_counter() - started)
             timing.cpu[name].append(time.process_time() - started_cpu)
         log(f"  round {r + 1}/{case.rounds}: " + ", ".join(f"{name} {timing.seconds[name][-1]:.3f}s" for name in names))
@@ -154,6 +191,6 @@ def table(timings: list[Timing]) -> list[str]:
             f"| {t.case.label} | {t.case.cfg.iterations:,} | {t.case.rounds} | {t.median('lib.run'):.3f} "
             f"| {t.median('bare numpy'):.3f} | {t.median('bare torch'):.3f} | {t.pair:.3f} "
             f"| **{t.ratio:.2f}** | {min(rr):.2f}-{max(rr):.2f} | {t.cpu_ratio:.2f} "
-            f"| {t.median('torch + TensorBoard'):.3f} | {t.tb_ratio:.2f} |"
+            + (f"| {t.median('torch + TensorBoard'):.3f} | {t.tb_ratio:.2f} |" if not t.case.breadth else "| — | — |")
         )
     return rows

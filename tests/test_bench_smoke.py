@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import lib
-from bench.loops import bare_numpy, bare_torch, check_supported, torch_tensorboard
+from bench import timing
+from bench.loops import bare_numpy, bare_torch, bare_torch_any, check_supported, hand_loop_alone, torch_tensorboard
 
 CASES = [
     # (m, n, Config): minibatches over several epochs with a short last batch, full batch, every loss
@@ -37,3 +38,13 @@ def test_tensorboard_loop_trains_like_lib_run_and_writes_events(tmp_path):
 def test_bare_loops_refuse_what_they_do_not_implement():
     with pytest.raises(ValueError, match="optimizer"):
         check_supported(lib.Config(optimizer="adam"))
+
+
+@pytest.mark.parametrize("case", timing.breadth_cases(quick=True), ids=lambda c: c.label.split(":")[0])
+def test_the_optimizer_and_model_rows_compare_like_with_like(case):
+    data = case.data()
+    cfg = case.cfg.replace(iterations=15)
+    result = lib.run(data, cfg)
+    assert result.steps == 15 and not np.allclose(result.manual.weights[-1], result.manual.weights[0])
+    np.testing.assert_allclose(hand_loop_alone(data, cfg), result.manual.weights[-1], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(bare_torch_any(data, cfg), result.torch.weights[-1], rtol=0, atol=1e-10)
