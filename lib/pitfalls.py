@@ -22,9 +22,10 @@ from torch import nn
 
 from .charts import downsample
 from .config import Config
-from .data import Dataset, batch_indices, initial_weights
+from .data import Dataset, initial_weights
 from .manual import hand_loss
 from .run import Result
+from .torch_loop import flat_grad, loader, make_model, share_one_vector
 
 # The squared-error conventions. The batch loss k(b)/2 * |A_B w - y_B|^2 has Hessian k(b) A_B^T A_B, with k the
 # hand loop's slope (lib.manual.hand_loss); tests/test_pitfalls.py checks hessian() against torch's autograd.
@@ -120,20 +121,9 @@ def running_loss_loop(
 
 def _net_and_batches(data: Dataset, cfg: Config) -> tuple[nn.Linear, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """nn.Linear (float64) from the shared init, and tensor batches in the shared order, as lib.run uses."""
-    init = torch.from_numpy(initial_weights(data, cfg).copy())
-    net = nn.Linear(data.n, 1, bias=cfg.bias, dtype=torch.float64)
-    with torch.no_grad():
-        net.weight.copy_(init[: data.n].view(1, -1))
-        if cfg.bias:
-            net.bias.copy_(init[data.n :])
-    inputs, labels = torch.tensor(data.X), torch.tensor(data.y).unsqueeze(1)
-
-    def batches():
-        for idx in batch_indices(data.m, cfg.batch_size, cfg.seed):
-            index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
-            yield inputs[index], labels[index]
-
-    return net, batches()
+    net = make_model("linear", data.n, cfg.bias, cfg.hidden, cfg.activation, torch.float64)
+    share_one_vector(net, initial_weights(data, cfg), torch.float64)
+    return net, loader(data.X, data.y, cfg.batch_size, cfg.seed)
 
 
 @dataclass(frozen=True)
@@ -250,17 +240,12 @@ def stale_gradient(data: Dataset, cfg: Config, steps: int = 3) -> tuple[np.ndarr
         optimizer.zero_grad()
         loss = criterion(net(inputs), labels)
         loss.backward(retain_graph=True)
-        total = total + _flat_grad(net)
+        total = total + flat_grad(net)
         optimizer.step()
         running_loss += loss
     optimizer.zero_grad()
     running_loss.backward()
-    return _flat_grad(net), total
-
-
-def _flat_grad(net: nn.Module) -> np.ndarray:
-    """Every parameter's .grad as one flat [w_1 .. w_n, bias] vector (a copy)."""
-    return np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
+    return flat_grad(net), total
 
 
 # Mistaken runs in warm colours (manual solid, torch dashed, so both show where they coincide), the correct run grey.
