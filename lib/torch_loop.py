@@ -61,8 +61,31 @@ def make_model(model: str, n: int, bias: bool, hidden: int, activation: str, dty
 
 
 def flat_grad(net: nn.Module) -> np.ndarray:
-    """Every parameter's .grad, flattened in the same order as the weights."""
+    """Every parameter's .grad, flattened in the same order as the weights (a new array)."""
     return np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
+
+
+class GradReader:
+    """Copies every parameter's .grad into one preallocated flat vector, in parameters() order.
+
+    zero_grad() sets each .grad to None and backward() makes new ones, so the gradient has to be
+    copied out every step; copying into views of one buffer costs a few microseconds less per step
+    than np.concatenate, which matters when a whole torch step of a small model takes 200.
+    """
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype) -> None:
+        self.params = list(net.parameters())
+        self.flat = torch.zeros(sum(p.numel() for p in self.params), dtype=dtype)
+        self.numpy = self.flat.numpy()
+        starts = np.cumsum([0, *(p.numel() for p in self.params)])
+        bounds = zip(starts[:-1], starts[1:], self.params, strict=True)
+        self.pieces = [self.flat[a:b].view(p.shape) for a, b, p in bounds]
+
+    def __call__(self) -> np.ndarray:
+        """The current gradient, in the buffer (the same array every call, overwritten)."""
+        for piece, param in zip(self.pieces, self.params, strict=True):
+            piece.copy_(param.grad)
+        return self.numpy
 
 
 def torch_loop(
@@ -85,6 +108,7 @@ def torch_loop(
     weights = share_one_vector(net, init, dtype).numpy()
     criterion = torch_loss(loss)
     optimizer = torch_optimizer(optimizer, net.parameters(), lr, optimizer_kwargs)
+    read_grad = GradReader(net, dtype)  # for the yield only: copies each step's .grad out for recording
     for inputs, labels in batches:
         # Reset the gradient: backward() adds into .grad, so clear it first.
         if zero_grad:
@@ -97,7 +121,7 @@ def torch_loop(
         loss.backward()
         # Update: .grad points uphill, so step() subtracts lr * .grad (or the optimizer's version of it).
         optimizer.step()
-        yield loss.item(), weights, flat_grad(net)
+        yield loss.item(), weights, read_grad()
 
 
 def loader(

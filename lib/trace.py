@@ -19,7 +19,8 @@ import torch
 
 from .config import Config
 from .data import Dataset, weight_names
-from .run import History, loops, recorded_columns
+from .optim import state_pairs
+from .run import History, _row_norms, loops, recorded_columns
 
 SNAPSHOT_BYTES = 64 * 2**20  # memory for cached steps; a step that left the cache is recomputed from the start
 
@@ -54,6 +55,8 @@ class Step:
     t: int
     manual: LoopStep
     torch: LoopStep
+    # The optimizers' state after this step: (hand attribute, torch key, hand value, torch value) as state_pairs gives.
+    optimizer_state: tuple = ()
 
     def diff(self, field: str) -> np.ndarray:
         """|manual - torch| of one field (nan where either side is not finite)."""
@@ -94,6 +97,23 @@ class Step:
         columns["after (torch)"] = t.weights_after
         columns["|Δ after|"] = self.diff("weights_after")
         return pd.DataFrame(columns, index=pd.Index(weight_names, name="weight"))
+
+    def state_frame(self, weight_names: tuple[str, ...]) -> pd.DataFrame:
+        """One row per weight: each optimizer state buffer in both loops (hand attribute, torch key), with |Δ|."""
+        columns = {}
+        for attr, key, hand, twin in self.optimizer_state:
+            if np.ndim(hand) == 0:
+                continue  # step counts are one number, not one per weight
+            columns[f"{attr} (manual)"] = hand
+            columns[f"{key} (torch)"] = twin
+            with np.errstate(invalid="ignore"):
+                columns[f"|Δ {attr}|"] = np.abs(hand - twin)
+        return pd.DataFrame(columns, index=pd.Index(weight_names, name="weight"))
+
+    @property
+    def step_counts(self) -> list[tuple[str, str, float, float]]:
+        """The optimizers' own step counters after this step (Adam, AdamW, Adagrad): (attr, key, hand, torch)."""
+        return [entry for entry in self.optimizer_state if np.ndim(entry[2]) == 0]
 
 
 def _indices(batches: Iterator, m: int) -> np.ndarray:
@@ -144,7 +164,7 @@ class Stepper:
         self.weight_names = tuple(weight_names(data, cfg))
         self.columns = recorded_columns(n_params)
         batch = min(cfg.batch_size, data.m)
-        step_bytes = 2 * 8 * (batch * (data.n + 8) + 8 * n_params) + 8192
+        step_bytes = 2 * 8 * (batch * (data.n + 8) + 12 * n_params) + 8192  # 12: weights, gradients, optimizer state
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
             raise ValueError(f"keep must be a whole number >= 1; got {keep!r}")
         self.keep = keep if keep is not None else max(2, min(1000, SNAPSHOT_BYTES // step_bytes))
@@ -234,14 +254,15 @@ class Stepper:
             loss_m, w_m, g_m = next(self._manual)
             loss_t, w_t, g_t = next(self._torch)
             g_m, g_t = np.array(g_m), np.array(g_t)
-            norms = math.sqrt(g_m @ g_m), math.sqrt(g_t @ g_t)
+            norms = _row_norms(np.stack([g_m, g_t]).astype(np.float64))  # as lib.run computes them
             diff = float(np.max(np.abs(w_m - w_t)))
         for k, (loss, w) in enumerate(((loss_m, w_m), (loss_t, w_t))):
             self._loss[k, t], self._grad_norm[k, t] = loss, norms[k]
             self._weights[k, t + 1] = w[self.columns]
         if snapshot:
             with np.errstate(all="ignore"):
-                self._cache[t] = Step(t, self._manual_step(g_m), self._torch_step(g_t))
+                state = tuple(state_pairs(self.config.optimizer, *self.optimizers))
+                self._cache[t] = Step(t, self._manual_step(g_m), self._torch_step(g_t), state)
             while len(self._cache) > self.keep:
                 self._cache.popitem(last=False)
         self._before = (np.array(w_m), np.array(w_t))
