@@ -177,6 +177,16 @@ def grad_norm_chart(result: Result, log: bool = True, max_points: int = MAX_POIN
     return _per_step_chart(result, "grad_norm", "Gradient norm per step", "‖gradient‖", log, max_points)
 
 
+def _end_labels(series: list, x_title: str) -> list[alt.Chart]:
+    """A text layer naming each series at the end of its manual line, so one colour per loop stays readable."""
+    ends = [(name, steps[-1], vals[-1]) for loop, name, steps, vals in series if loop == "manual" and len(steps)]
+    if not ends:
+        return []
+    text = alt.FacetedEncoding(x=_q(alt.X, "step", title=x_title), y=_q(alt.Y, "value"), text=_n(alt.Text, "series"))
+    mark = alt.MarkDef(type="text", align="left", dx=5, fontSize=11, color="#333")
+    return [alt.Chart(pd.DataFrame(ends, columns=["series", "step", "value"]), mark=mark, encoding=text)]
+
+
 def weights_chart(
     result: Result,
     reference: np.ndarray | None = None,
@@ -199,15 +209,7 @@ def weights_chart(
     notes += _notes(result, max_points, dropped, False)
     x_title = "steps taken (0 = initial weights)"
     layers = [_lines(series, _loop_encoding("weight value", False, x_title))]
-    # Name each weight at the end of its manual line, so one colour per loop stays readable.
-    ends = [(name, steps[-1], vals[-1]) for loop, name, steps, vals in series if loop == "manual" and len(steps)]
-    if ends:
-        labels = pd.DataFrame(ends, columns=["series", "step", "value"])
-        text = alt.FacetedEncoding(
-            x=_q(alt.X, "step", title=x_title), y=_q(alt.Y, "value"), text=_n(alt.Text, "series")
-        )
-        mark = alt.MarkDef(type="text", align="left", dx=5, fontSize=11, color="#333")
-        layers.append(alt.Chart(labels, mark=mark, encoding=text))
+    layers += _end_labels(series, x_title)
     if reference is not None:
         ref = np.asarray(reference, dtype=np.float64)[:shown]
         rules = pd.DataFrame({"series": names[: len(ref)], "value": ref})
@@ -220,6 +222,26 @@ def weights_chart(
         layers.insert(0, alt.Chart(rules, mark=mark, encoding=rule))
     heading = _title("Weights per step", notes)
     return alt.LayerChart(layer=layers, title=heading, height=HEIGHT + 40, autosize=alt.AutoSizeParams(**AUTOSIZE))
+
+
+def param_norms_chart(result: Result, max_points: int = MAX_POINTS) -> alt.LayerChart:
+    """The L2 norm of each parameter tensor (weight, bias; W1, b1, W2, b2) after each step, for both loops.
+
+    Every tensor's norm is recorded even when only some of a big model's weights are, so this chart
+    covers every parameter where the weights chart shows a few.
+    """
+    names = list(result.tensor_names)
+    series, dropped = [], 0
+    for loop in ("manual", "torch"):
+        pairs, lost = _thin(getattr(result, loop).param_norms, max_points)
+        series += [(loop, name, steps, vals) for name, (steps, vals) in zip(names, pairs, strict=True)]
+        dropped = max(dropped, lost)
+    x_title = "steps taken (0 = initial weights)"
+    layers = [_lines(series, _loop_encoding("‖tensor‖", False, x_title))]
+    layers += _end_labels(series, x_title)
+    notes = ["Every parameter tensor, whole: its L2 norm after each step."]
+    heading = _title("Parameter norms per step", notes + _notes(result, max_points, dropped, False))
+    return alt.LayerChart(layer=layers, title=heading, height=HEIGHT, autosize=alt.AutoSizeParams(**AUTOSIZE))
 
 
 def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:

@@ -144,6 +144,51 @@ class Adagrad:
 HAND = MappingProxyType({"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad})
 
 
+# Each hand optimizer's state attribute beside the key torch keeps for it in optimizer.state[param].
+STATE_KEYS = MappingProxyType(
+    {
+        "sgd": (("velocity", "momentum_buffer"),),
+        "adam": (
+            ("t", "step"),
+            ("exp_avg", "exp_avg"),
+            ("exp_avg_sq", "exp_avg_sq"),
+            ("max_exp_avg_sq", "max_exp_avg_sq"),
+        ),
+        "adamw": (
+            ("t", "step"),
+            ("exp_avg", "exp_avg"),
+            ("exp_avg_sq", "exp_avg_sq"),
+            ("max_exp_avg_sq", "max_exp_avg_sq"),
+        ),
+        "rmsprop": (("square_avg", "square_avg"), ("grad_avg", "grad_avg"), ("momentum_buffer", "momentum_buffer")),
+        "adagrad": (("t", "step"), ("state_sum", "sum")),
+    }
+)
+
+
+def state_pairs(name: str, hand, torch_opt: torch.optim.Optimizer) -> list[tuple[str, str, object, object]]:
+    """The state both optimizers keep right now, side by side: (hand attribute, torch key, hand value, torch value).
+
+    Buffers are flat float64 copies in the weights' order (torch's per-parameter buffers concatenated in
+    parameters() order); step counts are floats. A buffer torch does not keep in this configuration (no
+    momentum, no amsgrad, not centered) or not yet (before the first step) is left out, though the hand
+    optimizer may hold zeros for it.
+    """
+    params = [p for group in torch_opt.param_groups for p in group["params"]]
+    states = [torch_opt.state.get(p, {}) for p in params]
+    pairs = []
+    for attr, key in STATE_KEYS[name]:
+        if not states or any(state.get(key) is None for state in states):
+            continue
+        if key == "step":
+            torch_value, hand_value = float(states[0][key]), float(getattr(hand, attr))
+        else:
+            torch_value = np.concatenate([state[key].detach().numpy().astype(np.float64).ravel() for state in states])
+            hand_value = np.array(getattr(hand, attr), dtype=np.float64)
+        pairs.append((attr, key, hand_value, torch_value))
+    return pairs
+
+
 def hand_optimizer(name: str, weights: np.ndarray, lr: float, kwargs: Mapping | None = None):
     """The hand-written optimizer that updates `weights` in place, as torch.optim.<name> would."""
     return HAND[name](weights, lr, **dict(kwargs or {}))

@@ -126,6 +126,21 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
                 f"`{kind.step.__qualname__}` on the left does the same arithmetic in the same order, in numpy, on the "
                 "flat weight vector. The two agree to float64 rounding at every step."
             )
+            if step.optimizer_state:
+                left.code(
+                    values([(f"optimizer.{attr}", hand) for attr, _, hand, _ in step.optimizer_state]),
+                    language="python",
+                    wrap_lines=True,
+                )
+                right.code(
+                    values([(f"optimizer.state[·]['{key}']", twin) for _, key, _, twin in step.optimizer_state]),
+                    language="python",
+                    wrap_lines=True,
+                )
+                st.caption(
+                    f"The optimizer's state after step {step.t}, which the next step builds on: the hand optimizer's "
+                    "attributes, and torch's per-parameter `optimizer.state` flattened in the weights' order."
+                )
         st.markdown(row.text)
         for c in explain.claims_for(row.key):
             claim(c, checks.get(c.key))

@@ -52,12 +52,17 @@ status = st.empty()  # progress bar and Stop while a long run goes; the run's en
 summary = st.container()
 left, right = st.columns(2)
 slots = {"loss": left.empty(), "weights": right.empty(), "grad_norm": left.empty(), "diff": right.empty()}
+slots["param_norms"] = st.empty()  # full width, below: only where the weights chart cannot show every weight
 
 
 def draw_charts(result: lib.Result, data: lib.Dataset) -> None:
-    """Draw (or redraw) the four charts into their placeholders."""
+    """Draw (or redraw) the four charts into their placeholders, and the tensor norms for bigger models."""
     reference = least_squares(data, result.config) if show_target else None
     charts = lib.charts.all_charts(result, log_loss=log_scale, reference=reference)
+    if len(result.weight_names) > lib.charts.MAX_WEIGHT_SERIES or result.config.model == "mlp":
+        charts["param_norms"] = lib.charts.param_norms_chart(result)
+    else:
+        slots["param_norms"].empty()
     for name, chart in charts.items():
         slots[name].altair_chart(chart, width="stretch")
 

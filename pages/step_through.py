@@ -108,6 +108,34 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     config = {c: (tiny if c.startswith("|Δ") else number) for c in weights.columns}
     st.dataframe(weights, column_config=config, width="stretch")
 
+    show_optimizer_state(step, stepper.weight_names, cfg)
+
+
+def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -> None:
+    """What each optimizer carries from step to step, after this step: the hand attributes beside torch's state."""
+    st.markdown("#### The optimizer's state")
+    optimizer = lib.optim.TORCH_NAMES[cfg.optimizer]
+    if not step.optimizer_state:
+        st.caption(
+            f"torch.optim.{optimizer} with these settings keeps no state between steps: each update uses this "
+            "step's gradient only (momentum would add a velocity buffer)."
+        )
+        return
+    counts = " · ".join(
+        f"`optimizer.{attr}` = {hand:g} (manual), `state['{key}']` = {twin:g} (torch)"
+        for attr, key, hand, twin in step.step_counts
+    )
+    st.caption(
+        f"What torch.optim.{optimizer} carries from one step to the next, after this step: the hand optimizer's "
+        "attributes (lib.optim) beside torch's `optimizer.state[param]`, flattened in the weights' order. "
+        + (f"Step counters: {counts}." if counts else "")
+    )
+    frame = step.state_frame(weight_names)
+    if len(frame.columns):
+        config = {c: (st.column_config.NumberColumn(format="%.1e") if c.startswith("|Δ") else
+                      st.column_config.NumberColumn(format="%.6g")) for c in frame.columns}  # fmt: skip
+        st.dataframe(frame, column_config=config, width="stretch")
+
 
 # No st.stop(): after a run ended by it, the next rerun put the shared sidebar back to its defaults
 # (seen with AppTest and streamlit 1.67 when another page has the same widget keys).

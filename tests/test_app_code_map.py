@@ -36,12 +36,17 @@ def codes(at: AppTest) -> dict[str, str]:
     """The page's code blocks by role, in page order: the setup expander; per row the left column (hand code,
     its values, and under the update the hand optimizer's step) then the right one (under the update, the torch
     optimizer's construction); then the whole functions."""
+    blocks = [c.value for c in at.code]
+    # With an optimizer that keeps state (momentum, moments), the update row also shows it in both columns.
+    with_state = any(b.startswith("optimizer.") for b in blocks)
     names = ["setup hand", "setup torch"]
     for row in explain.ROWS:
-        names += [f"{row.key} hand", f"{row.key} hand values"] + (["hand step"] if row.key == "update" else [])
-        names += [f"{row.key} torch", f"{row.key} torch values"] + (["torch optimizer"] if row.key == "update" else [])
+        update = row.key == "update"
+        names += [f"{row.key} hand", f"{row.key} hand values"] + (["hand step"] if update else [])
+        names += ["hand state"] if update and with_state else []
+        names += [f"{row.key} torch", f"{row.key} torch values"] + (["torch optimizer"] if update else [])
+        names += ["torch state"] if update and with_state else []
     names += ["whole hand", "whole torch"]
-    blocks = [c.value for c in at.code]
     assert len(blocks) == len(names)
     return dict(zip(names, blocks, strict=True))
 
@@ -99,6 +104,11 @@ def test_the_optimizer_settings_are_in_the_torch_call_and_the_values_are_lib_run
     result = lib.run(DATA, CFG.replace(iterations=6, optimizer_kwargs={"momentum": 0.9, "nesterov": True}))
     assert f"weights after = {explain.show(result.manual.weights[6])}" in codes(at)["update hand values"]
     assert f"weights after = {explain.show(result.torch.weights[6])}" in codes(at)["update torch values"]
+    # The velocity after step 5, in both loops: lib.optim.SGD.velocity and torch's momentum_buffer.
+    stepper = lib.trace.Stepper(DATA, CFG.replace(iterations=6, optimizer_kwargs={"momentum": 0.9, "nesterov": True}))
+    hand_velocity = stepper.run_to(5).optimizer_state[0][2]
+    assert codes(at)["hand state"] == f"optimizer.velocity = {explain.show(hand_velocity)}"
+    assert codes(at)["torch state"].startswith("optimizer.state[·]['momentum_buffer'] = [")
 
 
 def test_the_mlp_shows_its_own_hand_loop():

@@ -170,3 +170,17 @@ def test_settings_and_result_survive_a_visit_to_another_page(at):
     assert at.number_input(key="lr").value == 0.2
     assert summary(at) == shown  # the same run, not a fresh default one
     assert not any("settings have changed" in info.value for info in at.info)
+
+
+def test_the_mlp_run_adds_every_tensors_norm_below_the_four_charts(at):
+    at.selectbox(key="model").set_value("mlp").run()
+    press_run(at)
+    assert not at.exception and not at.error
+    specs = charts(at)
+    assert len(specs) == 5
+    assert "Parameter norms per step" in str(specs[4]["title"])
+    assert "Every parameter tensor" in str(specs[4]["title"])  # what it draws is checked in test_charts.py
+    # Back to the linear model: its weights chart shows every weight, so the fifth chart goes.
+    at.selectbox(key="model").set_value("linear").run()
+    press_run(at)
+    assert len(charts(at)) == 4

@@ -160,3 +160,32 @@ def test_an_mlp_with_adam_steps_through_with_lib_run_numbers():
     for loop in ("manual", "torch"):
         np.testing.assert_array_equal(weights[f"after ({loop})"], getattr(result, loop).weights[13])
     assert any("Model mlp · loss convention bce" in c.value for c in at.caption)
+
+
+def test_adams_moments_and_step_count_are_shown_beside_torchs_state():
+    at = page()
+    at.selectbox(key="optimizer").set_value("adam").run()
+    at.number_input(key="step_target").set_value(4).run()
+    click(at, "step_run_to")
+    assert shown_step(at) == 4
+    state = at.dataframe[2].value
+    stepper = lib.trace.Stepper(DATA, CFG.replace(optimizer="adam", iterations=5))
+    stepper.run_to(4)
+    hand_opt, torch_opt = stepper.optimizers
+    np.testing.assert_array_equal(state["exp_avg (manual)"], hand_opt.exp_avg)
+    np.testing.assert_array_equal(state["exp_avg_sq (manual)"], hand_opt.exp_avg_sq)
+    torch_m = np.concatenate(
+        [torch_opt.state[p]["exp_avg"].numpy().ravel() for p in torch_opt.param_groups[0]["params"]]
+    )
+    np.testing.assert_array_equal(state["exp_avg (torch)"], torch_m)
+    assert (state["|Δ exp_avg_sq|"] <= 1e-12).all()
+    assert "max_exp_avg_sq (manual)" not in state  # only with amsgrad=True
+    caption = "\n".join(c.value for c in at.caption)
+    assert "`optimizer.t` = 5 (manual), `state['step']` = 5 (torch)" in caption
+
+
+def test_plain_sgd_says_it_keeps_no_state():
+    at = page()
+    click(at, "step_start")
+    assert len(at.dataframe) == 2
+    assert any("keeps no state between steps" in c.value for c in at.caption)

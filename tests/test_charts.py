@@ -158,3 +158,18 @@ def test_reference_rules_drawn_at_the_given_values():
     rows = spec["datasets"][rules[0]["data"]["name"]]
     np.testing.assert_allclose([row["value"] for row in rows], target)
     assert "least-squares solution" in str(spec["title"])
+
+
+def test_param_norms_chart_draws_every_tensors_norm_for_both_loops():
+    data = lib.datasets.PRESETS["moons"].make()
+    result = lib.run(data, lib.Config(model="mlp", hidden=200, loss="bce", init="normal", lr=0.5, iterations=30))
+    assert len(result.weight_names) < result.config.n_params(data.n)  # only some weights have a history...
+    chart = lib.charts.param_norms_chart(result)
+    rows = [row for rows in datasets_of(chart).values() for row in rows if "loop" in row]
+    assert {row["series"] for row in rows} == {"W1", "b1", "W2", "b2"}
+    assert {row["loop"] for row in rows} == {LABELS["manual"], LABELS["torch"]}
+    # ...but every tensor's norm is drawn (lib.run computes it from every weight): W1's at the end, both loops.
+    for loop in ("manual", "torch"):
+        drawn = [r["value"] for r in rows if r["series"] == "W1" and r["loop"] == LABELS[loop] and r["step"] == 30]
+        assert drawn == [pytest.approx(getattr(result, loop).param_norms[30, 0], rel=1e-12)]
+    assert "Parameter norms per step" in str(chart.to_dict()["title"])

@@ -242,3 +242,46 @@ def test_small_models_derive_tensor_norms_from_their_weights():
     w = result.manual.weights
     np.testing.assert_allclose(result.manual.param_norms[:, 0], np.linalg.norm(w[:, :3], axis=1), rtol=1e-15)
     np.testing.assert_allclose(result.manual.param_norms[:, 1], np.abs(w[:, 3]), rtol=1e-15)
+
+
+def expected_state(name: str, kwargs: dict) -> set[str]:
+    """The state torch keeps for each optimizer and settings, by its own documentation (torch keys)."""
+    if name == "sgd":
+        return {"momentum_buffer"} if kwargs.get("momentum", 0) else set()
+    if name in ("adam", "adamw"):
+        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if kwargs.get("amsgrad") else set())
+    if name == "rmsprop":
+        extra = {"grad_avg"} if kwargs.get("centered") else set()
+        return {"square_avg"} | extra | ({"momentum_buffer"} if kwargs.get("momentum", 0) else set())
+    return {"step", "sum"}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_each_optimizers_state_is_torchs_state_at_every_step(name, data):
+    """Velocity, moments, sums and step counts of the hand optimizer equal torch's optimizer.state."""
+    from lib.trace import Stepper
+
+    kwargs = data.draw(optimizer_kwargs(name), label="optimizer_kwargs")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    model = data.draw(st.sampled_from(["linear", "mlp"]), label="model")
+    cfg = lib.Config(
+        lr=1e-2, batch_size=7, iterations=6, init="normal", seed=seed, optimizer=name, optimizer_kwargs=kwargs,
+        model=model, hidden=3,
+    )  # fmt: skip
+    stepper = Stepper(lib.datasets.linear(m=30, n=2, seed=seed), cfg)
+    for t in range(cfg.iterations):
+        step = stepper.next()
+        state = {key: (attr, hand, twin) for attr, key, hand, twin in step.optimizer_state}
+        assert set(state) == expected_state(name, kwargs)
+        for attr, hand, twin in state.values():
+            if np.ndim(hand) == 0:
+                assert hand == twin == t + 1  # the step count
+            else:
+                assert hand.shape == twin.shape == (len(stepper.init),)
+                np.testing.assert_allclose(hand, twin, rtol=1e-9, atol=1e-12, err_msg=f"{attr} at step {t}")
+                assert np.any(hand != 0), f"{attr} never filled"  # a buffer that stayed at zero would agree trivially
+        frame = step.state_frame(stepper.weight_names)
+        assert len(frame) == len(stepper.init)
+        assert len(frame.columns) == 3 * sum(np.ndim(h) == 1 for _, h, _ in state.values())
