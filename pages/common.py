@@ -252,7 +252,7 @@ def _store_upload() -> None:
         st.session_state[UPLOAD] = (file.name, file.getvalue())
 
 
-class _Drawn(dict):
+class Drawn(dict):
     """key -> (value, what the control accepts, in words): what the link's parameters are checked against."""
 
     def number(self, label: str, key: str, low, high, default, **kw):
@@ -286,6 +286,11 @@ class _Drawn(dict):
     def text(self, label: str, key: str, **kw) -> str:
         value = st.text_input(label, key=key, **KEEP, **kw)
         self[key] = (value, "text")
+        return value
+
+    def slider(self, label: str, key: str, low, high, default, step, **kw):
+        value = st.slider(label, low, high, default, step, key=key, **KEEP, **kw)
+        self[key] = (value, f"a number from {low:g} to {high:g} in steps of {step:g}")
         return value
 
     def multi(self, label: str, options, key: str, default, **kw) -> list:
@@ -341,7 +346,7 @@ def url_notes(asked: dict[str, list[str]], drawn: dict) -> list[str]:
     return notes
 
 
-def _optimizer_controls(drawn: _Drawn, name: str) -> dict:
+def _optimizer_controls(drawn: Drawn, name: str) -> dict:
     """The chosen optimizer's keyword arguments as widgets; returns those that differ from torch's defaults."""
     defaults = optimizer_defaults(name)
     chosen = {}
@@ -375,7 +380,7 @@ def _optimizer_controls(drawn: _Drawn, name: str) -> dict:
     return {arg: value for arg, value in chosen.items() if value != defaults[arg]}
 
 
-def _csv_controls(drawn: _Drawn) -> dict:
+def _csv_controls(drawn: Drawn) -> dict:
     """The upload and its column pickers; the choices, or {"problem": words} when the file cannot be used."""
     st.file_uploader(
         "CSV file with a header row",
@@ -413,7 +418,7 @@ def _csv_controls(drawn: _Drawn) -> dict:
             "drop": drop}  # fmt: skip
 
 
-def _data_controls(drawn: _Drawn) -> dict:
+def _data_controls(drawn: Drawn) -> dict:
     source = drawn.select(
         "Data source", SOURCES, "data", DEFAULTS["data"], on_change=_apply_preset,
         help="A preset also sets lr, batch size, iterations, loss, model and optimizer to values that suit it.",
@@ -433,7 +438,7 @@ def _data_controls(drawn: _Drawn) -> dict:
     return {"source": source}
 
 
-def _model_controls(drawn: _Drawn) -> dict:
+def _model_controls(drawn: Drawn) -> dict:
     model = drawn.select("Model", lib.MODELS, "model", DEFAULTS["model"])
     st.caption(MODEL_LABELS[model])
     # Drawn for every model (greyed out but for the mlp): a preset's value then reaches the URL at once,
@@ -455,7 +460,7 @@ def _model_controls(drawn: _Drawn) -> dict:
     return {"model": model, "hidden": hidden, "activation": activation, "loss": loss}
 
 
-def _start_controls(drawn: _Drawn) -> dict:
+def _start_controls(drawn: Drawn) -> dict:
     bias = drawn.check("Learn a bias", "bias", DEFAULTS["bias"])
     init = drawn.select("Initial weights", ("zeros", "normal", "custom"), "init", DEFAULTS["init"])
     init_values = ""
@@ -542,7 +547,7 @@ def sidebar_config(page: str) -> tuple[lib.Dataset, lib.Config] | None:
     state = st.session_state
     first_run = URL_CHECKED not in state
     asked = {key: st.query_params.get_all(key) for key in st.query_params} if first_run else {}
-    drawn = _Drawn()
+    drawn = Drawn()
     v: dict = {}
     with st.sidebar:
         st.header("Training")

@@ -8,7 +8,7 @@ import streamlit as st
 
 import lib
 from lib import pitfalls
-from pages.common import through_navigation
+from pages.common import Drawn, through_navigation, url_notes
 
 CONVENTIONS = pitfalls.SQUARED_LOSSES
 LABELS = {
@@ -17,6 +17,14 @@ LABELS = {
     "sse": 'sse: MSELoss(reduction="sum")',
 }
 FORMULA = {"mse": r"\tfrac{2}{m} A^\top A", "half_mse": r"\tfrac{1}{m} A^\top A", "sse": r"2\,A^\top A"}
+TABS = (
+    "1 · forgot zero_grad()",
+    "2 · running_loss += loss",
+    "3 · mixed 1/2 and mean/sum",
+    "4 · lr above the limit",
+    "5 · float32 in one loop",
+)
+URL_CHECKED = "pitfall_url_checked"  # set after the first run has compared the link with the controls
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -47,43 +55,39 @@ st.markdown(
     "loops, the loops stop agreeing, and the tab measures by how much."
 )
 
+# Every control here is in the URL under its key (pitfall_...), so a teacher's link opens a tab with its
+# switch on and the same settings; on the first run, link parameters the controls cannot take are named.
+first_run = URL_CHECKED not in st.session_state
+asked = {k: st.query_params.get_all(k) for k in st.query_params if k.startswith("pitfall")} if first_run else {}
+drawn = Drawn()
+link_notes = st.container()
+
 with st.sidebar:
     st.header("Data: y = X·w + b + noise")
-    m = st.number_input("samples m", min_value=2, max_value=5_000, value=200, step=10)
-    n = st.number_input("features n", min_value=1, max_value=20, value=3)
-    noise = st.number_input("noise", min_value=0.0, max_value=100.0, value=0.1, step=0.1)
-    seed = st.number_input("seed", min_value=0, max_value=2**32 - 1, value=0)
+    m = drawn.number("samples m", "pitfall_m", 2, 5_000, 200, step=10)
+    n = drawn.number("features n", "pitfall_n", 1, 20, 3)
+    noise = drawn.number("noise", "pitfall_noise", 0.0, 100.0, 0.1, step=0.1)
+    seed = drawn.number("seed", "pitfall_seed", 0, 2**32 - 1, 0)
     st.header("Training (the correct run)")
-    loss = st.selectbox("loss convention", CONVENTIONS, format_func=LABELS.get)
-    batch_size = st.number_input("batch size", min_value=1, max_value=5_000, value=32)
-    iterations = st.number_input("iterations", min_value=1, max_value=5_000, value=300, step=100)
+    loss = drawn.select("loss convention", CONVENTIONS, "pitfall_loss", format_func=LABELS.get)
+    batch_size = drawn.number("batch size", "pitfall_batch_size", 1, 5_000, 32)
+    iterations = drawn.number("iterations", "pitfall_iterations", 1, 5_000, 300, step=100)
     data_args = (int(m), int(n), float(noise), int(seed))
     data = dataset(*data_args)
     base = {"lr": 0.01, "batch_size": int(batch_size), "iterations": int(iterations), "loss": loss, "seed": int(seed)}
     limit = pitfalls.stability_limit(data, lib.Config(**base))
-    lr = st.number_input(
-        "learning rate",
-        min_value=1e-6,
-        max_value=1e3,
-        value=0.01,
-        format="%.6g",
+    lr = drawn.number(
+        "learning rate", "pitfall_lr", 1e-6, 1e3, 0.01, format="%.6g",
         help="The stability limit below is 2 / λ_max of the loss Hessian for this data and loss convention.",
-    )
+    )  # fmt: skip
     base["lr"] = float(lr)
     where = "above" if lr > limit else "below"
     st.markdown(f"**Stability limit: {limit:.4g}** · your learning rate is {lr / limit:.3g}× it ({where}).")
     if lr > limit:
         st.warning("This learning rate is above the stability limit: the correct run itself will diverge.")
 
-tabs = st.tabs(
-    [
-        "1 · forgot zero_grad()",
-        "2 · running_loss += loss",
-        "3 · mixed 1/2 and mean/sum",
-        "4 · lr above the limit",
-        "5 · float32 in one loop",
-    ]
-)
+tabs = st.tabs(TABS, key="pitfall", bind="query-params")
+drawn["pitfall"] = (st.session_state.get("pitfall", TABS[0]), "the name of one of the five tabs")
 
 # 1. Forgot zero_grad() in the torch loop, and its twin, forgot to reset d_weights in the hand loop.
 with tabs[0]:
@@ -92,7 +96,7 @@ with tabs[0]:
         "hand loop. `backward()` *adds* the new gradient into `.grad` (as the hand loop adds into "
         "`d_weights`), so without the reset each step uses the sum of every gradient so far."
     )
-    if st.toggle("Forget zero_grad() in both loops", key="pitfall_zero_grad"):
+    if drawn.check("Forget zero_grad() in both loops", "pitfall_zero_grad", False, toggle=True):
         wrong, correct = run(data_args, **base, zero_grad=False), run(data_args, **base)
         c1, c2, c3 = st.columns(3)
         c1.metric("manual vs torch, max |diff|", f"{wrong.max_abs_diff:.1e}", help="Same mistake in both loops.")
@@ -138,8 +142,8 @@ with tabs[1]:
         "real loop measured here (the code that runs, from `lib/pitfalls.py`):"
     )
     st.code(inspect.getsource(pitfalls.running_loss_loop), language="python")
-    if st.toggle("Keep running_loss as a tensor (running_loss += loss)", key="pitfall_running_loss"):
-        steps = st.slider("steps to measure", min_value=10, max_value=500, value=100, step=10)
+    if drawn.check("Keep running_loss as a tensor (running_loss += loss)", "pitfall_running_loss", False, toggle=True):
+        steps = drawn.slider("steps to measure", "pitfall_steps", 10, 500, 100, 10)
         growth = running_loss_growth(data_args, steps, **base)
         by_variant = {name: part.sort_values("step") for name, part in growth.groupby("variant", sort=False)}
         x = next(iter(by_variant.values()))["step"].to_numpy()
@@ -188,9 +192,13 @@ with tabs[2]:
         "differ by a constant factor, so the same learning rate takes different steps: the loops stop agreeing."
     )
     col1, col2 = st.columns(2)
-    hand = col1.selectbox("hand loop convention", CONVENTIONS, 1, LABELS.get, key="pitfall_hand_loss")
-    theirs = col2.selectbox("torch loop convention", CONVENTIONS, 0, LABELS.get, key="pitfall_torch_loss")
-    if st.toggle("Mix the conventions between the loops", key="pitfall_mixed"):
+    with col1:
+        hand = drawn.select(
+            "hand loop convention", CONVENTIONS, "pitfall_hand_loss", "half_mse", format_func=LABELS.get
+        )
+    with col2:
+        theirs = drawn.select("torch loop convention", CONVENTIONS, "pitfall_torch_loss", "mse", format_func=LABELS.get)
+    if drawn.check("Mix the conventions between the loops", "pitfall_mixed", False, toggle=True):
         mixed = run(data_args, **(base | {"loss": theirs}), manual_loss=hand)
         agreed = run(data_args, **(base | {"loss": theirs}))
         b = min(int(batch_size), int(m))
@@ -227,7 +235,7 @@ with tabs[2]:
 
 # 4. A learning rate above the stability limit.
 with tabs[3]:
-    full = st.checkbox("full batch (the limit is exact only then)", value=True)
+    full = drawn.check("full batch (the limit is exact only then)", "pitfall_full_batch", True)
     cfg4 = base | {"batch_size": int(m) if full else int(batch_size)}
     limit4 = pitfalls.stability_limit(data, lib.Config(**cfg4))
     st.markdown(
@@ -243,8 +251,8 @@ with tabs[3]:
         )
     ratios = np.linspace(0.0, 2.2, 221)
     factors = pitfalls.growth_factor(data, lib.Config(**cfg4), ratios * limit4)
-    if st.toggle("Cross the stability limit", key="pitfall_limit"):
-        factor = st.slider("learning rate of the mistake, × the limit", 1.01, 2.0, 1.10, 0.01)
+    if drawn.check("Cross the stability limit", "pitfall_limit", False, toggle=True):
+        factor = drawn.slider("learning rate of the mistake, × the limit", "pitfall_factor", 1.01, 2.0, 1.10, 0.01)
         above = run(data_args, **(cfg4 | {"lr": factor * limit4}))
         below = run(data_args, **(cfg4 | {"lr": (2 - factor) * limit4}))
         marks = {"limit": 1.0, f"mistake ({factor:g}×)": factor, f"correct ({2 - factor:.2g}×)": 2 - factor}
@@ -293,7 +301,7 @@ with tabs[4]:
         "`torch.tensor` on floats and of `nn.Linear`), the hand loop in numpy's `float64`. float32 keeps "
         "about 7 significant digits (machine epsilon 1.2e-7), float64 about 16 (2.2e-16)."
     )
-    if st.toggle("Run the torch loop in float32", key="pitfall_float32"):
+    if drawn.check("Run the torch loop in float32", "pitfall_float32", False, toggle=True):
         single, correct = run(data_args, **base, torch_dtype="float32"), run(data_args, **base)
         c1, c2 = st.columns(2)
         c1.metric("max |diff|, torch in float32", f"{single.max_abs_diff:.2e}")
@@ -314,3 +322,9 @@ with tabs[4]:
         )
     else:
         st.caption("Switch on to run the torch loop in single precision.")
+
+if first_run:
+    st.session_state[URL_CHECKED] = True
+    with link_notes:
+        for note in url_notes(asked, drawn):
+            st.warning(note)

@@ -132,3 +132,47 @@ def test_every_switch_on_at_once_runs_and_off_again_clears():
     at = at.run()
     assert not at.exception
     assert not at.metric
+
+
+def linked(**query) -> AppTest:
+    """The page opened from a link with these query parameters."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params.update(query)
+    at = at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_teachers_link_opens_a_tab_with_its_switch_on_and_the_same_settings():
+    at = linked(pitfall="4 · lr above the limit", pitfall_limit="true", pitfall_factor="1.5", pitfall_iterations="80")
+    assert at.session_state["pitfall"] == "4 · lr above the limit"
+    assert at.toggle(key="pitfall_limit").value is True
+    assert at.slider(key="pitfall_factor").value == 1.5
+    assert at.number_input(key="pitfall_iterations").value == 80
+    assert "learning rate of the mistake" in str(at.slider(key="pitfall_factor").label)
+    shown = metrics(at)
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    limit = pitfalls.stability_limit(data, lib.Config(batch_size=200, loss="mse"))
+    assert shown["mistake: learning rate, 1.5× the limit"] == f"{1.5 * limit:.4g}"
+    assert not at.warning or all("stability limit" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"pitfall_iterations": "inf"}, "iterations must be a whole number from 1 to 5,000"),
+        ({"pitfall_lr": "-3"}, "pitfall_lr must be a number from 1e-06 to 1000"),
+        ({"pitfall_loss": "huber"}, "pitfall_loss must be one of mse, half_mse, sse"),
+        ({"pitfall_zero_grad": "maybe"}, "pitfall_zero_grad must be true or false"),
+        ({"pitfall_factor": "9", "pitfall_limit": "true"}, "pitfall_factor must be a number from 1.01 to 2"),
+        ({"pitfall_colour": "red"}, "is not a setting that applies here"),
+    ],
+)
+def test_a_bad_link_value_is_named_in_words_and_the_default_used(query, words):
+    at = linked(**query)
+    assert any(words in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_link_parameters_of_other_pages_are_left_alone():
+    at = linked(lr="0.2", optimizer="adam")
+    assert not at.warning
