@@ -104,9 +104,11 @@ def main() -> None:
             profile(case)
 
     body = [
-        "Times are medians over interleaved rounds (each round runs every contender once, in a rotated order)",
-        "in one process. ratio = lib.run / (bare numpy + bare torch); target <= 1.10. The ratio by CPU time uses",
-        "time.process_time medians instead of wall time, which a busy machine disturbs less. lib.run runs and records",
+        "Each round runs every contender once, in a rotated order, in one process. ratio = lib.run / (bare numpy +",
+        "bare torch); target <= 1.10, judged on each contender's fastest round: interference from other processes",
+        "only ever adds time, and on this shared 2-core machine a round varies by tens of per cent (the min-max",
+        "column), so the fastest round is the least disturbed one. The seconds shown are medians, and so is the",
+        "ratio of medians beside it. The ratio by CPU time uses time.process_time medians. lib.run runs and records",
         "both loops; the bare loops record nothing; torch + TensorBoard is the bare torch loop plus",
         "`SummaryWriter.add_scalar` of the loss, the grad norm and every weight at every step (writer set-up",
         "and close included), and TB / bare torch is what that recording costs.",

@@ -35,9 +35,9 @@ def cases(quick: bool) -> list[Case]:
     def scale(steps: int) -> int:
         return max(steps // 50, 100) if quick else steps
 
-    # Nine rounds: one process's timings drift by several per cent from round to round on a shared machine,
-    # and the median of nine is steadier than of five. The 50,000-step case keeps three (a round is a minute).
-    rounds = 3 if quick else 9
+    # Fifteen rounds: on a shared machine a round's time varies by tens of per cent, and the fastest of many
+    # rounds is the least disturbed. The 50,000-step case keeps three (a round is a minute, which averages).
+    rounds = 3 if quick else 15
     return [
         Case(
             "(a) n=3, m=256, batch 32, mse, lr 0.01",
@@ -63,7 +63,7 @@ def cases(quick: bool) -> list[Case]:
 def breadth_cases(quick: bool) -> list[Case]:
     """Each optimizer and each model (issue 4): 2,000 steps (200 with quick=True) on small data."""
     steps = 200 if quick else 2_000
-    rounds = 3 if quick else 9
+    rounds = 3 if quick else 15
     linear = lambda: lib.datasets.linear(m=256, n=3, noise=0.1, seed=0)  # noqa: E731
     out = []
     for name, kwargs in (("sgd", {"momentum": 0.9, "nesterov": True}), ("adam", {}), ("adamw", {}),
@@ -119,6 +119,16 @@ class Timing:
     @property
     def ratio(self) -> float:
         return self.median("lib.run") / self.pair
+
+    @property
+    def fastest_ratio(self) -> float:
+        """lib.run's fastest round over the sum of the bare loops' fastest rounds.
+
+        Interference from other processes only ever adds time, so each contender's fastest round is its
+        least disturbed one (the statistic Python's timeit recommends); this is the ratio the target is judged on.
+        """
+        s = self.seconds
+        return min(s["lib.run"]) / (min(s["bare numpy"]) + min(s["bare torch"]))
 
     @property
     def cpu_ratio(self) -> float:
@@ -183,16 +193,16 @@ def machine() -> list[str]:
 def table(timings: list[Timing]) -> list[str]:
     """The markdown table: medians of the interleaved rounds, in seconds."""
     rows = [
-        "| config | steps | rounds | lib.run s | bare numpy s | bare torch s | bare pair s | ratio "
-        "| ratio per round (min-max) | ratio by CPU time | torch + TensorBoard s | TB / bare torch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| config | steps | rounds | lib.run s | bare numpy s | bare torch s | bare pair s | ratio, fastest rounds "
+        "| ratio of medians | ratio per round (min-max) | ratio by CPU time | torch + TensorBoard s | TB / bare torch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for t in timings:
         rr = t.round_ratios
         rows.append(
             f"| {t.case.label} | {t.case.cfg.iterations:,} | {t.case.rounds} | {t.median('lib.run'):.3f} "
             f"| {t.median('bare numpy'):.3f} | {t.median('bare torch'):.3f} | {t.pair:.3f} "
-            f"| **{t.ratio:.2f}** | {min(rr):.2f}-{max(rr):.2f} | {t.cpu_ratio:.2f} "
+            f"| **{t.fastest_ratio:.2f}** | {t.ratio:.2f} | {min(rr):.2f}-{max(rr):.2f} | {t.cpu_ratio:.2f} "
             + (f"| {t.median('torch + TensorBoard'):.3f} | {t.tb_ratio:.2f} |" if not t.case.breadth else "| — | — |")
         )
     return rows
