@@ -145,21 +145,14 @@ HAND = MappingProxyType({"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RM
 
 
 # Each hand optimizer's state attribute beside the key torch keeps for it in optimizer.state[param].
+_ADAM_STATE = (
+    ("t", "step"), ("exp_avg", "exp_avg"), ("exp_avg_sq", "exp_avg_sq"), ("max_exp_avg_sq", "max_exp_avg_sq")
+)  # fmt: skip
 STATE_KEYS = MappingProxyType(
     {
         "sgd": (("velocity", "momentum_buffer"),),
-        "adam": (
-            ("t", "step"),
-            ("exp_avg", "exp_avg"),
-            ("exp_avg_sq", "exp_avg_sq"),
-            ("max_exp_avg_sq", "max_exp_avg_sq"),
-        ),
-        "adamw": (
-            ("t", "step"),
-            ("exp_avg", "exp_avg"),
-            ("exp_avg_sq", "exp_avg_sq"),
-            ("max_exp_avg_sq", "max_exp_avg_sq"),
-        ),
+        "adam": _ADAM_STATE,
+        "adamw": _ADAM_STATE,
         "rmsprop": (("square_avg", "square_avg"), ("grad_avg", "grad_avg"), ("momentum_buffer", "momentum_buffer")),
         "adagrad": (("t", "step"), ("state_sum", "sum")),
     }

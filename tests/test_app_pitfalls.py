@@ -165,6 +165,9 @@ def test_a_teachers_link_opens_a_tab_with_its_switch_on_and_the_same_settings():
         ({"pitfall_loss": "huber"}, "pitfall_loss must be one of mse, half_mse, sse"),
         ({"pitfall_zero_grad": "maybe"}, "pitfall_zero_grad must be true or false"),
         ({"pitfall_factor": "9", "pitfall_limit": "true"}, "pitfall_factor must be a number from 1.01 to 2"),
+        ({"pitfall_steps": "inf", "pitfall_running_loss": "true"}, "pitfall_steps must be a number from 10 to 500"),
+        ({"pitfall_steps": "abc", "pitfall_running_loss": "true"}, "pitfall_steps must be a number from 10 to 500"),
+        ({"pitfall": "6 · a tab that is not there"}, "pitfall must be the name of one of the five tabs"),
         ({"pitfall_colour": "red"}, "is not a setting that applies here"),
     ],
 )
