@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -162,3 +163,21 @@ def test_a_page_link_is_the_first_request_of_a_fresh_server(page: Page):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_teachers_pitfall_link_opens_the_tab_with_its_switch_on(server, page: Page):
+    """The Pitfalls lab's tab, switch and slider come from the link, in a real browser, and stay in the URL."""
+    query = "pitfall=4+%C2%B7+lr+above+the+limit&pitfall_limit=true&pitfall_factor=1.5&pitfall_iterations=80"
+    page.goto(f"{server}/pitfalls?{query}")
+    expect(page.get_by_role("heading", name="Pitfalls lab").first).to_be_visible(timeout=LOAD)
+    settle(page)
+    assert_no_traceback(page)
+    expect(page.get_by_role("tab", name="4 · lr above the limit")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_text("mistake: learning rate, 1.5× the limit")).to_be_visible(timeout=LOAD)
+    asked = parse_qs(urlparse(page.url).query)
+    assert asked["pitfall_limit"] == ["true"] and asked["pitfall_factor"] == ["1.5"], page.url
+    # Choosing another tab puts it in the URL, so the link a teacher copies is the page they see.
+    page.get_by_role("tab", name="5 · float32 in one loop").click()
+    page.wait_for_url(lambda url: parse_qs(urlparse(url).query).get("pitfall") == ["5 · float32 in one loop"])
+    settle(page)
+    assert_no_traceback(page)
