@@ -32,6 +32,13 @@ URL_CHECKED = "controls_url_checked"  # set after the first run has compared the
 MAX_NUMBERS = 5_000_000  # samples x features of the synthetic data: 40 MB of float64, plenty here
 
 SOURCES = ("synthetic", *PRESETS, "csv")
+# Said whenever an MLP starts from all-zero weights; tests/test_optimizers_models.py checks every claim in it.
+ZERO_MLP = (
+    "All of this network's initial weights are zero, so it cannot learn. Every hidden unit computes "
+    "act(0) = 0, so the gradient of W2 (h1ᵀ · delta) is zero, and so is that of W1 and b1 (it passes through "
+    "W2 = 0): they stay at zero at every step, with every optimizer, and only the output bias b2 moves. Choose "
+    "**normal** initial weights under *Start* (the moons preset does): different units then learn different things."
+)
 LOSSES_FOR = MappingProxyType(
     {"linear": ("mse", "half_mse", "sse"), "logistic": ("bce",), "mlp": ("mse", "half_mse", "sse", "bce")}
 )
@@ -590,6 +597,8 @@ def sidebar_config(page: str) -> tuple[lib.Dataset, lib.Config] | None:
             st.error(f"Cannot use these settings: {plain(err)}. Your other settings are kept.")
         return None
     state[SOURCE] = source
+    if cfg.model == "mlp" and not np.any(lib.initial_weights(data, cfg)):
+        st.warning(ZERO_MLP)
     kwargs = ", ".join(f"{k}={val:g}" if not isinstance(val, (bool, tuple)) else f"{k}={val}" for k, val in
                        cfg.optimizer_kwargs.items())  # fmt: skip
     summary.caption(

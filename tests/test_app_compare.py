@@ -184,3 +184,14 @@ def test_the_mlp_run_adds_every_tensors_norm_below_the_four_charts(at):
     at.selectbox(key="model").set_value("linear").run()
     press_run(at)
     assert len(charts(at)) == 4
+
+
+def test_an_mlp_from_zero_weights_is_warned_about_until_the_init_changes(at):
+    from pages.common import ZERO_MLP
+
+    assert ZERO_MLP not in [w.value for w in at.warning]  # the linear default learns from zeros
+    at.selectbox(key="model").set_value("mlp").run()
+    assert ZERO_MLP in [w.value for w in at.warning]
+    at.selectbox(key="init").set_value("normal").run()
+    assert not at.exception
+    assert ZERO_MLP not in [w.value for w in at.warning]

@@ -640,7 +640,7 @@ URL_CASES = [
     pytest.param({"zero_grad": ""}, "zero_grad", id="checkbox-blank"),
     pytest.param({"log_scale": "yes"}, "log_scale", id="toggle-text"),
     pytest.param({"sgd_momentum": "-1"}, "sgd_momentum", id="momentum-negative"),
-    pytest.param({"model": "mlp", "hidden": "9999"}, "hidden", id="hidden-huge"),
+    pytest.param({"model": "mlp", "init": "normal", "hidden": "9999"}, "hidden", id="hidden-huge"),
     pytest.param({"no_such_setting": "1"}, "no_such_setting", id="unknown-parameter"),
 ]
 

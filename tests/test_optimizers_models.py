@@ -285,3 +285,18 @@ def test_each_optimizers_state_is_torchs_state_at_every_step(name, data):
         frame = step.state_frame(stepper.weight_names)
         assert len(frame) == len(stepper.init)
         assert len(frame.columns) == 3 * sum(np.ndim(h) == 1 for _, h, _ in state.values())
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_an_mlp_from_zero_weights_learns_only_its_output_bias(name, activation):
+    """The warning pages.common.ZERO_MLP gives: W1, b1 and W2 stay exactly 0 in both loops, b2 moves."""
+    data = lib.datasets.PRESETS["moons"].make()
+    cfg = lib.Config(model="mlp", hidden=5, activation=activation, init="zeros", iterations=30, optimizer=name)
+    result = lib.run(data, cfg)
+    starts = dict(zip(result.tensor_names, (0, 10, 15, 20), strict=True))  # W1 (5 x 2), b1, W2, b2
+    for loop in ("manual", "torch"):
+        weights = getattr(result, loop).weights
+        assert not np.any(weights[:, : starts["b2"]]), loop  # W1, b1 and W2: zero at every step
+        assert np.all(weights[1:, starts["b2"]] != 0), loop  # b2 moves from the first step on
+    assert result.max_abs_diff <= TOL
