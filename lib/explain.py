@@ -20,6 +20,7 @@ import torch
 from .config import Config
 from .data import Dataset
 from .manual import effective_lr_ratio, hand_loss
+from .optim import HAND, TORCH_NAMES
 from .run import loops, run
 from .torch_loop import torch_loss
 from .trace import Step, Stepper
@@ -114,6 +115,7 @@ class Claim:
     text: str
     check: Callable[[Dataset, Config], Evidence]
     applies: Callable[[Config], bool] = lambda cfg: True  # False: the page says it does not apply
+    about: Callable[[Config], bool] = lambda cfg: True  # False: not about this Config at all (another optimizer)
 
 
 # ---------------------------------------------------------------- the code itself
@@ -410,6 +412,58 @@ def check_effective_lr(data: Dataset, cfg: Config) -> Evidence:
     return effective_lr(data, cfg, "mse" if cfg.loss == "half_mse" else "half_mse")
 
 
+def _kwarg(cfg: Config, name: str):
+    """The optimizer's setting `name` in this Config: the chosen value, or the hand optimizer's (torch's) default."""
+    if name in cfg.optimizer_kwargs:
+        return cfg.optimizer_kwargs[name]
+    parameter = inspect.signature(HAND[cfg.optimizer]).parameters.get(name)
+    return None if parameter is None else parameter.default
+
+
+def _plain_first_step(cfg: Config) -> bool:
+    """No weight decay, no maximize, no head start in Adagrad: the first step is the optimizer's formula alone."""
+    return (
+        not _kwarg(cfg, "weight_decay") and not _kwarg(cfg, "maximize") and not _kwarg(cfg, "initial_accumulator_value")
+    )
+
+
+def first_step_prediction(cfg: Config, g: np.ndarray) -> np.ndarray:
+    """The first update each optimizer makes from gradient g and zero state, worked out on paper.
+
+    SGD: torch starts the momentum buffer at g itself (no dampening), so the step is -lr g, or -lr (1 + mu) g
+    with Nesterov. Adam and AdamW: bias correction makes m_hat = g and v_hat = g^2, so -lr g / (|g| + eps).
+    RMSprop: no bias correction, v = (1 - alpha) g^2, so -lr g / (sqrt(1 - alpha) |g| + eps); centered
+    subtracts the mean's square, (1 - alpha)^2 g^2. Adagrad: the sum is g^2, so -lr g / (|g| + eps).
+    """
+    lr, name = cfg.lr, cfg.optimizer
+    if name == "sgd":
+        boost = 1 + _kwarg(cfg, "momentum") if _kwarg(cfg, "nesterov") else 1
+        return -lr * boost * g
+    eps = _kwarg(cfg, "eps")
+    if name in ("adam", "adamw", "adagrad"):
+        return -lr * g / (np.abs(g) + eps)
+    alpha = _kwarg(cfg, "alpha")
+    v = (1 - alpha) * g * g - ((1 - alpha) * g) ** 2 * bool(_kwarg(cfg, "centered"))
+    return -lr * g / (np.sqrt(v) + eps)
+
+
+def check_first_step(data: Dataset, cfg: Config) -> Evidence:
+    """torch's first update with this Config's optimizer equals first_step_prediction of its own first gradient."""
+    stepper = Stepper(data, cfg.replace(iterations=1, torch_dtype="float64", manual_loss=None), keep=1)
+    step = stepper.next()
+    g, update = step.torch.gradient, step.torch.update
+    predicted = first_step_prediction(cfg, g)
+    diff = float(np.abs(update - predicted).max())
+    moved = np.abs(update[g != 0]) / cfg.lr
+    measured = {
+        "max |torch's update − predicted|": diff,
+        "|update| / lr, smallest": _num(float(moved.min())) if moved.size else math.nan,
+        "largest": _num(float(moved.max())) if moved.size else math.nan,
+    }
+    ok = moved.size > 0 and diff <= 1e-12 * max(1.0, float(np.abs(update).max()))
+    return Evidence(bool(ok), measured, f"step 0 of this run, torch.optim.{TORCH_NAMES[cfg.optimizer]}")
+
+
 CLAIMS = (
     Claim(
         "zero_grad_none",
@@ -479,12 +533,45 @@ CLAIMS = (
         check_effective_lr,
         lambda cfg: cfg.loss != "bce",
     ),
+    Claim(
+        "first_step_momentum",
+        "update",
+        "Torch's SGD starts the momentum buffer at the first gradient itself, without dampening, so the first "
+        "step with momentum is plain SGD's `-lr * .grad` (with Nesterov, `1 + momentum` times that); the "
+        "velocity builds up from the second step on.",
+        check_first_step,
+        about=lambda cfg: cfg.optimizer == "sgd" and bool(_kwarg(cfg, "momentum")) and _plain_first_step(cfg),
+    ),
+    Claim(
+        "first_step_adam",
+        "update",
+        "Adam's first step moves every weight by almost exactly `lr`, whatever the size of its gradient: "
+        "bias correction turns the moments into `g` and `g²`, so the step is `lr * g / (|g| + eps)`.",
+        check_first_step,
+        about=lambda cfg: cfg.optimizer in ("adam", "adamw") and _plain_first_step(cfg),
+    ),
+    Claim(
+        "first_step_rmsprop",
+        "update",
+        "RMSprop has no bias correction: its running average starts at `(1 - alpha) * g²`, so the first step "
+        "moves each weight by about `lr / sqrt(1 - alpha)`, ten times `lr` at the default `alpha = 0.99`.",
+        check_first_step,
+        about=lambda cfg: cfg.optimizer == "rmsprop" and not _kwarg(cfg, "centered") and _plain_first_step(cfg),
+    ),
+    Claim(
+        "first_step_adagrad",
+        "update",
+        "Adagrad's first step moves every weight by almost exactly `lr`: the sum of squared gradients is "
+        "`g²` after one step, so the step is `lr * g / (|g| + eps)`; later steps shrink as the sum grows.",
+        check_first_step,
+        about=lambda cfg: cfg.optimizer == "adagrad" and _plain_first_step(cfg),
+    ),
 )
 
 
-def claims_for(row: str) -> tuple[Claim, ...]:
-    """The claims of one row, in order."""
-    return tuple(c for c in CLAIMS if c.row == row)
+def claims_for(row: str, cfg: Config | None = None) -> tuple[Claim, ...]:
+    """The claims of one row, in order; with a Config, only those about it (its optimizer's, not another's)."""
+    return tuple(c for c in CLAIMS if c.row == row and (cfg is None or c.about(cfg)))
 
 
 def verify(claim: Claim, data: Dataset, cfg: Config) -> Evidence:
@@ -505,6 +592,7 @@ __all__ = [
     "Row",
     "claims_for",
     "effective_lr",
+    "first_step_prediction",
     "phase_source",
     "row_values",
     "show",

@@ -16,7 +16,7 @@ HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
 @st.cache_data(max_entries=32, show_spinner="Checking every sentence against torch…", hash_funcs={lib.Config: repr})
 def evidence(_data: lib.Dataset, data_key: tuple, cfg: lib.Config) -> dict[str, explain.Evidence]:
     """Every claim's check on this data and Config (numpy-level results, so they cache; data_key names the data)."""
-    return {c.key: explain.verify(c, _data, cfg) for c in explain.CLAIMS if c.applies(cfg)}
+    return {c.key: explain.verify(c, _data, cfg) for c in explain.CLAIMS if c.about(cfg) and c.applies(cfg)}
 
 
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
@@ -142,7 +142,7 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
                     "attributes, and torch's per-parameter `optimizer.state` flattened in the weights' order."
                 )
         st.markdown(row.text)
-        for c in explain.claims_for(row.key):
+        for c in explain.claims_for(row.key, cfg):
             claim(c, checks.get(c.key))
         if row.key == "update" and cfg.loss != "bce":
             others = [name for name in ("mse", "half_mse", "sse") if name != cfg.loss]

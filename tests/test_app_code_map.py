@@ -125,7 +125,10 @@ def test_the_mlp_shows_its_own_hand_loop():
 def test_every_claim_is_shown_checked(at):
     text = "\n".join(m.value for m in at.markdown)
     for claim in explain.CLAIMS:
-        assert f":green[**✓**] {claim.text}" in text, claim.key
+        if claim.about(CFG):
+            assert f":green[**✓**] {claim.text}" in text, claim.key
+        else:  # another optimizer's claim (momentum, Adam, RMSprop, Adagrad): not on plain SGD's page
+            assert claim.text not in text, claim.key
     assert "does not hold here" not in text
     for row in explain.ROWS:
         assert row.text in text
@@ -172,3 +175,20 @@ def test_sum_convention_changes_the_measured_numbers():
     text = "\n".join(m.value for m in [*at.markdown, *at.caption])
     assert "grad sum / grad mean: `32`" in text  # the batch size
     assert "does not hold here" not in text
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kwargs", "key"),
+    [("sgd", {"momentum": 0.9}, "first_step_momentum"), ("adam", {}, "first_step_adam"),
+     ("rmsprop", {}, "first_step_rmsprop"), ("adagrad", {}, "first_step_adagrad")],
+)  # fmt: skip
+def test_the_chosen_optimizers_first_step_is_explained_and_checked(optimizer, kwargs, key):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params.update({"optimizer": optimizer, **{f"{optimizer}_{k}": str(v) for k, v in kwargs.items()}})
+    at.run()
+    assert not at.exception
+    text = "\n".join(m.value for m in at.markdown)
+    claim = next(c for c in explain.CLAIMS if c.key == key)
+    assert f":green[**✓**] {claim.text}" in text
+    others = [c for c in explain.CLAIMS if c.key.startswith("first_step") and c.key != key]
+    assert not any(c.text in text for c in others)

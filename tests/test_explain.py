@@ -9,6 +9,7 @@ import torch
 
 import lib
 from lib import explain
+from lib.trace import Stepper
 
 DATA = lib.datasets.linear(m=60, n=3, noise=0.1, seed=4)
 CFG = lib.Config(lr=0.05, batch_size=16, iterations=10)
@@ -184,3 +185,49 @@ def test_effective_lr_check_fails_when_the_step_is_zero():
     e = explain.effective_lr(data, cfg, "half_mse")
     assert not e.ok
     assert np.isnan(e.measured["measured"])
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kwargs", "key", "moves"),
+    [
+        ("sgd", {"momentum": 0.9}, "first_step_momentum", None),
+        ("sgd", {"momentum": 0.9, "nesterov": True, "dampening": 0.0}, "first_step_momentum", None),
+        ("sgd", {"momentum": 0.5, "dampening": 0.5}, "first_step_momentum", None),
+        ("adam", {}, "first_step_adam", 1.0),
+        ("adam", {"amsgrad": True, "betas": (0.5, 0.9)}, "first_step_adam", 1.0),
+        ("adamw", {"weight_decay": 0.0}, "first_step_adam", 1.0),
+        ("rmsprop", {}, "first_step_rmsprop", 10.0),
+        ("rmsprop", {"alpha": 0.75, "momentum": 0.9}, "first_step_rmsprop", 2.0),
+        ("adagrad", {"lr_decay": 0.1}, "first_step_adagrad", 1.0),
+    ],
+)
+def test_each_optimizers_first_step_is_the_paper_formula(optimizer, kwargs, key, moves):
+    cfg = CFG.replace(optimizer=optimizer, optimizer_kwargs=kwargs, init="normal")
+    claim = CLAIM[key]
+    assert claim.about(cfg)
+    e = explain.verify(claim, DATA, cfg)
+    assert e.ok, e
+    if moves is not None:  # |update| / lr: about 1 for Adam and Adagrad, 1 / sqrt(1 - alpha) for RMSprop
+        assert e.measured["|update| / lr, smallest"] == pytest.approx(moves, rel=1e-4)
+        assert e.measured["largest"] == pytest.approx(moves, rel=1e-4)
+
+
+def test_the_first_step_check_tells_the_optimizers_apart():
+    """RMSprop's formula (no bias correction) does not predict Adam's first step: the check can fail."""
+    cfg = CFG.replace(optimizer="adam", init="normal", iterations=1)
+    step = Stepper(DATA, cfg).next()
+    wrong = explain.first_step_prediction(cfg.replace(optimizer="rmsprop"), step.torch.gradient)
+    right = explain.first_step_prediction(cfg, step.torch.gradient)
+    np.testing.assert_allclose(step.torch.update, right, rtol=1e-12, atol=1e-15)
+    assert np.abs(step.torch.update - wrong).max() > 5 * cfg.lr
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kwargs"),
+    [("sgd", {}), ("sgd", {"momentum": 0.9, "weight_decay": 0.1}), ("adamw", {}), ("rmsprop", {"centered": True}),
+     ("adagrad", {"initial_accumulator_value": 0.1}), ("adam", {"maximize": True})],
+)  # fmt: skip
+def test_first_step_claims_are_not_about_other_settings(optimizer, kwargs):
+    """Plain SGD, weight decay, centering, a head start or maximize: no first-step sentence is shown."""
+    cfg = CFG.replace(optimizer=optimizer, optimizer_kwargs=kwargs)
+    assert not [c.key for c in explain.CLAIMS if c.key.startswith("first_step") and c.about(cfg)]
