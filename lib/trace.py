@@ -65,9 +65,10 @@ class Step:
 
     @property
     def max_diff(self) -> float:
-        """The largest |manual - torch| over every number of this step."""
+        """The largest |manual - torch| over every number of this step, the optimizers' state included."""
         fields = ("inputs", "labels", "predictions", "sample_loss", "loss", "gradient", "weights_before")
-        return float(max(np.max(self.diff(f)) for f in (*fields, "weights_after")))
+        state = (np.max(np.abs(np.subtract(hand, twin))) for _, _, hand, twin in self.optimizer_state)
+        return float(max(*(np.max(self.diff(f)) for f in (*fields, "weights_after")), *state))
 
     def batch_frame(self, feature_names: tuple[str, ...]) -> pd.DataFrame:
         """One row per sample of the batch: its data, both loops' predictions and losses, and |manual - torch|."""

@@ -201,3 +201,14 @@ def test_batches_cycle_through_epochs_as_batch_indices_does():
     seen = [stepper.next().manual.indices for _ in range(6)]
     assert [len(s) for s in seen] == [7, 7, 7, 7, 7, 5]
     assert sorted(itertools.chain.from_iterable(seen)) == list(range(40))
+
+
+def test_the_largest_difference_of_a_step_covers_the_optimizer_state():
+    import dataclasses
+
+    data = lib.datasets.linear(m=30, n=2, seed=1)
+    step = Stepper(data, lib.Config(optimizer="adam", iterations=2)).next()
+    assert step.optimizer_state and step.max_diff < 1e-12
+    attr, key, hand, _ = step.optimizer_state[1]  # exp_avg, both loops
+    off = dataclasses.replace(step, optimizer_state=((attr, key, hand, hand + 0.5),))
+    assert off.max_diff == pytest.approx(0.5)
