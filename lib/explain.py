@@ -20,7 +20,7 @@ import torch
 from .config import Config
 from .data import Dataset
 from .manual import effective_lr_ratio, hand_loss
-from .optim import HAND, TORCH_NAMES
+from .optim import TORCH_NAMES, defaults
 from .run import loops, run
 from .torch_loop import torch_loss
 from .trace import Step, Stepper
@@ -414,10 +414,7 @@ def check_effective_lr(data: Dataset, cfg: Config) -> Evidence:
 
 def _kwarg(cfg: Config, name: str):
     """The optimizer's setting `name` in this Config: the chosen value, or the hand optimizer's (torch's) default."""
-    if name in cfg.optimizer_kwargs:
-        return cfg.optimizer_kwargs[name]
-    parameter = inspect.signature(HAND[cfg.optimizer]).parameters.get(name)
-    return None if parameter is None else parameter.default
+    return cfg.optimizer_kwargs.get(name, defaults(cfg.optimizer).get(name))
 
 
 def _plain_first_step(cfg: Config) -> bool:

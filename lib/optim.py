@@ -182,6 +182,12 @@ def state_pairs(name: str, hand, torch_opt: torch.optim.Optimizer) -> list[tuple
     return pairs
 
 
+def defaults(name: str) -> dict:
+    """The optimizer's keyword arguments (torch's, as the hand-written twin takes them) with their defaults."""
+    params = inspect.signature(HAND[name]).parameters.values()
+    return {p.name: p.default for p in params if p.name not in ("weights", "lr")}
+
+
 def hand_optimizer(name: str, weights: np.ndarray, lr: float, kwargs: Mapping | None = None):
     """The hand-written optimizer that updates `weights` in place, as torch.optim.<name> would."""
     return HAND[name](weights, lr, **dict(kwargs or {}))
@@ -198,7 +204,7 @@ def check_kwargs(name: str, kwargs: Mapping) -> dict:
         raise ValueError(f"optimizer_kwargs must be a dict of keyword arguments; got {type(kwargs).__name__}")
     kwargs = {str(k): (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
     torch_cls = getattr(torch.optim, TORCH_NAMES[name])
-    allowed = [p for p in inspect.signature(HAND[name]).parameters if p not in ("weights", "lr")]
+    allowed = list(defaults(name))
     for key in kwargs:
         if key == "lr":
             raise ValueError("optimizer_kwargs must not contain lr: set Config.lr instead")

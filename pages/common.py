@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import math
 import re
 from types import MappingProxyType
@@ -21,7 +20,6 @@ import lib
 from lib.csv_data import numeric_columns, prepare, read_csv, text_columns
 from lib.datasets import PRESETS
 from lib.explain import PHASES, phase_source
-from lib.optim import HAND
 
 run_checks = importlib.import_module("lib.run")  # the module: lib.run itself is the function
 KEEP = MappingProxyType({"persist_state": "session", "bind": "query-params"})  # kept across pages, and in the URL
@@ -215,8 +213,7 @@ def last_run() -> tuple[lib.Dataset, lib.Result] | None:
 
 def optimizer_defaults(name: str) -> dict:
     """The keyword arguments of the hand-written optimizer (the same as torch's), with their defaults."""
-    params = inspect.signature(HAND[name]).parameters.values()
-    return {p.name: p.default for p in params if p.name not in ("weights", "lr")}
+    return lib.optim.defaults(name)
 
 
 def _widget_values(name: str, kwargs: dict) -> dict:
