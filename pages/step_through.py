@@ -21,6 +21,12 @@ def act(action: str) -> None:
         st.session_state["step_error"] = str(err)
 
 
+def number_columns(frame, *skip: str) -> dict:
+    """Six significant digits for the values, and the |Δ| columns in scientific notation (they are ~1e-16)."""
+    value, tiny = st.column_config.NumberColumn(format="%.6g"), st.column_config.NumberColumn(format="%.1e")
+    return {c: (tiny if c.startswith("|Δ") else value) for c in frame.columns if c not in skip}
+
+
 through_navigation()
 st.title("Step through")
 st.markdown(
@@ -87,17 +93,13 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     cols[1].metric("loss, torch loop", f"{step.torch.loss:.6g}")
     cols[2].metric("largest |manual − torch| in this step", f"{step.max_diff:.2g}")
 
-    number = st.column_config.NumberColumn(format="%.6g")
-    tiny = st.column_config.NumberColumn(format="%.1e")
-
     st.markdown("#### The batch")
     st.caption(
         "One row per sample: its row in the data, inputs and target (the same in both loops), each loop's "
         "prediction and the sample's own loss (label − prediction)², and how far apart the loops are."
     )
     frame = step.batch_frame(data.feature_names)
-    config = {c: (tiny if c.startswith("|Δ") else number) for c in frame.columns if c != "sample (row)"}
-    st.dataframe(frame, hide_index=True, column_config=config, width="stretch")
+    st.dataframe(frame, hide_index=True, column_config=number_columns(frame, "sample (row)"), width="stretch")
 
     st.markdown("#### The weights")
     st.caption(
@@ -105,8 +107,7 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
         "label − h). Gradient, torch: each parameter's .grad after loss.backward(). Update = after − before."
     )
     weights = step.weights_frame(stepper.weight_names)
-    config = {c: (tiny if c.startswith("|Δ") else number) for c in weights.columns}
-    st.dataframe(weights, column_config=config, width="stretch")
+    st.dataframe(weights, column_config=number_columns(weights), width="stretch")
 
     show_optimizer_state(step, stepper.weight_names, cfg)
 
@@ -132,9 +133,7 @@ def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -
     )
     frame = step.state_frame(weight_names)
     if len(frame.columns):
-        config = {c: (st.column_config.NumberColumn(format="%.1e") if c.startswith("|Δ") else
-                      st.column_config.NumberColumn(format="%.6g")) for c in frame.columns}  # fmt: skip
-        st.dataframe(frame, column_config=config, width="stretch")
+        st.dataframe(frame, column_config=number_columns(frame), width="stretch")
 
 
 # No st.stop(): after a run ended by it, the next rerun put the shared sidebar back to its defaults
