@@ -12,6 +12,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,17 @@ from .run import History, _row_norms, loops, recorded_columns
 
 SNAPSHOT_BYTES = 64 * 2**20  # memory for cached steps; a step that left the cache is recomputed from the start
 
+# Each loss convention's per-sample term, as a column name, and how the batch loss is made of the terms:
+# their mean, or (sse) their sum. p is sigmoid(prediction): with bce the model's output is a logit.
+SAMPLE_TERMS = MappingProxyType(
+    {
+        "mse": ("(target − prediction)²", "mean"),
+        "half_mse": ("½·(target − prediction)²", "mean"),
+        "sse": ("(target − prediction)²", "sum"),
+        "bce": ("−[target·log p + (1 − target)·log(1 − p)]", "mean"),
+    }
+)
+
 
 @dataclass(frozen=True, eq=False)
 class LoopStep:
@@ -32,8 +44,8 @@ class LoopStep:
     indices: np.ndarray  # (batch,) rows of the data set in this batch
     inputs: np.ndarray  # (batch, n) features only; the hand loop's column of ones is not repeated here
     labels: np.ndarray  # (batch,) targets
-    predictions: np.ndarray  # (batch,) the model's outputs: z in the hand loop, outputs in torch
-    sample_loss: np.ndarray  # (batch,) each sample's loss before the mean or sum: (label - z)^2, or its BCE
+    predictions: np.ndarray  # (batch,) the model's outputs: z in the hand loop, outputs in torch (bce: logits)
+    sample_loss: np.ndarray  # (batch,) each sample's term of the loss: the loss is their mean (sse: their sum)
     loss: float  # the batch loss under the loop's convention
     reset_before: np.ndarray | None  # the gradient buffer (d_weights, or the flat .grad) before the reset line
     reset_after: np.ndarray | None  # ... and after it: zeros / None, or unchanged when zero_grad is off
@@ -41,6 +53,15 @@ class LoopStep:
     weights_before: np.ndarray  # (n_params,)
     weights_after: np.ndarray  # (n_params,)
     lines: dict  # the loop's own variables at the yield, by name (copies), for the code map
+    convention: str = "mse"  # the loss convention this loop uses (a key of SAMPLE_TERMS)
+    probabilities: np.ndarray | None = None  # (batch,) bce only: p = sigmoid(prediction), the model's P(target = 1)
+
+    @property
+    def loss_from_terms(self) -> float:
+        """The batch loss rebuilt from the per-sample terms: their mean, or their sum for sse."""
+        return float(
+            np.sum(self.sample_loss) if SAMPLE_TERMS[self.convention][1] == "sum" else np.mean(self.sample_loss)
+        )
 
     @property
     def update(self) -> np.ndarray:
@@ -67,22 +88,33 @@ class Step:
     def max_diff(self) -> float:
         """The largest |manual - torch| over every number of this step, the optimizers' state included."""
         fields = ("inputs", "labels", "predictions", "sample_loss", "loss", "gradient", "weights_before")
+        if self.manual.probabilities is not None and self.torch.probabilities is not None:
+            fields += ("probabilities",)
         state = (np.max(np.abs(np.subtract(hand, twin))) for _, _, hand, twin in self.optimizer_state)
         return float(max(*(np.max(self.diff(f)) for f in (*fields, "weights_after")), *state))
 
     def batch_frame(self, feature_names: tuple[str, ...]) -> pd.DataFrame:
-        """One row per sample of the batch: its data, both loops' predictions and losses, and |manual - torch|."""
+        """One row per sample of the batch: its data, both loops' predictions and loss terms, and |manual - torch|.
+
+        With bce the prediction is a logit, so the columns say "logit", and p = sigmoid(logit) follows them.
+        The loss columns are named for their term under each loop's convention (SAMPLE_TERMS).
+        """
         m, t = self.manual, self.torch
         frame = pd.DataFrame({"sample (row)": m.indices})
         for j, name in enumerate(feature_names):
             frame[name] = m.inputs[:, j]
         frame["target"] = m.labels
-        frame["prediction (manual)"] = m.predictions
-        frame["prediction (torch)"] = t.predictions
-        frame["|Δ prediction|"] = self.diff("predictions")
-        frame["loss (manual)"] = m.sample_loss
-        frame["loss (torch)"] = t.sample_loss
-        frame["|Δ loss|"] = self.diff("sample_loss")
+        output = "logit" if m.convention == t.convention == "bce" else "prediction"
+        frame[f"{output} (manual)"] = m.predictions
+        frame[f"{output} (torch)"] = t.predictions
+        frame[f"|Δ {output}|"] = self.diff("predictions")
+        if m.probabilities is not None and t.probabilities is not None:
+            frame["p = sigmoid(logit) (manual)"] = m.probabilities
+            frame["p = sigmoid(logit) (torch)"] = t.probabilities
+            frame["|Δ p|"] = self.diff("probabilities")
+        frame[f"{SAMPLE_TERMS[m.convention][0]} (manual)"] = m.sample_loss
+        frame[f"{SAMPLE_TERMS[t.convention][0]} (torch)"] = t.sample_loss
+        frame["|Δ loss term|"] = self.diff("sample_loss")
         frame["|Δ inputs, target|"] = np.maximum(self.diff("inputs").max(axis=1), self.diff("labels"))
         return frame
 
@@ -135,18 +167,27 @@ def _copy(value):
 
 
 def sample_loss_np(loss: str, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Each sample's loss term in numpy: squared error, or binary cross-entropy on the logit z."""
-    return np.logaddexp(0.0, z) - labels * z if loss == "bce" else (labels - z) ** 2
+    """Each sample's term of the loss in numpy (SAMPLE_TERMS): the batch loss is their mean, or for sse their sum.
+
+    mse and sse: (label - z)^2; half_mse: half of it; bce: log(1 + e^z) - label * z, which is
+    -[label log p + (1 - label) log(1 - p)] with p = sigmoid(z), written so that no large |z| overflows.
+    """
+    if loss == "bce":
+        return np.logaddexp(0.0, z) - labels * z
+    squared = (labels - z) ** 2
+    return squared / 2 if loss == "half_mse" else squared
 
 
 def sample_loss_torch(loss: str, outputs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """Each sample's loss term from torch's own functional losses, reduction="none"."""
+    """Each sample's term of the loss from torch's own functional losses, reduction="none" (half_mse: halved)."""
     with torch.no_grad():
         f = torch.nn.functional
         if loss == "bce":
             terms = f.binary_cross_entropy_with_logits(outputs, labels, reduction="none")
         else:
             terms = f.mse_loss(outputs, labels, reduction="none")
+            if loss == "half_mse":  # as lib.torch_loop.HalfMSELoss: MSELoss / 2
+                terms = terms / 2
     return terms.numpy().astype(np.float64).ravel()
 
 
@@ -290,6 +331,8 @@ class Stepper:
             weights_before=self._before[0],
             weights_after=lines["weights"],
             lines=lines,
+            convention=self.config.hand_loss,
+            probabilities=lines["h"] if self.config.hand_loss == "bce" else None,  # the hand loop's own sigmoid(z)
         )
 
     def _torch_step(self, gradient: np.ndarray) -> LoopStep:
@@ -318,4 +361,8 @@ class Stepper:
             weights_before=self._before[1],
             weights_after=lines["weights"],
             lines=lines,
+            convention=self.config.loss,
+            probabilities=torch.sigmoid(f["outputs"]).detach().numpy()[:, 0].astype(np.float64)
+            if self.config.loss == "bce"
+            else None,
         )

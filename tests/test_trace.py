@@ -67,9 +67,11 @@ def test_every_number_of_a_step_matches_run_and_the_data(case):
             assert side.predictions.shape == side.sample_loss.shape == (len(rows),)
         if cfg.optimizer == "sgd":
             np.testing.assert_allclose(step.manual.update, -cfg.lr * step.manual.gradient, rtol=1e-12, atol=1e-15)
-        if cfg.loss == "mse" and cfg.hand_loss == "mse":  # the batch loss is the mean of the per-sample terms
-            assert step.manual.sample_loss.mean() == pytest.approx(step.manual.loss, rel=1e-12)
-            assert step.torch.sample_loss.mean() == pytest.approx(step.torch.loss, rel=1e-6)
+        # The batch loss is the mean of the per-sample terms (sse: their sum), under each loop's own convention.
+        for side, convention in ((step.manual, cfg.hand_loss), (step.torch, cfg.loss)):
+            reduce = np.sum if convention == "sse" else np.mean
+            rel = 1e-6 if side is step.torch and cfg.torch_dtype == "float32" else 1e-12
+            assert reduce(side.sample_loss) == pytest.approx(side.loss, rel=rel)
 
 
 def test_step_lines_are_the_loop_variables():
@@ -212,3 +214,41 @@ def test_the_largest_difference_of_a_step_covers_the_optimizer_state():
     attr, key, hand, _ = step.optimizer_state[1]  # exp_avg, both loops
     off = dataclasses.replace(step, optimizer_state=((attr, key, hand, hand + 0.5),))
     assert off.max_diff == pytest.approx(0.5)
+
+
+TERM_CASES = [
+    (model, loss, bias)
+    for model, losses in (("linear", ("mse", "half_mse", "sse")), ("logistic", ("bce",)), ("mlp", lib.LOSSES))
+    for loss in losses
+    for bias in (True, False)
+]
+
+
+@pytest.mark.parametrize(("model", "loss", "bias"), TERM_CASES)
+def test_the_loss_column_adds_up_to_the_loss_shown_for_every_convention(model, loss, bias):
+    """The per-sample column is the sample's term of the loss: its mean (sse: its sum) is the step's loss."""
+    data = BLOBS if loss == "bce" else DATA
+    cfg = lib.Config(lr=0.01, batch_size=8, iterations=4, loss=loss, model=model, bias=bias, init="normal", hidden=3)
+    stepper = Stepper(data, cfg)
+    reduce = np.sum if loss == "sse" else np.mean
+    term = {"mse": "(target − prediction)²", "half_mse": "½·(target − prediction)²", "sse": "(target − prediction)²",
+            "bce": "−[target·log p + (1 − target)·log(1 − p)]"}[loss]  # fmt: skip
+    for _ in range(cfg.iterations):
+        step = stepper.next()
+        frame = step.batch_frame(data.feature_names)
+        for loop in ("manual", "torch"):
+            side = getattr(step, loop)
+            column = frame[f"{term} ({loop})"].to_numpy()
+            assert reduce(column) == pytest.approx(side.loss, rel=1e-12)
+            assert side.loss_from_terms == pytest.approx(side.loss, rel=1e-12)
+            output = frame[f"{'logit' if loss == 'bce' else 'prediction'} ({loop})"].to_numpy()
+            target = frame["target"].to_numpy()
+            if loss == "bce":  # the model's output is a logit; p is its sigmoid, the model's P(target = 1)
+                p = frame[f"p = sigmoid(logit) ({loop})"].to_numpy()
+                np.testing.assert_allclose(p, 1 / (1 + np.exp(-output)), rtol=1e-12)
+                np.testing.assert_allclose(column, -(target * np.log(p) + (1 - target) * np.log(1 - p)), rtol=1e-9)
+            else:
+                half = 0.5 if loss == "half_mse" else 1.0
+                np.testing.assert_allclose(column, half * (target - output) ** 2, rtol=1e-12)
+                assert not any(c.startswith("p = ") for c in frame.columns)
+        assert (frame["|Δ loss term|"] <= 1e-12).all()
