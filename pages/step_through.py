@@ -1,9 +1,12 @@
 """Step through: both loops one step at a time, every number of the current step side by side."""
 
+import math
+
+import numpy as np
 import streamlit as st
 
 import lib
-from lib.trace import Stepper
+from lib.trace import SAMPLE_TERMS, Stepper
 from pages.common import LOSS_LABELS, fingerprint, sidebar_config, through_navigation
 
 MAX_ITERATIONS = 10_000  # Run to step N computes every step before N; this keeps it to a few seconds
@@ -30,12 +33,81 @@ def number_columns(frame, *skip: str) -> dict:
 through_navigation()
 st.title("Step through")
 st.markdown(
-    "Both loops take one step at a time, on the same batch from the same weights. Every number below is "
-    "read out of the two running loop functions — their own variables, right after the step — so what "
-    "you see is what `lib.run` computes. The step number counts from 0."
+    "Both loops take one step at a time, on the same batch from the same weights. The numbers below are "
+    "read out of the two running loop functions — their own variables, right after the step — or computed "
+    "from them (each sample's loss term, the |manual − torch| differences); the losses and weights are the "
+    "ones `lib.run` records. The step number counts from 0."
 )
 
 picked = sidebar_config("step_through")
+
+
+# What each loss convention's criterion does with the per-sample terms, in torch's words.
+CRITERIA = {
+    "mse": "MSELoss() is their mean",
+    "half_mse": "the half_mse loss (½ × MSELoss()) is their mean",
+    "sse": 'MSELoss(reduction="sum") is their sum',
+    "bce": "BCEWithLogitsLoss() is their mean",
+}
+
+
+def batch_caption(step, cfg: lib.Config) -> str:
+    """What each column of the batch table holds, for this loss and model, with the column's measured mean or sum."""
+    bce = cfg.loss == "bce"
+    if bce:
+        output = (
+            "each loop's logit, the model's output (`z` in the hand loop, `outputs` in torch; BCEWithLogitsLoss "
+            "applies the sigmoid itself), and p = sigmoid(logit), the model's probability that the target is 1 "
+            "(the hand loop's `h`)"
+        )
+        how = ", computed from the logit as log(1 + e^logit) − target·logit, which cannot overflow"
+    else:
+        output = "each loop's prediction, the model's output (`z` in the hand loop, `outputs` in torch)"
+        how = ""
+    term, reduction = SAMPLE_TERMS[cfg.loss]
+    m, t = step.manual.loss_from_terms, step.torch.loss_from_terms
+    measured = f"Here the {reduction} of the column is {m:.6g} (manual) and {t:.6g} (torch)"
+    agree = all(math.isclose(a, b, rel_tol=1e-9) for a, b in ((m, step.manual.loss), (t, step.torch.loss)))
+    return (
+        f"One row per sample: its row in the data, its inputs and target (as the hand loop holds them; the last "
+        f"column says how far torch's copies are from them), {output}, and the sample's term of the loss, "
+        f"{term}{how}: {CRITERIA[cfg.loss]}. {measured}"
+        + (", the losses shown above." if agree else ".")
+        + " The |Δ| columns are |manual − torch|."
+    )
+
+
+def weights_caption(cfg: lib.Config) -> str:
+    """What the gradient and update columns hold, and what zero_grad off changes in them."""
+    h = "h = sigmoid(z)" if cfg.loss == "bce" else "h = z"
+    text = (
+        f"Gradient, manual: the hand loop's −d_weights (it holds the negative gradient, built from target − h, "
+        f"{h}). Gradient, torch: each parameter's .grad after loss.backward(). Update = after − before."
+    )
+    if not cfg.zero_grad:
+        text += (
+            " zero_grad is off, so neither d_weights nor .grad is reset: both hold the sum of this step's gradient "
+            "and every earlier step's, and the optimizer steps with that sum."
+        )
+    return text
+
+
+def diverged_text(step, cfg: lib.Config) -> str:
+    """Why the run stopped at this step, from the step's own numbers where they say it."""
+    text = f"The loops diverged at step {step.t}: a number stopped being finite. There are no later steps."
+    kwargs = {**lib.optim.defaults(cfg.optimizer), **cfg.optimizer_kwargs}
+    m = step.manual
+    with np.errstate(invalid="ignore"):
+        zero_to_nan = int(np.sum((m.gradient == 0) & np.isfinite(m.weights_before) & np.isnan(m.weights_after)))
+    divides = kwargs.get("eps") == 0 and kwargs.get("initial_accumulator_value", 0) == 0
+    if divides and zero_to_nan:
+        return text + (
+            f" {zero_to_nan:,} weight{'s' if zero_to_nan > 1 else ''} whose gradient at this step was exactly 0 "
+            f"came out of the update as NaN. With eps = 0, {lib.optim.TORCH_NAMES[cfg.optimizer]} divides by a "
+            "denominator that is 0 for a weight whose every gradient so far was 0, and 0/0 is NaN, at any learning "
+            "rate: set eps above 0."
+        )
+    return text + f" A learning rate smaller than {cfg.lr:g} may keep the run finite."
 
 
 def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
@@ -69,7 +141,8 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     step = stepper.current
     if step is None:
         st.info(
-            f"Not started: both loops hold the initial weights ({cfg.init}). Press **Start** to run step 0, "
+            f"Not started: both loops hold the initial weights "
+            f"({cfg.init if isinstance(cfg.init, str) else 'the custom ones'}). Press **Start** to run step 0, "
             f"or pick a step N and press **Run to step N**."
         )
         return
@@ -83,10 +156,7 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
         f"learning rate {cfg.lr:g}."
     )
     if stepper.diverged_at is not None and step.t == stepper.diverged_at:
-        st.warning(
-            f"The loops diverged at step {step.t}: a number stopped being finite. There are no later steps; "
-            f"try a learning rate smaller than {cfg.lr:g}."
-        )
+        st.warning(diverged_text(step, cfg))
 
     cols = st.columns(3)
     cols[0].metric("loss, manual loop", f"{step.manual.loss:.6g}")
@@ -94,18 +164,12 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     cols[2].metric("largest |manual − torch| in this step", f"{step.max_diff:.2g}")
 
     st.markdown("#### The batch")
-    st.caption(
-        "One row per sample: its row in the data, inputs and target (the same in both loops), each loop's "
-        "prediction and the sample's own loss (label − prediction)², and how far apart the loops are."
-    )
+    st.caption(batch_caption(step, cfg))
     frame = step.batch_frame(data.feature_names)
     st.dataframe(frame, hide_index=True, column_config=number_columns(frame, "sample (row)"), width="stretch")
 
     st.markdown("#### The weights")
-    st.caption(
-        "Gradient, manual: the hand formula's −d_weights (the hand loop holds the negative gradient, built from "
-        "label − h). Gradient, torch: each parameter's .grad after loss.backward(). Update = after − before."
-    )
+    st.caption(weights_caption(cfg))
     weights = step.weights_frame(stepper.weight_names)
     st.dataframe(weights, column_config=number_columns(weights), width="stretch")
 
@@ -116,11 +180,22 @@ def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -
     """What each optimizer carries from step to step, after this step: the hand attributes beside torch's state."""
     st.markdown("#### The optimizer's state")
     optimizer = lib.optim.TORCH_NAMES[cfg.optimizer]
+    kwargs = {**lib.optim.defaults(cfg.optimizer), **cfg.optimizer_kwargs}
+    carried = (
+        "zero_grad is off, so .grad (and the hand loop's d_weights) is never reset: it holds the sum of the "
+        "gradients of every step so far, and each update uses that sum."
+    )
     if not step.optimizer_state:
-        st.caption(
-            f"torch.optim.{optimizer} with these settings keeps no state between steps: each update uses this "
-            "step's gradient only (momentum would add a velocity buffer)."
-        )
+        text = f"torch.optim.{optimizer} with these settings keeps no state between steps"
+        if cfg.optimizer == "sgd":  # SGD without momentum: the update is -lr times the (signed, decayed) gradient
+            g = "−.grad" if kwargs["maximize"] else ".grad"
+            g = f"({g} + weight_decay × weights)" if kwargs["weight_decay"] else g
+            text += f": the update is −lr × {g}"
+            text += ", and .grad holds this step's gradient only." if cfg.zero_grad else f". But {carried}"
+            text += " (momentum > 0 would add a velocity buffer.)"
+        else:
+            text += "." + ("" if cfg.zero_grad else f" But {carried}")
+        st.caption(text)
         return
     counts = " · ".join(
         f"`optimizer.{attr}` = {hand:g} (manual), `state['{key}']` = {twin:g} (torch)"
@@ -130,6 +205,7 @@ def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -
         f"What torch.optim.{optimizer} carries from one step to the next, after this step: the hand optimizer's "
         "attributes (lib.optim) beside torch's `optimizer.state[param]`, flattened in the weights' order. "
         + (f"Step counters: {counts}." if counts else "")
+        + ("" if cfg.zero_grad else f" Besides the optimizer, {carried}")
     )
     frame = step.state_frame(weight_names)
     if len(frame.columns):

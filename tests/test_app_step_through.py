@@ -189,3 +189,99 @@ def test_plain_sgd_says_it_keeps_no_state():
     click(at, "step_start")
     assert len(at.dataframe) == 2
     assert any("keeps no state between steps" in c.value for c in at.caption)
+
+
+def captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def test_the_batch_columns_are_named_for_the_loss_term_and_add_up_to_the_loss_shown():
+    at = page()
+    at.selectbox(key="loss").set_value("half_mse").run()
+    click(at, "step_start")
+    batch = at.dataframe[0].value
+    term = batch["½·(target − prediction)² (manual)"]
+    np.testing.assert_allclose(term, (batch["target"] - batch["prediction (manual)"]) ** 2 / 2, rtol=1e-12)
+    assert f"{term.mean():.6g}" == at.metric[0].value  # its mean is the loss beside it, not twice it
+    text = captions(at)
+    assert "½·(target − prediction)²: the half_mse loss (½ × MSELoss()) is their mean" in text
+    assert f"Here the mean of the column is {term.mean():.6g} (manual)" in text
+    assert "(label − prediction)²" not in text
+
+    at.selectbox(key="loss").set_value("sse").run()
+    click(at, "step_start")
+    batch = at.dataframe[0].value
+    assert f"{batch['(target − prediction)² (torch)'].sum():.6g}" == at.metric[1].value
+    assert 'MSELoss(reduction="sum") is their sum' in captions(at)
+
+
+def test_a_classifier_shows_its_logit_and_probability_and_the_bce_term():
+    at = page()
+    at.selectbox(key="data").set_value("blobs").run()
+    click(at, "step_start")
+    batch = at.dataframe[0].value
+    assert "prediction (manual)" not in batch  # the logistic model's output is a logit, not a probability
+    logit, p = batch["logit (manual)"], batch["p = sigmoid(logit) (manual)"]
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-logit)), rtol=1e-12)
+    term = batch["−[target·log p + (1 − target)·log(1 − p)] (manual)"]
+    y = batch["target"]
+    np.testing.assert_allclose(term, -(y * np.log(p) + (1 - y) * np.log(1 - p)), rtol=1e-9)
+    assert f"{term.mean():.6g}" == at.metric[0].value
+    text = captions(at)
+    assert "each loop's logit" in text and "BCEWithLogitsLoss() is their mean" in text
+    assert "h = sigmoid(z)" in text
+
+
+def test_without_zero_grad_the_page_says_the_gradient_is_a_sum_over_steps():
+    at = page()
+    at.checkbox(key="zero_grad").uncheck().run()
+    click(at, "step_start")
+    click(at, "step_next")
+    text = captions(at)
+    assert "this step's gradient only" not in text
+    assert "it holds the sum of the gradients of every step so far" in text
+    # ... which is what the numbers say: step 1's gradient is step 0's plus step 1's own batch gradient.
+    stepper = lib.trace.Stepper(DATA, CFG.replace(iterations=2))
+    fresh = [stepper.next() for _ in range(2)]
+    shown = at.dataframe[1].value["gradient (torch)"].to_numpy()
+    np.testing.assert_allclose(shown, fresh[0].torch.gradient + fresh[1].torch.gradient, rtol=1e-12)
+
+    at.checkbox(key="zero_grad").check().run()
+    click(at, "step_start")
+    assert "and .grad holds this step's gradient only" in captions(at)
+
+
+def test_plain_sgds_update_formula_is_the_one_the_numbers_follow():
+    at = page()
+    at.checkbox(key="sgd_maximize").check().run()
+    at.number_input(key="sgd_weight_decay").set_value(0.5).run()
+    click(at, "step_start")
+    click(at, "step_next")
+    assert "the update is −lr × (−.grad + weight_decay × weights)" in captions(at)
+    w = at.dataframe[1].value
+    expected = -CFG.lr * (-w["gradient (torch)"] + 0.5 * w["before (torch)"])
+    np.testing.assert_allclose(w["update (torch)"], expected, rtol=1e-9, atol=1e-15)
+
+
+def test_eps_zero_divergence_names_the_zero_over_zero():
+    at = page()
+    at.selectbox(key="model").set_value("mlp").run()  # all-zero weights: every gradient but b2's is 0
+    at.selectbox(key="optimizer").set_value("adam").run()
+    at.number_input(key="adam_eps").set_value(0.0).run()
+    click(at, "step_start")
+    warning = at.warning[-1].value
+    assert "diverged at step 0" in warning
+    weights = at.dataframe[1].value
+    nan = int((weights["gradient (manual)"] == 0).sum())
+    assert nan == 8 * 3 + 8 + 8 and weights["after (manual)"].isna().sum() == nan  # W1, b1, W2: 0/0
+    assert f"{nan:,} weights whose gradient at this step was exactly 0 came out of the update as NaN" in warning
+    assert "learning rate smaller" not in warning  # no lr helps 0/0
+
+
+def test_an_lr_divergence_does_not_blame_eps():
+    at = page()
+    at.number_input(key="lr").set_value(100.0).run()
+    at.number_input(key="step_target").set_value(499)
+    click(at, "step_run_to")
+    warning = at.warning[0].value
+    assert "A learning rate smaller than 100 may keep the run finite." in warning and "eps =" not in warning
