@@ -67,8 +67,9 @@ def classic(m: int = 50, noise: float = 0.5, seed: int = 0) -> Dataset:
 def sine_poly(m: int = 100, degree: int = 3, noise: float = 0.1, standardize: bool = False, seed: int = 0) -> Dataset:
     """y = sin(x) + noise * N(0, 1), x ~ U(0, 2 pi), with features x, x^2, .., x^degree.
 
-    Unscaled, x^3 reaches about 250 while x stays below 6.3, so the largest curvature is thousands of
-    times the smallest: only a tiny learning rate is stable and the small directions barely move.
+    Unscaled, x^3 reaches about 250 while x stays below 6.3, so the largest curvature of the squared loss
+    is over 100,000 times the smallest (seed 0, degree 3): only a tiny learning rate is stable and the
+    small directions barely move.
     standardize=True rescales each feature to mean 0 and standard deviation 1 (see `standardize`).
     """
     _check("m", m, 2, 1_000_000)
@@ -110,7 +111,11 @@ def correlated(m: int = 200, rho: float = 0.95, noise: float = 0.1, seed: int = 
 
 
 def blobs(m: int = 200, distance: float = 3.0, spread: float = 1.0, seed: int = 0) -> Dataset:
-    """Two round Gaussian clouds in 2-D, `distance` apart, labelled 0 and 1 (half each), rows shuffled."""
+    """Two round Gaussian clouds in 2-D, centres `distance` apart, std `spread`, labelled 0 and 1 (half each), shuffled.
+
+    They overlap: the best line for the clouds (the midline between the centres) puts a fraction
+    Phi(-distance / (2 spread)) of the points on the wrong side, 6.7% for the defaults.
+    """
     _check("m", m, 2, 1_000_000)
     _check("distance", distance, 0.0, 1e3, float)
     _check("spread", spread, 1e-6, 1e3, float)
@@ -125,7 +130,7 @@ def blobs(m: int = 200, distance: float = 3.0, spread: float = 1.0, seed: int = 
 
 
 def moons(m: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
-    """Two interleaved half circles labelled 0 (upper) and 1 (lower): no straight line separates them."""
+    """Two interleaved half circles labelled 0 (upper) and 1 (lower): each arc reaches into the other's hollow."""
     _check("m", m, 2, 1_000_000)
     _check("noise", noise, 0.0, 1e3, float)
     _check("seed", seed, 0, 2**32 - 1)
@@ -270,8 +275,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "classic",
                 "Classic hand-written loop",
                 classic,
-                about="The textbook settings: lr 1e-4, 50,000 full-batch steps of 1/2 mean squared error, "
-                "no bias, zero init, on inputs of size about ten that pass through the origin.",
+                about="The classic hand-written loop's settings: lr 1e-4, 50,000 full-batch steps, no bias, zero "
+                "initial weights and the half_mse loss (½ × the mean of squared errors). The inputs lie between 0 "
+                "and 10 and y = 3·x1 − 2·x2 + noise has no intercept; the run ends at the least-squares weights.",
                 lr=1e-4,
                 batch_size=FULL_BATCH,
                 iterations=50_000,
@@ -283,7 +289,8 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "linear",
                 "Linear example",
                 linear,
-                about="Three random features, a bias and a little noise: the default run of this app.",
+                about="The app's default synthetic data (200 samples of three random features, a bias and noise "
+                "of standard deviation 0.1), here with lr 0.01 and 1,000 steps in batches of 32.",
                 lr=0.01,
                 batch_size=32,
                 iterations=1000,
@@ -293,8 +300,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "sine_poly",
                 "Sine with polynomial features (unscaled)",
                 sine_poly,
-                about="x, x^2, x^3 on [0, 2 pi] differ in size by a factor of 40: only lr about 5e-5 is stable, "
-                "and the fit barely moves. Compare with the standardised version.",
+                about="x, x², x³ for x from 0 to 2π: x³ reaches about 250 while x stays below 6.3, 40 times less. "
+                "Full-batch gradient descent is stable only for lr below 8e-05 (this preset takes 5e-05), and in "
+                "5,000 steps the mean squared error falls only from 0.49 to 0.29, where least squares reaches 0.015 "
+                "(seed 0). Compare with the standardised version.",
                 lr=5e-5,
                 batch_size=FULL_BATCH,
                 iterations=5000,
@@ -304,8 +313,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "sine_poly_standardized",
                 "Sine with polynomial features (standardised)",
                 _sine_poly_standardized,
-                about="The same features rescaled to mean 0 and standard deviation 1: a learning rate "
-                "thousands of times larger is stable.",
+                about="The same features rescaled to mean 0 and standard deviation 1: lr up to 0.34 is stable, "
+                "over 4,000 times more than unscaled, and this preset's lr 0.2 brings the mean squared error down "
+                "to 0.018 in 5,000 steps (seed 0).",
                 lr=0.2,
                 batch_size=FULL_BATCH,
                 iterations=5000,
@@ -315,8 +325,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "correlated",
                 "Correlated features (zig-zag)",
                 correlated,
-                about="Two features with correlation 0.95: full-batch gradient descent bounces across "
-                "the narrow valley of the loss while creeping along it.",
+                about="Two features with correlation 0.95 make the loss a narrow valley. At lr 0.45, full-batch "
+                "gradient descent bounces across it (the error across the valley changes sign every step and shrinks "
+                "only to 0.73 of itself) while creeping along it (0.955 of itself per step; seed 0).",
                 lr=0.45,
                 batch_size=FULL_BATCH,
                 iterations=200,
@@ -327,8 +338,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "kepler",
                 "Planets: Kepler's third law (real data)",
                 kepler,
-                about="Eight planets and Pluto: log10 of the orbital period against log10 of the distance "
-                "from the Sun. The slope should come out as 1.5.",
+                about="Eight planets and Pluto: log10 of the orbital period against log10 of the semi-major "
+                "axis (the mean distance from the Sun). The run's slope comes out as 1.50 and its bias as 0.00: "
+                "T² is proportional to a³.",
                 lr=0.1,
                 batch_size=FULL_BATCH,
                 iterations=1000,
@@ -338,9 +350,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "escape_velocity",
                 "Planets: escape velocity (real data)",
                 escape_velocity,
-                about="log10 escape velocity against log10 mass and log10 radius: the weights come out as "
-                "0.5 and -0.5, as v = sqrt(2GM/R) says. Heavier planets are bigger, so the two inputs are "
-                "correlated and plain gradient descent creeps; set momentum to 0 to watch it.",
+                about="log10 escape velocity against log10 mass and log10 radius: with momentum 0.98 the weights "
+                "come out as 0.50 and -0.50 in 3,000 steps, as v = sqrt(2GM/R) says. Heavier planets are bigger "
+                "(the two inputs' correlation is 0.99), so plain gradient descent creeps: with momentum 0 the "
+                "weights are still 0.28 and 0.10 after the 3,000 steps.",
                 lr=0.05,
                 batch_size=FULL_BATCH,
                 iterations=3000,
@@ -353,7 +366,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "Two blobs (classification)",
                 blobs,
                 task=CLASSIFICATION,
-                about="Two Gaussian clouds labelled 0 and 1: a straight line separates them.",
+                about="Two round Gaussian clouds labelled 0 and 1, their centres 3 apart and each of standard "
+                "deviation 1: they overlap, so no straight line separates them. With seed 0 the best line still "
+                "misclassifies 15 of the 200 points; in the long run 6.7% of the points lie beyond the midline, "
+                "on the other class's side.",
                 lr=0.1,
                 batch_size=32,
                 iterations=1000,
@@ -364,8 +380,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "Two moons (classification)",
                 moons,
                 task=CLASSIFICATION,
-                about="Two interleaved half circles labelled 0 and 1: a straight line cannot separate them, "
-                "a small network can.",
+                about="Two interleaved half circles labelled 0 and 1: no straight line separates them (with "
+                "seed 0 the best one misclassifies 20 of the 200 points), but the suggested network, 16 tanh "
+                "units trained for 2,000 steps, classifies all 200 correctly.",
                 lr=0.5,
                 batch_size=32,
                 iterations=2000,

@@ -1,5 +1,7 @@
 """Presets: shapes, seeds, binary targets, suggested settings that are stable, and both loops agreeing on each."""
 
+import importlib
+import math
 from types import MappingProxyType
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 import lib
 from lib import datasets
 from lib.datasets import CLASSIFICATION, PRESETS, REGRESSION
+from lib.manual import mlp_views
 
 SEEDED = [key for key, p in PRESETS.items() if p.seeded]
 REGRESSIONS = [key for key, p in PRESETS.items() if p.task == REGRESSION]
@@ -183,3 +186,151 @@ def test_planet_presets_recover_the_physical_exponents():
 def test_bad_preset_arguments_are_explained(build, kwargs, words):
     with pytest.raises(ValueError, match=words):
         build(**kwargs)
+
+
+# --- Every number in a preset's description is measured here -----------------------------------
+
+
+def fewest_misclassified(X: np.ndarray, y: np.ndarray) -> int:
+    """The fewest points any straight line misclassifies, exactly (2-D points in general position).
+
+    A best line can be moved until it passes through two of the points without changing how it classifies
+    the others, and a line through two points can be nudged to put each of them on either side; so the
+    answer is the fewest errors among the other points, over every line through two points, either way round.
+    """
+    ones, best = y == 1.0, len(y)
+    for i in range(len(y) - 1):
+        d, rel = X[i + 1 :] - X[i], X - X[i]
+        side = d[:, :1] * rel[None, :, 1] - d[:, 1:] * rel[None, :, 0]  # one row per line through i and a later j
+        above, below = side > 0, side < 0
+        errors = np.minimum(
+            (above & ~ones).sum(1) + (below & ones).sum(1), (below & ~ones).sum(1) + (above & ones).sum(1)
+        )
+        best = min(best, int(errors.min()))
+    return best
+
+
+def test_fewest_misclassified_is_exact_on_small_cases():
+    X = np.array([[0.0, 0.0], [1.0, 0.1], [0.2, 1.0], [1.1, 1.2]])
+    assert fewest_misclassified(X, np.array([0.0, 0.0, 1.0, 1.0])) == 0  # y < 0.5 splits them
+    assert fewest_misclassified(X, np.array([0.0, 1.0, 1.0, 0.0])) == 1  # XOR: no line gets all four
+
+
+def test_blobs_overlap_as_their_description_says():
+    preset = PRESETS["blobs"]
+    data = preset.make(0)
+    assert "a straight line separates them" not in preset.about
+    assert "3 apart and each of standard deviation 1" in preset.about
+    assert f"the best line still misclassifies {fewest_misclassified(data.X, data.y)} of the {data.m} points" in (
+        preset.about
+    )
+    for seed in range(1, 5):  # no straight line separates them with other seeds either
+        other = preset.make(seed)
+        assert fewest_misclassified(other.X, other.y) > 0
+    # In the long run: a point lies beyond the midline x1 + x2 = 0 with probability Phi(-distance / (2 spread)).
+    share = 0.5 * math.erfc(3.0 / 2 / math.sqrt(2))
+    assert f"in the long run {share:.1%} of the points lie beyond the midline" in preset.about
+    many = datasets.blobs(m=200_000, seed=0)
+    assert np.mean((many.X.sum(axis=1) > 0) != (many.y == 1.0)) == pytest.approx(share, abs=0.003)
+
+
+def test_moons_description_numbers():
+    preset = PRESETS["moons"]
+    data = preset.make(0)
+    assert f"the best one misclassifies {fewest_misclassified(data.X, data.y)} of the {data.m} points" in preset.about
+    cfg = preset.config(data)
+    assert (cfg.hidden, cfg.activation, cfg.iterations) == (16, "tanh", 2000)
+    assert "16 tanh units trained for 2,000 steps, classifies all 200 correctly" in preset.about
+    # The hand loop alone (its agreement with torch is test_both_loops_agree_on_every_preset's): torch's
+    # BCEWithLogitsLoss costs milliseconds a call on a busy machine, numpy microseconds.
+    manual = importlib.import_module("lib.run").loops(data, cfg)[0]  # lib.run is also the function
+    for _ in range(cfg.iterations):
+        weights = next(manual)[1]
+    W1, b1, W2, b2 = mlp_views(weights, data.n, cfg.hidden, cfg.bias)
+    logits = np.tanh(data.X @ W1.T + b1) @ W2 + b2[0]
+    assert np.all((logits > 0) == (data.y == 1.0))
+
+
+def test_classic_description():
+    preset = PRESETS["classic"]
+    data = preset.make(0)
+    assert data.X.min() >= 0 and data.X.max() <= 10
+    assert data.true_weights == (3.0, -2.0, 0.0)
+    assert "lr 1e-4, 50,000 full-batch steps, no bias, zero initial weights and the half_mse loss" in preset.about
+    cfg = preset.config(data)
+    assert (cfg.lr, cfg.batch_size, cfg.iterations, cfg.bias, cfg.init, cfg.loss) == (
+        1e-4,
+        50,
+        50_000,
+        False,
+        "zeros",
+        "half_mse",
+    )
+    # "the run ends at the least-squares weights": test_classic_preset_has_the_classic_settings_and_converges_...
+
+
+def test_linear_description_is_the_apps_default_data():
+    from pages.common import DEFAULTS
+
+    preset = PRESETS["linear"]
+    for seed in (0, 5):
+        default = datasets.linear(m=DEFAULTS["samples"], n=DEFAULTS["n_features"], noise=DEFAULTS["noise"], seed=seed)
+        np.testing.assert_array_equal(preset.make(seed).X, default.X)
+        np.testing.assert_array_equal(preset.make(seed).y, default.y)
+    assert (DEFAULTS["samples"], DEFAULTS["n_features"], DEFAULTS["noise"]) == (200, 3, 0.1)
+    cfg = preset.config()
+    assert f"lr {cfg.lr:g} and {cfg.iterations:,} steps in batches of {cfg.batch_size}" in preset.about
+    assert "the default run" not in preset.about  # the default run has lr 0.05 and 500 steps
+
+
+def test_sine_poly_descriptions():
+    raw, scaled = PRESETS["sine_poly"], PRESETS["sine_poly_standardized"]
+    data = raw.make(0)
+    x, x3 = data.X[:, 0], data.X[:, 2]
+    assert x.max() < 6.3 and round(x3.max(), -1) == 250 and round(x3.max() / x.max(), -1) == 40
+    assert "x³ reaches about 250 while x stays below 6.3, 40 times less" in raw.about
+    cfg = raw.config(data)
+    limit = 2 / hessian_eigenvalues(data, cfg).max()
+    assert f"stable only for lr below {limit:.1g} (this preset takes {cfg.lr:.0e})" in raw.about
+    loss = lib.run(data, cfg).torch.loss
+    w = lib.least_squares(data, bias=True)
+    best = np.mean((data.with_ones() @ w - data.y) ** 2)
+    assert f"falls only from {loss[0]:.2g} to {loss[-1]:.2g}, where least squares reaches {best:.2g}" in raw.about
+
+    sdata = scaled.make(0)
+    scfg = scaled.config(sdata)
+    slimit = 2 / hessian_eigenvalues(sdata, scfg).max()
+    assert f"lr up to {slimit:.2g} is stable" in scaled.about and slimit / limit > 4000
+    assert f"over 4,000 times more than unscaled, and this preset's lr {scfg.lr:g}" in scaled.about
+    assert f"down to {lib.run(sdata, scfg).torch.loss[-1]:.2g} in 5,000 steps" in scaled.about
+    assert scfg.iterations == cfg.iterations == 5000
+
+
+def test_correlated_description():
+    preset = PRESETS["correlated"]
+    data = preset.make(0)
+    cfg = preset.config(data)
+    assert round(np.corrcoef(data.X.T)[0, 1], 2) == 0.95 and "correlation 0.95" in preset.about
+    low, high = hessian_eigenvalues(data, cfg)
+    across, along = 1 - cfg.lr * high, 1 - cfg.lr * low  # full-batch GD multiplies the error by these
+    assert across < 0 < along  # across the valley the sign flips every step
+    assert f"At lr {cfg.lr:g}" in preset.about
+    assert f"shrinks only to {abs(across):.2f} of itself" in preset.about
+    assert f"({along:.3f} of itself per step" in preset.about
+
+
+def test_planet_descriptions():
+    kepler = PRESETS["kepler"]
+    slope, bias = lib.run(kepler.make(), kepler.config(kepler.make())).torch.weights[-1]
+    assert abs(bias) < 0.005
+    assert f"The run's slope comes out as {slope:.2f} and its bias as {abs(bias):.2f}" in kepler.about
+
+    escape = PRESETS["escape_velocity"]
+    data = escape.make()
+    cfg = escape.config(data)
+    assert dict(cfg.optimizer_kwargs) == {"momentum": 0.98} and cfg.iterations == 3000
+    w_mass, w_radius, _ = lib.run(data, cfg).torch.weights[-1]
+    assert f"the weights come out as {w_mass:.2f} and {w_radius:.2f} in 3,000 steps" in escape.about
+    assert f"correlation is {np.corrcoef(data.X.T)[0, 1]:.2f}" in escape.about
+    plain_mass, plain_radius, _ = lib.run(data, cfg.replace(optimizer_kwargs={})).torch.weights[-1]
+    assert f"the weights are still {plain_mass:.2f} and {plain_radius:.2f} after the 3,000 steps" in escape.about
