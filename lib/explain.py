@@ -7,22 +7,27 @@ measured. The Code map page shows both, so the text cannot drift from what the c
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import textwrap
+import threading
 import types
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import torch
 
 from .config import Config
 from .data import Dataset
-from .manual import effective_lr_ratio, hand_loss
-from .optim import TORCH_NAMES, defaults
-from .run import loops, run
-from .torch_loop import torch_loss
+from .manual import effective_lr_ratio, hand_loss, manual_loop, manual_mlp_loop
+from .optim import TORCH_NAMES, defaults, torch_optimizer
+from .run import loops
+from .torch_loop import make_model, share_one_vector, torch_loss
 from .trace import Step, Stepper
 
 # The phase comments both loops carry, in order; each opens one row of the code map.
@@ -49,9 +54,10 @@ ROWS = (
         PHASES[0],
         "d_weights = np.zeros_like(weights)",
         "optimizer.zero_grad()",
-        "The hand loop builds `d_weights` as a sum over the batch, so each step starts it from zero. "
-        "`backward()` builds `.grad` the same way, by adding into it, and `optimizer.zero_grad()` is the reset. "
-        "It is not automatic because adding is sometimes wanted (gradient accumulation over several batches).",
+        "The hand loop's backward line adds into `d_weights` with `+=`, exactly as `backward()` adds into each "
+        "`.grad`, so without a reset the previous step's gradient would carry over into this one. "
+        "`optimizer.zero_grad()` is torch's reset. It is not automatic because adding is sometimes wanted "
+        "(gradient accumulation over several micro-batches).",
     ),
     Row(
         "forward",
@@ -78,10 +84,10 @@ ROWS = (
         PHASES[3],
         "d_weights += slope(len(labels)) * (inputs.T @ error)",
         "loss.backward()",
-        "The hand loop writes the derivative out: `d_weights = k · inputsᵀ · (labels − h)`, with "
-        "`k = slope(m)` = 2/m for `MSELoss()`, 1/m for the ½·mean convention and 2 for a sum (m = batch size). "
-        "`loss.backward()` derives the same numbers by walking the graph back from the loss, and adds them "
-        "into each parameter's `.grad`.",
+        "The hand loop writes the derivative out: `d_weights += k · inputsᵀ · (labels − h)`, with `k = slope(m)`: "
+        "2/m for `MSELoss()` (the convention here), where m is the batch size. `loss.backward()` derives the "
+        "same numbers with the opposite sign (`.grad == -d_weights`: the gradient itself) by walking the graph "
+        "back from the loss, and adds them into each parameter's `.grad`.",
     ),
     Row(
         "update",
@@ -95,6 +101,102 @@ ROWS = (
         "The same move, from opposite signs of what is stored.",
     ),
 )
+# Row.text is the text for the default configuration (linear model with a bias, MSELoss(), plain SGD);
+# row_text gives the one for any Config, which is what the Code map shows.
+
+SLOPES = MappingProxyType({"mse": "2/m", "half_mse": "1/m", "sse": "2", "bce": "1/m"})
+LOSS_NAMES = MappingProxyType(
+    {
+        "mse": "`MSELoss()`",
+        "half_mse": "the ½·mean convention",
+        "sse": '`MSELoss(reduction="sum")`',
+        "bce": "`BCEWithLogitsLoss()`",
+    }
+)
+
+
+def _plain_sgd(cfg: Config) -> bool:
+    """SGD with no momentum, weight decay or maximize: every step is p -= lr * grad."""
+    return cfg.optimizer == "sgd" and not any(_kwarg(cfg, k) for k in ("momentum", "weight_decay", "maximize"))
+
+
+def row_text(row: Row, cfg: Config) -> str:
+    """What the row's two lines do, exactly, for this Config's model, bias, loss, optimizer and switches."""
+    act = {"tanh": "tanh", "relu": "relu"}[cfg.activation]
+    if row.key == "reset":
+        text = row.text
+        if not cfg.zero_grad:
+            text += (
+                " **In this configuration the reset is switched off in both loops** (`zero_grad=False`): each "
+                "step's gradient is added to the sum of all the earlier ones."
+            )
+        return text
+    if row.key == "forward":
+        if cfg.model == "mlp":
+            bias = " + b1" if cfg.bias else ""
+            out = " + b2" if cfg.bias else ""
+            layers = (
+                "Linear, " + ("Tanh" if act == "tanh" else "ReLU") + ", Linear" + ("" if cfg.bias else " (bias=False)")
+            )
+            text = (
+                f"Both compute the predictions from the current weights, one layer at a time: by hand "
+                f"`a1 = inputs @ W1.T{bias}`, `h1 = {act}(a1)`, `z = h1 @ W2{out}`; `net` is an `nn.Sequential` of "
+                f"{layers}, and because its parameters require grad, `net(inputs)` also records the graph that "
+                "`backward()` will walk. The hand loop keeps `a1` and `h1`: its backward pass needs them."
+            )
+        elif cfg.bias:
+            text = (
+                "Both compute the predictions from the current weights. The hand loop's inputs carry a last column "
+                "of ones, so the bias is one more weight; `net(inputs)` computes `inputs @ weight.T + bias` and, "
+                "because the parameters require grad, records the graph that `backward()` will walk."
+            )
+        else:
+            text = (
+                "Both compute the predictions from the current weights. There is no bias here: the hand loop's "
+                "inputs are the features alone, and `net = nn.Linear(n, 1, bias=False)` computes "
+                "`inputs @ weight.T`; because its weight requires grad, `net(inputs)` also records the graph that "
+                "`backward()` will walk."
+            )
+        if cfg.loss == "bce":
+            text += (
+                " The outputs are logits: the hand loop takes `h = sigmoid(z)` itself, and torch leaves the "
+                "sigmoid to `BCEWithLogitsLoss`."
+            )
+        return text
+    if row.key == "loss":
+        h = "sigmoid(z)" if cfg.loss == "bce" else "z"
+        return (
+            f"Both compare predictions with labels. The hand loop keeps the error `labels - h` (h = {h}) for its "
+            "gradient and computes the loss only to report it; torch keeps the loss *tensor*, the root of the graph."
+        )
+    if row.key == "backward":
+        why = "a sum does not divide by the batch size m" if cfg.loss == "sse" else "m is the batch size"
+        k = f"`k = slope(m)` = {SLOPES[cfg.loss]} for {LOSS_NAMES[cfg.loss]}, the convention here ({why})"
+        if cfg.model == "mlp":
+            text = (
+                "The hand loop writes the chain rule out, from the output back to the first layer: "
+                f"`delta = k · (labels − h)` is −dL/dz with {k}; then `dW2 += h1ᵀ · delta`, "
+                f"`delta1 = delta · W2 · {act}'(a1)` and `dW1 += delta1ᵀ · inputs`"
+                + (", and the biases add up their deltas" if cfg.bias else "")
+                + "."
+            )
+        else:
+            text = f"The hand loop writes the derivative out: `d_weights += k · inputsᵀ · (labels − h)`, with {k}."
+        return text + (
+            " `loss.backward()` derives the same numbers with the opposite sign (`.grad == -d_weights`: the "
+            "gradient itself) by walking the graph back from the loss, and adds them into each parameter's `.grad`."
+        )
+    if row.key == "update":
+        name = TORCH_NAMES[cfg.optimizer]
+        if _plain_sgd(cfg):
+            return row.text
+        return (
+            f"The hand loop hands the gradient, `-d_weights`, to its own `lib.optim.{name}`, which does "
+            f"`torch.optim.{name}`'s arithmetic in numpy; torch's `step()` reads the same gradient from each "
+            "parameter's `.grad` (it points uphill; `d_weights` points downhill) and updates the parameters in "
+            "place, from the optimizer's state as well as the gradient."
+        )
+    raise ValueError(f"row must be one of {', '.join(r.key for r in ROWS)}; got {row.key!r}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +206,7 @@ class Evidence:
     ok: bool
     measured: dict = field(default_factory=dict)  # label -> number or short text
     note: str = ""  # one line on how it was measured
+    applies: bool = True  # False: nothing to measure here (a zero gradient, say), so the sentence is not shown
 
 
 @dataclass(frozen=True)
@@ -113,9 +216,14 @@ class Claim:
     key: str
     row: str  # Row.key
     text: str
-    check: Callable[[Dataset, Config], Evidence]
-    applies: Callable[[Config], bool] = lambda cfg: True  # False: the page says it does not apply
+    check: Callable[..., Evidence]  # (data, cfg, t=0): measured on step t of this run
+    applies: Callable[[Config], bool] = lambda cfg: True  # False: the sentence does not apply, so it is not shown
     about: Callable[[Config], bool] = lambda cfg: True  # False: not about this Config at all (another optimizer)
+    say: Callable[[Config], str] | None = None  # the sentence for a Config, where it depends on it; else `text`
+
+    def sentence(self, cfg: Config) -> str:
+        """The sentence as it reads for this Config (model, bias, loss, optimizer)."""
+        return self.say(cfg) if self.say is not None else self.text
 
 
 # ---------------------------------------------------------------- the code itself
@@ -201,18 +309,41 @@ def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tup
     raise ValueError(f"row must be one of {', '.join(r.key for r in ROWS)}; got {row!r}")
 
 
-# ---------------------------------------------------------------- helpers for the checks
+# ---------------------------------------------------------------- the step a check looks at
+
+_STEPPERS: OrderedDict = OrderedDict()  # (id(data), repr(cfg), t) -> (weakref to data, Stepper on step t)
+_STEPPERS_LOCK = threading.Lock()  # sessions run in threads of one server
 
 
-def _sgd(cfg: Config) -> Config:
-    """cfg with plain SGD in float64 and one convention: the sentences are about that loop."""
-    return cfg.replace(optimizer="sgd", optimizer_kwargs={}, torch_dtype="float64", manual_loss=None)
+def _stepper_at(data: Dataset, cfg: Config, t: int) -> Stepper:
+    """A Stepper of this very run standing on step t (or the step it diverged at, if earlier).
+
+    Every check of one page view asks for the same step, so the last few are kept: running a long
+    run to step t once instead of once per check. Nothing is shared but these read-only results.
+    """
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+        raise ValueError(f"the step must be a whole number >= 0; got {t!r}")
+    key = (id(data), repr(cfg), int(t))
+    with _STEPPERS_LOCK:
+        hit = _STEPPERS.get(key)
+        if hit is not None and hit[0]() is data:
+            _STEPPERS.move_to_end(key)
+            return hit[1]
+    stepper = Stepper(data, cfg.replace(iterations=max(cfg.iterations, int(t) + 1)), keep=1)
+    stepper.run_to(int(t))
+    with _STEPPERS_LOCK:
+        _STEPPERS[key] = (weakref.ref(data), stepper)
+        while len(_STEPPERS) > 4:
+            _STEPPERS.popitem(last=False)
+    return stepper
 
 
-def _first_step(data: Dataset, cfg: Config) -> tuple[Stepper, Step]:
-    """Step 0 of this configuration's run (plain SGD), and the Stepper whose generators took it."""
-    stepper = Stepper(data, _sgd(cfg).replace(iterations=1), keep=1)
-    return stepper, stepper.next()
+def _step(data: Dataset, cfg: Config, t: int) -> Step:
+    return _stepper_at(data, cfg, t).current
+
+
+def _where(step: Step) -> str:
+    return f"step {step.t} of this run"
 
 
 def _grads(net: torch.nn.Module) -> dict[str, torch.Tensor | None]:
@@ -223,28 +354,44 @@ def _flat(grads: dict) -> np.ndarray:
     return np.concatenate([g.numpy().ravel() for g in grads.values()])
 
 
-def _model(data: Dataset, cfg: Config, loss: str | None = None):
-    """The live torch loop's own net after step 0, a criterion (the run's, or `loss`), and the step's batch."""
-    stepper, _ = _first_step(data, cfg)
-    f = stepper._torch.gi_frame.f_locals
-    criterion = torch_loss(loss) if loss else f["criterion"]
-    net = f["net"]
-    for p in net.parameters():
-        p.grad = None  # step 0's backward left its gradient here; each check starts from none
-    return net, criterion, f["inputs"], f["labels"]
+def _model(data: Dataset, cfg: Config, t: int = 0, loss: str | None = None):
+    """The torch model of this Config at step t's weights (no .grad yet), a criterion (the run's, or `loss`), and
+    step t's batch: built with the torch loop's own make_model and torch_loss, so it is the net that loop trains."""
+    step = _step(data, cfg, t)
+    dtype = getattr(torch, cfg.torch_dtype)
+    net = make_model(cfg.model, data.n, cfg.bias, cfg.hidden, cfg.activation, dtype)
+    share_one_vector(net, step.torch.weights_before, dtype)
+    inputs = torch.from_numpy(step.torch.inputs).to(dtype)
+    labels = torch.from_numpy(step.torch.labels).to(dtype).unsqueeze(1)
+    return net, torch_loss(loss or cfg.loss), inputs, labels
+
+
+def _hand_gradient(step: Step, cfg: Config, loss: str) -> np.ndarray:
+    """One step of this Config's hand loop, on step t's batch from step t's weights, under `loss`: its gradient."""
+    m = step.manual
+    if cfg.model == "mlp":
+        gen = manual_mlp_loop([(m.lines["inputs"], m.labels)], m.weights_before, cfg.lr, loss, hidden=cfg.hidden,
+                              activation=cfg.activation, bias=cfg.bias)  # fmt: skip
+    else:
+        gen = manual_loop([(m.lines["inputs"], m.labels)], m.weights_before, cfg.lr, loss)
+    return np.array(next(gen)[2])
 
 
 def _num(x: float) -> float:
     return float(f"{x:.6g}") if math.isfinite(x) else x
 
 
+def _zero(what: str, step: Step) -> Evidence:
+    return Evidence(False, {"|gradient|": 0.0}, f"{what} is zero at {_where(step)}: the ratio is undefined", False)
+
+
 # ---------------------------------------------------------------- the checks
 
 
-def check_zero_grad_sets_none(data: Dataset, cfg: Config) -> Evidence:
+def check_zero_grad_sets_none(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     """After backward(), optimizer.zero_grad() leaves every .grad as None (zeros only with set_to_none=False)."""
-    net, criterion, inputs, labels = _model(data, cfg)
-    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    net, criterion, inputs, labels = _model(data, cfg, t)
+    optimizer = torch_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.optimizer_kwargs)
     criterion(net(inputs), labels).backward()
     had = all(g is not None for g in _grads(net).values())
     optimizer.zero_grad()
@@ -257,164 +404,310 @@ def check_zero_grad_sets_none(data: Dataset, cfg: Config) -> Evidence:
         "zeros" if all(g is not None and not g.any() for g in zeros.values()) else "not zeros"
     )
     ok = had and all(g is None for g in after.values()) and measured["with set_to_none=False"] == "zeros"
-    return Evidence(ok, measured, "backward() on the first batch, then optimizer.zero_grad()")
+    step = _step(data, cfg, t)
+    return Evidence(ok, measured, f"backward() on the batch of {_where(step)}, then optimizer.zero_grad()")
 
 
-def check_backward_adds(data: Dataset, cfg: Config) -> Evidence:
+def check_backward_adds(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     """Two backward() calls without a reset leave twice the gradient in .grad."""
-    net, criterion, inputs, labels = _model(data, cfg)
+    net, criterion, inputs, labels = _model(data, cfg, t)
     criterion(net(inputs), labels).backward()
     once = _flat(_grads(net))
     criterion(net(inputs), labels).backward()  # a fresh forward: the same batch, no zero_grad() between
     twice = _flat(_grads(net))
+    step = _step(data, cfg, t)
     nonzero = np.abs(once) > 0
+    if not nonzero.any():
+        return _zero("the gradient", step)
     ratios = twice[nonzero] / once[nonzero]
-    if not ratios.size:
-        return Evidence(False, {"|gradient|": 0.0}, "the gradient is zero at this init; the ratio is undefined")
+    zeros_stay = bool(np.all(twice[~nonzero] == 0))
     measured = {"second .grad / first .grad (min)": _num(ratios.min()), "(max)": _num(ratios.max())}
-    return Evidence(bool(np.allclose(ratios, 2.0, rtol=1e-12)), measured, "same batch, backward() twice")
+    ok = bool(np.allclose(ratios, 2.0, rtol=1e-12)) and zeros_stay
+    return Evidence(ok, measured, f"the batch of {_where(step)}, backward() twice")
 
 
-def check_hand_needs_no_loss_value(data: Dataset, cfg: Config) -> Evidence:
-    """The hand loop's weights are unchanged when every loss value it computes is replaced by NaN."""
-    cfg = _sgd(cfg).replace(iterations=5)
-    reference = Stepper(data, cfg)
-    reference.run_to(cfg.iterations - 1)
-    fresh = loops(data, cfg)[0]
-    arguments = dict(fresh.gi_frame.f_locals)  # a generator not yet started holds just its arguments
-    real = fresh.gi_frame.f_globals[fresh.gi_code.co_name]
+def forward_text(cfg: Config) -> str:
+    """The forward claim for this model and bias."""
+    if cfg.model == "mlp":
+        b1, b2 = (" + b1", " + b2") if cfg.bias else ("", "")
+        return (
+            "`net(inputs)` gives the same predictions as the hand loop's "
+            f"`{cfg.activation}(inputs @ W1.T{b1}) @ W2{b2}`, and its result carries a `grad_fn`: the newest node "
+            "of the graph recorded so far."
+        )
+    ones = "with a last column of ones (the bias)" if cfg.bias else "(no column of ones: there is no bias here)"
+    return (
+        f"`net(inputs)` gives the same predictions as `inputs @ weights` {ones}, and its result carries a `grad_fn`: "
+        "the first node of the graph."
+    )
+
+
+def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """The hand loop's z equals net(inputs); the hand inputs have the ones column exactly when there is a bias
+    (linear models) or the net has the layers named (mlp); only torch's result carries a graph (grad_fn)."""
+    step = _step(data, cfg, t)
+    diff = float(step.diff("predictions").max())
+    grad_fn = step.torch.lines["outputs.grad_fn"]
+    measured = {"max |z - outputs|": diff, "outputs.grad_fn": grad_fn}
+    net = _model(data, cfg, t)[0]
+    if cfg.model == "mlp":
+        layers = [type(module).__name__ for module in net]
+        measured["net"] = " → ".join(layers)
+        shape_ok = layers == ["Linear", "Tanh" if cfg.activation == "tanh" else "ReLU", "Linear"]
+        shape_ok = shape_ok and all((layer.bias is not None) == cfg.bias for layer in (net[0], net[2]))
+    else:
+        inputs = step.manual.lines["inputs"]
+        ones = inputs.shape[1] == data.n + 1 and bool(np.all(inputs[:, -1] == 1.0))
+        measured["hand inputs' last column"] = "all ones" if ones else "features"
+        shape_ok = ones == cfg.bias and inputs.shape[1] == data.n + cfg.bias and (net.bias is not None) == cfg.bias
+    scale = max(1.0, float(np.abs(step.torch.predictions).max()))
+    ok = diff <= 1e-10 * scale and grad_fn != "None" and shape_ok
+    return Evidence(bool(ok), measured, _where(step) + ", both loops")
+
+
+def loss_blind_weights(func: Callable, arguments: dict, steps: int) -> tuple[list[float], np.ndarray]:
+    """Run a hand loop function with every loss value it computes replaced by NaN: (the losses it saw, its weights).
+
+    The very code of the function runs (its __code__), with a hand_loss whose criterion returns NaN and whose
+    slope is the real one; nothing else changes, and other threads keep the real hand_loss.
+    """
 
     def nan_loss(name):
         _, slope = hand_loss(name)
         return (lambda z, labels: math.nan), slope
 
-    # The very code of the hand loop, with a criterion that returns NaN; other threads keep the real one.
-    blind = types.FunctionType(real.__code__, {**real.__globals__, "hand_loss": nan_loss}, real.__name__)
+    blind = types.FunctionType(func.__code__, {**func.__globals__, "hand_loss": nan_loss}, func.__name__)
     gen = blind(**arguments)
     losses, weights = [], []
-    for _ in range(cfg.iterations):
+    for _ in range(steps):
         loss, w, _ = next(gen)
         losses.append(loss)
-        weights.append(w.copy())
-    diff = float(np.abs(np.array(weights) - reference.history("manual").weights[1:]).max())
+        weights.append(np.array(w))
+    return losses, np.array(weights)
+
+
+def check_hand_needs_no_loss_value(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """The hand loop's weights up to step t are unchanged when every loss value it computes is replaced by NaN."""
+    stepper = _stepper_at(data, cfg, t)
+    steps = stepper.step + 1
+    fresh = loops(data, cfg)[0]
+    arguments = dict(fresh.gi_frame.f_locals)  # a generator not yet started holds just its arguments
+    real = fresh.gi_frame.f_globals[fresh.gi_code.co_name]
+    losses, weights = loss_blind_weights(real, arguments, steps)
+    reference = stepper.history("manual").weights[1 : steps + 1]
+    with np.errstate(invalid="ignore"):
+        diff = float(np.abs(weights[:, stepper.columns] - reference).max())
     saw = "NaN" if all(map(math.isnan, losses)) else "numbers"
-    measured = {"loss values the loop saw": saw, "max |Δ weights| after 5 steps": diff}
+    measured = {"loss values the loop saw": saw, f"max |Δ weights| over steps 0 to {steps - 1}": diff}
     return Evidence(saw == "NaN" and diff == 0.0, measured, f"{real.__name__} run with its loss replaced by NaN")
 
 
-def check_torch_needs_loss_tensor(data: Dataset, cfg: Config) -> Evidence:
-    """backward() needs the loss tensor (a plain number has no graph) but not its value (loss + c: same .grad)."""
-    net, criterion, inputs, labels = _model(data, cfg)
+def _parameters_reached(root) -> list[torch.Tensor]:
+    """The leaf tensors (AccumulateGrad nodes' variables) the graph behind root reaches."""
+    seen, stack, leaves = set(), [root], []
+    while stack:  # a loop, not recursion: graphs can be deep
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):
+            leaves.append(node.variable)
+        stack.extend(parent for parent, _ in node.next_functions)
+    return leaves
+
+
+def root_evidence(net: torch.nn.Module, criterion: Callable, inputs: torch.Tensor, labels: torch.Tensor) -> Evidence:
+    """Does backward() need the loss tensor's graph but not its value? Measured on one batch.
+
+    The graph from loss.grad_fn must reach every parameter, and overwriting the loss's value with NaN
+    (loss.data, which autograd does not see) must leave .grad exactly as it was.
+    """
+    params = list(net.parameters())
     loss = criterion(net(inputs), labels)
-    try:
-        torch.tensor(loss.item()).backward()
-        error = "no error"
-    except RuntimeError as err:
-        error = str(err).split("\n")[0]
+    reached = _parameters_reached(loss.grad_fn)
+    count = sum(any(p is leaf for leaf in reached) for p in params)
+
+    def flat() -> np.ndarray:  # a parameter the graph does not reach keeps .grad None: count it as zeros
+        return np.concatenate([(torch.zeros_like(p) if p.grad is None else p.grad).numpy().ravel() for p in params])
+
     loss.backward()
-    plain = _flat(_grads(net))
+    plain = flat()
     net.zero_grad()
-    (criterion(net(inputs), labels) + 1000.0).backward()
-    shifted = _flat(_grads(net))
-    diff = float(np.abs(plain - shifted).max())
-    measured = {"torch.tensor(loss.item()).backward()": error, "max |.grad(loss) - .grad(loss + 1000)|": diff}
-    return Evidence(error != "no error" and diff == 0.0, measured, "on the first batch of this run")
+    loss = criterion(net(inputs), labels)
+    loss.data.fill_(math.nan)  # the value only: the graph and what its nodes saved are untouched
+    loss.backward()
+    blind = flat()
+    with np.errstate(invalid="ignore"):
+        diff = float(np.abs(plain - blind).max())
+    measured = {
+        "parameters the graph from loss.grad_fn reaches": f"{count} of {len(params)}",
+        "max |.grad − .grad with the loss's value set to NaN|": diff,
+    }
+    return Evidence(count == len(params) and diff == 0.0, measured)
 
 
-def check_forward_same(data: Dataset, cfg: Config) -> Evidence:
-    """The hand loop's z equals net(inputs), and only torch's result carries a graph (grad_fn)."""
-    _, step = _first_step(data, cfg)
-    diff = float(step.diff("predictions").max())
-    grad_fn = step.torch.lines["outputs.grad_fn"]
-    measured = {"max |z - outputs|": diff, "outputs.grad_fn": grad_fn}
-    return Evidence(diff <= 1e-10 and grad_fn != "None", measured, "step 0 of both loops")
+def check_torch_needs_loss_tensor(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """backward() needs the loss tensor (its graph reaches every parameter) but not its value (NaN: same .grad)."""
+    e = root_evidence(*_model(data, cfg, t))
+    return dataclasses.replace(e, note=f"on the batch of {_where(_step(data, cfg, t))}")
 
 
-def check_negative_gradient(data: Dataset, cfg: Config) -> Evidence:
-    """The hand loop's d_weights, built from (label - h), is minus torch's .grad."""
-    _, step = _first_step(data, cfg)
-    d_weights = step.manual.lines["d_weights"]
-    grad = np.concatenate([g.ravel() for g in step.torch.lines["grad"].values()])
+def sign_evidence(d_weights: np.ndarray, grad: np.ndarray) -> Evidence:
+    """d_weights == -grad (to rounding), and not == grad: the hand loop's buffer is the negative gradient."""
     plus, minus = float(np.abs(d_weights + grad).max()), float(np.abs(d_weights - grad).max())
     measured = {"max |d_weights + .grad|": plus, "max |d_weights - .grad|": _num(minus)}
-    return Evidence(plus <= 1e-10 * max(1.0, np.abs(grad).max()) and minus > 0, measured, "step 0 of both loops")
+    return Evidence(bool(plus <= 1e-10 * max(1.0, np.abs(grad).max()) and minus > 0), measured)
 
 
-def check_same_update(data: Dataset, cfg: Config) -> Evidence:
-    """weights += lr * d_weights and SGD's p -= lr * p.grad move the weights by the same amount."""
-    _, step = _first_step(data, cfg)
-    hand = step.manual.update
-    expected = cfg.lr * step.manual.lines["d_weights"]
-    diff = float(np.abs(hand - step.torch.update).max())
+def check_negative_gradient(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """The hand loop's d_weights, built from (label - h), is minus torch's .grad at step t."""
+    step = _step(data, cfg, t)
+    grad = np.concatenate([g.ravel() for g in step.torch.lines["grad"].values()])
+    if not np.any(grad):
+        return _zero("the gradient", step)
+    e = sign_evidence(step.manual.lines["d_weights"], grad)
+    return dataclasses.replace(e, note=_where(step) + ", both loops")
+
+
+def check_mse_no_half(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """MSELoss() is the mean of squared errors with no 1/2: its gradient is twice the hand ½·mean loop's."""
+    net, criterion, inputs, labels = _model(data, cfg, t, "mse")
+    outputs = net(inputs)
+    loss = criterion(outputs, labels)
+    mean_sq = ((outputs - labels) ** 2).mean().item()
+    loss.backward()
+    torch_grad = _flat(_grads(net))
+    step = _step(data, cfg, t)
+    hand = _hand_gradient(step, cfg, "half_mse")
+    nonzero = np.abs(hand) > 0
+    if not nonzero.any():
+        return _zero("the gradient", step)
+    ratios = torch_grad[nonzero] / hand[nonzero]
     measured = {
-        "max |manual update - torch update|": diff,
-        "max |manual update - lr * d_weights|": float(np.abs(hand - expected).max()),
+        "MSELoss / mean((outputs - labels)²)": _num(loss.item() / mean_sq) if mean_sq else math.nan,
+        "torch's MSELoss .grad / the hand ½·mean gradient": _num(ratios.mean()),
     }
-    scale = max(1.0, float(np.abs(hand).max()))
-    return Evidence(max(measured.values()) <= 1e-10 * scale, measured, "step 0, plain SGD")
+    ok = math.isclose(loss.item(), mean_sq, rel_tol=1e-12) and np.allclose(ratios, 2.0, rtol=1e-9)
+    return Evidence(bool(ok), measured, f"the batch and weights of {_where(step)}")
 
 
-def _grad_ratio(data: Dataset, cfg: Config, loss: str, other: str) -> np.ndarray:
+def check_sum_times_batch(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """MSELoss(reduction="sum") has the batch size times the gradient of MSELoss()."""
     grads = []
-    for name in (loss, other):
-        net, criterion, inputs, labels = _model(data, cfg, name)
+    for name in ("sse", "mse"):
+        net, criterion, inputs, labels = _model(data, cfg, t, name)
         criterion(net(inputs), labels).backward()
         grads.append(_flat(_grads(net)))
+    step = _step(data, cfg, t)
     nonzero = np.abs(grads[1]) > 0
-    return grads[0][nonzero] / grads[1][nonzero]
-
-
-def check_mse_no_half(data: Dataset, cfg: Config) -> Evidence:
-    """MSELoss() is the mean of squared errors with no 1/2, so its gradient is twice the 1/2-convention's."""
-    net, criterion, inputs, labels = _model(data, cfg, "mse")
-    outputs = net(inputs)
-    value = criterion(outputs, labels).item()
-    mean_sq = ((outputs - labels) ** 2).mean().item()
-    ratios = _grad_ratio(data, cfg, "mse", "half_mse")
-    if not ratios.size:
-        return Evidence(False, {"|gradient|": 0.0}, "the gradient is zero at this init; the ratio is undefined")
-    measured = {
-        "MSELoss / mean((outputs - labels)²)": _num(value / mean_sq),
-        "grad MSELoss / grad ½·mean": _num(ratios.mean()),
-    }
-    ok = math.isclose(value, mean_sq, rel_tol=1e-12) and np.allclose(ratios, 2.0, rtol=1e-12)
-    return Evidence(bool(ok), measured, "on the first batch of this run")
-
-
-def check_sum_times_batch(data: Dataset, cfg: Config) -> Evidence:
-    """MSELoss(reduction="sum") has the batch size times the gradient of MSELoss()."""
-    ratios = _grad_ratio(data, cfg, "sse", "mse")
-    m = min(cfg.batch_size, data.m)
-    if not ratios.size:
-        return Evidence(False, {"|gradient|": 0.0}, "the gradient is zero at this init; the ratio is undefined")
+    if not nonzero.any():
+        return _zero("the gradient", step)
+    ratios = grads[0][nonzero] / grads[1][nonzero]
+    m = len(step.torch.labels)
     measured = {"grad sum / grad mean": _num(ratios.mean()), "batch size": m}
-    return Evidence(bool(np.allclose(ratios, m, rtol=1e-12)), measured, "on the first batch of this run")
+    return Evidence(bool(np.allclose(ratios, m, rtol=1e-12)), measured, f"the batch and weights of {_where(step)}")
 
 
-def effective_lr(data: Dataset, cfg: Config, other: str = "half_mse") -> Evidence:
-    """The step size of `cfg.loss` over `other`'s: predicted by lib.effective_lr_ratio, measured from a run.
-
-    One lib.run of one step with torch on cfg.loss and the hand loop on `other` (Config.manual_loss):
-    the measured ratio is |torch's first update| / |the hand loop's first update|.
-    """
-    m = min(cfg.batch_size, data.m)
-    predicted = effective_lr_ratio(cfg.loss, other, m)
-    result = run(data, _sgd(cfg).replace(iterations=1, manual_loss=other))
-    steps = [np.linalg.norm(h.weights[1] - h.weights[0]) for h in (result.torch, result.manual)]
-    measured_ratio = steps[0] / steps[1] if steps[1] > 0 else math.nan
-    measured = {"predicted": _num(predicted), "measured": _num(measured_ratio)}
-    ok = math.isfinite(measured_ratio) and math.isclose(measured_ratio, predicted, rel_tol=1e-9)
-    return Evidence(ok, measured, f"torch on {cfg.loss!r}, hand loop on {other!r}, batch of {m}, one step")
-
-
-def check_effective_lr(data: Dataset, cfg: Config) -> Evidence:
-    """effective_lr against the classic ½·mean hand loop (or MSELoss() when torch already uses it)."""
-    return effective_lr(data, cfg, "mse" if cfg.loss == "half_mse" else "half_mse")
+def check_same_update(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """weights += lr * d_weights by hand, SGD's p -= lr * p.grad in torch: each as written, and the same move."""
+    step = _step(data, cfg, t)
+    torch_grad = np.concatenate([g.ravel() for g in step.torch.lines["grad"].values()])
+    d_weights = step.manual.lines["d_weights"]
+    measured = {
+        "max |torch update + lr * .grad|": float(np.abs(step.torch.update + cfg.lr * torch_grad).max()),
+        "max |manual update - lr * d_weights|": float(np.abs(step.manual.update - cfg.lr * d_weights).max()),
+        "max |manual update - torch update|": float(np.abs(step.manual.update - step.torch.update).max()),
+    }
+    scale = max(1.0, float(np.abs(step.torch.weights_before).max()))
+    return Evidence(max(measured.values()) <= 1e-10 * scale, measured, _where(step) + ", both loops")
 
 
 def _kwarg(cfg: Config, name: str):
     """The optimizer's setting `name` in this Config: the chosen value, or the hand optimizer's (torch's) default."""
     return cfg.optimizer_kwargs.get(name, defaults(cfg.optimizer).get(name))
+
+
+ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad")  # they divide by a running size of the gradient
+
+
+def first_step_prediction(cfg: Config, g: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """The first update each optimizer makes from gradient g, weights w and zero state, worked out on paper.
+
+    maximize turns g into -g; weight decay adds wd * w to it (AdamW and decoupled Adam instead shrink w by
+    lr * wd first). SGD: torch starts the momentum buffer at g itself (no dampening), so the step is -lr g, or
+    -lr (1 + mu) g with Nesterov. Adam and AdamW: bias correction makes m_hat = g and v_hat = g^2, so
+    -lr g / (|g| + eps). RMSprop: no bias correction, v = (1 - alpha) g^2, so -lr g / (sqrt(1 - alpha) |g| + eps);
+    centered subtracts the mean's square, (1 - alpha)^2 g^2. Adagrad: the sum is initial_accumulator_value + g^2.
+    """
+    lr, name = cfg.lr, cfg.optimizer
+    g = np.asarray(g, dtype=np.float64)
+    w = np.zeros_like(g) if weights is None else np.asarray(weights, dtype=np.float64)
+    g = -g if _kwarg(cfg, "maximize") else g
+    wd = _kwarg(cfg, "weight_decay") or 0.0
+    decoupled = name == "adamw" or (name == "adam" and _kwarg(cfg, "decoupled_weight_decay"))
+    shrink = -lr * wd * w if decoupled else 0.0
+    if not decoupled:
+        g = g + wd * w
+    if name == "sgd":
+        boost = 1 + _kwarg(cfg, "momentum") if _kwarg(cfg, "nesterov") else 1
+        return -lr * boost * g
+    eps = _kwarg(cfg, "eps")
+    if name in ("adam", "adamw"):
+        return shrink - lr * g / (np.abs(g) + eps)
+    if name == "adagrad":
+        return -lr * g / (np.sqrt(_kwarg(cfg, "initial_accumulator_value") + g * g) + eps)
+    alpha = _kwarg(cfg, "alpha")
+    v = (1 - alpha) * g * g - ((1 - alpha) * g) ** 2 * bool(_kwarg(cfg, "centered"))
+    return -lr * g / (np.sqrt(v) + eps)
+
+
+def effective_lr(data: Dataset, cfg: Config, other: str = "half_mse") -> Evidence:
+    """How much larger the first step is under `cfg.loss` than under `other`, with this Config's own optimizer.
+
+    One lib.run of one step with torch on cfg.loss and the hand loop on `other` (Config.manual_loss). The
+    gradients differ by c = lib.effective_lr_ratio; the prediction is |first_step_prediction(c g)| /
+    |first_step_prediction(g)|, which is c for SGD and close to 1 for the adaptive optimizers (they divide by
+    the gradient's own size, so only eps tells c g from g). Measured: |torch's first update| / |the hand loop's|.
+    """
+    stepper = Stepper(data, cfg.replace(iterations=1, manual_loss=other, torch_dtype="float64"), keep=1)
+    step = stepper.next()
+    c = effective_lr_ratio(cfg.loss, other, len(step.manual.labels))
+    g, w = step.manual.gradient, step.manual.weights_before
+    if cfg.optimizer == "sgd" and not _kwarg(cfg, "weight_decay"):
+        predicted = c  # SGD's step is linear in the gradient (momentum's first step too)
+    else:
+        with np.errstate(all="ignore"):
+            below = float(np.linalg.norm(first_step_prediction(cfg, g, w)))
+            predicted = float(np.linalg.norm(first_step_prediction(cfg, c * g, w))) / below if below > 0 else math.nan
+    steps = [np.linalg.norm(s.update) for s in (step.torch, step.manual)]
+    measured_ratio = float(steps[0] / steps[1]) if steps[1] > 0 else math.nan
+    measured = {"gradient factor c": c, "predicted": predicted, "measured": measured_ratio}
+    ok = math.isfinite(measured_ratio) and math.isclose(measured_ratio, predicted, rel_tol=1e-9)
+    note = f"torch on {cfg.loss!r}, hand loop on {other!r}, batch of {len(step.manual.labels)}, the first step"
+    return Evidence(ok, measured, note)
+
+
+def effective_lr_text(cfg: Config) -> str:
+    """The sentence on how the loss convention scales the step, for this optimizer."""
+    if cfg.optimizer in ADAPTIVE:
+        name = TORCH_NAMES[cfg.optimizer]
+        return (
+            "At the same `lr`, the loss convention scales the *gradient* by the factor `lib.effective_lr_ratio` "
+            f"gives, but hardly the step: `{name}` divides each gradient by a running root mean square of the "
+            "gradient itself, so the factor cancels but for `eps`. A real first step of both conventions "
+            "measures it against that prediction."
+        )
+    return (
+        "At the same `lr`, the loss convention scales the step: the gradients differ by the factor "
+        "`lib.effective_lr_ratio` gives, and SGD's step is `lr` times the gradient"
+        + (" (plus weight decay, which the factor does not scale)" if _kwarg(cfg, "weight_decay") else "")
+        + ". A real first step of both conventions measures it."
+    )
+
+
+def check_effective_lr(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """effective_lr against the classic ½·mean hand loop (or MSELoss() when torch already uses it)."""
+    return effective_lr(data, cfg, "mse" if cfg.loss == "half_mse" else "half_mse")
 
 
 def _plain_first_step(cfg: Config) -> bool:
@@ -424,41 +717,75 @@ def _plain_first_step(cfg: Config) -> bool:
     )
 
 
-def first_step_prediction(cfg: Config, g: np.ndarray) -> np.ndarray:
-    """The first update each optimizer makes from gradient g and zero state, worked out on paper.
+FAR = 1e3  # |g| >= FAR * eps: "far above eps", where |g| / (|g| + eps) is within 0.1 % of 1
 
-    SGD: torch starts the momentum buffer at g itself (no dampening), so the step is -lr g, or -lr (1 + mu) g
-    with Nesterov. Adam and AdamW: bias correction makes m_hat = g and v_hat = g^2, so -lr g / (|g| + eps).
-    RMSprop: no bias correction, v = (1 - alpha) g^2, so -lr g / (sqrt(1 - alpha) |g| + eps); centered
-    subtracts the mean's square, (1 - alpha)^2 g^2. Adagrad: the sum is g^2, so -lr g / (|g| + eps).
+
+def first_step_evidence(cfg: Config, g: np.ndarray, update: np.ndarray, weights: np.ndarray | None = None) -> Evidence:
+    """Does a first update match first_step_prediction, and, for the adaptive optimizers, the sentence's numbers?
+
+    Every weight counts: one far above eps must move by the sentence's multiple of lr to 0.1 %, one with
+    g = 0 must not move, and none may move by more than that multiple.
     """
-    lr, name = cfg.lr, cfg.optimizer
-    if name == "sgd":
-        boost = 1 + _kwarg(cfg, "momentum") if _kwarg(cfg, "nesterov") else 1
-        return -lr * boost * g
-    eps = _kwarg(cfg, "eps")
-    if name in ("adam", "adamw", "adagrad"):
-        return -lr * g / (np.abs(g) + eps)
-    alpha = _kwarg(cfg, "alpha")
-    v = (1 - alpha) * g * g - ((1 - alpha) * g) ** 2 * bool(_kwarg(cfg, "centered"))
-    return -lr * g / (np.sqrt(v) + eps)
-
-
-def check_first_step(data: Dataset, cfg: Config) -> Evidence:
-    """torch's first update with this Config's optimizer equals first_step_prediction of its own first gradient."""
-    stepper = Stepper(data, cfg.replace(iterations=1, torch_dtype="float64", manual_loss=None), keep=1)
-    step = stepper.next()
-    g, update = step.torch.gradient, step.torch.update
-    predicted = first_step_prediction(cfg, g)
+    predicted = first_step_prediction(cfg, g, weights)
     diff = float(np.abs(update - predicted).max())
-    moved = np.abs(update[g != 0]) / cfg.lr
-    measured = {
-        "max |torch's update − predicted|": diff,
-        "|update| / lr, smallest": _num(float(moved.min())) if moved.size else math.nan,
-        "largest": _num(float(moved.max())) if moved.size else math.nan,
-    }
-    ok = moved.size > 0 and diff <= 1e-12 * max(1.0, float(np.abs(update).max()))
-    return Evidence(bool(ok), measured, f"step 0 of this run, torch.optim.{TORCH_NAMES[cfg.optimizer]}")
+    ok = diff <= 1e-12 * max(1.0, float(np.abs(update).max()))
+    measured = {"max |torch's update − predicted|": diff}
+    if cfg.optimizer in ADAPTIVE:
+        eps, multiple = _kwarg(cfg, "eps"), first_step_multiple(cfg)
+        moved = np.abs(update) / (cfg.lr * multiple)
+        far, zero = np.abs(g) >= FAR * eps, g == 0
+        measured[f"weights moved by {multiple:.4g}·lr (to 0.1 %)"] = f"{int(far.sum())} of {g.size}"
+        measured["moved less (|g| near or below eps)"] = int((~far & ~zero).sum())
+        measured["not moved (g = 0)"] = int(zero.sum())
+        ok = ok and bool(np.all(np.abs(moved[far] - 1) <= 1e-3) and np.all(update[zero] == 0))
+        ok = ok and bool(np.all(moved <= 1 + 1e-9))
+    return Evidence(bool(ok), measured)
+
+
+def first_step_multiple(cfg: Config) -> float:
+    """|first update| / lr of a weight whose gradient is far above eps: 1, or 1 / sqrt(1 - alpha) for RMSprop."""
+    if cfg.optimizer == "rmsprop":
+        return 1 / math.sqrt(1 - _kwarg(cfg, "alpha"))
+    return 1.0
+
+
+def check_first_step(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """torch's first update with this Config's optimizer equals first_step_prediction of its own first gradient.
+
+    With momentum, the buffer is also checked: the gradient itself after step 0, and
+    momentum · buffer + (1 − dampening) · g after step 1.
+    """
+    stepper = Stepper(data, cfg.replace(iterations=max(2, cfg.iterations), torch_dtype="float64"), keep=2)
+    step = stepper.next()
+    e = first_step_evidence(cfg, step.torch.gradient, step.torch.update, step.torch.weights_before)
+    measured, ok = dict(e.measured), e.ok
+    if cfg.optimizer == "sgd" and _kwarg(cfg, "momentum"):
+        buffers = [dict((k, twin) for _, k, _, twin in step.optimizer_state)["momentum_buffer"]]
+        first_g = step.torch.gradient.copy()
+        second = stepper.next()
+        buffers.append(dict((k, twin) for _, k, _, twin in second.optimizer_state)["momentum_buffer"])
+        mu, damp = _kwarg(cfg, "momentum"), _kwarg(cfg, "dampening")
+        expected = mu * first_g + (1 - damp) * second.torch.gradient
+        measured["max |buffer after step 0 − g|"] = float(np.abs(buffers[0] - first_g).max())
+        measured["max |buffer after step 1 − (momentum·buffer + (1 − dampening)·g)|"] = float(
+            np.abs(buffers[1] - expected).max()
+        )
+        scale = max(1.0, float(np.abs(expected).max()))
+        ok = ok and measured["max |buffer after step 0 − g|"] == 0.0
+        ok = ok and measured["max |buffer after step 1 − (momentum·buffer + (1 − dampening)·g)|"] <= 1e-12 * scale
+    return Evidence(ok, measured, f"the first step of this run, torch.optim.{TORCH_NAMES[cfg.optimizer]}")
+
+
+def rmsprop_text(cfg: Config) -> str:
+    """RMSprop's first-step sentence at this Config's alpha (torch's default for another optimizer)."""
+    alpha = cfg.optimizer_kwargs.get("alpha", defaults("rmsprop")["alpha"])
+    multiple = 1 / math.sqrt(1 - alpha) if alpha < 1 else math.inf
+    return (
+        "RMSprop has no bias correction: its running average starts at `(1 - alpha) * g²`, so the first step is "
+        "`lr * g / (sqrt(1 - alpha) * |g| + eps)`: every weight whose gradient is far above `eps` moves by "
+        f"`lr / sqrt(1 - alpha)`, {multiple:.4g} times `lr` at `alpha = {alpha:g}`, whatever the size "
+        "of its gradient; one with a gradient near or below `eps` moves less, and one with `g = 0` not at all."
+    )
 
 
 CLAIMS = (
@@ -479,9 +806,9 @@ CLAIMS = (
     Claim(
         "forward_same",
         "forward",
-        "`net(inputs)` gives the same predictions as `inputs @ weights` with a column of ones, and its result "
-        "carries a `grad_fn`: the first node of the graph.",
+        forward_text(Config()),
         check_forward_same,
+        say=forward_text,
     ),
     Claim(
         "hand_no_loss_value",
@@ -493,8 +820,9 @@ CLAIMS = (
     Claim(
         "torch_needs_root",
         "loss",
-        "Torch needs the loss *tensor* as the root of the graph that `backward()` walks, though not its value: "
-        "a plain number cannot be differentiated, and `loss + 1000` gives the same `.grad`.",
+        "Torch needs the loss *tensor*, not its value: `backward()` starts from its `grad_fn` and walks a graph "
+        "that reaches every parameter, and with the loss's value overwritten by NaN it gives the same `.grad`, "
+        "since each node uses the tensors it saved on the way forward.",
         check_torch_needs_loss_tensor,
     ),
     Claim(
@@ -506,14 +834,16 @@ CLAIMS = (
     Claim(
         "mse_no_half",
         "backward",
-        "`MSELoss()` is a mean with no ½: its gradient is twice the ½-convention loop's.",
+        "`MSELoss()` is the mean of squared errors with no ½: its gradient is twice the hand ½·mean loop's.",
         check_mse_no_half,
+        about=lambda cfg: cfg.loss != "bce",
     ),
     Claim(
         "sum_times_batch",
         "backward",
         '`MSELoss(reduction="sum")` multiplies the gradient of `MSELoss()` by the batch size.',
         check_sum_times_batch,
+        about=lambda cfg: cfg.loss != "bce",
     ),
     Claim(
         "same_update",
@@ -521,77 +851,155 @@ CLAIMS = (
         "With plain SGD the hand loop moves the weights by `lr * d_weights` and `SGD.step()` by `-lr * .grad`: "
         "the same move.",
         check_same_update,
+        about=_plain_sgd,
     ),
     Claim(
         "effective_lr",
         "update",
-        "At the same `lr`, the loss convention scales the step: `lib.effective_lr_ratio` predicts by how much, "
-        "and a real run of both conventions measures it.",
+        effective_lr_text(Config()),
         check_effective_lr,
-        lambda cfg: cfg.loss != "bce",
+        about=lambda cfg: cfg.loss != "bce" and not _kwarg(cfg, "maximize"),
+        say=effective_lr_text,
     ),
     Claim(
         "first_step_momentum",
         "update",
         "Torch's SGD starts the momentum buffer at the first gradient itself, without dampening, so the first "
-        "step with momentum is plain SGD's `-lr * .grad` (with Nesterov, `1 + momentum` times that); the "
-        "velocity builds up from the second step on.",
+        "step with momentum is plain SGD's `-lr * .grad` (with Nesterov, `1 + momentum` times that); from the "
+        "second step on, the buffer is `momentum * buffer + (1 - dampening) * .grad`.",
         check_first_step,
         about=lambda cfg: cfg.optimizer == "sgd" and bool(_kwarg(cfg, "momentum")) and _plain_first_step(cfg),
     ),
     Claim(
         "first_step_adam",
         "update",
-        "Adam's first step moves every weight by almost exactly `lr`, whatever the size of its gradient: "
-        "bias correction turns the moments into `g` and `g²`, so the step is `lr * g / (|g| + eps)`.",
+        "Adam's first step is `lr * g / (|g| + eps)` for each weight, since bias correction turns the moments "
+        "into `g` and `g²`: every weight whose gradient is far above `eps` moves by almost exactly `lr`, whatever "
+        "the size of its gradient; one with a gradient near or below `eps` moves less, and one with `g = 0` "
+        "not at all.",
         check_first_step,
-        about=lambda cfg: cfg.optimizer in ("adam", "adamw") and _plain_first_step(cfg),
+        about=lambda cfg: cfg.optimizer in ("adam", "adamw") and _plain_first_step(cfg) and _kwarg(cfg, "eps") > 0,
     ),
     Claim(
         "first_step_rmsprop",
         "update",
-        "RMSprop has no bias correction: its running average starts at `(1 - alpha) * g²`, so the first step "
-        "moves each weight by about `lr / sqrt(1 - alpha)`, ten times `lr` at the default `alpha = 0.99`.",
+        rmsprop_text(Config(optimizer="rmsprop")),
         check_first_step,
-        about=lambda cfg: cfg.optimizer == "rmsprop" and not _kwarg(cfg, "centered") and _plain_first_step(cfg),
+        about=lambda cfg: (
+            cfg.optimizer == "rmsprop"
+            and not _kwarg(cfg, "centered")
+            and _plain_first_step(cfg)
+            and _kwarg(cfg, "alpha") < 1
+            and _kwarg(cfg, "eps") > 0
+        ),
+        say=rmsprop_text,
     ),
     Claim(
         "first_step_adagrad",
         "update",
-        "Adagrad's first step moves every weight by almost exactly `lr`: the sum of squared gradients is "
-        "`g²` after one step, so the step is `lr * g / (|g| + eps)`; later steps shrink as the sum grows.",
+        "Adagrad's first step is `lr * g / (|g| + eps)`, since the sum of squared gradients is `g²` after one "
+        "step: every weight whose gradient is far above `eps` moves by almost exactly `lr`; one with a gradient "
+        "near or below `eps` moves less, and one with `g = 0` not at all. Later steps shrink as the sum grows.",
         check_first_step,
-        about=lambda cfg: cfg.optimizer == "adagrad" and _plain_first_step(cfg),
+        about=lambda cfg: cfg.optimizer == "adagrad" and _plain_first_step(cfg) and _kwarg(cfg, "eps") > 0,
     ),
 )
 
 
 def claims_for(row: str, cfg: Config | None = None) -> tuple[Claim, ...]:
     """The claims of one row, in order; with a Config, only those about it (its optimizer's, not another's)."""
-    return tuple(c for c in CLAIMS if c.row == row and (cfg is None or c.about(cfg)))
+    return tuple(c for c in CLAIMS if c.row == row and (cfg is None or (c.about(cfg) and c.applies(cfg))))
 
 
-def verify(claim: Claim, data: Dataset, cfg: Config) -> Evidence:
-    """Run a claim's check; a check that cannot run is reported as failed, in words."""
+def verify(claim: Claim, data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """Run a claim's check on step t of this run; a check that cannot run is reported as failed, in words."""
     try:
         with np.errstate(all="ignore"):
-            return claim.check(data, cfg)
+            params = inspect.signature(claim.check).parameters
+            return claim.check(data, cfg, t) if len(params) >= 3 else claim.check(data, cfg)
     except Exception as err:  # the page shows the failure instead of a traceback
         return Evidence(False, {}, f"the check could not run: {type(err).__name__}: {err}")
 
 
+# ---------------------------------------------------------------- agreement over the whole run
+
+AGREE = 1e-12  # relative difference below which the two loops "agree": a few thousand float64 roundings
+
+
+def agreement(result) -> dict:
+    """Where the two loops of a finished run agree and where they part, relative to the weights' size.
+
+    relative[t] = max |manual − torch| over every weight after step t, divided by max(1, the largest |weight|
+    recorded then). Returns steps, the largest absolute and relative difference, and `parts_at`: the first step
+    whose relative difference exceeds AGREE (None if none), with the torch loop's gradient norm there.
+    """
+    diff = np.asarray(result.step_diff[1:], dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        size = np.nanmax(np.abs(result.torch.weights[1 : len(diff) + 1]), axis=1, initial=0.0)
+        relative = diff / np.maximum(size, 1.0)
+    over = np.flatnonzero(relative > AGREE)
+    first = int(over[0]) if over.size else None
+    finite = relative[np.isfinite(relative)]
+    return {
+        "steps": len(diff),
+        "max_abs": result.max_abs_diff,
+        "max_relative": float(finite.max()) if finite.size else math.nan,
+        "parts_at": first,
+        "grad_norm_there": None if first is None else float(result.torch.grad_norm[first]),
+        "diff_there": None if first is None else float(diff[first]),
+    }
+
+
+def agreement_text(result) -> str:
+    """One paragraph, from the run itself, on how closely the two loops agree and from which step they part."""
+    a = agreement(result)
+    if not a["steps"]:
+        return "The run has no steps yet."
+    if a["parts_at"] is None:
+        return (
+            f"In this run of {a['steps']:,} steps the two agree at every step to within {AGREE:g} of the weights' "
+            f"size (the largest difference, relative to max(1, |largest weight|), is {a['max_relative']:.2g})."
+        )
+    text = (
+        f"In this run the two agree to within {AGREE:g} of the weights' size up to step {a['parts_at'] - 1:,}"
+        if a["parts_at"]
+        else f"In this run the two differ by more than {AGREE:g} of the weights' size from step 0"
+    )
+    text += (
+        f"; from step {a['parts_at']:,}, where the gradient norm is {a['grad_norm_there']:.2g}, they part "
+        f"(difference {a['diff_there']:.2g} there, {a['max_abs']:.2g} at most over the run"
+    )
+    cfg = result.config
+    text += f", {a['max_abs'] / cfg.lr:.2g} × lr)." if cfg.optimizer in ADAPTIVE else ")."
+    if cfg.optimizer in ADAPTIVE:
+        text += (
+            f" Both loops round in their last bits in different places; once the gradient is that small, the "
+            f"rounding is a large part of it, and `{TORCH_NAMES[cfg.optimizer]}`, which divides the gradient by its "
+            "own running size, turns it into steps of the order of lr."
+        )
+    return text
+
+
 __all__ = [
+    "AGREE",
     "CLAIMS",
     "PHASES",
     "ROWS",
     "Claim",
     "Evidence",
     "Row",
+    "agreement",
+    "agreement_text",
     "claims_for",
     "effective_lr",
+    "first_step_evidence",
     "first_step_prediction",
+    "loss_blind_weights",
     "phase_source",
+    "root_evidence",
+    "row_text",
     "row_values",
     "show",
+    "sign_evidence",
     "verify",
 ]

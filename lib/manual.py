@@ -52,7 +52,7 @@ def manual_loop(
     optimizer = hand_optimizer(optimizer, weights, lr, optimizer_kwargs)
     d_weights = np.zeros_like(weights)
     for inputs, labels in batches:
-        # Reset the gradient: d_weights is a sum over the batch, so it must start from zero.
+        # Reset the gradient: the += below adds into d_weights, so without this the last step's would carry over.
         if zero_grad:
             d_weights = np.zeros_like(weights)
         # Forward pass: compute the predictions h for the batch.
@@ -105,7 +105,7 @@ def manual_mlp_loop(
     optimizer = hand_optimizer(optimizer, weights, lr, optimizer_kwargs)
     d_weights = np.zeros_like(weights)
     for inputs, labels in batches:
-        # Reset the gradient: d_weights is a sum over the batch, so it must start from zero.
+        # Reset the gradient: the += below adds into d_weights, so without this the last step's would carry over.
         if zero_grad:
             d_weights = np.zeros_like(weights)
         dW1, db1, dW2, db2 = mlp_views(d_weights, n, hidden, bias)

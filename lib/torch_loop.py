@@ -128,7 +128,7 @@ def loader(
     inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, dtype: torch.dtype = torch.float64
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless (inputs, labels) tensor batches in the shared order; labels shaped (batch, 1) like outputs."""
-    # Shares the numpy memory when it is writable float64 (torch refuses read-only memory: copy that).
+    # Shares the numpy memory when it is writable float64; read-only memory is copied (torch would warn, then share it).
     inputs, labels = (torch.as_tensor(a if a.flags.writeable else a.copy()).to(dtype) for a in (inputs, labels))
     labels = labels.unsqueeze(1)
     for idx in batch_indices(len(inputs), batch_size, seed):

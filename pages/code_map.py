@@ -14,14 +14,20 @@ HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
 
 
 @st.cache_data(max_entries=32, show_spinner="Checking every sentence against torch…", hash_funcs={lib.Config: repr})
-def evidence(_data: lib.Dataset, data_key: tuple, cfg: lib.Config) -> dict[str, explain.Evidence]:
-    """Every claim's check on this data and Config (numpy-level results, so they cache; data_key names the data)."""
-    return {c.key: explain.verify(c, _data, cfg) for c in explain.CLAIMS if c.about(cfg) and c.applies(cfg)}
+def evidence(_data: lib.Dataset, data_key: tuple, cfg: lib.Config, t: int) -> dict[str, explain.Evidence]:
+    """Every claim's check on step t of this run (numpy-level results, so they cache; data_key names the data)."""
+    return {c.key: explain.verify(c, _data, cfg, t) for c in explain.CLAIMS if c.about(cfg) and c.applies(cfg)}
 
 
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
 def step_size_ratio(_data: lib.Dataset, data_key: tuple, cfg: lib.Config, other: str) -> explain.Evidence:
     return explain.effective_lr(_data, cfg, other)
+
+
+@st.cache_data(max_entries=16, show_spinner="Running the whole run once, to see where the loops agree…",
+               hash_funcs={lib.Config: repr})  # fmt: skip
+def agreement_text(_data: lib.Dataset, data_key: tuple, cfg: lib.Config) -> str:
+    return explain.agreement_text(lib.run(_data, cfg))
 
 
 def key_line(code: str, wanted: str) -> str:
@@ -37,14 +43,16 @@ def values(pairs: list[tuple[str, object]]) -> str:
     return "\n".join(f"{name} = {explain.show(value)}" for name, value in pairs)
 
 
-def claim(c: explain.Claim, e: explain.Evidence | None) -> None:
-    """One sentence with its check: ✓ or ✗, and the numbers the check measured."""
+def claim(c: explain.Claim, e: explain.Evidence | None, cfg: lib.Config) -> None:
+    """One sentence with its check: ✓ or ✗, and the numbers the check measured; nothing where it does not apply."""
     if e is None:
-        st.markdown(f"– {c.text}  \n*Does not apply to this configuration.*")
+        return
+    if not e.applies:
+        st.caption(f"Left out here: {c.key.replace('_', ' ')}, since {e.note}.")
         return
     measured = " · ".join(f"{label}: `{explain.show(v, 6)}`" for label, v in e.measured.items())
     mark = HELD if e.ok else f"{FAILED} **does not hold here:**"
-    st.markdown(f"{mark} {c.text}")
+    st.markdown(f"{mark} {c.sentence(cfg)}")
     st.caption(f"Measured ({e.note}): {measured}")
 
 
@@ -83,7 +91,7 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
 
     manual_fn, torch_fn = stepper.functions
     hand, twin = explain.phase_source(manual_fn), explain.phase_source(torch_fn)
-    checks = evidence(data, data_key, cfg)
+    checks = evidence(data, data_key, cfg, step.t)
 
     left, right = st.columns(2)
     left.markdown(f"### Hand-written: `lib.{manual_fn.__name__}` (numpy)")
@@ -124,7 +132,7 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
                 f"Torch's `step()` follows the algorithm in [its documentation]"
                 f"(https://pytorch.org/docs/stable/generated/torch.optim.{type(torch_optimizer).__name__}.html); "
                 f"`{kind.step.__qualname__}` on the left does the same arithmetic in the same order, in numpy, on the "
-                "flat weight vector. The two agree to float64 rounding at every step."
+                "flat weight vector. " + agreement_text(data, data_key, cfg)
             )
             if step.optimizer_state:
                 left.code(
@@ -141,9 +149,9 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
                     f"The optimizer's state after step {step.t}, which the next step builds on: the hand optimizer's "
                     "attributes, and torch's per-parameter `optimizer.state` flattened in the weights' order."
                 )
-        st.markdown(row.text)
+        st.markdown(explain.row_text(row, cfg))
         for c in explain.claims_for(row.key, cfg):
-            claim(c, checks.get(c.key))
+            claim(c, checks.get(c.key), cfg)
         if row.key == "update" and cfg.loss != "bce":
             others = [name for name in ("mse", "half_mse", "sse") if name != cfg.loss]
             other = st.selectbox(
@@ -153,10 +161,14 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
                 key="map_other",
             )
             e = step_size_ratio(data, data_key, cfg, other)
+            digits = 10 if cfg.optimizer in explain.ADAPTIVE else 6  # adaptive: the factor differs from 1 late
+            predicted, measured = (explain.show(e.measured.get(k), digits) for k in ("predicted", "measured"))
             st.markdown(
-                f"Effective learning rate, {cfg.loss!r} over {other!r} at batch size {min(cfg.batch_size, data.m)}: "
-                f"predicted by `lib.effective_lr_ratio` **{explain.show(e.measured.get('predicted'), 6)}**, measured "
-                f"from one real step of both loops **{explain.show(e.measured.get('measured'), 6)}** "
+                f"First step at batch size {min(cfg.batch_size, data.m)}, torch on {cfg.loss!r} over a hand loop on "
+                f"{other!r}, with `torch.optim.{lib.optim.TORCH_NAMES[cfg.optimizer]}`: the gradients differ by "
+                f"`lib.effective_lr_ratio` = **{explain.show(e.measured.get('gradient factor c'), 6)}**; the step, "
+                f"predicted from the optimizer's first-step formula: **{predicted}**, measured from one real step of "
+                f"both loops: **{measured}** "
                 f"{HELD if e.ok else FAILED}"
             )
 

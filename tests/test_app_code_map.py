@@ -126,12 +126,12 @@ def test_every_claim_is_shown_checked(at):
     text = "\n".join(m.value for m in at.markdown)
     for claim in explain.CLAIMS:
         if claim.about(CFG):
-            assert f":green[**✓**] {claim.text}" in text, claim.key
+            assert f":green[**✓**] {claim.sentence(CFG)}" in text, claim.key
         else:  # another optimizer's claim (momentum, Adam, RMSprop, Adagrad): not on plain SGD's page
-            assert claim.text not in text, claim.key
+            assert claim.sentence(CFG) not in text, claim.key
     assert "does not hold here" not in text
     for row in explain.ROWS:
-        assert row.text in text
+        assert explain.row_text(row, CFG) in text
 
 
 def values_of(at: AppTest, row: str) -> tuple[str, str]:
@@ -161,10 +161,11 @@ def test_live_values_are_those_of_lib_run(at, t):
 def test_effective_learning_rate_predicted_beside_measured(at):
     at.selectbox(key="map_other").set_value("sse").run()
     assert not at.exception
-    line = next(m.value for m in at.markdown if m.value.startswith("Effective learning rate"))
+    line = next(m.value for m in at.markdown if m.value.startswith("First step at batch size"))
     ratio = lib.effective_lr_ratio("mse", "sse", 32)
-    assert f"predicted by `lib.effective_lr_ratio` **{explain.show(ratio, 6)}**" in line
-    assert f"measured from one real step of both loops **{explain.show(ratio, 6)}** :green[**✓**]" in line
+    assert f"the gradients differ by `lib.effective_lr_ratio` = **{explain.show(ratio, 6)}**" in line
+    assert f"first-step formula: **{explain.show(ratio, 6)}**" in line
+    assert f"measured from one real step of both loops: **{explain.show(ratio, 6)}** :green[**✓**]" in line
 
 
 def test_sum_convention_changes_the_measured_numbers():
@@ -189,6 +190,7 @@ def test_the_chosen_optimizers_first_step_is_explained_and_checked(optimizer, kw
     assert not at.exception
     text = "\n".join(m.value for m in at.markdown)
     claim = next(c for c in explain.CLAIMS if c.key == key)
-    assert f":green[**✓**] {claim.text}" in text
+    cfg = CFG.replace(optimizer=optimizer, optimizer_kwargs=kwargs)
+    assert f":green[**✓**] {claim.sentence(cfg)}" in text
     others = [c for c in explain.CLAIMS if c.key.startswith("first_step") and c.key != key]
-    assert not any(c.text in text for c in others)
+    assert not any(c.sentence(cfg) in text for c in others)

@@ -9,6 +9,7 @@ import torch
 
 import lib
 from lib import explain
+from lib.manual import hand_loss
 from lib.trace import Stepper
 
 DATA = lib.datasets.linear(m=60, n=3, noise=0.1, seed=4)
@@ -98,17 +99,106 @@ def test_forward_same():
     assert e.measured["outputs.grad_fn"] == "AddmmBackward0"
 
 
+def test_backward_adds_check_fails_when_backward_overwrites(monkeypatch):
+    """A torch whose backward() replaced .grad instead of adding to it: the check says the claim does not hold."""
+
+    def overwrite(self, *args, **kwargs):
+        leaves = explain._parameters_reached(self.grad_fn)
+        for leaf, grad in zip(leaves, torch.autograd.grad(self, leaves), strict=True):
+            leaf.grad = grad
+
+    monkeypatch.setattr(torch.Tensor, "backward", overwrite)
+    e = evidence("backward_adds")
+    assert not e.ok
+    assert e.measured["(max)"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("cfg", "expected"),
+    [
+        (CFG, {"hand inputs' last column": "all ones", "outputs.grad_fn": "AddmmBackward0"}),
+        (CFG.replace(bias=False), {"hand inputs' last column": "features", "outputs.grad_fn": "MmBackward0"}),
+        (CFG.replace(model="mlp", hidden=3, init="normal"), {"net": "Linear → Tanh → Linear"}),
+        (CFG.replace(model="mlp", hidden=3, init="normal", activation="relu", bias=False),
+         {"net": "Linear → ReLU → Linear"}),
+    ],
+)  # fmt: skip
+def test_forward_same_for_each_model_and_bias(cfg, expected):
+    e = explain.verify(CLAIM["forward_same"], DATA, cfg, 3)
+    assert e.ok, e
+    assert e.measured["max |z - outputs|"] < 1e-14
+    assert expected.items() <= e.measured.items()
+
+
+def test_forward_sentence_follows_the_model_and_bias():
+    say = CLAIM["forward_same"].sentence
+    assert "column of ones (the bias)" in say(CFG)
+    assert "no column of ones: there is no bias here" in say(CFG.replace(bias=False))
+    mlp = say(CFG.replace(model="mlp", activation="relu", bias=False))
+    assert "relu(inputs @ W1.T) @ W2" in mlp and "ones" not in mlp
+
+
+def test_forward_check_fails_on_the_wrong_layers_or_predictions(monkeypatch):
+    cfg = CFG.replace(model="mlp", hidden=3, init="normal")
+    real = explain.make_model
+    monkeypatch.setattr(explain, "make_model", lambda model, *a, **k: real(model, *a[:3], "relu", *a[4:], **k))
+    e = explain.verify(CLAIM["forward_same"], DATA, cfg)
+    assert not e.ok and e.measured["net"] == "Linear → ReLU → Linear"
+    monkeypatch.setattr(explain, "make_model", real)
+    monkeypatch.setattr(lib.trace.Step, "diff", lambda self, field: np.ones(3))
+    assert not explain.verify(CLAIM["forward_same"], DATA, CFG).ok
+
+
 def test_hand_loop_needs_no_loss_value():
-    e = evidence("hand_no_loss_value")
+    e = explain.verify(CLAIM["hand_no_loss_value"], DATA, CFG, 4)
     assert e.ok
-    assert e.measured == {"loss values the loop saw": "NaN", "max |Δ weights| after 5 steps": 0.0}
+    assert e.measured == {"loss values the loop saw": "NaN", "max |Δ weights| over steps 0 to 4": 0.0}
+
+
+def greedy_loop(batches, init, lr, loss="mse", zero_grad=True, optimizer="sgd", optimizer_kwargs=None):
+    """A hand loop whose step depends on the loss value (scaled by it): the claim is false for it."""
+    weights = np.array(init, dtype=np.float64)
+    criterion, slope = hand_loss(loss)
+    for inputs, labels in batches:
+        z = inputs @ weights
+        value = criterion(z, labels)
+        weights += lr * (1 + value) * slope(len(labels)) * (inputs.T @ (labels - z))
+        yield value, weights, weights
+
+
+def test_hand_loss_check_fails_for_a_loop_that_uses_the_loss_value(monkeypatch):
+    real = explain.loops
+
+    def greedy_loops(data, cfg):
+        manual, twin, init = real(data, cfg)
+        arguments = dict(manual.gi_frame.f_locals)
+        return greedy_loop(**arguments), twin, init
+
+    monkeypatch.setattr(explain, "loops", greedy_loops)
+    e = explain.verify(CLAIM["hand_no_loss_value"], DATA, CFG, 2)
+    assert not e.ok
+    assert e.measured["loss values the loop saw"] == "NaN"
 
 
 def test_torch_needs_the_loss_tensor_not_its_value():
     e = evidence("torch_needs_root")
     assert e.ok
-    assert "does not require grad" in e.measured["torch.tensor(loss.item()).backward()"]
-    assert e.measured["max |.grad(loss) - .grad(loss + 1000)|"] == 0.0
+    assert e.measured == {
+        "parameters the graph from loss.grad_fn reaches": "2 of 2",
+        "max |.grad − .grad with the loss's value set to NaN|": 0.0,
+    }
+
+
+def test_root_check_fails_when_backward_needs_the_value_or_misses_a_parameter():
+    net = torch.nn.Linear(3, 1, dtype=torch.float64)
+    inputs, labels = torch.tensor(DATA.X[:8]), torch.tensor(DATA.y[:8]).unsqueeze(1)
+    assert explain.root_evidence(net, torch.nn.MSELoss(), inputs, labels).ok
+    # exp's backward multiplies by its own result, the loss value: overwriting it changes .grad.
+    e = explain.root_evidence(net, lambda o, y: torch.exp(torch.nn.functional.mse_loss(o, y)), inputs, labels)
+    assert not e.ok
+    net.unused = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))  # a parameter the graph never reaches
+    e = explain.root_evidence(net, torch.nn.MSELoss(), inputs, labels)
+    assert not e.ok and e.measured["parameters the graph from loss.grad_fn reaches"] == "2 of 3"
 
 
 def test_hand_d_weights_is_minus_the_gradient():
@@ -116,14 +206,29 @@ def test_hand_d_weights_is_minus_the_gradient():
     assert e.ok
     assert e.measured["max |d_weights + .grad|"] < 1e-13
     assert e.measured["max |d_weights - .grad|"] > 0.1
+    g = np.array([0.5, -2.0])
+    assert not explain.sign_evidence(g, g).ok  # a buffer holding the gradient itself: the claim is false
+    assert explain.sign_evidence(-g, g).ok
 
 
 @pytest.mark.parametrize("model", ["linear", "mlp"])
 def test_mse_is_a_mean_with_no_half(model):
     cfg = CFG.replace(model=model, hidden=3, init="normal")
-    e = evidence("mse_no_half", cfg=cfg)
+    e = explain.verify(CLAIM["mse_no_half"], DATA, cfg, 2)
     assert e.ok
-    assert e.measured == {"MSELoss / mean((outputs - labels)²)": 1.0, "grad MSELoss / grad ½·mean": 2.0}
+    assert e.measured == {
+        "MSELoss / mean((outputs - labels)²)": 1.0,
+        "torch's MSELoss .grad / the hand ½·mean gradient": 2.0,
+    }
+
+
+def test_mse_check_compares_torch_with_the_hand_loop_and_can_fail(monkeypatch):
+    """If torch's MSELoss had the ½ the hand loop has, the check would say so (it used to compare two torch losses)."""
+    real = explain.torch_loss
+    monkeypatch.setattr(explain, "torch_loss", lambda name: real("half_mse" if name == "mse" else name))
+    e = evidence("mse_no_half")
+    assert not e.ok
+    assert e.measured["torch's MSELoss .grad / the hand ½·mean gradient"] == 1.0
 
 
 @pytest.mark.parametrize("batch_size", [1, 16, 1000])
@@ -134,10 +239,24 @@ def test_sum_multiplies_the_gradient_by_the_batch_size(batch_size):
     assert e.measured == {"grad sum / grad mean": float(expected), "batch size": expected}
 
 
+def test_sum_check_fails_when_the_sum_is_a_mean(monkeypatch):
+    real = explain.torch_loss
+    monkeypatch.setattr(explain, "torch_loss", lambda name: real("mse" if name == "sse" else name))
+    assert not evidence("sum_times_batch").ok
+
+
 def test_same_update():
-    e = evidence("same_update")
+    e = explain.verify(CLAIM["same_update"], DATA, CFG, 5)
     assert e.ok
     assert max(e.measured.values()) < 1e-15
+
+
+def test_same_update_is_not_about_weight_decay_and_its_check_fails_there():
+    cfg = CFG.replace(optimizer_kwargs={"weight_decay": 0.5}, init="normal")
+    assert not CLAIM["same_update"].about(cfg)
+    e = explain.verify(CLAIM["same_update"], DATA, cfg, 1)
+    assert not e.ok
+    assert e.measured["max |torch update + lr * .grad|"] > 1e-4
 
 
 @pytest.mark.parametrize(
@@ -155,7 +274,7 @@ def test_effective_lr_does_not_apply_to_cross_entropy():
     X = np.random.default_rng(0).normal(size=(40, 2))
     blobs = lib.Dataset(X, (X @ [1.0, -1.0] > 0).astype(float))  # two classes, 0 and 1
     cfg = lib.Config(model="logistic", iterations=5)
-    assert not CLAIM["effective_lr"].applies(cfg)
+    assert not CLAIM["effective_lr"].about(cfg)
     assert all(c.applies(CFG) for c in explain.CLAIMS)
     for key in ("zero_grad_none", "backward_adds", "negative_gradient", "same_update"):
         assert evidence(key, blobs, cfg).ok, key
@@ -208,8 +327,8 @@ def test_each_optimizers_first_step_is_the_paper_formula(optimizer, kwargs, key,
     e = explain.verify(claim, DATA, cfg)
     assert e.ok, e
     if moves is not None:  # |update| / lr: about 1 for Adam and Adagrad, 1 / sqrt(1 - alpha) for RMSprop
-        assert e.measured["|update| / lr, smallest"] == pytest.approx(moves, rel=1e-4)
-        assert e.measured["largest"] == pytest.approx(moves, rel=1e-4)
+        assert e.measured[f"weights moved by {moves:.4g}·lr (to 0.1 %)"] == "4 of 4"
+        assert e.measured["moved less (|g| near or below eps)"] == 0 == e.measured["not moved (g = 0)"]
 
 
 def test_the_first_step_check_tells_the_optimizers_apart():
@@ -231,3 +350,116 @@ def test_first_step_claims_are_not_about_other_settings(optimizer, kwargs):
     """Plain SGD, weight decay, centering, a head start or maximize: no first-step sentence is shown."""
     cfg = CFG.replace(optimizer=optimizer, optimizer_kwargs=kwargs)
     assert not [c.key for c in explain.CLAIMS if c.key.startswith("first_step") and c.about(cfg)]
+
+
+def test_adam_first_step_sentence_is_measured_on_every_weight_at_the_minimum():
+    """Started at the least-squares weights, |g| is far below eps: no weight moves by lr, and the check says so."""
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    start = tuple(lib.least_squares(data, True))
+    cfg = lib.Config(optimizer="adam", batch_size=200, init=start, iterations=3)
+    e = explain.verify(CLAIM["first_step_adam"], data, cfg)
+    assert e.ok, e  # the sentence allows for it: "one with a gradient near or below eps moves less"
+    assert e.measured["weights moved by 1·lr (to 0.1 %)"] == "0 of 4"
+    assert e.measured["moved less (|g| near or below eps)"] == 4
+
+
+def test_adam_first_step_on_a_zero_mlp_counts_the_weights_that_do_not_move():
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    cfg = lib.Config(optimizer="adam", model="mlp", hidden=4, iterations=3)  # all-zero init: only b2's g is not 0
+    e = explain.verify(CLAIM["first_step_adam"], data, cfg)
+    assert e.ok, e
+    assert e.measured["weights moved by 1·lr (to 0.1 %)"] == "1 of 21"
+    assert e.measured["not moved (g = 0)"] == 20
+
+
+def test_first_step_evidence_fails_on_a_wrong_update():
+    cfg = CFG.replace(optimizer="adam", init="normal")
+    g = np.array([0.3, -2.0, 0.0, 1e-12])
+    right = explain.first_step_prediction(cfg, g)
+    assert explain.first_step_evidence(cfg, g, right).ok
+    assert not explain.first_step_evidence(cfg, g, 10 * right).ok  # RMSprop-sized: 10·lr
+    moved_zero = right.copy()
+    moved_zero[2] = cfg.lr  # a weight with g = 0 that moved
+    assert not explain.first_step_evidence(cfg, g, moved_zero).ok
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "adagrad"])
+def test_effective_lr_with_an_adaptive_optimizer_is_near_one_and_checked(optimizer):
+    cfg = CFG.replace(optimizer=optimizer, init="normal")
+    e = explain.effective_lr(DATA, cfg, "half_mse")
+    assert e.ok, e
+    assert e.measured["gradient factor c"] == 2.0
+    assert e.measured["predicted"] == pytest.approx(1.0, abs=1e-6) and e.measured["predicted"] != 1.0
+    assert e.measured["measured"] == pytest.approx(e.measured["predicted"], rel=1e-9)
+    assert "hardly the step" in CLAIM["effective_lr"].sentence(cfg)
+    assert "hardly" not in CLAIM["effective_lr"].sentence(CFG)
+
+
+def test_effective_lr_check_fails_when_predicted_as_for_sgd(monkeypatch):
+    """The old check ran plain SGD whatever the optimizer: predicting Adam's step as SGD's fails against torch."""
+    real = explain.first_step_prediction
+    monkeypatch.setattr(explain, "first_step_prediction", lambda cfg, g, w=None: real(cfg.replace(optimizer="sgd"), g))
+    e = explain.effective_lr(DATA, CFG.replace(optimizer="adam"), "half_mse")
+    assert not e.ok
+    assert e.measured["predicted"] == pytest.approx(2.0)
+
+
+def test_momentum_check_fails_if_the_buffer_starts_dampened(monkeypatch):
+    cfg = CFG.replace(optimizer_kwargs={"momentum": 0.9, "dampening": 0.5}, init="normal")
+    assert explain.verify(CLAIM["first_step_momentum"], DATA, cfg).ok
+    real = lib.trace.state_pairs
+
+    def dampened(name, hand, torch_opt):  # as if torch had started the buffer at (1 - dampening) * g
+        return [(a, k, h, 0.5 * t if k == "momentum_buffer" else t) for a, k, h, t in real(name, hand, torch_opt)]
+
+    monkeypatch.setattr(lib.trace, "state_pairs", dampened)
+    assert not explain.verify(CLAIM["first_step_momentum"], DATA, cfg).ok
+
+
+def test_agreement_holds_for_sgd_and_parts_for_full_batch_rmsprop():
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)  # the sidebar's defaults
+    sgd = lib.run(data, lib.Config(iterations=500))
+    a = explain.agreement(sgd)
+    assert a["parts_at"] is None and a["max_relative"] < explain.AGREE
+    assert "agree at every step" in explain.agreement_text(sgd)
+    rms = lib.run(data, lib.Config(optimizer="rmsprop", batch_size=200, iterations=1000))
+    a = explain.agreement(rms)
+    assert a["parts_at"] is not None  # measured here: from step 331, gradient norm about 1e-9
+    relative = rms.step_diff[1:] / np.maximum(np.abs(rms.torch.weights[1:]).max(axis=1), 1)
+    assert relative[a["parts_at"]] > explain.AGREE >= relative[: a["parts_at"]].max()
+    assert a["grad_norm_there"] == rms.torch.grad_norm[a["parts_at"]]
+    text = explain.agreement_text(rms)
+    assert f"from step {a['parts_at']:,}" in text and "at every step" not in text
+
+
+def test_row_texts_follow_the_configuration():
+    rows = {r.key: r for r in explain.ROWS}
+    mlp = CFG.replace(model="mlp")
+    assert "column of ones" in explain.row_text(rows["forward"], CFG)
+    assert "column of ones" not in explain.row_text(rows["forward"], CFG.replace(bias=False))
+    assert "column of ones" not in explain.row_text(rows["forward"], mlp)
+    assert "chain rule" in explain.row_text(rows["backward"], mlp)
+    assert "inputsᵀ · (labels − h)" not in explain.row_text(rows["backward"], mlp)
+    assert "1/m for `BCEWithLogitsLoss()`" in explain.row_text(rows["backward"], lib.Config(model="logistic"))
+    assert '2 for `MSELoss(reduction="sum")`' in explain.row_text(rows["backward"], CFG.replace(loss="sse"))
+    assert "switched off in both loops" in explain.row_text(rows["reset"], CFG.replace(zero_grad=False))
+    assert "switched off" not in explain.row_text(rows["reset"], CFG)
+    adam = explain.row_text(rows["update"], CFG.replace(optimizer="adam"))
+    assert "lib.optim.Adam" in adam and "SGD.step()" not in adam
+
+
+@pytest.mark.parametrize("cfg", [CFG, CFG.replace(model="mlp"), CFG.replace(bias=False, loss="sse")])
+def test_no_row_says_backward_derives_the_same_numbers(cfg):
+    """.grad is minus d_weights: "the same numbers" was false (issue 9, finding 12)."""
+    for row in explain.ROWS:
+        assert "derives the same numbers by" not in explain.row_text(row, cfg)
+    assert "opposite sign" in explain.row_text(explain.ROWS[3], cfg)
+
+
+@pytest.mark.parametrize("func", [lib.manual_loop, lib.manual_mlp_loop])
+def test_the_reset_is_explained_by_carry_over_not_by_the_batch_sum(func):
+    """The batch sum is one matrix product; the reset is needed because += carries over (issue 9, finding 13)."""
+    source = inspect.getsource(func)
+    assert "d_weights is a sum over the batch" not in source
+    assert "carry over" in explain.phase_source(func)[explain.PHASES[0]]
+    assert "sum over the batch, so each step starts it from zero" not in explain.ROWS[0].text
