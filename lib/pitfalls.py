@@ -78,6 +78,36 @@ def growth_factor(data: Dataset, cfg: Config, lrs: Iterable[float], loss: str | 
     return np.abs(1.0 - np.outer(lrs, eig)).max(axis=1)
 
 
+def hessian_scale(data: Dataset, cfg: Config, loss: str | None = None) -> float:
+    """The number c with hessian(data, cfg, loss) = c * A^T A: k(b) * b / m."""
+    b = min(cfg.batch_size, data.m)
+    return hand_loss(loss or cfg.loss)[1](b) * b / data.m
+
+
+def top_error_factor(data: Dataset, cfg: Config, lr: float, loss: str | None = None) -> float:
+    """|1 - lr * lambda_max| of hessian(data, cfg, loss): what a full-batch step multiplies the top error by."""
+    return float(abs(1.0 - lr * np.linalg.eigvalsh(hessian(data, cfg, loss))[-1]))
+
+
+def standardised(data: Dataset) -> Dataset:
+    """The same data with every feature shifted to mean 0 and scaled to standard deviation 1 (constant ones
+    only shifted), the labels unchanged."""
+    spread = data.X.std(axis=0)
+    X = (data.X - data.X.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    return Dataset(X, data.y, feature_names=data.feature_names, name=f"{data.name}, standardised")
+
+
+def default_dtypes() -> dict[str, torch.dtype]:
+    """The dtypes torch gives, measured now: its default, torch.tensor of a Python float and of a float64
+    numpy array, and nn.Linear's weight."""
+    return {
+        "torch.get_default_dtype()": torch.get_default_dtype(),
+        "torch.tensor(0.5)": torch.tensor(0.5).dtype,
+        "torch.tensor(np.array([0.5]))": torch.tensor(np.array([0.5])).dtype,
+        "nn.Linear(1, 1).weight": nn.Linear(1, 1).weight.dtype,
+    }
+
+
 def measured_step_ratio(result: Result) -> float:
     """How many times larger the hand loop's first update is than torch's, measured from the run.
 
@@ -119,9 +149,12 @@ def running_loss_loop(
         yield running_loss
 
 
-def _net_and_batches(data: Dataset, cfg: Config) -> tuple[nn.Linear, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """nn.Linear (float64) from the shared init, and tensor batches in the shared order, as lib.run uses."""
-    net = make_model("linear", data.n, cfg.bias, cfg.hidden, cfg.activation, torch.float64)
+def _net_and_batches(data: Dataset, cfg: Config) -> tuple[nn.Module, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """cfg's model (nn.Linear, or the one-hidden-layer MLP) in float64 from the shared init, and tensor batches
+    in the shared order, as lib.run uses."""
+    if cfg.model not in ("linear", "mlp"):
+        raise ValueError(f"the running_loss loop trains a regression model (linear or mlp); got model {cfg.model!r}")
+    net = make_model(cfg.model, data.n, cfg.bias, cfg.hidden, cfg.activation, torch.float64)
     share_one_vector(net, initial_weights(data, cfg), torch.float64)
     return net, loader(data.X, data.y, cfg.batch_size, cfg.seed)
 
@@ -208,22 +241,49 @@ def _value(running_loss: float | torch.Tensor) -> float:
     return running_loss.item() if isinstance(running_loss, torch.Tensor) else float(running_loss)
 
 
-def second_backward(data: Dataset, cfg: Config, steps: int = 3, retain_graph: bool = False) -> str | None:
-    """Train `steps` steps with `running_loss += loss`, then call running_loss.backward().
+@dataclass(frozen=True)
+class SecondBackward:
+    """What running_loss.backward() did after `steps` steps of running_loss += loss."""
 
-    Returns the message of the RuntimeError torch raises (its saved tensors were freed by each
-    step's backward()), or None when it succeeds, as it does with retain_graph=True.
+    steps: int  # training steps taken before the call
+    message: str | None  # the RuntimeError torch raised, None when the call succeeded
+    failed_node: str | None  # the type of the autograd node that raised it, e.g. "MseLossBackward0"
+    failed_step: int | None  # the training step (1 .. steps) whose forward pass made that node
+    nodes_run: int  # nodes the call started, the failing one included
+    steps_run: tuple[int, ...] = ()  # the step that made each of those nodes, in the order the call started them
+
+
+def second_backward(data: Dataset, cfg: Config, steps: int = 3, retain_graph: bool = False) -> SecondBackward:
+    """Train `steps` steps with `running_loss += loss`, then call running_loss.backward() and watch it run.
+
+    Every autograd node behind running_loss is labelled with the step whose forward pass made it and gets a
+    pre-hook, so the last node whose hook ran before torch raised is the node that raised.
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be a whole number >= 1; got {steps!r}")
     loop = _running_loss_steps(data, cfg, item=False, retain_graph=retain_graph)
-    for _ in range(steps):
+    made_at: dict[torch.autograd.graph.Node, int] = {}
+    for t in range(1, steps + 1):
         running_loss = next(loop)
+        stack = [running_loss.grad_fn]
+        while stack:  # only this step's new nodes: the walk stops at nodes an earlier step made
+            node = stack.pop()
+            if node is None or node in made_at:
+                continue
+            made_at[node] = t
+            stack.extend(parent for parent, _ in node.next_functions)
+    started: list[torch.autograd.graph.Node] = []
+    handles = [node.register_prehook(lambda grads, node=node: started.append(node)) for node in made_at]
     try:
         running_loss.backward()
     except RuntimeError as err:
-        return str(err)
-    return None
+        failed = started[-1]
+        order = tuple(made_at[node] for node in started)
+        return SecondBackward(steps, str(err), type(failed).__name__, made_at[failed], len(started), order)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return SecondBackward(steps, None, None, None, len(started), tuple(made_at[node] for node in started))
 
 
 def stale_gradient(data: Dataset, cfg: Config, steps: int = 3) -> tuple[np.ndarray, np.ndarray]:

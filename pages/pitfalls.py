@@ -16,7 +16,19 @@ LABELS = {
     "half_mse": "half_mse: 1/2 × mean (classic hand loop)",
     "sse": 'sse: MSELoss(reduction="sum")',
 }
-FORMULA = {"mse": r"\tfrac{2}{m} A^\top A", "half_mse": r"\tfrac{1}{m} A^\top A", "sse": r"2\,A^\top A"}
+# The Hessian lib.pitfalls.hessian uses, k(b) * (b/m) * A^T A, written out: for a full batch (b = m), and
+# for minibatches, where it is the average over an epoch's batches of the batch loss's Hessian k(b) A_B^T A_B.
+FORMULA_FULL = {"mse": r"\tfrac{2}{m} A^\top A", "half_mse": r"\tfrac{1}{m} A^\top A", "sse": r"2\,A^\top A"}
+FORMULA_BATCH = {
+    "mse": r"\tfrac{2}{b}\cdot\tfrac{b}{m} A^\top A = \tfrac{2}{m} A^\top A",
+    "half_mse": r"\tfrac{1}{b}\cdot\tfrac{b}{m} A^\top A = \tfrac{1}{m} A^\top A",
+    "sse": r"2\cdot\tfrac{b}{m} A^\top A",
+}
+BATCH_HESSIAN = {
+    "mse": r"\tfrac{2}{b} A_B^\top A_B",
+    "half_mse": r"\tfrac{1}{b} A_B^\top A_B",
+    "sse": r"2\,A_B^\top A_B",
+}
 TABS = (
     "1 · forgot zero_grad()",
     "2 · running_loss += loss",
@@ -42,6 +54,16 @@ def running_loss_growth(data_args: tuple, steps: int, **cfg) -> pd.DataFrame:
     return pitfalls.running_loss_growth(dataset(*data_args), lib.Config(**cfg), steps=steps)
 
 
+@st.cache_data(max_entries=32, show_spinner="Calling running_loss.backward()…")
+def second_backward(data_args: tuple, steps: int, retain_graph: bool, **cfg) -> pitfalls.SecondBackward:
+    return pitfalls.second_backward(dataset(*data_args), lib.Config(**cfg), steps=steps, retain_graph=retain_graph)
+
+
+def vector(values: np.ndarray) -> str:
+    """A vector on one line, 4 decimals."""
+    return np.array2string(values, precision=4, max_line_width=10**6)
+
+
 def lines(series: dict, title: str, y_title: str, **kw) -> None:
     st.altair_chart(pitfalls.series_chart(series, title, y_title, **kw), width="stretch")
 
@@ -49,10 +71,11 @@ def lines(series: dict, title: str, y_title: str, **kw) -> None:
 through_navigation()
 st.title("Pitfalls lab")
 st.markdown(
-    "Each tab below is one classic mistake, behind one switch. Where the mistake is in the loop itself, "
-    "**both** loops make it, so they still agree with each other: red is the mistaken run (manual solid, "
-    "torch dashed on top), grey the correct run for contrast. Where the mistake is a mismatch between the "
-    "loops, the loops stop agreeing, and the tab measures by how much."
+    "Each tab below is one classic mistake, behind one switch, on a linear model with a bias trained by plain "
+    "SGD. In tabs 1 and 4 the mistake is in the loop itself, so **both** loops make it: red is the mistaken "
+    "run (manual solid, torch dashed on top), grey the correct run for contrast. In tabs 3 and 5 the mistake "
+    "is a mismatch between the loops, and the tab measures by how much they stop agreeing. Tab 2's mistake "
+    "lives in torch's autograd graph, which the hand loop does not have: it measures a torch loop alone."
 )
 
 # Every control here is in the URL under its key (pitfall_...), so a teacher's link opens a tab with its
@@ -78,13 +101,21 @@ with st.sidebar:
     limit = pitfalls.stability_limit(data, lib.Config(**base))
     lr = drawn.number(
         "learning rate", "pitfall_lr", 1e-6, 1e3, 0.01, format="%.6g",
-        help="The stability limit below is 2 / λ_max of the loss Hessian for this data and loss convention.",
+        help="The stability limit below is 2 / λ_max of H = k(b)·(b/m)·AᵀA for this data, loss convention and "
+        "batch size b (A is X with a column of ones): for a full batch the loss Hessian, for minibatches the "
+        "average over an epoch of each batch's loss Hessian k(b)·A_Bᵀ·A_B.",
     )  # fmt: skip
     base["lr"] = float(lr)
-    where = "above" if lr > limit else "below"
+    where = "above" if lr > limit else "at or below"
     st.markdown(f"**Stability limit: {limit:.4g}** · your learning rate is {lr / limit:.3g}× it ({where}).")
     if lr > limit:
-        st.warning("This learning rate is above the stability limit: the correct run itself will diverge.")
+        st.warning(
+            "This learning rate is above the stability limit: each full-batch step multiplies the error along "
+            "H's top eigenvector by more than 1, so expect the correct runs in the tabs to diverge."
+            if batch_size >= m
+            else "This learning rate is above the stability limit, which for minibatches is a guide, not a sharp "
+            "edge: expect the correct runs in the tabs to blow up."
+        )
 
 tabs = st.tabs(TABS, key="pitfall", bind="query-params")
 drawn["pitfall"] = (st.session_state.get("pitfall", TABS[0]), "the name of one of the five tabs")
@@ -114,21 +145,40 @@ with tabs[0]:
             delta_color="off",
             delta_arrow="off",
         )
-        if not wrong.done:
-            st.warning(wrong.message())
+        for result, name in ((wrong, "The mistaken run"), (correct, "The correct run")):
+            if not result.done:
+                st.warning(f"{name}: {result.message()}")
         g = {"mistake, manual": wrong.manual.grad_norm, "mistake, torch": wrong.torch.grad_norm}
         lines(g | {"correct": correct.manual.grad_norm}, "What .grad holds at each step", "gradient norm (log)")
         los = {"mistake, manual": wrong.manual.loss, "mistake, torch": wrong.torch.loss}
         lines(los | {"correct": correct.manual.loss}, "Loss of each step's batch", "loss (log)")
+        late = slice(wrong.steps // 2, None)  # the second half of the steps both runs took
+        late_c = slice(correct.steps // 2, None)
+        noise_words = (
+            ""
+            if min(int(batch_size), int(m)) >= int(m)
+            else " With minibatches the sum also adds up every batch's departure from the mean gradient."
+        )
+        if loss == "sse":
+            divide = (
+                'with `MSELoss(reduction="sum")` the k gradients already add up to the gradient of the sum '
+                "over all k micro-batches, so there is nothing to divide."
+            )
+        else:
+            divide = (
+                "and, as this loss is a mean, divide each micro-batch's loss by k, so that for k equal "
+                "micro-batches the summed gradient is the gradient of the mean over all of them."
+            )
         st.markdown(
-            "**What it does.** The summed gradient keeps pushing long after the minimum is passed: this is "
-            "gradient descent with a momentum of exactly 1 and no friction. The weights swing around the "
-            "minimum instead of settling, and with minibatches the noise in each batch's gradient adds up "
-            "too, so the gradient norm stays large or grows while the correct run's shrinks.\n\n"
+            "**What it does.** The summed gradient keeps pushing after the minimum is passed: with plain SGD, "
+            "forgetting the reset is exactly SGD with momentum 1 and no dampening, whose buffer is the sum of "
+            f"every gradient so far.{noise_words} Here, over the second half of the steps, the median gradient "
+            f"norm is **{np.median(wrong.manual.grad_norm[late]):.3g}** without the reset against "
+            f"**{np.median(correct.manual.grad_norm[late_c]):.3g}** with it.\n\n"
             "**The fix.** Call `optimizer.zero_grad()` once per step, before `backward()`. By default it sets "
             "`.grad` to `None` rather than to zeros; the next `backward()` then starts afresh. Accumulating "
-            "on purpose (gradient accumulation over k micro-batches) is this same mechanism: call `zero_grad()` "
-            "every k steps and divide the loss by k."
+            "on purpose (gradient accumulation over k micro-batches) uses this same mechanism: call `step()` "
+            f"and then `zero_grad()` once every k micro-batches instead of after each one, {divide}"
         )
     else:
         st.caption("Switch on to run both loops with the mistake, beside the correct run.")
@@ -142,6 +192,8 @@ with tabs[1]:
         "real loop measured here (the code that runs, from `lib/pitfalls.py`):"
     )
     st.code(inspect.getsource(pitfalls.running_loss_loop), language="python")
+    if loss != "mse":
+        st.caption(f"This loop uses `nn.MSELoss()`, as shown, whatever the sidebar's convention ({loss}).")
     if drawn.check("Keep running_loss as a tensor (running_loss += loss)", "pitfall_running_loss", False, toggle=True):
         steps = drawn.slider("steps to measure", "pitfall_steps", 10, 500, 100, 10)
         growth = running_loss_growth(data_args, steps, **base)
@@ -154,33 +206,108 @@ with tabs[1]:
         last = growth[growth["step"] == growth["step"].max()].set_index("variant")
         table = last.drop(columns="step").rename_axis(f"running_loss, after {steps} steps")
         st.table(table.style.format({"running_loss": "{:.6g}", "saved_bytes": "{:,}"}))
-        mistake = last.loc["+= loss"].astype(int)
+        counts = ["nodes", "saved_tensors", "freed_tensors", "saved_bytes"]
+        mistake = last.loc["+= loss", counts].astype(int)
+        fixed = last.loc["+= loss.item()"]
+        tail = by_variant["+= loss"].tail(2)
+        (s0, s1), (n0, n1) = tail["step"].to_numpy(), tail["nodes"].to_numpy()
+        if mistake["saved_tensors"] == 0:
+            kept = (
+                f"Each step's `backward()` already freed the tensors those nodes had saved "
+                f"({mistake['freed_tensors']:,} freed so far), so what leaks is the nodes themselves, a little "
+                "memory per step."
+            )
+        else:
+            kept = (
+                f"They still hold {mistake['saved_tensors']:,} saved tensors ({mistake['saved_bytes']:,} bytes); "
+                f"{mistake['freed_tensors']:,} others were freed by each step's `backward()`."
+            )
+        float_words = "is a float and holds nothing" if fixed["nodes"] == 0 else f"holds {int(fixed['nodes'])} nodes"
         st.markdown(
-            f"After {steps} steps, `running_loss += loss` holds **{mistake['nodes']:,} autograd nodes** "
-            f"({(mistake['nodes'] - 1) / steps:.0f} per step, without end). Each step's `backward()` already "
-            f"freed the tensors those nodes had saved ({mistake['freed_tensors']:,} freed so far), so what "
-            "leaks is the nodes themselves, a little memory per step. With `.item()` the total is a float "
-            "and holds nothing."
+            f"After {steps} steps, `running_loss += loss` holds **{mistake['nodes']:,} autograd nodes**, "
+            f"{(n1 - n0) / (s1 - s0):g} more per step (measured from step {s0} to {s1}). {kept} With `.item()` "
+            f"the total {float_words}."
         )
         st.markdown("**Then the mistake bites:** at the end of the epoch, someone calls `running_loss.backward()`:")
-        message = pitfalls.second_backward(data, lib.Config(**base), steps=3)
-        st.error(f"RuntimeError: {message}")
-        produced, summed = pitfalls.stale_gradient(data, lib.Config(**base), steps=5)
-        retained = last.loc["+= loss, retain_graph=True"]
+        failed = second_backward(data_args, steps, False, **base)
+        if failed.message is None:
+            st.success(f"running_loss.backward() ran without an error here, after {steps} steps.")
+        else:
+            st.error(f"RuntimeError: {failed.message}")
+            made = sorted(set(failed.steps_run), reverse=True)
+            made_words = f"step {made[0]}" if len(made) == 1 else "steps " + ", ".join(map(str, made))
+            newest = (
+                " autograd starts from the newest nodes, and"
+                if failed.failed_step == steps and list(failed.steps_run) == sorted(failed.steps_run, reverse=True)
+                else ""
+            )
+            st.markdown(
+                "This is torch's own error, raised just now and caught. A pre-hook on every node of the graph "
+                f"recorded what the call ran: {failed.nodes_run:,} node{'s' if failed.nodes_run != 1 else ''}, "
+                f"made by {made_words}, and it failed at **step {failed.failed_step}'s `{failed.failed_node}`**"
+                + (" (the last step's):" if failed.failed_step == steps else ":")
+                + f"{newest} this node's saved tensors were freed by that step's own `backward()`."
+            )
         st.markdown(
-            "This is torch's own error, raised just now and caught: the walk back from `running_loss` reaches "
-            "step 1's `MseLossBackward0` node, whose saved tensors that step's `backward()` freed.\n\n"
             "**The fix.** Keep running totals as numbers: `running_loss += loss.item()` (or `loss.detach()` "
             "if you want to stay on the device and call `.item()` once at the end). If you really want the "
-            "gradient of a sum of losses, add the losses first and call `backward()` once.\n\n"
-            "**Why not `retain_graph=True`, as the message suggests?** It silences the error, but every "
-            f"step's saved tensors then stay alive: {retained['saved_bytes'] / 1024:,.1f} KiB after {steps} "
-            "steps here, growing with each step (the rising line in the second chart). And the gradient "
-            "`running_loss.backward()` then adds into `.grad` is the sum of the old gradients, each taken at "
-            "weights that no longer exist and each already used by its own step: over 5 steps, "
-            f"{np.array2string(produced, precision=4)} against the sum of the 5 step gradients "
-            f"{np.array2string(summed, precision=4)}."
+            "gradient of a sum of losses, add the losses first and call `backward()` once."
         )
+        retained = last.loc["+= loss, retain_graph=True"]
+        growing = bool(np.all(np.diff(by_variant["+= loss, retain_graph=True"]["saved_bytes"].to_numpy()) > 0))
+        linear = second_backward(data_args, steps, True, **base)
+        mlp = second_backward(data_args, steps, True, **base, model="mlp", init="normal")
+        suggested = failed.message is not None and "retain_graph=True" in failed.message
+        st.markdown(
+            f"**Why not `retain_graph=True`{', as the message suggests' if suggested else ''}?** "
+            + (
+                "On this lab's model, `nn.Linear`, it silences the error: with `retain_graph=True` in each step's "
+                f"`backward()`, `running_loss.backward()` ran all {linear.nodes_run:,} nodes after {steps} steps. "
+                if linear.message is None
+                else f"On this lab's model, `nn.Linear`, it did not silence the error: `{linear.message}` "
+                f"(at step {linear.failed_step}'s `{linear.failed_node}`). "
+            )
+            + f"But every step's saved tensors then stay alive: {retained['saved_bytes'] / 1024:,.1f} KiB after "
+            f"{steps} steps here"
+            + (", growing with each step (the rising line in the second chart)." if growing else ".")
+        )
+        if linear.message is None:
+            produced, summed = pitfalls.stale_gradient(data, lib.Config(**base), steps=5)
+            gap = float(np.max(np.abs(produced - summed)))
+            if np.isfinite(gap) and gap <= 1e-9 * max(1.0, float(np.max(np.abs(summed)))):
+                st.markdown(
+                    "And the gradient `running_loss.backward()` then adds into `.grad` is the sum of the old "
+                    "gradients, each taken at weights that no longer exist and each already used by its own step: "
+                    f"over 5 steps, {vector(produced)} equals the sum of the 5 step "
+                    f"gradients (largest difference {gap:.1e})."
+                )
+            else:
+                st.markdown(
+                    "The gradient `running_loss.backward()` adds into `.grad` after 5 steps, "
+                    f"{vector(produced)}, was compared with the sum of the 5 step gradients, "
+                    f"{vector(summed)}: largest difference {gap:.3g}"
+                    + (" (this learning rate overflows the numbers)." if not np.isfinite(gap) else ".")
+                )
+        hidden = f"{lib.Config().hidden} {lib.Config().activation} units, seeded normal init"
+        if mlp.message is None:
+            st.markdown(
+                f"With a hidden layer ({hidden}), measured the same way, `retain_graph=True` silences the error too."
+            )
+        else:
+            st.markdown(
+                f"With a hidden layer ({hidden}), measured the same way, `retain_graph=True` does **not** silence "
+                f"it: the call fails at step {mlp.failed_step}'s `{mlp.failed_node}` with `RuntimeError: "
+                f"{mlp.message}` Each `step()` updates the weights in place, and the graph through the hidden "
+                "layer saved a weight that `step()` then changed"
+                + (
+                    "; `nn.Linear` on the inputs alone saved no tensor that `step()` changes."
+                    if linear.message is None
+                    else "."
+                )
+                if "inplace" in mlp.message
+                else f"With a hidden layer ({hidden}), measured the same way, the call fails at step "
+                f"{mlp.failed_step}'s `{mlp.failed_node}` with `RuntimeError: {mlp.message}`"
+            )
     else:
         st.caption("Switch on to measure what the tensor keeps alive and to trigger the real error.")
 
@@ -189,7 +316,8 @@ with tabs[2]:
     st.markdown(
         "**The mistake.** The hand loop and the torch loop use different loss conventions, e.g. the "
         "textbook's `1/2 · mean` by hand against `nn.MSELoss()` (a mean with no 1/2). The gradients then "
-        "differ by a constant factor, so the same learning rate takes different steps: the loops stop agreeing."
+        "differ by a factor set by the two conventions and the batch size, so the same learning rate takes "
+        "different steps: the loops stop agreeing."
     )
     col1, col2 = st.columns(2)
     with col1:
@@ -213,8 +341,9 @@ with tabs[2]:
         c3.metric("manual vs torch, max |diff|", f"{mixed.max_abs_diff:.3g}")
         if hand == theirs:
             st.info("Both loops use the same convention: there is no mismatch, and the factor is 1.")
-        if not mixed.done:
-            st.warning(mixed.message())
+        for result, name in ((mixed, "The mixed run"), (agreed, "The correct run")):
+            if not result.done:
+                st.warning(f"{name}: {result.message()}")
         target = lib.least_squares(data, True)
         dist = {
             "mistake, manual": np.linalg.norm(mixed.manual.weights - target, axis=1),
@@ -225,7 +354,8 @@ with tabs[2]:
         st.caption("The torch loop runs the same in both runs, so the grey line lies under the dashed one.")
         st.markdown(
             "Losses under different conventions are not comparable numbers, so this chart shows the distance "
-            "to the weights every convention converges to. The factor comes from the gradients: "
+            "to the least-squares weights, where every convention's loss over the whole data is smallest. "
+            "The factor comes from the gradients on a batch of b rows (A and y hold its rows): "
             "mse is 2/b · Aᵀ(Aw − y), half_mse 1/b · Aᵀ(Aw − y), sse 2 · Aᵀ(Aw − y), with b the batch size "
             f"(here {b}). So mse steps twice as far as half_mse at the same learning rate, and sse b times as "
             "far as mse. **The fix:** use the same convention in both, or scale the learning rate by the factor."
@@ -237,28 +367,45 @@ with tabs[2]:
 with tabs[3]:
     full = drawn.check("full batch (the limit is exact only then)", "pitfall_full_batch", True)
     cfg4 = base | {"batch_size": int(m) if full else int(batch_size)}
+    b4 = min(cfg4["batch_size"], int(m))
+    whole = b4 >= int(m)
     limit4 = pitfalls.stability_limit(data, lib.Config(**cfg4))
+    scale4 = pitfalls.hessian_scale(data, lib.Config(**cfg4))
+    if whole:
+        hessian_words = (
+            f"For a linear model the loss is a quadratic with Hessian H = ${FORMULA_FULL[loss]}$ "
+            f"(here ${scale4:.4g}\\,A^\\top A$, with m = {int(m)}; A is X with a column of ones for the bias). "
+        )
+    else:
+        hessian_words = (
+            f"For a linear model one batch B of b rows has a quadratic loss with Hessian ${BATCH_HESSIAN[loss]}$; "
+            f"averaged over an epoch's batches that is H = ${FORMULA_BATCH[loss]}$ (here b = {b4}, m = {int(m)}: "
+            f"${scale4:.4g}\\,A^\\top A$; A is X with a column of ones for the bias). "
+        )
     st.markdown(
-        f"**The limit.** For a linear model the loss is a quadratic with Hessian H = ${FORMULA[loss]}$ (A is X "
-        "with a column of ones for the bias). One full-batch step multiplies the error along H's top "
-        "eigenvector by 1 − lr·λ_max, so gradient descent converges for lr < 2/λ_max and diverges above. "
+        f"**The limit.** {hessian_words}One full-batch step multiplies the error along H's top eigenvector by "
+        "1 − lr·λ_max, so full-batch gradient descent converges for lr < 2/λ_max and diverges above. "
         f"Here: **2/λ_max = {limit4:.4g}**."
     )
-    if not full:
+    if not whole:
         st.caption(
             "With minibatches each step sees its own batch's Hessian, whose λ_max scatters around the average: "
             "the limit is then a guide, not a sharp edge, and rates somewhat below it can already blow up."
         )
     ratios = np.linspace(0.0, 2.2, 221)
     factors = pitfalls.growth_factor(data, lib.Config(**cfg4), ratios * limit4)
+    growth_title = "max |1 − lr·λ| over the eigenvalues of H: above 1, a full-batch step grows an error"
     if drawn.check("Cross the stability limit", "pitfall_limit", False, toggle=True):
         factor = drawn.slider("learning rate of the mistake, × the limit", "pitfall_factor", 1.01, 2.0, 1.10, 0.01)
-        above = run(data_args, **(cfg4 | {"lr": factor * limit4}))
-        below = run(data_args, **(cfg4 | {"lr": (2 - factor) * limit4}))
-        marks = {"limit": 1.0, f"mistake ({factor:g}×)": factor, f"correct ({2 - factor:.2g}×)": 2 - factor}
+        # The correct run divides the limit by the factor the mistake multiplies it by: in (0.5, 1) of the
+        # limit for every slider value, never 0.
+        lr_above, lr_below = factor * limit4, limit4 / factor
+        above = run(data_args, **(cfg4 | {"lr": lr_above}))
+        below = run(data_args, **(cfg4 | {"lr": lr_below}))
+        marks = {"limit": 1.0, f"mistake ({factor:g}×)": factor, f"correct ({1 / factor:.3g}×)": 1 / factor}
         lines(
             {"worst error factor per step": factors},
-            "max |1 − lr·λ| over the Hessian's eigenvalues: above 1, an error grows every step",
+            growth_title,
             "growth per step",
             log=False,
             x=ratios,
@@ -266,58 +413,106 @@ with tabs[3]:
             rules=marks,
         )
         c1, c2 = st.columns(2)
-        c1.metric(f"mistake: learning rate, {factor:g}× the limit", f"{factor * limit4:.4g}")
-        c2.metric(f"correct: learning rate, {2 - factor:.2g}× the limit", f"{(2 - factor) * limit4:.4g}")
+        c1.metric(f"mistake: learning rate, {factor:g}× the limit", f"{lr_above:.4g}")
+        c2.metric(f"correct: learning rate, the limit ÷ {factor:g} ({1 / factor:.3g}×)", f"{lr_below:.4g}")
+        for result in (above, below):
+            if not result.done:
+                st.warning(f"Run at lr = {result.config.lr:.4g}: {result.message()}")
         runs = {"mistake, manual": above.manual.loss, "mistake, torch": above.torch.loss, "correct": below.manual.loss}
-        lines(runs, "Loss: just above the limit it grows, just below it falls", "loss (log)")
+        lines(runs, f"Loss of each step's batch, at {factor:g}× and at 1/{factor:g} of the limit", "loss (log)")
+        top_above = pitfalls.top_error_factor(data, lib.Config(**cfg4), lr_above)
+        top_below = pitfalls.top_error_factor(data, lib.Config(**cfg4), lr_below)
+        if whole:
+            along = (
+                f"Along H's top eigenvector each step multiplies the error by |1 − lr·λ_max|: {top_above:.3g} at "
+                f"{factor:g}× the limit (that part of the loss by its square, {top_above**2:.3g}), "
+                f"{top_below:.3g} at the limit ÷ {factor:g}."
+            )
+        else:
+            along = (
+                f"For the average Hessian H, |1 − lr·λ_max| is {top_above:.3g} at {factor:g}× the limit and "
+                f"{top_below:.3g} at the limit ÷ {factor:g}; each minibatch step multiplies the error by its own "
+                "batch's I − lr·H_B instead, so these describe H, not any one step."
+            )
         st.markdown(
             f"Mistaken run: the loss went from {above.manual.loss[0]:.3g} to {above.manual.loss[-1]:.3g} in "
-            f"{above.steps:,} steps; correct run: from {below.manual.loss[0]:.3g} to {below.manual.loss[-1]:.3g}. "
-            f"Along the top eigenvector each step multiplies the error by |1 − lr·λ_max|: {2 * factor - 1:.3g} "
-            f"at {factor:g}× the limit (the loss by its square, {(2 * factor - 1) ** 2:.3g}), "
-            f"{3 - 2 * factor:.3g} at {2 - factor:.2g}×."
-        )
-        st.markdown(
-            "**The fix.** Keep the learning rate below 2/λ_max. Note that the limit depends on the loss "
-            "convention (sse's is b times smaller than mse's) and on the scale of the inputs: standardising "
-            "the features lowers λ_max and raises the limit."
+            f"{above.steps:,} steps; correct run: from {below.manual.loss[0]:.3g} to {below.manual.loss[-1]:.3g} "
+            f"in {below.steps:,}. {along}"
         )
     else:
         lines(
             {"worst error factor per step": factors},
-            "max |1 − lr·λ| over the Hessian's eigenvalues: above 1, an error grows every step",
+            growth_title,
             "growth per step",
             log=False,
             x=ratios,
             x_title="learning rate ÷ stability limit",
             rules={"limit": 1.0, "your lr": min(lr / limit4, 2.2)},
         )
-        st.caption("Switch on to run just above and just below the limit.")
+        st.caption("Switch on to run above the limit and below it.")
+    limits = {c: pitfalls.stability_limit(data, lib.Config(**(cfg4 | {"loss": c}))) for c in CONVENTIONS}
+    scaled = pitfalls.stability_limit(pitfalls.standardised(data), lib.Config(**cfg4))
+    if np.isclose(scaled, limit4, rtol=1e-9):
+        moved = f"leaves it at {limit4:.4g}"
+    else:
+        moved = f"{'raises' if scaled > limit4 else 'lowers'} it from {limit4:.4g} to {scaled:.4g}"
+    st.markdown(
+        "**The fix.** Keep the learning rate below 2/λ_max. The limit depends on the loss convention (here "
+        + ", ".join(f"{c} {v:.4g}" for c, v in limits.items())
+        + f", with b = {b4}) and on the scale of the inputs: standardising these features (each to mean 0 and "
+        f"standard deviation 1) {moved}. Depending on the data it can move either way: up for large or "
+        "uncentred features, and down for some small, correlated ones."
+    )
 
 # 5. float32 in the torch loop against float64 in the hand loop.
 with tabs[4]:
+    dtypes = {code: str(dtype).removeprefix("torch.") for code, dtype in pitfalls.default_dtypes().items()}
+    eps32, eps64 = np.finfo(np.float32).eps, np.finfo(np.float64).eps
     st.markdown(
-        "**The mistake.** One loop in single precision: here torch in `float32` (the default dtype of "
-        "`torch.tensor` on floats and of `nn.Linear`), the hand loop in numpy's `float64`. float32 keeps "
-        "about 7 significant digits (machine epsilon 1.2e-7), float64 about 16 (2.2e-16)."
+        "**The mistake.** One loop in single precision: here torch in `float32`, the hand loop in numpy's "
+        f"`float64`. torch's default dtype is `{dtypes['torch.get_default_dtype()']}`: it is what "
+        f"`torch.tensor(0.5)` gives a Python float (`{dtypes['torch.tensor(0.5)']}`) and what `nn.Linear` makes "
+        f"its weights in (`{dtypes['nn.Linear(1, 1).weight']}`), while `torch.tensor` of a float64 numpy array "
+        f"keeps its dtype (`{dtypes['torch.tensor(np.array([0.5]))']}`). float32 keeps about "
+        f"{-np.log10(eps32):.0f} significant digits (machine epsilon {eps32:.2g}), float64 about "
+        f"{-np.log10(eps64):.0f} ({eps64:.2g})."
     )
     if drawn.check("Run the torch loop in float32", "pitfall_float32", False, toggle=True):
         single, correct = run(data_args, **base, torch_dtype="float32"), run(data_args, **base)
         c1, c2 = st.columns(2)
         c1.metric("max |diff|, torch in float32", f"{single.max_abs_diff:.2e}")
         c2.metric("max |diff|, both float64", f"{correct.max_abs_diff:.2e}")
+        for result, name in ((single, "float32"), (correct, "float64")):
+            if not result.done:
+                st.warning(f"The run with torch in {name}: {result.message()}")
         drift = {
             "mistake: torch float32, manual float64": single.step_diff,
             "correct: both float64": correct.step_diff,
         }
         lines(drift, "Largest |manual − torch| over the weights, after each step", "max |diff| (log)")
         zeros = int(np.sum(correct.step_diff == 0))
+        apart = np.flatnonzero(single.step_diff > 0)
+        weights = np.abs(single.manual.weights[np.isfinite(single.manual.weights).all(axis=1)])
+        resolution = eps32 * float(weights.max()) if weights.size else float("nan")
+        first = (
+            f"The drift first shows after step {apart[0]:,} (the weights at step 0 are the same init in both), "
+            "from rounding in every product and sum. "
+            if apart.size
+            else "Here the float32 run never differed from the float64 one. "
+        )
         st.markdown(
-            "The drift appears at the first step, as rounding in every product and sum, and then stays "
-            "near float32's resolution of the weights (converging steps damp old errors as fast as new "
-            "ones arrive). It is not a bug, but it is why the twin loops are compared in float64: "
-            "agreement to 1e-15 proves the code is the same; agreement to 1e-7 only proves it is close. "
-            f"Steps where the float64 loops agree exactly (a difference of 0: {zeros:,} here) cannot be "
+            first + f"Its largest value, {single.max_abs_diff:.2g}, is {single.max_abs_diff / resolution:.3g}× "
+            f"float32's resolution of the largest weight (epsilon × {float(weights.max()) if weights.size else 0:.3g}"
+            f" = {resolution:.2g}). It is not a bug, but it is why the twin loops are compared in float64: "
+            + (
+                f"there, the two loops differ by at most {correct.max_abs_diff:.1e} on this run, which shows that "
+                "they computed the same numbers to that precision here; with torch in float32 a real difference "
+                f"smaller than {single.max_abs_diff:.1e} could hide in the drift. "
+                if correct.done
+                else f"there, they differ by at most {correct.max_abs_diff:.1e} here, but this run diverged, and "
+                "its differences grew with its weights: compare at a learning rate that converges. "
+            )
+            + f"Steps where the float64 loops agree exactly (a difference of 0: {zeros:,} here) cannot be "
             "drawn on a log scale and are left out."
         )
     else:

@@ -108,7 +108,7 @@ def test_crossing_the_stability_limit_grows_the_loss_and_staying_below_shrinks_i
     at = switched("limit")
     sentence = next(md.value for md in at.markdown if md.value.startswith("Mistaken run"))
     above_start, above_end = map(float, re.search(r"went from (\S+) to (\S+) in", sentence).groups())
-    below_start, below_end = map(float, re.search(r"correct run: from (\S+) to (\S+)\. ", sentence).groups())
+    below_start, below_end = map(float, re.search(r"correct run: from (\S+) to (\S+) in", sentence).groups())
     assert above_end > 1e3 * above_start
     assert below_end < below_start
 
@@ -179,3 +179,144 @@ def test_a_bad_link_value_is_named_in_words_and_the_default_used(query, words):
 def test_link_parameters_of_other_pages_are_left_alone():
     at = linked(lr="0.2", optimizer="adam")
     assert not at.warning
+
+
+# Issue 9: each sentence of the lab exact for the configuration on screen, measured where it has a number.
+
+DEFAULT_DATA = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+
+
+def set_and_run(at: AppTest, **values) -> AppTest:
+    """Set widgets by key (toggles, sliders, inputs, selects), run, and assert the page raised nothing."""
+    for key, value in values.items():
+        widget = find(at, key)
+        if widget is None:  # drawn only once a switch set before it is on: run, then set it
+            at = at.run()
+            widget = find(at, key)
+        widget.set_value(value)
+    at = at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+WIDGET_KINDS = ("toggle", "checkbox", "slider", "number_input", "selectbox")
+
+
+def find(at: AppTest, key: str):
+    return next((w for kind in WIDGET_KINDS for w in getattr(at, kind) if w.key == key), None)
+
+
+def markdown_with(at: AppTest, words: str) -> str:
+    return next(md.value for md in at.markdown if words in md.value)
+
+
+def test_running_loss_error_is_placed_at_the_last_steps_node():
+    at = set_and_run(page(), pitfall_running_loss=True, pitfall_steps=30)
+    sentence = markdown_with(at, "torch's own error")
+    assert "step 30's `MseLossBackward0`** (the last step's)" in sentence
+    assert "step 1's" not in sentence
+    failed = pitfalls.second_backward(DEFAULT_DATA, lib.Config(batch_size=32, iterations=60), steps=30)
+    assert failed.failed_step == 30
+
+
+def test_retain_graph_sentence_says_what_was_measured_for_the_linear_model_and_a_hidden_layer():
+    at = switched("running_loss")
+    assert "On this lab's model, `nn.Linear`, it silences the error" in text(at)
+    hidden = markdown_with(at, "With a hidden layer")
+    assert "does **not** silence" in hidden and "modified by an inplace operation" in hidden
+    stale = markdown_with(at, "over 5 steps")
+    assert " equals the sum of the 5 step gradients (largest difference " in stale
+    assert " against " not in stale
+    assert float(re.search(r"largest difference (\S+)\)", stale).group(1)) < 1e-12
+
+
+@pytest.mark.parametrize("factor", [1.01, 1.6, 2.0])
+def test_every_factor_of_the_slider_runs_and_prints_the_measured_error_factors(factor):
+    at = set_and_run(page(), pitfall_limit=True, pitfall_factor=factor)
+    limit = pitfalls.stability_limit(DEFAULT_DATA, lib.Config(batch_size=200))
+    shown = metrics(at)
+    assert float(shown[f"correct: learning rate, the limit ÷ {factor:g} ({1 / factor:.3g}×)"]) == pytest.approx(
+        limit / factor, rel=1e-3
+    )
+    sentence = markdown_with(at, "Mistaken run")
+    above, below = map(float, re.search(r"\|1 − lr·λ_max\|: (\S+) at .* ([\d.e+-]+) at the limit ÷", sentence).groups())
+    cfg = lib.Config(batch_size=200)
+    assert above == pytest.approx(pitfalls.top_error_factor(DEFAULT_DATA, cfg, factor * limit), rel=1e-2)
+    assert below == pytest.approx(pitfalls.top_error_factor(DEFAULT_DATA, cfg, limit / factor), abs=1e-3)
+    assert above > 1 > below >= 0
+
+
+def test_sse_minibatch_shows_the_hessian_it_uses():
+    at = set_and_run(page(), pitfall_loss="sse", pitfall_full_batch=False)
+    limit = pitfalls.stability_limit(DEFAULT_DATA, lib.Config(loss="sse", batch_size=32))
+    sentence = markdown_with(at, "**The limit.**")
+    assert r"H = $2\cdot\tfrac{b}{m} A^\top A$" in sentence
+    assert "b = 32, m = 200" in sentence and f"${2 * 32 / 200:.4g}" in sentence
+    assert f"**2/λ_max = {limit:.4g}**" in sentence
+    assert limit == pytest.approx(0.0283, abs=1e-4)
+
+
+def test_full_batch_shows_the_full_batch_hessian():
+    at = set_and_run(page(), pitfall_loss="sse")
+    sentence = markdown_with(at, "**The limit.**")
+    assert r"Hessian H = $2\,A^\top A$" in sentence
+    limit = pitfalls.stability_limit(DEFAULT_DATA, lib.Config(loss="sse", batch_size=200))
+    assert f"**2/λ_max = {limit:.4g}**" in sentence
+
+
+def test_standardising_sentence_gives_both_limits_from_the_data():
+    at = switched("limit")
+    sentence = markdown_with(at, "standardising these features")
+    cfg = lib.Config(batch_size=200)
+    before = pitfalls.stability_limit(DEFAULT_DATA, cfg)
+    after = pitfalls.stability_limit(pitfalls.standardised(DEFAULT_DATA), cfg)
+    word = "raises" if after > before else "lowers"
+    assert f"{word} it from {before:.4g} to {after:.4g}" in sentence
+    assert "lowers λ_max and raises the limit" not in sentence
+
+
+@pytest.mark.parametrize(
+    ("loss", "words"), [("mse", "divide each micro-batch's loss by k"), ("sse", "nothing to divide")]
+)
+def test_gradient_accumulation_steps_every_k_micro_batches(loss, words):
+    at = set_and_run(page(), pitfall_zero_grad=True, pitfall_loss=loss)
+    sentence = markdown_with(at, "gradient accumulation")
+    assert "call `step()` and then `zero_grad()` once every k micro-batches" in sentence
+    assert words in sentence
+
+
+def test_float_texts_say_what_was_measured():
+    at = switched("float32")
+    assert "default dtype of `torch.tensor` on floats" not in text(at)
+    assert "`torch.tensor` of a float64 numpy array keeps its dtype (`float64`)" in text(at)
+    sentence = markdown_with(at, "compared in float64")
+    assert "proves the code is the same" not in sentence
+    assert f"differ by at most {float(metrics(at)['max |diff|, both float64']):.1e} on this run" in sentence
+
+
+# Every control at both ends of its range, with every switch on: the page shows no exception.
+
+ENDS = {
+    "pitfall_m": (2, 5_000),
+    "pitfall_n": (1, 20),
+    "pitfall_noise": (0.0, 100.0),
+    "pitfall_seed": (0, 2**32 - 1),
+    "pitfall_batch_size": (1, 5_000),
+    "pitfall_iterations": (1, 5_000),
+    "pitfall_lr": (1e-6, 1e3),
+    "pitfall_steps": (10, 500),
+    "pitfall_factor": (1.01, 2.0),
+    "pitfall_full_batch": (False, True),
+    "pitfall_loss": ("mse", "half_mse", "sse"),
+    "pitfall_hand_loss": ("mse", "sse"),
+    "pitfall_torch_loss": ("half_mse", "sse"),
+}
+
+
+@pytest.mark.parametrize(("key", "value"), [(k, v) for k, ends in ENDS.items() for v in ends])
+def test_every_control_at_both_ends_with_every_switch_on(key, value):
+    at = AppTest.from_file(PAGE, default_timeout=300).run()
+    settings = {"pitfall_iterations": 20, **{toggle: True for toggle in TOGGLES.values()}, key: value}
+    at = set_and_run(at, **settings)
+    assert len(at.metric) >= 10  # every tab drew its numbers
+    assert at.error[0].value.startswith("RuntimeError: Trying to backward")  # the one error is tab 2's, on purpose

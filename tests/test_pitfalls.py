@@ -109,6 +109,76 @@ def test_stability_limit_refuses_momentum_and_other_losses_in_words():
         pitfalls.hessian(DATA, lib.Config(), loss="hinge")
 
 
+@pytest.mark.parametrize("loss", CONVENTIONS)
+@pytest.mark.parametrize("batch_size", [1, 7, 60, 500])
+def test_hessian_scale_is_the_coefficient_of_ata(loss, batch_size):
+    cfg = lib.Config(loss=loss, batch_size=batch_size)
+    A = DATA.with_ones()
+    np.testing.assert_allclose(pitfalls.hessian(DATA, cfg), pitfalls.hessian_scale(DATA, cfg) * A.T @ A, rtol=1e-12)
+
+
+def test_sse_minibatch_limit_is_not_the_full_batch_one():
+    """With sse the minibatch H is 2 (b/m) A^T A, not 2 A^T A: the limits differ by m / b."""
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    mini = pitfalls.stability_limit(data, lib.Config(loss="sse", batch_size=32))
+    full = pitfalls.stability_limit(data, lib.Config(loss="sse", batch_size=200))
+    assert mini == pytest.approx(full * 200 / 32, rel=1e-12)
+    assert pitfalls.hessian_scale(data, lib.Config(loss="sse", batch_size=32)) == pytest.approx(2 * 32 / 200)
+
+
+@pytest.mark.parametrize("factor", [1.01, 1.5, 1.8, 2.0])
+def test_top_error_factor_is_the_absolute_value_on_both_sides_of_the_limit(factor):
+    cfg = lib.Config(batch_size=DATA.m)
+    limit = pitfalls.stability_limit(DATA, cfg)
+    assert pitfalls.top_error_factor(DATA, cfg, factor * limit) == pytest.approx(2 * factor - 1, rel=1e-12)
+    assert pitfalls.top_error_factor(DATA, cfg, limit / factor) == pytest.approx(abs(1 - 2 / factor), abs=1e-12)
+    # The rate the lab used to run beside the mistake, (2 - factor) x the limit, has the factor |2 factor - 3|:
+    # the old text printed 3 - 2 factor, negative above 1.5.
+    if factor < 2:
+        old = pitfalls.top_error_factor(DATA, cfg, (2 - factor) * limit)
+        assert old == pytest.approx(abs(2 * factor - 3), abs=1e-12)
+
+
+def small_correlated(m: int = 200, seed: int = 0) -> lib.Dataset:
+    """Two small, nearly equal features: standardising them makes lambda_max larger, not smaller."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=m)
+    X = 0.05 * np.column_stack([z, z + 0.05 * rng.normal(size=m)])
+    return lib.Dataset(X, X @ [1.0, -1.0] + 0.1 * rng.normal(size=m))
+
+
+def test_standardising_small_correlated_features_lowers_the_limit():
+    data = small_correlated()
+    cfg = lib.Config(batch_size=data.m)
+    before = pitfalls.stability_limit(data, cfg)
+    after = pitfalls.stability_limit(pitfalls.standardised(data), cfg)
+    assert before == pytest.approx(1.0, abs=0.01)  # the ones column dominates: lambda_max about 2
+    assert after == pytest.approx(0.5, abs=0.02)  # two unit features, correlation about 1: lambda_max about 4
+    assert after < before
+
+
+def test_standardising_large_uncentred_features_raises_the_limit():
+    rng = np.random.default_rng(1)
+    X = 10 + 5 * rng.normal(size=(100, 2))
+    data = lib.Dataset(X, X @ [1.0, 2.0])
+    cfg = lib.Config(batch_size=data.m)
+    assert pitfalls.stability_limit(pitfalls.standardised(data), cfg) > 100 * pitfalls.stability_limit(data, cfg)
+
+
+def test_standardised_features_have_mean_0_and_std_1_and_a_constant_column_stays_finite():
+    X = np.column_stack([np.arange(10.0), np.full(10, 3.0)])
+    scaled = pitfalls.standardised(lib.Dataset(X, np.arange(10.0))).X
+    np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(scaled.std(axis=0), [1, 0], atol=1e-12)
+
+
+def test_default_dtypes_are_what_torch_gives():
+    dtypes = pitfalls.default_dtypes()
+    assert dtypes["torch.tensor(0.5)"] == torch.float32  # a Python float
+    assert dtypes["torch.tensor(np.array([0.5]))"] == torch.float64  # a float64 array keeps its dtype
+    assert dtypes["nn.Linear(1, 1).weight"] == torch.float32 == dtypes["torch.get_default_dtype()"]
+
+
 def test_stability_limit_of_an_all_zero_input_is_infinite():
     data = lib.Dataset(np.zeros((5, 2)), np.arange(5.0))
     assert pitfalls.stability_limit(data, lib.Config(bias=False)) == math.inf
@@ -118,19 +188,64 @@ def test_stability_limit_of_an_all_zero_input_is_infinite():
 
 
 def test_second_backward_raises_torchs_real_error():
-    message = pitfalls.second_backward(DATA, lib.Config(batch_size=16), steps=3)
-    assert message is not None
-    assert message.startswith("Trying to backward through the graph a second time")
-    assert "retain_graph=True" in message
+    failed = pitfalls.second_backward(DATA, lib.Config(batch_size=16), steps=3)
+    assert failed.message is not None
+    assert failed.message.startswith("Trying to backward through the graph a second time")
+    assert "retain_graph=True" in failed.message
+
+
+@pytest.mark.parametrize("steps", [1, 3, 7])
+def test_second_backward_fails_at_the_last_steps_loss_node(steps):
+    failed = pitfalls.second_backward(DATA, lib.Config(batch_size=16), steps=steps)
+    assert (failed.failed_node, failed.failed_step) == ("MseLossBackward0", steps)
+    assert set(failed.steps_run) == {steps}  # nothing of an earlier step ran before the failure
+
+
+def test_torch_itself_fails_at_the_newest_loss_node_not_the_first():
+    """The same mistake without lib: a hook on step 1's and on step 3's loss node shows which one torch reaches."""
+    X, y = torch.tensor(DATA.X), torch.tensor(DATA.y).unsqueeze(1)
+    net = torch.nn.Linear(DATA.n, 1, dtype=torch.float64)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    running_loss, loss_nodes = 0.0, []
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(net(X), y)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss
+        loss_nodes.append(loss.grad_fn)
+    reached = []
+    for step, node in enumerate(loss_nodes, start=1):
+        node.register_prehook(lambda grads, step=step: reached.append(step))
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        running_loss.backward()
+    assert reached == [3]
 
 
 def test_retain_graph_silences_the_error_but_adds_up_stale_gradients():
     cfg = lib.Config(batch_size=16)
-    assert pitfalls.second_backward(DATA, cfg, steps=3, retain_graph=True) is None
+    assert pitfalls.second_backward(DATA, cfg, steps=3, retain_graph=True).message is None
     produced, summed = pitfalls.stale_gradient(DATA, cfg, steps=5)
     np.testing.assert_allclose(produced, summed, rtol=1e-12)
     # Those gradients were taken at five different weights: the sum is not the gradient at the current ones.
     assert np.linalg.norm(produced) > 0
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_retain_graph_does_not_silence_the_error_with_a_hidden_layer(bias):
+    cfg = lib.Config(batch_size=16, model="mlp", init="normal", bias=bias)
+    failed = pitfalls.second_backward(DATA, cfg, steps=4, retain_graph=True)
+    assert failed.message is not None and "modified by an inplace operation" in failed.message
+    assert failed.failed_step == 4
+    assert (
+        pitfalls.second_backward(DATA, cfg.replace(model="linear", init="zeros"), steps=4, retain_graph=True).message
+        is None
+    )
+
+
+def test_running_loss_loop_refuses_a_classifier_in_words():
+    with pytest.raises(ValueError, match="regression model"):
+        pitfalls.second_backward(DATA, lib.Config(model="logistic"), steps=2)
 
 
 def test_running_loss_tensor_keeps_a_growing_graph_and_item_keeps_none():
