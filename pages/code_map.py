@@ -65,6 +65,29 @@ st.markdown(
     f"explanation — each sentence checked against torch right now ({HELD} held, {FAILED} did not)."
 )
 
+with st.expander("The classic five-line mapping, and where it is not one for one"):
+    st.markdown(
+        "The mapping usually taught pairs each torch line with a line of a per-sample gradient-descent loop:\n"
+        "```python\n"
+        "optimizer.zero_grad()              # d_weights = [0] * n\n"
+        "outputs = net(inputs)              # h = dot(input[k], weights)\n"
+        "loss = criterion(outputs, labels)  # loss += (label[k] - h) ** 2 / 2\n"
+        "loss.backward()                    # d_weights[j] += (label[k] - h) * input[k][j]\n"
+        "optimizer.step()                   # weights[j] += alpha * d_weights[j] / m\n"
+        "```\n"
+        "It is a correspondence of roles, not of arithmetic:\n"
+        "- The classic loop goes sample by sample (`for k in range(m)`) where torch makes one batched call; "
+        "the loops on this page use one matrix product for the batch, as torch does.\n"
+        "- Its loss is ½ · the *sum* of squared errors, and the division by m sits in its update line; "
+        "`nn.MSELoss()` takes the *mean* (the /m is in the loss) and has no ½, so its gradient is twice as large "
+        "(the `half_mse` convention here is the classic one).\n"
+        "- Its `h` has no bias, while `nn.Linear` has one by default (`bias=True`).\n"
+        "- Its `d_weights` is the *negative* gradient (built from `label - h`), hence `+ alpha` in the update; "
+        "torch's `.grad` is the gradient itself and `step()` subtracts.\n"
+        "- `optimizer.zero_grad()` sets `.grad` to `None`, not to zeros; the next `backward()` stores a fresh "
+        "gradient there."
+    )
+
 picked = sidebar_config("code_map")
 
 

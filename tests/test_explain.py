@@ -463,3 +463,23 @@ def test_the_reset_is_explained_by_carry_over_not_by_the_batch_sum(func):
     assert "d_weights is a sum over the batch" not in source
     assert "carry over" in explain.phase_source(func)[explain.PHASES[0]]
     assert "sum over the batch, so each step starts it from zero" not in explain.ROWS[0].text
+
+
+def test_the_classic_per_sample_loop_is_the_half_mse_convention_without_bias():
+    """What the Code map says of the classic five-line mapping: per sample, ½·sum, /m in the update, no bias,
+    d_weights the negative gradient. Written out here as the classic loop, it matches lib.run's half_mse run."""
+    data = lib.datasets.linear(m=40, n=3, noise=0.1, seed=1)
+    alpha, steps = 0.1, 20
+    weights = [0.0] * data.n
+    for _ in range(steps):
+        d_weights = [0.0] * data.n
+        for k in range(data.m):
+            h = sum(x * w for x, w in zip(data.X[k], weights, strict=True))
+            for j in range(data.n):
+                d_weights[j] += (data.y[k] - h) * data.X[k][j]
+        weights = [w + alpha * d / data.m for w, d in zip(weights, d_weights, strict=True)]
+    cfg = lib.Config(lr=alpha, batch_size=data.m, iterations=steps, loss="half_mse", bias=False)
+    result = lib.run(data, cfg)
+    np.testing.assert_allclose(result.torch.weights[-1], weights, rtol=1e-12)
+    mse = lib.run(data, cfg.replace(loss="mse", iterations=1))  # MSELoss(): twice the classic step
+    np.testing.assert_allclose(mse.torch.weights[1], 2 * result.torch.weights[1], rtol=1e-12)
