@@ -194,3 +194,47 @@ def test_the_chosen_optimizers_first_step_is_explained_and_checked(optimizer, kw
     assert f":green[**✓**] {claim.sentence(cfg)}" in text
     others = [c for c in explain.CLAIMS if c.key.startswith("first_step") and c.key != key]
     assert not any(c.sentence(cfg) in text for c in others)
+
+
+def test_measured_lines_name_the_step_on_screen(at):
+    """The checks run on the step picked, and their captions say so (they said "step 0" for every step)."""
+    at.number_input(key="map_step").set_value(7).run()
+    assert not at.exception
+    captions = [c.value for c in at.caption if c.value.startswith("Measured (")]
+    assert any("step 7 of this run" in c for c in captions)
+    assert not any("step 0 of this run" in c for c in captions)
+    first = [c for c in captions if "the first step of this run" in c]
+    assert all("step 7" not in c for c in first)  # first-step sentences are about step 0, and say "first step"
+
+
+@pytest.mark.parametrize(
+    ("params", "absent", "present"),
+    [
+        ({"model": "mlp", "init": "normal"}, ["column of ones"], ["chain rule", "Linear → Tanh → Linear"]),
+        ({"bias": "false"}, ["a last column of ones"], ["no bias here"]),
+        ({"optimizer": "adam"}, ["With plain SGD the hand loop moves"], ["hardly the step", "lib.optim.Adam"]),
+    ],
+)
+def test_the_page_text_follows_the_configuration(params, absent, present):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception
+    text = "\n".join(m.value for m in [*at.markdown, *at.caption])
+    assert "does not hold here" not in text
+    for phrase in absent:
+        assert phrase not in text, phrase
+    for phrase in present:
+        assert phrase in text, phrase
+
+
+def test_full_batch_rmsprop_says_where_the_loops_part():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params.update({"optimizer": "rmsprop", "batch_size": "200", "iterations": "2000"})
+    at.run()
+    assert not at.exception
+    text = "\n".join(m.value for m in at.markdown)
+    assert "agree to float64 rounding at every step" not in text
+    result = lib.run(DATA, CFG.replace(optimizer="rmsprop", batch_size=200, iterations=2000))
+    parts = explain.agreement(result)["parts_at"]
+    assert parts is not None and f"from step {parts:,}" in text
