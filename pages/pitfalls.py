@@ -111,10 +111,10 @@ with st.sidebar:
     if lr > limit:
         st.warning(
             "This learning rate is above the stability limit: each full-batch step multiplies the error along "
-            "H's top eigenvector by more than 1, so expect the correct runs in the tabs to diverge."
+            "H's top eigenvector by more than 1, so expect the correct runs of tabs 1, 3 and 5 to diverge."
             if batch_size >= m
             else "This learning rate is above the stability limit, which for minibatches is a guide, not a sharp "
-            "edge: expect the correct runs in the tabs to blow up."
+            "edge: expect the correct runs of tabs 1, 3 and 5 to blow up."
         )
 
 tabs = st.tabs(TABS, key="pitfall", bind="query-params")
@@ -123,9 +123,10 @@ drawn["pitfall"] = (st.session_state.get("pitfall", TABS[0]), "the name of one o
 # 1. Forgot zero_grad() in the torch loop, and its twin, forgot to reset d_weights in the hand loop.
 with tabs[0]:
     st.markdown(
-        "**The mistake.** Leave out `optimizer.zero_grad()` in the torch loop, and `d_weights = 0` in the "
-        "hand loop. `backward()` *adds* the new gradient into `.grad` (as the hand loop adds into "
-        "`d_weights`), so without the reset each step uses the sum of every gradient so far."
+        "**The mistake.** Leave out `optimizer.zero_grad()` in the torch loop, and its twin "
+        "`d_weights = np.zeros_like(weights)` in the hand loop. `backward()` *adds* the new gradient into "
+        "`.grad` (as the hand loop's `+=` adds into `d_weights`), so without the reset each step uses the sum "
+        "of every gradient so far."
     )
     if drawn.check("Forget zero_grad() in both loops", "pitfall_zero_grad", False, toggle=True):
         wrong, correct = run(data_args, **base, zero_grad=False), run(data_args, **base)
@@ -269,7 +270,7 @@ with tabs[1]:
             )
             + f"But every step's saved tensors then stay alive: {retained['saved_bytes'] / 1024:,.1f} KiB after "
             f"{steps} steps here"
-            + (", growing with each step (the rising line in the second chart)." if growing else ".")
+            + (", more at every step measured (the rising line in the second chart)." if growing else ".")
         )
         if linear.message is None:
             produced, summed = pitfalls.stale_gradient(data, lib.Config(**base), steps=5)
@@ -495,8 +496,9 @@ with tabs[4]:
         weights = np.abs(single.manual.weights[np.isfinite(single.manual.weights).all(axis=1)])
         resolution = eps32 * float(weights.max()) if weights.size else float("nan")
         first = (
-            f"The drift first shows after step {apart[0]:,} (the weights at step 0 are the same init in both), "
-            "from rounding in every product and sum. "
+            f"The drift first shows after step {apart[0]:,}"
+            + (" (the weights at step 0 are the same init in both)" if apart[0] > 0 else "")
+            + ", from rounding in every product and sum. "
             if apart.size
             else "Here the float32 run never differed from the float64 one. "
         )

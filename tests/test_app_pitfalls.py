@@ -4,6 +4,7 @@ import inspect
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -320,3 +321,13 @@ def test_every_control_at_both_ends_with_every_switch_on(key, value):
     at = set_and_run(at, **settings)
     assert len(at.metric) >= 10  # every tab drew its numbers
     assert at.error[0].value.startswith("RuntimeError: Trying to backward")  # the one error is tab 2's, on purpose
+
+
+def test_forgotten_zero_grad_sentence_gives_the_measured_medians():
+    at = switched("zero_grad")
+    cfg = lib.Config(batch_size=32, iterations=60)
+    wrong, right = lib.run(DEFAULT_DATA, cfg.replace(zero_grad=False)), lib.run(DEFAULT_DATA, cfg)
+    sentence = markdown_with(at, "**What it does.**")
+    wrong_median, right_median = (np.median(r.manual.grad_norm[r.steps // 2 :]) for r in (wrong, right))
+    assert f"is **{wrong_median:.3g}** without the reset against **{right_median:.3g}** with it" in sentence
+    assert "swing around the minimum" not in sentence  # the old text claimed it without measuring it
