@@ -7,6 +7,7 @@ measured. The Code map page shows both, so the text cannot drift from what the c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -980,6 +981,60 @@ def agreement_text(result) -> str:
     return text
 
 
+# ---------------------------------------------------------------- a run that grows without bound
+
+GROWTH = 100.0  # a loss this many times its first value is diverging, even while it is still finite
+
+
+def loss_growth(result) -> dict | None:
+    """Where the torch loop's loss first exceeds GROWTH × its step-0 value: step, loss there, largest loss, decades.
+
+    None when it never does (or the first loss is 0 or not finite). Both loops agree to rounding, so one suffices.
+    """
+    loss = np.asarray(result.torch.loss, dtype=np.float64)
+    if not loss.size or not math.isfinite(loss[0]) or loss[0] <= 0:
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        over = np.flatnonzero(np.isfinite(loss) & (loss > GROWTH * loss[0]))
+    if not over.size:
+        return None
+    finite = loss[np.isfinite(loss)]
+    largest = float(finite.max())
+    return {
+        "step": int(over[0]),
+        "loss_there": float(loss[over[0]]),
+        "first": float(loss[0]),
+        "largest": largest,
+        "decades": math.floor(math.log10(largest / loss[0])),
+    }
+
+
+def growth_warning(data: Dataset, result) -> str | None:
+    """A sentence for a run whose loss has grown by orders of magnitude, with this data's stability limit of plain
+    SGD when there is one (a linear model with a squared loss). None when the loss did not grow so."""
+    g = loss_growth(result)
+    if g is None:
+        return None
+    text = (
+        f"Diverging: the loss grew ×10^{g['decades']} since step 0 (from {g['first']:.3g} to {g['largest']:.3g}; "
+        f"past {GROWTH:g}× its first value from step {g['step']:,})."
+    )
+    cfg = result.config
+    limit = None
+    if cfg.model == "linear" and cfg.loss != "bce" and _plain_sgd(cfg):
+        from .pitfalls import stability_limit  # a lesson of its own; only this sentence needs it
+
+        with contextlib.suppress(ValueError):
+            limit = stability_limit(data, cfg)
+    if limit is not None and math.isfinite(limit):
+        batch = "full batch" if cfg.batch_size >= data.m else f"batches of {cfg.batch_size}, on average"
+        text += f" The stability limit of plain SGD for this data and loss is lr = {limit:.4g} (2/λ_max, {batch})"
+        text += f"; this run's lr is {cfg.lr:g}, {cfg.lr / limit:.3g}× the limit."
+    else:
+        text += f" Try a learning rate smaller than {cfg.lr:g}."
+    return text
+
+
 __all__ = [
     "AGREE",
     "CLAIMS",
@@ -994,7 +1049,9 @@ __all__ = [
     "effective_lr",
     "first_step_evidence",
     "first_step_prediction",
+    "growth_warning",
     "loss_blind_weights",
+    "loss_growth",
     "phase_source",
     "root_evidence",
     "row_text",

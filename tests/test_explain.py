@@ -483,3 +483,35 @@ def test_the_classic_per_sample_loop_is_the_half_mse_convention_without_bias():
     np.testing.assert_allclose(result.torch.weights[-1], weights, rtol=1e-12)
     mse = lib.run(data, cfg.replace(loss="mse", iterations=1))  # MSELoss(): twice the classic step
     np.testing.assert_allclose(mse.torch.weights[1], 2 * result.torch.weights[1], rtol=1e-12)
+
+
+def test_a_finite_blow_up_is_named_with_the_stability_limit():
+    """Issue 10, bug 5: lr = 1 grows the loss by 22 orders of magnitude without a NaN; sse at 0.05 by 244."""
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    result = lib.run(data, lib.Config(lr=1.0, iterations=500))
+    assert result.diverged_at is None
+    growth = explain.loss_growth(result)
+    assert growth["decades"] >= 20 and result.torch.loss[growth["step"]] > explain.GROWTH * result.torch.loss[0]
+    assert (result.torch.loss[: growth["step"]] <= explain.GROWTH * result.torch.loss[0]).all()
+    text = explain.growth_warning(data, result)
+    limit = lib.pitfalls.stability_limit(data, result.config)
+    assert f"×10^{growth['decades']} since step 0" in text and f"lr = {limit:.4g}" in text
+    sse = lib.run(data, lib.Config(lr=0.05, loss="sse", iterations=300))
+    assert "×10^" in explain.growth_warning(data, sse)
+
+
+@pytest.mark.parametrize(
+    "cfg", [lib.Config(lr=0.05, iterations=500), lib.Config(model="mlp", init="normal", iterations=300)]
+)
+def test_a_converging_run_gets_no_growth_warning(cfg):
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    assert explain.growth_warning(data, lib.run(data, cfg)) is None
+
+
+def test_growth_warning_without_a_limit_for_momentum():
+    """The 2/λ_max limit is plain SGD's: with momentum the warning does not quote it."""
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    result = lib.run(data, lib.Config(optimizer="sgd", optimizer_kwargs={"momentum": 0.99}, lr=0.5, iterations=300))
+    assert result.diverged_at is None  # finite, 11 orders of magnitude up
+    text = explain.growth_warning(data, result)
+    assert "×10^11" in text and "stability limit" not in text and "smaller than 0.5" in text
