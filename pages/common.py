@@ -31,11 +31,17 @@ MAX_NUMBERS = 5_000_000  # samples x features of the synthetic data: 40 MB of fl
 
 SOURCES = ("synthetic", *PRESETS, "csv")
 # Said whenever an MLP starts from all-zero weights; tests/test_optimizers_models.py checks every claim in it.
+# It holds for every model setting the sidebar offers (bias on or off, both activations, zero_grad on or off,
+# every optimizer and keyword argument), so it names the cases where it differs instead of leaving them out.
 ZERO_MLP = (
-    "All of this network's initial weights are zero, so it cannot learn. Every hidden unit computes "
-    "act(0) = 0, so the gradient of W2 (h1ᵀ · delta) is zero, and so is that of W1 and b1 (it passes through "
-    "W2 = 0): they stay at zero at every step, with every optimizer, and only the output bias b2 moves. Choose "
-    "**normal** initial weights under *Start* (the moons preset does): different units then learn different things."
+    "All of this network's initial weights are zero, so its hidden layer cannot learn. Every hidden unit "
+    "computes act(0) = 0, so W2's gradient (a product with those zeros) is zero, and so is that of W1 (and of b1, "
+    "with a bias), which passes through W2 = 0. A zero gradient leaves a zero weight at zero with every optimizer "
+    "here, whatever its momentum, weight decay or maximize, so W1 and W2 (and b1) stay 0 at every step: the "
+    "network gives every input the same output, its output bias b2, the only weight that can move (0 without a "
+    "bias). The one exception is eps = 0 (for Adagrad, with initial_accumulator_value 0 too): the update is then "
+    "0/0 = NaN and the run stops at its first step. Choose **normal** initial weights under *Start* (the moons "
+    "preset does): the hidden units then start different and can learn different features."
 )
 LOSSES_FOR = MappingProxyType(
     {"linear": ("mse", "half_mse", "sse"), "logistic": ("bce",), "mlp": ("mse", "half_mse", "sse", "bce")}
@@ -43,16 +49,17 @@ LOSSES_FOR = MappingProxyType(
 LOSS_LABELS = MappingProxyType(
     {
         "mse": "mse: MSELoss(), the mean of squared errors",
-        "half_mse": "half_mse: ½ × the mean (the classic hand loop)",
-        "sse": 'sse: MSELoss(reduction="sum")',
+        "half_mse": "half_mse: ½ × the mean of squared errors (the classic preset's convention)",
+        "sse": 'sse: MSELoss(reduction="sum"), the sum of squared errors',
         "bce": "bce: BCEWithLogitsLoss(), for a two-class target of 0s and 1s",
     }
 )
 MODEL_LABELS = MappingProxyType(
     {
-        "linear": "linear: regression, z = X·w + b",
-        "logistic": "logistic: a two-class classifier, sigmoid(X·w + b)",
-        "mlp": "mlp: one hidden layer, then a linear output",
+        "linear": "linear: regression, z = X·w + b (z = X·w without a bias)",
+        "logistic": "logistic: a two-class classifier; its probability that the target is 1 is sigmoid(X·w + b) "
+        "(sigmoid(X·w) without a bias)",
+        "mlp": "mlp: one hidden layer (tanh or ReLU), then a linear output",
     }
 )
 OPTIMIZER_LABELS = MappingProxyType(
@@ -78,22 +85,40 @@ KWARG_RANGES = MappingProxyType(
         "beta2": (0.0, 0.999999, 0.001),
     }
 )
+# One help text per keyword, shared by the optimizers that take it, so each names the optimizer where they differ.
+# g is the gradient as the optimizer uses it: .grad, negated by maximize, plus weight_decay × weights (not AdamW).
 KWARG_HELP = MappingProxyType(
     {
-        "momentum": "Velocity v = momentum·v + (1 − dampening)·g; the step follows v. 0 is plain SGD.",
-        "dampening": "Scales the new gradient in the velocity. Must be 0 with nesterov.",
-        "weight_decay": "Adds weight_decay × weights to the gradient (L2); AdamW shrinks the weights instead.",
-        "nesterov": "Step along g + momentum·v (a look-ahead). Needs momentum > 0 and dampening 0.",
-        "maximize": "Climb the loss instead of descending it.",
-        "beta1": "betas[0]: how slowly the running mean of the gradient (first moment) forgets.",
-        "beta2": "betas[1]: how slowly the running mean of the squared gradient (second moment) forgets.",
-        "eps": "Added to the denominator so it is never 0.",
-        "amsgrad": "Divide by the largest second moment so far instead of the current one.",
-        "decoupled_weight_decay": "Shrink the weights directly (as AdamW) instead of adding to the gradient.",
-        "alpha": "How slowly the running mean of the squared gradient forgets.",
-        "centered": "Subtract the squared running mean of the gradient: divide by an estimate of its variance.",
-        "lr_decay": "The step size at step t is lr / (1 + (t − 1)·lr_decay).",
-        "initial_accumulator_value": "What the sum of squared gradients starts from.",
+        "momentum": "SGD: a velocity v that is set to g at the first step (no dampening), then "
+        "v = momentum·v + (1 − dampening)·g; the step is lr·v (nesterov: lr·(g + momentum·v)). RMSprop: a buffer "
+        "b = momentum·b + g / (√v + eps) (centered: √(v − ḡ²) + eps), from b = 0; the step is lr·b. 0 turns it "
+        "off (plain SGD or RMSprop).",
+        "dampening": "SGD: the new gradient enters the velocity scaled by 1 − dampening, from the second step on "
+        "(the first step sets v = g). Must be 0 with nesterov.",
+        "weight_decay": "Adds weight_decay × weights to the gradient (L2), after maximize's sign change. AdamW (and "
+        "Adam with decoupled_weight_decay) multiplies the weights by 1 − lr·weight_decay before its step instead.",
+        "nesterov": "SGD: step by lr·(g + momentum·v), with v the velocity just updated, instead of lr·v "
+        "(a look-ahead). Needs momentum > 0 and dampening 0.",
+        "maximize": "Use −.grad: the step climbs the loss instead of descending it (weight decay, if any, still "
+        "pulls the weights towards 0).",
+        "beta1": "betas[0]: m = beta1·m + (1 − beta1)·g, the running mean of the gradient (first moment), from 0; "
+        "the step divides m by 1 − beta1^t to undo that start.",
+        "beta2": "betas[1]: v = beta2·v + (1 − beta2)·g², the running mean of the squared gradient (second "
+        "moment), from 0; the step divides v by 1 − beta2^t to undo that start.",
+        "eps": "Added to the square root in the step's denominator, so that a weight whose g (.grad, plus "
+        "weight_decay × weights if set) has been 0 at every step so far steps by 0/eps = 0. With eps = 0 it "
+        "steps by 0/0 = NaN and the run stops (Adagrad: unless initial_accumulator_value > 0).",
+        "amsgrad": "Divide by the square root of the largest second moment v so far (bias-corrected by this "
+        "step's 1 − beta2^t) instead of the current v's.",
+        "decoupled_weight_decay": "Multiply the weights by 1 − lr·weight_decay before the step (as AdamW) instead "
+        "of adding weight_decay × weights to the gradient. Does nothing while weight_decay is 0.",
+        "alpha": "v = alpha·v + (1 − alpha)·g², the running mean of the squared gradient; it starts from 0 "
+        "and, unlike Adam's, is not corrected for that start.",
+        "centered": "Also keep the running mean ḡ = alpha·ḡ + (1 − alpha)·g and divide by √(v − ḡ²) + eps, the "
+        "square root of an estimate of the gradient's variance, instead of √v + eps.",
+        "lr_decay": "The step size at step t (t = 1 at the first step) is lr / (1 + (t − 1)·lr_decay).",
+        "initial_accumulator_value": "The per-weight sum of squared gradients starts from this value instead of 0. "
+        "The step is lr·g / (√sum + eps), with lr after lr_decay and this step's g² in the sum.",
     }
 )
 DEFAULTS = MappingProxyType(
@@ -425,7 +450,8 @@ def _csv_controls(drawn: Drawn) -> dict:
 def _data_controls(drawn: Drawn) -> dict:
     source = drawn.select(
         "Data source", SOURCES, "data", DEFAULTS["data"], on_change=_apply_preset,
-        help="A preset also sets lr, batch size, iterations, loss, model and optimizer to values that suit it.",
+        help="A preset also sets lr, batch size, iterations, the model (with its hidden layer), loss, bias, "
+        "optimizer (with its settings), initial weights and zero_grad to values that suit it.",
     )  # fmt: skip
     if source == "synthetic":
         st.caption("y = X·w + b + noise, with X, w, b drawn from the seed.")
@@ -473,13 +499,15 @@ def _start_controls(drawn: Drawn) -> dict:
             "Initial weights, comma-separated",
             "init_values",
             placeholder="e.g. 0.5, -1, 2, 0",
-            help="One number per weight, laid out [w_1 .. w_n, bias] (mlp: [W1, b1, W2, b2]).",
+            help="One number per weight, laid out [w_1 .. w_n, bias] (mlp: [W1 row by row, b1, W2, b2]); "
+            "without a bias, leave the biases out.",
         )
     zero_grad = drawn.check(
         "Reset the gradient each step (zero_grad)",
         "zero_grad",
         DEFAULTS["zero_grad"],
-        help="Off: both loops forget it, so gradients add up from step to step.",
+        help="Off: both loops skip the reset, so d_weights and .grad hold the sum of every step's gradient so "
+        "far, and each update uses that sum.",
     )
     seed = drawn.number("Seed (data, batch order, normal init)", "seed", 0, lib.config.MAX_SEED, DEFAULTS["seed"])
     return {"bias": bias, "init": init, "init_values": init_values, "zero_grad": zero_grad, "seed": seed}

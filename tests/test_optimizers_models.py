@@ -287,16 +287,80 @@ def test_each_optimizers_state_is_torchs_state_at_every_step(name, data):
         assert len(frame.columns) == 3 * sum(np.ndim(h) == 1 for _, h, _ in state.values())
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_an_mlp_from_zero_weights_learns_only_its_output_bias(name, activation):
-    """The warning pages.common.ZERO_MLP gives: W1, b1 and W2 stay exactly 0 in both loops, b2 moves."""
+# Every switch the sidebar offers each optimizer, at once: ZERO_MLP says none of them moves a zero weight.
+ZERO_MLP_KWARGS = {
+    "sgd": [{}, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1, "maximize": True}, {"momentum": 0.5,
+            "dampening": 0.5}],
+    "adam": [{}, {"weight_decay": 0.1, "amsgrad": True, "maximize": True}, {"weight_decay": 0.1,
+             "decoupled_weight_decay": True}],
+    "adamw": [{}, {"weight_decay": 0.5, "amsgrad": True, "maximize": True}],
+    "rmsprop": [{}, {"momentum": 0.9, "centered": True, "weight_decay": 0.1, "maximize": True}],
+    "adagrad": [{}, {"lr_decay": 0.1, "weight_decay": 0.1, "initial_accumulator_value": 0.5, "maximize": True},
+                {"eps": 0.0, "initial_accumulator_value": 0.5}],
+}  # fmt: skip
+ZERO_MLP_CASES = [(name, i) for name, sets in ZERO_MLP_KWARGS.items() for i in range(len(sets))]
+
+
+def zero_mlp_run(name: str, kwargs: dict, activation: str, bias: bool, zero_grad: bool = True, iterations: int = 20):
     data = lib.datasets.PRESETS["moons"].make()
-    cfg = lib.Config(model="mlp", hidden=5, activation=activation, init="zeros", iterations=30, optimizer=name)
-    result = lib.run(data, cfg)
-    starts = dict(zip(result.tensor_names, (0, 10, 15, 20), strict=True))  # W1 (5 x 2), b1, W2, b2
+    cfg = lib.Config(model="mlp", hidden=5, activation=activation, init="zeros", iterations=iterations, lr=0.05,
+                     optimizer=name, optimizer_kwargs=kwargs, bias=bias, zero_grad=zero_grad)  # fmt: skip
+    return data, cfg, lib.run(data, cfg)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize(("name", "which"), ZERO_MLP_CASES)
+def test_an_mlp_from_zero_weights_learns_only_its_output_bias(name, which, activation, bias):
+    """pages.common.ZERO_MLP: W1, b1 and W2 stay exactly 0 in both loops with every optimizer and switch; the
+    output is b2 for every input, and b2 is the only weight that moves (nothing moves without a bias); zero_grad
+    is off in one case of each optimizer (the second), where zero gradients add up to zero."""
+    from pages.common import ZERO_MLP
+
+    assert "with every optimizer here, whatever its momentum, weight decay or maximize" in ZERO_MLP
+    data, cfg, result = zero_mlp_run(name, ZERO_MLP_KWARGS[name][which], activation, bias, zero_grad=which != 1)
+    assert result.done and result.diverged_at is None
+    n_hidden = 5 * (data.n + 2) if bias else 5 * (data.n + 1)  # W1 (5 x 2), b1, W2
+    assert cfg.n_params(data.n) == n_hidden + bias
     for loop in ("manual", "torch"):
         weights = getattr(result, loop).weights
-        assert not np.any(weights[:, : starts["b2"]]), loop  # W1, b1 and W2: zero at every step
-        assert np.all(weights[1:, starts["b2"]] != 0), loop  # b2 moves from the first step on
+        assert not np.any(weights[:, :n_hidden]), loop  # W1, b1 and W2: zero at every step
+        if bias:
+            assert np.all(weights[1:, n_hidden] != 0), loop  # b2 moves from the first step on
+        else:
+            assert not np.any(weights), loop  # nothing moves
+        # Every input gets the same output: b2 (0 without a bias).
+        net = make_model("mlp", data.n, bias, 5, activation, torch.float64)
+        share_one_vector(net, weights[-1], torch.float64)
+        with torch.no_grad():
+            outputs = net(torch.from_numpy(data.X.copy()))[:, 0].numpy()
+        np.testing.assert_array_equal(outputs, np.full(data.m, weights[-1, n_hidden] if bias else 0.0))
     assert result.max_abs_diff <= TOL
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "adagrad"])
+def test_an_mlp_from_zero_weights_with_eps_zero_gets_nan_at_its_first_step(name, bias):
+    """ZERO_MLP's exception: with eps = 0 (Adagrad: and initial_accumulator_value 0) the update is 0/0."""
+    from pages.common import ZERO_MLP
+
+    assert "The one exception is eps = 0 (for Adagrad, with initial_accumulator_value 0 too)" in ZERO_MLP
+    assert "0/0 = NaN and the run stops at its first step" in ZERO_MLP
+    data, _, result = zero_mlp_run(name, {"eps": 0.0}, "tanh", bias)
+    assert result.diverged_at == 0
+    n_hidden = 5 * (data.n + 2) if bias else 5 * (data.n + 1)
+    for loop in ("manual", "torch"):
+        assert np.all(np.isnan(getattr(result, loop).weights[1, :n_hidden])), loop
+    # A weight that has had a gradient is fine with eps = 0: b2's first step is finite.
+    if bias:
+        assert np.isfinite(result.torch.weights[1, n_hidden])
+
+
+def test_an_mlp_from_normal_weights_learns_in_its_hidden_layer():
+    """ZERO_MLP's advice: with normal initial weights the hidden units start different and all of them move."""
+    data = lib.datasets.PRESETS["moons"].make()
+    cfg = lib.Config(model="mlp", hidden=5, init="normal", iterations=20, lr=0.05)
+    result = lib.run(data, cfg)
+    W1 = result.torch.weights[:, :10].reshape(-1, 5, 2)
+    assert len({tuple(row) for row in W1[0]}) == 5  # five different hidden units
+    assert np.all(W1[-1] != W1[0])  # every weight of the hidden layer moved

@@ -1,0 +1,211 @@
+"""The sidebar's help texts (pages.common): every formula in them is the one torch.optim computes."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lib
+from pages.common import KWARG_HELP, KWARG_RANGES, LOSS_LABELS, MODEL_LABELS, ZERO_MLP
+
+LR = 0.1
+
+
+def torch_steps(name: str, kwargs: dict, grads, w0: float = 0.0):
+    """One weight stepped by torch.optim.<name> with the given gradients: its values after each step, and the
+    optimizer (for its state)."""
+    w = torch.tensor([w0], dtype=torch.float64, requires_grad=True)
+    optimizer = lib.optim.torch_optimizer(name, [w], LR, kwargs)
+    values = []
+    for g in grads:
+        w.grad = torch.tensor([g], dtype=torch.float64)
+        optimizer.step()
+        values.append(float(w.detach()[0]))
+    return values, optimizer.state[w]
+
+
+def test_momentum_first_step_sets_the_velocity_to_g_without_dampening():
+    help_ = KWARG_HELP["momentum"]
+    assert "set to g at the first step (no dampening), then v = momentum·v + (1 − dampening)·g" in help_
+    assert "the step is lr·v" in help_
+    momentum, dampening, g1, g2 = 0.9, 0.5, 2.0, 3.0
+    values, state = torch_steps("sgd", {"momentum": momentum, "dampening": dampening}, [g1, g2])
+    v1 = g1  # not (1 - dampening) * g1
+    assert values[0] == pytest.approx(-LR * v1, rel=1e-15)
+    v2 = momentum * v1 + (1 - dampening) * g2
+    assert values[1] == pytest.approx(values[0] - LR * v2, rel=1e-15)
+    assert float(state["momentum_buffer"][0]) == pytest.approx(v2)
+    assert "from the second step on (the first step sets v = g)" in KWARG_HELP["dampening"]
+
+
+def test_nesterov_steps_along_g_plus_momentum_times_the_new_velocity():
+    assert "step by lr·(g + momentum·v), with v the velocity just updated" in KWARG_HELP["nesterov"]
+    values, _ = torch_steps("sgd", {"momentum": 0.9, "nesterov": True}, [2.0, 3.0])
+    v1, v2 = 2.0, 0.9 * 2.0 + 3.0
+    assert values[0] == pytest.approx(-LR * (2.0 + 0.9 * v1))
+    assert values[1] == pytest.approx(values[0] - LR * (3.0 + 0.9 * v2))
+
+
+def test_rmsprop_momentum_buffer_starts_at_zero_and_takes_g_over_the_root():
+    assert "RMSprop: a buffer b = momentum·b + g / (√v + eps)" in KWARG_HELP["momentum"]
+    alpha, eps, momentum, g1, g2 = 0.9, 1e-8, 0.5, 2.0, -1.0
+    values, _ = torch_steps("rmsprop", {"alpha": alpha, "eps": eps, "momentum": momentum}, [g1, g2])
+    v1 = (1 - alpha) * g1**2
+    b1 = g1 / (math.sqrt(v1) + eps)  # momentum * 0 + ...
+    v2 = alpha * v1 + (1 - alpha) * g2**2
+    b2 = momentum * b1 + g2 / (math.sqrt(v2) + eps)
+    assert values == pytest.approx([-LR * b1, -LR * b1 - LR * b2], rel=1e-12)
+
+
+def test_centered_rmsprop_divides_by_the_root_of_the_variance_estimate():
+    help_ = KWARG_HELP["centered"]
+    assert "divide by √(v − ḡ²) + eps, the square root of an estimate of the gradient's variance" in help_
+    assert "divide by an estimate of its variance" not in help_
+    alpha, eps, grads = 0.9, 1e-8, [2.0, -1.0]
+    values, _ = torch_steps("rmsprop", {"alpha": alpha, "eps": eps, "centered": True}, grads)
+    v = mean = w = 0.0
+    for g, got in zip(grads, values, strict=True):
+        v, mean = alpha * v + (1 - alpha) * g**2, alpha * mean + (1 - alpha) * g
+        w -= LR * g / (math.sqrt(v - mean**2) + eps)
+        assert got == pytest.approx(w, rel=1e-12)
+
+
+def test_alpha_is_not_bias_corrected_and_betas_are():
+    assert "unlike Adam's, is not corrected for that start" in KWARG_HELP["alpha"]
+    (w,), _ = torch_steps("rmsprop", {"alpha": 0.99, "eps": 0.0}, [2.0])
+    assert w == pytest.approx(-LR * 2.0 / math.sqrt(0.01 * 4.0))  # lr / sqrt(1 - alpha) = 10 lr, not lr
+    for part in ("beta1", "beta2"):
+        assert f"the step divides {'m' if part == 'beta1' else 'v'} by 1 − {part}^t" in KWARG_HELP[part]
+    beta1, beta2, eps, grads = 0.8, 0.9, 1e-8, [2.0, -1.0, 0.5]
+    values, _ = torch_steps("adam", {"betas": (beta1, beta2), "eps": eps}, grads)
+    m = v = w = 0.0
+    for t, (g, got) in enumerate(zip(grads, values, strict=True), start=1):
+        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g**2
+        w -= LR * (m / (1 - beta1**t)) / (math.sqrt(v / (1 - beta2**t)) + eps)
+        assert got == pytest.approx(w, rel=1e-12)
+
+
+def test_amsgrad_divides_by_the_largest_second_moment_so_far():
+    assert "largest second moment v so far (bias-corrected by this step's 1 − beta2^t)" in KWARG_HELP["amsgrad"]
+    beta1, beta2, eps, grads = 0.5, 0.5, 1e-8, [4.0, 0.1]
+    values, _ = torch_steps("adam", {"betas": (beta1, beta2), "eps": eps, "amsgrad": True}, grads)
+    m1, v1 = 0.5 * 4.0, 0.5 * 16.0
+    m2, v2 = 0.5 * m1 + 0.05, 0.5 * v1 + 0.5 * 0.01
+    step2 = (m2 / (1 - beta1**2)) / (math.sqrt(max(v1, v2) / (1 - beta2**2)) + eps)
+    assert values[1] - values[0] == pytest.approx(-LR * step2, rel=1e-12)
+
+
+def test_eps_help_names_what_eps_zero_does_and_the_widget_allows_it():
+    help_ = KWARG_HELP["eps"]
+    assert "so it is never 0" not in help_
+    assert KWARG_RANGES["eps"][0] == 0.0  # the widget offers eps = 0, so the help must say what it does
+    assert "steps by 0/eps = 0. With eps = 0 it steps by 0/0 = NaN" in help_
+    for name in ("adam", "adamw", "rmsprop", "adagrad"):
+        (safe,), _ = torch_steps(name, {}, [0.0], w0=1.0)
+        (nan,), _ = torch_steps(name, {"eps": 0.0}, [0.0], w0=1.0)
+        assert safe == pytest.approx(1.0 - LR * 0.01 if name == "adamw" else 1.0, rel=1e-15)  # AdamW: its decay
+        assert math.isnan(nan), name
+    assert "(Adagrad: unless initial_accumulator_value > 0)" in help_
+    (kept,), _ = torch_steps("adagrad", {"eps": 0.0, "initial_accumulator_value": 0.5}, [0.0], w0=1.0)
+    assert kept == 1.0
+    # "a weight whose g (.grad, plus weight_decay × weights if set) has been 0": weight decay makes g nonzero.
+    (decayed,), _ = torch_steps("adam", {"eps": 0.0, "weight_decay": 0.1}, [0.0], w0=1.0)
+    assert math.isfinite(decayed) and decayed < 1.0
+
+
+def test_weight_decay_is_added_after_maximize_and_adamw_shrinks_the_weights_first():
+    help_ = KWARG_HELP["weight_decay"]
+    assert "after maximize's sign change" in help_ and "multiplies the weights by 1 − lr·weight_decay" in help_
+    (w,), _ = torch_steps("sgd", {"weight_decay": 0.5, "maximize": True}, [2.0], w0=1.0)
+    assert w == pytest.approx(1.0 - LR * (-2.0 + 0.5 * 1.0))
+    assert "still pulls the weights towards 0" in KWARG_HELP["maximize"]
+    for name, kwargs in (
+        ("adamw", {"weight_decay": 0.5}),
+        ("adam", {"weight_decay": 0.5, "decoupled_weight_decay": True}),
+    ):
+        (w,), _ = torch_steps(name, {**kwargs, "eps": 1e-8}, [2.0], w0=1.0)
+        assert w == pytest.approx(1.0 * (1 - LR * 0.5) - LR * 2.0 / (2.0 + 1e-8), rel=1e-12)
+    assert "Does nothing while weight_decay is 0" in KWARG_HELP["decoupled_weight_decay"]
+    plain, _ = torch_steps("adam", {}, [2.0, 1.0], w0=1.0)
+    assert torch_steps("adam", {"decoupled_weight_decay": True}, [2.0, 1.0], w0=1.0)[0] == plain
+
+
+def test_adagrads_lr_decay_and_initial_accumulator():
+    assert (
+        "lr / (1 + (t − 1)·lr_decay)" in KWARG_HELP["lr_decay"] and "t = 1 at the first step" in KWARG_HELP["lr_decay"]
+    )
+    assert (
+        "The step is lr·g / (√sum + eps), with lr after lr_decay and this step's g² in the sum"
+        in (KWARG_HELP["initial_accumulator_value"])
+    )
+    lr_decay, start, eps, grads = 0.5, 2.0, 1e-10, [2.0, -1.0, 3.0]
+    values, _ = torch_steps(
+        "adagrad", {"lr_decay": lr_decay, "initial_accumulator_value": start, "eps": eps}, grads, w0=1.0
+    )
+    total, w = start, 1.0
+    for t, (g, got) in enumerate(zip(grads, values, strict=True), start=1):
+        total += g * g
+        w -= LR / (1 + (t - 1) * lr_decay) * g / (math.sqrt(total) + eps)
+        assert got == pytest.approx(w, rel=1e-12)
+
+
+def test_every_keyword_the_sidebar_offers_has_help():
+    for name in lib.OPTIMIZERS:
+        for arg in lib.optim.defaults(name):
+            for key in ("beta1", "beta2") if arg == "betas" else (arg,):
+                assert key in KWARG_HELP, (name, key)
+
+
+def test_model_and_loss_labels():
+    assert "z = X·w without a bias" in MODEL_LABELS["linear"]
+    assert "its probability that the target is 1 is sigmoid(X·w + b)" in MODEL_LABELS["logistic"]
+    # BCEWithLogitsLoss treats the output z as a logit: its term is -[y log p + (1 - y) log(1 - p)], p = sigmoid(z).
+    z, y = torch.tensor([-1.5, 0.3, 2.0], dtype=torch.float64), torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)
+    p = torch.sigmoid(z)
+    expected = -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
+    assert float(torch.nn.BCEWithLogitsLoss()(z, y)) == pytest.approx(float(expected), rel=1e-12)
+    assert "(the classic hand loop)" not in LOSS_LABELS["half_mse"]
+    assert lib.datasets.PRESETS["classic"].suggested["loss"] == "half_mse"
+    assert "the sum of squared errors" in LOSS_LABELS["sse"]
+
+
+def test_zero_mlp_names_bias_off_and_eps_zero():
+    assert "with every optimizer, and only the output bias b2 moves" not in ZERO_MLP
+    assert "the only weight that can move (0 without a bias)" in ZERO_MLP
+    assert "The one exception is eps = 0" in ZERO_MLP
+
+
+def test_custom_init_without_bias_leaves_the_biases_out():
+    data = lib.datasets.linear(m=10, n=2)
+    assert len(lib.initial_weights(data, lib.Config(bias=False, init=[1.0, 2.0]))) == 2
+    with pytest.raises(ValueError, match="without bias"):
+        lib.initial_weights(data, lib.Config(bias=False, init=[1.0, 2.0, 3.0]))
+    cfg = lib.Config(model="mlp", hidden=2, bias=False, init=list(np.arange(6.0)))  # W1 (2 x 2), W2
+    assert lib.weight_names(data, cfg) == ["W1[0,0]", "W1[0,1]", "W1[1,0]", "W1[1,1]", "W2[0]", "W2[1]"]
+
+
+def test_the_sidebar_help_names_what_it_does():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../pages/step_through.py", default_timeout=60)
+    at.run()
+    help_ = at.selectbox(key="data").help
+    for words in ("lr", "batch size", "iterations", "the model (with its hidden layer)", "loss", "bias",
+                  "optimizer (with its settings)", "initial weights", "zero_grad"):  # fmt: skip
+        assert words in help_
+    at.selectbox(key="data").set_value("classic").run()
+    assert not at.checkbox(key="bias").value and at.number_input(key="lr").value == 1e-4
+    assert at.selectbox(key="loss").value == "half_mse" and at.number_input(key="iterations").value == 50_000
+    at.selectbox(key="data").set_value("moons").run()
+    assert at.selectbox(key="init").value == "normal" and at.number_input(key="hidden").value == 16
+    assert (at.selectbox(key="model").value, at.selectbox(key="loss").value) == ("mlp", "bce")
+    at.selectbox(key="data").set_value("escape_velocity").run()
+    assert at.number_input(key="sgd_momentum").value == 0.98
+    assert not at.exception
+
+    assert (
+        "without a bias, leave the biases out"
+        in at.selectbox(key="init").set_value("custom").run().text_input(key="init_values").help
+    )
+    assert "d_weights and .grad hold the sum of every step's gradient so far" in at.checkbox(key="zero_grad").help
