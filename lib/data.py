@@ -142,12 +142,15 @@ def rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
 
 
 def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
-    """The one initial weight vector both loops start from, laid out [w_1 .. w_n, bias]."""
+    """The one initial weight vector both loops start from, laid out as weight_names: [w_1 .. w_n, bias], or
+    [W1 row by row, b1, W2, b2] for the mlp (no biases without bias)."""
     n_params = cfg.n_params(data.n)
     if isinstance(cfg.init, str):
         if cfg.init == "zeros":
             return np.zeros(n_params)
-        # "normal": each layer's weights ~ N(0, 1/fan_in), like nn.Linear's scale, but seeded and in numpy.
+        # "normal": every weight and bias of a layer ~ N(0, 1/fan_in) (standard deviation 1/sqrt(fan_in)),
+        # seeded and in numpy. nn.Linear's own init is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), of variance
+        # 1/(3 fan_in): these start sqrt(3) times wider.
         rng = rngs(cfg.seed)[0]
         if cfg.model == "mlp":
             first = cfg.hidden * (data.n + int(cfg.bias))
