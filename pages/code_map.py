@@ -1,6 +1,7 @@
 """Code map: the five lines of the torch training step beside their hand-written twins, with live values."""
 
 import inspect
+import urllib.parse
 
 import streamlit as st
 
@@ -9,6 +10,8 @@ from lib import explain
 from lib.trace import Stepper
 from pages.common import LOSS_LABELS, fingerprint, sidebar_config, through_navigation
 
+# The Pitfalls lab's tab on a learning rate above the stability limit, opened by its URL (the tab is bound to it).
+PITFALLS_LINK = "/pitfalls?" + urllib.parse.urlencode({"pitfall": "4 · lr above the limit"})
 MAX_ITERATIONS = 10_000  # the page steps the loops up to the picked step; longer runs are cut to this
 HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
 
@@ -26,8 +29,10 @@ def step_size_ratio(_data: lib.Dataset, data_key: tuple, cfg: lib.Config, other:
 
 @st.cache_data(max_entries=16, show_spinner="Running the whole run once, to see where the loops agree…",
                hash_funcs={lib.Config: repr})  # fmt: skip
-def agreement_text(_data: lib.Dataset, data_key: tuple, cfg: lib.Config) -> str:
-    return explain.agreement_text(lib.run(_data, cfg))
+def whole_run(_data: lib.Dataset, data_key: tuple, cfg: lib.Config) -> tuple[str, str | None]:
+    """From one lib.run of the whole run: where the two loops agree, and a warning if its loss blows up."""
+    result = lib.run(_data, cfg)
+    return explain.agreement_text(result), explain.growth_warning(_data, result)
 
 
 def key_line(code: str, wanted: str) -> str:
@@ -111,6 +116,10 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
     step = stepper.run_to(int(wanted))
     if step.t != wanted:
         st.warning(f"The run diverged at step {step.t}, so the values shown are that step's.")
+    agreement, growth = whole_run(data, data_key, cfg)
+    if growth is not None:
+        st.warning(growth)
+        st.markdown(f"See why in the [Pitfalls lab, tab 4: a learning rate above the limit]({PITFALLS_LINK}).")
 
     manual_fn, torch_fn = stepper.functions
     hand, twin = explain.phase_source(manual_fn), explain.phase_source(torch_fn)
@@ -155,7 +164,7 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
                 f"Torch's `step()` follows the algorithm in [its documentation]"
                 f"(https://pytorch.org/docs/stable/generated/torch.optim.{type(torch_optimizer).__name__}.html); "
                 f"`{kind.step.__qualname__}` on the left does the same arithmetic in the same order, in numpy, on the "
-                "flat weight vector. " + agreement_text(data, data_key, cfg)
+                "flat weight vector. " + agreement
             )
             if step.optimizer_state:
                 left.code(

@@ -238,3 +238,17 @@ def test_full_batch_rmsprop_says_where_the_loops_part():
     result = lib.run(DATA, CFG.replace(optimizer="rmsprop", batch_size=200, iterations=2000))
     parts = explain.agreement(result)["parts_at"]
     assert parts is not None and f"from step {parts:,}" in text
+
+
+def test_a_finite_blow_up_is_named_with_a_link_to_the_pitfall():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params.update({"lr": "1", "iterations": "400"})
+    at.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    result = lib.run(DATA, CFG.replace(lr=1.0, iterations=400))
+    assert explain.growth_warning(DATA, result) in warnings
+    assert any("Diverging: the loss grew ×10^" in w for w in warnings)
+    link = next(m.value for m in at.markdown if "Pitfalls lab, tab 4" in m.value)
+    assert "/pitfalls?pitfall=4+%C2%B7+lr+above+the+limit" in link
+    assert '"4 · lr above the limit"' in (ROOT / "pages" / "pitfalls.py").read_text()  # the tab the link opens
