@@ -417,7 +417,8 @@ def _csv_controls(drawn: Drawn) -> dict:
         key="csv_file",
         on_change=_store_upload,
         help=f"At most {lib.csv_data.MAX_CSV_BYTES / 1e6:g} MB and {lib.csv_data.MAX_CSV_ROWS:,} rows; "
-        "numbers only in the columns you use. A copied link keeps your settings but not the file.",
+        "numbers only in the columns you use (blanks too, if you tick Drop rows with missing values). A copied "
+        "link keeps your settings but not the file.",
     )
     upload = st.session_state.get(UPLOAD)
     if upload is None:

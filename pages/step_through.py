@@ -149,7 +149,10 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
 
     batch = len(step.manual.indices)
     epoch_steps = -(-data.m // cfg.batch_size)
-    st.subheader(f"Step {step.t}  ·  this run has steps 0 to {cfg.iterations - 1}")
+    if stepper.diverged_at is None:
+        st.subheader(f"Step {step.t}  ·  this run has steps 0 to {cfg.iterations - 1}")
+    else:  # known once the run has reached it
+        st.subheader(f"Step {step.t}  ·  this run diverged at step {stepper.diverged_at}, its last step")
     st.caption(
         f"Epoch {step.t // epoch_steps + 1}, batch {step.t % epoch_steps + 1} of {epoch_steps}: {batch} samples. "
         f"Model {cfg.model} · loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer} · "

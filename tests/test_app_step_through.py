@@ -285,3 +285,5 @@ def test_an_lr_divergence_does_not_blame_eps():
     click(at, "step_run_to")
     warning = at.warning[0].value
     assert "A learning rate smaller than 100 may keep the run finite." in warning and "eps =" not in warning
+    # The title no longer promises steps up to 499.
+    assert at.subheader[0].value.endswith(f"this run diverged at step {shown_step(at)}, its last step")

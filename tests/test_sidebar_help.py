@@ -209,3 +209,17 @@ def test_the_sidebar_help_names_what_it_does():
         in at.selectbox(key="init").set_value("custom").run().text_input(key="init_values").help
     )
     assert "d_weights and .grad hold the sum of every step's gradient so far" in at.checkbox(key="zero_grad").help
+
+
+def test_the_csv_help_says_blanks_are_allowed_when_dropped():
+    import pandas as pd
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../pages/step_through.py", default_timeout=60)
+    at.run()
+    at.selectbox(key="data").set_value("csv").run()
+    assert "(blanks too, if you tick Drop rows with missing values)" in at.get("file_uploader")[0].proto.help
+    frame = pd.DataFrame({"x": [1.0, None, 3.0], "y": [2.0, 4.0, 6.0]})
+    with pytest.raises(ValueError, match="missing values"):
+        lib.csv_data.prepare(frame, "y", ["x"])
+    assert lib.csv_data.prepare(frame, "y", ["x"], drop_missing=True).dropped_rows == 1
