@@ -1,6 +1,7 @@
 """Code map: the five lines of the torch training step beside their hand-written twins, with live values."""
 
 import inspect
+import math
 import urllib.parse
 
 import streamlit as st
@@ -8,7 +9,7 @@ import streamlit as st
 import lib
 from lib import explain
 from lib.trace import Stepper
-from pages.common import LOSS_LABELS, fingerprint, sidebar_config, through_navigation
+from pages.common import LOSS_LABELS, fingerprint, literal, sidebar_config, through_navigation
 
 # The Pitfalls lab's tab on a learning rate above the stability limit, opened by its URL (the tab is bound to it).
 PITFALLS_LINK = "/pitfalls?" + urllib.parse.urlencode({"pitfall": "4 · lr above the limit"})
@@ -93,7 +94,7 @@ with st.expander("The classic five-line mapping, and where it is not one for one
         "gradient there."
     )
 
-picked = sidebar_config("code_map")
+picked = sidebar_config("code_map", own=("map_step",))
 
 
 def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
@@ -109,10 +110,27 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
 
     last = cfg.iterations - 1
     # Step 1 by default: at step 0 the reset has nothing to clear yet.
-    st.session_state["map_step"] = min(st.session_state.get("map_step", 1), last)
+    # The step is in the URL (map_step), so a link opens it. A float widget shown without decimals: a link's
+    # inf or text falls back to the default instead of crashing an int widget; out of range is clamped here.
+    linked = st.query_params.get_all("map_step")  # read before the widget, which drops a value it cannot take
+    asked = st.session_state.get("map_step", 1.0)
+    st.session_state["map_step"] = float(min(max(round(asked), 0), last)) if math.isfinite(asked) else 1.0
     wanted = st.number_input(
-        "Show the values of step", 0, last, key="map_step", help=f"Steps count from 0; this run has 0 – {last}."
+        "Show the values of step",
+        0.0,
+        float(last),
+        step=1.0,
+        format="%.0f",
+        key="map_step",
+        bind="query-params",
+        help=f"Steps count from 0; this run has 0 – {last}. The step is in the page's link.",
     )
+    wanted = round(wanted)
+    if linked and linked[-1].strip() != str(wanted) and linked[-1].strip() != f"{wanted}.0":
+        st.warning(
+            f"The link's step, map_step={literal(linked[-1])}, is not a step of this run (a whole number from 0 to "
+            f"{last:,}), so step {wanted:,} is shown."
+        )
     step = stepper.run_to(int(wanted))
     if step.t != wanted:
         st.warning(f"The run diverged at step {step.t}, so the values shown are that step's.")

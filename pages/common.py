@@ -571,7 +571,7 @@ def _build(v: dict) -> tuple[lib.Dataset, lib.Config, dict]:
     return data, cfg, source
 
 
-def sidebar_config(page: str) -> tuple[lib.Dataset, lib.Config] | None:
+def sidebar_config(page: str, own: tuple[str, ...] = ()) -> tuple[lib.Dataset, lib.Config] | None:
     """Draw the training controls in the sidebar; the Dataset and Config they describe, or None (said in words).
 
     page "compare" also gets the Run button (key "run") and the display toggles ("log_scale", "show_target").
@@ -579,7 +579,8 @@ def sidebar_config(page: str) -> tuple[lib.Dataset, lib.Config] | None:
     """
     state = st.session_state
     first_run = URL_CHECKED not in state
-    asked = {key: st.query_params.get_all(key) for key in st.query_params} if first_run else {}
+    # `own`: the page's own link parameters (its step, say), which the page checks itself.
+    asked = {key: st.query_params.get_all(key) for key in st.query_params if key not in own} if first_run else {}
     drawn = Drawn()
     v: dict = {}
     with st.sidebar:

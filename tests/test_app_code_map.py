@@ -252,3 +252,29 @@ def test_a_finite_blow_up_is_named_with_a_link_to_the_pitfall():
     link = next(m.value for m in at.markdown if "Pitfalls lab, tab 4" in m.value)
     assert "/pitfalls?pitfall=4+%C2%B7+lr+above+the+limit" in link
     assert '"4 · lr above the limit"' in (ROOT / "pages" / "pitfalls.py").read_text()  # the tab the link opens
+
+
+def step_caption(at: AppTest) -> str:
+    return next(c.value for c in at.caption if c.value.startswith("Step "))
+
+
+def test_the_chosen_step_is_in_the_link():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["map_step"] = "7"
+    at.run()
+    assert not at.exception
+    assert step_caption(at).startswith("Step 7:")
+    assert not [w for w in at.warning if "map_step" in w.value]
+    at.number_input(key="map_step").set_value(12).run()
+    assert step_caption(at).startswith("Step 12:")
+    assert float(at.query_params["map_step"]) == 12
+
+
+@pytest.mark.parametrize("value", ["99999", "inf", "abc", "-3"])
+def test_a_bad_step_in_the_link_is_named_and_a_step_shown(value):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["map_step"] = value
+    at.run()
+    assert not at.exception
+    assert step_caption(at).startswith("Step 1:")
+    assert any(f"map_step=`{value}`" in w.value and "from 0 to 499" in w.value for w in at.warning)
