@@ -1,0 +1,216 @@
+"""Every control on every page at both ends of its range, and a diverged run on every page that can diverge.
+
+The walk (tests/app_walk.py) finds the controls on the page itself: a control added tomorrow is walked
+tomorrow, and a widget type the walk cannot set fails it. Every run must give a page without an exception and
+without a Python error in its words. Known bugs are listed in KNOWN with the case that shows them: the walk
+skips those cases and test_known_bug expects each to still fail (strict), so a fix is noticed.
+"""
+
+import ast
+import re
+import time
+
+import pytest
+from app_walk import SHOW_ERRORS, Case, Page, Walker, case_values, stage, widgets
+from streamlit.testing.v1 import AppTest
+
+SHORT = 20  # iterations for the walk's runs; the iteration controls themselves are still walked to their ends
+SIDEBAR = {"query": {"iterations": str(SHORT)}, "short": {"iterations": float(SHORT)}}
+PAGES = {
+    "compare": Page("compare", "pages/compare.py", action="run", **SIDEBAR),
+    "code_map": Page("code_map", "pages/code_map.py", **SIDEBAR),
+    "step_through": Page("step_through", "pages/step_through.py", action="step_run_to", **SIDEBAR),
+    "pitfalls": Page(
+        "pitfalls",
+        "pages/pitfalls.py",
+        query={"pitfall_iterations": str(SHORT)},
+        short={"pitfall_iterations": float(SHORT)},
+        switches_on=True,
+        # Tab 2 raises torch's own error on purpose and shows it.
+        allowed_errors=(re.compile(r"^RuntimeError: Trying to backward through the graph a second time"),),
+    ),
+    "landscape": Page("landscape", "pages/landscape.py"),
+}
+# The landscape page maps the Compare page's last run: walk its controls on each kind of run.
+LANDSCAPE_RUNS = {
+    "its own example (no Compare run)": None,
+    "the Compare default run": {"iterations": SHORT},
+    "an mlp run": {"iterations": SHORT, "model": "mlp", "init": "normal"},
+    "an mlp too big to map": {"iterations": SHORT, "model": "mlp", "hidden": "max"},
+    "a diverged run": {"loss": "sse", "lr": "max", "iterations": 1000},
+}
+# where (as Walker.where writes it) -> the bug, in words. Empty: the walk found nothing it could not fix.
+KNOWN: dict[str, str] = {}
+
+
+def report(walker: Walker, seconds: float) -> None:
+    r = walker.report
+    print(f"\n{walker.page.name}: {len(r.cases)} cases in {r.states} states, {seconds:.1f} s")
+    for s, where in sorted(r.slow, reverse=True):
+        print(f"  slow case ({s:.1f} s): {where}")
+
+
+def walk(page: Page, context: dict | None = None) -> Walker:
+    started = time.perf_counter()
+    walker = Walker(page, context, known=KNOWN)
+    walker.walk()
+    report(walker, time.perf_counter() - started)
+    return walker
+
+
+def assert_walked(walker: Walker, least: int = 2) -> None:
+    r = walker.report
+    assert not r.failures, f"{len(r.failures)} of {len(r.cases)} cases failed:\n" + "\n".join(r.failures)
+    assert len(r.cases) >= least, "the walk found nothing to set on this page"
+    mine = {w for w in KNOWN if parse_where(w)[0] is walker.page and parse_where(w)[1] == walker.context}
+    stale = mine - r.expected
+    assert not stale, f"known bugs the walk no longer meets (remove them from KNOWN): {stale}"
+
+
+@pytest.mark.parametrize("name", ["compare", "code_map", "step_through", "pitfalls"])
+def test_every_control_at_both_ends(name):
+    walker = walk(PAGES[name])
+    assert_walked(walker)
+    walked = {c.split(" | ")[-1].split("=")[0] for c in walker.report.cases}
+    if name != "pitfalls":  # the shared sidebar: its optimizer settings are walked for every optimizer
+        for optimizer in ("sgd", "adam", "adamw", "rmsprop", "adagrad"):
+            assert any(w.startswith(optimizer + "_") for w in walked), optimizer
+        assert {"hidden", "activation", "init_values"} <= walked
+
+
+@pytest.mark.parametrize("run", LANDSCAPE_RUNS, ids=list(LANDSCAPE_RUNS))
+def test_every_landscape_control_at_both_ends(run):
+    walker = walk(PAGES["landscape"], LANDSCAPE_RUNS[run])
+    if run == "an mlp too big to map":  # no controls: the page says why in words instead
+        assert_walked(walker, least=0)
+        at = Walker(PAGES["landscape"], LANDSCAPE_RUNS[run]).open()
+        assert said(at, "no map can be drawn")
+    else:
+        assert_walked(walker)
+
+
+# ------------------------------------------------------------------ a diverged run on every page that can diverge
+
+
+def opened(page: Page, **settings) -> tuple[AppTest, Walker]:
+    """The page opened as the walk opens it, then its controls set (values, or "min"/"max": the control's own end)."""
+    walker = Walker(page)
+    at = walker.open()
+    walker.set(at, settings)
+    assert not walker.report.failures, walker.report.failures
+    return at, walker
+
+
+def fine(at: AppTest, walker: Walker, what: str) -> None:
+    walker.check(at, what)
+    assert not walker.report.failures, walker.report.failures
+
+
+def said(at: AppTest, words: str) -> bool:
+    shown = [str(e.value) for kind in ("warning", "error", "info", "markdown", "caption") for e in getattr(at, kind)]
+    return any(words in text for text in shown)
+
+
+DIVERGE = {
+    "loss": "sse",
+    "lr": "max",
+    "iterations": 1000,
+}  # the largest learning rate the control takes, on the summed loss
+
+
+def test_compare_says_a_diverged_run_diverged():
+    at, walker = opened(PAGES["compare"], **DIVERGE)
+    at.button(key="run").click().run()
+    fine(at, walker, "Run")
+    assert said(at, "Diverged at step") and said(at, "Try a smaller learning rate")
+
+
+def test_step_through_says_a_diverged_run_diverged():
+    at, walker = opened(PAGES["step_through"], **DIVERGE, step_target="max")
+    at.button(key="step_run_to").click().run()
+    fine(at, walker, "Run to step N")
+    assert said(at, "The loops diverged at step")
+    for key in ("step_previous", "step_next", "step_reset", "step_start", "step_run_to"):  # every button, diverged
+        button = widgets(at)[key]
+        if not button.disabled:
+            button.click()
+            at.run()
+            fine(at, walker, key)
+
+
+def test_code_map_says_a_diverged_run_diverged():
+    at, walker = opened(PAGES["code_map"], **DIVERGE)
+    for end in case_values(widgets(at)["map_step"])[::-1]:  # the last step first: the run diverged before it
+        stage(widgets(at)["map_step"], end)
+        at.run()
+        fine(at, walker, f"map_step={end}")
+        if end > 0:
+            assert said(at, "The run diverged at step")
+
+
+def test_pitfalls_say_a_diverged_run_diverged():
+    page = PAGES["pitfalls"]  # opened with every tab's switch on: each tab runs the loops
+    at, _ = opened(page, pitfall_loss=widgets_label(page, "pitfall_loss", "sse"), pitfall_lr="max")
+    assert said(at, "above the stability limit")
+    assert said(at, "Diverged at step")
+
+
+def test_landscape_says_a_diverged_run_diverged():
+    walker = Walker(PAGES["landscape"], DIVERGE)
+    at = walker.open()
+    fine(at, walker, "the landscape of a diverged run")
+    assert said(at, "This run diverged")
+
+
+def widgets_label(page: Page, key: str, starts: str) -> str:
+    """The label of the option of a select that starts with `starts` (the walk sets selects by label)."""
+    at = Walker(page).open()
+    return next(label for label in widgets(at)[key].options if label.startswith(starts))
+
+
+# ------------------------------------------------------------------ known bugs, each its own case
+
+
+@pytest.mark.parametrize(
+    "where",
+    [pytest.param(w, marks=pytest.mark.xfail(strict=True, reason=why)) for w, why in KNOWN.items()]
+    or [pytest.param("", marks=pytest.mark.skip(reason="no known bugs"))],
+)
+def test_known_bug(where):
+    page, context, path, case = parse_where(where)
+    walker = Walker(page, context)
+    at = walker.open(path)
+    stage(widgets(at)[case.widget], case.value)
+    walker.run_case(at, path, case)
+    assert not walker.report.failures, walker.report.failures
+
+
+def parse_case(text: str) -> Case:
+    if text.startswith("click "):
+        return Case(text.removeprefix("click "), "click")
+    key, value = text.split("=", 1)
+    return Case(key, ast.literal_eval(value))
+
+
+def parse_where(where: str) -> tuple[Page, dict, tuple[Case, ...], Case]:
+    """The page, Compare context, path and case of a Walker.where text: how a reported case is rerun."""
+    name, steps, case = where.split(" | ")
+    context, path = {}, []
+    for step in [] if steps == "as opened" else steps.split(" → "):
+        if step.startswith("Compare: "):
+            c = parse_case(step.removeprefix("Compare: ").removesuffix(" + Run"))
+            context[c.widget] = c.value
+        else:
+            path.append(parse_case(step))
+    return PAGES[name], context, tuple(path), parse_case(case)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def error_details():
+    """Show an exception's message and stack to the walk (the app's own config hides them from visitors)."""
+    from streamlit import config
+
+    before = config.get_option("client.showErrorDetails")
+    config.set_option("client.showErrorDetails", SHOW_ERRORS)
+    yield
+    config.set_option("client.showErrorDetails", before)
