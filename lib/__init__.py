@@ -6,7 +6,7 @@ result = lib.run(data, lib.Config(lr=0.01, batch_size=32, iterations=1000))
 result.max_abs_diff   # the two loops agree to about 1e-15
 """
 
-from . import charts, csv_data, datasets, explain, pitfalls, trace
+from . import charts, classify, csv_data, datasets, explain, pitfalls, trace
 from .config import LOSSES, MAX_ITERATIONS, MODELS, Config
 from .data import Dataset, batch_indices, initial_weights, least_squares, weight_names
 from .export import history_csv, history_json, to_script
@@ -27,6 +27,7 @@ __all__ = [
     "Result",
     "batch_indices",
     "charts",
+    "classify",
     "csv_data",
     "datasets",
     "effective_lr_ratio",

@@ -34,12 +34,16 @@ def full_data_loss(data: Dataset, cfg: Config, weights: np.ndarray) -> np.ndarra
 
 
 def _outputs(data: Dataset, cfg: Config, w: np.ndarray) -> np.ndarray:
+    return outputs(cfg, data.X, w)
+
+
+def outputs(cfg: Config, X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The model's outputs z (logits for bce) on inputs X (k, n) at the flat weights w, as both loops compute them."""
     if cfg.model == "mlp":
-        W1, b1, W2, b2 = mlp_views(w, data.n, cfg.hidden, cfg.bias)
-        a1 = data.X @ W1.T + b1
+        W1, b1, W2, b2 = mlp_views(w, X.shape[1], cfg.hidden, cfg.bias)
+        a1 = X @ W1.T + b1
         return (np.tanh(a1) if cfg.activation == "tanh" else np.maximum(a1, 0.0)) @ W2 + b2[0]
-    X = data.with_ones() if cfg.bias else data.X
-    return X @ w
+    return X @ w[:-1] + w[-1] if cfg.bias else X @ w
 
 
 @np.errstate(all="ignore")  # weights near overflow (a diverged run) give inf or nan cells, not warnings
