@@ -1,27 +1,168 @@
 """Step through: both loops one step at a time, every number of the current step side by side."""
 
 import math
+import textwrap
+import time
 
 import numpy as np
 import streamlit as st
 
 import lib
+from lib.explain import ROWS, phase_source, row_values, show
 from lib.trace import SAMPLE_TERMS, Stepper
 from pages.common import LOSS_LABELS, fingerprint, sidebar_config, through_navigation
 
 MAX_ITERATIONS = 10_000  # Run to step N computes every step before N; this keeps it to a few seconds
+LAST = len(ROWS) - 1  # the update, the step's last line: after a whole step, the line that just ran
+SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0)  # play's moves per second
+DEFAULT_SPEED = 2.0
+UNITS = {"step": "a step at a time", "line": "a line at a time"}
 
 
 def act(action: str) -> None:
     """Button callback: move the stepper before the page draws, so the page shows the new step at once."""
-    stepper: Stepper = st.session_state["step_stepper"]
+    state = st.session_state
+    stepper: Stepper = state["step_stepper"]
+    state.update(step_playing=False, step_play_note=None, step_phase=LAST)  # a hand on the buttons pauses play
     try:
         if action == "run_to":
-            stepper.run_to(int(st.session_state["step_target"]))
+            stepper.run_to(int(state["step_target"]))
         else:
             getattr(stepper, action)()
     except ValueError as err:
-        st.session_state["step_error"] = str(err)
+        state["step_error"] = str(err)
+
+
+def can_move(stepper: Stepper, unit: str) -> bool:
+    """Whether there is a next line ("line") or a next step ("step") to move to."""
+    if unit == "line" and stepper.step >= 0 and st.session_state.get("step_phase", LAST) < LAST:
+        return True
+    return not stepper.at_end
+
+
+def move(stepper: Stepper, unit: str) -> None:
+    """One move forward: the next line of the step on screen (or the next step's first), or the next whole step."""
+    state = st.session_state
+    if unit == "line" and stepper.step >= 0 and state.get("step_phase", LAST) < LAST:
+        state["step_phase"] += 1
+    elif not stepper.at_end:
+        stepper.next()  # both generators run the whole step; the page then shows its lines one by one
+        state["step_phase"] = 0 if unit == "line" else LAST
+
+
+def line(direction: int) -> None:
+    """Button callback for Next line (+1) and Previous line (-1)."""
+    state = st.session_state
+    stepper: Stepper = state["step_stepper"]
+    state.update(step_playing=False, step_play_note=None)
+    phase = state.get("step_phase", LAST)
+    try:
+        if direction > 0:
+            move(stepper, "line")
+        elif stepper.step >= 0 and phase > 0:
+            state["step_phase"] = phase - 1
+        elif stepper.step >= 0:  # from a step's first line back to the previous step's last
+            stepper.previous()
+            state["step_phase"] = LAST
+    except ValueError as err:
+        state["step_error"] = str(err)
+
+
+def start_play() -> None:
+    """Play's callback: the first move comes at once, the next ones at the speed chosen."""
+    st.session_state.update(step_playing=True, step_moved_at=-math.inf, step_play_note=None)
+
+
+def pause() -> None:
+    """Pause's callback: the next tick finds play off and moves nothing."""
+    st.session_state["step_playing"] = False
+
+
+def keep(key: str) -> None:
+    """Keep a play setting apart from its widget, whose key Streamlit forgets when the learner leaves the page."""
+    st.session_state[f"{key}_kept"] = st.session_state[key]
+
+
+def tick(stepper: Stepper, cfg: lib.Config, total: int) -> None:
+    """One play move, unless the last one was less than half a beat ago; play stops itself where the run ends."""
+    state = st.session_state
+    unit = state.get("step_unit_kept", "step")
+    now = time.monotonic()
+    # A click on a widget inside the fragment also runs it: only a run about a beat after the last move moves.
+    if now - state.get("step_moved_at", -math.inf) >= 0.5 / state.get("step_speed_kept", DEFAULT_SPEED):
+        try:
+            move(stepper, unit)
+        except ValueError as err:
+            state.update(step_playing=False, step_error=str(err))
+            return
+        state["step_moved_at"] = now
+    if not can_move(stepper, unit):
+        state.update(step_playing=False, step_play_note=end_note(stepper, cfg, total))
+
+
+def end_note(stepper: Stepper, cfg: lib.Config, total: int) -> str:
+    """Why play stopped by itself, in words."""
+    t = stepper.step
+    if stepper.diverged_at is not None:
+        return f"Play stopped by itself at step {t}: the loops diverged there, so this run has no later step."
+    if total > cfg.iterations:
+        return (
+            f"Play stopped by itself at step {t}, the last of the first {cfg.iterations:,} steps this page steps "
+            f"through (of {total:,} iterations)."
+        )
+    return f"Play stopped by itself at step {t}, the run's last step ({total:,} iterations, counted from step 0)."
+
+
+def code_lines(code: str) -> str:
+    """A phase's source as it runs, without its full-line comments (the Code map shows those)."""
+    kept = [text for text in code.splitlines() if text.strip() and not text.strip().startswith("#")]
+    return textwrap.dedent("\n".join(kept))
+
+
+def watch(pairs: list[tuple[str, object]]) -> str:
+    """One `name = value` line per value a line produced."""
+    return "\n".join(f"{name} = {show(value)}" for name, value in pairs)
+
+
+def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
+    """The step's five lines in both loops, read from the loop functions that run, the current one highlighted."""
+    manual_fn, torch_fn = stepper.functions
+    hand, twin = phase_source(manual_fn), phase_source(torch_fn)
+    row = ROWS[phase]
+    st.markdown(f"#### The line that just ran: {row.title}")
+    where = (
+        "the last of the step's five lines; all five ran, in this order, in both loops"
+        if phase == LAST
+        else f"line {phase + 1} of the step's five; ✓ marks the lines before it, · the ones still to come"
+    )
+    st.caption(
+        f"Step {step.t}, {where}. Each torch line beside its hand-written twin, read from the source of "
+        f"`lib.{manual_fn.__name__}` and `lib.{torch_fn.__name__}`, the functions that run (comment lines left "
+        "out). A loop runs a whole step at a time, from one `yield` to the next, so the page walks the lines "
+        "afterwards: the values under the table are the ones the highlighted line produced in this step."
+    )
+    head = st.columns([1.1, 3, 3])
+    head[0].markdown("**line**")
+    head[1].markdown(f"**by hand (numpy)**, `lib.{manual_fn.__name__}`")
+    head[2].markdown(f"**PyTorch**, `lib.{torch_fn.__name__}`")
+    for k, r in enumerate(ROWS):
+        cells = st.container(border=True) if k == phase else st.container()
+        cols = cells.columns([1.1, 3, 3])
+        if k == phase:
+            cols[0].markdown(f":orange-background[**▶ {r.title}**]")
+        else:
+            cols[0].markdown(f"{'✓' if k < phase else '·'} {r.title}")
+        cols[1].code(code_lines(hand[r.phase]), language="python", wrap_lines=True)
+        cols[2].code(code_lines(twin[r.phase]), language="python", wrap_lines=True)
+    hand_values, twin_values = row_values(step, row.key)
+    st.markdown(f"##### What {row.title} computed in step {step.t}")
+    left, right = st.columns(2)
+    left.code(watch(hand_values), language="python", wrap_lines=True)
+    right.code(watch(twin_values), language="python", wrap_lines=True)
+    if row.key == "reset" and not cfg.zero_grad:
+        st.caption("zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset: after is before.")
+    elif row.key == "forward":
+        st.caption("`weights` are the weights before this step's update: the ones the forward pass used.")
 
 
 def number_columns(frame, *skip: str) -> dict:
@@ -111,16 +252,44 @@ def diverged_text(step, cfg: lib.Config) -> str:
 
 
 def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
-    """The step buttons and every number of the current step, for this data and Config."""
+    """Set up the run for this data and Config (a new one starts from the init), then draw its steps."""
+    state = st.session_state
+    total = cfg.iterations
     if cfg.iterations > MAX_ITERATIONS:
         st.caption(f"This page steps through the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} iterations.")
         cfg = cfg.replace(iterations=MAX_ITERATIONS)
     settings = (fingerprint(data), cfg)
-    if st.session_state.get("step_config") != settings:
-        # A new configuration is a new run: start it from the init. The same one keeps its place.
-        st.session_state["step_stepper"] = Stepper(data, cfg)
-        st.session_state["step_config"] = settings
-    stepper: Stepper = st.session_state["step_stepper"]
+    if state.get("step_config") != settings:
+        # A new configuration is a new run: start it from the init, paused. The same one keeps its place.
+        state["step_stepper"] = Stepper(data, cfg)
+        state["step_config"] = settings
+        state.update(step_phase=LAST, step_playing=False, step_play_note=None)
+    if "step_speed" not in state:
+        # The speed box is drawn on this page only, so Streamlit forgets its key when the learner leaves the
+        # page: coming back (or arriving) finds play paused instead of resuming by itself.
+        state["step_playing"] = False
+    timer = wanted_timer()
+    # run_every is fixed when the fragment is defined, so Play and Pause rerun the whole page to change it.
+    st.fragment(run_every=timer)(steps_view)(data, cfg, total, timer)
+
+
+def wanted_timer() -> float | None:
+    """Seconds between play's moves while playing, None while paused."""
+    state = st.session_state
+    return 1 / state.get("step_speed_kept", DEFAULT_SPEED) if state.get("step_playing") else None
+
+
+def steps_view(data: lib.Dataset, cfg: lib.Config, total: int, timer: float | None) -> None:
+    """The step buttons, play, and every number of the current step; with run_every, one play move per run."""
+    state = st.session_state
+    stepper: Stepper = state["step_stepper"]
+    if wanted_timer() != timer:  # Play, Pause or a new speed: define the fragment again with its timer
+        st.rerun()
+    if state.get("step_playing"):
+        tick(stepper, cfg, total)
+        if wanted_timer() != timer:  # play stopped by itself: no more timer
+            st.rerun()
+    unit = state.get("step_unit_kept", "step")
 
     buttons = st.columns([1, 1, 1, 1.2, 1.2, 1], vertical_alignment="bottom")
     buttons[0].button(
@@ -130,23 +299,50 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     buttons[2].button("Next step", key="step_next", on_click=act, args=("next",), disabled=stepper.at_end)
     # The target is set through session state only, so a smaller iteration count can clamp it without a warning.
     last = cfg.iterations - 1
-    st.session_state["step_target"] = min(st.session_state.get("step_target", min(10, last)), last)
+    state["step_target"] = min(state.get("step_target", min(10, last)), last)
     buttons[3].number_input("step N", 0, last, key="step_target")
     buttons[4].button("Run to step N", key="step_run_to", on_click=act, args=("run_to",))
     buttons[5].button("Reset", key="step_reset", on_click=act, args=("reset",), disabled=stepper.step < 0)
 
-    if error := st.session_state.pop("step_error", None):
+    play = st.columns([1, 1.2, 1.4, 1.2, 1.2], vertical_alignment="bottom")
+    if state.get("step_playing"):
+        play[0].button("⏸ Pause", key="step_pause", on_click=pause, type="primary")
+    else:
+        play[0].button(
+            "▶ Play", key="step_play", on_click=start_play, disabled=not can_move(stepper, unit),
+            help="Moves on by itself at the speed chosen, and stops at the run's last step or where it diverges.",
+        )  # fmt: skip
+    speed = state.get("step_speed_kept", DEFAULT_SPEED)
+    play[1].selectbox(
+        "Speed", SPEEDS, index=SPEEDS.index(speed), format_func=lambda s: f"{s:g} per second",
+        key="step_speed", on_change=keep, args=("step_speed",),
+    )  # fmt: skip
+    play[2].selectbox(
+        "Play moves", tuple(UNITS), index=tuple(UNITS).index(unit), format_func=UNITS.get,
+        key="step_unit", on_change=keep, args=("step_unit",),
+    )  # fmt: skip
+    play[3].button("Previous line", key="step_line_back", on_click=line, args=(-1,), disabled=stepper.step < 0)
+    play[4].button(
+        "Next line", key="step_line", on_click=line, args=(1,), disabled=not can_move(stepper, "line"),
+        help="The next of the step's five lines (after a step's last line, the first line of the next step).",
+    )  # fmt: skip
+
+    if error := state.pop("step_error", None):
         st.error(error)
+    if note := state.get("step_play_note"):
+        st.info(note)
 
     step = stepper.current
     if step is None:
         st.info(
             f"Not started: both loops hold the initial weights "
             f"({cfg.init if isinstance(cfg.init, str) else 'the custom ones'}). Press **Start** to run step 0, "
+            f"**Play** to watch the steps go by, **Next line** to walk step 0 line by line, "
             f"or pick a step N and press **Run to step N**."
         )
         return
 
+    phase = state.get("step_phase", LAST)
     batch = len(step.manual.indices)
     epoch_steps = -(-data.m // cfg.batch_size)
     if stepper.diverged_at is None:
@@ -161,6 +357,13 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     if stepper.diverged_at is not None and step.t == stepper.diverged_at:
         st.warning(diverged_text(step, cfg))
 
+    show_lines(step, stepper, cfg, phase)
+
+    if phase < LAST:
+        st.caption(
+            f"Below: the whole of step {step.t}, as both loops left it after all five lines (the view above is at "
+            f"line {phase + 1})."
+        )
     cols = st.columns(3)
     cols[0].metric("loss, manual loop", f"{step.manual.loss:.6g}")
     cols[1].metric("loss, torch loop", f"{step.torch.loss:.6g}")
@@ -219,3 +422,5 @@ def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -
 # (seen with AppTest and streamlit 1.67 when another page has the same widget keys).
 if picked is not None:
     show_steps(*picked)
+else:
+    st.session_state["step_playing"] = False  # settings that cannot run stop play; fixing them starts paused
