@@ -3,6 +3,8 @@
 python -m bench            the full benchmark (several minutes), printed and written to bench/RESULTS.md
 python -m bench --quick    a short smoke run (printed only)
 python -m bench --profile  also print where lib.run spends its time, stage by stage, for each case
+python -m bench --gap      only torch's time per step against numpy's as the batch and the features grow
+                           (bench/gap.py), written as the last section of bench/RESULTS.md
 """
 
 from __future__ import annotations
@@ -28,7 +30,22 @@ def parse_args() -> argparse.Namespace:
         "--profile", action="store_true", help="print where lib.run spends its time, stage by stage, for each case"
     )
     parser.add_argument("--out", type=Path, default=None, help="where to write the results (default bench/RESULTS.md)")
+    parser.add_argument(
+        "--gap", action="store_true", help="only the torch / numpy time per step grid (bench/gap.py); --quick: 2 x 2"
+    )
+    parser.add_argument("--skip-gap", action="store_true", help="leave out the grid (an earlier one in --out is kept)")
     return parser.parse_args()
+
+
+def gap_lines(quick: bool) -> list[str]:
+    """Measure the torch / numpy grid of bench/gap.py and return its RESULTS.md section."""
+    from . import gap, timing
+
+    ns, batches = (gap.QUICK_NS, gap.QUICK_BATCHES) if quick else (gap.NS, gap.BATCHES)
+    rounds = 1 if quick else 3
+    print(f"gap: n in {ns} x batch in {batches}, {rounds} interleaved rounds ...", flush=True)
+    rows = gap.measure(ns, batches, rounds=rounds, repeats=5 if quick else 30, budget=0.05 if quick else 0.2)
+    return gap.section(rows, rounds, timing.machine())
 
 
 def memory_run(steps: int, threads: int) -> dict:
@@ -86,9 +103,17 @@ def main() -> None:
         os.environ[var] = str(args.threads)
     import torch
 
-    from . import timing
+    from . import gap, timing
 
     torch.set_num_threads(args.threads)
+    if args.gap:
+        lines = gap_lines(args.quick)
+        print("\n" + "\n".join(lines))
+        out = args.out or (None if args.quick else HERE / "RESULTS.md")
+        if out is not None:
+            gap.write_section(out, lines)
+            print(f"\nwritten to {out}")
+        return
     began = time.perf_counter()
     log = print
     header = ["# Benchmark: lib.run against the bare loops", "", *timing.machine(), ""]
@@ -130,8 +155,11 @@ def main() -> None:
     )
     print("\n" + "\n".join(body))
     out = args.out or (None if args.quick else HERE / "RESULTS.md")
+    tail = (gap.kept_section(out) if out is not None else []) if args.skip_gap else gap_lines(args.quick)
+    if tail and not args.skip_gap:
+        print("\n" + "\n".join(tail))
     if out is not None:
-        out.write_text("\n".join(header + body) + "\n")
+        out.write_text("\n".join(header + body + (["", *tail] if tail else [])) + "\n")
         print(f"\nwritten to {out}")
 
 

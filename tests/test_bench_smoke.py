@@ -48,3 +48,54 @@ def test_the_optimizer_and_model_rows_compare_like_with_like(case):
     assert result.steps == 15 and not np.allclose(result.manual.weights[-1], result.manual.weights[0])
     np.testing.assert_allclose(hand_loop_alone(data, cfg), result.manual.weights[-1], rtol=0, atol=1e-10)
     np.testing.assert_allclose(bare_torch_any(data, cfg), result.torch.weights[-1], rtol=0, atol=1e-10)
+
+
+def test_the_gap_grid_measures_and_tabulates_tiny_sizes():
+    from bench import gap
+
+    logged = []
+    rows = gap.measure(ns=(2,), batches=(1, 4), rounds=2, repeats=3, budget=0.01, log=logged.append)
+    assert [(r["n"], r["batch"]) for r in rows] == [(2, 1), (2, 4)] and len(logged) == 2
+    assert all(r["manual_us"] > 0 and r["torch_us"] > 0 and r["ratio"] == r["torch_us"] / r["manual_us"] for r in rows)
+    table = gap.table(rows)
+    assert table[0] == "| features n | batch 1 | batch 4 |" and table[2].startswith("| 2 | **")
+    with pytest.raises(ValueError, match="rounds"):
+        gap.measure(ns=(2,), batches=(1,), rounds=0)
+
+
+def test_the_gap_section_replaces_its_old_copy_and_keeps_the_rest(tmp_path):
+    from bench import gap
+
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark\n\nthe main table\n")
+    gap.write_section(out, [gap.HEADING, "", "first"])
+    gap.write_section(out, [gap.HEADING, "", "second"])
+    assert out.read_text() == f"# Benchmark\n\nthe main table\n\n{gap.HEADING}\n\nsecond\n"
+    assert gap.kept_section(out) == [gap.HEADING, "", "second"]
+
+
+def test_python_m_bench_gap_quick_runs_and_writes_its_section(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bench import gap
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark\n\nkept\n")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--gap", "--quick", "--out", str(out)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert text.startswith("# Benchmark\n\nkept\n\n" + gap.HEADING)
+    assert "| features n | batch 1 | batch 32 |" in text and "| 30 | **" in text
