@@ -182,6 +182,21 @@ def _first_text(column: pd.Series) -> str:
     return f"data row {row + 1} holds {str(column.iloc[row])[:40]!r}"
 
 
+def _infinite(used: pd.DataFrame) -> str:
+    """Which chosen columns hold inf or -inf, and in how many rows, e.g. "column 'x' holds infinite values (...)"."""
+    where = np.isinf(used.to_numpy())
+    if not where.any():
+        return ""
+    columns = [c for c, bad in zip(used.columns, where.any(axis=0), strict=True) if bad]
+    plural = len(columns) > 1
+    rows = int(where.any(axis=1).sum())
+    per_column = ", ".join(f"{c!r}: {int(n)}" for c, n in zip(used.columns, where.sum(axis=0), strict=True) if n)
+    return (
+        f"column{'s' if plural else ''} {_names(columns)} hold{'' if plural else 's'} infinite values (inf or -inf, "
+        f"in {rows:,} of {len(used):,} rows; per column: {per_column})"
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class Prepared:
     """A Dataset made from a CSV, with what was done to get it (for the page to show)."""
@@ -203,12 +218,14 @@ def prepare(
     drop_missing: bool = False,
     classifier: bool = False,
     name: str = "uploaded CSV",
+    drop_option: str = "drop_missing=True",
 ) -> Prepared:
     """Check the chosen columns and build the Dataset; features=None means every other numeric column.
 
     standardize rescales each feature to mean 0 and std 1 (the target is left alone);
     drop_missing leaves out rows with a blank in any chosen column; classifier requires a 0/1 target.
-    `name` is usually the uploaded file's name; the Dataset is named after it.
+    `name` is usually the uploaded file's name; the Dataset is named after it. `drop_option` is how the messages
+    name the way to drop rows with missing values (an app passes its checkbox's label).
     """
     if not isinstance(frame, pd.DataFrame) or frame.shape[0] == 0:
         raise ValueError("there is no table to use; read a CSV with read_csv first")
@@ -266,22 +283,23 @@ def prepare(
         rows = int(missing.any(axis=1).sum())
         per_column = ", ".join(f"{c!r}: {int(n)}" for c, n in missing.sum().items() if n)
         if not drop_missing:
-            raise ValueError(
+            message = (
                 f"{rows:,} of {len(used):,} rows {'has' if rows == 1 else 'have'} missing values "
-                f"(per column: {per_column}); "
-                "drop those rows (drop_missing=True) or fill them in"
+                f"(empty, NA or NaN; per column: {per_column}); "
+                f"leave those rows out with {drop_option}, or fill them in"
             )
+            infinite = _infinite(used)
+            if infinite:
+                message += f". Besides, {infinite}: they are not missing values, so replace them or remove those rows"
+            raise ValueError(message)
         used = used[~missing.any(axis=1)]
         dropped = rows
         if len(used) == 0:
             raise ValueError(f"every row has a missing value in the chosen columns ({per_column}); nothing is left")
-    infinite = [c for c in used.columns if np.isinf(used[c].to_numpy()).any()]
+    infinite = _infinite(used)
     if infinite:
-        plural = len(infinite) > 1
-        raise ValueError(
-            f"column{'s' if plural else ''} {_names(infinite)} hold{'' if plural else 's'} infinite values; "
-            "remove or replace them"
-        )
+        kept = f", and {drop_option} does not leave them out: they are not missing values" if drop_missing else ""
+        raise ValueError(f"{infinite}{kept}; replace them or remove those rows")
 
     y = used[target].to_numpy()
     if np.ptp(y) == 0:

@@ -173,6 +173,32 @@ def test_drop_missing_drops_only_rows_blank_in_the_chosen_columns():
     assert only_ab.dropped_rows == 1 and only_ab.data.m == 4
 
 
+def test_the_missing_values_message_names_the_way_to_drop_and_any_infinite_values():
+    """The fix is named as the caller offers it (an app: its checkbox), and an inf is not called missing."""
+    blanks = read_csv(b"x,y\n1,2\n,3\n4,5\n")
+    with pytest.raises(ValueError) as raised:
+        prepare(blanks, "y", drop_option="the checkbox Drop rows with missing values")
+    message = str(raised.value)
+    assert "1 of 3 rows has missing values (empty, NA or NaN; per column: 'x': 1)" in message
+    assert "leave those rows out with the checkbox Drop rows with missing values, or fill them in" in message
+    assert "drop_missing" not in message and "infinite" not in message
+    both = read_csv(b"x,y\n1,2\n,3\ninf,4\n5,-inf\n")
+    assert np.isinf(both["x"][2]) and np.isnan(both["x"][1])  # pandas reads inf as a number, a blank as NaN
+    with pytest.raises(ValueError) as raised:
+        prepare(both, "y")
+    message = str(raised.value)
+    assert "1 of 4 rows has missing values" in message and "drop_missing=True" in message
+    assert "Besides, columns 'x', 'y' hold infinite values (inf or -inf, in 2 of 4 rows" in message
+    assert "they are not missing values" in message
+    # Dropping the blank row keeps the infinite ones, and the message says why they are still there.
+    with pytest.raises(ValueError) as raised:
+        prepare(both, "y", drop_missing=True, drop_option="the checkbox Drop rows with missing values")
+    message = str(raised.value)
+    assert message.startswith("columns 'x', 'y' hold infinite values (inf or -inf, in 2 of 3 rows")
+    assert "the checkbox Drop rows with missing values does not leave them out: they are not missing" in message
+    assert np.isinf(both.dropna()[["x", "y"]].to_numpy()).any(axis=1).sum() == 2
+
+
 def test_standardize_records_means_and_stds_from_the_file():
     table = read_csv(GOOD)
     prepared = prepare(table, "y", ["x1", "x2"], standardize=True)
