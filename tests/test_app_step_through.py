@@ -1,5 +1,7 @@
 """AppTest of the Step-through page: the buttons move both loops, and every number shown is lib.run's."""
 
+import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -7,12 +9,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import lib
+from lib import explain
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "step_through.py")
 # The page's defaults.
 DATA = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
 CFG = lib.Config(lr=0.05, batch_size=32, iterations=500, loss="mse")
+MAX_ITERATIONS = 10_000  # pages/step_through.py's: the page steps through this many at most
 
 
 @pytest.fixture(scope="module")
@@ -287,3 +291,227 @@ def test_an_lr_divergence_does_not_blame_eps():
     assert "A learning rate smaller than 100 may keep the run finite." in warning and "eps =" not in warning
     # The title no longer promises steps up to 499.
     assert at.subheader[0].value.endswith(f"this run diverged at step {shown_step(at)}, its last step")
+
+
+# ---------------------------------------------------------------- play, and the line that just ran
+#
+# AppTest runs the play fragment only inside a whole script run, never on its timer: each at.run() is one
+# beat here. The page moves at most once per half beat (a click inside the fragment also runs it), so a
+# test that wants a move marks the last move as long ago. tests/test_browser_step_through.py checks the
+# timer itself in a real browser.
+
+
+def beat(at: AppTest) -> AppTest:
+    """One tick of play, as if the timer fired a beat after the last move."""
+    at.session_state["step_moved_at"] = float("-inf")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def playing(at: AppTest) -> bool:
+    return bool(at.session_state["step_playing"])
+
+
+def small_page(iterations: int) -> AppTest:
+    at = page()
+    at.number_input(key="iterations").set_value(iterations).run()
+    assert not at.exception
+    return at
+
+
+def test_play_moves_one_step_per_beat_and_stops_by_itself_at_the_end(result):
+    at = small_page(4)
+    click(at, "step_play")
+    assert shown_step(at) == 0 and playing(at)  # the first move comes at once
+    keys = {b.key for b in at.button}
+    assert "step_pause" in keys and "step_play" not in keys
+    for expected in (1, 2, 3):
+        beat(at)
+        assert shown_step(at) == expected
+        assert_step_matches_run(at, result)  # the first steps of the 4-step run are the 500-step run's
+    assert not playing(at)
+    assert (
+        at.info[0].value == "Play stopped by itself at step 3, the run's last step (4 iterations, counted from step 0)."
+    )
+    assert at.button(key="step_play").disabled and at.button(key="step_next").disabled
+    beat(at)
+    assert shown_step(at) == 3 and not playing(at)
+
+
+def test_pause_holds_the_step_and_play_goes_on_from_it():
+    at = small_page(20)
+    click(at, "step_play")
+    beat(at)
+    assert shown_step(at) == 1
+    click(at, "step_pause")
+    assert not playing(at) and shown_step(at) == 1
+    for _ in range(3):
+        beat(at)
+    assert shown_step(at) == 1 and not at.info  # paused by hand: no "stopped by itself"
+    click(at, "step_play")
+    assert shown_step(at) == 2 and playing(at)
+
+
+def test_play_moves_at_most_once_a_half_beat():
+    at = small_page(20)
+    at.selectbox(key="step_speed").set_value(0.5).run()  # a beat is 2 s
+    click(at, "step_play")
+    assert shown_step(at) == 0
+    at.run()  # well within a second of the last move: a run of the page, not a beat
+    at.run()
+    assert shown_step(at) == 0 and playing(at)
+    beat(at)
+    assert shown_step(at) == 1
+
+
+def test_a_hand_on_the_step_buttons_pauses_play():
+    at = small_page(20)
+    click(at, "step_play")
+    beat(at)
+    click(at, "step_next")
+    assert shown_step(at) == 2 and not playing(at)
+    beat(at)
+    assert shown_step(at) == 2
+
+
+def test_play_stops_by_itself_where_the_run_diverges():
+    at = page()
+    at.number_input(key="lr").set_value(100.0).run()
+    at.selectbox(key="step_speed").set_value(10.0).run()
+    click(at, "step_play")
+    for _ in range(200):
+        if not playing(at):
+            break
+        beat(at)
+    diverged = lib.run(DATA, CFG.replace(lr=100.0)).diverged_at
+    assert not playing(at) and shown_step(at) == diverged
+    assert f"Play stopped by itself at step {diverged}: the loops diverged there" in at.info[0].value
+    assert f"diverged at step {diverged}" in at.warning[0].value
+    assert at.button(key="step_play").disabled and at.button(key="step_line").disabled
+
+
+def test_play_at_the_page_limit_says_where_it_stopped():
+    at = small_page(MAX_ITERATIONS + 5)
+    at.number_input(key="step_target").set_value(MAX_ITERATIONS - 2)
+    click(at, "step_run_to")
+    click(at, "step_play")
+    assert shown_step(at) == MAX_ITERATIONS - 1 and not playing(at)
+    assert at.info[0].value == (
+        f"Play stopped by itself at step {MAX_ITERATIONS - 1}, the last of the first {MAX_ITERATIONS:,} steps "
+        f"this page steps through (of {MAX_ITERATIONS + 5:,} iterations)."
+    )
+
+
+def test_changing_a_setting_stops_play_and_starts_a_new_run():
+    at = small_page(20)
+    click(at, "step_play")
+    beat(at)
+    at.number_input(key="lr").set_value(0.01).run()
+    assert not at.exception and not playing(at)
+    assert "Not started" in at.info[0].value
+    beat(at)
+    assert "Not started" in at.info[0].value
+    at.number_input(key="lr").set_value(1e9).run()  # out of range: no run at all, and no traceback
+    assert not at.exception and not playing(at)
+
+
+def test_leaving_the_page_pauses_play():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/step_through.py").run()
+    click(at, "step_play")
+    beat(at)
+    assert shown_step(at) == 1 and playing(at)
+    at.switch_page("pages/code_map.py").run()
+    assert not at.exception
+    at.switch_page("pages/step_through.py").run()
+    assert not at.exception and not playing(at)
+    assert at.button(key="step_play") and shown_step(at) == 1
+    beat(at)
+    assert shown_step(at) == 1
+
+
+def code_of(func, phase: str) -> str:
+    """A phase's source without its comment lines: what the page's table shows for it."""
+    kept = [line for line in explain.phase_source(func)[phase].splitlines() if not line.strip().startswith("#")]
+    return textwrap.dedent("\n".join(kept))
+
+
+def watch_text(pairs) -> str:
+    return "\n".join(f"{name} = {explain.show(value)}" for name, value in pairs)
+
+
+def assert_line_shown(at: AppTest, t: int, k: int, cfg: lib.Config = CFG, data: lib.Dataset = DATA) -> None:
+    """Step t's line k (0-4) is highlighted, the table holds the loops' source, the values are row_values'."""
+    assert shown_step(at) == t
+    labels = [m.value for m in at.main.markdown if re.match(r"(:orange-background\[\*\*▶ |✓ |· )\d\. ", m.value)]
+    assert len(labels) == 5
+    row = explain.ROWS[k]
+    assert labels[k] == f":orange-background[**▶ {row.title}**]"
+    assert all(label.startswith("✓") for label in labels[:k]) and all(
+        label.startswith("·") for label in labels[k + 1 :]
+    )
+    stepper = lib.trace.Stepper(data, cfg)
+    step = stepper.run_to(t)
+    hand_fn, torch_fn = stepper.functions
+    code = [c.value for c in at.main.code]
+    for j, r in enumerate(explain.ROWS):
+        assert code[2 * j] == code_of(hand_fn, r.phase) and code[2 * j + 1] == code_of(torch_fn, r.phase)
+    hand, twin = explain.row_values(step, row.key)
+    assert code[10] == watch_text(hand) and code[11] == watch_text(twin)
+    assert any(m.value == f"##### What {row.title} computed in step {t}" for m in at.main.markdown)
+
+
+def test_next_line_walks_the_five_lines_of_each_step_with_their_values():
+    at = page()
+    click(at, "step_line")  # from the init: step 0 runs, and its first line is the one on screen
+    assert_line_shown(at, 0, 0)
+    assert "d_weights before the reset = [0. 0. 0. 0.]" in at.main.code[10].value
+    assert ".grad before zero_grad() = None" in at.main.code[11].value
+    for k in range(1, 5):
+        click(at, "step_line")
+        assert_line_shown(at, 0, k)
+    click(at, "step_line")  # after the update, the next step's reset
+    assert_line_shown(at, 1, 0)
+    click(at, "step_line_back")
+    assert_line_shown(at, 0, 4)
+    click(at, "step_next")  # a whole step: its last line, the update, is the one that just ran
+    assert_line_shown(at, 1, 4)
+    assert "the last of the step's five lines" in captions(at)
+
+
+def test_previous_line_goes_back_to_the_init():
+    at = page()
+    click(at, "step_line")
+    click(at, "step_line")
+    click(at, "step_line_back")
+    assert_line_shown(at, 0, 0)
+    click(at, "step_line_back")
+    assert "Not started" in at.info[0].value and at.button(key="step_line_back").disabled
+
+
+def test_play_a_line_at_a_time_stops_after_the_last_steps_update():
+    at = small_page(2)
+    at.selectbox(key="step_unit").set_value("line").run()
+    click(at, "step_play")
+    assert_line_shown(at, 0, 0, CFG.replace(iterations=2))
+    for t, k in [(0, 1), (0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2), (1, 3), (1, 4)]:
+        assert playing(at)
+        beat(at)
+        assert_line_shown(at, t, k, CFG.replace(iterations=2))
+    assert not playing(at) and "Play stopped by itself at step 1, the run's last step" in at.info[0].value
+
+
+def test_the_mlp_shows_its_own_loop_and_without_zero_grad_says_nothing_is_reset():
+    at = page()
+    at.selectbox(key="model").set_value("mlp").run()
+    at.checkbox(key="zero_grad").uncheck().run()
+    for _ in range(6):
+        click(at, "step_line")  # step 1's reset: the buffers hold step 0's gradient
+    cfg = at.session_state["step_config"][1]  # the page's Config: the sidebar's mlp defaults
+    assert cfg.model == "mlp" and not cfg.zero_grad
+    assert_line_shown(at, 1, 0, cfg)
+    assert lib.trace.Stepper(DATA, cfg).functions[0] is lib.manual_mlp_loop
+    assert "delta1 = np.outer(delta, W2)" in at.main.code[6].value  # the hand MLP's backward pass
+    assert "zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset" in captions(at)
