@@ -42,10 +42,11 @@ def gap_lines(quick: bool) -> list[str]:
     from . import gap, timing
 
     ns, batches = (gap.QUICK_NS, gap.QUICK_BATCHES) if quick else (gap.NS, gap.BATCHES)
-    rounds = 1 if quick else 3
+    rounds = 1 if quick else 5
     print(f"gap: n in {ns} x batch in {batches}, {rounds} interleaved rounds ...", flush=True)
     rows = gap.measure(ns, batches, rounds=rounds, repeats=5 if quick else 30, budget=0.05 if quick else 0.2)
-    return gap.section(rows, rounds, timing.machine())
+    phases = gap.breakdown(tries=1 if quick else 3, budget=0.05 if quick else 0.2)
+    return gap.section(rows, rounds, timing.machine(), phases)
 
 
 def memory_run(steps: int, threads: int) -> dict:

@@ -68,8 +68,47 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def section(rows: list[dict], rounds: int, machine: list[str]) -> list[str]:
-    """The RESULTS.md section: heading, where and how it was measured, the grid."""
+BREAKDOWN = ((3, 32), (100, 1_000))  # (n, batch) whose step is broken down phase by phase
+
+
+def breakdown(cases=BREAKDOWN, tries: int = 3, budget: float = 0.2) -> list[str]:
+    """lib.speed.step_costs phase by phase for a few grid cells (the call with the fastest torch step of `tries`)."""
+    if not (isinstance(tries, int) and tries >= 1):
+        raise ValueError(f"tries must be a whole number >= 1; got {tries!r}")
+    measured = []
+    for n, batch in cases:
+        data, cfg = case(n, batch)
+        measured.append(
+            min((speed.step_costs(data, cfg, budget=budget) for _ in range(tries)), key=lambda c: c.torch_us)
+        )
+    head = "| phase | " + " | ".join(
+        f"n={c.features}, batch {c.batch:,}: torch / numpy µs (torch ops)" for c in measured
+    )
+    lines = [head + " |", "|---|" + "---:|" * len(measured)]
+    for phase in (*speed.PHASES, "whole step"):
+        cells = []
+        for c in measured:
+            if phase == "whole step":
+                cells.append(f"**{_us(c.torch_us)} / {_us(c.manual_us)}** ({c.ops_per_step})")
+            else:
+                ops = "" if c.torch_ops is None else f" ({c.torch_ops[phase]})"
+                cells.append(f"{_us(c.torch_phases[phase])} / {_us(c.manual_phases[phase])}{ops}")
+        name = phase if phase == "whole step" else f"{phase}: `{speed.TORCH_LINES[phase]}`"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    one_row = ", ".join(
+        f"n={c.features}: {_us(c.one_row_us['torch'])} / {_us(c.one_row_us['manual'])} µs" for c in measured
+    )
+    call = measured[0].call_us
+    lines += [
+        "",
+        f"The same steps on one-row batches (torch / numpy): {one_row}. A 1-element add: torch.add "
+        f"{call['torch']:.2f} µs, np.add {call['numpy']:.2f} µs.",
+    ]
+    return lines
+
+
+def section(rows: list[dict], rounds: int, machine: list[str], phases: list[str] = ()) -> list[str]:
+    """The RESULTS.md section: heading, where and how it was measured, the grid (and the phase breakdown)."""
     steps = min(r["steps"] for r in rows)
     return [
         HEADING,
@@ -84,6 +123,18 @@ def section(rows: list[dict], rounds: int, machine: list[str]) -> list[str]:
         "plain SGD, lr 1e-4, one torch and BLAS thread.",
         "",
         *table(rows),
+        *(
+            [
+                "",
+                "Phase by phase (`lib.speed.step_costs`: each phase's own source lines from the loop function, exec'd",
+                "on the loop's own objects, the fastest of up to 30 tries; the call with the fastest torch step of 3).",
+                "In brackets, the aten operations torch dispatched in that phase (TorchDispatchMode):",
+                "",
+                *phases,
+            ]
+            if phases
+            else []
+        ),
     ]
 
 

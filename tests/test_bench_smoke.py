@@ -99,3 +99,15 @@ def test_python_m_bench_gap_quick_runs_and_writes_its_section(tmp_path):
     text = out.read_text()
     assert text.startswith("# Benchmark\n\nkept\n\n" + gap.HEADING)
     assert "| features n | batch 1 | batch 32 |" in text and "| 30 | **" in text
+
+
+def test_the_gap_breakdown_has_a_row_per_phase_and_the_whole_step():
+    from bench import gap
+    from lib import speed
+
+    lines = gap.breakdown(cases=((2, 4),), tries=1, budget=0.01)
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| phase")]
+    assert [row.split(":")[0] for row in rows[:-1]] == [f"| {p}" for p in speed.PHASES]
+    assert rows[-1].startswith("| whole step | **") and "one-row batches" in lines[-1]
+    with pytest.raises(ValueError, match="tries"):
+        gap.breakdown(tries=0)
