@@ -4,6 +4,7 @@ import math
 
 import altair as alt
 import numpy as np
+import pandas as pd
 import pytest
 
 import lib
@@ -47,16 +48,25 @@ def test_downsample_keeps_extremes_order_and_budget(n):
         np.testing.assert_array_equal(steps, np.arange(n))
 
 
-def test_downsample_keeps_every_buckets_extremes_column_by_column():
+def test_downsample_keeps_every_buckets_first_last_and_extremes_column_by_column():
     rng = np.random.default_rng(1)
     y = rng.normal(size=(100_003, 3))  # not a multiple of the bucket length
     pairs = downsample(y, 1_000)
-    size = -(-len(y) // 500)
-    for j, (steps, vals) in enumerate(pairs):
+    size = -(-len(y) // 250)  # a quarter as many buckets as points: four points each
+    for j, (steps, _) in enumerate(pairs):
+        assert len(steps) <= 1_000 and np.all(np.diff(steps) > 0)  # each step at most once, in order
         for b in (0, 123, len(y) // size):  # first, a middle and the short last bucket
-            chunk = y[b * size : (b + 1) * size, j]
-            in_bucket = vals[(steps >= b * size) & (steps < (b + 1) * size)]
-            assert chunk.max() in in_bucket and chunk.min() in in_bucket
+            lo, hi = b * size, min((b + 1) * size, len(y))
+            chunk = y[lo:hi, j]
+            in_bucket = steps[(steps >= lo) & (steps < hi)]
+            assert {lo, hi - 1, lo + int(chunk.argmin()), lo + int(chunk.argmax())} == set(in_bucket)
+
+
+def test_downsample_sends_a_monotone_line_as_two_points_per_bucket():
+    """A smooth falling loss has its max first and its min last in every bucket: each step is sent once."""
+    [(steps, _)] = downsample(np.exp(-np.arange(20_000) / 4_000), 1_600)
+    assert len(steps) == 2 * 400
+    assert steps[0] == 0 and steps[-1] == 19_999
 
 
 def test_downsample_drops_nonfinite_and_nonpositive_on_request():
@@ -80,7 +90,7 @@ def test_big_result_sends_at_most_max_points_per_series_and_says_so():
         sets = datasets_of(chart)  # would raise MaxRowsError past 5,000 rows
         assert all(len(rows) <= MAX_POINTS for rows in sets.values()), name
         assert sum(len(rows) for rows in sets.values()) > 1_000, name  # and something is drawn
-        assert "200,000 steps drawn as at most 5,000 points" in str(chart.to_dict()["title"]), name
+        assert f"200,000 steps drawn as at most {MAX_POINTS:,} points" in str(chart.to_dict()["title"]), name
 
 
 def test_short_run_is_drawn_point_for_point():
@@ -173,3 +183,92 @@ def test_param_norms_chart_draws_every_tensors_norm_for_both_loops():
         drawn = [r["value"] for r in rows if r["series"] == "W1" and r["loop"] == LABELS[loop] and r["step"] == 30]
         assert drawn == [pytest.approx(getattr(result, loop).param_norms[30, 0], rel=1e-12)]
     assert "Parameter norms per step" in str(chart.to_dict()["title"])
+
+
+def arrow_bytes(chart: alt.TopLevelMixin) -> int:
+    """Bytes of the chart's data as Streamlit sends it (Arrow IPC, one table per dataset)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    total = 0
+    for frame in _frames(chart):
+        table = pa.Table.from_pandas(frame)
+        sink = pa.BufferOutputStream()
+        with ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        total += sink.getvalue().size
+    return total
+
+
+def _frames(chart) -> list:
+    out = [chart.data] if isinstance(getattr(chart, "data", None), pd.DataFrame) else []
+    for layer in getattr(chart, "layer", None) or []:
+        out += _frames(layer)
+    return out
+
+
+def test_a_live_redraw_of_a_long_run_is_a_few_bytes_per_point():
+    """A 20,000-step run's four charts at the live budget: about 12 bytes a row, not 40 with text labels."""
+    result = fake_result(20_000, 4, np.random.default_rng(7))
+    charts = all_charts(result, reference=np.zeros(4), max_points=lib.charts.LIVE_POINTS)
+    rows = sum(len(rows) for chart in charts.values() for rows in datasets_of(chart).values())
+    assert rows <= (2 + 2 + 8 + 1) * lib.charts.LIVE_POINTS + 4 + 4  # 13 lines, 4 end labels, 4 rules
+    sent = sum(arrow_bytes(chart) for chart in charts.values())
+    assert sent < 120_000, sent
+    final = sum(arrow_bytes(chart) for chart in all_charts(result, reference=np.zeros(4)).values())
+    assert final < 300_000, final
+
+
+def test_every_loss_has_its_name_in_the_loss_chart_title():
+    data = lib.datasets.PRESETS["blobs"].make()
+    for loss in lib.config.LOSSES:
+        cfg = lib.Config(iterations=5, loss=loss, model="logistic" if loss == "bce" else "linear")
+        title = str(lib.charts.loss_chart(lib.run(data, cfg)).to_dict()["title"])
+        assert f"Loss per step: {lib.charts.LOSS_NAMES[loss]}" in title
+    assert lib.charts.LOSS_NAMES["bce"] == "binary cross-entropy"
+
+
+def test_log_axes_use_one_notation():
+    result = fake_result(100, 2, np.random.default_rng(8))
+    for log, fmt in ((True, "~e"), (False, "~g")):
+        for name in ("loss", "grad_norm"):
+            spec = all_charts(result, log_loss=log)[name].to_dict()
+            assert spec["encoding"]["y"]["axis"]["format"] == fmt, (name, log)
+
+
+def test_thinned_lines_draw_torch_finer_so_the_manual_line_shows():
+    def torch_marks(steps: int) -> list[dict]:
+        spec = all_charts(fake_result(steps, 2, np.random.default_rng(9)))["loss"].to_dict()
+        lines = [layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "line"]
+        return [layer["mark"] for layer in lines if spec["datasets"][layer["data"]["name"]][0]["loop"] == "torch"]
+
+    [short] = torch_marks(100)
+    assert short["strokeWidth"] == STYLE["torch"]["strokeWidth"] and "opacity" not in short
+    [dense] = torch_marks(20_000)
+    assert dense["strokeWidth"] < short["strokeWidth"] and dense["opacity"] < 1
+
+
+def test_spread_keeps_labels_apart_in_order_and_in_range():
+    values = np.array([0.5, 0.51, 0.49, 0.9, 0.1, 0.505])
+    at = lib.charts.spread(values, 0.05, 0.0, 1.0)
+    assert list(np.argsort(at, kind="stable")) == list(np.argsort(values, kind="stable"))
+    assert np.diff(np.sort(at)).min() >= 0.05 - 1e-12
+    assert at.min() >= 0.0 and at.max() <= 1.0
+    np.testing.assert_array_equal(lib.charts.spread(np.array([0.1, 0.9]), 0.05, 0, 1), [0.1, 0.9])  # far apart: kept
+    crowded = lib.charts.spread(np.full(30, 0.5), 0.05, 0.0, 1.0)  # too many to fit: shared out evenly
+    np.testing.assert_allclose(np.sort(crowded), np.linspace(0, 1, 30))
+
+
+def test_mlp_weight_names_do_not_pile_up():
+    data = lib.datasets.PRESETS["moons"].make()
+    result = lib.run(data, lib.Config(model="mlp", hidden=8, loss="bce", init="normal", lr=0.5, iterations=200))
+    spec = all_charts(result)["weights"].to_dict()
+    [labels] = [layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "text"]
+    rows = spec["datasets"][labels["data"]["name"]]
+    assert len(rows) == lib.charts.MAX_WEIGHT_SERIES
+    drawn = [row["value"] for rows in spec["datasets"].values() for row in rows if "loop" in row]
+    px_per_unit = (lib.charts.HEIGHT + 40) / (max(drawn) - min(drawn))
+    gaps = np.diff(np.sort([row["at"] for row in rows])) * px_per_unit
+    assert gaps.min() >= lib.charts.LABEL_SPACING - 1e-9
+    for row in rows:  # each name stays beside the end of its own line
+        assert row["value"] == result.manual.weights[-1, result.weight_names.index(row["series"])]
