@@ -280,6 +280,8 @@ def step_costs(data: Dataset, cfg: Config, repeats: int = 30, budget: float = 0.
 
 def us(x: float) -> str:
     """A time in microseconds as the sentence shows it: three significant figures at most, no exponent."""
+    if x >= 10_000:
+        return f"{x / 1e3:,.1f} ms"
     if x >= 100:
         return f"{x:,.0f} µs"
     if x >= 10:
