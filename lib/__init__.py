@@ -6,7 +6,7 @@ result = lib.run(data, lib.Config(lr=0.01, batch_size=32, iterations=1000))
 result.max_abs_diff   # the two loops agree to about 1e-15
 """
 
-from . import charts, classify, csv_data, datasets, explain, pitfalls, trace
+from . import charts, classify, csv_data, datasets, explain, pitfalls, speed, trace
 from .config import LOSSES, MAX_ITERATIONS, MODELS, Config
 from .data import Dataset, batch_indices, initial_weights, least_squares, weight_names
 from .export import history_csv, history_json, to_script
@@ -40,6 +40,7 @@ __all__ = [
     "manual_mlp_loop",
     "pitfalls",
     "run",
+    "speed",
     "stability_limit",
     "to_script",
     "torch_loop",
