@@ -74,6 +74,7 @@ class Page:
     query: dict = field(default_factory=dict)  # URL parameters of the first run: keep the runs short
     short: dict = field(default_factory=dict)  # widget id -> value put back after a case changed it as a side effect
     action: str | None = None  # the button pressed after every case, when the page does its work on a click
+    start: dict = field(default_factory=dict)  # widget id -> value set on opening (e.g. a cheaper map)
     switches_on: bool = False  # start with every toggle on (the pitfall lab's five tabs do their work only then)
     allowed_errors: tuple[re.Pattern, ...] = ()  # st.error texts that quote a Python error on purpose
 
@@ -228,21 +229,23 @@ class Walker:
         return not found
 
     def open(self, path: tuple[Case, ...] = ()) -> AppTest:
-        """A fresh session: the app with the page's URL parameters, the context's Compare run, then `path`."""
+        """A fresh session on the page: its URL parameters, the context's Compare run first if any, then `path`."""
         at = AppTest.from_file(APP, default_timeout=TIMEOUT)
         at.query_params.update(self.page.query)
-        at.run()
-        self.check(at, self.where((), "first run of app.py"), on_page=False)
         if self.context:
+            at.run()
+            self.check(at, self.where((), "first run of app.py"), on_page=False)
             self.set(at, self.context, on_page=False)
             at.button(key="run").click().run()
             self.check(at, self.where((), "the context's Compare run"), on_page=False)
-        if self.page.path != "pages/compare.py":
-            at.switch_page(self.page.path).run()
-            # Under AppTest (streamlit 1.67) a page's first run after a switch from a run that changed a sidebar
-            # control gets the controls' defaults, not the values they show; one more run settles it.
-            self.check(at, self.where((), "switching to the page"), on_page=False)
-            at.run()
+            if self.page.path != "pages/compare.py":
+                at.switch_page(self.page.path).run()
+                # Under AppTest (streamlit 1.67) a page's first run after a switch from a run that changed a sidebar
+                # control gets the controls' defaults, not the values they show; one more run settles it.
+                self.check(at, self.where((), "switching to the page"), on_page=False)
+                at.run()
+        else:
+            at.switch_page(self.page.path).run()  # the session's first page, as a link to it opens it
         if self.title is None:
             [self.title] = [t.value for t in at.title]
         self.check(at, self.where((), "opening the page"))
@@ -252,6 +255,8 @@ class Walker:
                     w.set_value(True)
             at.run()
             self.check(at, self.where((), "every toggle on"))
+        drawn = widgets(at)  # a page that stopped early (a model too big to map) has no map settings to set
+        self.set(at, {key: value for key, value in self.page.start.items() if key in drawn})
         for i, c in enumerate(path):
             stage(widgets(at)[c.widget], c.value)
             at.run()
@@ -259,6 +264,20 @@ class Walker:
             self.check(at, self.where(path[:i], c))
         self.report.states += 1
         return at
+
+    def restore(self, at: AppTest, base: dict[str, Any], sigs: set) -> bool:
+        """Put every control back to its value in `base`, in one run; whether the page is then as it was."""
+        now = widgets(at)
+        staged = False
+        for wid, value in base.items():
+            w = now.get(wid)
+            if w is not None and not getattr(w.proto, "disabled", False) and current(w) != value:
+                stage(w, value)
+                staged = True
+        if staged:
+            at.run()
+            self.check(at, self.where((), "putting the controls back"))
+        return snapshot(at) == base and {signature(w) for w in widgets(at).values()} == sigs
 
     def set(self, at: AppTest, settings: dict, on_page: bool = True) -> None:
         """Set controls one by one, a run after each (a control can be enabled by the one before it)."""
@@ -340,7 +359,9 @@ class Walker:
                     queue.append(((*path, case), {s[0] for s in revealed}))
                 others_changed = any(snap.get(k) != v for k, v in base_snap.items() if k != wid)
                 if new or sigs != base_sigs or others_changed:
-                    at, restore = self.open(path), None  # the case changed more than itself: start afresh
-                    base = widgets(at)
+                    # The case changed more than itself: put everything back, or start afresh if that fails.
+                    if not self.restore(at, base_snap, base_sigs):
+                        at = self.open(path)
+                    restore = None
                 else:
                     restore = (wid, base_snap.get(wid)) if wid in base_snap else None
