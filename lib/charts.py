@@ -16,6 +16,7 @@ POINTS_PER_PIXEL = 2
 CHART_WIDTH = 800  # px: about the widest a half-width chart gets on a large screen
 MAX_POINTS = POINTS_PER_PIXEL * CHART_WIDTH  # per series, whatever the iteration count
 LIVE_POINTS = 400  # per series while a run is still going: a quarter of that, redrawn every second or so
+LIVE_ROWS = 8_000  # and at most this many points in all of a live redraw's lines (an MLP has 37 of them)
 MAX_WEIGHT_SERIES = 12  # weights drawn per loop; more lines than this is a blur
 HEIGHT = 200  # of the plotting area; titles, legend and axes come on top (autosize fit-x below)
 # Fit the width to the container, keep the height for the data: with plain "fit", a title, a
@@ -34,7 +35,7 @@ STYLE = MappingProxyType(
     }
 )
 # Where a line is thinned, its points zigzag a pixel apart and a full-width torch line would cover the
-# manual one: torch is drawn a third as wide there, and half transparent.
+# manual one: torch is drawn a third as wide there, at 60 % opacity.
 DENSE_TORCH = MappingProxyType({"strokeWidth": 0.5, "opacity": 0.6})
 LOSS_NAMES = MappingProxyType(
     {"mse": "MSE", "half_mse": "½·MSE", "sse": "sum of squared errors", "bce": "binary cross-entropy"}
@@ -347,6 +348,16 @@ def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
         height=HEIGHT,
         autosize=alt.AutoSizeParams(**AUTOSIZE),
     )
+
+
+def live_points(result: Result, param_norms: bool = False) -> int:
+    """Points per line for a live redraw: LIVE_POINTS, fewer where the charts have many lines (LIVE_ROWS in all).
+
+    param_norms: whether param_norms_chart is drawn too.
+    """
+    lines = 2 + 2 + 1 + 2 * min(len(result.weight_names), MAX_WEIGHT_SERIES)  # loss, gradient norm, diff, weights
+    lines += 2 * len(result.tensor_names) if param_norms else 0
+    return min(LIVE_POINTS, LIVE_ROWS // lines)
 
 
 def all_charts(

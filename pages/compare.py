@@ -1,6 +1,7 @@
 """Compare the loops: the hand-written numpy loop and the torch loop, run in lockstep and charted."""
 
 import dataclasses
+import math
 import time
 
 import pandas as pd
@@ -18,10 +19,17 @@ from pages.common import (
 )
 
 LIVE_AFTER = 1.0  # seconds; shorter runs just appear, longer ones show progress and live charts
-TIME_LIMIT = 60.0  # seconds of wall time per run: one visitor's run must not hold a shared server for long
+TIME_LIMIT = 60.0  # seconds from the click to the page drawn: one visitor's run must not hold a shared server long
+FINAL_DRAW = 1.5  # seconds kept from TIME_LIMIT for drawing the result once the loops have stopped
+PROGRESS_EVERY = 0.25  # seconds between progress reports: the bar moves, and a Stop click is seen this soon
+REDRAW_SHARE = 0.1  # at most this share of a long run's time goes into redrawing its live charts
+WATCH_EVERY = 1.0  # seconds between checks for Streamlit's own Stop during a long run (see notice_a_stop)
+AUTO_RUN = 5.0  # seconds: a run the page starts by itself when it opens (say from a link) must take no longer
+PROBE_STEPS, PROBE_SECONDS = 100, 0.3  # the run's first steps, timed, to estimate a long run before it starts
 MAX_DOWNLOAD_VALUES = 4_000_000  # numbers in a history download (about 150 MB of CSV); longer runs are refused
 state = st.session_state  # this page's own keys start with "compare_"; the controls' keys are in pages/common.py
 
+started = time.perf_counter()
 through_navigation()
 st.title("Compare the loops")
 st.markdown(
@@ -37,9 +45,11 @@ picked = sidebar_config("compare")
 run_clicked = state.get("run", False)
 log_scale, show_target = state.get("log_scale", True), state.get("show_target", True)
 
-# A run that a Stop click (or any other click) interrupted left its partial Result behind: keep it.
+# A run whose script ended before the run did left its partial Result behind: the app's Stop (or any other
+# click) reran the page, or Streamlit's own Stop ended the script and notice_a_stop reran it. Keep it.
 if state.get("compare_running"):
     state["compare_running"] = False
+    state.pop("compare_watching", None)
     partial = state.pop("compare_partial", None)
     record = state.pop("compare_running_record", None)
     if partial is not None and (record is not None or picked is not None):
@@ -47,20 +57,64 @@ if state.get("compare_running"):
         state[LAST_RUN] = {**record, "result": dataclasses.replace(partial, stopped="stopped")}
 
 
+def notice_a_stop() -> None:
+    """Rerun the page if a long run's script ended without a rerun: that is what Streamlit's own Stop does.
+
+    Runs every WATCH_EVERY seconds (a fragment with run_every) from the moment a run goes live. A fragment
+    never interrupts the script, so it only gets to run once the script has ended; if the run it watches is
+    still marked as running then, the script was stopped, and the rerun shows the steps taken, as the app's
+    Stop does. A run that ends normally reruns the page itself, which ends these checks.
+    """
+    if state.get("compare_watching") and state.get("compare_running"):
+        st.rerun()
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def steps_per_second(data: lib.Dataset, cfg: lib.Config) -> tuple[float, int]:
+    """Both loops' steps per second for this Config, and over how many of its first steps that was timed.
+
+    At most PROBE_STEPS steps or PROBE_SECONDS; inf (start it) if they diverge or cannot run, which the run
+    itself then says.
+    """
+    key = (fingerprint(data), cfg)
+    cached = state.get("compare_rate")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    # progress_every=0 checks the time limit after every step, so even a slow model's probe ends in time.
+    first = cfg.replace(iterations=min(cfg.iterations, PROBE_STEPS))
+    try:
+        probe = lib.run(data, first, progress_every=0, time_limit=PROBE_SECONDS)
+    except ValueError:
+        return math.inf, 0
+    seconds = probe.manual.seconds + probe.torch.seconds
+    rate = math.inf if probe.stopped == "diverged" or seconds <= 0 else probe.steps / seconds
+    state["compare_rate"] = (key, (rate, probe.steps))
+    return rate, probe.steps
+
+
 # ------------------------------------------------------------------ layout: placeholders drawn into below
 status = st.empty()  # progress bar and Stop while a long run goes; the run's ending afterwards
-summary = st.container()
+summary = st.empty()  # the numbers of the run on show; emptied while a new run goes, so no old numbers stay
 left, right = st.columns(2)
 slots = {"loss": left.empty(), "weights": right.empty(), "grad_norm": left.empty(), "diff": right.empty()}
 slots["param_norms"] = st.empty()  # full width, below: only where the weights chart cannot show every weight
+extras = st.empty()  # the downloads of the run on show
 
 
-def draw_charts(result: lib.Result, data: lib.Dataset) -> None:
-    """Draw (or redraw) the four charts into their placeholders, and the tensor norms for bigger models."""
+def draw_charts(result: lib.Result, data: lib.Dataset, live: bool = False) -> None:
+    """Draw (or redraw) the four charts into their placeholders, and the tensor norms for bigger models.
+
+    live: fewer points per line (lib.charts.live_points), for a run still going that is redrawn every second or so.
+    """
+    norms = len(result.weight_names) > lib.charts.MAX_WEIGHT_SERIES or result.config.model == "mlp"
+    points = lib.charts.live_points(result, norms) if live else lib.charts.MAX_POINTS
     reference = least_squares(data, result.config) if show_target else None
-    charts = lib.charts.all_charts(result, log_loss=log_scale, reference=reference)
-    if len(result.weight_names) > lib.charts.MAX_WEIGHT_SERIES or result.config.model == "mlp":
-        charts["param_norms"] = lib.charts.param_norms_chart(result)
+    charts = lib.charts.all_charts(result, log_loss=log_scale, reference=reference, max_points=points)
+    if norms:
+        charts["param_norms"] = lib.charts.param_norms_chart(result, max_points=points)
     else:
         slots["param_norms"].empty()
     for name, chart in charts.items():
@@ -68,43 +122,70 @@ def draw_charts(result: lib.Result, data: lib.Dataset) -> None:
 
 
 problem = None
+waiting = None  # why a run the page would have started by itself waits for Run
 settings = None if picked is None else (fingerprint(picked[0]), picked[1])
-if picked is not None and (run_clicked or LAST_RUN not in state):
-    # Runs on Run, and once on the first visit so a newcomer sees the two loops agree straight away.
+start = picked is not None and run_clicked
+if picked is not None and not run_clicked and LAST_RUN not in state:
+    # Once on the first visit, so a newcomer sees the two loops agree straight away; but only a short run:
+    # a link must not start minutes of training for whoever opens it.
+    rate, timed = steps_per_second(*picked)
+    start = picked[1].iterations / rate <= AUTO_RUN
+    if not start:
+        waiting = (picked[1].iterations, rate, timed)
+# The twin table, drawn before a run starts so it stays fresh while a long run is live.
+on_show = picked[1] if start else state[LAST_RUN]["result"].config if LAST_RUN in state else None
+model = "linear" if on_show is None else on_show.model
+st.subheader("The five lines, twin by twin")
+st.caption(
+    "Each torch line beside its hand-written twin, taken from the source of the two functions that ran. "
+    "The Code map page explains each row."
+)
+st.markdown(twin_lines_markdown(lib.manual_mlp_loop if model == "mlp" else lib.manual_loop))
+
+if start:
     data, cfg = picked
-    started = time.perf_counter()
     record = {"data": data, "source": state.get(SOURCE), "settings": settings}
     state["compare_running"], state["compare_running_record"] = True, record
     live = {}
 
     def on_progress(partial: lib.Result) -> None:
-        # Save first: every st call below is a point where a Stop click ends this script.
+        # Every st call, and every use of st.session_state, is a point where a Stop click ends this script;
+        # the partial Result saved here is what the rerun shows, so it is saved before anything is drawn.
         state["compare_partial"] = partial
-        if time.perf_counter() - started < LIVE_AFTER:
-            return
         now = time.perf_counter()
+        if now - started < LIVE_AFTER:
+            return
         if not live:
+            summary.empty()  # the last run's numbers and downloads would sit beside this run's charts
+            extras.empty()
             with status.container():
+                st.fragment(notice_a_stop, run_every=WATCH_EVERY)()
                 live["bar"] = st.progress(0.0)
                 st.button("Stop", key="stop", help="End the run now and keep the steps taken.")
+            state["compare_watching"] = True  # set after the fragment's first run, which is inline
             live["redraw"] = now
-        done = partial.steps / cfg.iterations
-        live["bar"].progress(done, text=f"Step {partial.steps:,} of {cfg.iterations:,}")
+        live["bar"].progress(partial.steps / cfg.iterations, text=f"Step {partial.steps:,} of {cfg.iterations:,}")
         if now >= live["redraw"]:
-            draw_charts(partial, data)
-            # Redraw at most a quarter of the time, so the live charts do not slow the run much.
-            live["redraw"] = now + max(1.0, 3 * (time.perf_counter() - now))
+            draw_charts(partial, data, live=True)
+            # Redraw at most REDRAW_SHARE of the time, so the live charts do not slow the run much.
+            live["redraw"] = now + max(1.0, (time.perf_counter() - now) / REDRAW_SHARE)
 
     try:
-        result = lib.run(data, cfg, progress=on_progress, progress_every=0.5, time_limit=TIME_LIMIT)
+        # The cap counts from the click to the result drawn: what the visitor waits, not what the loops take.
+        limit = max(0.0, TIME_LIMIT - FINAL_DRAW - (time.perf_counter() - started))
+        result = lib.run(data, cfg, progress=on_progress, progress_every=PROGRESS_EVERY, time_limit=limit)
     except ValueError as err:  # the controls check what lib.run checks, so this is a safety net
         problem = str(err)
     else:
         state[LAST_RUN] = {**record, "result": result}
-    finally:
-        state["compare_running"] = False
-        state.pop("compare_partial", None)
-        state.pop("compare_running_record", None)
+    # Not in a `finally`: when a click or Stop ends the script inside lib.run, these stay for the next run to find.
+    state["compare_running"] = False
+    for key in ("compare_partial", "compare_running_record", "compare_watching"):
+        state.pop(key, None)
+    if live:
+        # Draw the result in a fresh run: it replaces the live bar and charts as a Stop's rerun does, and a
+        # full run ends notice_a_stop's checks.
+        st.rerun()
 
 # ------------------------------------------------------------------ the result on show
 shown = state.get(LAST_RUN)
@@ -119,7 +200,19 @@ elif result is not None and result.stopped == "time limit":
     notes.append((st.warning, f"{result.message()} (The wall-time cap here is {TIME_LIMIT:g} s per run.)"))
 elif result is not None and result.stopped is not None:
     notes.append((st.info, result.message()))
-if result is not None and picked is not None and problem is None and shown["settings"] != settings:
+if waiting is not None:
+    iterations, rate, timed = waiting
+    text = (
+        f"This run has not started: its {iterations:,} steps would take about {duration(iterations / rate)} here "
+        f"(both loops take about {rate:,.0f} steps per second, timed on its first {timed:,} steps), and the "
+        f"page starts a run by itself only when it takes under {AUTO_RUN:g} s. Its settings are filled in: "
+        "press **Run** to start it."
+    )
+    if iterations / rate > TIME_LIMIT - FINAL_DRAW:
+        near = float(f"{rate * (TIME_LIMIT - FINAL_DRAW):.2g}")
+        text += f" A run stops at the {TIME_LIMIT:g} s cap, so it would end near step {near:,.0f}."
+    notes.append((st.info, text))
+elif result is not None and picked is not None and problem is None and shown["settings"] != settings:
     notes.append((st.info, "The settings have changed since this run: press **Run** to see them."))
 if notes:
     with status.container():
@@ -169,7 +262,7 @@ def downloads(data: lib.Dataset, result: lib.Result, source: dict | None) -> Non
 
 
 if result is not None:
-    with summary:
+    with summary.container():
         m, t = result.manual, result.torch
 
         def final(h: lib.History) -> str:
@@ -193,13 +286,6 @@ if result is not None:
         if show_target and result.config.model != "linear":
             st.caption("No least-squares line on the weights chart: it exists only for the linear model.")
     draw_charts(result, shown["data"])
-    st.subheader("Take this run home")
-    downloads(shown["data"], result, shown.get("source"))
-
-st.subheader("The five lines, twin by twin")
-st.caption(
-    "Each torch line beside its hand-written twin, taken from the source of the two functions that ran. "
-    "The Code map page explains each row."
-)
-model = result.config.model if result is not None else "linear"
-st.markdown(twin_lines_markdown(lib.manual_mlp_loop if model == "mlp" else lib.manual_loop))
+    with extras.container():
+        st.subheader("Take this run home")
+        downloads(shown["data"], result, shown.get("source"))

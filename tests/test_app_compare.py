@@ -2,13 +2,14 @@
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import lib
-from pages.common import linear_data, twin_lines_markdown
+from pages.common import LAST_RUN, linear_data, twin_lines_markdown
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 60  # s: the first run imports torch and runs the default 500 steps on a shared machine
@@ -195,3 +196,71 @@ def test_an_mlp_from_zero_weights_is_warned_about_until_the_init_changes(at):
     at.selectbox(key="init").set_value("normal").run()
     assert not at.exception
     assert ZERO_MLP not in [w.value for w in at.warning]
+
+
+def test_a_link_to_a_long_run_waits_for_run_and_says_why():
+    """Issue 10, bug 6: ?iterations=1000000 would train for a minute for whoever opens the link."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["iterations"] = "1000000"
+    at.run()
+    assert not at.exception
+    assert at.number_input(key="iterations").value == 1_000_000  # the settings are filled in...
+    assert not at.metric and not charts(at)  # ...and nothing ran
+    assert LAST_RUN not in at.session_state
+    [info] = at.info
+    assert re.fullmatch(
+        r"This run has not started: its 1,000,000 steps would take about \d+ min here \(both loops take about "
+        r"[\d,]+ steps per second, timed on its first [\d,]+ steps\), and the page starts a run by itself only "
+        r"when it takes under 5 s\. Its settings are filled in: press \*\*Run\*\* to start it\. A run stops at "
+        r"the 60 s cap, so it would end near step [\d,]+\.",
+        info.value,
+    ), info.value
+    # Another setting changed before Run: still nothing starts by itself, and the sentence is there.
+    at.number_input(key="lr").set_value(0.01).run()
+    assert not at.metric and at.info[0].value.startswith("This run has not started")
+    at.number_input(key="iterations").set_value(300).run()  # short now: the page runs it, as on a first visit
+    assert metric(at, "Steps taken") == "300"
+    assert not any("has not started" in i.value for i in at.info)
+
+
+def test_a_link_to_a_short_run_runs_itself():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["iterations"] = "300"
+    at.run()
+    assert not at.exception
+    assert metric(at, "Steps taken") == "300" and len(charts(at)) == 4
+    assert not at.info
+
+
+def test_a_long_run_waiting_for_run_starts_when_run_is_pressed():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["iterations"] = "1000000"
+    at.run()
+    assert not at.metric
+    # The estimate is kept with the settings it was timed for, so a rerun with the same ones does not time again.
+    (_, cfg), (rate, timed) = at.session_state["compare_rate"]
+    assert cfg.iterations == 1_000_000 and rate > 0 and 0 < timed <= 100
+    at.number_input(key="iterations").set_value(2_000).run()
+    press_run(at)
+    assert not at.exception
+    assert metric(at, "Steps taken") == "2,000"
+
+
+def test_a_run_ended_by_streamlits_own_stop_is_kept_as_stopped(at):
+    """Streamlit's Stop ends the script inside lib.run with no rerun; notice_a_stop reruns the page, which finds the
+    run still marked as running, as after the app's Stop (in a real browser: tests/test_browser.py)."""
+    data = linear_data(3, 200, 0.1, 0)
+    cfg = lib.Config(lr=0.05, iterations=500)
+    partial = dataclasses.replace(lib.run(data, cfg.replace(iterations=123)), config=cfg)
+    record = {"data": data, "source": {"kind": "synthetic"}, "settings": None}
+    at.session_state["compare_running"] = True
+    at.session_state["compare_running_record"] = record
+    at.session_state["compare_watching"] = True
+    at.session_state["compare_partial"] = partial
+    at.run()
+    assert not at.exception
+    assert at.info[0].value == "Stopped at step 123 of 500; the steps taken are kept."
+    assert metric(at, "Steps taken") == "123"
+    for key in ("compare_watching", "compare_partial", "compare_running_record"):
+        assert key not in at.session_state
+    assert at.session_state["compare_running"] is False

@@ -4,7 +4,9 @@ Missing /usr/bin/chromium skips these tests, unless REQUIRE_BROWSER=1 (set by .c
 makes it a failure. With SCREENSHOTS=<dir>, each visited page is saved there as <name>.png.
 """
 
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,9 +17,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = 90_000  # ms: a first page load imports torch and runs the default run on a shared machine
+LIVE_BYTES = 300_000  # websocket bytes per live redraw of the Compare page's charts (issue 10)
 
 # Every page of the app: (url path, heading it shows, screenshot name). Adding a page is one line.
 PAGES = [
@@ -119,23 +123,168 @@ def test_every_page_loads_and_the_compare_page_reruns(server, page: Page):
             screenshot(page, name)
 
 
-def test_stop_keeps_the_steps_taken(server, page: Page):
-    page.goto(server)
+class Frames:
+    """The app's websocket messages as the browser receives them: (seconds since start, ForwardMsg, bytes)."""
+
+    def __init__(self, page: Page) -> None:
+        self.start = time.monotonic()
+        self.messages: list[tuple[float, ForwardMsg, int]] = []
+        page.on("websocket", lambda ws: ws.on("framereceived", self._received))
+
+    def _received(self, payload) -> None:
+        if isinstance(payload, bytes):
+            self.messages.append((time.monotonic() - self.start, ForwardMsg.FromString(payload), len(payload)))
+
+    def mark(self) -> int:
+        return len(self.messages)
+
+    def finished(self, since: int, how: str = "FINISHED_SUCCESSFULLY") -> float | None:
+        """When the first script run after message `since` to end `how` did (by default: successfully, which a
+        fragment's run or a run that ends in a rerun does not), in seconds since start; None if none has yet."""
+        status = ForwardMsg.ScriptFinishedStatus.Value(how)
+        for at, msg, _ in self.messages[since:]:
+            if msg.WhichOneof("type") == "script_finished" and msg.script_finished == status:
+                return at
+        return None
+
+    def redraws(self, since: int) -> list[int]:
+        """Bytes of each redraw of the charts after message `since`, in order (a redraw ends where a chart's
+        place is drawn again), counting the chart messages only, in the run that drew them."""
+        out, seen = [], set()
+        for _, msg, size in self.messages[since:]:
+            if msg.WhichOneof("type") == "new_session":
+                seen = set()  # a new script run (the rerun that draws the result) starts a new redraw
+                out.append(0)
+            if msg.WhichOneof("type") != "delta" or msg.delta.new_element.WhichOneof("type") != "vega_lite_chart":
+                continue
+            place = tuple(msg.metadata.delta_path)
+            if place in seen or not out:
+                seen, out = set(), [*out, 0]
+            seen.add(place)
+            out[-1] += size
+        return [n for n in out if n]
+
+
+def open_compare(page: Page, server: str, query: str = "") -> None:
+    page.goto(f"{server}/{query}")
     expect(page.get_by_role("heading", name="Compare the loops")).to_be_visible(timeout=LOAD)
     settle(page)
+
+
+def loops_seconds(page: Page) -> float:
+    """The two loops' own time for the run on show: the summary's wall times, added."""
+    text = summary_text(page)
+    return sum(float(value) for value in re.findall(r"([\d.]+) s\b", text))
+
+
+def bar_steps(page: Page) -> int:
+    text = page.get_by_test_id("stProgress").inner_text()
+    return int(re.search(r"Step ([\d,]+) of", text).group(1).replace(",", ""))
+
+
+def app_stop(page: Page):
+    return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop", exact=True)
+
+
+def test_a_long_link_waits_and_its_live_redraws_stay_small(server, page: Page):
+    """Bug 6 and 1 of issue 10. A link asking for a million steps waits for Run, with its settings filled in.
+    A 20,000-step run: every live redraw of the charts is at most LIVE_BYTES over the websocket, and the page is
+    done soon after the loops are (the issue's target is 1.3 x the loops' own time plus 1 s; the bound here
+    allows for a loaded machine). Before the fix a redraw was 2.9 MB and the page took 3.4 x the loops' time."""
+    frames = Frames(page)
+    open_compare(page, server, "?iterations=1000000")
+    expect(page.get_by_text("This run has not started")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(0)
     iterations = page.get_by_label("Iterations (optimizer steps)")
-    iterations.fill("200000")
+    expect(iterations).to_have_value("1000000")
+    iterations.fill("20000")
     iterations.press("Enter")
     settle(page)
+    since = frames.mark()
+    clicked = time.monotonic() - frames.start
     page.get_by_role("button", name="Run", exact=True).click()
-    stop = page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop", exact=True)
-    expect(stop).to_be_visible(timeout=LOAD)
-    expect(page.get_by_test_id("stProgress")).to_be_visible()
-    stop.click()
-    expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=LOAD)
+    expect(app_stop(page)).to_be_visible(timeout=LOAD)  # long enough to be shown live
+    expect(page.get_by_test_id("stMetric").first).to_contain_text("20,000", timeout=LOAD)
+    shown = time.monotonic() - frames.start
+    # Settled: the run that draws the result has reached the browser in full, and the numbers are on screen.
+    deadline = time.monotonic() + LOAD / 1000
+    while frames.finished(since) is None and time.monotonic() < deadline:
+        page.wait_for_timeout(100)  # frames are timed as Playwright hands them over, while it waits
+    waited = max(shown, frames.finished(since) or math.inf) - clicked
     settle(page)
     assert_no_traceback(page)
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)
+    redraws = frames.redraws(since)
+    *live, final = redraws
+    loops = loops_seconds(page)
+    rerun = (frames.finished(since, "FINISHED_EARLY_FOR_RERUN") or math.nan) - clicked
+    print(
+        f"\nlive redraws {[round(n / 1e3) for n in live]} kB, final {final / 1e3:.0f} kB; loops {loops:.2f} s, "
+        f"their script done {rerun:.1f} s and the page {waited:.1f} s after the click ({waited / loops:.2f}x)"
+    )
+    assert len(live) >= 2, redraws  # it was drawn live at all
+    assert max(live) <= LIVE_BYTES, redraws
+    assert waited <= 1.6 * loops + 3.0, (waited, loops)
+
+
+def test_stop_comes_at_once_and_keeps_what_was_on_screen(server, page: Page):
+    """Bug 2 of issue 10: the result comes within about a second of the click, and holds the steps the bar
+    showed then, give or take a redraw (before the fix: 18.5 s later, 35,072 steps where the bar showed 12,800)."""
+    open_compare(page, server, "?iterations=200000")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(app_stop(page)).to_be_visible(timeout=LOAD)
+    page.wait_for_timeout(2_000)
+    shown = bar_steps(page)
+    clicked = time.monotonic()
+    app_stop(page).click()
+    expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=LOAD)
+    latency = time.monotonic() - clicked
+    settle(page)
+    assert_no_traceback(page)
+    kept = int(page.get_by_test_id("stMetric").first.inner_text().split()[-1].replace(",", ""))
+    manual, torch_rate = (float(v.replace(",", "")) for v in re.findall(r"s\s+([\d,]+)\s*$", summary_text(page), re.M))
+    lockstep = 1 / (1 / manual + 1 / torch_rate)  # steps per second of the two loops in turn
+    print(f"\nStop: the result {latency:.2f} s after the click; bar {shown:,}, kept {kept:,} "
+          f"({(kept - shown) / lockstep:.2f} s of steps more)")  # fmt: skip
+    # Targets: about a second, and the bar's steps give or take a redraw; the bounds allow for a loaded machine.
+    assert latency <= 4.0
+    assert shown <= kept <= shown + 4.0 * lockstep
+    expect(page.get_by_text(f"Stopped at step {kept:,} of 200,000; the steps taken are kept.")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)
+    expect(page.get_by_test_id("stProgress")).to_have_count(0)
+
+
+def test_streamlits_own_stop_keeps_the_steps_taken_too(server, page: Page):
+    """Bug 3 of issue 10: the Stop in Streamlit's toolbar ends the run as the app's Stop does: the bar and the
+    app's Stop go, the steps taken are on show with their summary, and a message says the run was stopped."""
+    open_compare(page, server, "?iterations=200000")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(app_stop(page)).to_be_visible(timeout=LOAD)
+    page.wait_for_timeout(1_500)
+    shown = bar_steps(page)
+    clicked = time.monotonic()
+    page.get_by_test_id("stStatusWidget").get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=15_000)
+    latency = time.monotonic() - clicked
+    settle(page)
+    assert_no_traceback(page)
+    print(f"\nStreamlit's Stop: the result {latency:.2f} s after the click, bar {shown:,}")
+    expect(app_stop(page)).to_have_count(0)
+    expect(page.get_by_test_id("stProgress")).to_have_count(0)
+    kept = int(page.get_by_test_id("stMetric").first.inner_text().split()[-1].replace(",", ""))
+    assert kept >= shown
+    assert "manual (numpy)" in summary_text(page)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)
+    # The page is usable: Run runs again, and the stopped run's numbers do not stay beside the new live charts.
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(app_stop(page)).to_be_visible(timeout=LOAD)
+    expect(page.get_by_test_id("stTable")).to_have_count(0)
+    expect(page.get_by_test_id("stMetric")).to_have_count(0)
+    expect(page.get_by_text("Stopped at step")).to_have_count(0)
+    app_stop(page).click()
+    expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=LOAD)
+    settle(page)
+    assert_no_traceback(page)
 
 
 def test_a_page_link_is_the_first_request_of_a_fresh_server(page: Page):

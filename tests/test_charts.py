@@ -272,3 +272,13 @@ def test_mlp_weight_names_do_not_pile_up():
     assert gaps.min() >= lib.charts.LABEL_SPACING - 1e-9
     for row in rows:  # each name stays beside the end of its own line
         assert row["value"] == result.manual.weights[-1, result.weight_names.index(row["series"])]
+
+
+def test_live_points_share_a_budget_between_the_lines():
+    few = fake_result(100, 4, np.random.default_rng(10))
+    assert lib.charts.live_points(few) == lib.charts.LIVE_POINTS  # 13 lines: the full live budget each
+    data = lib.datasets.PRESETS["moons"].make()
+    mlp = lib.run(data, lib.Config(model="mlp", hidden=16, loss="bce", init="normal", iterations=5))
+    points = lib.charts.live_points(mlp, param_norms=True)
+    lines = 5 + 2 * lib.charts.MAX_WEIGHT_SERIES + 2 * 4  # loss, gradient norm, diff; 12 weights and 4 tensors a loop
+    assert points * lines <= lib.charts.LIVE_ROWS < (points + 1) * lines
