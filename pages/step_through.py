@@ -177,7 +177,8 @@ st.markdown(
     "Both loops take one step at a time, on the same batch from the same weights. The numbers below are "
     "read out of the two running loop functions — their own variables, right after the step — or computed "
     "from them (each sample's loss term, the |manual − torch| differences); the losses and weights are the "
-    "ones `lib.run` records. The step number counts from 0."
+    "ones `lib.run` records. The step number counts from 0. **Play** moves on by itself; **Next line** walks "
+    "a step's five lines, each torch line beside its hand-written twin, with the values each produced."
 )
 
 picked = sidebar_config("step_through")
@@ -316,6 +317,7 @@ def steps_view(data: lib.Dataset, cfg: lib.Config, total: int, timer: float | No
     play[1].selectbox(
         "Speed", SPEEDS, index=SPEEDS.index(speed), format_func=lambda s: f"{s:g} per second",
         key="step_speed", on_change=keep, args=("step_speed",),
+        help="Play's moves per second, as asked for: on a busy machine or a slow connection they come slower.",
     )  # fmt: skip
     play[2].selectbox(
         "Play moves", tuple(UNITS), index=tuple(UNITS).index(unit), format_func=UNITS.get,
@@ -337,7 +339,7 @@ def steps_view(data: lib.Dataset, cfg: lib.Config, total: int, timer: float | No
         st.info(
             f"Not started: both loops hold the initial weights "
             f"({cfg.init if isinstance(cfg.init, str) else 'the custom ones'}). Press **Start** to run step 0, "
-            f"**Play** to watch the steps go by, **Next line** to walk step 0 line by line, "
+            f"**Play** to let it move on by itself, **Next line** to walk step 0 line by line, "
             f"or pick a step N and press **Run to step N**."
         )
         return

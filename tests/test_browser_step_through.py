@@ -102,54 +102,59 @@ def assert_no_exception(page: Page) -> None:
 
 
 def test_play_moves_pauses_stops_at_the_end_and_on_leaving(server, page: Page):
-    page.goto(f"{server}/step_through?iterations=6")
+    page.goto(f"{server}/step_through?iterations=40")
     expect(page.get_by_role("heading", name="Step through").first).to_be_visible(timeout=LOAD)
     visible(main(page).get_by_text("Not started"))
-    expect(page.get_by_label("Iterations (optimizer steps)")).to_have_value("6")
+    expect(page.get_by_label("Iterations (optimizer steps)")).to_have_value("40")
 
     # Play at the default 2 moves a second: it moves by itself, and Pause holds it.
     button(page, "▶ Play").click()
     wait_for_step(page, 2)
     button(page, "⏸ Pause").click()
-    expect(button(page, "▶ Play")).to_be_visible(timeout=5_000)
+    expect(button(page, "⏸ Pause")).to_have_count(0, timeout=15_000)
     paused = shown_step(page)
-    page.wait_for_timeout(2_000)  # four beats at 2 a second
+    page.wait_for_timeout(1_500)  # three beats at 2 a second
     assert shown_step(page) == paused
     assert_no_exception(page)
 
-    # Play on to the end: it stops by itself at step 5 and says so.
-    button(page, "▶ Play").click()
-    expect(main(page).get_by_text("Play stopped by itself at step 5, the run's last step")).to_be_visible(
-        timeout=15_000
-    )
-    assert shown_step(page) == 5
-    expect(button(page, "▶ Play")).to_be_disabled()
-    assert_no_exception(page)
-
     # Play, then leave for the Code map: no exception there, and back on Step through play is paused.
-    button(page, "Reset").click()
     button(page, "▶ Play").click()
-    wait_for_step(page, 0)
+    wait_for_step(page, paused + 1)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Code map").click()
-    expect(page.get_by_role("heading", name="Code map").first).to_be_visible(timeout=LOAD)
-    page.wait_for_timeout(1_500)
+    visible(page.get_by_role("heading", name="Code map").first)
+    page.wait_for_timeout(1_000)
     assert_no_exception(page)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Step through").click()
-    expect(button(page, "▶ Play")).to_be_visible(timeout=LOAD)
+    visible(button(page, "▶ Play"))
+    visible(main(page).get_by_role("heading", name=re.compile(r"^Step \d+")))
+    expect(button(page, "⏸ Pause")).to_have_count(0)
     back = shown_step(page)
-    assert back is not None and back < 5
-    page.wait_for_timeout(1_500)
+    page.wait_for_timeout(1_000)
     assert shown_step(page) == back
     assert_no_exception(page)
 
-    # Play, then change a sidebar setting: a new run, not started, with play off.
+    # Play from step 37 of 40: it stops by itself at step 39, the last, and says so.
+    target = page.get_by_label("step N")
+    target.fill("37")
+    target.press("Enter")
+    button(page, "Run to step N").click()
+    wait_for_step(page, 37)
     button(page, "▶ Play").click()
-    wait_for_step(page, back + 1)
+    visible(main(page).get_by_text("Play stopped by itself at step 39, the run's last step"), 20_000)
+    assert shown_step(page) == 39
+    expect(button(page, "▶ Play")).to_be_disabled()
+    assert_no_exception(page)
+
+    # Play, then change a sidebar setting: a new run, not started, with play off.
+    button(page, "Reset").click()
+    visible(main(page).get_by_text("Not started"))
+    button(page, "▶ Play").click()
+    wait_for_step(page, 1)
     lr = page.get_by_label("Learning rate (lr)")
     lr.fill("0.02")
     lr.press("Enter")
     visible(main(page).get_by_text("Not started"))
-    expect(button(page, "▶ Play")).to_be_visible()
-    page.wait_for_timeout(1_500)
+    expect(button(page, "⏸ Pause")).to_have_count(0, timeout=15_000)
+    page.wait_for_timeout(1_000)
     assert shown_step(page) is None
     assert_no_exception(page)
