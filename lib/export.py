@@ -8,11 +8,14 @@ import builtins
 import dataclasses
 import importlib
 import inspect
+import io
+import itertools
 import json
 import math
 import re
 import sys
 import textwrap
+import tokenize
 from types import MappingProxyType, ModuleType
 
 import numpy as np
@@ -64,14 +67,18 @@ def history_json(result: Result, data: Dataset | None = None) -> bytes:
     return json.dumps(doc, allow_nan=False, indent=1).encode("utf-8")
 
 
-def to_script(data: Dataset, cfg: Config, *, csv_name: str | None = None, target: str | None = None) -> str:
+def to_script(
+    data: Dataset, cfg: Config, *, csv_name: str | None = None, target: str | None = None, full: bool = False
+) -> str:
     """A standalone Python script (numpy and torch only) that reruns both loops and prints their final weights.
 
     The script is assembled from the source of lib.run.loops and of every lib function it reaches, so it
-    cannot drift from what lib.run executes. The data is embedded, or, given csv_name (or a Dataset with a
-    `source` file name), read from that CSV file by column name: the features by data.feature_names, the
-    target by `target` (default: the last other column). The last printed line is JSON
-    {"manual": [...], "torch": [...]}.
+    cannot drift from what lib.run executes. By default that source is specialised to this Config: its
+    choices are written where the code reads them and the branches it does not take are left out, so the
+    default run reads top to bottom in about 100 lines; full=True keeps every branch, with stand-ins for
+    lib's Config and Dataset. The data is embedded, or, given csv_name (or a Dataset with a `source` file
+    name), read from that CSV file by column name: the features by data.feature_names, the target by
+    `target` (default: the last other column). The last printed line is JSON {"manual": [...], "torch": [...]}.
     """
     if not isinstance(data, Dataset):
         raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
@@ -88,8 +95,12 @@ def to_script(data: Dataset, cfg: Config, *, csv_name: str | None = None, target
             f"the data has {data.m * (data.n + 1):,} numbers, too many to embed in a script "
             f"(at most {MAX_EMBEDDED:,}); pass csv_name= to read it from a CSV file instead"
         )
+    if not isinstance(full, (bool, np.bool_)):
+        raise ValueError(f"full must be True or False; got {full!r}")
     run_side.check_run(data, cfg)  # the script skips these checks, so they must pass here
     init = initial_weights(data, cfg)
+    if not full:
+        return _short_script(data, cfg, csv_name, target)
     code = _Assembler()
     loops_name = code.add_entry(run_side.loops)
     if csv_name is None and data.m * (data.n + 1) > MAX_READABLE:
@@ -123,6 +134,7 @@ _STANDIN_FUNCTIONS = MappingProxyType(
         ),
     }
 )
+_SHORT_STANDINS = MappingProxyType({run_side.check_run: ""})  # passed when the script was written: left out
 _THIRD_PARTY = ("numpy", "torch")  # the only packages the script may import besides the standard library
 
 
@@ -140,7 +152,8 @@ class _Piece:
 class _Assembler:
     """Collects a lib function and everything it reaches, renaming where two modules reuse a name."""
 
-    def __init__(self) -> None:
+    def __init__(self, short: bool = False) -> None:
+        self.short = short  # the short script: lib's initial_weights itself, no Config or Dataset stand-ins
         self.order: list[tuple] = []  # piece keys, dependencies first
         self.found: dict[tuple, _Piece] = {}
         self.names: dict[tuple, str] = {}  # key -> the name it has in the script
@@ -235,7 +248,8 @@ class _Assembler:
                 return  # used through its attributes, each resolved on its own
             self.import_lines.add(_import_line(value, name))
             return
-        if _hashable(value) and (value in _STANDIN_CLASSES or value in _STANDIN_FUNCTIONS):
+        standins = _SHORT_STANDINS if self.short else _STANDIN_FUNCTIONS
+        if _hashable(value) and (value in _STANDIN_CLASSES or value in standins):
             if value not in self.used_standins:
                 self.used_standins.append(value)
             return
@@ -255,6 +269,8 @@ class _Assembler:
 
     def _add_members(self) -> None:
         """The Config and Dataset members the copied code reads (hand_loss, with_ones ...), until none is new."""
+        if self.short:
+            return  # the specialiser writes them by their values, or lib's method body where it is called
         done: set[tuple] = set()
         while True:
             todo = [
@@ -572,3 +588,1282 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 '''
+
+
+# ---- The short script: lib's source specialised to one Config ----
+#
+# The functions lib.run.loops reaches are copied as for the long script, then rewritten, one kind of
+# rewrite at a time and parsed again after each, until none applies: the Config's choices (names, switches,
+# None, the optimizer's keywords) are written where the code reads them; an `if` whose test is then known
+# keeps only the branch taken; a function left as one `return` of a dispatch goes to its call; whatever is
+# no longer read (parameters, attributes, locals, functions, tables) is left out. Every edit replaces a span
+# of the text, so what remains is lib's own lines with their comments; numbers keep their names.
+
+_SPECIALS = ("cfg", "data")  # the run's Config and Dataset: in the script, two SimpleNamespace objects
+_PURE_BUILTINS = MappingProxyType(
+    {"int": int, "float": float, "bool": bool, "len": len, "tuple": tuple, "dict": dict, "str": str}
+)
+_TYPES = MappingProxyType({"str": str, "int": int, "float": float, "bool": bool, "slice": slice, "tuple": tuple})
+_PURE_CALLS = ("np.zeros_like", "np.zeros", "np.full_like", "np.array", "tuple", "float", "int", "len")
+_WIDTH = 120
+_FAILS = (TypeError, KeyError, IndexError, ValueError, ZeroDivisionError, AttributeError)
+
+
+class _Unknown(Exception):
+    """The expression's value is not known when the script is written."""
+
+
+def _is_literal(value) -> bool:
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (tuple, list)):
+        return all(_is_literal(v) for v in value)
+    if isinstance(value, (dict, MappingProxyType)):
+        return all(isinstance(k, str) and _is_literal(v) for k, v in value.items())
+    return False
+
+
+def _is_choice(value) -> bool:
+    """A value that picks a branch (a name, a switch, None, keywords): written where it is read."""
+    if value is None or isinstance(value, (bool, str, dict, MappingProxyType)):
+        return _is_literal(value)
+    return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def _literal_text(value) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)  # double quotes, as lib's source writes them
+    if isinstance(value, (dict, MappingProxyType)):
+        return "{" + ", ".join(f"{_literal_text(k)}: {_literal_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, tuple):
+        inner = ", ".join(_literal_text(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal_text(v) for v in value) + "]"
+    return repr(value)
+
+
+def _is_display(node) -> bool:
+    """A literal written as one: 3, "mse", -1.0, (0.9, 0.999), {} ..."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_is_display(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(
+            k is not None and _is_display(k) and _is_display(v) for k, v in zip(node.keys, node.values, strict=True)
+        )
+    return False
+
+
+def _precedence(node) -> int:
+    if isinstance(node, ast.UnaryOp):
+        return 4 if isinstance(node.op, ast.Not) else 9
+    if isinstance(node, ast.BinOp):
+        return {ast.Pow: 10, ast.Mult: 8, ast.Div: 8, ast.FloorDiv: 8, ast.Mod: 8, ast.MatMult: 8}.get(type(node.op), 7)
+    return {ast.Lambda: 0, ast.IfExp: 1, ast.BoolOp: 2, ast.Compare: 5}.get(type(node), 20)
+
+
+_OPS = MappingProxyType(
+    {
+        ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
+        ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
+        ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b, ast.In: lambda a, b: a in b,
+        ast.NotIn: lambda a, b: a not in b, ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+        ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b,
+        ast.Mod: lambda a, b: a % b, ast.Pow: lambda a, b: a**b, ast.Not: lambda a: not a,
+        ast.USub: lambda a: -a, ast.UAdd: lambda a: +a,
+    }
+)  # fmt: skip
+
+
+def _static(node, known: dict):
+    """The value of an expression of literals, known reads and pure builtins; raises _Unknown otherwise."""
+    if id(node) in known:
+        return known[id(node)]
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.Tuple, ast.List)):
+        if any(isinstance(e, ast.Starred) for e in node.elts):
+            raise _Unknown
+        values = [_static(e, known) for e in node.elts]
+        return tuple(values) if isinstance(node, ast.Tuple) else values
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise _Unknown
+        return {_static(k, known): _static(v, known) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_static(node.operand, known))
+    if isinstance(node, ast.BoolOp):
+        value = _static(node.values[0], known)
+        for nxt in node.values[1:]:
+            if (not value) if isinstance(node.op, ast.And) else value:
+                return value
+            value = _static(nxt, known)
+        return value
+    if isinstance(node, ast.Compare):
+        left = _static(node.left, known)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = _static(comparator, known)
+            if not _OPS[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        left, right = _static(node.left, known), _static(node.right, known)
+        if not all(isinstance(v, (int, float)) for v in (left, right)):
+            raise _Unknown  # no sequence arithmetic
+        return _OPS[type(node.op)](left, right)
+    if isinstance(node, ast.IfExp):
+        return _static(node.body if _static(node.test, known) else node.orelse, known)
+    if isinstance(node, ast.Subscript):
+        container, key = _static(node.value, known), _static(node.slice, known)
+        if not isinstance(container, (tuple, list, dict, MappingProxyType)):
+            raise _Unknown
+        return container[key]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        if node.func.id == "isinstance" and len(node.args) == 2 and getattr(node.args[1], "id", None) in _TYPES:
+            return isinstance(_static(node.args[0], known), _TYPES[node.args[1].id])
+        if node.func.id in _PURE_BUILTINS:
+            return _PURE_BUILTINS[node.func.id](*[_static(a, known) for a in node.args])
+    raise _Unknown
+
+
+def _value_of(node, known: dict):
+    """_static, with any failure to evaluate as _Unknown."""
+    try:
+        return _static(node, known)
+    except _FAILS:
+        raise _Unknown from None
+
+
+class _Source:
+    """The script being specialised: its text, its parse, and where each node is in the text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tree = ast.parse(text)
+        self.lines = text.splitlines(keepends=True)
+        self.starts = [0]
+        for line in self.lines:
+            self.starts.append(self.starts[-1] + len(line))
+        self.parent: dict[int, ast.AST] = {}
+        self.name_loads: dict[str, list[ast.Name]] = {}
+        self.nodes = [self.tree]
+        for node in self.nodes:  # grows as it goes: every node, parents before children
+            for field in node._fields:
+                value = getattr(node, field, None)
+                for child in value if isinstance(value, list) else (value,):
+                    if isinstance(child, ast.AST):
+                        self.parent[id(child)] = node
+                        self.nodes.append(child)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                self.name_loads.setdefault(node.id, []).append(node)
+        self._scopes: dict[int, tuple[dict, set]] = {}
+
+    def scope(self, func) -> tuple[dict[str, list], set[str]]:
+        """The reads (name -> nodes, as _loads) and the bound names (as _stores) within func, cached."""
+        if id(func) not in self._scopes:
+            loads: dict[str, list] = {}
+            stores: set[str] = set()
+            own = _params(func) + [a for a in (func.args.vararg, func.args.kwarg) if a]
+            for node in ast.walk(func):
+                if isinstance(node, ast.Name):
+                    if isinstance(node.ctx, ast.Load):
+                        loads.setdefault(node.id, []).append(node)
+                    else:
+                        stores.add(node.id)
+                elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+                    loads.setdefault(node.target.id, []).append(node.target)
+                elif isinstance(node, ast.arg) and not any(node is p for p in own):
+                    stores.add(node.arg)  # a nested function's or lambda's parameter
+            self._scopes[id(func)] = (loads, stores)
+        return self._scopes[id(func)]
+
+    def loads(self, func, name: str) -> list:
+        return self.scope(func)[0].get(name, [])
+
+    def pos(self, lineno: int, col: int) -> int:
+        return self.starts[lineno - 1] + len(self.lines[lineno - 1].encode()[:col].decode())
+
+    def span(self, node) -> tuple[int, int]:
+        return self.pos(node.lineno, node.col_offset), self.pos(node.end_lineno, node.end_col_offset)
+
+    def seg(self, node) -> str:
+        if not hasattr(node, "lineno"):  # a tuple of targets made up by _pairs
+            return ", ".join(self.seg(e) for e in node.elts)
+        start, end = self.span(node)
+        return self.text[start:end]
+
+    def indent(self, lineno: int) -> str:
+        line = self.lines[lineno - 1]
+        return line[: len(line) - len(line.lstrip())]
+
+    def first_line(self, stmt) -> int:
+        """The first line of the statement's leading comments (or its own first line)."""
+        lineno = (stmt.decorator_list[0].lineno if getattr(stmt, "decorator_list", None) else stmt.lineno) - 1
+        while lineno > 0 and self.lines[lineno - 1].strip().startswith("#"):
+            lineno -= 1
+        return lineno + 1
+
+    def stmt_span(self, stmt) -> tuple[int, int]:
+        """Whole lines: the statement with its leading comments."""
+        return self.starts[self.first_line(stmt) - 1], self.starts[stmt.end_lineno]
+
+    def function_of(self, node):
+        while id(node) in self.parent:
+            node = self.parent[id(node)]
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return node
+        return None
+
+    def fits(self, new, old, text: str) -> str:
+        """new's text, in parentheses where it binds less tightly than the old expression it replaces needed."""
+        parent = self.parent.get(id(old))
+        free = (ast.Call, ast.keyword, ast.Tuple, ast.List, ast.Assign, ast.Return, ast.Expr, ast.Dict, ast.Yield)
+        if isinstance(parent, free) and not (isinstance(parent, ast.Call) and parent.func is old):
+            return text
+        return f"({text})" if _precedence(new) < _precedence(old) else text
+
+
+def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
+    out, at = [], 0
+    for start, end, new in sorted(edits, key=lambda e: (e[0], e[1])):
+        if start < at:
+            raise ValueError("to_script: two rewrites of one span")  # _accept keeps this from happening
+        out += [text[at:start], new]
+        at = end
+    return "".join(out) + text[at:]
+
+
+def _accept(groups: list) -> list[tuple[int, int, str]]:
+    """The edits of every group that overlaps no group taken before it; a group is all or nothing."""
+    taken: list[tuple[int, int, str]] = []
+    for group in groups:
+        group = [group] if isinstance(group, tuple) else group
+        spans = sorted((s, e) for s, e, _ in group)
+        if any(a[1] > b[0] or a[0] == b[0] for a, b in itertools.pairwise(spans)):
+            continue
+        if any((s < e2 and s2 < e) or s == s2 for s, e, _ in group for s2, e2, _ in taken):
+            continue
+        taken += group
+    return taken
+
+
+def _segment_with(src: _Source, node, edits: list) -> str:
+    """The text of node with the edits inside it applied."""
+    start, end = src.span(node)
+    return _apply(src.text[start:end], [(a - start, b - start, t) for a, b, t in edits])
+
+
+def _stores(tree, name: str) -> list:
+    """Where name is bound in tree, parameters of nested functions and lambdas included."""
+    found = []
+    for node in ast.walk(tree):
+        bound = isinstance(node, ast.Name) and node.id == name and not isinstance(node.ctx, ast.Load)
+        if bound or (isinstance(node, ast.arg) and node.arg == name):
+            found.append(node)
+    return found
+
+
+def _loads(tree, name: str) -> list:
+    """Where name is read in tree, the target of `name += ...` included."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load):
+            found.append(node)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+            found.append(node.target)
+    return found
+
+
+def _params(func) -> list[ast.arg]:
+    a = func.args
+    return [*a.posonlyargs, *a.args, *a.kwonlyargs]
+
+
+def _defaults(func) -> dict[str, ast.AST]:
+    a = func.args
+    positional = [*a.posonlyargs, *a.args]
+    out = {p.arg: d for p, d in zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True)}
+    out.update({p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None})
+    return out
+
+
+def _bind(func, call, skip: int) -> dict[str, ast.AST] | None:
+    """Each parameter's argument node at this call (or its default); None if the call uses * or **."""
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return None
+    if func.args.vararg or func.args.kwarg:
+        return None
+    positional = [p.arg for p in [*func.args.posonlyargs, *func.args.args][skip:]]
+    if len(call.args) > len(positional):
+        return None
+    bound = dict(zip(positional, call.args, strict=False))
+    bound.update({k.arg: k.value for k in call.keywords})
+    for name, default in _defaults(func).items():
+        bound.setdefault(name, default)
+    return bound
+
+
+_P, _L, _M = "argument", "local", "either"  # what a read of a parameter may see
+
+
+def _join(a: str | None, b: str | None) -> str | None:
+    if a is None or a == b:
+        return b
+    return a if b is None else _M
+
+
+def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | None:
+    """For each read of parameter `name` in func: does it see the argument (_P), a later value, or either?
+    None where the function is beyond this small analysis."""
+    seen: dict[int, str] = {}
+    if src is not None:
+        loads, stores = src.scope(func)
+        if name not in stores:
+            return {id(n): _P for n in loads.get(name, [])}
+    body = ast.Module(body=func.body, type_ignores=[])
+    if not _stores(body, name):
+        return {id(n): _P for n in _loads(func, name)}
+
+    def reads(node, state):
+        for n in _loads(node, name):
+            seen[id(n)] = _join(seen.get(id(n)), state)
+
+    def walk(stmts, state):
+        for s in stmts:
+            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Try, ast.Match, ast.Global)):
+                if _loads(s, name) or _stores(s, name):
+                    raise _Unknown
+            elif isinstance(s, ast.If):
+                reads(s.test, state)
+                state = _join(walk(s.body, state), walk(s.orelse, state))
+            elif isinstance(s, (ast.For, ast.While)):
+                reads(s.iter if isinstance(s, ast.For) else s.test, state)
+                rebinds = isinstance(s, ast.For) and bool(_stores(s.target, name))
+                out = walk(s.body, _L if rebinds else state)
+                out = walk(s.body, _L if rebinds else _join(state, out))  # the second time round
+                state = _join(state, walk(s.orelse, out))
+            elif isinstance(s, ast.With):
+                for item in s.items:
+                    reads(item, state)
+                if any(_stores(item, name) for item in s.items):
+                    state = _L
+                state = walk(s.body, state)
+            else:
+                for scope in ast.walk(s):
+                    nested = isinstance(scope, (ast.Lambda, ast.GeneratorExp, ast.ListComp, ast.DictComp, ast.SetComp))
+                    if nested and (_loads(scope, name) or _stores(scope, name)):
+                        raise _Unknown  # read later, or a name of its own
+                reads(s, state)
+                if _stores(s, name):
+                    state = _L
+        return state
+
+    try:
+        walk(func.body, _P)
+    except _Unknown:
+        return None
+    return seen
+
+
+def _pairs(target, value) -> list:
+    """(target, value) pairs of an assignment: a, b = x, y pairs up; a, b, c = *f(), z pairs (a, b) with *f()."""
+    if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):
+        starred = [i for i, e in enumerate(value.elts) if isinstance(e, ast.Starred)]
+        if len(target.elts) == len(value.elts) and not starred:
+            return list(zip(target.elts, value.elts, strict=True))
+        if starred == [0] and len(target.elts) >= len(value.elts):
+            extra = len(target.elts) - len(value.elts)
+            head = ast.Tuple(elts=target.elts[: extra + 1], ctx=ast.Store())
+            return [(head, value.elts[0]), *zip(target.elts[extra + 1 :], value.elts[1:], strict=True)]
+    return [(target, value)]
+
+
+def _plain(node) -> bool:
+    """A value whose evaluation does nothing: a literal, a name, an attribute of one."""
+    if _is_display(node) or isinstance(node, ast.Name):
+        return True
+    return isinstance(node, (ast.Attribute, ast.Starred)) and _plain(node.value)
+
+
+def _pure(node) -> bool:
+    """_plain, or tuples, arithmetic and array constructors of such."""
+    if _plain(node):
+        return True
+    if isinstance(node, ast.Tuple):
+        return all(_pure(e) for e in node.elts)
+    if isinstance(node, ast.Call) and ast.unparse(node.func) in _PURE_CALLS:
+        return all(_pure(a) for a in node.args) and all(_pure(k.value) for k in node.keywords)
+    return isinstance(node, ast.BinOp) and _pure(node.left) and _pure(node.right)
+
+
+def _ends(stmt) -> bool:
+    """Nothing after this statement in its block runs."""
+    if isinstance(stmt, (ast.Return, ast.Raise)):
+        return True
+    if isinstance(stmt, ast.While) and isinstance(stmt.test, ast.Constant) and stmt.test.value is True:
+        return not any(isinstance(n, ast.Break) for n in ast.walk(stmt))
+    return False
+
+
+def _is_docstring(stmt, owner) -> bool:
+    body = getattr(owner, "body", None)
+    return (
+        isinstance(body, list)
+        and bool(body)
+        and body[0] is stmt
+        and isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
+
+
+def _mapping_entries(node) -> dict | None:
+    """A constant table, {key: value} or MappingProxyType({...}), as key -> value node."""
+    if not isinstance(node, ast.Assign):
+        return None
+    value = node.value
+    if isinstance(value, ast.Call) and ast.unparse(value.func) == "MappingProxyType" and len(value.args) == 1:
+        value = value.args[0]
+    if not isinstance(value, ast.Dict) or any(not isinstance(k, ast.Constant) for k in value.keys):
+        return None
+    return {k.value: v for k, v in zip(value.keys, value.values, strict=True)}
+
+
+def _trailing_comment(line: str) -> str:
+    """The `# ...` at the end of a line of code, if any."""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline):
+            if token.type == tokenize.COMMENT:
+                return token.string
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return ""
+
+
+def _method(cls, name: str):
+    return next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+
+
+class _Specialiser:
+    """Rewrites the script's text for one Config and Dataset until no rewrite applies."""
+
+    def __init__(self, text: str, cfg: Config, data: Dataset, protected: tuple[str, ...]) -> None:
+        self.text, self.cfg, self.data, self.protected = text, cfg, data, protected
+        self.specialised: set[str] = set()  # top-level definitions changed so far
+        self.rules = [
+            self._fold_tests,
+            self._dead_code,
+            self._substitute,
+            self._fold_literals,
+            self._expand_starred,
+            self._propagate_literals,
+            self._inline,
+            self._drop_params,
+            self._drop_attributes,
+            self._drop_locals,
+            self._drop_definitions,
+        ]
+
+    def run(self) -> str:
+        for _ in range(5000):
+            self.src = _Source(self.text)
+            self._index()
+            for rule in self.rules:
+                edits = _accept(rule())
+                if edits:
+                    for start, _end, _new in edits:
+                        self.specialised.update(n for s, e, n in self.top_spans if s <= start < e)
+                    self.text = _apply(self.text, edits)
+                    break
+            else:
+                return self.text
+        raise ValueError("to_script: specialising the script did not settle")  # a bug in the rewrites
+
+    # -- what the text holds --
+
+    def _index(self) -> None:
+        src = self.src
+        self.defs: dict[str, ast.AST] = {}
+        for node in src.tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                self.defs[node.name] = node
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                self.defs[node.targets[0].id] = node
+        self.classes = {n.name: n for n in self.defs.values() if isinstance(n, ast.ClassDef)}
+        self.functions = [n for n in src.nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        self.top_spans = [
+            (*src.stmt_span(n), name) for name, n in self.defs.items() if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+        ]
+        self.locals = {id(f): src.scope(f)[1] | {p.arg for p in _params(f)} for f in self.functions}
+        self.call_cache: dict[str, list | None] = {}
+        self.known: dict[int, object] = {}
+        self.known = self._facts()
+
+    @staticmethod
+    def _local_names(func) -> set[str]:
+        names = {p.arg for p in _params(func)}
+        names.update(n.id for n in ast.walk(func) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load))
+        return names
+
+    def _special_of(self, node):
+        """The run's cfg or data object, where this expression is a Name meaning it; else None."""
+        if not isinstance(node, ast.Name) or node.id not in _SPECIALS:
+            return None
+        value = self.known.get(id(node))
+        if value is self.cfg or value is self.data:
+            return value
+        func = self.src.function_of(node)
+        if func is None or node.id not in self.locals[id(func)]:
+            return self.cfg if node.id == "cfg" else self.data
+        return None
+
+    def _calls_of(self, name: str) -> list | None:
+        """Every call of the top-level function or class `name`, as (function called, call, 1 if self is
+        skipped); None if it is used any other way too, since then not every caller is known."""
+        if name not in self.call_cache:
+            self.call_cache[name] = self._find_calls(name)
+        return self.call_cache[name]
+
+    def _find_calls(self, name: str) -> list | None:
+        target = self.defs.get(name)
+        if target is None or name in self.protected or isinstance(target, ast.Assign):
+            return None
+        sites = []
+        for node in self.src.name_loads.get(name, []):
+            func = self.src.function_of(node)
+            if func is not None and name in self.locals[id(func)]:
+                continue  # a local of the same name
+            parent = self.src.parent[id(node)]
+            if isinstance(parent, ast.Call) and parent.func is node:
+                sites.append(parent)
+            elif not (isinstance(parent, ast.ClassDef) and any(b is node for b in parent.bases)):
+                return None
+        if isinstance(target, ast.FunctionDef):
+            return [(target, call, 0) for call in sites]
+        init = _method(target, "__init__")
+        if init is None:
+            return None
+        out = [(init, call, 1) for call in sites]
+        for sub in self.classes.values():  # subclasses reach this __init__ through super() or by inheriting it
+            if not any(getattr(b, "id", None) == name for b in sub.bases):
+                continue
+            own = _method(sub, "__init__")
+            if own is None:
+                inner = self._calls_of(sub.name)
+                if inner is None:
+                    return None
+                out += [(init, call, 1) for _, call, _ in inner]
+                continue
+            for node in ast.walk(own):
+                f = getattr(node, "func", None)
+                init_call = isinstance(node, ast.Call) and isinstance(f, ast.Attribute) and f.attr == "__init__"
+                if init_call and ast.unparse(f.value) == "super()":
+                    out.append((init, node, 1))
+        return out
+
+    def _arg_value(self, node):
+        """The literal (or the run's cfg or data) an argument passes; raises _Unknown otherwise."""
+        special = self._special_of(node)
+        if special is not None:
+            return special
+        if id(node) in self.known and _is_literal(self.known[id(node)]):
+            return self.known[id(node)]  # a parameter of the caller's, known itself
+        if isinstance(node, ast.Attribute) and self._special_of(node.value) is not None:
+            value = getattr(self._special_of(node.value), node.attr, _Unknown)
+        else:
+            value = _value_of(node, {})
+        if not _is_literal(value):
+            raise _Unknown
+        return value
+
+    def _facts(self) -> dict[int, object]:
+        """The reads whose value is known: parameters that every call passes the same literal (or the run's
+        cfg or data), and attributes that __init__ sets once from such."""
+        known = self.known  # filled as it goes, callers first (they come after what they call)
+        for name in reversed(list(self.defs)):
+            sites = self._calls_of(name)
+            if not sites:
+                continue
+            func, skip = sites[0][0], sites[0][2]
+            values: dict[str, list] = {p.arg: [] for p in _params(func)[skip:]}
+            for _f, call, _s in sites:
+                bound = _bind(func, call, skip)
+                if bound is None:
+                    values = {}
+                    break
+                for param, seen in values.items():
+                    try:
+                        seen.append(self._arg_value(bound[param]) if param in bound else _Unknown)
+                    except _Unknown:
+                        seen.append(_Unknown)
+            for param, seen in values.items():
+                if not _agree(seen, (self.cfg, self.data)):
+                    continue
+                reach = _reaching(func, param, self.src)
+                if reach is None:
+                    continue
+                for node in self.src.loads(func, param):
+                    if reach.get(id(node)) == _P:
+                        known[id(node)] = seen[0]
+        self._attribute_facts(known)
+        return known
+
+    def _attribute_facts(self, known: dict) -> None:
+        stores: dict[str, int] = {}
+        for node in self.src.nodes:
+            if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+                stores[node.attr] = stores.get(node.attr, 0) + 1
+        for cls in self.classes.values():
+            init = _method(cls, "__init__")
+            if init is None or not init.args.args:
+                continue
+            me = init.args.args[0].arg
+            for stmt in init.body:
+                if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+                    continue
+                for target, value in _pairs(stmt.targets[0], stmt.value):
+                    if not (isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == me):
+                        continue
+                    if stores.get(target.attr) != 1:
+                        continue
+                    try:
+                        fact = _value_of(value, known)
+                    except _Unknown:
+                        continue
+                    if _is_literal(fact):
+                        for node in self._self_reads(cls, target.attr, skip=init):
+                            known[id(node)] = fact
+
+    def _self_reads(self, cls, attr: str, skip=None) -> list:
+        """Reads of self.attr in the methods of cls and of its subclasses."""
+        family = [cls] + [c for c in self.classes.values() if any(getattr(b, "id", None) == cls.name for b in c.bases)]
+        found = []
+        for owner in family:
+            for method in owner.body:
+                if not isinstance(method, ast.FunctionDef) or method is skip or not method.args.args:
+                    continue
+                me = method.args.args[0].arg
+                for node in ast.walk(method):
+                    read = isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.ctx, ast.Load)
+                    if read and getattr(node.value, "id", None) == me:
+                        found.append(node)
+        return found
+
+    # -- rewrites: each returns groups of edits, a group being all or nothing --
+
+    def _fold_tests(self) -> list:
+        """An if (or `x if test else y`) whose test is known keeps only the branch taken."""
+        src, groups = self.src, []
+        for node in src.nodes:
+            if not isinstance(node, (ast.If, ast.IfExp)):
+                continue
+            try:
+                value = bool(_value_of(node.test, self._with_specials(node.test)))
+            except _Unknown:
+                continue
+            if isinstance(node, ast.IfExp):
+                taken = node.body if value else node.orelse
+                groups.append((*src.span(node), src.fits(taken, node, src.seg(taken))))
+            else:
+                groups.append(self._flatten(node, value))
+        return groups
+
+    def _with_specials(self, expr) -> dict:
+        known = self.known
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Attribute) and self._special_of(node.value) is not None:
+                value = getattr(self._special_of(node.value), node.attr, None)
+                if _is_literal(value):
+                    known = {**known, id(node): value}
+        return known
+
+    def _flatten(self, node: ast.If, value: bool) -> tuple[int, int, str]:
+        src = self.src
+        start, end = src.stmt_span(node)
+        lead = "".join(src.lines[src.first_line(node) - 1 : node.lineno - 1])  # the if's own leading comments
+        indent = src.indent(node.lineno)
+        block, comment = (node.body, _trailing_comment(src.lines[node.test.end_lineno - 1])) if value else (
+            node.orelse, "")  # fmt: skip
+        first = src.lines[block[0].lineno - 1] if block else ""
+        if not value and isinstance(block[0] if block else None, ast.If) and first.lstrip().startswith("elif"):
+            text = "".join(src.lines[block[0].lineno - 1 : node.end_lineno]).replace("elif", "if", 1)
+            return start, end, lead + text
+        if not block:
+            return start, end, self._empty_block(node)
+        body = "".join(src.lines[src.first_line(block[0]) - 1 : block[-1].end_lineno])
+        deeper = src.indent(block[0].lineno)
+        if not deeper.startswith(indent) or any(
+            line.strip() and not line.startswith(deeper) for line in body.splitlines()
+        ):
+            raise ValueError("to_script: cannot re-indent a branch")
+        cut = len(deeper) - len(indent)
+        body = "".join(line[cut:] if line.strip() else line for line in body.splitlines(keepends=True))
+        return start, end, lead + (f"{indent}{comment}\n" if comment else "") + body
+
+    def _empty_block(self, stmt) -> str:
+        """What is left where stmt is deleted: nothing, or `pass` if the block would be empty."""
+        parent = self.src.parent[id(stmt)]
+        for field in ("body", "orelse"):
+            block = getattr(parent, field, None)
+            here = isinstance(block, list) and any(s is stmt for s in block) and not isinstance(parent, ast.Module)
+            if here and not [s for s in block if s is not stmt and not _is_docstring(s, parent)]:
+                return f"{self.src.indent(stmt.lineno)}pass\n"
+        return ""
+
+    def _dead_code(self) -> list:
+        """Statements after a return, a raise, or a `while True:` with no break never run."""
+        groups = []
+        for node in self.src.nodes:
+            for field in ("body", "orelse"):
+                block = getattr(node, field, None)
+                if isinstance(block, list):
+                    for i, stmt in enumerate(block[:-1]):
+                        if _ends(stmt):
+                            groups.append((self.src.stmt_span(block[i + 1])[0], self.src.stmt_span(block[-1])[1], ""))
+                            break
+        return groups
+
+    def _substitute(self) -> list:
+        """Known choices written where they are read; the run's cfg and data members by their values; tables
+        and getattr looked up."""
+        src, groups = self.src, []
+        for node in src.nodes:
+            if isinstance(node, (ast.Name, ast.Attribute)) and id(node) in self.known:
+                value = self.known[id(node)]
+                if _is_choice(value) and isinstance(node.ctx, ast.Load):
+                    groups.append((*src.span(node), _literal_text(value)))
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                special = self._special_of(node.value)
+                if special is None:
+                    continue
+                parent = src.parent[id(node)]
+                if isinstance(parent, ast.Call) and parent.func is node:
+                    groups.append(self._special_call(special, parent))
+                elif _is_choice(getattr(special, node.attr)):
+                    groups.append((*src.span(node), _literal_text(getattr(special, node.attr))))
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) == 2:
+                owner, attr = node.args
+                if isinstance(attr, ast.Constant) and str(attr.value).isidentifier() and _plain(owner):
+                    groups.append((*src.span(node), f"{src.seg(owner)}.{attr.value}"))
+            elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+                entries = _mapping_entries(self.defs.get(node.value.id))
+                func = src.function_of(node)
+                if entries is None or (func is not None and node.value.id in self.locals[id(func)]):
+                    continue
+                try:
+                    key = _value_of(node.slice, {})
+                except _Unknown:
+                    continue
+                if key in entries:
+                    groups.append((*src.span(node), src.fits(entries[key], node, src.seg(entries[key]))))
+        return groups
+
+    def _special_call(self, special, call) -> tuple[int, int, str]:
+        """cfg.n_params(3) as its value; data.with_ones() as the body of lib's method."""
+        src, attr = self.src, call.func.attr
+        try:
+            args = [self._arg_value(a) for a in call.args]
+            kwargs = {k.arg: self._arg_value(k.value) for k in call.keywords}
+            value = getattr(special, attr)(*args, **kwargs)
+            if _is_literal(value):
+                return (*src.span(call), _literal_text(value))
+        except _Unknown:
+            pass
+        method = inspect.getattr_static(type(special), attr)
+        inner = _Source(textwrap.dedent(inspect.getsource(method)))
+        func = inner.tree.body[0]
+        body = [s for s in func.body if not _is_docstring(s, func)]
+        if len(body) != 1 or not isinstance(body[0], ast.Return) or call.args or call.keywords:
+            raise ValueError(f"to_script: cannot write {type(special).__name__}.{attr}() into the script")
+        me = func.args.args[0].arg
+        text = _segment_with(
+            inner, body[0].value, [(*inner.span(n), src.seg(call.func.value)) for n in _loads(func, me)]
+        )
+        return (*src.span(call), src.fits(body[0].value, call, text))
+
+    def _fold_literals(self) -> list:
+        """Expressions of literals as their values; **{...} as keywords, or nothing."""
+        src, groups = self.src, []
+        for node in src.nodes:
+            if isinstance(node, ast.Call):
+                stars = [
+                    k for k in node.keywords
+                    if k.arg is None and _is_display(k.value) and isinstance(k.value, ast.Dict)
+                    and all(isinstance(x.value, str) and x.value.isidentifier() for x in k.value.keys)
+                ]  # fmt: skip
+                if stars:
+                    groups.append((*src.span(node), self._call_text(node, stars=stars)))
+            identity = self._identity(node)
+            if identity:
+                groups.append(identity)
+                continue
+            if (
+                isinstance(node, ast.expr)
+                and not _is_display(node)
+                and isinstance(getattr(node, "ctx", None), (ast.Load, type(None)))
+            ):
+                try:
+                    value = _value_of(node, {})
+                except _Unknown:
+                    continue
+                if _is_literal(value):
+                    groups.append((*src.span(node), _literal_text(value)))
+        return groups
+
+    def _identity(self, node) -> tuple[int, int, str] | None:
+        """n + 0, n - 0, n * 1 (or True) as n, and n * 0 (or False) as 0, where n is a whole number."""
+        if not isinstance(node, ast.BinOp) or type(node.op) not in (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv):
+            return None
+        for number, other in ((node.right, node.left), (node.left, node.right)):
+            try:
+                value = _value_of(number, {})
+            except _Unknown:
+                continue
+            if not isinstance(value, (int, float)) or not self._whole(other):
+                continue
+            if value == 0 and isinstance(node.op, ast.Mult):
+                return (*self.src.span(node), "0")
+            keeps = {ast.Add: 0, ast.Sub: 0, ast.Mult: 1, ast.FloorDiv: 1}[type(node.op)]
+            if value == keeps and (number is node.right or isinstance(node.op, (ast.Add, ast.Mult))):
+                return self._replace(node, other, self.src.seg(other))
+        return None
+
+    def _whole(self, node) -> bool:
+        """Whether the expression is surely a whole number (a Python int), so that n + 0 is n."""
+        if isinstance(node, ast.Constant):
+            return type(node.value) is int
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("len", "int"):
+            return True
+        if isinstance(node, ast.Attribute) and self._special_of(node.value) is not None:
+            return type(getattr(self._special_of(node.value), node.attr, None)) is int
+        if isinstance(node, ast.Name):
+            func = self.src.function_of(node)
+            params = {p.arg: p for p in _params(func)} if func else {}
+            p = params.get(node.id)
+            if p is not None and getattr(p.annotation, "id", None) == "int" and not self._argument_rebound(func, p.arg):
+                return True
+            return type(self.known.get(id(node))) is int
+        if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv):
+            return self._whole(node.left) and self._whole(node.right)
+        return False
+
+    def _argument_rebound(self, func, name: str) -> bool:
+        return name in self.src.scope(func)[1]
+
+    def _replace(self, old, new, text: str) -> tuple[int, int, str]:
+        """An edit putting text (new's) where old was, taking old's parentheses away if new needs none."""
+        src = self.src
+        start, end = src.span(old)
+        parent = src.parent.get(id(old))
+        own_parens = isinstance(parent, (ast.Call, ast.Tuple, ast.GeneratorExp))
+        if (
+            _precedence(new) == 20
+            and not own_parens
+            and src.text[start - 1 : start] == "("
+            and src.text[end : end + 1] == ")"
+        ):
+            return start - 1, end + 1, text
+        return start, end, src.fits(new, old, text)
+
+    def _call_text(self, call, stars=(), drop=(), expand=None) -> str:
+        """The call written again: without the arguments in drop, **{...} as keywords, *name expanded."""
+        src = self.src
+        parts = []
+        for a in call.args:
+            if any(a is d for d in drop):
+                continue
+            parts += expand[id(a)] if expand and id(a) in expand else [src.seg(a)]
+        for k in call.keywords:
+            if any(k is d for d in drop):
+                continue
+            if any(k is s for s in stars):
+                parts += [f"{key.value}={src.seg(v)}" for key, v in zip(k.value.keys, k.value.values, strict=True)]
+            else:
+                parts.append(src.seg(k))
+        head = src.seg(call.func)
+        one = f"{head}({', '.join(parts)})"
+        column = len(src.lines[call.lineno - 1].encode()[: call.col_offset].decode())
+        if column + len(one) + (1 if call.lineno == call.end_lineno else 0) <= _WIDTH or call.lineno == call.end_lineno:
+            return one
+        indent = src.indent(call.lineno)
+        return f"{head}(\n" + "".join(f"{indent}    {p},\n" for p in parts) + f"{indent})"
+
+    def _expand_starred(self) -> list:
+        """f(*common), where common is set once to a tuple of plain values: f(a, b, c)."""
+        src, groups = self.src, []
+        for call in (n for n in src.nodes if isinstance(n, ast.Call)):
+            expand = {}
+            for a in call.args:
+                if not (isinstance(a, ast.Starred) and isinstance(a.value, ast.Name)):
+                    continue
+                scope = src.function_of(call)
+                stores = _stores(scope, a.value.id) if scope else []
+                if len(stores) != 1 or not isinstance(src.parent[id(stores[0])], ast.Assign):
+                    continue
+                assign = src.parent[id(stores[0])]
+                values = assign.value.elts if isinstance(assign.value, ast.Tuple) else None
+                names = [n.id for e in values or () for n in ast.walk(e) if isinstance(n, ast.Name)]
+                if values is not None and all(map(_plain, values)) and not any(_stores(scope, n) for n in names):
+                    expand[id(a)] = [src.seg(e) for e in values]  # plain values, none of them set again
+            if expand:
+                groups.append((*src.span(call), self._call_text(call, expand=expand)))
+        return groups
+
+    def _propagate_literals(self) -> list:
+        """A local set once to a literal (alone or within a tuple assignment) is written where it is read."""
+        src, groups = self.src, []
+        for func in self.functions:
+            for stmt in func.body:
+                if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+                    continue
+                pairs = _pairs(stmt.targets[0], stmt.value)
+                gone = [
+                    t for t, v in pairs if isinstance(t, ast.Name) and _is_display(v) and len(_stores(func, t.id)) == 1
+                ]
+                if gone:
+                    values = {id(t): src.seg(v) for t, v in pairs}
+                    group = [self._reassign(stmt, pairs, gone)]
+                    for t in gone:
+                        group += [(*src.span(n), values[id(t)]) for n in src.loads(func, t.id)]
+                    groups.append(group)
+        return groups
+
+    def _reassign(self, stmt, pairs, drop) -> tuple[int, int, str]:
+        """The assignment without the targets in drop (or no statement at all)."""
+        src = self.src
+        kept = [(t, v) for t, v in pairs if not any(t is d for d in drop)]
+        start, end = src.stmt_span(stmt)
+        if not kept:
+            return start, end, self._empty_block(stmt)
+        targets = ", ".join(src.seg(t) for t, _ in kept)
+        if len(kept) == 1 and isinstance(kept[0][1], ast.Starred):
+            value = src.seg(kept[0][1].value)
+        else:
+            value = ", ".join(src.seg(v) for _, v in kept)
+        lead = "".join(src.lines[src.first_line(stmt) - 1 : stmt.lineno - 1])
+        comment = _trailing_comment(src.lines[stmt.end_lineno - 1])
+        return (
+            start,
+            end,
+            f"{lead}{src.indent(stmt.lineno)}{targets} = {value}" + (f"  {comment}" if comment else "") + "\n",
+        )
+
+    def _inline(self) -> list:
+        """A function that is one `return` of a dispatch (it was specialised, or is called with a literal)
+        is written at its calls."""
+        src, groups = self.src, []
+        for name, func in self.defs.items():
+            if not isinstance(func, ast.FunctionDef) or func.decorator_list:
+                continue
+            body = [s for s in func.body if not _is_docstring(s, func)]
+            if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
+                continue
+            expr = body[0].value
+            if any(isinstance(n, (ast.Lambda, ast.Yield, ast.NamedExpr, ast.GeneratorExp)) for n in ast.walk(expr)):
+                continue
+            sites = self._calls_of(name)
+            if not sites:
+                continue
+            params = [p.arg for p in _params(func)]
+            free = {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)} - set(params)
+            for _f, call, _s in sites:
+                bound = _bind(func, call, 0)
+                caller = src.function_of(call)
+                if bound is None or set(params) - set(bound) or (caller and free & self.locals[id(caller)]):
+                    continue
+                literal = any(_is_display(a) for a in [*call.args, *(k.value for k in call.keywords)])
+                if name not in self.specialised and not literal:
+                    continue
+                uses = {p: _loads(expr, p) for p in params}
+                if any(len(uses[p]) != 1 and not _plain(bound[p]) for p in params):
+                    continue
+                inner = [(*src.span(n), src.fits(bound[p], n, src.seg(bound[p]))) for p in params for n in uses[p]]
+                text = _segment_with(src, expr, inner)
+                text = " ".join(text.split()) if "\n" in text else text
+                groups.append((*src.span(call), src.fits(expr, call, text)))
+        return groups
+
+    def _drop_params(self) -> list:
+        """Parameters that nothing reads leave the signature and every call (one function per pass)."""
+        src = self.src
+        for name in self.defs:
+            sites = self._calls_of(name)
+            if not sites:
+                continue
+            func, skip = sites[0][0], sites[0][2]
+            unused = [p for p in _params(func)[skip:] if not self._argument_read(func, p.arg)]
+            if not unused:
+                continue
+            group, ok = [self._signature(func, unused)], True
+            for _f, call, _s in sites:
+                bound = _bind(func, call, skip)
+                if bound is None:
+                    ok = False
+                    break
+                gone = [bound[p.arg] for p in unused if p.arg in bound]
+                drop = [a for a in call.args if any(a is g for g in gone)]
+                drop += [k for k in call.keywords if any(k.value is g for g in gone)]
+                if not all(_plain(a if isinstance(a, ast.expr) else a.value) for a in drop):
+                    ok = False
+                    break
+                if drop:
+                    group.append((*src.span(call), self._call_text(call, drop=drop)))
+            if ok and _accept([group]):
+                return [group]
+        return []
+
+    def _argument_read(self, func, name: str) -> bool:
+        """Whether any read of the parameter may see the argument (not only values set later)."""
+        if not self.src.loads(func, name):
+            return False
+        reach = _reaching(func, name, self.src)
+        return reach is None or any(state != _L for state in reach.values())
+
+    def _signature(self, func, drop) -> tuple[int, int, str]:
+        """The def line(s) without the parameters in drop, laid out as ruff would."""
+        src = self.src
+        defaults = _defaults(func)
+        parts = []
+        kept = [p for p in _params(func) if not any(p is d for d in drop)]
+        for p in kept:
+            text = p.arg + (f": {src.seg(p.annotation)}" if p.annotation else "")
+            if p.arg in defaults:
+                text += f" = {src.seg(defaults[p.arg])}" if p.annotation else f"={src.seg(defaults[p.arg])}"
+            parts.append(text)
+        keyword_only = [p for p in kept if any(p is k for k in func.args.kwonlyargs)]
+        if keyword_only:
+            parts.insert(len(kept) - len(keyword_only), "*")
+        ret = f" -> {src.seg(func.returns)}" if func.returns else ""
+        indent = src.indent(func.lineno)
+        head = f"{indent}def {func.name}("
+        if len(one := f"{head}{', '.join(parts)}){ret}:") <= _WIDTH:
+            text = one
+        elif len(f"{indent}    {', '.join(parts)}") <= _WIDTH:
+            text = f"{head}\n{indent}    {', '.join(parts)}\n{indent}){ret}:"
+        else:
+            text = f"{head}\n" + "".join(f"{indent}    {p},\n" for p in parts) + f"{indent}){ret}:"
+        return src.starts[func.lineno - 1], src.starts[func.body[0].lineno - 1], text + "\n"
+
+    def _drop_attributes(self) -> list:
+        """Attributes that __init__ sets to a plain value and nothing reads are not set."""
+        src, groups = self.src, []
+        loads = {n.attr for n in src.nodes if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)}
+        loads |= {n.target.attr for n in src.nodes if isinstance(n, ast.AugAssign) and hasattr(n.target, "attr")}
+        strings = {n.value for n in src.nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        for cls in self.classes.values():
+            init = _method(cls, "__init__")
+            if init is None or not init.args.args:
+                continue
+            me = init.args.args[0].arg
+            for stmt in init.body:
+                if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+                    continue
+                pairs = _pairs(stmt.targets[0], stmt.value)
+                drop = [
+                    t for t, v in pairs
+                    if isinstance(t, ast.Attribute) and getattr(t.value, "id", None) == me
+                    and t.attr not in loads and t.attr not in strings and _pure(v)
+                ]  # fmt: skip
+                if drop:
+                    groups.append(self._reassign(stmt, pairs, drop))
+        return groups
+
+    def _drop_locals(self) -> list:
+        """Locals set to a pure value that nothing reads are not set."""
+        src, groups = self.src, []
+        for func in self.functions:
+            for node in ast.walk(func):
+                if not (isinstance(node, ast.Assign) and len(node.targets) == 1) or src.function_of(node) is not func:
+                    continue
+                pairs = _pairs(node.targets[0], node.value)
+                drop = [t for t, v in pairs if isinstance(t, ast.Name) and not src.loads(func, t.id) and _pure(v)]
+                if drop:
+                    groups.append(self._reassign(node, pairs, drop))
+        return groups
+
+    def _drop_definitions(self) -> list:
+        """Top-level functions, classes and constants that nothing uses are left out."""
+        src, groups = self.src, []
+        for name, node in self.defs.items():
+            if name in self.protected:
+                continue
+            first, last = src.stmt_span(node)
+            if not [n for n in src.name_loads.get(name, []) if not first <= src.span(n)[0] < last]:
+                groups.append((first, last, ""))
+        return groups
+
+
+def _agree(seen: list, specials: tuple) -> bool:
+    """Every call passes the same literal (or the same one of specials)."""
+    if not seen or seen[0] is _Unknown:
+        return False
+    first = seen[0]
+    if any(first is s for s in specials):
+        return all(v is first for v in seen)
+    return all(v is not _Unknown and type(v) is type(first) and v == first for v in seen)
+
+
+_LOCKSTEP = """
+    # Both loops in lockstep, as lib.run: the first step whose loss, gradient or weights are not finite is the last.
+    with np.errstate(all="ignore"):
+        for step in range(cfg.iterations):
+            loss_m, w_m, g_m = next(manual)
+            loss_t, w_t, g_t = next(twin)
+            if not (math.isfinite(loss_m + loss_t) and all(np.isfinite(a).all() for a in (w_m, w_t, g_m, g_t))):
+                print(f"diverged at step {step}: try a smaller learning rate than {cfg.lr:g}")
+                break
+    print(f"{step + 1:,} steps of {cfg.iterations:,}; largest |manual - torch| {np.max(np.abs(w_m - w_t)):.3g}")
+    print(json.dumps({"manual": w_m.tolist(), "torch": w_t.tolist()}))
+"""
+
+
+def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str | None) -> str:
+    """The script for this Config alone: lib's source with the branches the Config does not take left out."""
+    code = _Assembler(short=True)
+    loops_name = code.add_entry(run_side.loops)
+    loops_key = code._lib_key(run_side.loops)
+    defs = [code._emit(code.found[key], key) for key in code.order if key != loops_key]
+    main = _main_from(code._emit(code.found[loops_key], loops_key), loops_name)
+    text = "\n\n\n".join([*defs, main]) + "\n"
+    text = _Specialiser(text, cfg, data, protected=("main",)).run()
+    text = _short_docstrings(text)
+    tree = ast.parse(text)
+    body = "\n\n\n".join(_top_level_blocks(text, tree))
+    namespaces = _namespaces(tree, data, cfg)
+    big = csv_name is None and data.m * (data.n + 1) > MAX_READABLE
+    if csv_name is None:
+        data_part = _embedded_data(data).rsplit("\n", 1)[0]  # X and y, without the long script's Dataset
+    else:
+        data_part = _csv_data(data, csv_name, target).strip("\n").rsplit("\n", 1)[0]
+    imports = _short_imports(code, text + data_part, big)
+    parts = [
+        _short_header(data, cfg, csv_name),
+        imports,
+        body,
+        f"{data_part}\n{namespaces}",
+        'if __name__ == "__main__":\n    main()',
+    ]
+    return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+
+def _main_from(loops_text: str, loops_name: str) -> str:
+    """main(): the body of lib.run.loops (its checks already passed, its return left out), then the lockstep."""
+    src = _Source(loops_text)
+    func = src.tree.body[0]
+    body = [s for s in func.body if not _is_docstring(s, func)]
+    skipped = {f.__name__ for f in _SHORT_STANDINS}
+    while body and isinstance(body[0], ast.Expr) and getattr(body[0].value.func, "id", None) in skipped:
+        body = body[1:]
+    if not isinstance(body[-1], ast.Return):
+        raise ValueError(f"to_script: {loops_name} no longer ends by returning its loops")
+    lines = "".join(src.lines[src.first_line(body[0]) - 1 : src.first_line(body[-1]) - 1])
+    doc = '    """Both loops on the same batches from the same init (lib.run.loops), run in lockstep (lib.run)."""\n'
+    return f"def main() -> None:\n{doc}{lines}{_LOCKSTEP.strip(chr(10))}\n"
+
+
+def _short_docstrings(text: str) -> str:
+    """Each docstring cut to its first paragraph, on one line where it fits."""
+    src = _Source(text)
+    edits = []
+    for node in src.nodes:
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or not node.body:
+            continue
+        doc = node.body[0]
+        if not _is_docstring(doc, node) or doc.lineno == doc.end_lineno:
+            continue
+        paragraph = inspect.cleandoc(doc.value.value).split("\n\n")[0]
+        indent = src.indent(doc.lineno)
+        one = f'{indent}"""{" ".join(paragraph.split())}"""'
+        several = '"""' + f"\n{indent}".join(paragraph.split("\n")) + '"""'
+        new = one.lstrip() if len(one) <= _WIDTH else several
+        edits.append((*src.span(doc), new))
+    return _apply(text, edits)
+
+
+def _top_level_blocks(text: str, tree: ast.Module) -> list[str]:
+    """Each top-level statement with its leading comments, blank lines inside a block kept to one."""
+    src = _Source(text)
+    blocks = []
+    for node in tree.body:
+        start, end = src.stmt_span(node)
+        block = re.sub(r"\n{3,}", "\n\n", text[start:end]).strip("\n")
+        blocks.append(re.sub(r"(:\n)\n+", r"\1", block))  # no blank line right after a def or class line
+    return blocks
+
+
+def _namespaces(tree: ast.Module, data: Dataset, cfg: Config) -> str:
+    """The two objects the code reads as data and cfg, with the fields it reads and nothing else."""
+    used: dict[str, set[str]] = {"data": set(), "cfg": {"iterations", "lr"}}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in used:
+            used[node.value.id].add(node.attr)
+    spelled = {"X": "X", "y": "y", "m": "X.shape[0]", "n": "X.shape[1]"}
+    fields = {}
+    for name, obj in (("data", data), ("cfg", cfg)):
+        parts = []
+        for attr in sorted(used[name], key=lambda a: (a not in spelled, a)):
+            if name == "data" and attr in spelled:
+                parts.append(f"{attr}={spelled[attr]}")
+                continue
+            value = getattr(obj, attr)
+            if not _is_literal(value):
+                raise ValueError(f"to_script: the script reads {name}.{attr}, which it cannot write")
+            parts.append(f"{attr}={_literal_text(value)}")
+        fields[name] = ", ".join(parts)
+    return (
+        "# What the code above reads of the run's lib.Dataset and lib.Config (the Config's choices are in the code).\n"
+        + (f"data = SimpleNamespace({fields['data']})\n" if used["data"] else "")
+        + f"cfg = SimpleNamespace({fields['cfg']})"
+    )
+
+
+def _short_imports(code: _Assembler, text: str, big: bool) -> str:
+    """The import lines whose names the script uses."""
+    tree = ast.parse(text)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    lines = {"import json", "import math", "from types import SimpleNamespace"} | ({"import base64"} if big else set())
+    for line in code.import_lines:
+        if line.split()[-1] in used:
+            lines.add(line)
+    merged: dict[str, list[str]] = {}
+    for line in sorted(line for line in lines if line.startswith("from ")):
+        _, module, _, name = line.split()
+        merged.setdefault(module, []).append(name)
+    plain = [line for line in lines if not line.startswith("from ")]
+    plain += [f"from {module} import {', '.join(sorted(names))}" for module, names in merged.items()]
+    third = [line for line in plain if line.split()[1].split(".")[0] in _THIRD_PARTY]
+    std = [line for line in plain if line not in third]
+    groups = [sorted(g, key=lambda s: (s.startswith("from"), s)) for g in (std, third)]
+    return "from __future__ import annotations\n\n" + "\n\n".join("\n".join(g) for g in groups if g)
+
+
+def _short_header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
+    where = f"read from {_one_line(repr(csv_name))} next to this script" if csv_name else "embedded below"
+    base = Config()
+    changed = [
+        f"{f.name}={_one_line(repr(getattr(cfg, f.name)))}"
+        for f in dataclasses.fields(cfg)
+        if getattr(cfg, f.name) != getattr(base, f.name)
+        and not (f.name == "loss" and cfg.loss == Config(model=cfg.model).loss)
+    ]
+    run = textwrap.fill(
+        f"lib.Config({', '.join(changed)}) on {_one_line(data.name)}: {data.m:,} samples x {data.n} features, {where}.",
+        width=_WIDTH - 4,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return (
+        '"""Rerun of a training-loop-twins run: the hand-written numpy loop and the torch loop, in lockstep.\n'
+        "\n"
+        f"{run}\n"
+        "Every function is lib's own source, less the branches this Config does not take. Needs numpy and torch.\n"
+        'The last printed line is JSON {"manual": [...], "torch": [...]}: each loop\'s final weights.\n'
+        '"""'
+    )

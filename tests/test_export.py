@@ -60,8 +60,63 @@ CASES = {
         ),
     ),
     "logistic, bce": (BLOBS, lib.Config(lr=0.1, batch_size=10, iterations=50, model="logistic")),
+    "rmsprop centered with momentum, mlp tanh without bias": (
+        DATA,
+        lib.Config(
+            lr=0.01,
+            batch_size=8,
+            iterations=40,
+            model="mlp",
+            hidden=3,
+            bias=False,
+            init="normal",
+            optimizer="rmsprop",
+            optimizer_kwargs={"centered": True, "momentum": 0.5},
+        ),
+    ),
+    "adagrad with decays, logistic without bias, no zero_grad": (
+        BLOBS,
+        lib.Config(
+            lr=0.1,
+            batch_size=10,
+            iterations=40,
+            model="logistic",
+            bias=False,
+            zero_grad=False,
+            optimizer="adagrad",
+            optimizer_kwargs={"lr_decay": 0.01, "weight_decay": 0.1},
+        ),
+    ),
+    "adamw amsgrad, mlp bce": (
+        BLOBS,
+        lib.Config(
+            lr=0.01,
+            batch_size=16,
+            iterations=40,
+            model="mlp",
+            hidden=4,
+            loss="bce",
+            init="normal",
+            optimizer="adamw",
+            optimizer_kwargs={"amsgrad": True},
+        ),
+    ),
+    "sgd momentum with dampening and weight decay": (
+        DATA,
+        lib.Config(
+            lr=0.001,
+            batch_size=5,
+            iterations=40,
+            optimizer_kwargs={"momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01},
+        ),
+    ),
+    "the app's default run": (DATA, lib.Config(lr=0.05, batch_size=32, iterations=500)),
     "diverges": (DATA, lib.Config(lr=5.0, batch_size=40, iterations=200)),
 }
+# The Config and data the short script is written for: lib.Config()'s run on the default data set, and the
+# app's default sidebar run on it.
+DEFAULT_DATA = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+DEFAULT_RUNS = {"lib.Config()": lib.Config(), "the app's default": lib.Config(lr=0.05, batch_size=32, iterations=500)}
 
 
 def run_script(text: str, folder: Path) -> tuple[str, dict]:
@@ -95,18 +150,23 @@ def test_lib_is_not_importable_where_the_scripts_run(tmp_path):
 
 
 def test_scripts_reproduce_lib_run(tmp_path):
-    """Every case's exported script, run outside the repo without lib, ends at lib.run's final weights (1e-12)."""
+    """Every case's exported script, run outside the repo without lib, ends at lib.run's final weights (1e-12):
+    the short script of each Config, and the full one (every branch kept) of two."""
     results = {name: lib.run(data, cfg) for name, (data, cfg) in CASES.items()}
     assert results["diverges"].stopped == "diverged"  # the stop rule is exercised, not just the happy path
     assert all(r.stopped is None and r.steps > 0 for name, r in results.items() if name != "diverges")
     assert "base64" in lib.to_script(*CASES["mse, float32 torch, big data"])
-    scripts = [(str(i), lib.to_script(data, cfg)) for i, (data, cfg) in enumerate(CASES.values())]
+    scripts = [(name, lib.to_script(data, cfg)) for name, (data, cfg) in CASES.items()]
+    full = ["mlp relu, sgd nesterov", "diverges"]
+    scripts += [(f"{name} (full)", lib.to_script(*CASES[name], full=True)) for name in full]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        outputs = list(pool.map(lambda job: run_script(job[1], tmp_path / job[0]), scripts))
-    for (name, result), (stdout, weights) in zip(results.items(), outputs, strict=True):
+        outputs = list(pool.map(lambda job: run_script(job[1], tmp_path / str(hash(job[0]))), scripts))
+    names = [*results, *full]
+    for (label, _), name, (stdout, weights) in zip(scripts, names, outputs, strict=True):
+        result = results[name]
         assert_reproduces(result, weights)
-        assert f"{result.steps:,} steps of {result.config.iterations:,}" in stdout, name
-    assert "diverged at step" in outputs[-1][0]
+        assert f"{result.steps:,} steps of {result.config.iterations:,}" in stdout, label
+        assert ("diverged at step" in stdout) == (name == "diverges"), label
 
 
 def test_csv_dataset_is_read_by_file_name(tmp_path):
@@ -137,11 +197,20 @@ def test_csv_script_explains_a_missing_file(tmp_path):
     assert "cannot read 'missing.csv'" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_script_is_built_from_lib_source():
-    """The code shown is the code that runs: lib's functions appear verbatim, and nothing imports lib."""
-    text = lib.to_script(DATA, lib.Config(iterations=5))
+def test_full_script_is_built_from_lib_source():
+    """full=True: lib's functions appear verbatim, every branch kept, and nothing imports lib."""
+    text = lib.to_script(DATA, lib.Config(iterations=5), full=True)
     for func in (lib.manual_loop, lib.torch_loop, lib.batch_indices, lib.manual_mlp_loop, lib.optim.SGD):
         assert inspect.getsource(func).strip() in text, func.__name__
+    assert_imports_only_numpy_torch_and_the_standard_library(text)
+
+
+def test_short_scripts_import_only_numpy_torch_and_the_standard_library():
+    for data, cfg in CASES.values():
+        assert_imports_only_numpy_torch_and_the_standard_library(lib.to_script(data, cfg))
+
+
+def assert_imports_only_numpy_torch_and_the_standard_library(text: str) -> None:
     tree = ast.parse(text)
     imported = {
         (n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
@@ -200,6 +269,7 @@ def _refuse(token: str):
         (lambda: lib.to_script(DATA, {"lr": 0.1}), "cfg must be a lib.Config"),
         (lambda: lib.to_script(DATA, lib.Config(), csv_name=""), "csv_name must be a file name"),
         (lambda: lib.to_script(DATA, lib.Config(init=[1.0, 2.0])), "init must have 4 numbers"),
+        (lambda: lib.to_script(DATA, lib.Config(), full="yes"), "full must be True or False"),
         (lambda: lib.history_csv(None), "result must be a lib.Result"),
         (lambda: lib.history_json("result"), "result must be a lib.Result"),
     ],
