@@ -77,7 +77,8 @@ def steps_per_second(data: lib.Dataset, cfg: lib.Config) -> tuple[float, int]:
     """Both loops' steps per second for this Config, and over how many of its first steps that was timed.
 
     At most PROBE_STEPS steps or PROBE_SECONDS; inf (start it) if they diverge or cannot run, which the run
-    itself then says.
+    itself then says. Timed in this thread's CPU time: on a server busy with other visitors' runs the wall
+    time of a few steps says more about them than about this run, and the default run must still start.
     """
     key = (fingerprint(data), cfg)
     cached = state.get("compare_rate")
@@ -85,11 +86,12 @@ def steps_per_second(data: lib.Dataset, cfg: lib.Config) -> tuple[float, int]:
         return cached[1]
     # progress_every=0 checks the time limit after every step, so even a slow model's probe ends in time.
     first = cfg.replace(iterations=min(cfg.iterations, PROBE_STEPS))
+    cpu = time.thread_time()
     try:
         probe = lib.run(data, first, progress_every=0, time_limit=PROBE_SECONDS)
     except ValueError:
         return math.inf, 0
-    seconds = probe.manual.seconds + probe.torch.seconds
+    seconds = time.thread_time() - cpu
     rate = math.inf if probe.stopped == "diverged" or seconds <= 0 else probe.steps / seconds
     state["compare_rate"] = (key, (rate, probe.steps))
     return rate, probe.steps
