@@ -70,7 +70,13 @@ def line(direction: int) -> None:
 
 def start_play() -> None:
     """Play's callback: the first move comes at once, the next ones at the speed chosen."""
-    st.session_state.update(step_playing=True, step_moved_at=-math.inf, step_play_note=None)
+    state = st.session_state
+    stepper: Stepper = state["step_stepper"]
+    if not can_move(stepper, state.get("step_unit_kept", "step")):
+        # The button can be a step behind: the step buttons move the run without redrawing it.
+        state["step_play_note"] = f"Nothing to play: step {stepper.step} is this run's last step."
+        return
+    state.update(step_playing=True, step_moved_at=-math.inf, step_play_note=None)
 
 
 def pause() -> None:
@@ -269,9 +275,39 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
         # The speed box is drawn on this page only, so Streamlit forgets its key when the learner leaves the
         # page: coming back (or arriving) finds play paused instead of resuming by itself.
         state["step_playing"] = False
+    play_controls(state["step_stepper"])
     timer = wanted_timer()
-    # run_every is fixed when the fragment is defined, so Play and Pause rerun the whole page to change it.
     st.fragment(run_every=timer)(steps_view)(data, cfg, total, timer)
+
+
+def play_controls(stepper: Stepper) -> None:
+    """Play or Pause, the speed and what a move is, outside the fragment: each of them reruns the whole page.
+
+    run_every is fixed when the fragment is defined, so anything that starts, stops or times play needs a
+    whole-page run anyway; and a click on a widget outside the fragment is never lost, whereas a click inside
+    it that arrives while a whole-page run is rebuilding the fragment is dropped by Streamlit.
+    """
+    state = st.session_state
+    unit = state.get("step_unit_kept", "step")
+    play = st.columns([1, 1.2, 1.4, 2.4], vertical_alignment="bottom")
+    state["step_play_drawn"] = drawn = (state.get("step_playing", False), can_move(stepper, unit))
+    if drawn[0]:
+        play[0].button("⏸ Pause", key="step_pause", on_click=pause, type="primary")
+    else:
+        play[0].button(
+            "▶ Play", key="step_play", on_click=start_play, disabled=not drawn[1],
+            help="Moves on by itself at the speed chosen, and stops at the run's last step or where it diverges.",
+        )  # fmt: skip
+    speed = state.get("step_speed_kept", DEFAULT_SPEED)
+    play[1].selectbox(
+        "Speed", SPEEDS, index=SPEEDS.index(speed), format_func=lambda s: f"{s:g} per second",
+        key="step_speed", on_change=keep, args=("step_speed",),
+        help="Play's moves per second, as asked for: on a busy machine or a slow connection they come slower.",
+    )  # fmt: skip
+    play[2].selectbox(
+        "Play moves", tuple(UNITS), index=tuple(UNITS).index(unit), format_func=UNITS.get,
+        key="step_unit", on_change=keep, args=("step_unit",),
+    )  # fmt: skip
 
 
 def wanted_timer() -> float | None:
@@ -281,16 +317,22 @@ def wanted_timer() -> float | None:
 
 
 def steps_view(data: lib.Dataset, cfg: lib.Config, total: int, timer: float | None) -> None:
-    """The step buttons, play, and every number of the current step; with run_every, one play move per run."""
+    """The fragment: one play move if playing, then the page; with run_every, Streamlit runs it once a beat."""
+    if st.session_state.get("step_playing"):
+        tick(st.session_state["step_stepper"], cfg, total)
+    draw_steps(data, cfg)
+    # Play stopped by itself, a step button paused it, or moved to or from the run's last step: a whole-page
+    # run redraws the Play button (outside this fragment) and defines the fragment again with the timer wanted.
+    state = st.session_state
+    now = (state.get("step_playing", False), can_move(state["step_stepper"], state.get("step_unit_kept", "step")))
+    if wanted_timer() != timer or now != state.get("step_play_drawn"):
+        st.rerun()
+
+
+def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
+    """The step buttons, the play controls, and every number of the current step."""
     state = st.session_state
     stepper: Stepper = state["step_stepper"]
-    if wanted_timer() != timer:  # Play, Pause or a new speed: define the fragment again with its timer
-        st.rerun()
-    if state.get("step_playing"):
-        tick(stepper, cfg, total)
-        if wanted_timer() != timer:  # play stopped by itself: no more timer
-            st.rerun()
-    unit = state.get("step_unit_kept", "step")
 
     buttons = st.columns([1, 1, 1, 1.2, 1.2, 1], vertical_alignment="bottom")
     buttons[0].button(
@@ -305,26 +347,9 @@ def steps_view(data: lib.Dataset, cfg: lib.Config, total: int, timer: float | No
     buttons[4].button("Run to step N", key="step_run_to", on_click=act, args=("run_to",))
     buttons[5].button("Reset", key="step_reset", on_click=act, args=("reset",), disabled=stepper.step < 0)
 
-    play = st.columns([1, 1.2, 1.4, 1.2, 1.2], vertical_alignment="bottom")
-    if state.get("step_playing"):
-        play[0].button("⏸ Pause", key="step_pause", on_click=pause, type="primary")
-    else:
-        play[0].button(
-            "▶ Play", key="step_play", on_click=start_play, disabled=not can_move(stepper, unit),
-            help="Moves on by itself at the speed chosen, and stops at the run's last step or where it diverges.",
-        )  # fmt: skip
-    speed = state.get("step_speed_kept", DEFAULT_SPEED)
-    play[1].selectbox(
-        "Speed", SPEEDS, index=SPEEDS.index(speed), format_func=lambda s: f"{s:g} per second",
-        key="step_speed", on_change=keep, args=("step_speed",),
-        help="Play's moves per second, as asked for: on a busy machine or a slow connection they come slower.",
-    )  # fmt: skip
-    play[2].selectbox(
-        "Play moves", tuple(UNITS), index=tuple(UNITS).index(unit), format_func=UNITS.get,
-        key="step_unit", on_change=keep, args=("step_unit",),
-    )  # fmt: skip
-    play[3].button("Previous line", key="step_line_back", on_click=line, args=(-1,), disabled=stepper.step < 0)
-    play[4].button(
+    lines = st.columns([1, 1, 4], vertical_alignment="bottom")
+    lines[0].button("Previous line", key="step_line_back", on_click=line, args=(-1,), disabled=stepper.step < 0)
+    lines[1].button(
         "Next line", key="step_line", on_click=line, args=(1,), disabled=not can_move(stepper, "line"),
         help="The next of the step's five lines (after a step's last line, the first line of the next step).",
     )  # fmt: skip
