@@ -515,3 +515,14 @@ def test_the_mlp_shows_its_own_loop_and_without_zero_grad_says_nothing_is_reset(
     assert lib.trace.Stepper(DATA, cfg).functions[0] is lib.manual_mlp_loop
     assert "delta1 = np.outer(delta, W2)" in at.main.code[6].value  # the hand MLP's backward pass
     assert "zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset" in captions(at)
+
+
+def test_at_the_last_step_there_is_nothing_to_play_until_reset():
+    at = page()
+    at.number_input(key="step_target").set_value(499)
+    click(at, "step_run_to")
+    assert at.button(key="step_play").disabled
+    click(at, "step_reset")
+    assert not at.button(key="step_play").disabled
+    click(at, "step_play")
+    assert shown_step(at) == 0 and playing(at)
