@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.state import get_session_state
 
 import lib
 from lib.csv_data import numeric_columns, prepare, read_csv, text_columns
@@ -26,22 +27,22 @@ KEEP = MappingProxyType({"persist_state": "session", "bind": "query-params"})  #
 LAST_RUN = "compare_last_run"  # session_state key: {"data": Dataset, "result": Result, "source": dict}
 SOURCE = "controls_source"  # session_state key: where the current data comes from (see _source)
 UPLOAD = "controls_upload"  # session_state key: (file name, bytes) of the uploaded CSV, kept across pages
-URL_CHECKED = "controls_url_checked"  # set after the first run has compared the link with the controls
+URL_CHECKED = "controls_url_checked"  # set by the first run: its notes on the link's parameters (see url_notes)
+PRESET_SET = "controls_preset_set"  # session_state key: {"preset": key, "values": {widget key: value it set}}
+PRESET_NOTE = "controls_preset_note"  # session_state key: what the last change of data source did (see _note)
+COLUMNS_FOR = "controls_columns_for"  # session_state key: (name, digest) of the file the column choice is for
+COLUMNS_NOTE = "controls_columns_note"  # session_state key: the new file's column choice, in words, while it holds
+DROP_LABEL = "Drop rows with missing values"  # the checkbox; CSV messages name it instead of drop_missing=True
 MAX_NUMBERS = 5_000_000  # samples x features of the synthetic data: 40 MB of float64, plenty here
 
 SOURCES = ("synthetic", *PRESETS, "csv")
-# Said whenever an MLP starts from all-zero weights; tests/test_optimizers_models.py checks every claim in it.
-# It holds for every model setting the sidebar offers (bias on or off, both activations, zero_grad on or off,
-# every optimizer and keyword argument), so it names the cases where it differs instead of leaving them out.
-ZERO_MLP = (
-    "All of this network's initial weights are zero, so its hidden layer cannot learn. Every hidden unit "
-    "computes act(0) = 0, so W2's gradient (a product with those zeros) is zero, and so is that of W1 (and of b1, "
-    "with a bias), which passes through W2 = 0. A zero gradient leaves a zero weight at zero with every optimizer "
-    "here, whatever its momentum, weight decay or maximize, so W1 and W2 (and b1) stay 0 at every step: the "
-    "network gives every input the same output, its output bias b2, the only weight that can move (0 without a "
-    "bias). The one exception is eps = 0 (for Adagrad, with initial_accumulator_value 0 too): the update is then "
-    "0/0 = NaN and the run stops at its first step. Choose **normal** initial weights under *Start* (the moons "
-    "preset does): the hidden units then start different and can learn different features."
+# What the data-source list shows; the URL keeps the keys (?data=classic), which links already hold.
+SOURCE_LABELS = MappingProxyType(
+    {
+        "synthetic": "Synthetic: y = X·w + b + noise (you choose its size)",
+        **{key: f"Preset: {preset.title}" for key, preset in PRESETS.items()},
+        "csv": "Your own CSV file",
+    }
 )
 LOSSES_FOR = MappingProxyType(
     {"linear": ("mse", "half_mse", "sse"), "logistic": ("bce",), "mlp": ("mse", "half_mse", "sse", "bce")}
@@ -85,18 +86,43 @@ KWARG_RANGES = MappingProxyType(
         "beta2": (0.0, 0.999999, 0.001),
     }
 )
-# One help text per keyword, shared by the optimizers that take it, so each names the optimizer where they differ.
+# The help of each optimizer's keyword arguments: under "<optimizer>_<arg>" where the optimizers differ (one text
+# each, exact for it), else under "<arg>", shared by the optimizers that take it (see kwarg_help).
 # g is the gradient as the optimizer uses it: .grad, negated by maximize, plus weight_decay × weights (not AdamW).
 KWARG_HELP = MappingProxyType(
     {
-        "momentum": "SGD: a velocity v that is set to g at the first step (no dampening), then "
-        "v = momentum·v + (1 − dampening)·g; the step is lr·v (nesterov: lr·(g + momentum·v)). RMSprop: a buffer "
-        "b = momentum·b + g / (√v + eps) (centered: √(v − ḡ²) + eps), from b = 0; the step is lr·b. 0 turns it "
-        "off (plain SGD or RMSprop).",
+        "sgd_momentum": "A velocity v that is set to g at the first step (no dampening), then "
+        "v = momentum·v + (1 − dampening)·g; the step is lr·v (nesterov: lr·(g + momentum·v)). 0 turns it off: "
+        "plain SGD steps by lr·g.",
+        "rmsprop_momentum": "A buffer b = momentum·b + g / (√v + eps) (centered: √(v − ḡ²) + eps), from b = 0; "
+        "the step is lr·b. 0 turns it off: the step is then lr·g / (√v + eps).",
+        "sgd_weight_decay": "Adds weight_decay × weights to the gradient (L2), after maximize's sign change and "
+        "before the velocity takes it in.",
+        "adam_weight_decay": "Adds weight_decay × weights to the gradient (L2), after maximize's sign change and "
+        "before the moments take it in. With decoupled_weight_decay it multiplies the weights by "
+        "1 − lr·weight_decay before the step instead (as AdamW).",
+        "adamw_weight_decay": "Multiplies the weights by 1 − lr·weight_decay before each step (decoupled: the "
+        "gradient and its moments never see it). torch's default is 0.01, so AdamW shrinks the weights even at its "
+        "defaults.",
+        "rmsprop_weight_decay": "Adds weight_decay × weights to the gradient (L2), after maximize's sign change and "
+        "before v (and ḡ, when centered) take it in.",
+        "adagrad_weight_decay": "Adds weight_decay × weights to the gradient (L2), after maximize's sign change and "
+        "before its square is added to the sum.",
+        "adam_eps": "Added to √v̂ (v after its bias correction; amsgrad: the largest so far) in the step's "
+        "denominator: the step is lr·m̂ / (√v̂ + eps). A weight whose g (.grad, plus weight_decay × weights if set) "
+        "has been 0 at every step so far steps by 0/eps = 0. With eps = 0 it steps by 0/0 = NaN and the run stops.",
+        "adamw_eps": "Added to √v̂ (v after its bias correction; amsgrad: the largest so far) in the step's "
+        "denominator: the step is lr·m̂ / (√v̂ + eps), after the decay. A weight whose .grad has been 0 at every step "
+        "so far steps by 0/eps = 0 (the decay still shrinks it). With eps = 0 it steps by 0/0 = NaN and the run "
+        "stops.",
+        "rmsprop_eps": "Added to √v (centered: √(v − ḡ²)) in the step's denominator: the step is lr·g / (√v + eps). "
+        "A weight whose g (.grad, plus weight_decay × weights if set) has been 0 at every step so far steps by "
+        "0/eps = 0. With eps = 0 it steps by 0/0 = NaN and the run stops.",
+        "adagrad_eps": "Added to √sum in the step's denominator: the step is lr·g / (√sum + eps). A weight whose g "
+        "(.grad, plus weight_decay × weights if set) has been 0 at every step so far steps by 0/eps = 0. With "
+        "eps = 0 it steps by 0/0 = NaN and the run stops, unless initial_accumulator_value > 0.",
         "dampening": "SGD: the new gradient enters the velocity scaled by 1 − dampening, from the second step on "
         "(the first step sets v = g). Must be 0 with nesterov.",
-        "weight_decay": "Adds weight_decay × weights to the gradient (L2), after maximize's sign change. AdamW (and "
-        "Adam with decoupled_weight_decay) multiplies the weights by 1 − lr·weight_decay before its step instead.",
         "nesterov": "SGD: step by lr·(g + momentum·v), with v the velocity just updated, instead of lr·v "
         "(a look-ahead). Needs momentum > 0 and dampening 0.",
         "maximize": "Use −.grad: the step climbs the loss instead of descending it (weight decay, if any, still "
@@ -105,9 +131,6 @@ KWARG_HELP = MappingProxyType(
         "the step divides m by 1 − beta1^t to undo that start.",
         "beta2": "betas[1]: v = beta2·v + (1 − beta2)·g², the running mean of the squared gradient (second "
         "moment), from 0; the step divides v by 1 − beta2^t to undo that start.",
-        "eps": "Added to the square root in the step's denominator, so that a weight whose g (.grad, plus "
-        "weight_decay × weights if set) has been 0 at every step so far steps by 0/eps = 0. With eps = 0 it "
-        "steps by 0/0 = NaN and the run stops (Adagrad: unless initial_accumulator_value > 0).",
         "amsgrad": "Divide by the square root of the largest second moment v so far (bias-corrected by this "
         "step's 1 − beta2^t) instead of the current v's.",
         "decoupled_weight_decay": "Multiply the weights by 1 − lr·weight_decay before the step (as AdamW) instead "
@@ -141,6 +164,51 @@ DEFAULTS = MappingProxyType(
         "seed": 0,
     }
 )
+
+
+def kwarg_help(optimizer: str, arg: str) -> str | None:
+    """The help of one optimizer's keyword argument: its own text if it has one, else the one it shares."""
+    return KWARG_HELP.get(f"{optimizer}_{arg}", KWARG_HELP.get(arg))
+
+
+def zero_mlp_warning(cfg: lib.Config) -> str:
+    """What the sidebar says when an MLP starts from all-zero weights, built from cfg so that every clause applies
+    (tests/test_optimizers_models.py checks each clause against both loops)."""
+    kwargs = {**optimizer_defaults(cfg.optimizer), **cfg.optimizer_kwargs}
+    hidden = "W1, b1 and W2" if cfg.bias else "W1 and W2"
+    words = [
+        "All of this network's initial weights are zero, so its hidden layer cannot learn. Every hidden unit "
+        f"computes {cfg.activation}(0) = 0, so W2's gradient (a product with those zeros) is zero, and so is "
+        + ("that of W1 and of b1, which pass" if cfg.bias else "that of W1, which passes")
+        + " through W2 = 0."
+    ]
+    adagrad = cfg.optimizer == "adagrad"
+    if kwargs.get("eps", 1.0) == 0 and not (adagrad and kwargs["initial_accumulator_value"] > 0):
+        start = " and initial_accumulator_value 0" if adagrad else ""
+        words.append(
+            f"With eps = 0{start}, {OPTIMIZER_LABELS[cfg.optimizer]} divides those zero gradients by 0: the first "
+            f"update of {hidden} is 0/0 = NaN, and the run stops at its first step."
+        )
+    else:
+        despite = [name for arg, name in (("momentum", "momentum"), ("weight_decay", "weight decay"),
+                   ("maximize", "maximize")) if kwargs.get(arg)]  # fmt: skip
+        if not cfg.zero_grad:
+            despite.append("zero_grad off (a sum of zero gradients is zero)")
+        even = f", even with {' and '.join(despite)}," if despite else ","
+        words.append(
+            f"A zero gradient leaves a zero weight at zero with {OPTIMIZER_LABELS[cfg.optimizer]}{even} so {hidden} "
+            "stay 0 at every step: "
+            + (
+                "the network gives every input the same output, its output bias b2, the only weight that can move."
+                if cfg.bias
+                else "nothing moves, and the network's output is 0 for every input."
+            )
+        )
+    words.append(
+        "Choose **normal** initial weights under *Start* (the moons preset does): the hidden units then start "
+        "different and can learn different features."
+    )
+    return " ".join(words)
 
 
 # ------------------------------------------------------------------ data, cached at numpy level
@@ -202,6 +270,7 @@ def _csv_arrays(raw: bytes, name: str, target: str, features: tuple, standardize
         drop_missing=drop,
         classifier=classifier,
         name=name,
+        drop_option=f"the checkbox {DROP_LABEL}",
     )
     data = prepared.data
     return data.X, data.y, data.feature_names, data.name, prepared.dropped_rows
@@ -241,6 +310,10 @@ def optimizer_defaults(name: str) -> dict:
     return lib.optim.defaults(name)
 
 
+# The warning for the MLP the sidebar offers first (tanh, a bias, plain SGD, zero_grad on), as a name to look for.
+ZERO_MLP = zero_mlp_warning(lib.Config(model="mlp"))
+
+
 def _widget_values(name: str, kwargs: dict) -> dict:
     """Optimizer kwargs as widget values by key: {"adam_beta1": 0.9, "adam_eps": 1e-08, ...}."""
     out = {}
@@ -252,37 +325,154 @@ def _widget_values(name: str, kwargs: dict) -> dict:
     return out
 
 
-def _apply_preset() -> None:
-    """on_change of the data source: put a preset's suggested settings into the widgets, once."""
-    state = st.session_state
-    preset = PRESETS.get(state.get("data"))
-    if preset is None:
-        return
-    cfg = preset.config(preset_data(preset.key, state.get("seed", 0)))
-    state.update(lr=cfg.lr, batch_size=cfg.batch_size, iterations=cfg.iterations, model=cfg.model)
-    state.update(loss=cfg.loss, bias=cfg.bias, zero_grad=cfg.zero_grad, optimizer=cfg.optimizer)
-    state.update(hidden=cfg.hidden, activation=cfg.activation)
+# Widget keys in words, for the sentences that say what a change of data source did to them.
+SETTING_NAMES = MappingProxyType(
+    {"lr": "lr", "batch_size": "batch size", "iterations": "iterations", "model": "model", "hidden": "hidden units",
+     "activation": "activation", "loss": "loss", "optimizer": "optimizer", "bias": "Learn a bias",
+     "init": "initial weights", "init_values": "the initial weights typed in", "zero_grad": "zero_grad"}
+)  # fmt: skip
+
+
+def _setting(key: str, value) -> str:
+    """A control and its value in words: "batch size 32", "Learn a bias on", "sgd momentum 0"."""
+    name = SETTING_NAMES.get(key) or key.replace("_", " ", 1)
+    shown = (
+        ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else value
+    )
+    return f"{name} {shown}"
+
+
+def _default_value(key: str):
+    """What a control shows before anyone changes it (the optimizers' settings: torch's defaults)."""
+    if key in DEFAULTS:
+        return DEFAULTS[key]
+    if key == "init_values":
+        return ""
+    name = key.split("_", 1)[0]
+    return _widget_values(name, optimizer_defaults(name))[key]
+
+
+def _same(a, b) -> bool:
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def preset_values(key: str, seed: int = 0) -> dict:
+    """A preset's suggested settings as widget values by key: everything the data source's help says it sets."""
+    preset = PRESETS[key]
+    cfg = preset.config(preset_data(key, seed))  # the data's size is all it reads (a full batch becomes m)
+    values = {"lr": cfg.lr, "batch_size": cfg.batch_size, "iterations": cfg.iterations, "model": cfg.model,
+              "loss": cfg.loss, "bias": cfg.bias, "zero_grad": cfg.zero_grad, "optimizer": cfg.optimizer,
+              "hidden": cfg.hidden, "activation": cfg.activation}  # fmt: skip
     if isinstance(cfg.init, str):
-        state["init"] = cfg.init
+        values["init"] = cfg.init
     else:
-        state["init"], state["init_values"] = "custom", ", ".join(f"{v:g}" for v in cfg.init)
-    state.update(_widget_values(cfg.optimizer, {**optimizer_defaults(cfg.optimizer), **cfg.optimizer_kwargs}))
-    state["controls_applied"] = preset.key
+        values["init"], values["init_values"] = "custom", ", ".join(f"{v:g}" for v in cfg.init)
+    values.update(_widget_values(cfg.optimizer, {**optimizer_defaults(cfg.optimizer), **cfg.optimizer_kwargs}))
+    return values
+
+
+def _change_source() -> None:
+    """on_change of the data source: a preset puts its suggested settings into the widgets, once; leaving a preset
+    puts back the defaults of what it had set and the user has not changed since."""
+    state = st.session_state
+    source, before = state.get("data"), state.pop(PRESET_SET, None)
+    state.pop(PRESET_NOTE, None)
+    if source in PRESETS:
+        values = preset_values(source, int(state.get("seed", 0)))
+        st.session_state.update(values)
+        state[PRESET_SET] = {"preset": source, "values": values}
+        _note(source, "Its suggested settings are now in the controls; change any of them freely.", values)
+        return
+    if before is None:
+        return
+    title = PRESETS[before["preset"]].title
+    reset, kept = {}, []
+    for key, value in before["values"].items():
+        if not _same(state.get(key), value):
+            kept.append(key)
+        elif not _same(value, _default_value(key)):
+            reset[key] = _default_value(key)
+    st.session_state.update(reset)
+    words = []
+    if reset:
+        shown = ", ".join(_setting(key, value) for key, value in reset.items())
+        words.append(f"Back to the defaults for what the *{title}* preset had set: {shown}.")
+    if kept:
+        shown = ", ".join(_setting(key, state.get(key)) for key in kept)
+        words.append(f"Kept as you changed them after choosing the preset: {shown}.")
+    if words:
+        _note(source, " ".join(words), {key: state.get(key) for key in (*reset, *kept)})
+
+
+def _note(source: str, text: str, values: dict) -> None:
+    """Say what a change of data source did, for as long as the controls it names still hold those values."""
+    st.session_state[PRESET_NOTE] = {"source": source, "text": text, "values": values}
+
+
+def _shown_note(source: str) -> str | None:
+    """The note of _note, while the source and the values it speaks of are unchanged; else it is dropped."""
+    state = st.session_state
+    note = state.get(PRESET_NOTE)
+    if note is None:
+        return None
+    if note["source"] == source and all(_same(state.get(key), value) for key, value in note["values"].items()):
+        return note["text"]
+    del state[PRESET_NOTE]
+    return None
+
+
+def _open_link(asked: dict[str, list[str]]) -> None:
+    """The session's first run: the data source the link names (it is not bound to the URL, see _data_controls),
+    and, for a preset, its suggested settings in every control the link does not set itself."""
+    raw = asked.get("data")
+    source = raw[-1].strip() if raw else None
+    if source not in SOURCES:
+        return  # none asked, or url_notes names it
+    st.session_state.update({"data": source})
+    if source not in PRESETS:
+        return
+    values = {key: value for key, value in preset_values(source).items() if key not in asked}
+    st.session_state.update(values)
+    st.session_state[PRESET_SET] = {"preset": source, "values": values}
+    linked = sorted(key for key in preset_values(source) if key in asked)
+    note = "The link names this preset, so its suggested settings are in the controls"
+    if linked:
+        note += f", but for {', '.join(SETTING_NAMES.get(key, key) for key in linked)}, which the link sets itself"
+    _note(source, note + ". Change any of them freely.", {key: st.session_state.get(key) for key in values})
 
 
 def _store_upload() -> None:
     """on_change of the file uploader: keep the file's bytes, which outlive the widget across page switches."""
     file = st.session_state.get("csv_file")
-    for key in ("target", "features"):  # the columns of another file mean nothing for this one
-        st.session_state.pop(key, None)
     if file is None:
         st.session_state.pop(UPLOAD, None)
     else:
         st.session_state[UPLOAD] = (file.name, file.getvalue())
 
 
+def _set_by_state_api(key: str) -> bool:
+    """Whether st.session_state[key] was set in this run (or by a callback before it) and not yet taken in by the
+    widget: the test Streamlit makes before its "created with a default value" warning. It is internal, so a
+    Streamlit without it counts as never, and tests/test_app_controls.py then fails on the warnings."""
+    try:
+        return get_session_state().is_new_state_value(key)
+    except AttributeError:
+        return False
+
+
 class Drawn(dict):
-    """key -> (value, what the control accepts, in words): what the link's parameters are checked against."""
+    """key -> (value, what the control accepts, in words): what the link's parameters are checked against.
+
+    A widget whose value was just set through st.session_state (by a callback such as _change_source, or earlier
+    in the run) is drawn without a default: Streamlit ignores the default then anyway, and logs "created with a
+    default value but also had its value set via the Session State API" when one is given. Once Streamlit has
+    taken the value in (the next run after a click), the widget is drawn with its default again, which also keeps
+    a value equal to it out of the URL.
+    """
+
+    def write(self, **values) -> None:
+        """Set widgets that are drawn later in this run."""
+        st.session_state.update(values)
 
     def number(self, label: str, key: str, low, high, default, **kw):
         whole = isinstance(low, int) and isinstance(high, int)
@@ -290,25 +480,29 @@ class Drawn(dict):
             # A float widget shown without decimals: Streamlit turns a linked whole number into an int
             # itself, and int("inf") would crash the page; a float widget falls back to its default.
             kw = {"step": 1.0, "format": "%.0f", **{k: float(v) if k == "step" else v for k, v in kw.items()}}
-            value = st.number_input(label, float(low), float(high), float(default), key=key, **KEEP, **kw)
+            shown = "min" if _set_by_state_api(key) else float(default)
+            value = st.number_input(label, float(low), float(high), shown, key=key, **KEEP, **kw)
             value = round(value)
         else:
-            value = st.number_input(label, low, high, default, key=key, **KEEP, **kw)
+            shown = "min" if _set_by_state_api(key) else default
+            value = st.number_input(label, low, high, shown, key=key, **KEEP, **kw)
         self[key] = (
             value,
             f"a whole number from {low:,} to {high:,}" if whole else f"a number from {low:g} to {high:g}",
         )
         return value
 
-    def select(self, label: str, options, key: str, default=None, **kw):
+    def select(self, label: str, options, key: str, default=None, bind: bool = True, **kw):
         options = tuple(options)
-        index = options.index(default) if default in options else 0
-        value = st.selectbox(label, options, index=index, key=key, **KEEP, **kw)
+        index = 0 if _set_by_state_api(key) or default not in options else options.index(default)
+        keep = KEEP if bind else {"persist_state": "session"}
+        value = st.selectbox(label, options, index=index, key=key, **keep, **kw)
         self[key] = (value, "one of " + ", ".join(map(str, options)))
         return value
 
     def check(self, label: str, key: str, default: bool, toggle: bool = False, **kw) -> bool:
-        value = (st.toggle if toggle else st.checkbox)(label, default, key=key, **KEEP, **kw)
+        shown = False if _set_by_state_api(key) else default
+        value = (st.toggle if toggle else st.checkbox)(label, shown, key=key, **KEEP, **kw)
         self[key] = (value, "true or false")
         return value
 
@@ -323,7 +517,7 @@ class Drawn(dict):
         return value
 
     def multi(self, label: str, options, key: str, default, **kw) -> list:
-        value = st.multiselect(label, options, default, key=key, **KEEP, **kw)
+        value = st.multiselect(label, options, None if _set_by_state_api(key) else default, key=key, **KEEP, **kw)
         self[key] = (value, "column names of the file")
         return value
 
@@ -381,7 +575,7 @@ def _optimizer_controls(drawn: Drawn, name: str) -> dict:
     chosen = {}
     for arg, default in defaults.items():
         if isinstance(default, bool):
-            chosen[arg] = drawn.check(arg, f"{name}_{arg}", default, help=KWARG_HELP.get(arg))
+            chosen[arg] = drawn.check(arg, f"{name}_{arg}", default, help=kwarg_help(name, arg))
         elif arg == "betas":
             cols = st.columns(2)
             betas = []
@@ -397,14 +591,14 @@ def _optimizer_controls(drawn: Drawn, name: str) -> dict:
                             float(value),
                             step=step,
                             format="%g",
-                            help=KWARG_HELP[part],
+                            help=kwarg_help(name, part),
                         )
                     )
             chosen[arg] = tuple(betas)
         else:
             low, high, step = KWARG_RANGES[arg]
             chosen[arg] = drawn.number(
-                arg, f"{name}_{arg}", low, high, float(default), step=step, format="%g", help=KWARG_HELP.get(arg)
+                arg, f"{name}_{arg}", low, high, float(default), step=step, format="%g", help=kwarg_help(name, arg)
             )
     return {arg: value for arg, value in chosen.items() if value != defaults[arg]}
 
@@ -417,7 +611,7 @@ def _csv_controls(drawn: Drawn) -> dict:
         key="csv_file",
         on_change=_store_upload,
         help=f"At most {lib.csv_data.MAX_CSV_BYTES / 1e6:g} MB and {lib.csv_data.MAX_CSV_ROWS:,} rows; "
-        "numbers only in the columns you use (blanks too, if you tick Drop rows with missing values). A copied "
+        f"numbers only in the columns you use (blanks too, if you tick {DROP_LABEL}). A copied "
         "link keeps your settings but not the file.",
     )
     upload = st.session_state.get(UPLOAD)
@@ -433,40 +627,80 @@ def _csv_controls(drawn: Drawn) -> dict:
     numeric, text = numeric_columns(frame), text_columns(frame)
     if not numeric:
         return {"problem": f"{name}: no column holds only numbers, so there is nothing to learn from"}
+    this_file, before = (name, hashlib.blake2b(raw, digest_size=16).hexdigest()), st.session_state.get(COLUMNS_FOR)
+    st.session_state[COLUMNS_FOR] = this_file
+    state = st.session_state
+    if before not in (None, this_file):  # the columns chosen for another file mean nothing for this one
+        drawn.write(target=numeric[-1], features=numeric[:-1])
+        others = ", ".join(plain(c) for c in numeric[:-1]) or "none: the file has no other numeric column"
+        text = (
+            f"A new file, so the column choice starts over: the target is its last numeric column, "
+            f"{plain(numeric[-1])}, and the features are all the other numeric columns ({others})."
+        )
+        state[COLUMNS_NOTE] = {
+            "file": this_file,
+            "text": text,
+            "values": {"target": numeric[-1], "features": numeric[:-1]},
+        }
+    note = state.get(COLUMNS_NOTE)
+    if note is not None:  # said while the file and the columns it names are unchanged
+        if note["file"] == this_file and all(_same(state.get(k), v) for k, v in note["values"].items()):
+            st.caption(note["text"])
+        else:
+            del state[COLUMNS_NOTE]
     target = drawn.select("Target column (what to predict)", numeric, "target", default=numeric[-1])
     others = [c for c in numeric if c != target]
-    if "features" in st.session_state:  # a column that became the target cannot stay a feature
-        st.session_state["features"] = [c for c in st.session_state["features"] if c in others]
+    chosen = st.session_state.get("features")
+    if chosen is not None and any(c not in others for c in chosen):  # a column that became the target
+        drawn.write(features=[c for c in chosen if c in others])
     features = drawn.multi("Feature columns", others, "features", others)
     if text:
         st.caption(f"Text columns, not usable as numbers: {', '.join(text)}.")
     standardize = drawn.check(
         "Standardise the features", "standardize", False, help="Rescale each feature to mean 0 and std 1."
     )
-    drop = drawn.check("Drop rows with missing values", "drop_missing", False)
+    drop = drawn.check(DROP_LABEL, "drop_missing", False)
     return {"name": name, "raw": raw, "target": target, "features": tuple(features), "standardize": standardize,
             "drop": drop}  # fmt: skip
 
 
 def _data_controls(drawn: Drawn) -> dict:
+    # Not bound to the URL: a bound selectbox writes its shown label there, and links hold the keys (?data=classic).
+    # _open_link reads the key from a link, and _source_to_url writes it.
     source = drawn.select(
-        "Data source", SOURCES, "data", DEFAULTS["data"], on_change=_apply_preset,
+        "Data source", SOURCES, "data", DEFAULTS["data"], bind=False, on_change=_change_source,
+        format_func=SOURCE_LABELS.__getitem__,
         help="A preset also sets lr, batch size, iterations, the model (with its hidden layer), loss, bias, "
-        "optimizer (with its settings), initial weights and zero_grad to values that suit it.",
+        "optimizer (with its settings), initial weights and zero_grad to values that suit it; going back to "
+        "synthetic data or a CSV file puts back the defaults of those you have not changed since.",
     )  # fmt: skip
+    _source_to_url(source)
+    note = _shown_note(source)
     if source == "synthetic":
         st.caption("y = X·w + b + noise, with X, w, b drawn from the seed.")
+        if note:
+            st.caption(note)
         samples = drawn.number("Samples", "samples", 1, lib.data.MAX_SAMPLES, DEFAULTS["samples"])
         n = drawn.number("Features", "n_features", 1, lib.data.MAX_FEATURES, DEFAULTS["n_features"])
         noise = drawn.number("Noise (std)", "noise", 0.0, 100.0, DEFAULTS["noise"], format="%g")
         return {"source": source, "samples": samples, "n": n, "noise": noise}
+    if note:
+        st.caption(note)
     if source == "csv":
         return {"source": source, **_csv_controls(drawn)}
     preset = PRESETS[source]
     st.caption(f"**{preset.title}.** {preset.about}")
-    if st.session_state.pop("controls_applied", None) == source:
-        st.caption("Its suggested settings are now in the controls; change any of them freely.")
     return {"source": source}
+
+
+def _source_to_url(source: str) -> None:
+    """Keep ?data= in the URL as a bound widget would: the key, left out when it is the default."""
+    wanted = None if source == DEFAULTS["data"] else source
+    if st.query_params.get_all("data") != ([wanted] if wanted else []):
+        if wanted:
+            st.query_params["data"] = wanted
+        else:
+            del st.query_params["data"]
 
 
 def _model_controls(drawn: Drawn) -> dict:
@@ -483,7 +717,7 @@ def _model_controls(drawn: Drawn) -> dict:
         )
     allowed = LOSSES_FOR[model]
     if st.session_state.get("loss", allowed[0]) not in allowed:  # e.g. "mse" after switching to logistic
-        st.session_state["loss"] = allowed[0]
+        drawn.write(loss=allowed[0])
     loss = drawn.select("Loss convention", allowed, "loss", DEFAULTS["loss"])
     st.caption(LOSS_LABELS[loss])
     if model != "linear":
@@ -581,6 +815,8 @@ def sidebar_config(page: str, own: tuple[str, ...] = ()) -> tuple[lib.Dataset, l
     first_run = URL_CHECKED not in state
     # `own`: the page's own link parameters (its step, say), which the page checks itself.
     asked = {key: st.query_params.get_all(key) for key in st.query_params if key not in own} if first_run else {}
+    if first_run:
+        _open_link(asked)
     drawn = Drawn()
     v: dict = {}
     with st.sidebar:
@@ -611,8 +847,11 @@ def sidebar_config(page: str, own: tuple[str, ...] = ()) -> tuple[lib.Dataset, l
             drawn.check("Log scale for loss and gradient norm", "log_scale", True, toggle=True)
             drawn.check("Show the least-squares solution", "show_target", True, toggle=True)
     if first_run:
-        state[URL_CHECKED] = True
-        for note in url_notes(asked, drawn):
+        state[URL_CHECKED] = url_notes(asked, drawn)
+    # The notes belong to the link: shown until the learner's first click. A rerun the page asks for itself (after a
+    # run, say) keeps URL_CHECKED "just set", so the notes are still shown then.
+    if state[URL_CHECKED] and _set_by_state_api(URL_CHECKED):
+        for note in state[URL_CHECKED]:
             st.warning(note)
     try:
         data, cfg, source = _build(v)
@@ -625,7 +864,7 @@ def sidebar_config(page: str, own: tuple[str, ...] = ()) -> tuple[lib.Dataset, l
         return None
     state[SOURCE] = source
     if cfg.model == "mlp" and not np.any(lib.initial_weights(data, cfg)):
-        st.warning(ZERO_MLP)
+        st.warning(zero_mlp_warning(cfg))
     kwargs = ", ".join(f"{k}={val:g}" if not isinstance(val, (bool, tuple)) else f"{k}={val}" for k, val in
                        cfg.optimizer_kwargs.items())  # fmt: skip
     summary.caption(

@@ -1,5 +1,7 @@
 """AppTest of the shared sidebar (pages/common.py): presets, optimizer settings, CSV upload, the URL."""
 
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,96 @@ def test_a_preset_is_applied_once_then_the_user_changes_win():
     press_run(at)
     _, result = shown_run(at)
     assert result.config.lr == 0.01 and dict(result.config.optimizer_kwargs) == {"momentum": 0.5}
+
+
+def test_a_link_naming_a_preset_opens_its_suggested_settings():
+    """?data=classic alone: the classic loop's lr 1e-4 (not the default 0.05, which diverges on this data)."""
+    at = app(data="classic")
+    assert not at.warning and not at.error
+    suggested = PRESETS["classic"].config(PRESETS["classic"].make())
+    assert at.selectbox(key="data").value == "classic"
+    assert at.number_input(key="lr").value == suggested.lr == 1e-4
+    assert at.number_input(key="iterations").value == 50_000 and at.number_input(key="batch_size").value == 50
+    assert at.selectbox(key="loss").value == "half_mse" and at.checkbox(key="bias").value is False
+    assert any("The link names this preset, so its suggested settings are in the controls." in c.value
+               for c in at.caption)  # fmt: skip
+    press_run(at)
+    data, result = shown_run(at)
+    assert result.config == suggested and data.name == PRESETS["classic"].make().name
+
+
+def test_a_links_own_values_win_over_its_presets():
+    at = app(data="escape_velocity", lr="0.01", sgd_momentum="0.5")
+    assert not at.warning and not at.error
+    assert at.number_input(key="lr").value == 0.01 and at.number_input(key="sgd_momentum").value == 0.5
+    assert at.number_input(key="iterations").value == 3000  # the preset's, which the link does not set
+    [note] = [c.value for c in at.caption if "The link names this preset" in c.value]
+    assert "but for lr, sgd_momentum, which the link sets itself" in note
+
+
+def test_going_back_to_synthetic_data_restores_what_the_preset_had_set():
+    at = app()
+    at.selectbox(key="data").set_value("kepler").run()
+    assert at.number_input(key="batch_size").value == 9 and at.number_input(key="iterations").value == 1000
+    at.number_input(key="iterations").set_value(700).run()  # the learner's own change is kept
+    at.selectbox(key="data").set_value("synthetic").run()
+    assert not at.exception and not at.error
+    assert at.number_input(key="batch_size").value == DEFAULTS["batch_size"]
+    assert at.number_input(key="lr").value == DEFAULTS["lr"]
+    assert at.number_input(key="iterations").value == 700
+    [note] = [c.value for c in at.caption if "preset had set" in c.value]
+    assert note == (
+        "Back to the defaults for what the *Planets: Kepler's third law (real data)* preset had set: lr 0.05, "
+        "batch size 32. Kept as you changed them after choosing the preset: iterations 700."
+    )
+    press_run(at)
+    _, result = shown_run(at)
+    assert result.config == lib.Config(lr=0.05, batch_size=32, iterations=700)
+    # Leaving a preset whose settings were all changed back by hand, or none at all: nothing to say.
+    at.selectbox(key="data").set_value("classic").run()
+    at.checkbox(key="bias").check().run()
+    at.selectbox(key="data").set_value("csv").run()
+    assert at.checkbox(key="bias").value is True and at.selectbox(key="loss").value == "mse"
+    assert at.number_input(key="iterations").value == 500 and at.number_input(key="batch_size").value == 32
+    [note] = [c.value for c in at.caption if "preset had set" in c.value]
+    assert "Kept as you changed them after choosing the preset: Learn a bias on." in note
+
+
+def test_the_data_source_list_shows_words_and_the_url_keeps_the_keys():
+    at = app()
+    labels = at.selectbox(key="data").options
+    assert labels[0].startswith("Synthetic") and labels[-1] == "Your own CSV file"
+    assert "Preset: Sine with polynomial features (standardised)" in labels
+    assert not any(key in labels for key in ("synthetic", "csv", "linear", "sine_poly_standardized"))
+    at.selectbox(key="data").set_value("sine_poly_standardized").run()
+    assert at.query_params["data"] == "sine_poly_standardized"
+    at.selectbox(key="data").set_value("synthetic").run()
+    assert "data" not in at.query_params  # the default is left out, as for the bound controls
+
+
+def test_choosing_presets_and_files_logs_no_warning(monkeypatch):
+    """Streamlit logs "created with a default value but also had its value set via the Session State API" when a
+    callback sets a widget drawn with a default; it does so once per process, hence the reset of its flag."""
+    from streamlit.elements.lib import policies
+
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    # Only the script's own thread: AppTest's main thread warns that it runs without a server ("bare mode").
+    handler.addFilter(lambda record: record.threadName != threading.main_thread().name)
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("streaml")]
+    for logger in loggers:
+        monkeypatch.setattr(logger, "handlers", [*logger.handlers, handler])
+    at = app(data="moons")
+    for source in ("classic", "escape_velocity", "synthetic", "blobs", "csv"):
+        at.selectbox(key="data").set_value(source).run()
+    upload(at, GOOD_CSV)
+    upload(at, b"a,b,y\n1,2,3\n2,1,4\n3,5,9\n", "other.csv")
+    at.selectbox(key="target").set_value("a").run()
+    at.selectbox(key="model").set_value("logistic").run()  # the loss becomes bce
+    assert not at.exception
+    assert [record.getMessage() for record in records] == []
 
 
 def test_full_batch_presets_get_the_data_size():
@@ -196,6 +288,48 @@ def test_csv_upload_trains_on_the_chosen_columns():
     np.testing.assert_array_equal(data.y, [3.5, 4.0, 9.1, 10.2, 6.3, 11.0])
     assert result.max_abs_diff < 1e-10
     assert any("reads **mine.csv** by name" in c.value for c in at.caption)
+
+
+TWO_FEATURES = b"x1,x2,y\n1,0,1\n0,1,-1\n1,1,0\n2,1,1\n0,2,-2\n"
+THREE_FEATURES = b"x1,x2,x3,y\n1,0,1,2\n0,1,0,-1\n1,1,2,2\n2,1,0,1\n0,2,1,-1\n"
+
+
+def test_a_new_file_starts_the_column_choice_over_and_says_so():
+    """Issue 10, bug 4: the features of the first file stayed chosen, so x3 was silently left out."""
+    at = upload(app(), TWO_FEATURES, "two.csv")
+    assert at.multiselect(key="features").value == ["x1", "x2"]
+    assert not any("column choice starts over" in c.value for c in at.caption)  # the first file: nothing to undo
+    upload(at, THREE_FEATURES, "three.csv")
+    assert at.multiselect(key="features").value == ["x1", "x2", "x3"] and at.selectbox(key="target").value == "y"
+    assert any(
+        c.value == "A new file, so the column choice starts over: the target is its last numeric column, y, and the "
+        "features are all the other numeric columns (x1, x2, x3)."
+        for c in at.caption
+    )
+    press_run(at)
+    data, _ = shown_run(at)
+    assert data.feature_names == ("x1", "x2", "x3")
+    # A file with other names: its own columns, not "no features chosen".
+    upload(at, b"a,b,label\n1,2,0\n2,1,1\n3,5,0\n", "other.csv")
+    assert not at.error
+    assert at.multiselect(key="features").value == ["a", "b"] and at.selectbox(key="target").value == "label"
+    # A change of columns ends the note; the same file again (a page switch, say) keeps the choice.
+    at.multiselect(key="features").set_value(["b"]).run()
+    assert not any("column choice starts over" in c.value for c in at.caption)
+    at.switch_page("pages/step_through.py").run()
+    at.switch_page("pages/compare.py").run()
+    assert at.multiselect(key="features").value == ["b"]
+
+
+def test_csv_messages_name_the_checkbox_and_infinite_values():
+    at = upload(app(), b"x,y\n1,2\n,3\ninf,4\n5,6\n", "holes.csv")
+    [error] = at.error
+    assert "leave those rows out with the checkbox Drop rows with missing values, or fill them in" in error.value
+    assert "drop_missing" not in error.value and "column 'x' holds infinite values" in error.value
+    at.checkbox(key="drop_missing").check().run()
+    [error] = at.error
+    assert "the checkbox Drop rows with missing values does not leave them out" in error.value
+    assert "Drop rows with missing values" in at.get("file_uploader")[0].proto.help
 
 
 def test_csv_target_picker_and_classifier_check():

@@ -312,13 +312,24 @@ def zero_mlp_run(name: str, kwargs: dict, activation: str, bias: bool, zero_grad
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize(("name", "which"), ZERO_MLP_CASES)
 def test_an_mlp_from_zero_weights_learns_only_its_output_bias(name, which, activation, bias):
-    """pages.common.ZERO_MLP: W1, b1 and W2 stay exactly 0 in both loops with every optimizer and switch; the
-    output is b2 for every input, and b2 is the only weight that moves (nothing moves without a bias); zero_grad
-    is off in one case of each optimizer (the second), where zero gradients add up to zero."""
-    from pages.common import ZERO_MLP
+    """pages.common.zero_mlp_warning: W1, b1 and W2 stay exactly 0 in both loops with every optimizer and switch;
+    the output is b2 for every input, and b2 is the only weight that moves (nothing moves without a bias);
+    zero_grad is off in one case of each optimizer (the second), where zero gradients add up to zero."""
+    from pages.common import OPTIMIZER_LABELS, optimizer_defaults, zero_mlp_warning
 
-    assert "with every optimizer here, whatever its momentum, weight decay or maximize" in ZERO_MLP
     data, cfg, result = zero_mlp_run(name, ZERO_MLP_KWARGS[name][which], activation, bias, zero_grad=which != 1)
+    warning = zero_mlp_warning(cfg)
+    kwargs = {**optimizer_defaults(name), **cfg.optimizer_kwargs}
+    assert f"with {OPTIMIZER_LABELS[name]}" in warning and f"computes {activation}(0) = 0" in warning
+    for arg, words in (("momentum", "momentum"), ("weight_decay", "weight decay"), ("maximize", "maximize")):
+        assert (words in warning) == bool(kwargs.get(arg)), arg  # named exactly when it is set
+    assert ("zero_grad off" in warning) == (not cfg.zero_grad)
+    assert "NaN" not in warning and "eps" not in warning
+    if bias:
+        assert "W1, b1 and W2 stay 0 at every step" in warning and "its output bias b2" in warning
+    else:
+        assert "W1 and W2 stay 0 at every step" in warning and "b1" not in warning and "b2" not in warning
+        assert "nothing moves, and the network's output is 0 for every input" in warning
     assert result.done and result.diverged_at is None
     n_hidden = 5 * (data.n + 2) if bias else 5 * (data.n + 1)  # W1 (5 x 2), b1, W2
     assert cfg.n_params(data.n) == n_hidden + bias
@@ -341,12 +352,15 @@ def test_an_mlp_from_zero_weights_learns_only_its_output_bias(name, which, activ
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "adagrad"])
 def test_an_mlp_from_zero_weights_with_eps_zero_gets_nan_at_its_first_step(name, bias):
-    """ZERO_MLP's exception: with eps = 0 (Adagrad: and initial_accumulator_value 0) the update is 0/0."""
-    from pages.common import ZERO_MLP
+    """zero_mlp_warning with eps = 0 (Adagrad: and initial_accumulator_value 0): the update is 0/0."""
+    from pages.common import zero_mlp_warning
 
-    assert "The one exception is eps = 0 (for Adagrad, with initial_accumulator_value 0 too)" in ZERO_MLP
-    assert "0/0 = NaN and the run stops at its first step" in ZERO_MLP
-    data, _, result = zero_mlp_run(name, {"eps": 0.0}, "tanh", bias)
+    data, cfg, result = zero_mlp_run(name, {"eps": 0.0}, "tanh", bias)
+    warning = zero_mlp_warning(cfg)
+    assert "With eps = 0" + (" and initial_accumulator_value 0" if name == "adagrad" else ", ") in warning
+    hidden = "W1, b1 and W2" if bias else "W1 and W2"
+    assert f"the first update of {hidden} is 0/0 = NaN, and the run stops at its first step" in warning
+    assert "stay 0 at every step" not in warning
     assert result.diverged_at == 0
     n_hidden = 5 * (data.n + 2) if bias else 5 * (data.n + 1)
     for loop in ("manual", "torch"):
@@ -357,7 +371,7 @@ def test_an_mlp_from_zero_weights_with_eps_zero_gets_nan_at_its_first_step(name,
 
 
 def test_an_mlp_from_normal_weights_learns_in_its_hidden_layer():
-    """ZERO_MLP's advice: with normal initial weights the hidden units start different and all of them move."""
+    """zero_mlp_warning's advice: with normal initial weights the hidden units start different and all of them move."""
     data = lib.datasets.PRESETS["moons"].make()
     cfg = lib.Config(model="mlp", hidden=5, init="normal", iterations=20, lr=0.05)
     result = lib.run(data, cfg)

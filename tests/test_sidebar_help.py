@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lib
-from pages.common import KWARG_HELP, KWARG_RANGES, LOSS_LABELS, MODEL_LABELS, ZERO_MLP
+from pages.common import KWARG_HELP, KWARG_RANGES, LOSS_LABELS, MODEL_LABELS, kwarg_help, zero_mlp_warning
 
 LR = 0.1
 
@@ -26,8 +26,9 @@ def torch_steps(name: str, kwargs: dict, grads, w0: float = 0.0):
 
 
 def test_momentum_first_step_sets_the_velocity_to_g_without_dampening():
-    help_ = KWARG_HELP["momentum"]
+    help_ = kwarg_help("sgd", "momentum")
     assert "set to g at the first step (no dampening), then v = momentum·v + (1 − dampening)·g" in help_
+    assert "RMSprop" not in help_ and "0 turns it off: plain SGD steps by lr·g" in help_
     assert "the step is lr·v" in help_
     momentum, dampening, g1, g2 = 0.9, 0.5, 2.0, 3.0
     values, state = torch_steps("sgd", {"momentum": momentum, "dampening": dampening}, [g1, g2])
@@ -48,7 +49,9 @@ def test_nesterov_steps_along_g_plus_momentum_times_the_new_velocity():
 
 
 def test_rmsprop_momentum_buffer_starts_at_zero_and_takes_g_over_the_root():
-    assert "RMSprop: a buffer b = momentum·b + g / (√v + eps)" in KWARG_HELP["momentum"]
+    help_ = kwarg_help("rmsprop", "momentum")
+    assert help_.startswith("A buffer b = momentum·b + g / (√v + eps)") and "SGD" not in help_
+    assert "0 turns it off: the step is then lr·g / (√v + eps)" in help_
     alpha, eps, momentum, g1, g2 = 0.9, 1e-8, 0.5, 2.0, -1.0
     values, _ = torch_steps("rmsprop", {"alpha": alpha, "eps": eps, "momentum": momentum}, [g1, g2])
     v1 = (1 - alpha) * g1**2
@@ -56,6 +59,10 @@ def test_rmsprop_momentum_buffer_starts_at_zero_and_takes_g_over_the_root():
     v2 = alpha * v1 + (1 - alpha) * g2**2
     b2 = momentum * b1 + g2 / (math.sqrt(v2) + eps)
     assert values == pytest.approx([-LR * b1, -LR * b1 - LR * b2], rel=1e-12)
+    (off,), _ = torch_steps("rmsprop", {"alpha": alpha, "eps": eps}, [g1])
+    assert off == pytest.approx(-LR * g1 / (math.sqrt(v1) + eps), rel=1e-12)  # momentum 0: lr·g / (√v + eps)
+    (plain,), _ = torch_steps("sgd", {}, [g1])
+    assert plain == pytest.approx(-LR * g1, rel=1e-15)  # SGD's momentum 0: lr·g
 
 
 def test_centered_rmsprop_divides_by_the_root_of_the_variance_estimate():
@@ -96,36 +103,73 @@ def test_amsgrad_divides_by_the_largest_second_moment_so_far():
     assert values[1] - values[0] == pytest.approx(-LR * step2, rel=1e-12)
 
 
-def test_eps_help_names_what_eps_zero_does_and_the_widget_allows_it():
-    help_ = KWARG_HELP["eps"]
-    assert "so it is never 0" not in help_
+def test_each_optimizers_eps_help_names_its_denominator_and_what_eps_zero_does():
     assert KWARG_RANGES["eps"][0] == 0.0  # the widget offers eps = 0, so the help must say what it does
-    assert "steps by 0/eps = 0. With eps = 0 it steps by 0/0 = NaN" in help_
     for name in ("adam", "adamw", "rmsprop", "adagrad"):
+        help_ = kwarg_help(name, "eps")
+        assert help_ is KWARG_HELP[f"{name}_eps"] and "so it is never 0" not in help_
+        assert "steps by 0/eps = 0" in help_ and "With eps = 0 it steps by 0/0 = NaN and the run stops" in help_
         (safe,), _ = torch_steps(name, {}, [0.0], w0=1.0)
         (nan,), _ = torch_steps(name, {"eps": 0.0}, [0.0], w0=1.0)
         assert safe == pytest.approx(1.0 - LR * 0.01 if name == "adamw" else 1.0, rel=1e-15)  # AdamW: its decay
         assert math.isnan(nan), name
-    assert "(Adagrad: unless initial_accumulator_value > 0)" in help_
+    assert "(the decay still shrinks it)" in KWARG_HELP["adamw_eps"]
+    # The denominators: Adam's and AdamW's √v̂ + eps (v bias-corrected), RMSprop's √v + eps, Adagrad's √sum + eps.
+    eps, g = 0.5, 2.0
+    for name in ("adam", "adamw"):
+        assert "the step is lr·m̂ / (√v̂ + eps)" in KWARG_HELP[f"{name}_eps"]
+        (w,), _ = torch_steps(name, {"eps": eps, "weight_decay": 0.0}, [g], w0=0.0)
+        assert w == pytest.approx(-LR * g / (abs(g) + eps), rel=1e-12)  # m̂ = g and √v̂ = |g| at the first step
+    assert "the step is lr·g / (√v + eps)" in KWARG_HELP["rmsprop_eps"]
+    (w,), _ = torch_steps("rmsprop", {"eps": eps, "alpha": 0.75}, [g])
+    assert w == pytest.approx(-LR * g / (math.sqrt(0.25 * g * g) + eps), rel=1e-12)
+    help_ = KWARG_HELP["adagrad_eps"]
+    assert "the step is lr·g / (√sum + eps)" in help_ and "unless initial_accumulator_value > 0" in help_
+    (w,), _ = torch_steps("adagrad", {"eps": eps}, [g])
+    assert w == pytest.approx(-LR * g / (abs(g) + eps), rel=1e-12)
     (kept,), _ = torch_steps("adagrad", {"eps": 0.0, "initial_accumulator_value": 0.5}, [0.0], w0=1.0)
     assert kept == 1.0
     # "a weight whose g (.grad, plus weight_decay × weights if set) has been 0": weight decay makes g nonzero.
-    (decayed,), _ = torch_steps("adam", {"eps": 0.0, "weight_decay": 0.1}, [0.0], w0=1.0)
-    assert math.isfinite(decayed) and decayed < 1.0
+    for name in ("adam", "rmsprop", "adagrad"):
+        assert "whose g (.grad, plus weight_decay × weights if set) has been 0" in KWARG_HELP[f"{name}_eps"]
+        (decayed,), _ = torch_steps(name, {"eps": 0.0, "weight_decay": 0.1}, [0.0], w0=1.0)
+        assert math.isfinite(decayed) and decayed < 1.0, name
 
 
-def test_weight_decay_is_added_after_maximize_and_adamw_shrinks_the_weights_first():
-    help_ = KWARG_HELP["weight_decay"]
-    assert "after maximize's sign change" in help_ and "multiplies the weights by 1 − lr·weight_decay" in help_
+def test_each_optimizers_weight_decay_help_says_where_the_decay_enters():
+    for name in ("sgd", "adam", "rmsprop", "adagrad"):  # L2: weight_decay × w is added to the gradient
+        help_ = kwarg_help(name, "weight_decay")
+        assert help_.startswith("Adds weight_decay × weights to the gradient (L2), after maximize's sign change")
+        (w,), _ = torch_steps(name, {"weight_decay": 0.5, "maximize": True}, [2.0], w0=1.0)
+        (same,), _ = torch_steps(name, {"maximize": False}, [-2.0 + 0.5 * 1.0], w0=1.0)
+        assert w == pytest.approx(same, rel=1e-12), name  # the same step as a gradient of −.grad + wd·w
     (w,), _ = torch_steps("sgd", {"weight_decay": 0.5, "maximize": True}, [2.0], w0=1.0)
     assert w == pytest.approx(1.0 - LR * (-2.0 + 0.5 * 1.0))
-    assert "still pulls the weights towards 0" in KWARG_HELP["maximize"]
+    # Adam's and RMSprop's moments, Adagrad's sum, SGD's velocity take the decayed gradient in.
+    _, state = torch_steps("sgd", {"weight_decay": 0.5, "momentum": 0.9}, [2.0], w0=1.0)
+    assert float(state["momentum_buffer"][0]) == pytest.approx(2.5)
+    _, state = torch_steps("adam", {"weight_decay": 0.5}, [2.0], w0=1.0)
+    assert float(state["exp_avg"][0]) == pytest.approx(0.1 * 2.5)
+    _, state = torch_steps("rmsprop", {"weight_decay": 0.5, "centered": True}, [2.0], w0=1.0)
+    assert float(state["square_avg"][0]) == pytest.approx(0.01 * 2.5**2)
+    assert float(state["grad_avg"][0]) == pytest.approx(0.01 * 2.5)
+    assert "before v (and ḡ, when centered) take it in" in KWARG_HELP["rmsprop_weight_decay"]
+    _, state = torch_steps("adagrad", {"weight_decay": 0.5}, [2.0], w0=1.0)
+    assert float(state["sum"][0]) == pytest.approx(2.5**2)
+    assert "before its square is added to the sum" in KWARG_HELP["adagrad_weight_decay"]
+    # AdamW (and Adam with decoupled_weight_decay) shrinks the weights first; the moments never see the decay.
+    assert "multiplies the weights by 1 − lr·weight_decay before the step instead" in KWARG_HELP["adam_weight_decay"]
+    help_ = KWARG_HELP["adamw_weight_decay"]
+    assert help_.startswith("Multiplies the weights by 1 − lr·weight_decay before each step") and "L2" not in help_
+    assert "torch's default is 0.01" in help_ and lib.optim.defaults("adamw")["weight_decay"] == 0.01
     for name, kwargs in (
         ("adamw", {"weight_decay": 0.5}),
         ("adam", {"weight_decay": 0.5, "decoupled_weight_decay": True}),
     ):
-        (w,), _ = torch_steps(name, {**kwargs, "eps": 1e-8}, [2.0], w0=1.0)
+        (w,), state = torch_steps(name, {**kwargs, "eps": 1e-8}, [2.0], w0=1.0)
         assert w == pytest.approx(1.0 * (1 - LR * 0.5) - LR * 2.0 / (2.0 + 1e-8), rel=1e-12)
+        assert float(state["exp_avg"][0]) == pytest.approx(0.1 * 2.0)  # the gradient alone
+    assert "still pulls the weights towards 0" in KWARG_HELP["maximize"]
     assert "Does nothing while weight_decay is 0" in KWARG_HELP["decoupled_weight_decay"]
     plain, _ = torch_steps("adam", {}, [2.0, 1.0], w0=1.0)
     assert torch_steps("adam", {"decoupled_weight_decay": True}, [2.0, 1.0], w0=1.0)[0] == plain
@@ -150,11 +194,23 @@ def test_adagrads_lr_decay_and_initial_accumulator():
         assert got == pytest.approx(w, rel=1e-12)
 
 
-def test_every_keyword_the_sidebar_offers_has_help():
+def test_every_keyword_the_sidebar_offers_has_help_and_a_shared_text_names_no_single_optimizer():
+    shared = {}
     for name in lib.OPTIMIZERS:
         for arg in lib.optim.defaults(name):
             for key in ("beta1", "beta2") if arg == "betas" else (arg,):
-                assert key in KWARG_HELP, (name, key)
+                assert kwarg_help(name, key), (name, key)
+                if f"{name}_{key}" not in KWARG_HELP:
+                    shared.setdefault(key, set()).add(name)
+    # A text under the argument's own name serves every optimizer that has no text of its own for it.
+    for key in ("momentum", "eps", "weight_decay"):
+        assert key not in KWARG_HELP and key not in shared, key
+    for key, users in shared.items():
+        if len(users) > 1:
+            assert not any(f"{OPTIMIZER_NAMES[n]}:" in KWARG_HELP[key] for n in users), key
+
+
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
 
 
 def test_model_and_loss_labels():
@@ -170,10 +226,21 @@ def test_model_and_loss_labels():
     assert "the sum of squared errors" in LOSS_LABELS["sse"]
 
 
-def test_zero_mlp_names_bias_off_and_eps_zero():
-    assert "with every optimizer, and only the output bias b2 moves" not in ZERO_MLP
-    assert "the only weight that can move (0 without a bias)" in ZERO_MLP
-    assert "The one exception is eps = 0" in ZERO_MLP
+def test_zero_mlp_warning_shows_only_the_clauses_that_apply():
+    """Each clause is checked against both loops in tests/test_optimizers_models.py; here, which ones appear."""
+    plain = zero_mlp_warning(lib.Config(model="mlp"))
+    assert "b1" in plain and "its output bias b2, the only weight that can move" in plain
+    assert "eps" not in plain and "0 without a bias" not in plain and "even with" not in plain
+    off = zero_mlp_warning(lib.Config(model="mlp", bias=False, activation="relu"))
+    assert "b1" not in off and "b2" not in off and "relu(0) = 0" in off
+    assert "nothing moves, and the network's output is 0 for every input" in off
+    nan = zero_mlp_warning(lib.Config(model="mlp", optimizer="adam", optimizer_kwargs={"eps": 0.0}))
+    assert "With eps = 0, torch.optim.Adam divides those zero gradients by 0" in nan
+    assert "stay 0 at every step" not in nan and "initial_accumulator_value" not in nan
+    kept = zero_mlp_warning(
+        lib.Config(model="mlp", optimizer="adagrad", optimizer_kwargs={"eps": 0.0, "initial_accumulator_value": 0.5})
+    )
+    assert "NaN" not in kept and "stay 0 at every step" in kept
 
 
 def test_custom_init_without_bias_leaves_the_biases_out():

@@ -1,0 +1,170 @@
+"""The shared sidebar in a real browser: a second CSV file gets its own columns, presets apply (from the list
+and from a link), and the server logs no warning while a learner does all that.
+
+Uses conftest.py's chromium settings; the server here writes its log to a file, which the tests read.
+Missing /usr/bin/chromium skips these tests, unless REQUIRE_BROWSER=1.
+"""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import Page, expect
+
+ROOT = Path(__file__).resolve().parent.parent
+LOAD = 90_000  # ms: a first page load imports torch and runs the default run on a shared machine
+
+TWO_FEATURES = b"x1,x2,y\n1,0,1\n0,1,-1\n1,1,0\n2,1,1\n0,2,-2\n"
+THREE_FEATURES = b"x1,x2,x3,y\n1,0,1,2\n0,1,0,-1\n1,1,2,2\n2,1,0,1\n0,2,1,-1\n"
+OTHER_NAMES = b"a,b,label\n1,2,0\n2,1,1\n3,5,0\n4,4,1\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`streamlit run app.py` on 127.0.0.1 with every log line prefixed by its level; yields (base URL, log path)."""
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    command += ["--logger.messageFormat", "%(levelname)s %(name)s: %(message)s"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log.read_text()}")
+            time.sleep(0.3)
+        yield base, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def problems(log: Path) -> list[str]:
+    """The server log's warnings, errors and tracebacks."""
+    return [line for line in log.read_text().splitlines() if line.startswith(("WARNING", "ERROR", "Traceback"))]
+
+
+def settle(page: Page) -> None:
+    """Wait until the script has finished running (Streamlit shows a status widget while it runs)."""
+    page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=LOAD)
+
+
+def assert_no_traceback(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert "Traceback" not in page.inner_text("body")
+
+
+def open_app(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Compare the loops")).to_be_visible(timeout=LOAD)
+    settle(page)
+
+
+def open_data(page: Page) -> None:
+    sidebar = page.get_by_test_id("stSidebar")
+    source = sidebar.get_by_label("Data source", exact=True)
+    if not source.is_visible():
+        sidebar.get_by_text("Data", exact=True).click()
+    expect(source).to_be_visible()
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    box = page.get_by_test_id("stSidebar").get_by_label(label, exact=True)
+    box.click()
+    box.fill(option)  # typing filters the list, so the option is drawn however long the list is
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def upload(page: Page, name: str, content: bytes) -> None:
+    dropzone = page.get_by_test_id("stSidebar").get_by_test_id("stFileUploaderDropzoneInput")
+    dropzone.set_input_files(files=[{"name": name, "mimeType": "text/csv", "buffer": content}])
+    expect(page.get_by_test_id("stSidebar").get_by_text(name).first).to_be_visible(timeout=LOAD)
+    settle(page)
+
+
+def expect_features(page: Page, names: list[str]) -> None:
+    """The Feature columns box shows exactly these columns as chosen."""
+    box = page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").filter(has_text="Feature columns")
+    tags = box.locator("[data-tag]")
+    expect(tags).to_have_count(len(names), timeout=LOAD)
+    assert sorted(tag.get_attribute("aria-label") for tag in tags.all()) == sorted(names)
+
+
+def test_a_second_csv_file_trains_on_its_own_columns(served, page: Page):
+    """Issue 10, bug 4: x1, x2 stayed chosen after a file with x1, x2, x3 was uploaded, and x3 was left out."""
+    base, log = served
+    open_app(page, base)
+    open_data(page)
+    choose(page, "Data source", "Your own CSV file")
+    upload(page, "two.csv", TWO_FEATURES)
+    summary = page.get_by_test_id("stSidebar").get_by_text("samples · model")
+    expect(summary).to_contain_text("two: y ~ x1, x2 ·", timeout=LOAD)
+    expect_features(page, ["x1", "x2"])
+
+    upload(page, "three.csv", THREE_FEATURES)
+    expect(summary).to_contain_text("three: y ~ x1, x2, x3 ·", timeout=LOAD)
+    expect_features(page, ["x1", "x2", "x3"])
+    expect(page.get_by_test_id("stSidebar").get_by_text("A new file, so the column choice starts over")).to_be_visible()
+    assert parse_qs(urlparse(page.url).query).get("data") == ["csv"], page.url
+
+    upload(page, "other.csv", OTHER_NAMES)  # other names: its own columns, not "no features chosen"
+    expect(summary).to_contain_text("other: label ~ a, b ·", timeout=LOAD)
+    expect(page.get_by_text("no features chosen")).to_have_count(0)
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_test_id("stTable").first).to_contain_text("torch", timeout=LOAD)
+    settle(page)
+    assert_no_traceback(page)
+    assert problems(log) == []
+
+
+def test_presets_from_the_list_and_from_a_link_log_no_warning(served, page: Page):
+    """Bugs 7 and 8: a preset sets lr without Streamlit's "set via the Session State API" warning, from the list
+    and from a link that names it, and going back to synthetic data restores the defaults."""
+    base, log = served
+    open_app(page, base)
+    open_data(page)
+    lr = page.get_by_test_id("stSidebar").get_by_label("Learning rate (lr)", exact=True)
+    expect(lr).to_have_value("0.05")
+    choose(page, "Data source", "Preset: Classic hand-written loop")
+    expect(lr).to_have_value("0.0001")
+    page.wait_for_url(lambda url: parse_qs(urlparse(url).query).get("data") == ["classic"], timeout=LOAD)
+    choose(page, "Data source", "Synthetic: y = X·w + b + noise (you choose its size)")
+    expect(lr).to_have_value("0.05")
+    expect(page.get_by_test_id("stSidebar").get_by_label("Batch size", exact=True)).to_have_value("32")
+    expect(page.get_by_text("Back to the defaults for what the")).to_be_visible()
+    page.wait_for_url(lambda url: "data" not in parse_qs(urlparse(url).query), timeout=LOAD)
+    assert_no_traceback(page)
+
+    open_app(page, f"{base}/?data=classic")  # a new session from a link: the preset's settings
+    expect(lr).to_have_value("0.0001", timeout=LOAD)
+    expect(page.get_by_test_id("stSidebar").get_by_label("Iterations (optimizer steps)", exact=True)).to_have_value(
+        "50000"
+    )
+    assert_no_traceback(page)
+    assert problems(log) == []
