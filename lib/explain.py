@@ -12,10 +12,7 @@ import dataclasses
 import inspect
 import math
 import textwrap
-import threading
 import types
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -312,30 +309,18 @@ def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tup
 
 # ---------------------------------------------------------------- the step a check looks at
 
-_STEPPERS: OrderedDict = OrderedDict()  # (id(data), repr(cfg), t) -> (weakref to data, Stepper on step t)
-_STEPPERS_LOCK = threading.Lock()  # sessions run in threads of one server
 
-
-def _stepper_at(data: Dataset, cfg: Config, t: int) -> Stepper:
+def _stepper_at(data: Dataset, cfg: Config, t) -> Stepper:
     """A Stepper of this very run standing on step t (or the step it diverged at, if earlier).
 
-    Every check of one page view asks for the same step, so the last few are kept: running a long
-    run to step t once instead of once per check. Nothing is shared but these read-only results.
+    t may already be such a Stepper: verify_all runs a long run to step t once and hands it to every check.
     """
+    if isinstance(t, Stepper):
+        return t
     if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
         raise ValueError(f"the step must be a whole number >= 0; got {t!r}")
-    key = (id(data), repr(cfg), int(t))
-    with _STEPPERS_LOCK:
-        hit = _STEPPERS.get(key)
-        if hit is not None and hit[0]() is data:
-            _STEPPERS.move_to_end(key)
-            return hit[1]
     stepper = Stepper(data, cfg.replace(iterations=max(cfg.iterations, int(t) + 1)), keep=1)
     stepper.run_to(int(t))
-    with _STEPPERS_LOCK:
-        _STEPPERS[key] = (weakref.ref(data), stepper)
-        while len(_STEPPERS) > 4:
-            _STEPPERS.popitem(last=False)
     return stepper
 
 
@@ -912,14 +897,25 @@ def claims_for(row: str, cfg: Config | None = None) -> tuple[Claim, ...]:
     return tuple(c for c in CLAIMS if c.row == row and (cfg is None or (c.about(cfg) and c.applies(cfg))))
 
 
-def verify(claim: Claim, data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+def verify(claim: Claim, data: Dataset, cfg: Config, t: int | Stepper = 0) -> Evidence:
     """Run a claim's check on step t of this run; a check that cannot run is reported as failed, in words."""
     try:
         with np.errstate(all="ignore"):
-            params = inspect.signature(claim.check).parameters
-            return claim.check(data, cfg, t) if len(params) >= 3 else claim.check(data, cfg)
+            if len(inspect.signature(claim.check).parameters) < 3:
+                return claim.check(data, cfg)
+            return claim.check(data, cfg, _stepper_at(data, cfg, t))
     except Exception as err:  # the page shows the failure instead of a traceback
         return Evidence(False, {}, f"the check could not run: {type(err).__name__}: {err}")
+
+
+def verify_all(data: Dataset, cfg: Config, t: int = 0) -> dict[str, Evidence]:
+    """Every claim about this Config, checked on step t of its run (which is run once, for all of them)."""
+    claims = [c for c in CLAIMS if c.about(cfg) and c.applies(cfg)]
+    try:
+        at = _stepper_at(data, cfg, t)
+    except Exception as err:  # as verify: in words, on every claim
+        return {c.key: Evidence(False, {}, f"the check could not run: {type(err).__name__}: {err}") for c in claims}
+    return {c.key: verify(c, data, cfg, at) for c in claims}
 
 
 # ---------------------------------------------------------------- agreement over the whole run
@@ -1059,4 +1055,5 @@ __all__ = [
     "show",
     "sign_evidence",
     "verify",
+    "verify_all",
 ]

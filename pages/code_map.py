@@ -20,7 +20,7 @@ HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
 @st.cache_data(max_entries=32, show_spinner="Checking every sentence against torch…", hash_funcs={lib.Config: repr})
 def evidence(_data: lib.Dataset, data_key: tuple, cfg: lib.Config, t: int) -> dict[str, explain.Evidence]:
     """Every claim's check on step t of this run (numpy-level results, so they cache; data_key names the data)."""
-    return {c.key: explain.verify(c, _data, cfg, t) for c in explain.CLAIMS if c.about(cfg) and c.applies(cfg)}
+    return explain.verify_all(_data, cfg, t)
 
 
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
