@@ -13,7 +13,7 @@ from .run import Result
 # A line needs no more than about two points per horizontal pixel: the first, last, lowest and highest
 # value of each bucket two pixels wide draw the same picture as every point would.
 POINTS_PER_PIXEL = 2
-CHART_WIDTH = 800  # px: about the widest a half-width chart gets on a large screen
+CHART_WIDTH = 600  # px: a half-width chart on a 1,400 to 1,900 px wide screen is 450 to 750 px wide
 MAX_POINTS = POINTS_PER_PIXEL * CHART_WIDTH  # per series, whatever the iteration count
 LIVE_POINTS = 400  # per series while a run is still going: a quarter of that, redrawn every second or so
 LIVE_ROWS = 8_000  # and at most this many points in all of a live redraw's lines (an MLP has 37 of them)
