@@ -921,6 +921,16 @@ def verify_all(data: Dataset, cfg: Config, t: int = 0) -> dict[str, Evidence]:
 # ---------------------------------------------------------------- agreement over the whole run
 
 AGREE = 1e-12  # relative difference below which the two loops "agree": a few thousand float64 roundings
+# How every page (and the exported script) names the two measures of how far apart the loops are.
+DIFF_NAME = "largest |manual − torch|"
+RELATIVE_NAME = "relative: ÷ max(1, largest |w|)"
+
+
+def relative(diff: float, weights: np.ndarray) -> float:
+    """A difference relative to the weights' size: diff / max(1, the largest finite |weight|)."""
+    weights = np.abs(np.asarray(weights, dtype=np.float64))
+    finite = weights[np.isfinite(weights)]
+    return float(diff) / max(1.0, float(finite.max()) if finite.size else 1.0)
 
 
 def agreement(result) -> dict:
@@ -1034,7 +1044,9 @@ def growth_warning(data: Dataset, result) -> str | None:
 __all__ = [
     "AGREE",
     "CLAIMS",
+    "DIFF_NAME",
     "PHASES",
+    "RELATIVE_NAME",
     "ROWS",
     "Claim",
     "Evidence",
@@ -1049,6 +1061,7 @@ __all__ = [
     "loss_blind_weights",
     "loss_growth",
     "phase_source",
+    "relative",
     "root_evidence",
     "row_text",
     "row_values",

@@ -582,7 +582,9 @@ def main() -> None:
     print(f"{'weight':>12} {'manual':>24} {'torch':>24}")
     for name, a, b in zip(WEIGHT_NAMES, w_m, w_t):
         print(f"{name:>12} {float(a)!r:>24} {float(b)!r:>24}")
-    print(f"max |manual - torch| = {np.max(np.abs(w_m - w_t)):.3g}")
+    diff = np.max(np.abs(w_m - w_t))
+    relative = diff / max(1.0, np.max(np.abs(np.concatenate([w_m, w_t]))))
+    print(f"largest |manual − torch| after the last step: {diff:.3g} (relative: ÷ max(1, largest |w|): {relative:.3g})")
     print(json.dumps({"manual": w_m.tolist(), "torch": w_t.tolist()}))
 
 
@@ -1720,7 +1722,10 @@ _LOCKSTEP = """
             if not (math.isfinite(loss_m + loss_t) and all(np.isfinite(a).all() for a in (w_m, w_t, g_m, g_t))):
                 print(f"diverged at step {step}: try a smaller learning rate than {cfg.lr:g}")
                 break
-    print(f"{step + 1:,} steps of {cfg.iterations:,}; largest |manual - torch| {np.max(np.abs(w_m - w_t)):.3g}")
+    diff = np.max(np.abs(w_m - w_t))
+    relative = diff / max(1.0, np.max(np.abs(np.concatenate([w_m, w_t]))))
+    print(f"{step + 1:,} steps of {cfg.iterations:,}")
+    print(f"largest |manual − torch| after the last step: {diff:.3g} (relative: ÷ max(1, largest |w|): {relative:.3g})")
     print(json.dumps({"manual": w_m.tolist(), "torch": w_t.tolist()}))
 """
 

@@ -1,6 +1,7 @@
 """Pitfalls lab: each classic training-loop mistake one switch away, beside the correct run."""
 
 import inspect
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,15 @@ TABS = (
     "4 · lr above the limit",
     "5 · float32 in one loop",
 )
+DIFF = lib.explain.DIFF_NAME + " over the run"  # named as on every page
+QUIET = MappingProxyType({"delta_color": "off", "delta_arrow": "off"})  # a metric's second line, not a change
+
+
+def relative(result: lib.Result) -> str:
+    """The run's largest difference relative to the weights' size, as every page names it."""
+    return f"{lib.explain.RELATIVE_NAME}: {lib.explain.agreement(result)['max_relative']:.2g}"
+
+
 URL_CHECKED = "pitfall_url_checked"  # set after the first run has compared the link with the controls
 
 
@@ -131,7 +141,7 @@ with tabs[0]:
     if drawn.check("Forget zero_grad() in both loops", "pitfall_zero_grad", False, toggle=True):
         wrong, correct = run(data_args, **base, zero_grad=False), run(data_args, **base)
         c1, c2, c3 = st.columns(3)
-        c1.metric("manual vs torch, max |diff|", f"{wrong.max_abs_diff:.1e}", help="Same mistake in both loops.")
+        c1.metric(DIFF, f"{wrong.max_abs_diff:.1e}", relative(wrong), **QUIET, help="Same mistake in both loops.")
         c2.metric(
             "gradient norm, last step",
             f"{wrong.manual.grad_norm[-1]:.3g}",
@@ -339,7 +349,7 @@ with tabs[2]:
             f"{pitfalls.measured_step_ratio(mixed):.6g}",
             help="|Δw hand| / |Δw torch|",
         )
-        c3.metric("manual vs torch, max |diff|", f"{mixed.max_abs_diff:.3g}")
+        c3.metric(DIFF, f"{mixed.max_abs_diff:.3g}", relative(mixed), **QUIET)
         if hand == theirs:
             st.info("Both loops use the same convention: there is no mismatch, and the factor is 1.")
         for result, name in ((mixed, "The mixed run"), (agreed, "The correct run")):
@@ -481,8 +491,8 @@ with tabs[4]:
     if drawn.check("Run the torch loop in float32", "pitfall_float32", False, toggle=True):
         single, correct = run(data_args, **base, torch_dtype="float32"), run(data_args, **base)
         c1, c2 = st.columns(2)
-        c1.metric("max |diff|, torch in float32", f"{single.max_abs_diff:.2e}")
-        c2.metric("max |diff|, both float64", f"{correct.max_abs_diff:.2e}")
+        c1.metric(f"{DIFF}, torch in float32", f"{single.max_abs_diff:.2e}", relative(single), **QUIET)
+        c2.metric(f"{DIFF}, both float64", f"{correct.max_abs_diff:.2e}", relative(correct), **QUIET)
         for result, name in ((single, "float32"), (correct, "float64")):
             if not result.done:
                 st.warning(f"The run with torch in {name}: {result.message()}")

@@ -394,7 +394,15 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     cols = st.columns(3)
     cols[0].metric("loss, manual loop", f"{step.manual.loss:.6g}")
     cols[1].metric("loss, torch loop", f"{step.torch.loss:.6g}")
-    cols[2].metric("largest |manual − torch| in this step", f"{step.max_diff:.2g}")
+    rel = lib.explain.relative(step.max_diff, np.concatenate([step.manual.weights_after, step.torch.weights_after]))
+    cols[2].metric(
+        f"{lib.explain.DIFF_NAME} in this step",
+        f"{step.max_diff:.2g}",
+        f"{lib.explain.RELATIVE_NAME}: {rel:.2g}",
+        delta_color="off",
+        delta_arrow="off",
+        help="Over every number of the step: batch, predictions, losses, gradient, weights, optimizer state.",
+    )
 
     st.markdown("#### The batch")
     st.caption(batch_caption(step, cfg))

@@ -69,7 +69,7 @@ def switched(name: str) -> AppTest:
 def test_forgotten_zero_grad_switch_shows_agreeing_loops_and_a_larger_gradient():
     at = switched("zero_grad")
     shown = metrics(at)
-    assert float(shown["manual vs torch, max |diff|"]) <= 1e-10
+    assert float(shown["largest |manual − torch| over the run"]) <= 1e-10
     grad = next(m for m in at.metric if m.label == "gradient norm, last step")
     correct = float(re.search(r"correct run: (\S+)", grad.delta).group(1))
     assert float(grad.value) > 10 * correct
@@ -93,7 +93,7 @@ def test_mixed_conventions_switch_shows_predicted_equal_to_measured():
     predicted = lib.effective_lr_ratio("half_mse", "mse", 32)
     assert float(shown["predicted step factor, hand / torch"]) == pytest.approx(predicted)
     assert float(shown["measured from the first update"]) == pytest.approx(predicted)
-    assert float(shown["manual vs torch, max |diff|"]) > 1e-3
+    assert float(shown["largest |manual − torch| over the run"]) > 1e-3
 
 
 def test_mixed_conventions_sse_against_mse_is_the_batch_size():
@@ -117,8 +117,14 @@ def test_crossing_the_stability_limit_grows_the_loss_and_staying_below_shrinks_i
 def test_float32_switch_shows_a_drift_float64_does_not_have():
     at = switched("float32")
     shown = metrics(at)
-    assert 1e-10 < float(shown["max |diff|, torch in float32"]) < 1e-3
-    assert float(shown["max |diff|, both float64"]) < 1e-12
+    assert 1e-10 < float(shown["largest |manual − torch| over the run, torch in float32"]) < 1e-3
+    assert float(shown["largest |manual − torch| over the run, both float64"]) < 1e-12
+    # Beside each absolute difference, the relative one, named as on every page.
+    deltas = {m.label: m.delta for m in at.metric}
+    relative = deltas["largest |manual − torch| over the run, torch in float32"]
+    assert relative.startswith(f"{lib.explain.RELATIVE_NAME}: ")
+    absolute = float(shown["largest |manual − torch| over the run, torch in float32"])
+    assert 0 < float(relative.rsplit(": ", 1)[1]) <= 1.05 * absolute  # both rounded for display
 
 
 def test_every_switch_on_at_once_runs_and_off_again_clears():
@@ -292,7 +298,10 @@ def test_float_texts_say_what_was_measured():
     assert "`torch.tensor` of a float64 numpy array keeps its dtype (`float64`)" in text(at)
     sentence = markdown_with(at, "compared in float64")
     assert "proves the code is the same" not in sentence
-    assert f"differ by at most {float(metrics(at)['max |diff|, both float64']):.1e} on this run" in sentence
+    assert (
+        f"differ by at most {float(metrics(at)['largest |manual − torch| over the run, both float64']):.1e} on this run"
+        in sentence
+    )
 
 
 # Every control at both ends of its range, with every switch on: the page shows no exception.

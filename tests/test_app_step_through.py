@@ -526,3 +526,14 @@ def test_at_the_last_step_there_is_nothing_to_play_until_reset():
     assert not at.button(key="step_play").disabled
     click(at, "step_play")
     assert shown_step(at) == 0 and playing(at)
+
+
+def test_the_steps_difference_is_shown_absolute_and_relative_as_every_page_names_them():
+    at = click(page(), "step_start")
+    diff = at.metric[2]
+    assert diff.label == f"{explain.DIFF_NAME} in this step"
+    stepper = lib.trace.Stepper(DATA, CFG)
+    step = stepper.next()
+    assert float(diff.value) == pytest.approx(step.max_diff, rel=0.05, abs=1e-300)
+    weights = np.concatenate([step.manual.weights_after, step.torch.weights_after])
+    assert diff.delta == f"{explain.RELATIVE_NAME}: {explain.relative(step.max_diff, weights):.2g}"

@@ -277,3 +277,15 @@ def _refuse(token: str):
 def test_bad_arguments_are_explained(call, words):
     with pytest.raises(ValueError, match=words):
         call()
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_scripts_name_the_difference_as_the_pages_do(tmp_path, full):
+    data, cfg = lib.datasets.linear(m=40, n=2, seed=0), lib.Config(iterations=30)
+    out, weights = run_script(lib.to_script(data, cfg, full=full), tmp_path)
+    line = next(line for line in out.splitlines() if line.startswith(lib.explain.DIFF_NAME))
+    diff = np.max(np.abs(np.array(weights["manual"]) - np.array(weights["torch"])))
+    relative = diff / max(1.0, np.max(np.abs(weights["manual"] + weights["torch"])))
+    assert line == (
+        f"{lib.explain.DIFF_NAME} after the last step: {diff:.3g} ({lib.explain.RELATIVE_NAME}: {relative:.3g})"
+    )
