@@ -214,7 +214,6 @@ def zero_mlp_warning(cfg: lib.Config) -> str:
 # ------------------------------------------------------------------ data, cached at numpy level
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
 def through_navigation() -> None:
     """Make sure the page runs inside app.py's navigation, even when a link to it is a fresh server's first request.
 
@@ -231,6 +230,7 @@ def through_navigation() -> None:
         st.rerun()
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
 def _linear_arrays(n: int, m: int, noise: float, seed: int):
     """The numpy arrays of lib.datasets.linear (cached at numpy level: a Dataset is rebuilt around them)."""
     data = lib.datasets.linear(m=m, n=n, noise=noise, seed=seed)
