@@ -78,6 +78,13 @@ class Result:
         return float(finite.max()) if finite.size else math.nan
 
     @property
+    def n_params(self) -> int:
+        """Weights of the model (every one is compared, even where only some are recorded)."""
+        if self.recorded is None or not len(self.recorded):
+            return len(self.weight_names)
+        return int(self.recorded[-1]) + 1  # recorded_columns always keeps the last weight
+
+    @property
     def done(self) -> bool:
         """True when the run took every requested step."""
         return self.stopped is None
@@ -92,10 +99,19 @@ class Result:
         if self.stopped == "stopped":
             return f"Stopped at step {self.steps:,} of {self.config.iterations:,}; the steps taken are kept."
         if self.stopped == "time limit":
-            return (
-                f"Hit the time limit after {self.steps:,} of {self.config.iterations:,} steps; "
-                "the steps taken are kept. Use fewer iterations or a smaller model."
-            )
+            done = f"Hit the time limit after {self.steps:,} of {self.config.iterations:,} steps"
+            text = f"{done}; the steps taken are kept."
+            if self.steps == 0:
+                return f"{done}: not one step finished in the time allowed."
+            # What fits is what was done: the run used all of its time. Rounded down, so the advice finishes.
+            unit = 10 ** max(0, len(str(self.steps)) - 2)  # two significant figures
+            fits = self.steps // unit * unit
+            text += " About that many fit in the time allowed at this speed: "
+            text += f"to finish, ask for at most {fits:,} iteration{'s' if fits != 1 else ''}"
+            n_params = self.n_params
+            if n_params > MAX_RECORDED_WEIGHTS:  # a big model: its steps are slow because of its size
+                return f"{text}, or use a smaller model than this one of {n_params:,} weights."
+            return f"{text}."
         return f"Ran all {self.steps:,} steps."
 
     def frame(self) -> pd.DataFrame:
