@@ -8,6 +8,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from . import classify
+from .data import Dataset
 from .run import Result
 
 # A line needs no more than about two points per horizontal pixel: the first, last, lowest and highest
@@ -37,6 +39,16 @@ STYLE = MappingProxyType(
 # Where a line is thinned, its points zigzag a pixel apart and a full-width torch line would cover the
 # manual one: torch is drawn a third as wide there, at 60 % opacity.
 DENSE_TORCH = MappingProxyType({"strokeWidth": 0.5, "opacity": 0.6})
+# The per-epoch mean of the batch losses, drawn over them in a darker shade of each loop's colour.
+EPOCH_LABELS = MappingProxyType({"manual": "manual: epoch mean", "torch": "torch: epoch mean"})
+EPOCH_COLORS = MappingProxyType({"manual": "#08306b", "torch": "#a63603"})
+EPOCH_STYLE = MappingProxyType({"manual": 2.5, "torch": 1.2})  # stroke widths; torch dashed, as its batch line
+FADED = 0.45  # opacity of the batch-loss lines under the epoch means, so the means stand out
+ACCURACY_POINTS = 400  # steps at which accuracy is measured, at most: a line of 400 points on a ~600 px chart
+ACCURACY_WORK = 20_000_000  # and at most this many (sample x weight) products in all, so a big data set stays quick
+BOUNDARY_GRID = 60  # cells per side of the decision-boundary picture: 3,600 cells, about 10 px each
+BOUNDARY_SAMPLES = 1_000  # data points drawn on it, at most (evenly spread through the data)
+CLASS_COLORS = ("#762a83", "#1b7837")  # class 0 and class 1: the two ends of the shading's scheme
 LOSS_NAMES = MappingProxyType(
     {"mse": "MSE", "half_mse": "½·MSE", "sse": "sum of squared errors", "bce": "binary cross-entropy"}
 )
@@ -110,27 +122,41 @@ def _n(channel, name: str, **kw):
     return channel(field=name, type="nominal", **kw)
 
 
-def _loop_encoding(y_title: str, log: bool, x_title: str = "step") -> alt.FacetedEncoding:
-    """x = step, y = value, one colour and one dash pattern per loop (one legend), and a tooltip."""
+def _loop_encoding(
+    y_title: str, log: bool, x_title: str = "step", epochs: bool = False, y_format: str | None = None
+) -> alt.FacetedEncoding:
+    """x = step, y = value, one colour and one dash pattern per loop (one legend), and a tooltip.
+
+    epochs: the legend also names the two epoch-mean lines (EPOCH_LABELS). y_format: the y axis's labels.
+    """
     domain = [LABELS["manual"], LABELS["torch"]]
+    colors = [COLORS["manual"], COLORS["torch"]]
+    dashes = [[1, 0], list(STYLE["torch"]["strokeDash"])]
+    if epochs:
+        domain += [EPOCH_LABELS["manual"], EPOCH_LABELS["torch"]]
+        colors += [EPOCH_COLORS["manual"], EPOCH_COLORS["torch"]]
+        dashes += dashes
+    columns = {"columns": 2} if epochs else {}  # four names in one row run past a half-width chart
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     # One notation per axis: a log axis spans decades (1e-5 to 1e+22), where "~g" would mix 0.00001,
     # 10000000000 and 1e+22; scientific notation for every label there.
-    axis = alt.Axis(format="~e" if log else "~g")
+    axis = alt.Axis(format=y_format or ("~e" if log else "~g"))
     return alt.FacetedEncoding(
         x=_q(alt.X, "step", title=x_title),
         y=_q(alt.Y, "value", title=y_title, scale=scale, axis=axis),
         color=_n(
             alt.Color,
             "loop",
-            scale=alt.Scale(domain=domain, range=[COLORS["manual"], COLORS["torch"]]),
-            legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=3, symbolSize=300, labelFontSize=12),
+            scale=alt.Scale(domain=domain, range=colors),
+            legend=alt.Legend(
+                orient="top", title=None, symbolStrokeWidth=3, symbolSize=300, labelFontSize=12, **columns
+            ),
         ),
         strokeDash=_n(
             alt.StrokeDash,
             "loop",
-            legend=alt.Legend(orient="top", title=None),
-            scale=alt.Scale(domain=domain, range=[[1, 0], list(STYLE["torch"]["strokeDash"])]),
+            legend=alt.Legend(orient="top", title=None, **columns),
+            scale=alt.Scale(domain=domain, range=dashes),
         ),
         tooltip=[
             _n(alt.Tooltip, "loop"),
@@ -152,10 +178,17 @@ def _frame(steps: np.ndarray, values: np.ndarray, **labels: str) -> pd.DataFrame
     return frame
 
 
-def _lines(series: list[tuple[str, str, np.ndarray, np.ndarray]], encoding, dense: bool = False, **props):
+def _lines(
+    series: list[tuple[str, str, np.ndarray, np.ndarray]],
+    encoding,
+    dense: bool = False,
+    epochs: list[tuple[str, np.ndarray, np.ndarray]] = (),
+    **props,
+):
     """One line layer per (loop, series name, steps, values): manual thick and solid, torch thin and dashed.
 
     Manual layers come first so torch is drawn on top; dense (thinned) lines draw torch finer still.
+    epochs: (loop, steps, means) lines drawn last, over the others (which are faded then), in EPOCH_COLORS.
     A layer per series keeps every dataset within MAX_POINTS rows, well under Altair's default row
     limit, so the charts display in a notebook as they are. The encoding sits once on the parent:
     Altair deep-copies every layer's encoding when it builds a layer chart, and that copying was
@@ -165,11 +198,17 @@ def _lines(series: list[tuple[str, str, np.ndarray, np.ndarray]], encoding, dens
     layers = []
     for loop, name, steps, vals in order:
         mark = {"strokeWidth": STYLE[loop]["strokeWidth"], **(DENSE_TORCH if dense and loop == "torch" else {})}
+        if epochs:
+            mark["opacity"] = FADED * mark.get("opacity", 1.0)
         layers.append(
             alt.Chart(
                 _frame(steps, vals, loop=LABELS[loop], series=name), mark=alt.MarkDef(type="line", clip=True, **mark)
             )
         )
+    for loop, steps, vals in sorted(epochs, key=lambda s: s[0] != "manual"):
+        frame = _frame(steps, vals, loop=EPOCH_LABELS[loop], series="mean of the epoch's batch losses")
+        mark = alt.MarkDef(type="line", clip=True, strokeWidth=EPOCH_STYLE[loop])
+        layers.append(alt.Chart(frame, mark=mark))
     return alt.LayerChart(layer=layers, encoding=encoding, **props)
 
 
@@ -193,28 +232,79 @@ def _dense(result: Result, max_points: int) -> bool:
     return result.steps + 1 > max_points
 
 
-def _per_step_chart(result: Result, metric: str, title: str, y_title: str, log: bool, max_points: int):
-    """One value per step for both loops (loss or grad_norm), overlaid."""
+def _per_step_chart(
+    result: Result, metric: str, title: str, y_title: str, log: bool, max_points: int, samples: int | None = None
+):
+    """One value per step for both loops (loss or grad_norm), overlaid; with samples, the epoch means too."""
     series, dropped = [], 0
     for loop in ("manual", "torch"):
         [(steps, vals)], lost = _thin(getattr(getattr(result, loop), metric), max_points, positive=log)
         series.append((loop, y_title, steps, vals))
         dropped = max(dropped, lost)
-    heading = _title(f"{title}{' (log scale)' if log else ''}", _notes(result, max_points, dropped, log))
+    epochs, notes = [], _notes(result, max_points, dropped, log)
+    length = epoch_length(result, samples)
+    if length is not None:
+        for loop in ("manual", "torch"):
+            ends, means = epoch_means(getattr(result, loop).loss, length)
+            [(idx, vals)] = downsample(means, max_points, positive=log)
+            epochs.append((loop, ends[idx], vals))
+        notes = _epoch_note(result, samples, length) + notes
+    heading = _title(f"{title}{' (log scale)' if log else ''}", notes)
     return _lines(
         series,
-        _loop_encoding(y_title, log),
+        _loop_encoding(y_title, log, epochs=bool(epochs)),
         _dense(result, max_points),
+        epochs,
         title=heading,
         height=HEIGHT,
         autosize=alt.AutoSizeParams(**AUTOSIZE),
     )
 
 
-def loss_chart(result: Result, log: bool = True, max_points: int = MAX_POINTS) -> alt.LayerChart:
-    """Loss of each step's batch, before its update, for both loops."""
+def epoch_length(result: Result, samples: int | None) -> int | None:
+    """Steps per epoch (one pass over the samples), where the loss chart draws epoch means; else None.
+
+    Minibatches only (a full batch makes every step an epoch, its mean the loss itself), and two whole
+    epochs at least, so the means make a line.
+    """
+    if samples is None or result.config.batch_size >= samples:
+        return None
+    length = -(-samples // result.config.batch_size)  # the last batch of an epoch may be short, as in lib.data
+    return length if result.steps >= 2 * length else None
+
+
+def epoch_means(loss: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(last step of each whole epoch, mean of its `length` batch losses); an unfinished last epoch is left out."""
+    epochs = len(loss) // length
+    means = np.asarray(loss[: epochs * length], dtype=np.float64).reshape(epochs, length).mean(axis=1)
+    return length * np.arange(1, epochs + 1) - 1, means
+
+
+def _epoch_note(result: Result, samples: int, length: int) -> list[str]:
+    """What the epoch-mean lines are, exactly, for this run: subtitle lines short enough for a half-width chart."""
+    batch = result.config.batch_size
+    last = samples - batch * (length - 1)
+    size = f"the last of {last:,}" if last != batch else f"each of {batch:,}"
+    lines = [
+        f"Dark lines: the plain mean of each epoch's {length:,} batch losses,",
+        f"drawn at the epoch's last step (an epoch: one pass over the {samples:,} samples,",
+        f"in {length:,} batches, {size}).",
+    ]
+    left = result.steps % length
+    if left:
+        lines[-1] += f" The unfinished last epoch ({left:,} of {length:,} batches) is left out."
+    return lines
+
+
+def loss_chart(
+    result: Result, log: bool = True, max_points: int = MAX_POINTS, samples: int | None = None
+) -> alt.LayerChart:
+    """Loss of each step's batch, before its update, for both loops.
+
+    samples: the data's number of samples; given, the mean of each epoch's batch losses is drawn over them.
+    """
     name = LOSS_NAMES[result.config.loss]
-    return _per_step_chart(result, "loss", f"Loss per step: {name}", "loss", log, max_points)
+    return _per_step_chart(result, "loss", f"Loss per step: {name}", "loss", log, max_points, samples)
 
 
 def grad_norm_chart(result: Result, log: bool = True, max_points: int = MAX_POINTS) -> alt.LayerChart:
@@ -350,13 +440,14 @@ def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
     )
 
 
-def live_points(result: Result, param_norms: bool = False) -> int:
+def live_points(result: Result, param_norms: bool = False, samples: int | None = None) -> int:
     """Points per line for a live redraw: LIVE_POINTS, fewer where the charts have many lines (LIVE_ROWS in all).
 
-    param_norms: whether param_norms_chart is drawn too.
+    param_norms: whether param_norms_chart is drawn too; samples: as all_charts takes it (epoch means).
     """
     lines = 2 + 2 + 1 + 2 * min(len(result.weight_names), MAX_WEIGHT_SERIES)  # loss, gradient norm, diff, weights
     lines += 2 * len(result.tensor_names) if param_norms else 0
+    lines += 2 if epoch_length(result, samples) is not None else 0
     return min(LIVE_POINTS, LIVE_ROWS // lines)
 
 
@@ -366,14 +457,196 @@ def all_charts(
     reference: np.ndarray | None = None,
     reference_label: str = "least-squares solution",
     max_points: int = MAX_POINTS,
+    samples: int | None = None,
 ) -> dict[str, alt.TopLevelMixin]:
     """The four charts of a Result by name: "loss", "weights", "grad_norm", "diff".
 
-    log_loss puts the loss and the gradient norm on log scales.
+    log_loss puts the loss and the gradient norm on log scales; samples (the data's) adds the epoch means
+    to the loss chart.
     """
     return {
-        "loss": loss_chart(result, log=log_loss, max_points=max_points),
+        "loss": loss_chart(result, log=log_loss, max_points=max_points, samples=samples),
         "weights": weights_chart(result, reference, reference_label, max_points=max_points),
         "grad_norm": grad_norm_chart(result, log=log_loss, max_points=max_points),
         "diff": diff_chart(result, max_points=max_points),
     }
+
+
+# ---------------------------------------------------------------- two-class runs (loss "bce")
+
+
+def accuracy_points(data: Dataset, result: Result) -> int:
+    """How many steps accuracy_chart measures accuracy at: ACCURACY_POINTS, fewer for big data (ACCURACY_WORK)."""
+    work = data.m * max(1, len(result.recorded if result.recorded is not None else result.weight_names))
+    return max(2, min(ACCURACY_POINTS, ACCURACY_WORK // work))
+
+
+def accuracy_chart(data: Dataset, result: Result) -> alt.LayerChart:
+    """Share of all samples each loop classifies right, after evenly spread steps (lib.classify.accuracy).
+
+    A ValueError (from lib.classify) for a run that is not a two-class one or whose weights were not all kept.
+    """
+    points = accuracy_points(data, result)
+    steps, manual, torch = classify.accuracy(data, result, points)
+    series = []
+    for loop, acc in (("manual", manual), ("torch", torch)):
+        keep = np.isfinite(acc)
+        series.append((loop, "accuracy", steps[keep] + 1, acc[keep]))
+    finals = [acc[np.isfinite(acc)] for acc in (manual, torch)]
+    notes = [
+        f"The share of all {data.m:,} samples on their class's side (logit > 0 means class 1),",
+        f"measured after {len(steps):,} evenly spread steps.",
+    ]
+    if all(len(f) for f in finals):
+        notes[-1] += f" Last: manual {finals[0][-1]:.1%}, torch {finals[1][-1]:.1%}."
+    lost = int(np.sum(~np.isfinite(manual)) + np.sum(~np.isfinite(torch)))
+    if lost:
+        notes.append(f"{lost:,} measurement(s) left out: their weights are not finite.")
+    encoding = _loop_encoding("accuracy", False, "steps taken", y_format=".3~%")
+    encoding["tooltip"][-1] = _q(alt.Tooltip, "value", format=".2%")
+    return _lines(
+        series,
+        encoding,
+        title=_title("Accuracy on the whole data", notes),
+        height=HEIGHT,
+        autosize=alt.AutoSizeParams(**AUTOSIZE),
+    )
+
+
+def boundary_step(result: Result) -> int | None:
+    """The last step after which both loops' weights are finite (a diverged run's last one may not be); None if none."""
+    for step in range(result.steps - 1, max(-1, result.steps - 3), -1):
+        if np.isfinite(result.manual.weights[step + 1]).all() and np.isfinite(result.torch.weights[step + 1]).all():
+            return step
+    return None
+
+
+def contour(x1: np.ndarray, x2: np.ndarray, p: np.ndarray, level: float = 0.5) -> np.ndarray:
+    """Segments (x, y, x2, y2) of the line where the gridded p (p[b, a] at x1[a], x2[b]) crosses level.
+
+    Marching squares: on each cell edge whose ends lie on either side of level the crossing is placed by
+    linear interpolation, and a cell's crossings are joined in pairs; where all four edges cross (a saddle),
+    the value at the cell's centre decides which corners the line cuts off.
+    """
+    f = np.asarray(p, dtype=np.float64) - level
+    above = f > 0
+    segments = []
+
+    def cross(b0, a0, b1, a1):  # the crossing on the edge from corner (b0, a0) to corner (b1, a1)
+        t = f[b0, a0] / (f[b0, a0] - f[b1, a1])
+        return x1[a0] + t * (x1[a1] - x1[a0]), x2[b0] + t * (x2[b1] - x2[b0])
+
+    corners = above[:-1, :-1].astype(int) + above[:-1, 1:] + above[1:, :-1] + above[1:, 1:]
+    mixed = (corners > 0) & (corners < 4) & np.isfinite(f[:-1, :-1] + f[:-1, 1:] + f[1:, :-1] + f[1:, 1:])
+    for b, a in zip(*np.nonzero(mixed), strict=True):
+        edges = [(b, a, b, a + 1), (b, a + 1, b + 1, a + 1), (b + 1, a + 1, b + 1, a), (b + 1, a, b, a)]
+        points = [cross(*edge) for edge in edges if above[edge[0], edge[1]] != above[edge[2], edge[3]]]
+        if len(points) == 2:
+            segments.append((*points[0], *points[1]))
+        elif len(points) == 4:  # bottom, right, top, left
+            centre = (f[b, a] + f[b, a + 1] + f[b + 1, a] + f[b + 1, a + 1]) / 4 > 0
+            pairs = ((0, 1), (2, 3)) if centre == above[b, a] else ((0, 3), (1, 2))
+            segments += [(*points[i], *points[j]) for i, j in pairs]
+    return np.array(segments, dtype=np.float64).reshape(-1, 4)
+
+
+def boundary_chart(
+    data: Dataset, result: Result, size: int = BOUNDARY_GRID, max_samples: int = BOUNDARY_SAMPLES
+) -> alt.LayerChart:
+    """Where each loop puts p = 0.5 over the two features, overlaid, on the hand loop's p, with the data by class.
+
+    After the last step whose weights are finite (boundary_step). A ValueError (from lib.classify, or for a run
+    with no finite weights) where there is no picture to draw.
+    """
+    step = boundary_step(result)
+    if step is None:
+        raise ValueError("no step left both loops' weights finite, so there is no boundary to draw")
+    grid = classify.boundary(data, result, step, size)
+    # Python floats: the cell edges are written into Vega expressions, where numpy's repr would not parse.
+    x0, y0 = float(grid.x1[0]), float(grid.x2[0])
+    dx, dy = float(grid.x1[1]) - x0, float(grid.x2[1]) - y0
+    b, a = np.divmod(np.arange(size * size), size)
+    cells = pd.DataFrame(
+        {"a": a.astype(np.int16), "b": b.astype(np.int16), "p": grid.manual.ravel().astype(np.float32)}
+    )
+    x_scale = alt.Scale(domain=[x0 - dx / 2, float(grid.x1[-1]) + dx / 2], nice=False, zero=False)
+    y_scale = alt.Scale(domain=[y0 - dy / 2, float(grid.x2[-1]) + dy / 2], nice=False, zero=False)
+    names = list(data.feature_names)
+    shading = (
+        alt.Chart(cells, mark=alt.MarkDef(type="rect", opacity=0.55))
+        .transform_calculate(
+            x=f"{x0 - dx / 2!r} + datum.a * {dx!r}",
+            x2=f"{x0 + dx / 2!r} + datum.a * {dx!r}",
+            y=f"{y0 - dy / 2!r} + datum.b * {dy!r}",
+            y2=f"{y0 + dy / 2!r} + datum.b * {dy!r}",
+        )
+        .encode(
+            x=_q(alt.X, "x", title=names[0], scale=x_scale),
+            x2=alt.X2(field="x2"),
+            y=_q(alt.Y, "y", title=names[1], scale=y_scale),
+            y2=alt.Y2(field="y2"),
+            color=_q(
+                alt.Color,
+                "p",
+                title="p(class 1), hand loop",
+                scale=alt.Scale(scheme="purplegreen", domain=[0, 1]),
+                legend=alt.Legend(orient="right", gradientLength=120),
+            ),
+            tooltip=[_q(alt.Tooltip, "p", format=".3f", title="p(class 1), hand loop")],
+        )
+    )
+    pick = np.arange(data.m)
+    if data.m > max_samples:
+        pick = np.unique(np.linspace(0, data.m - 1, max_samples).round().astype(int))
+    samples = pd.DataFrame({"x": data.X[pick, 0], "y": data.X[pick, 1]})
+    samples["class"] = pd.Categorical.from_codes((data.y[pick] > 0.5).astype(np.int8), ["class 0", "class 1"])
+    dots = alt.Chart(samples, mark=alt.MarkDef(type="circle", size=28, stroke="white", strokeWidth=0.6, opacity=1))
+    dots = dots.encode(
+        x=_q(alt.X, "x", scale=x_scale),
+        y=_q(alt.Y, "y", scale=y_scale),
+        fill=_n(alt.Fill, "class", scale=alt.Scale(domain=["class 0", "class 1"], range=list(CLASS_COLORS)),
+                legend=alt.Legend(orient="right", title=None)),
+    )  # fmt: skip
+    layers, missing = [shading, dots], []
+    domain = [LABELS["manual"], LABELS["torch"]]
+    for loop, p in (("manual", grid.manual), ("torch", grid.torch)):
+        segments = contour(grid.x1, grid.x2, p)
+        if not len(segments):
+            missing.append(LABELS[loop])
+            continue
+        frame = pd.DataFrame(segments, columns=["x", "y", "x2", "y2"])
+        frame["loop"] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [LABELS[loop]])
+        mark = alt.MarkDef(type="rule", strokeWidth=STYLE[loop]["strokeWidth"], strokeCap="round")
+        layers.append(
+            alt.Chart(frame, mark=mark).encode(
+                x=_q(alt.X, "x", scale=x_scale),
+                y=_q(alt.Y, "y", scale=y_scale),
+                x2=alt.X2(field="x2"),
+                y2=alt.Y2(field="y2"),
+                stroke=_n(alt.Stroke, "loop", scale=alt.Scale(domain=domain, range=[COLORS["manual"], COLORS["torch"]]),
+                          legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=3)),
+                strokeDash=_n(alt.StrokeDash, "loop", legend=alt.Legend(orient="top", title=None),
+                              scale=alt.Scale(domain=domain, range=[[1, 0], list(STYLE["torch"]["strokeDash"])])),
+            )
+        )  # fmt: skip
+    gap = np.abs(grid.manual - grid.torch)
+    gap = float(gap.max()) if np.isfinite(gap).all() else None
+    match = "" if gap is None else " exactly" if gap == 0 else f" to within {gap:.1g}"
+    notes = [
+        f"After {step + 1:,} steps"
+        + (f" (of {result.steps:,}: the last step's weights are not finite)" if step + 1 < result.steps else "")
+        + ": the lines are p = 0.5, where each loop's classes meet.",
+        "The shading is the hand loop's p(class 1)" + (";" if gap is not None else "."),
+    ]
+    if gap is not None:
+        notes.append(f"torch's matches it{match} on this {size}×{size} grid.")
+    if missing:
+        notes.append(f"p = 0.5 does not cross this window for {' or '.join(missing)}.")
+    if len(pick) < data.m:
+        notes.append(f"{len(pick):,} of the {data.m:,} samples are drawn, evenly spread through the data.")
+    return alt.LayerChart(
+        layer=layers,
+        title=_title("Decision boundary of both loops", notes),
+        height=HEIGHT + 100,
+        autosize=alt.AutoSizeParams(**AUTOSIZE),
+    )

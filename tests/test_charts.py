@@ -1,5 +1,6 @@
 """lib.charts: downsampling keeps the shape, charts send few and finite points, both loops labelled."""
 
+import dataclasses
 import math
 
 import altair as alt
@@ -282,3 +283,131 @@ def test_live_points_share_a_budget_between_the_lines():
     points = lib.charts.live_points(mlp, param_norms=True)
     lines = 5 + 2 * lib.charts.MAX_WEIGHT_SERIES + 2 * 4  # loss, gradient norm, diff; 12 weights and 4 tensors a loop
     assert points * lines <= lib.charts.LIVE_ROWS < (points + 1) * lines
+
+
+# ------------------------------------------------------------------ epoch means, accuracy, decision boundary
+
+
+def _layer_rows(chart: alt.TopLevelMixin) -> list[tuple[dict, list[dict]]]:
+    spec = chart.to_dict()
+    return [(layer, spec["datasets"][layer["data"]["name"]]) for layer in spec["layer"]]
+
+
+def test_epoch_means_are_each_whole_epochs_plain_mean():
+    loss = np.arange(23, dtype=float)
+    ends, means = lib.charts.epoch_means(loss, 5)  # four whole epochs; the last 3 steps are an unfinished one
+    assert list(ends) == [4, 9, 14, 19]
+    assert list(means) == [np.mean(loss[k * 5 : k * 5 + 5]) for k in range(4)]
+
+
+def test_the_loss_chart_draws_the_epoch_means_for_both_loops_within_the_budget():
+    result = fake_result(200_000, 4, np.random.default_rng(11))  # batch 32 (the default) over 100 samples
+    chart = lib.charts.loss_chart(result, log=True, samples=100)
+    layers = _layer_rows(chart)
+    labels = [rows[0]["loop"] for _, rows in layers]
+    assert labels == ["manual (numpy)", "torch", "manual: epoch mean", "torch: epoch mean"]
+    for _, rows in layers:
+        assert len(rows) <= MAX_POINTS
+    ends, means = lib.charts.epoch_means(result.manual.loss, 4)  # ceil(100 / 32): the last batch of 4 samples
+    [(idx, vals)] = downsample(means)
+    assert [row["value"] for row in layers[2][1]] == list(vals)
+    assert [row["step"] for row in layers[2][1]] == list(ends[idx])
+    title = str(chart.to_dict()["title"])
+    assert "each epoch's 4 batch losses" in title and "in 4 batches, the last of 4" in title
+    assert "unfinished" not in title  # 200,000 steps are 50,000 whole epochs
+    # The batch lines are faded under the means; the legend names all four lines.
+    assert all(layer["mark"]["opacity"] < 1 for layer, _ in layers[:2])
+    assert "manual: epoch mean" in str(chart.to_dict()["encoding"]["color"])
+
+
+def test_no_epoch_means_for_a_full_batch_or_under_two_epochs():
+    result = fake_result(50, 4, np.random.default_rng(12))  # batch 32
+    for samples in (None, 32, 20, 1_000):  # none given, full batch twice, under two epochs of 32 batches
+        chart = lib.charts.loss_chart(result, samples=samples)
+        assert {rows[0]["loop"] for _, rows in _layer_rows(chart)} == {"manual (numpy)", "torch"}, samples
+        assert "epoch" not in str(chart.to_dict()["title"]), samples
+    assert lib.charts.live_points(result, samples=100) == min(
+        lib.charts.LIVE_POINTS, lib.charts.LIVE_ROWS // (5 + 8 + 2)
+    )
+
+
+def _classifier(n: int = 2, m: int = 150, **cfg) -> tuple[lib.Dataset, Result]:
+    data = lib.datasets.PRESETS["blobs"].make() if n == 2 and m == 200 else None
+    if data is None:
+        rng = np.random.default_rng(n)
+        X = rng.normal(size=(m, n))
+        data = lib.Dataset(X, (X[:, 0] - X[:, -1] > 0).astype(float))
+    return data, lib.run(data, lib.Config(**{"model": "logistic", "lr": 0.5, "iterations": 120, **cfg}))
+
+
+def test_the_accuracy_chart_draws_lib_classify_accuracy_for_both_loops():
+    data, result = _classifier()
+    chart = lib.charts.accuracy_chart(data, result)
+    steps, manual, torch = lib.classify.accuracy(data, result, lib.charts.ACCURACY_POINTS)
+    layers = _layer_rows(chart)
+    assert [rows[0]["loop"] for _, rows in layers] == ["manual (numpy)", "torch"]
+    for (_, rows), expected in zip(layers, (manual, torch), strict=True):
+        assert [row["value"] for row in rows] == list(expected)
+        assert [row["step"] for row in rows] == list(steps + 1)
+    assert layers[0][0]["mark"]["strokeWidth"] > layers[1][0]["mark"]["strokeWidth"]  # manual thick, torch thin
+    spec = chart.to_dict()
+    assert spec["encoding"]["y"]["axis"]["format"] == ".3~%"
+    assert f"Last: manual {manual[-1]:.1%}, torch {torch[-1]:.1%}." in str(spec["title"])
+
+
+def test_accuracy_is_measured_at_fewer_steps_on_big_data():
+    data, result = _classifier(n=5, m=50_000, iterations=500, batch_size=64)
+    points = lib.charts.accuracy_points(data, result)
+    assert points == lib.charts.ACCURACY_WORK // (50_000 * 6) < lib.charts.ACCURACY_POINTS
+    rows = _layer_rows(lib.charts.accuracy_chart(data, result))[0][1]
+    assert len(rows) == points
+    assert f"measured after {points:,} evenly spread steps" in str(lib.charts.accuracy_chart(data, result).to_dict())
+
+
+def test_contour_finds_a_straight_boundary_where_it_is():
+    x = np.linspace(-1, 1, 21)
+    A, B = np.meshgrid(x, x)
+    p = 1 / (1 + np.exp(-(A + 2 * B - 0.3)))  # p = 0.5 on x + 2y = 0.3
+    segments = lib.charts.contour(x, x, p)
+    assert len(segments) >= 20
+    for x0, y0, x1, y1 in segments:
+        assert abs(x0 + 2 * y0 - 0.3) < 1e-2 and abs(x1 + 2 * y1 - 0.3) < 1e-2
+    assert not len(lib.charts.contour(x, x, np.full((21, 21), 0.9)))  # nowhere 0.5: no line
+
+
+def test_the_boundary_chart_shades_p_and_draws_both_loops_lines_and_the_data():
+    data, result = _classifier(n=2, m=200)
+    chart = lib.charts.boundary_chart(data, result)
+    grid = lib.classify.boundary(data, result, result.steps - 1, lib.charts.BOUNDARY_GRID)
+    (_, cells), (_, dots), (_, manual), (_, torch) = _layer_rows(chart)
+    assert len(cells) == lib.charts.BOUNDARY_GRID**2
+    np.testing.assert_allclose([row["p"] for row in cells], grid.manual.ravel(), rtol=1e-6)  # float32
+    assert len(dots) == data.m and sum(row["class"] == "class 1" for row in dots) == int(data.y.sum())
+    assert {row["loop"] for row in manual} == {"manual (numpy)"} and {row["loop"] for row in torch} == {"torch"}
+    np.testing.assert_allclose(
+        [[r["x"], r["y"], r["x2"], r["y2"]] for r in torch], lib.charts.contour(grid.x1, grid.x2, grid.torch)
+    )
+    assert f"After {result.steps:,} steps: the lines are p = 0.5" in str(chart.to_dict()["title"])
+
+
+def test_the_boundary_chart_thins_big_data_and_skips_a_diverged_last_step():
+    data, result = _classifier(n=2, m=5_000)
+    rows = _layer_rows(lib.charts.boundary_chart(data, result))[1][1]
+    assert len(rows) == lib.charts.BOUNDARY_SAMPLES
+    assert "1,000 of the 5,000 samples are drawn" in str(lib.charts.boundary_chart(data, result).to_dict()["title"])
+
+    # A run whose last weights went non-finite is drawn after the step before; one with none finite is refused.
+    def with_weights(rows: slice) -> Result:
+        histories = {}
+        for loop in ("manual", "torch"):
+            weights = getattr(result, loop).weights.copy()
+            weights[rows] = np.nan
+            histories[loop] = dataclasses.replace(getattr(result, loop), weights=weights)
+        return dataclasses.replace(result, stopped="diverged", **histories)
+
+    last_bad = with_weights(slice(-1, None))
+    assert lib.charts.boundary_step(last_bad) == result.steps - 2
+    title = str(lib.charts.boundary_chart(data, last_bad).to_dict()["title"])
+    assert f"After {result.steps - 1:,} steps (of {result.steps:,}: the last step's weights are not finite)" in title
+    with pytest.raises(ValueError, match="no step left both loops' weights finite"):
+        lib.charts.boundary_chart(data, with_weights(slice(1, None)))
