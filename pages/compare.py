@@ -4,6 +4,7 @@ import dataclasses
 import math
 import time
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -26,6 +27,7 @@ REDRAW_SHARE = 0.1  # at most this share of a long run's time goes into redrawin
 WATCH_EVERY = 1.0  # seconds between checks for Streamlit's own Stop during a long run (see notice_a_stop)
 AUTO_RUN = 5.0  # seconds: a run the page starts by itself when it opens (say from a link) must take no longer
 PROBE_STEPS, PROBE_SECONDS = 100, 0.3  # the run's first steps, timed, to estimate a long run before it starts
+MAX_TABLE_ROWS = 12  # weights in the final-weights table before it scrolls
 MAX_DOWNLOAD_VALUES = 4_000_000  # numbers in a history download (about 150 MB of CSV); longer runs are refused
 state = st.session_state  # this page's own keys start with "compare_"; the controls' keys are in pages/common.py
 
@@ -37,7 +39,8 @@ st.markdown(
     "one written by hand in numpy, every derivative worked out on paper, and the standard PyTorch loop "
     "(`zero_grad`, forward, loss, `backward`, `step`).  \n"
     "Solid blue is the hand loop, dashed orange is torch: the lines lie on top of each other, and the last "
-    "chart shows they differ by about 1e-16, float64 rounding. Change the settings on the left and press **Run**."
+    "chart shows they differ by about 1e-16, float64 rounding. Change the settings in the sidebar and press "
+    "**Run** (on a narrow screen the sidebar hides: the » button opens it, « closes it)."
 )
 
 # ------------------------------------------------------------------ controls (shared with the other pages)
@@ -73,6 +76,11 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+def about(steps: float) -> int:
+    """A number of steps to two significant figures, as an estimate is said."""
+    return int(float(f"{steps:.2g}"))
+
+
 def steps_per_second(data: lib.Dataset, cfg: lib.Config) -> tuple[float, int]:
     """Both loops' steps per second for this Config, and over how many of its first steps that was timed.
 
@@ -103,6 +111,7 @@ summary = st.empty()  # the numbers of the run on show; emptied while a new run 
 left, right = st.columns(2)
 slots = {"loss": left.empty(), "weights": right.empty(), "grad_norm": left.empty(), "diff": right.empty()}
 slots["param_norms"] = st.empty()  # full width, below: only where the weights chart cannot show every weight
+classes = st.empty()  # accuracy and the decision boundary, for a two-class run (loss "bce")
 extras = st.empty()  # the downloads of the run on show
 
 
@@ -112,15 +121,95 @@ def draw_charts(result: lib.Result, data: lib.Dataset, live: bool = False) -> No
     live: fewer points per line (lib.charts.live_points), for a run still going that is redrawn every second or so.
     """
     norms = len(result.weight_names) > lib.charts.MAX_WEIGHT_SERIES or result.config.model == "mlp"
-    points = lib.charts.live_points(result, norms) if live else lib.charts.MAX_POINTS
+    points = lib.charts.live_points(result, norms, data.m) if live else lib.charts.MAX_POINTS
     reference = least_squares(data, result.config) if show_target else None
-    charts = lib.charts.all_charts(result, log_loss=log_scale, reference=reference, max_points=points)
+    charts = lib.charts.all_charts(result, log_loss=log_scale, reference=reference, max_points=points, samples=data.m)
     if norms:
         charts["param_norms"] = lib.charts.param_norms_chart(result, max_points=points)
     else:
         slots["param_norms"].empty()
     for name, chart in charts.items():
         slots[name].altair_chart(chart, width="stretch")
+
+
+def draw_classifier(result: lib.Result, data: lib.Dataset) -> None:
+    """For a two-class run: accuracy per step of both loops, and their decision boundaries over two features.
+
+    Drawn for a finished (or stopped) run only: accuracy is measured on the whole data at many steps.
+    """
+    if not lib.classify.is_classifier(result):
+        classes.empty()
+        return
+    with classes.container():
+        if len(result.recorded) != result.config.n_params(data.n):
+            st.info(
+                f"Accuracy and the decision boundary are not drawn: this model has {result.n_params:,} weights, and a "
+                f"run keeps the history of only {len(result.recorded):,} of them, so the loops' classifiers cannot "
+                "be evaluated from it."
+            )
+            return
+        left, right = st.columns(2)
+        left.altair_chart(lib.charts.accuracy_chart(data, result), width="stretch")
+        if data.n != 2:
+            right.caption(f"No decision-boundary picture: it is drawn over two features, and this data has {data.n}.")
+            return
+        try:
+            chart = lib.charts.boundary_chart(data, result)
+        except ValueError as err:
+            right.caption(f"No decision-boundary picture: {err}.")
+        else:
+            right.altair_chart(chart, width="stretch")
+
+
+def weights_table(result: lib.Result, data: lib.Dataset) -> None:
+    """The final weights of both loops, their difference, and the least-squares solution where there is one."""
+    m, t = result.manual.weights[-1], result.torch.weights[-1]
+    frame = pd.DataFrame({"weight": result.weight_names, "manual": m, "torch": t, "|Δ|": np.abs(m - t)})
+    reference = least_squares(data, result.config) if show_target else None
+    if reference is not None:
+        frame["least squares"] = reference[result.recorded]
+    after = f"all {result.steps:,} steps" if result.done else f"the run's {result.steps:,} steps"
+    text = f"**Final weights**, after {after}"
+    if len(result.recorded) < result.n_params:
+        text += f": the {len(result.recorded):,} of its {result.n_params:,} weights whose history the run keeps"
+    # A long table goes into an expander, so the charts stay near the top; a few weights are shown as they are.
+    place = st.container() if len(frame) <= MAX_TABLE_ROWS else st.expander(f"{text}: {len(frame):,} rows")
+    if len(frame) <= MAX_TABLE_ROWS:
+        place.markdown(text + ".")
+    number = st.column_config.NumberColumn(format="%.6g")
+    config = {"manual": number, "torch": number, "least squares": number}
+    config["|Δ|"] = st.column_config.NumberColumn(format="%.1e", help="|manual − torch| for this weight.")
+    height = "auto" if len(frame) <= MAX_TABLE_ROWS else 36 * (MAX_TABLE_ROWS + 1)
+    place.dataframe(frame, hide_index=True, column_config=config, height=height, width="content", key="compare_weights")
+    if reference is not None:
+        bias = "with a column of ones for the bias" if result.config.bias else "without a bias"
+        st.caption(
+            "Least squares: the weights that minimise the squared loss on the whole data, "
+            f"`np.linalg.lstsq` on the inputs {bias}."
+        )
+
+
+def speed_note(result: lib.Result, data: lib.Dataset, key: tuple, place) -> None:
+    """Why torch's step takes longer than numpy's, measured on this run's data and model when asked for.
+
+    lib.speed.step_costs takes a fraction of a second (a couple of seconds for a big model), so it runs on a click,
+    never by itself and never while a run is live; the sentence is kept for the data and Config it measured.
+    """
+    done = state.get("compare_speed")
+    if done is not None and done[0] == key:
+        place.caption(done[1])
+        return
+    slower = result.torch.steps_per_second < result.manual.steps_per_second
+    label = "Why is torch slower per step?" if slower else "Time one step of each loop, phase by phase"
+    tip = "Times one step of each loop, whole and phase by phase, on this data and model: under a second."
+    if place.button(label, key="compare_measure_speed", help=tip):
+        try:
+            sentence = lib.speed.speed_sentence(lib.speed.step_costs(data, result.config))
+        except ValueError as err:
+            place.caption(f"Could not time these settings: {err}.")
+            return
+        state["compare_speed"] = (key, sentence)
+        place.caption(sentence)
 
 
 problem = None
@@ -142,7 +231,13 @@ st.caption(
     "Each torch line beside its hand-written twin, taken from the source of the two functions that ran. "
     "The Code map page explains each row."
 )
-st.markdown(twin_lines_markdown(lib.manual_mlp_loop if model == "mlp" else lib.manual_loop))
+# Code spans do not wrap, so on a phone the table ran off the screen: inside this table they may.
+st.html(
+    "<style>.st-key-compare_twins table code { white-space: pre-wrap; overflow-wrap: anywhere; }"
+    ".st-key-compare_twins table { table-layout: auto; width: 100%; }</style>"
+)
+with st.container(key="compare_twins"):
+    st.markdown(twin_lines_markdown(lib.manual_mlp_loop if model == "mlp" else lib.manual_loop))
 
 if start:
     data, cfg = picked
@@ -160,13 +255,20 @@ if start:
         if not live:
             summary.empty()  # the last run's numbers and downloads would sit beside this run's charts
             extras.empty()
+            classes.empty()
             with status.container():
                 st.fragment(notice_a_stop, run_every=WATCH_EVERY)()
                 live["bar"] = st.progress(0.0)
                 st.button("Stop", key="stop", help="End the run now and keep the steps taken.")
             state["compare_watching"] = True  # set after the fragment's first run, which is inline
             live["redraw"] = now
-        live["bar"].progress(partial.steps / cfg.iterations, text=f"Step {partial.steps:,} of {cfg.iterations:,}")
+        text = f"Step {partial.steps:,} of {cfg.iterations:,}"
+        if partial.steps and now > begun:
+            # The pace so far, redraws and all, is what the cap counts: say early what will fit.
+            fits = partial.steps + partial.steps / (now - begun) * max(0.0, begun + limit - now)
+            if fits < cfg.iterations:
+                text += f" · at this pace about {about(fits):,} steps fit in the {TIME_LIMIT:g} s cap, where it stops"
+        live["bar"].progress(partial.steps / cfg.iterations, text=text)
         if now >= live["redraw"]:
             draw_charts(partial, data, live=True)
             # Redraw at most REDRAW_SHARE of the time, so the live charts do not slow the run much.
@@ -174,7 +276,8 @@ if start:
 
     try:
         # The cap counts from the click to the result drawn: what the visitor waits, not what the loops take.
-        limit = max(0.0, TIME_LIMIT - FINAL_DRAW - (time.perf_counter() - started))
+        begun = time.perf_counter()
+        limit = max(0.0, TIME_LIMIT - FINAL_DRAW - (begun - started))
         result = lib.run(data, cfg, progress=on_progress, progress_every=PROGRESS_EVERY, time_limit=limit)
     except ValueError as err:  # the controls check what lib.run checks, so this is a safety net
         problem = str(err)
@@ -285,9 +388,14 @@ if result is not None:
                 index=["manual (numpy)", "torch"],
             )
         )
+        speed_note(result, shown["data"], shown.get("settings") or (fingerprint(shown["data"]), result.config), cols[2])
         if show_target and result.config.model != "linear":
-            st.caption("No least-squares line on the weights chart: it exists only for the linear model.")
+            st.caption(
+                "No least-squares solution on the weights chart or in the table: it exists only for the linear model."
+            )
+        weights_table(result, shown["data"])
     draw_charts(result, shown["data"])
+    draw_classifier(result, shown["data"])
     with extras.container():
         st.subheader("Take this run home")
         downloads(shown["data"], result, shown.get("source"))

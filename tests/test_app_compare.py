@@ -5,7 +5,10 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 import lib
@@ -264,3 +267,190 @@ def test_a_run_ended_by_streamlits_own_stop_is_kept_as_stopped(at):
     for key in ("compare_watching", "compare_partial", "compare_running_record"):
         assert key not in at.session_state
     assert at.session_state["compare_running"] is False
+
+
+# ------------------------------------------------------------------ classifiers, final weights, epoch means, speed
+
+
+def chart_layers(at: AppTest, title: str) -> list[tuple[dict, pd.DataFrame]]:
+    """Each layer of the chart whose title starts with `title`, with the rows Streamlit sent for it."""
+    [chart] = [c for c in at.get("vega_lite_chart") if json.loads(c.proto.spec)["title"]["text"].startswith(title)]
+    frames = {d.name: convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets}
+    return [(layer, frames[layer["data"]["name"]]) for layer in json.loads(chart.proto.spec)["layer"]]
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [spec["title"]["text"] for spec in charts(at)]
+
+
+def every_text(at: AppTest) -> str:
+    kinds = ("markdown", "caption", "info", "warning", "error")
+    return "\n".join(str(el.value) for kind in kinds for el in at.get(kind))
+
+
+def show_run(data: lib.Dataset, result: lib.Result) -> AppTest:
+    """The page with this run on show, as if it had just been run."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[LAST_RUN] = {"data": data, "result": result, "source": {"kind": "synthetic"}, "settings": None}
+    return at.run()
+
+
+def two_class(n: int, m: int = 120, seed: int = 0) -> lib.Dataset:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, n))
+    return lib.Dataset(X, (X.sum(axis=1) + 0.5 * rng.normal(size=m) > 0).astype(float), name=f"two classes, n={n}")
+
+
+@pytest.mark.parametrize("preset", ["blobs", "moons"])
+def test_a_classifier_run_draws_accuracy_and_the_boundary_of_both_loops(preset):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["data"] = preset  # a short run: the link runs it
+    at.run()
+    assert not at.exception
+    record = at.session_state[LAST_RUN]
+    data, result = record["data"], record["result"]
+    assert result.config.loss == "bce" and data.n == 2
+    titles = chart_titles(at)
+    assert titles[-2:] == ["Accuracy on the whole data", "Decision boundary of both loops"]
+    steps, manual, torch = lib.classify.accuracy(data, result, lib.charts.accuracy_points(data, result))
+    lines = {frame["loop"][0]: frame for layer, frame in chart_layers(at, "Accuracy")}
+    for label, expected in (("manual (numpy)", manual), ("torch", torch)):
+        np.testing.assert_array_equal(lines[label]["step"], steps + 1)  # steps taken: accuracy after step t
+        np.testing.assert_array_equal(lines[label]["value"], expected)
+    grid = lib.classify.boundary(data, result, result.steps - 1, lib.charts.BOUNDARY_GRID)
+    shading, dots, *rules = chart_layers(at, "Decision boundary")
+    np.testing.assert_array_equal(shading[1]["p"], grid.manual.ravel().astype(np.float32))
+    assert len(dots[1]) == data.m and set(dots[1]["class"]) == {"class 0", "class 1"}
+    assert [frame["loop"][0] for _, frame in rules] == ["manual (numpy)", "torch"]  # both loops' p = 0.5
+    gap = float(np.abs(grid.manual - grid.torch).max())
+    assert f"torch's matches it to within {gap:.1g} on this 60×60 grid." in str(charts(at)[-1]["title"])
+
+
+def test_a_regression_run_says_nothing_of_classes():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert "Accuracy on the whole data" not in chart_titles(at)
+    assert "Decision boundary" not in " ".join(chart_titles(at))
+    assert "accuracy" not in every_text(at).lower() and "decision-boundary" not in every_text(at)
+
+
+def test_a_classifier_on_three_features_has_accuracy_and_says_why_there_is_no_boundary():
+    data = two_class(3)
+    at = show_run(data, lib.run(data, lib.Config(model="logistic", lr=0.5, iterations=60)))
+    assert not at.exception
+    assert "Accuracy on the whole data" in chart_titles(at)
+    assert "Decision boundary of both loops" not in chart_titles(at)
+    assert "No decision-boundary picture: it is drawn over two features, and this data has 3." in every_text(at)
+
+
+def test_a_classifier_too_big_to_evaluate_says_so_in_words():
+    data = two_class(2)
+    result = lib.run(data, lib.Config(model="mlp", loss="bce", hidden=40, init="normal", iterations=20))
+    assert result.n_params == 161 and len(result.recorded) == 128
+    at = show_run(data, result)
+    assert not at.exception
+    assert "Accuracy on the whole data" not in chart_titles(at)
+    assert (
+        "Accuracy and the decision boundary are not drawn: this model has 161 weights, and a run keeps the history "
+        "of only 128 of them, so the loops' classifiers cannot be evaluated from it."
+    ) in [info.value for info in at.info]
+
+
+def test_the_final_weights_table_holds_the_runs_numbers_and_least_squares():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    data, result = at.session_state[LAST_RUN]["data"], at.session_state[LAST_RUN]["result"]
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["weight", "manual", "torch", "|Δ|", "least squares"]
+    assert list(table["weight"]) == list(result.weight_names) == ["w_1", "w_2", "w_3", "bias"]
+    np.testing.assert_array_equal(table["manual"], result.manual.weights[-1])
+    np.testing.assert_array_equal(table["torch"], result.torch.weights[-1])
+    np.testing.assert_array_equal(table["|Δ|"], np.abs(result.manual.weights[-1] - result.torch.weights[-1]))
+    np.testing.assert_array_equal(table["least squares"], lib.least_squares(data, bias=True))
+    assert "**Final weights**, after all 500 steps." in every_text(at)
+    # The toggle that hides the least-squares lines hides the column too.
+    at.toggle(key="show_target").set_value(False).run()
+    assert "least squares" not in at.dataframe[0].value.columns
+
+
+def test_no_least_squares_column_for_a_classifier():
+    data = two_class(2)
+    result = lib.run(data, lib.Config(model="logistic", lr=0.5, iterations=30))
+    at = show_run(data, result)
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["weight", "manual", "torch", "|Δ|"]
+    np.testing.assert_array_equal(table["manual"], result.manual.weights[-1])
+    assert "in the table: it exists only for the linear model" in every_text(at)
+
+
+def test_the_loss_chart_draws_each_epochs_mean_batch_loss_for_both_loops(at):
+    result = at.session_state[LAST_RUN]["result"]
+    length = -(-200 // 32)  # 7 batches an epoch, the last of 8 samples
+    epochs = result.steps // length
+    means = {frame["loop"][0]: frame for _, frame in chart_layers(at, "Loss per step") if "epoch" in frame["loop"][0]}
+    assert set(means) == {"manual: epoch mean", "torch: epoch mean"}
+    for label, history in (("manual: epoch mean", result.manual), ("torch: epoch mean", result.torch)):
+        expected = [np.mean(history.loss[k * length : (k + 1) * length]) for k in range(epochs)]
+        np.testing.assert_allclose(means[label]["value"], expected, rtol=1e-15)
+        np.testing.assert_array_equal(means[label]["step"], length * np.arange(1, epochs + 1) - 1)
+    title = str(charts(at)[0]["title"])
+    assert "the plain mean of each epoch's 7 batch losses" in title and "in 7 batches, the last of 8" in title
+    assert f"The unfinished last epoch ({result.steps % length} of 7 batches) is left out." in title
+
+
+def test_a_full_batch_run_has_no_epoch_means():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["batch_size"] = "200"
+    at.run()
+    assert not at.exception and at.session_state[LAST_RUN]["result"].config.batch_size == 200
+    loops = {frame["loop"][0] for _, frame in chart_layers(at, "Loss per step")}
+    assert loops == {"manual (numpy)", "torch"}
+    assert "epoch" not in str(charts(at)[0]["title"])
+
+
+def test_the_speed_sentence_is_measured_when_asked_for_and_kept(at):
+    assert "compare_speed" not in at.session_state  # nothing is timed until the learner asks
+    [button] = [b for b in at.button if b.key == "compare_measure_speed"]
+    assert button.label == "Why is torch slower per step?"  # torch is slower in this run's own table
+    at.button(key="compare_measure_speed").click().run()
+    assert not at.exception
+    key, sentence = at.session_state["compare_speed"]
+    assert key[1] == at.session_state[LAST_RUN]["result"].config  # measured for the run on show
+    assert re.match(r"Torch took [\d.]+× numpy's time per step here \([\d.,]+ [µm]s against", sentence), sentence
+    assert "batches of 32 rows, 4 weights" in sentence
+    assert sentence in [c.value for c in at.caption]
+    at.number_input(key="lr").set_value(0.2).run()  # another rerun keeps the sentence, measured once
+    assert at.session_state["compare_speed"][1] is sentence and sentence in [c.value for c in at.caption]
+
+
+def test_the_intro_names_the_sidebar_not_a_side():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    intro = at.markdown[0].value
+    assert "in the sidebar" in intro and "left" not in intro
+    assert "on a narrow screen the sidebar hides: the » button opens it, « closes it" in intro
+
+
+def test_the_time_limit_message_says_what_fits_and_blames_no_small_model(at):
+    data = linear_data(3, 200, 0.1, 0)
+    capped = lib.run(data, lib.Config(lr=0.05, batch_size=32, iterations=100_000), time_limit=0.2)
+    assert capped.stopped == "time limit" and capped.steps >= 100
+    unit = 10 ** (len(str(capped.steps)) - 2)
+    at.session_state[LAST_RUN] = {**at.session_state[LAST_RUN], "result": capped}
+    at.run()
+    [warning] = at.warning
+    assert warning.value == (
+        f"Hit the time limit after {capped.steps:,} of 100,000 steps; the steps taken are kept. About that many fit "
+        f"in the time allowed at this speed: to finish, ask for at most {capped.steps // unit * unit:,} iterations. "
+        "(The wall-time cap here is 60 s per run.)"
+    )
+    assert "model" not in warning.value
+
+
+def test_the_time_limit_message_names_a_big_models_size():
+    data = two_class(2)
+    capped = lib.run(data, lib.Config(model="mlp", loss="bce", hidden=40, iterations=5_000), time_limit=0.0)
+    assert capped.stopped == "time limit" and capped.n_params == 161
+    unit = 10 ** max(0, len(str(capped.steps)) - 2)
+    assert capped.message() == (
+        f"Hit the time limit after {capped.steps:,} of 5,000 steps; the steps taken are kept. About that many fit in "
+        f"the time allowed at this speed: to finish, ask for at most {capped.steps // unit * unit:,} iterations, "
+        "or use a smaller model than this one of 161 weights."
+    )
