@@ -176,6 +176,10 @@ def _stage_state(w: Widget, fill: Callable[[WidgetState], None]) -> None:
     w.__class__ = type(f"Staged{type(w).__name__}", (type(w),), {"_widget_state": property(lambda self: ws)})
 
 
+def _disabled(w: Widget) -> bool:
+    return bool(getattr(w.proto, "disabled", False))
+
+
 def stage(w: Widget, value: Any) -> None:
     if isinstance(w, (Selectbox, Radio)):
         _stage_state(w, lambda ws: setattr(ws, "string_value", value))
@@ -348,8 +352,10 @@ class Walker:
                     self.report.expected.add(where)
                     continue
                 now = widgets(at)
-                if restore is not None and restore[0] != wid and restore[0] in now:
+                if restore is not None and restore[0] != wid and restore[0] in now and not _disabled(now[restore[0]]):
                     stage(now[restore[0]], restore[1])
+                if wid not in now or _disabled(now[wid]):
+                    continue  # an earlier case of this state greyed it out (Start after a step): no user can set it
                 stage(now[wid], value)
                 sigs, snap = self.run_case(at, path, case)
                 new = sigs - base_sigs

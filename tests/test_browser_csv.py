@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = 90_000  # ms: a first page load imports torch and runs the default run on a shared machine
@@ -95,9 +96,17 @@ def open_data(page: Page) -> None:
 
 def choose(page: Page, label: str, option: str) -> None:
     box = page.get_by_test_id("stSidebar").get_by_label(label, exact=True)
-    box.click()
-    box.fill(option)  # typing filters the list, so the option is drawn however long the list is
-    page.get_by_role("option", name=option, exact=True).click()
+    for _ in range(3):  # a rerun that redraws the sidebar while the list is open detaches it: open it again
+        box.click()
+        box.fill(option)  # typing filters the list, so the option is drawn however long the list is
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=15_000)
+            break
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+            settle(page)
+    else:
+        pytest.fail(f"could not choose {option!r} in {label!r}: the list kept being redrawn")
     settle(page)
 
 
