@@ -78,7 +78,7 @@ ROWS = (
     ),
     Row(
         "backward",
-        "4. Gradient",
+        "4. Backward pass",
         PHASES[3],
         "d_weights += slope(len(labels)) * (inputs.T @ error)",
         "loss.backward()",
@@ -282,7 +282,12 @@ def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tup
             [(".grad before zero_grad()", t.reset_before), (".grad after", t.reset_after)],
         )
     if row == "forward":
-        hand = [("inputs", m.lines["inputs"]), ("weights", m.weights_before), ("z (the predictions)", m.lines["z"])]
+        z = (
+            "z (the logits)"
+            if "h" in m.lines and not np.array_equal(m.lines["h"], m.lines["z"])
+            else "z (the predictions)"
+        )
+        hand = [("inputs", m.lines["inputs"]), ("weights", m.weights_before), (z, m.lines["z"])]
         twin = [
             ("inputs", t.inputs),
             ("outputs", t.lines["outputs"][:, 0]),
@@ -414,18 +419,19 @@ def check_backward_adds(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
 
 def forward_text(cfg: Config) -> str:
     """The forward claim for this model and bias."""
+    what = "logits (the sigmoid comes later)" if cfg.loss == "bce" else "predictions"
+    node = (
+        "and its result carries a `grad_fn`, the node the forward pass recorded last, which `backward()` reaches "
+        "first from the loss."
+    )
     if cfg.model == "mlp":
         b1, b2 = (" + b1", " + b2") if cfg.bias else ("", "")
         return (
-            "`net(inputs)` gives the same predictions as the hand loop's "
-            f"`{cfg.activation}(inputs @ W1.T{b1}) @ W2{b2}`, and its result carries a `grad_fn`: the newest node "
-            "of the graph recorded so far."
+            f"`net(inputs)` gives the same {what} as the hand loop's `{cfg.activation}(inputs @ W1.T{b1}) @ W2{b2}`, "
+            + node
         )
     ones = "with a last column of ones (the bias)" if cfg.bias else "(no column of ones: there is no bias here)"
-    return (
-        f"`net(inputs)` gives the same predictions as `inputs @ weights` {ones}, and its result carries a `grad_fn`: "
-        "the first node of the graph."
-    )
+    return f"`net(inputs)` gives the same {what} as `inputs @ weights` {ones}, " + node
 
 
 def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
@@ -435,7 +441,12 @@ def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     diff = float(step.diff("predictions").max())
     grad_fn = step.torch.lines["outputs.grad_fn"]
     measured = {"max |z - outputs|": diff, "outputs.grad_fn": grad_fn}
-    net = _model(data, cfg, t)[0]
+    net, criterion, batch, labels = _model(data, cfg, t)
+    outputs = net(batch)
+    loss = criterion(outputs, labels)
+    first = [parent for parent, _ in loss.grad_fn.next_functions if parent is not None]
+    measured["loss.grad_fn's first step back"] = " + ".join(type(p).__name__ for p in first)
+    reached = outputs.grad_fn in first
     if cfg.model == "mlp":
         layers = [type(module).__name__ for module in net]
         measured["net"] = " → ".join(layers)
@@ -447,7 +458,7 @@ def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
         measured["hand inputs' last column"] = "all ones" if ones else "features"
         shape_ok = ones == cfg.bias and inputs.shape[1] == data.n + cfg.bias and (net.bias is not None) == cfg.bias
     scale = max(1.0, float(np.abs(step.torch.predictions).max()))
-    ok = diff <= 1e-10 * scale and grad_fn != "None" and shape_ok
+    ok = diff <= 1e-10 * scale and grad_fn != "None" and shape_ok and reached
     return Evidence(bool(ok), measured, _where(step) + ", both loops")
 
 
@@ -820,7 +831,8 @@ CLAIMS = (
     Claim(
         "mse_no_half",
         "backward",
-        "`MSELoss()` is the mean of squared errors with no ½: its gradient is twice the hand ½·mean loop's.",
+        "`MSELoss()` is the mean of squared errors with no ½: its gradient is twice that of the classic ½·mean "
+        "convention (`half_mse`), measured against the hand loop run with that convention on this step's batch.",
         check_mse_no_half,
         about=lambda cfg: cfg.loss != "bce",
     ),

@@ -195,9 +195,17 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
                     language="python",
                     wrap_lines=True,
                 )
+                counters = ""
+                if step.step_counts:
+                    counts = ", ".join(f"{hand:g}" for _, _, hand, _ in step.step_counts)
+                    counters = (
+                        f" The step counters count the steps taken, from 1: after step {step.t} (this page counts "
+                        f"from 0) they hold {counts}."
+                    )
                 st.caption(
                     f"The optimizer's state after step {step.t}, which the next step builds on: the hand optimizer's "
                     "attributes, and torch's per-parameter `optimizer.state` flattened in the weights' order."
+                    + counters
                 )
         st.markdown(explain.row_text(row, cfg))
         for c in explain.claims_for(row.key, cfg):

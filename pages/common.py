@@ -798,7 +798,12 @@ def _build(v: dict) -> tuple[lib.Dataset, lib.Config, dict]:
         shown = ", ".join(f"{t:g}" for t in np.unique(data.y)[:4])
         raise ValueError(
             f"the bce loss trains a classifier, which needs targets of 0 and 1, but {data.name} has targets like "
-            f"{shown}. Choose the blobs or moons preset, a 0/1 target column, or a squared loss (mse)"
+            f"{shown}. Choose the blobs or moons preset or a 0/1 target column, or "
+            + (
+                "the linear model with a squared loss (logistic trains with bce only)"
+                if cfg.model == "logistic"
+                else "a squared loss (mse)"
+            )
         )
     run_checks.check_run(data, cfg)  # the checks lib.run makes (e.g. iterations x weights is capped)
     lib.initial_weights(data, cfg)  # custom initial weights of the wrong length

@@ -373,13 +373,14 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     batch = len(step.manual.indices)
     epoch_steps = -(-data.m // cfg.batch_size)
     if stepper.diverged_at is None:
-        st.subheader(f"Step {step.t}  ·  this run has steps 0 to {cfg.iterations - 1}")
+        st.subheader(f"Step {step.t}  ·  this run asks for steps 0 to {cfg.iterations - 1}")
     else:  # known once the run has reached it
         st.subheader(f"Step {step.t}  ·  this run diverged at step {stepper.diverged_at}, its last step")
     st.caption(
         f"Epoch {step.t // epoch_steps + 1}, batch {step.t % epoch_steps + 1} of {epoch_steps}: {batch} samples. "
-        f"Model {cfg.model} · loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer} · "
-        f"learning rate {cfg.lr:g}."
+        f"Model {cfg.model} · loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer}"
+        + "".join(f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}" for k, v in cfg.optimizer_kwargs.items())
+        + f" · learning rate {cfg.lr:g}."
     )
     if stepper.diverged_at is not None and step.t == stepper.diverged_at:
         st.warning(diverged_text(step, cfg))

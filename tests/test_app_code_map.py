@@ -278,3 +278,23 @@ def test_a_bad_step_in_the_link_is_named_and_a_step_shown(value):
     assert not at.exception
     assert step_caption(at).startswith("Step 1:")
     assert any(f"map_step=`{value}`" in w.value and "from 0 to 499" in w.value for w in at.warning)
+
+
+def test_adams_step_counter_is_explained_beside_the_step_number():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params.update({"optimizer": "adam", "map_step": "1"})
+    at.run()
+    assert not at.exception
+    caption = next(c.value for c in at.caption if c.value.startswith("The optimizer's state after step 1"))
+    assert "count the steps taken, from 1: after step 1 (this page counts from 0) they hold 2." in caption
+    assert "optimizer.t = 2" in "\n".join(c.value for c in at.code)
+
+
+def test_a_classifier_shows_logits_not_predictions():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params.update({"data": "blobs", "iterations": "30"})
+    at.run()
+    assert not at.exception
+    blocks = "\n".join(c.value for c in at.code)
+    assert "z (the logits) = " in blocks and "z (the predictions)" not in blocks
+    assert "4. Backward pass" in "\n".join(m.value for m in at.markdown)

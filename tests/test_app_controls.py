@@ -529,3 +529,18 @@ def test_mlp_settings_are_greyed_out_for_the_other_models():
     assert at.number_input(key="hidden").disabled and at.selectbox(key="activation").disabled
     at.selectbox(key="model").set_value("mlp").run()
     assert not at.number_input(key="hidden").disabled
+
+
+@pytest.mark.parametrize(
+    ("model", "way_out"), [("logistic", "the linear model with a squared loss"), ("mlp", "a squared loss (mse)")]
+)
+def test_bce_on_regression_targets_offers_a_way_out_this_model_has(model, way_out):
+    """The logistic model trains with bce only: its error must not offer "a squared loss" for it."""
+    at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=60)
+    at.query_params.update({"model": model, "loss": "bce", "iterations": "20"})
+    at.run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "needs targets of 0 and 1" in errors and way_out in errors
+    if model == "logistic":
+        assert "or a squared loss (mse)" not in errors

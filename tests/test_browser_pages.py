@@ -139,7 +139,7 @@ def test_step_through_and_code_map_run_with_the_lr_set_on_compare(server, page: 
     settle(page)
     # A first run on lr 0.05 would have made Start's run a new configuration: "Not started" again, no step 0.
     expect(page.get_by_text("learning rate 0.07.", exact=False)).to_be_visible()
-    expect(page.get_by_role("heading", name="Step 0 · this run has steps 0 to 499")).to_be_visible()
+    expect(page.get_by_role("heading", name="Step 0 · this run asks for steps 0 to 499")).to_be_visible()
 
     first = go(page, runs, "Code map")
     code = "\n".join(first["words"])
