@@ -44,7 +44,8 @@ if run is None:
     data, result = state["landscape_default"]
     st.info(
         "No run from the Compare page yet, so this page made its own short example: a line y = w·x + b fitted "
-        "to 20 samples, full batch, lr 0.7, 25 steps. Press **Run** on the Compare page and come back to map your run."
+        "to 20 samples, full batch, lr 0.7, 25 steps. Open the Compare page (a short run of the sidebar's settings "
+        "starts as it opens; a long one waits for **Run**) and come back to map that run."
     )
     st.page_link("pages/compare.py", label="Compare the loops", icon="📈")
 else:
@@ -211,7 +212,12 @@ heat = (
         x2="a1",
         y=alt.Y("b0:Q", title=y_name, scale=y_scale),
         y2="b1",
-        color=alt.Color("loss:Q", title="loss", scale=alt.Scale(type="threshold", domain=list(levels), range=ramp)),
+        color=alt.Color(
+            "loss:Q",
+            title="loss (band edges; the lowest band is everything below its edge)",
+            scale=alt.Scale(type="threshold", domain=list(levels), range=ramp),
+            legend=alt.Legend(titleLimit=360),
+        ),
         tooltip=[alt.Tooltip("loss:Q", format=".4g")],
     )
 )
@@ -260,7 +266,7 @@ if exact_model:
     star = pd.DataFrame({"a": [best[i]], "b": [best[j]], "what": ["least-squares solution"]})
     layers.append(
         alt.Chart(star)
-        .mark_point(shape="diamond", size=180, filled=False, strokeWidth=2, color="black", clip=True)
+        .mark_point(shape="diamond", size=420, filled=False, strokeWidth=3, color="black", clip=True)
         .encode(x=X, y=Y, tooltip=["what:N", alt.Tooltip("a:Q", format=".4g"), alt.Tooltip("b:Q", format=".4g")])
     )
 chart = (
