@@ -332,3 +332,54 @@ def test_a_teachers_pitfall_link_opens_the_tab_with_its_switch_on(server, page: 
     page.wait_for_url(lambda url: parse_qs(urlparse(url).query).get("pitfall") == ["5 · float32 in one loop"])
     settle(page)
     assert_no_traceback(page)
+
+
+def test_a_two_class_link_draws_accuracy_and_the_boundary(server, page: Page):
+    """?data=moons: the preset's network runs, and below the usual charts come its accuracy per step and the
+    decision boundary of both loops, drawn (the boundary's cells are placed by Vega expressions: a bad one
+    would leave the chart blank)."""
+    open_compare(page, server, "?data=moons")
+    if page.get_by_text("This run has not started").count():  # a loaded machine timed it as long: start it
+        page.get_by_role("button", name="Run", exact=True).click()
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(7, timeout=LOAD)  # four, the tensor norms, accuracy, boundary
+    settle(page)
+    assert_no_traceback(page)
+    for i in (5, 6):
+        expect(charts.nth(i).locator("canvas, svg").first).to_be_visible(timeout=LOAD)
+    expect(page.get_by_text("Accuracy on the whole data")).to_be_visible()
+    expect(page.get_by_text("Decision boundary of both loops")).to_be_visible()
+    # Drawn, not blank: Vega places the boundary's 3,600 cells from expressions (a bad one would leave none), and
+    # both loops' p = 0.5 lines are there.
+    boundary = charts.nth(6)
+    expect(boundary.locator("g.mark-rect.role-mark path")).to_have_count(60 * 60, timeout=LOAD)
+    expect(boundary.locator("g.mark-rule.role-mark").first).to_be_attached()
+    assert boundary.locator("g.mark-rule.role-mark").count() == 2  # manual's line and torch's
+    assert boundary.locator("g.mark-rule.role-mark line, g.mark-rule.role-mark path").count() > 20
+    screenshot(page, "compare_classifier")
+
+
+def test_on_a_phone_the_twin_table_fits_and_the_intro_names_the_sidebar(server, browser):
+    """Issue 10, phone (390 px wide): the intro said 'on the left' while the controls hide behind a button, and the
+    twin table ran off the screen. Every cell of the table is inside the viewport and shows all of its text."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        open_compare(page, server)
+        intro = page.get_by_test_id("stMarkdownContainer").filter(has_text="Two training loops").first.inner_text()
+        assert "in the sidebar" in intro and "left" not in intro, intro
+        table = page.locator(".st-key-compare_twins table")
+        expect(table).to_be_visible()
+        table.scroll_into_view_if_needed()
+        sizes = table.evaluate(
+            """t => ({width: window.innerWidth, table: t.getBoundingClientRect().right, page:
+                      document.documentElement.scrollWidth, clipped: [...t.querySelectorAll('td, th, code')]
+                      .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right >
+                      window.innerWidth).map(e => e.innerText)})"""
+        )
+        assert sizes["table"] <= sizes["width"] and sizes["page"] <= sizes["width"], sizes
+        assert not sizes["clipped"], sizes
+        assert "optimizer.zero_grad()" in table.inner_text().replace("\n", "")
+        screenshot(page, "compare_phone")
+    finally:
+        context.close()
