@@ -4,6 +4,7 @@ Missing /usr/bin/chromium skips these tests, unless REQUIRE_BROWSER=1 (set by .c
 makes it a failure. With SCREENSHOTS=<dir>, each visited page is saved there as <name>.png.
 """
 
+import contextlib
 import math
 import os
 import re
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -368,17 +370,24 @@ def test_on_a_phone_the_twin_table_fits_and_the_intro_names_the_sidebar(server, 
         open_compare(page, server)
         intro = page.get_by_test_id("stMarkdownContainer").filter(has_text="Two training loops").first.inner_text()
         assert "in the sidebar" in intro and "left" not in intro, intro
+        expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=LOAD)  # the default run is drawn
+        settle(page)
         table = page.locator(".st-key-compare_twins table")
         expect(table).to_be_visible()
         table.scroll_into_view_if_needed()
+        fits = "() => document.querySelector('.st-key-compare_twins table').getBoundingClientRect().right <= innerWidth"
+        with contextlib.suppress(PlaywrightTimeout):  # a loaded machine may still be laying the page out
+            page.wait_for_function(fits, timeout=10_000)  # (the assertions below say what does not fit)
+        styled = page.evaluate("() => [...document.querySelectorAll('style')].some(s => s.textContent"
+                               ".includes('st-key-compare_twins'))")  # fmt: skip
         sizes = table.evaluate(
             """t => ({width: window.innerWidth, table: t.getBoundingClientRect().right, page:
                       document.documentElement.scrollWidth, clipped: [...t.querySelectorAll('td, th, code')]
                       .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right >
                       window.innerWidth).map(e => e.innerText)})"""
         )
-        assert sizes["table"] <= sizes["width"] and sizes["page"] <= sizes["width"], sizes
-        assert not sizes["clipped"], sizes
+        assert sizes["table"] <= sizes["width"] and sizes["page"] <= sizes["width"], (sizes, styled)
+        assert not sizes["clipped"], (sizes, styled)
         assert "optimizer.zero_grad()" in table.inner_text().replace("\n", "")
         screenshot(page, "compare_phone")
     finally:
