@@ -27,6 +27,7 @@ KEEP = MappingProxyType({"persist_state": "session", "bind": "query-params"})  #
 LAST_RUN = "compare_last_run"  # session_state key: {"data": Dataset, "result": Result, "source": dict}
 SOURCE = "controls_source"  # session_state key: where the current data comes from (see _source)
 UPLOAD = "controls_upload"  # session_state key: (file name, bytes) of the uploaded CSV, kept across pages
+NAVIGATION_CHECKED = "controls_navigation_checked"  # set once through_navigation has looked, this session
 URL_CHECKED = "controls_url_checked"  # set by the first run: its notes on the link's parameters (see url_notes)
 PRESET_SET = "controls_preset_set"  # session_state key: {"preset": key, "values": {widget key: value it set}}
 PRESET_NOTE = "controls_preset_note"  # session_state key: what the last change of data source did (see _note)
@@ -225,6 +226,11 @@ def through_navigation() -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
+    # Once per session: a rerun later on (when a page runs on its own, as AppTest runs it) would drop the click
+    # that started that run. It used to be once per server, by an st.cache_data that was meant for the data.
+    if st.session_state.get(NAVIGATION_CHECKED):
+        return
+    st.session_state[NAVIGATION_CHECKED] = True
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
