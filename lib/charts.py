@@ -222,8 +222,8 @@ def _notes(result: Result, max_points: int, dropped: int, log: bool) -> list[str
     if _dense(result, max_points):
         notes.append(f"{result.steps:,} steps drawn as at most {max_points:,} points per line, peaks and troughs kept.")
     if dropped:
-        why = "not finite or <= 0, which a log scale cannot draw" if log else "not finite"
-        notes.append(f"{dropped:,} value(s) left out: {why}.")
+        why = "not finite, or not above 0, which a log scale cannot draw" if log else "not finite"
+        notes.append(f"{dropped:,} {'value' if dropped == 1 else 'values'} left out: {why}.")
     return notes
 
 
@@ -420,10 +420,24 @@ def param_norms_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Layer
     return alt.LayerChart(layer=layers, title=heading, height=HEIGHT, autosize=alt.AutoSizeParams(**AUTOSIZE))
 
 
+def _rounding_note(result: Result) -> str:
+    """The run's largest difference beside the size of one float64 rounding of its largest weight (relative 1.1e-16)."""
+    weights = np.abs(result.torch.weights)
+    finite = weights[np.isfinite(weights)]
+    largest = float(finite.max()) if finite.size else 0.0
+    ulp = np.finfo(np.float64).eps / 2  # a rounding's relative size: half the gap between float64 numbers near 1
+    size = (
+        f"about {ulp * largest:.2g} at this run's largest weight, {largest:.3g}"
+        if largest > 1
+        else f"below {ulp:.2g} for these weights, all smaller than 1"
+    )
+    return f"Largest over the run: {result.max_abs_diff:.3g}. One float64 rounding is {ulp:.2g} × the number: {size}."
+
+
 def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
     """Largest |manual - torch| over the weights after each step: float64 rounding, if the loops agree."""
     [(steps, vals)], dropped = _thin(result.step_diff, max_points)
-    notes = [f"Largest over the run: {result.max_abs_diff:.3g}. One float64 rounding is about 1e-16."]
+    notes = [_rounding_note(result)]
     notes += _notes(result, max_points, dropped, False)
     encoding = alt.FacetedEncoding(
         x=_q(alt.X, "step", title="steps taken (0 = initial weights)"),

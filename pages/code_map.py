@@ -2,17 +2,14 @@
 
 import inspect
 import math
-import urllib.parse
 
 import streamlit as st
 
 import lib
 from lib import explain
 from lib.trace import Stepper
-from pages.common import LOSS_LABELS, fingerprint, literal, sidebar_config, through_navigation
+from pages.common import LOSS_LABELS, PITFALLS_LINK, fingerprint, literal, sidebar_config, through_navigation
 
-# The Pitfalls lab's tab on a learning rate above the stability limit, opened by its URL (the tab is bound to it).
-PITFALLS_LINK = "/pitfalls?" + urllib.parse.urlencode({"pitfall": "4 · lr above the limit"})
 MAX_ITERATIONS = 10_000  # the page steps the loops up to the picked step; longer runs are cut to this
 HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
 

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import math
 import re
+import urllib.parse
 from types import MappingProxyType
 
 import numpy as np
@@ -27,6 +28,8 @@ KEEP = MappingProxyType({"persist_state": "session", "bind": "query-params"})  #
 LAST_RUN = "compare_last_run"  # session_state key: {"data": Dataset, "result": Result, "source": dict}
 SOURCE = "controls_source"  # session_state key: where the current data comes from (see _source)
 UPLOAD = "controls_upload"  # session_state key: (file name, bytes) of the uploaded CSV, kept across pages
+# The Pitfalls lab's tab on a learning rate above the stability limit, opened by its URL (the tab is bound to it).
+PITFALLS_LINK = "/pitfalls?" + urllib.parse.urlencode({"pitfall": "4 · lr above the limit"})
 NAVIGATION_CHECKED = "controls_navigation_checked"  # set once through_navigation has looked, this session
 URL_CHECKED = "controls_url_checked"  # set by the first run: its notes on the link's parameters (see url_notes)
 PRESET_SET = "controls_preset_set"  # session_state key: {"preset": key, "values": {widget key: value it set}}
@@ -856,7 +859,15 @@ def sidebar_config(page: str, own: tuple[str, ...] = ()) -> tuple[lib.Dataset, l
         if page == "compare":
             st.header("Display")
             drawn.check("Log scale for loss and gradient norm", "log_scale", True, toggle=True)
-            drawn.check("Show the least-squares solution", "show_target", True, toggle=True)
+            linear = v.get("model") == "linear"
+            drawn.check(
+                "Show the least-squares solution",
+                "show_target",
+                True,
+                toggle=True,
+                disabled=not linear,
+                help=None if linear else "It exists only for the linear model.",
+            )
     if first_run:
         state[URL_CHECKED] = url_notes(asked, drawn)
     # The notes belong to the link: shown until the learner's first click. A rerun the page asks for itself (after a

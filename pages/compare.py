@@ -11,6 +11,7 @@ import streamlit as st
 import lib
 from pages.common import (
     LAST_RUN,
+    PITFALLS_LINK,
     SOURCE,
     fingerprint,
     least_squares,
@@ -38,8 +39,9 @@ st.markdown(
     "Two training loops run side by side on the same data, the same batches and the same starting weights: "
     "one written by hand in numpy, every derivative worked out on paper, and the standard PyTorch loop "
     "(`zero_grad`, forward, loss, `backward`, `step`).  \n"
-    "Solid blue is the hand loop, dashed orange is torch: the lines lie on top of each other, and the last "
-    "chart shows they differ by about 1e-16, float64 rounding. Change the settings in the sidebar and press "
+    "Solid blue is the hand loop, dashed orange is torch: where the loops agree, the lines lie on top of each "
+    "other, and the last chart shows by how much they differ at each step (the summary says it relative to "
+    "the weights too, and from which step, if any, they part). Change the settings in the sidebar and press "
     "**Run** (on a narrow screen the sidebar hides: the » button opens it, « closes it)."
 )
 
@@ -305,6 +307,12 @@ elif result is not None and result.stopped == "time limit":
     notes.append((st.warning, f"{result.message()} (The wall-time cap here is {TIME_LIMIT:g} s per run.)"))
 elif result is not None and result.stopped is not None:
     notes.append((st.info, result.message()))
+if (
+    result is not None
+    and result.stopped != "diverged"
+    and (growth := lib.explain.growth_warning(shown["data"], result))
+):
+    notes.append((st.warning, f"{growth} [See why in the Pitfalls lab, tab 4]({PITFALLS_LINK})."))
 if waiting is not None:
     iterations, rate, timed = waiting
     text = (
@@ -375,9 +383,17 @@ if result is not None:
 
         cols = st.columns([1, 1, 3])
         cols[0].metric("Steps taken", f"{result.steps:,}")
+        agreement = lib.explain.agreement(result)
         cols[1].metric(
-            "Largest |manual − torch|", f"{result.max_abs_diff:.1e}", help="Over every weight after every step."
+            lib.explain.DIFF_NAME.capitalize(),
+            f"{result.max_abs_diff:.1e}",
+            f"{lib.explain.RELATIVE_NAME}: {agreement['max_relative']:.2g}",
+            delta_color="off",
+            delta_arrow="off",
+            help="Over every weight after every step; relative: each step's difference divided by max(1, the "
+            "largest |weight| then).",
         )
+        st.caption(lib.explain.agreement_text(result))
         cols[2].table(
             pd.DataFrame(
                 {

@@ -454,3 +454,37 @@ def test_the_time_limit_message_names_a_big_models_size():
         f"the time allowed at this speed: to finish, ask for at most {capped.steps // unit * unit:,} iterations, "
         "or use a smaller model than this one of 161 weights."
     )
+
+
+def test_a_finite_blow_up_is_a_warning_with_the_limit_and_the_relative_difference_beside_the_absolute():
+    """Issue 10, bug 5: lr = 1 grew the loss to 4e22 with no message, under an intro promising 1e-16."""
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    app.query_params.update({"lr": "1", "iterations": "500"})
+    app.run()
+    assert not app.exception
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    result = lib.run(data, lib.Config(lr=1.0, batch_size=32, iterations=500))
+    assert result.diverged_at is None
+    warning = next(w.value for w in app.warning if w.value.startswith("Diverging"))
+    assert warning.startswith(lib.explain.growth_warning(data, result))
+    assert "(/pitfalls?pitfall=4+%C2%B7+lr+above+the+limit)" in warning
+    diff = next(m for m in app.metric if m.label == lib.explain.DIFF_NAME.capitalize())
+    assert float(diff.value) == pytest.approx(result.max_abs_diff, rel=0.05)
+    relative = lib.explain.agreement(result)["max_relative"]
+    assert diff.delta == f"{lib.explain.RELATIVE_NAME}: {relative:.2g}"
+    assert lib.explain.agreement_text(result) in [c.value for c in app.caption]
+    intro = app.markdown[0].value
+    assert "1e-16" not in intro
+
+
+def test_a_converging_run_has_no_growth_warning(at):
+    assert not [w for w in at.warning if w.value.startswith("Diverging")]
+
+
+def test_the_least_squares_toggle_is_greyed_out_where_there_is_none():
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    app.query_params.update({"data": "blobs", "iterations": "30"})
+    app.run()
+    assert not app.exception
+    assert app.toggle(key="show_target").disabled
+    assert not AppTest.from_file(APP, default_timeout=TIMEOUT).run().toggle(key="show_target").disabled

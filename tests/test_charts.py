@@ -411,3 +411,16 @@ def test_the_boundary_chart_thins_big_data_and_skips_a_diverged_last_step():
     assert f"After {result.steps - 1:,} steps (of {result.steps:,}: the last step's weights are not finite)" in title
     with pytest.raises(ValueError, match="no step left both loops' weights finite"):
         lib.charts.boundary_chart(data, with_weights(slice(1, None)))
+
+
+def test_the_difference_chart_sizes_a_rounding_by_the_weights():
+    """Issue 9, finding 18: "one float64 rounding is about 1e-16" holds relative to the number, not absolutely."""
+    from lib.charts import _rounding_note
+
+    data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
+    big = lib.run(data, lib.Config(lr=100, iterations=500))  # weights near 3e156 before it diverges
+    largest = float(np.nanmax(np.abs(big.torch.weights[np.isfinite(big.torch.weights)])))
+    note = _rounding_note(big)
+    assert f"about {1.1102230246251565e-16 * largest:.2g} at this run's largest weight, {largest:.3g}" in note
+    small = lib.run(data, lib.Config(lr=1e-6, iterations=5))
+    assert "below 1.1e-16 for these weights, all smaller than 1" in _rounding_note(small)
