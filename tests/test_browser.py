@@ -8,17 +8,14 @@ import contextlib
 import math
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from serving import served_app
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,38 +32,11 @@ PAGES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     """The app served by the same command a user types, on a free port; yields its base URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start:\n{proc.stdout.read()}")
-        time.sleep(0.3)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with served_app(tmp_path_factory.mktemp("server") / "streamlit.log") as (base, _):
+        yield base
 
 
 def screenshot(page: Page, name: str) -> None:
@@ -291,31 +261,15 @@ def test_streamlits_own_stop_keeps_the_steps_taken_too(server, page: Page):
     assert_no_traceback(page)
 
 
-def test_a_page_link_is_the_first_request_of_a_fresh_server(page: Page):
+def test_a_page_link_is_the_first_request_of_a_fresh_server(page: Page, tmp_path):
     """A shared link to a page, opened before anyone has loaded the app's front page, shows the app's own
     navigation and that page, not Streamlit's listing of every file in pages/ (see through_navigation)."""
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                time.sleep(0.3)
+    with served_app(tmp_path / "streamlit.log") as (base, _):
         page.goto(f"{base}/step_through")
         expect(page.get_by_role("heading", name="Step through")).to_be_visible(timeout=LOAD)
         nav = page.get_by_test_id("stSidebarNav")
         expect(nav).to_contain_text("Compare the loops", timeout=LOAD)
         expect(nav).not_to_contain_text("common")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_a_teachers_pitfall_link_opens_the_tab_with_its_switch_on(server, page: Page):

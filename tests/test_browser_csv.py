@@ -5,17 +5,13 @@ Uses conftest.py's chromium settings; the server here writes its log to a file, 
 Missing /usr/bin/chromium skips these tests, unless REQUIRE_BROWSER=1.
 """
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from serving import served_app
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = 90_000  # ms: a first page load imports torch and runs the default run on a shared machine
@@ -25,43 +21,12 @@ THREE_FEATURES = b"x1,x2,x3,y\n1,0,1,2\n0,1,0,-1\n1,1,2,2\n2,1,0,1\n0,2,1,-1\n"
 OTHER_NAMES = b"a,b,label\n1,2,0\n2,1,1\n3,5,0\n4,4,1\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """`streamlit run app.py` on 127.0.0.1 with every log line prefixed by its level; yields (base URL, log path)."""
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    command += ["--logger.messageFormat", "%(levelname)s %(name)s: %(message)s"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()}")
-            time.sleep(0.3)
+    with served_app(log, extra=("--logger.messageFormat", "%(levelname)s %(name)s: %(message)s")) as (base, _):
         yield base, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def problems(log: Path) -> list[str]:

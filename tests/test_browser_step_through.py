@@ -6,15 +6,12 @@ checked here. Missing /usr/bin/chromium skips these tests (REQUIRE_BROWSER=1 fai
 """
 
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+from serving import served_app
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = 90_000  # ms: the first page load imports torch on a shared machine
@@ -28,33 +25,8 @@ def server(tmp_path_factory):
     """`streamlit run app.py` on a free port of 127.0.0.1; yields its base URL and stops it afterwards."""
     global LOG
     LOG = tmp_path_factory.mktemp("streamlit") / "server.log"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    log = LOG.open("w")
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start:\n{LOG.read_text()}")
-        time.sleep(0.3)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with served_app(LOG) as (base, _):
+        yield base
 
 
 def main(page: Page):

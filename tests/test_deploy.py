@@ -6,54 +6,25 @@ import ast
 import contextlib
 import importlib.metadata
 import re
-import socket
 import subprocess
 import sys
-import time
 import tomllib
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+from serving import served_app
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_BUDGET_MB = 600  # the smallest Streamlit Community Cloud machines have about 690 MB
 TITLE = "Training-loop twins"  # app.py's page_title
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """`streamlit run app.py` from the repository root, as a deployment runs it; yields (url, process)."""
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "streamlit"), "run", "app.py"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                assert server.poll() is None, f"the server exited:\n{log_path.read_text()}"
-                assert time.monotonic() < deadline, f"no health 'ok' in 120 s:\n{log_path.read_text()}"
-                with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as reply:
-                    if reply.read().decode().strip() == "ok":
-                        break
-                time.sleep(0.5)
-            yield url, server
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    with served_app(log_path, launcher=[str(Path(sys.executable).parent / "streamlit")], startup=120) as served:
+        yield served
 
 
 def rss_mb(process: subprocess.Popen) -> float:
