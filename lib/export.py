@@ -1223,26 +1223,30 @@ class _Specialiser:
         for node in self.src.nodes:
             if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
                 stores[node.attr] = stores.get(node.attr, 0) + 1
+        for cls, init, me, stmt in self._init_assignments():
+            for target, value in _pairs(stmt.targets[0], stmt.value):
+                if not (isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == me):
+                    continue
+                if stores.get(target.attr) != 1:
+                    continue
+                try:
+                    fact = _value_of(value, known)
+                except _Unknown:
+                    continue
+                if _is_literal(fact):
+                    for node in self._self_reads(cls, target.attr, skip=init):
+                        known[id(node)] = fact
+
+    def _init_assignments(self):
+        """(class, its __init__, the name of its self, a one-target assignment) for each class's __init__."""
         for cls in self.classes.values():
             init = _method(cls, "__init__")
             if init is None or not init.args.args:
                 continue
             me = init.args.args[0].arg
             for stmt in init.body:
-                if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
-                    continue
-                for target, value in _pairs(stmt.targets[0], stmt.value):
-                    if not (isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == me):
-                        continue
-                    if stores.get(target.attr) != 1:
-                        continue
-                    try:
-                        fact = _value_of(value, known)
-                    except _Unknown:
-                        continue
-                    if _is_literal(fact):
-                        for node in self._self_reads(cls, target.attr, skip=init):
-                            known[id(node)] = fact
+                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                    yield cls, init, me, stmt
 
     def _self_reads(self, cls, attr: str, skip=None) -> list:
         """Reads of self.attr in the methods of cls and of its subclasses."""
@@ -1660,22 +1664,15 @@ class _Specialiser:
         loads = {n.attr for n in src.nodes if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)}
         loads |= {n.target.attr for n in src.nodes if isinstance(n, ast.AugAssign) and hasattr(n.target, "attr")}
         strings = {n.value for n in src.nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-        for cls in self.classes.values():
-            init = _method(cls, "__init__")
-            if init is None or not init.args.args:
-                continue
-            me = init.args.args[0].arg
-            for stmt in init.body:
-                if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
-                    continue
-                pairs = _pairs(stmt.targets[0], stmt.value)
-                drop = [
-                    t for t, v in pairs
-                    if isinstance(t, ast.Attribute) and getattr(t.value, "id", None) == me
-                    and t.attr not in loads and t.attr not in strings and _pure(v)
-                ]  # fmt: skip
-                if drop:
-                    groups.append(self._reassign(stmt, pairs, drop))
+        for _, _, me, stmt in self._init_assignments():
+            pairs = _pairs(stmt.targets[0], stmt.value)
+            drop = [
+                t for t, v in pairs
+                if isinstance(t, ast.Attribute) and getattr(t.value, "id", None) == me
+                and t.attr not in loads and t.attr not in strings and _pure(v)
+            ]  # fmt: skip
+            if drop:
+                groups.append(self._reassign(stmt, pairs, drop))
         return groups
 
     def _drop_locals(self) -> list:

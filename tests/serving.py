@@ -10,8 +10,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect
 
 ROOT = Path(__file__).resolve().parent.parent
+LOAD = 90_000  # ms: a first page load imports torch and runs the default run on a shared machine
 
 
 def free_port() -> int:
@@ -52,3 +54,14 @@ def served_app(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def settle(page: Page) -> None:
+    """Wait until the script has finished running (Streamlit shows a status widget while it runs)."""
+    page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=LOAD)
+
+
+def assert_no_traceback(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert "Traceback" not in page.inner_text("body")

@@ -15,11 +15,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from serving import served_app
+from serving import LOAD, assert_no_traceback, served_app, settle
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parent.parent
-LOAD = 90_000  # ms: a first page load imports torch and runs the default run on a shared machine
 LIVE_BYTES = 300_000  # websocket bytes per live redraw of the Compare page's charts (issue 10)
 
 # Every page of the app: (url path, heading it shows, screenshot name). Adding a page is one line.
@@ -50,17 +49,6 @@ def screenshot(page: Page, name: str) -> None:
         page.wait_for_timeout(1_000)  # charts re-lay out to the new size
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
         page.set_viewport_size(size)
-
-
-def settle(page: Page) -> None:
-    """Wait until the script has finished running (Streamlit shows a status widget while it runs)."""
-    page.wait_for_timeout(300)
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=LOAD)
-
-
-def assert_no_traceback(page: Page) -> None:
-    expect(page.get_by_test_id("stException")).to_have_count(0)
-    assert "Traceback" not in page.inner_text("body")
 
 
 def summary_text(page: Page) -> str:

@@ -11,10 +11,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from serving import served_app
+from serving import LOAD, assert_no_traceback, served_app, settle
 
 ROOT = Path(__file__).resolve().parent.parent
-LOAD = 90_000  # ms: a first page load imports torch and runs the default run on a shared machine
 
 TWO_FEATURES = b"x1,x2,y\n1,0,1\n0,1,-1\n1,1,0\n2,1,1\n0,2,-2\n"
 THREE_FEATURES = b"x1,x2,x3,y\n1,0,1,2\n0,1,0,-1\n1,1,2,2\n2,1,0,1\n0,2,1,-1\n"
@@ -32,17 +31,6 @@ def served(tmp_path_factory):
 def problems(log: Path) -> list[str]:
     """The server log's warnings, errors and tracebacks."""
     return [line for line in log.read_text().splitlines() if line.startswith(("WARNING", "ERROR", "Traceback"))]
-
-
-def settle(page: Page) -> None:
-    """Wait until the script has finished running (Streamlit shows a status widget while it runs)."""
-    page.wait_for_timeout(300)
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=LOAD)
-
-
-def assert_no_traceback(page: Page) -> None:
-    expect(page.get_by_test_id("stException")).to_have_count(0)
-    assert "Traceback" not in page.inner_text("body")
 
 
 def open_app(page: Page, url: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
-from serving import served_app
+from serving import LOAD, served_app, settle
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
@@ -19,7 +19,6 @@ import lib
 from lib import pitfalls
 
 ROOT = Path(__file__).resolve().parent.parent
-LOAD = 90_000  # ms: the first page load imports torch on a shared machine
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +70,6 @@ class Runs:
                 return self.runs[since]
             page.wait_for_timeout(100)  # Playwright delivers the frames while it waits
         raise AssertionError("the page's first run did not finish")
-
-
-def settle(page: Page) -> None:
-    page.wait_for_timeout(300)
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=LOAD)
 
 
 def set_number(page: Page, label: str, value) -> None:
