@@ -297,16 +297,7 @@ class _Assembler:
             top = line.split()[1].split(".")[0]
             if top not in sys.stdlib_module_names and top not in _THIRD_PARTY:
                 raise ValueError(f"to_script: the loops need {top!r}, which is neither numpy, torch nor standard")
-        merged: dict[str, list[str]] = {}
-        for line in [line for line in lines if line.startswith("from ")]:
-            _, module, _, name = line.split()
-            merged.setdefault(module, []).append(name)
-        lines = [line for line in lines if not line.startswith("from ")]
-        lines += [f"from {module} import {', '.join(sorted(names))}" for module, names in merged.items()]
-        third = [line for line in lines if line.split()[1].split(".")[0] in _THIRD_PARTY]
-        std = [line for line in lines if line not in third]
-        by_kind = [sorted(group, key=lambda s: (s.startswith("from"), s)) for group in (std, third)]
-        return "from __future__ import annotations\n\n" + "\n\n".join("\n".join(g) for g in by_kind if g)
+        return _import_block(lines)
 
     def standins(self, init_how: str) -> list[str]:
         parts = []
@@ -1835,8 +1826,14 @@ def _short_imports(code: _Assembler, text: str, big: bool) -> str:
     for line in code.import_lines:
         if line.split()[-1] in used:
             lines.add(line)
+    return _import_block(lines)
+
+
+def _import_block(lines) -> str:
+    """The script's import lines: one `from m import a, b` per module, the standard library first, then the rest."""
+    lines = sorted(lines)
     merged: dict[str, list[str]] = {}
-    for line in sorted(line for line in lines if line.startswith("from ")):
+    for line in [line for line in lines if line.startswith("from ")]:
         _, module, _, name = line.split()
         merged.setdefault(module, []).append(name)
     plain = [line for line in lines if not line.startswith("from ")]
