@@ -368,6 +368,11 @@ def _hand_gradient(step: Step, cfg: Config, loss: str) -> np.ndarray:
     return np.array(next(gen)[2])
 
 
+def _dot_grad(step: Step) -> np.ndarray:
+    """Every parameter's .grad at step t, flat in the weights' order, as the torch loop's frame held them."""
+    return np.concatenate([g.ravel() for g in step.torch.lines["grad"].values()])
+
+
 def _num(x: float) -> float:
     return float(f"{x:.6g}") if math.isfinite(x) else x
 
@@ -559,7 +564,7 @@ def sign_evidence(d_weights: np.ndarray, grad: np.ndarray) -> Evidence:
 def check_negative_gradient(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     """The hand loop's d_weights, built from (label - h), is minus torch's .grad at step t."""
     step = _step(data, cfg, t)
-    grad = np.concatenate([g.ravel() for g in step.torch.lines["grad"].values()])
+    grad = _dot_grad(step)
     if not np.any(grad):
         return _zero("the gradient", step)
     e = sign_evidence(step.manual.lines["d_weights"], grad)
@@ -608,7 +613,7 @@ def check_sum_times_batch(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
 def check_same_update(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     """weights += lr * d_weights by hand, SGD's p -= lr * p.grad in torch: each as written, and the same move."""
     step = _step(data, cfg, t)
-    torch_grad = np.concatenate([g.ravel() for g in step.torch.lines["grad"].values()])
+    torch_grad = _dot_grad(step)
     d_weights = step.manual.lines["d_weights"]
     measured = {
         "max |torch update + lr * .grad|": float(np.abs(step.torch.update + cfg.lr * torch_grad).max()),
@@ -969,9 +974,12 @@ def agreement(result) -> dict:
     }
 
 
-def agreement_text(result) -> str:
-    """One paragraph, from the run itself, on how closely the two loops agree and from which step they part."""
-    a = agreement(result)
+def agreement_text(result, a: dict | None = None) -> str:
+    """One paragraph, from the run itself, on how closely the two loops agree and from which step they part.
+
+    a: agreement(result), when the caller has it already.
+    """
+    a = agreement(result) if a is None else a
     if not a["steps"]:
         return "The run has no steps yet."
     if a["parts_at"] is None:

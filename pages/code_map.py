@@ -15,9 +15,14 @@ HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
 
 
 @st.cache_data(max_entries=32, show_spinner="Checking every sentence against torch…", hash_funcs={lib.Config: repr})
-def evidence(_data: lib.Dataset, data_key: tuple, cfg: lib.Config, t: int) -> dict[str, explain.Evidence]:
-    """Every claim's check on step t of this run (numpy-level results, so they cache; data_key names the data)."""
-    return explain.verify_all(_data, cfg, t)
+def evidence(
+    _data: lib.Dataset, data_key: tuple, cfg: lib.Config, t: int, _stepper: Stepper
+) -> dict[str, explain.Evidence]:
+    """Every claim's check on step t of this run (numpy-level results, so they cache; data_key names the data).
+
+    _stepper is the page's own Stepper, standing on step t: the checks read it instead of running to t again.
+    """
+    return explain.verify_all(_data, cfg, _stepper if _stepper.step == t else t)
 
 
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
@@ -138,7 +143,7 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
 
     manual_fn, torch_fn = stepper.functions
     hand, twin = explain.phase_source(manual_fn), explain.phase_source(torch_fn)
-    checks = evidence(data, data_key, cfg, step.t)
+    checks = evidence(data, data_key, cfg, step.t, stepper)
 
     left, right = st.columns(2)
     left.markdown(f"### Hand-written: `lib.{manual_fn.__name__}` (numpy)")

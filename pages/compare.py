@@ -393,7 +393,7 @@ if result is not None:
             help="Over every weight after every step; relative: each step's difference divided by max(1, the "
             "largest |weight| then).",
         )
-        st.caption(lib.explain.agreement_text(result))
+        st.caption(lib.explain.agreement_text(result, agreement))
         cols[2].table(
             pd.DataFrame(
                 {
