@@ -14,7 +14,7 @@ import statistics
 import time
 
 import lib
-from lib.run import loops
+from lib.engine.lockstep import loops
 
 from .loops import bare_lockstep, bare_numpy, bare_torch
 

@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 import lib
-from lib.optim import torch_optimizer
-from lib.torch_loop import make_model, torch_loss
-
-run_module = __import__("importlib").import_module("lib.run")  # lib.run is also the function
+from lib.engine import lockstep as run_module
+from lib.twins.optim import torch_optimizer
+from lib.twins.torch_side import make_model, torch_loss
 
 # -dL/dh = slope(batch) * error for each loss convention, written exactly as lib/manual.py computes it.
 SLOPES = {"mse": lambda m: 2 / m, "half_mse": lambda m: 1 / m, "sse": lambda m: 2}

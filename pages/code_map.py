@@ -7,7 +7,7 @@ import streamlit as st
 
 import lib
 from lib import explain
-from lib.trace import Stepper
+from lib.engine.trace import Stepper
 from pages.common import LOSS_LABELS, PITFALLS_LINK, fingerprint, literal, sidebar_config, through_navigation
 
 MAX_ITERATIONS = 10_000  # the page steps the loops up to the picked step; longer runs are cut to this

@@ -8,7 +8,6 @@ copied link reopens it. A page calls `sidebar_config(page)` and gets the Dataset
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
 import re
 import urllib.parse
@@ -19,11 +18,11 @@ import streamlit as st
 from streamlit.runtime.state import get_session_state
 
 import lib
-from lib.csv_data import numeric_columns, prepare, read_csv, text_columns
-from lib.datasets import PRESETS
-from lib.explain import PHASES, phase_source
+from lib.engine import lockstep as run_checks
+from lib.io.csv_data import numeric_columns, prepare, read_csv, text_columns
+from lib.io.datasets import PRESETS
+from lib.lessons.explain import PHASES, phase_source
 
-run_checks = importlib.import_module("lib.run")  # the module: lib.run itself is the function
 KEEP = MappingProxyType({"persist_state": "session", "bind": "query-params"})  # kept across pages, and in the URL
 LAST_RUN = "compare_last_run"  # session_state key: {"data": Dataset, "result": Result, "source": dict}
 SOURCE = "controls_source"  # session_state key: where the current data comes from (see _source)
@@ -689,8 +688,8 @@ def _data_controls(drawn: Drawn) -> dict:
         st.caption("y = X·w + b + noise, with X, w, b drawn from the seed.")
         if note:
             st.caption(note)
-        samples = drawn.number("Samples", "samples", 1, lib.data.MAX_SAMPLES, DEFAULTS["samples"])
-        n = drawn.number("Features", "n_features", 1, lib.data.MAX_FEATURES, DEFAULTS["n_features"])
+        samples = drawn.number("Samples", "samples", 1, lib.engine.data.MAX_SAMPLES, DEFAULTS["samples"])
+        n = drawn.number("Features", "n_features", 1, lib.engine.data.MAX_FEATURES, DEFAULTS["n_features"])
         noise = drawn.number("Noise (std)", "noise", 0.0, 100.0, DEFAULTS["noise"], format="%g")
         return {"source": source, "samples": samples, "n": n, "noise": noise}
     if note:
@@ -719,10 +718,10 @@ def _model_controls(drawn: Drawn) -> dict:
     # which streamlit 1.67 does not do for a bound widget that was never drawn before.
     cols, mlp_only = st.columns(2), {"disabled": model != "mlp", "help": "The mlp's hidden layer."}
     with cols[0]:
-        hidden = drawn.number("Hidden units", "hidden", 1, lib.config.MAX_HIDDEN, DEFAULTS["hidden"], **mlp_only)
+        hidden = drawn.number("Hidden units", "hidden", 1, lib.engine.config.MAX_HIDDEN, DEFAULTS["hidden"], **mlp_only)
     with cols[1]:
         activation = drawn.select(
-            "Activation", lib.config.ACTIVATIONS, "activation", DEFAULTS["activation"], **mlp_only
+            "Activation", lib.engine.config.ACTIVATIONS, "activation", DEFAULTS["activation"], **mlp_only
         )
     allowed = LOSSES_FOR[model]
     if st.session_state.get("loss", allowed[0]) not in allowed:  # e.g. "mse" after switching to logistic
@@ -753,7 +752,9 @@ def _start_controls(drawn: Drawn) -> dict:
         help="Off: both loops skip the reset, so d_weights and .grad hold the sum of every step's gradient so "
         "far, and each update uses that sum.",
     )
-    seed = drawn.number("Seed (data, batch order, normal init)", "seed", 0, lib.config.MAX_SEED, DEFAULTS["seed"])
+    seed = drawn.number(
+        "Seed (data, batch order, normal init)", "seed", 0, lib.engine.config.MAX_SEED, DEFAULTS["seed"]
+    )
     return {"bias": bias, "init": init, "init_values": init_values, "zero_grad": zero_grad, "seed": seed}
 
 
@@ -837,7 +838,7 @@ def sidebar_config(page: str, own: tuple[str, ...] = ()) -> tuple[lib.Dataset, l
         st.header("Training")
         v["lr"] = drawn.number("Learning rate (lr)", "lr", 1e-6, 100.0, DEFAULTS["lr"], step=0.01, format="%g")
         v["batch_size"] = drawn.number(
-            "Batch size", "batch_size", 1, lib.data.MAX_SAMPLES, DEFAULTS["batch_size"],
+            "Batch size", "batch_size", 1, lib.engine.data.MAX_SAMPLES, DEFAULTS["batch_size"],
             help="At least the number of samples means full batch.",
         )  # fmt: skip
         v["iterations"] = drawn.number(

@@ -366,7 +366,7 @@ def downloads(data: lib.Dataset, result: lib.Result, source: dict | None) -> Non
         )
     else:
         note = "Needs only numpy and torch; the data is written into the script. Run it with `python twins_run.py`."
-    embeddable = csv_kwargs or data.m * (data.n + 1) <= lib.export.MAX_EMBEDDED
+    embeddable = csv_kwargs or data.m * (data.n + 1) <= lib.io.export.MAX_EMBEDDED
     cols[2].download_button(
         "Script that reruns it (.py)", lambda: lib.to_script(data, result.config, **csv_kwargs), "twins_run.py",
         "text/x-python", key="download_script", on_click="ignore", disabled=not embeddable, width="stretch",

@@ -9,7 +9,7 @@ import streamlit as st
 
 import lib
 from lib.charts import COLORS, LABELS
-from lib.landscape import full_data_loss, surface
+from lib.lessons.landscape import full_data_loss, surface
 from pages.common import last_run, through_navigation
 
 MAX_PATH_POINTS = 5_000  # per loop: a million-step path is thinned before it is sent to the browser

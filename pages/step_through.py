@@ -8,8 +8,8 @@ import numpy as np
 import streamlit as st
 
 import lib
-from lib.explain import ROWS, phase_source, row_values, show
-from lib.trace import SAMPLE_TERMS, Stepper
+from lib.engine.trace import SAMPLE_TERMS, Stepper
+from lib.lessons.explain import ROWS, phase_source, row_values, show
 from pages.common import LOSS_LABELS, fingerprint, sidebar_config, through_navigation
 
 MAX_ITERATIONS = 10_000  # Run to step N computes every step before N; this keeps it to a few seconds

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import lib
-from lib.datasets import PRESETS
+from lib.io.datasets import PRESETS
 from pages.common import (
     DEFAULTS,
     LAST_RUN,

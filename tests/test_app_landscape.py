@@ -10,7 +10,7 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 import lib
-from lib.landscape import full_data_loss
+from lib.lessons.landscape import full_data_loss
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/landscape.py"

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 import lib
 from lib import Config, Dataset
-from lib.csv_data import MAX_CSV_BYTES, MAX_CSV_ROWS, prepare, read_csv
+from lib.io.csv_data import MAX_CSV_BYTES, MAX_CSV_ROWS, prepare, read_csv
 from pages.common import LAST_RUN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -868,10 +868,10 @@ def test_nothing_is_evaluated_or_unpickled(path):
 
 def test_the_speed_module_runs_only_the_loops_own_lines():
     """What lib/speed.py compiles is, phase by phase, a slice of the running loop functions' source."""
-    import importlib
     import inspect
 
-    loops = importlib.import_module("lib.run").loops
+    from lib.engine.lockstep import loops
+
     manual, torch_gen, _ = loops(lib.datasets.linear(m=20, n=2, seed=0), lib.Config(iterations=2))
     for gen in (manual, torch_gen):
         source = inspect.getsource(gen.gi_frame.f_globals[gen.gi_code.co_name])

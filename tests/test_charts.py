@@ -10,7 +10,7 @@ import pytest
 
 import lib
 from lib.charts import LABELS, MAX_POINTS, STYLE, all_charts, downsample
-from lib.run import History, Result
+from lib.engine.lockstep import History, Result
 
 
 def datasets_of(chart: alt.TopLevelMixin) -> dict[str, list[dict]]:
@@ -222,7 +222,7 @@ def test_a_live_redraw_of_a_long_run_is_a_few_bytes_per_point():
 
 def test_every_loss_has_its_name_in_the_loss_chart_title():
     data = lib.datasets.PRESETS["blobs"].make()
-    for loss in lib.config.LOSSES:
+    for loss in lib.engine.config.LOSSES:
         cfg = lib.Config(iterations=5, loss=loss, model="logistic" if loss == "bce" else "linear")
         title = str(lib.charts.loss_chart(lib.run(data, cfg)).to_dict()["title"])
         assert f"Loss per step: {lib.charts.LOSS_NAMES[loss]}" in title

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import lib
-from lib.datasets import PRESETS
-from lib.torch_loop import make_model, share_one_vector
+from lib.io.datasets import PRESETS
+from lib.twins.torch_side import make_model, share_one_vector
 
 BLOBS = PRESETS["blobs"].build()
 SHORT = PRESETS["blobs"].config(BLOBS, iterations=60)

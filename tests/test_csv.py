@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lib
-from lib.csv_data import (
+from lib.io.csv_data import (
     MAX_CSV_BYTES,
     column_report,
     dataset_from_frame,
@@ -16,7 +16,7 @@ from lib.csv_data import (
     read_csv,
     text_columns,
 )
-from lib.datasets import PLANETS_CSV
+from lib.io.datasets import PLANETS_CSV
 
 GOOD = b"x1,x2,label,y\n1,10,a,0\n2,9,b,1\n3,7,a,1\n4,8,b,0\n5,5,a,1\n"
 

@@ -1,6 +1,5 @@
 """Dataset checks, the shared batch order, the shared initial weights and the synthetic data."""
 
-import importlib
 import math
 
 import numpy as np
@@ -13,7 +12,7 @@ import lib
 from lib import data as data_module
 
 # lib.torch_loop is the loop function; the module of the same name is reached through importlib.
-torch_side = importlib.import_module("lib.torch_loop")
+from lib.twins import torch_side
 
 
 def epochs(m: int, batch_size: int, seed: int, count: int) -> list[list[np.ndarray]]:

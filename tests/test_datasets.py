@@ -1,6 +1,5 @@
 """Presets: shapes, seeds, binary targets, suggested settings that are stable, and both loops agreeing on each."""
 
-import importlib
 import math
 from types import MappingProxyType
 
@@ -9,8 +8,9 @@ import pytest
 
 import lib
 from lib import datasets
-from lib.datasets import CLASSIFICATION, PRESETS, REGRESSION
-from lib.manual import mlp_views
+from lib.engine import lockstep
+from lib.io.datasets import CLASSIFICATION, PRESETS, REGRESSION
+from lib.twins.manual import mlp_views
 
 SEEDED = [key for key, p in PRESETS.items() if p.seeded]
 REGRESSIONS = [key for key, p in PRESETS.items() if p.task == REGRESSION]
@@ -243,7 +243,7 @@ def test_moons_description_numbers():
     assert "16 tanh units trained for 2,000 steps, classifies all 200 correctly" in preset.about
     # The hand loop alone (its agreement with torch is test_both_loops_agree_on_every_preset's): torch's
     # BCEWithLogitsLoss costs milliseconds a call on a busy machine, numpy microseconds.
-    manual = importlib.import_module("lib.run").loops(data, cfg)[0]  # lib.run is also the function
+    manual = lockstep.loops(data, cfg)[0]
     for _ in range(cfg.iterations):
         weights = next(manual)[1]
     W1, b1, W2, b2 = mlp_views(weights, data.n, cfg.hidden, cfg.bias)

@@ -9,8 +9,8 @@ import torch
 
 import lib
 from lib import explain
-from lib.manual import hand_loss
-from lib.trace import Stepper
+from lib.engine.trace import Stepper
+from lib.twins.manual import hand_loss
 
 DATA = lib.datasets.linear(m=60, n=3, noise=0.1, seed=4)
 CFG = lib.Config(lr=0.05, batch_size=16, iterations=10)

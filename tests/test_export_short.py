@@ -30,7 +30,7 @@ REWRITTEN = {
     "criterion, slope = hand_loss()": "criterion, slope, logistic = *hand_loss(loss), loss == 'bce'",
     "optimizer = SGD(weights, lr)": "hand_optimizer('sgd', ...): HAND['sgd'](weights, lr) with no keywords",
     "h = z": "h = sigmoid(z) if logistic else z, with logistic False",
-    "def torch_loader(": "lib.torch_loop.loader, renamed beside lib.data.loader",
+    "def torch_loader(": "lib.torch_loop.loader, renamed beside lib.engine.data.loader",
     "net = nn.Linear(len(init) - 1, 1, bias=True, dtype=dtype)": "make_model('linear', n_features(...), True, ...)",
     "criterion = nn.MSELoss()": "torch_loss('mse')",
     "optimizer = torch.optim.SGD(net.parameters(), lr=lr)": "torch_optimizer('sgd', ...)",

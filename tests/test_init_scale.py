@@ -16,7 +16,7 @@ def test_normal_init_is_n_0_1_over_fan_in_for_weights_and_biases():
     n, hidden = 50, 256
     data = lib.Dataset(np.zeros((2, n)), np.zeros(2))
     cfg = lib.Config(model="mlp", hidden=hidden, init="normal", seed=3)
-    W1, b1, W2, b2 = lib.manual.mlp_views(lib.initial_weights(data, cfg), n, hidden, True)
+    W1, b1, W2, b2 = lib.twins.manual.mlp_views(lib.initial_weights(data, cfg), n, hidden, True)
     assert np.var(W1) == pytest.approx(1 / n, rel=0.05)  # 12,800 draws: about 1% sampling error
     assert np.var(b1) == pytest.approx(1 / n, rel=0.3)  # the first layer's biases share its scale (256 draws)
     assert np.var(W2) == pytest.approx(1 / hidden, rel=0.3)

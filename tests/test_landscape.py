@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import lib
-from lib.landscape import full_data_loss, surface
-from lib.torch_loop import make_model, share_one_vector, torch_loss
+from lib.lessons.landscape import full_data_loss, surface
+from lib.twins.torch_side import make_model, share_one_vector, torch_loss
 
 SQUARED = ("mse", "half_mse", "sse")
 

@@ -1,6 +1,5 @@
 """Every optimizer and every model: the hand-written twin agrees with torch, step by step."""
 
-import importlib
 import math
 
 import numpy as np
@@ -10,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lib
-from lib.manual import hand_loss, mlp_views, sigmoid
-from lib.optim import HAND, OPTIMIZERS
-from lib.torch_loop import make_model, share_one_vector, torch_loss
+from lib.engine import lockstep as run_module
+from lib.twins.manual import hand_loss, mlp_views, sigmoid
+from lib.twins.optim import HAND, OPTIMIZERS
+from lib.twins.torch_side import make_model, share_one_vector, torch_loss
 
 TOL = 1e-10
-run_module = importlib.import_module("lib.run")  # lib.run is also the function
 
 
 def classes(m: int, n: int, seed: int) -> lib.Dataset:
@@ -261,7 +260,7 @@ def expected_state(name: str, kwargs: dict) -> set[str]:
 @given(data=st.data())
 def test_each_optimizers_state_is_torchs_state_at_every_step(name, data):
     """Velocity, moments, sums and step counts of the hand optimizer equal torch's optimizer.state."""
-    from lib.trace import Stepper
+    from lib.engine.trace import Stepper
 
     kwargs = data.draw(optimizer_kwargs(name), label="optimizer_kwargs")
     seed = data.draw(st.integers(0, 2**16), label="seed")

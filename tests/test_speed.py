@@ -12,10 +12,10 @@ import torch
 
 import lib
 from lib import explain, speed
-from lib.manual import manual_loop, manual_mlp_loop
-from lib.run import loops
-from lib.speed import PHASES, StepCosts, speed_sentence, step_costs, step_times
-from lib.torch_loop import torch_loop
+from lib.engine.lockstep import loops
+from lib.lessons.speed import PHASES, StepCosts, speed_sentence, step_costs, step_times
+from lib.twins.manual import manual_loop, manual_mlp_loop
+from lib.twins.torch_side import torch_loop
 
 DATA = lib.datasets.linear(m=64, n=3, noise=0.1, seed=0)
 CFG = lib.Config(lr=0.01, batch_size=8, iterations=100)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lib
-from lib.trace import Stepper
+from lib.engine.trace import Stepper
 
 DATA = lib.datasets.linear(m=40, n=3, noise=0.1, seed=1)
 _X = np.random.default_rng(2).normal(size=(40, 2))

@@ -18,7 +18,7 @@ from pathlib import PurePath
 import numpy as np
 import pandas as pd
 
-from .data import Dataset
+from ..engine.data import Dataset
 from .datasets import Scaling
 from .datasets import standardize as standardize_columns
 

@@ -8,9 +8,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from . import classify
-from .data import Dataset
-from .run import Result
+from ..engine.data import Dataset
+from ..engine.lockstep import Result
+from ..lessons import classify
 
 # A line needs no more than about two points per horizontal pixel: the first, last, lowest and highest
 # value of each bucket two pixels wide draw the same picture as every point would.

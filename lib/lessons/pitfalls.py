@@ -20,12 +20,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .charts import downsample
-from .config import Config
-from .data import Dataset, initial_weights
-from .manual import hand_loss
-from .run import Result
-from .torch_loop import flat_grad, loader, make_model, share_one_vector
+from ..charts import downsample
+from ..engine.config import Config
+from ..engine.data import Dataset, initial_weights
+from ..engine.lockstep import Result
+from ..twins.manual import hand_loss
+from ..twins.torch_side import flat_grad, loader, make_model, share_one_vector
 
 # The squared-error conventions. The batch loss k(b)/2 * |A_B w - y_B|^2 has Hessian k(b) A_B^T A_B, with k the
 # hand loop's slope (lib.manual.hand_loss); tests/test_pitfalls.py checks hessian() against torch's autograd.

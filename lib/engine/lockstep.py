@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import torch_loop as torch_side
+from ..twins import torch_side
+from ..twins.manual import manual_loop, manual_mlp_loop
+from ..twins.torch_side import torch_loop
 from .config import Config
 from .data import Dataset, initial_weights, loader, parameter_tensors, weight_names
-from .manual import manual_loop, manual_mlp_loop
-from .torch_loop import torch_loop
 
 LOOPS = ("manual", "torch")
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Dataset
+from ..engine.data import Dataset
+from ..engine.lockstep import Result
 from .landscape import outputs
-from .run import Result
 
 
 def is_classifier(result: Result) -> bool:

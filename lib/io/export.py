@@ -20,12 +20,10 @@ from types import MappingProxyType, ModuleType
 
 import numpy as np
 
-from .config import Config
-from .data import Dataset, initial_weights, weight_names
-from .run import Result
-
-# lib/__init__.py rebinds lib.run to the function of that name; this is the module.
-run_side = importlib.import_module(".run", __package__)
+from ..engine import lockstep as run_side
+from ..engine.config import Config
+from ..engine.data import Dataset, initial_weights, weight_names
+from ..engine.lockstep import Result
 
 MAX_READABLE = 10_000  # up to this many numbers the data is written as readable lists, beyond as base64
 MAX_EMBEDDED = 2_000_000  # about 21 MB of script; larger data must be referenced as a CSV file

@@ -20,13 +20,13 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
-from .config import Config
-from .data import Dataset
-from .manual import effective_lr_ratio, hand_loss, manual_loop, manual_mlp_loop
-from .optim import TORCH_NAMES, defaults, torch_optimizer
-from .run import loops
-from .torch_loop import make_model, share_one_vector, torch_loss
-from .trace import Step, Stepper
+from ..engine.config import Config
+from ..engine.data import Dataset
+from ..engine.lockstep import loops
+from ..engine.trace import Step, Stepper
+from ..twins.manual import effective_lr_ratio, hand_loss, manual_loop, manual_mlp_loop
+from ..twins.optim import TORCH_NAMES, defaults, torch_optimizer
+from ..twins.torch_side import make_model, share_one_vector, torch_loss
 
 # The phase comments both loops carry, in order; each opens one row of the code map.
 PHASES = ("# Reset the gradient", "# Forward pass", "# Loss", "# Backward pass", "# Update")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .optim import OPTIMIZERS, check_kwargs
+from ..twins.optim import OPTIMIZERS, check_kwargs
 
 LOSSES = ("mse", "half_mse", "sse", "bce")
 MODELS = ("linear", "logistic", "mlp")

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import Config
-from .data import MAX_SAMPLES, Dataset
+from ..engine.config import Config
+from ..engine.data import MAX_SAMPLES, Dataset
 
 
 def _check(name: str, value, low, high, kind=int) -> None:
@@ -146,7 +146,7 @@ def moons(m: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
 
 # --- A small real data set, shipped in data/ ---------------------------------------------------
 
-PLANETS_CSV = Path(__file__).resolve().parent.parent / "data" / "planets.csv"
+PLANETS_CSV = Path(__file__).resolve().parents[2] / "data" / "planets.csv"
 
 
 def planets_frame() -> pd.DataFrame:

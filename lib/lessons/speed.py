@@ -18,10 +18,10 @@ from types import CodeType, MappingProxyType
 import numpy as np
 import torch
 
+from ..engine.config import Config
+from ..engine.data import Dataset
+from ..engine.lockstep import loops
 from . import explain
-from .config import Config
-from .data import Dataset
-from .run import loops
 
 # The parts of one step, in the order the loops run them. "batch" is the for statement fetching the next
 # batch; the middle five are the loops' phase comments (lib.explain.PHASES); "record" is the yield's value.

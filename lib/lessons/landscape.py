@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import Config
-from .data import Dataset
-from .manual import hand_loss, mlp_views
-from .run import Result
+from ..engine.config import Config
+from ..engine.data import Dataset
+from ..engine.lockstep import Result
+from ..twins.manual import hand_loss, mlp_views
 
 
 @dataclass(frozen=True, eq=False)

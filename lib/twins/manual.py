@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import n_features
+from ..engine.config import n_features
 from .optim import hand_optimizer
 
 

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..twins.optim import state_pairs
 from .config import Config
 from .data import Dataset, weight_names
-from .optim import state_pairs
-from .run import History, _row_norms, loops, recorded_columns
+from .lockstep import History, _row_norms, loops, recorded_columns
 
 SNAPSHOT_BYTES = 64 * 2**20  # memory for cached steps; a step that left the cache is recomputed from the start
 

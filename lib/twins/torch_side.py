@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import n_features
-from .data import batch_indices
+from ..engine.config import n_features
+from ..engine.data import batch_indices
 from .optim import torch_optimizer
 
 
