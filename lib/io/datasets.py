@@ -1,9 +1,12 @@
-"""Data sets: synthetic ones, each seeded (the same arguments give the same numbers), a small real one, and PRESETS."""
+"""Data sets: synthetic ones, a small real one, and PRESETS.
+
+Each synthetic one is seeded: the same arguments give the same numbers.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -14,6 +17,8 @@ import pandas as pd
 
 from ..engine.config import Config
 from ..engine.data import MAX_SAMPLES, Dataset
+from . import scaling
+from .csv_data import read_csv
 
 
 def _check(name: str, value, low, high, kind=int) -> None:
@@ -38,19 +43,24 @@ def linear(m: int = 200, n: int = 3, noise: float = 0.1, seed: int = 0) -> Datas
     w_true = rng.uniform(-2.0, 2.0, size=n)
     b_true = rng.uniform(-2.0, 2.0)
     y = X @ w_true + b_true + noise * rng.normal(size=m)
-    return Dataset(X, y, name=f"linear (m={m}, n={n}, noise={noise:g}, seed={seed})", true_weights=(*w_true, b_true))
+    return Dataset(
+        X,
+        y,
+        name=f"linear (m={m}, n={n}, noise={noise:g}, seed={seed})",
+        true_weights=(*w_true, b_true),
+    )
 
 
 # --- Presets for a learner's first hour --------------------------------------------------------
 
 
 def classic(m: int = 50, noise: float = 0.5, seed: int = 0) -> Dataset:
-    """y = 3 x1 - 2 x2 + noise * N(0, 1), x ~ U(0, 10), no intercept: made for the classic loop's settings.
+    """y = 3 x1 - 2 x2 + noise * N(0, 1), x ~ U(0, 10), no intercept: for the classic settings.
 
-    The classic hand-written loop (lr 1e-4, 50,000 full-batch steps, 1/2 mean squared error, no bias,
-    zero init) needs inputs of size about ten: its Hessian X^T X / m then has eigenvalues of about 9
-    and 70, so lr * lambda stays far below 2 (stable) and the slow direction shrinks by about
-    exp(-1e-4 * 9 * 50,000) = exp(-45): the run ends at the least-squares answer.
+    The classic hand-written loop (lr 1e-4, 50,000 full-batch steps, 1/2 mean squared error, no
+    bias, zero init) needs inputs of size about ten: its Hessian X^T X / m then has eigenvalues
+    of about 9 and 70, so lr * lambda stays far below 2 (stable) and the slow direction shrinks
+    by about exp(-1e-4 * 9 * 50,000) = exp(-45): the run ends at the least-squares answer.
     """
     _check("m", m, 2, 1_000_000)
     _check("noise", noise, 0.0, 1e6, float)
@@ -60,16 +70,21 @@ def classic(m: int = 50, noise: float = 0.5, seed: int = 0) -> Dataset:
     w_true = np.array([3.0, -2.0])
     y = X @ w_true + noise * rng.normal(size=m)
     return Dataset(
-        X, y, name=f"classic (y = 3 x1 - 2 x2, m={m}, noise={noise:g}, seed={seed})", true_weights=(*w_true, 0.0)
+        X,
+        y,
+        name=f"classic (y = 3 x1 - 2 x2, m={m}, noise={noise:g}, seed={seed})",
+        true_weights=(*w_true, 0.0),
     )
 
 
-def sine_poly(m: int = 100, degree: int = 3, noise: float = 0.1, standardize: bool = False, seed: int = 0) -> Dataset:
+def sine_poly(
+    m: int = 100, degree: int = 3, noise: float = 0.1, standardize: bool = False, seed: int = 0
+) -> Dataset:
     """y = sin(x) + noise * N(0, 1), x ~ U(0, 2 pi), with features x, x^2, .., x^degree.
 
-    Unscaled, x^3 reaches about 250 while x stays below 6.3, so the largest curvature of the squared loss
-    is over 100,000 times the smallest (seed 0, degree 3): only a tiny learning rate is stable and the
-    small directions barely move.
+    Unscaled, x^3 reaches about 250 while x stays below 6.3, so the largest curvature of the
+    squared loss is over 100,000 times the smallest (seed 0, degree 3): only a tiny learning rate
+    is stable and the small directions barely move.
     standardize=True rescales each feature to mean 0 and standard deviation 1 (see `standardize`).
     """
     _check("m", m, 2, 1_000_000)
@@ -85,7 +100,10 @@ def sine_poly(m: int = 100, degree: int = 3, noise: float = 0.1, standardize: bo
     names = tuple("x" if k == 1 else f"x^{k}" for k in range(1, degree + 1))
     label = "standardised" if standardize else "unscaled"
     data = Dataset(
-        X, y, feature_names=names, name=f"sine + x..x^{degree} {label} (m={m}, noise={noise:g}, seed={seed})"
+        X,
+        y,
+        feature_names=names,
+        name=f"sine + x..x^{degree} {label} (m={m}, noise={noise:g}, seed={seed})",
     )
     return standardize_dataset(data)[0] if standardize else data
 
@@ -106,12 +124,17 @@ def correlated(m: int = 200, rho: float = 0.95, noise: float = 0.1, seed: int = 
     w_true = np.array([2.0, 0.5])
     y = X @ w_true + noise * rng.normal(size=m)
     return Dataset(
-        X, y, name=f"correlated (rho={rho:g}, m={m}, noise={noise:g}, seed={seed})", true_weights=(*w_true, 0.0)
+        X,
+        y,
+        name=f"correlated (rho={rho:g}, m={m}, noise={noise:g}, seed={seed})",
+        true_weights=(*w_true, 0.0),
     )
 
 
 def blobs(m: int = 200, distance: float = 3.0, spread: float = 1.0, seed: int = 0) -> Dataset:
-    """Two round Gaussian clouds in 2-D, centres `distance` apart, std `spread`, labelled 0 and 1 (half each), shuffled.
+    """Two round Gaussian clouds in 2-D, labelled 0 and 1 (half each), shuffled.
+
+    Their centres are `distance` apart, and each has standard deviation `spread`.
 
     They overlap: the best line for the clouds (the midline between the centres) puts a fraction
     Phi(-distance / (2 spread)) of the points on the wrong side, 6.7% for the defaults.
@@ -126,11 +149,18 @@ def blobs(m: int = 200, distance: float = 3.0, spread: float = 1.0, seed: int = 
     c = np.array([1.0, 1.0]) * distance / (2 * np.sqrt(2))
     X = np.where(y[:, None] == 1.0, c, -c) + spread * rng.normal(size=(m, 2))
     order = rng.permutation(m)
-    return Dataset(X[order], y[order], name=f"blobs (m={m}, distance={distance:g}, spread={spread:g}, seed={seed})")
+    return Dataset(
+        X[order],
+        y[order],
+        name=f"blobs (m={m}, distance={distance:g}, spread={spread:g}, seed={seed})",
+    )
 
 
 def moons(m: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
-    """Two interleaved half circles labelled 0 (upper) and 1 (lower): each arc reaches into the other's hollow."""
+    """Two interleaved half circles labelled 0 (upper) and 1 (lower).
+
+    Each arc reaches into the other's hollow.
+    """
     _check("m", m, 2, 1_000_000)
     _check("noise", noise, 0.0, 1e3, float)
     _check("seed", seed, 0, 2**32 - 1)
@@ -150,9 +180,7 @@ PLANETS_CSV = Path(__file__).resolve().parents[2] / "data" / "planets.csv"
 
 
 def planets_frame() -> pd.DataFrame:
-    """The shipped planets table (eight planets and Pluto; sources in docs/DATA.md), read as any CSV is."""
-    from .csv_data import read_csv
-
+    """The shipped planets table (eight planets and Pluto; sources in docs/DATA.md) as a CSV."""
     return read_csv(PLANETS_CSV.read_bytes())
 
 
@@ -165,7 +193,10 @@ def kepler() -> Dataset:
     X = np.log10(frame[["semi_major_axis_au"]].to_numpy())
     y = np.log10(frame["orbital_period_years"].to_numpy())
     return Dataset(
-        X, y, feature_names=("log10 a (au)",), name="planets: Kepler's third law (log10 period ~ log10 distance)"
+        X,
+        y,
+        feature_names=("log10 a (au)",),
+        name="planets: Kepler's third law (log10 period ~ log10 distance)",
     )
 
 
@@ -186,51 +217,23 @@ def escape_velocity() -> Dataset:
 
 
 # --- Standardisation ---------------------------------------------------------------------------
+# It lives in lib/io/scaling.py, shared with the CSV upload; the names stay here too, as before.
 
-
-@dataclass(frozen=True)
-class Scaling:
-    """The per-feature means and standard deviations used to standardise, so pages can show them."""
-
-    feature_names: tuple[str, ...]
-    means: tuple[float, ...]
-    stds: tuple[float, ...]  # population standard deviation (ddof=0), as sklearn's StandardScaler
-
-    def frame(self) -> pd.DataFrame:
-        """One row per feature: feature, mean, std."""
-        return pd.DataFrame({"feature": self.feature_names, "mean": self.means, "std": self.stds})
-
-
-def standardize(X: np.ndarray, feature_names: Sequence[str]) -> tuple[np.ndarray, Scaling]:
-    """(X - mean) / std per column; a constant column cannot be standardised and is refused."""
-    X = np.asarray(X, dtype=np.float64)
-    means = X.mean(axis=0)
-    stds = X.std(axis=0)
-    constant = [name for name, s, mu in zip(feature_names, stds, means, strict=True) if s <= 1e-12 * max(1.0, abs(mu))]
-    if constant:
-        raise ValueError(
-            f"cannot standardise constant feature{'s' if len(constant) > 1 else ''} "
-            f"{', '.join(map(repr, constant))} (standard deviation 0); leave them out"
-        )
-    scaling = Scaling(tuple(feature_names), tuple(map(float, means)), tuple(map(float, stds)))
-    return (X - means) / stds, scaling
-
-
-def standardize_dataset(data: Dataset) -> tuple[Dataset, Scaling]:
-    """A copy of data with standardised features (targets unchanged), and the Scaling used."""
-    X, scaling = standardize(data.X, data.feature_names)
-    return Dataset(X, data.y, feature_names=data.feature_names, name=data.name), scaling
+Scaling = scaling.Scaling
+standardize = scaling.standardize
+standardize_dataset = scaling.standardize_dataset
 
 
 # --- The registry the pages list ---------------------------------------------------------------
 
 REGRESSION, CLASSIFICATION = "regression", "classification"
-FULL_BATCH = MAX_SAMPLES  # a batch_size at least m: every step sees every sample (Preset.config(data) makes it m)
+# A batch_size at least m: every step sees every sample (Preset.config(data) makes it m).
+FULL_BATCH = MAX_SAMPLES
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named data set with a Config that suits it; `suggested` holds lib.Config keyword arguments."""
+    """A named data set with a Config that suits it; `suggested` holds lib.Config keywords."""
 
     key: str
     title: str
@@ -249,18 +252,25 @@ class Preset:
         return self.build(seed=seed) if self.seeded else self.build()
 
     def config(self, data: Dataset | None = None, **changes) -> Config:
-        """The suggested Config with any fields changed; given the data, a full batch becomes batch_size=m."""
+        """The suggested Config with any fields changed.
+
+        Given the data, a full batch becomes batch_size=m.
+        """
         values = {**self.suggested, **changes}
         if data is not None and values.get("batch_size", 0) > data.m:
             values["batch_size"] = data.m
         return Config(**values)
 
 
-def _preset(key: str, title: str, build, task: str = REGRESSION, about: str = "", **suggested) -> Preset:
+def _preset(
+    key: str, title: str, build, task: str = REGRESSION, about: str = "", **suggested
+) -> Preset:
     return Preset(key, title, build, MappingProxyType(suggested), task, about)
 
 
-def _sine_poly_standardized(m: int = 100, degree: int = 3, noise: float = 0.1, seed: int = 0) -> Dataset:
+def _sine_poly_standardized(
+    m: int = 100, degree: int = 3, noise: float = 0.1, seed: int = 0
+) -> Dataset:
     """sine_poly with standardize=True."""
     return sine_poly(m=m, degree=degree, noise=noise, standardize=True, seed=seed)
 
@@ -275,9 +285,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "classic",
                 "Classic hand-written loop",
                 classic,
-                about="The classic hand-written loop's settings: lr 1e-4, 50,000 full-batch steps, no bias, zero "
-                "initial weights and the half_mse loss (½ × the mean of squared errors). The inputs lie between 0 "
-                "and 10 and y = 3·x1 − 2·x2 + noise has no intercept; the run ends at the least-squares weights.",
+                about="The classic hand-written loop's settings: lr 1e-4, 50,000 full-batch "
+                "steps, no bias, zero initial weights and the half_mse loss (½ × the mean of "
+                "squared errors). The inputs lie between 0 and 10 and y = 3·x1 − 2·x2 + noise has "
+                "no intercept; the run ends at the least-squares weights.",
                 lr=1e-4,
                 batch_size=FULL_BATCH,
                 iterations=50_000,
@@ -289,8 +300,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "linear",
                 "Linear example",
                 linear,
-                about="The app's default synthetic data (200 samples of three random features, a bias and noise "
-                "of standard deviation 0.1), here with lr 0.01 and 1,000 steps in batches of 32.",
+                about="The app's default synthetic data (200 samples of three random features, a "
+                "bias and noise of standard deviation 0.1), here with lr 0.01 and 1,000 steps in "
+                "batches of 32.",
                 lr=0.01,
                 batch_size=32,
                 iterations=1000,
@@ -300,10 +312,11 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "sine_poly",
                 "Sine with polynomial features (unscaled)",
                 sine_poly,
-                about="x, x², x³ for x from 0 to 2π: x³ reaches about 250 while x stays below 6.3, 40 times less. "
-                "Full-batch gradient descent is stable only for lr below 8e-05 (this preset takes 5e-05), and in "
-                "5,000 steps the mean squared error falls only from 0.49 to 0.29, where least squares reaches 0.015 "
-                "(seed 0). Compare with the standardised version.",
+                about="x, x², x³ for x from 0 to 2π: x³ reaches about 250 while x stays below "
+                "6.3, 40 times less. Full-batch gradient descent is stable only for lr below "
+                "8e-05 (this preset takes 5e-05), and in 5,000 steps the mean squared error falls "
+                "only from 0.49 to 0.29, where least squares reaches 0.015 (seed 0). Compare with "
+                "the standardised version.",
                 lr=5e-5,
                 batch_size=FULL_BATCH,
                 iterations=5000,
@@ -313,9 +326,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "sine_poly_standardized",
                 "Sine with polynomial features (standardised)",
                 _sine_poly_standardized,
-                about="The same features rescaled to mean 0 and standard deviation 1: lr up to 0.34 is stable, "
-                "over 4,000 times more than unscaled, and this preset's lr 0.2 brings the mean squared error down "
-                "to 0.018 in 5,000 steps (seed 0).",
+                about="The same features rescaled to mean 0 and standard deviation 1: lr up to "
+                "0.34 is stable, over 4,000 times more than unscaled, and this preset's lr 0.2 "
+                "brings the mean squared error down to 0.018 in 5,000 steps (seed 0).",
                 lr=0.2,
                 batch_size=FULL_BATCH,
                 iterations=5000,
@@ -325,9 +338,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "correlated",
                 "Correlated features (zig-zag)",
                 correlated,
-                about="Two features with correlation 0.95 make the loss a narrow valley. At lr 0.45, full-batch "
-                "gradient descent bounces across it (the error across the valley changes sign every step and shrinks "
-                "only to 0.73 of itself) while creeping along it (0.955 of itself per step; seed 0).",
+                about="Two features with correlation 0.95 make the loss a narrow valley. At lr "
+                "0.45, full-batch gradient descent bounces across it (the error across the valley "
+                "changes sign every step and shrinks only to 0.73 of itself) while creeping along "
+                "it (0.955 of itself per step; seed 0).",
                 lr=0.45,
                 batch_size=FULL_BATCH,
                 iterations=200,
@@ -338,9 +352,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "kepler",
                 "Planets: Kepler's third law (real data)",
                 kepler,
-                about="Eight planets and Pluto: log10 of the orbital period against log10 of the semi-major "
-                "axis (the mean distance from the Sun). The run's slope comes out as 1.50 and its bias as 0.00: "
-                "T² is proportional to a³.",
+                about="Eight planets and Pluto: log10 of the orbital period against log10 of the "
+                "semi-major axis (the mean distance from the Sun). The run's slope comes out as "
+                "1.50 and its bias as 0.00: T² is proportional to a³.",
                 lr=0.1,
                 batch_size=FULL_BATCH,
                 iterations=1000,
@@ -350,10 +364,11 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "escape_velocity",
                 "Planets: escape velocity (real data)",
                 escape_velocity,
-                about="log10 escape velocity against log10 mass and log10 radius: with momentum 0.98 the weights "
-                "come out as 0.50 and -0.50 in 3,000 steps, as v = sqrt(2GM/R) says. Heavier planets are bigger "
-                "(the two inputs' correlation is 0.99), so plain gradient descent creeps: with momentum 0 the "
-                "weights are still 0.28 and 0.10 after the 3,000 steps.",
+                about="log10 escape velocity against log10 mass and log10 radius: with momentum "
+                "0.98 the weights come out as 0.50 and -0.50 in 3,000 steps, as v = sqrt(2GM/R) "
+                "says. Heavier planets are bigger (the two inputs' correlation is 0.99), so plain "
+                "gradient descent creeps: with momentum 0 the weights are still 0.28 and 0.10 "
+                "after the 3,000 steps.",
                 lr=0.05,
                 batch_size=FULL_BATCH,
                 iterations=3000,
@@ -366,10 +381,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "Two blobs (classification)",
                 blobs,
                 task=CLASSIFICATION,
-                about="Two round Gaussian clouds labelled 0 and 1, their centres 3 apart and each of standard "
-                "deviation 1: they overlap, so no straight line separates them. With seed 0 the best line still "
-                "misclassifies 15 of the 200 points; in the long run 6.7% of the points lie beyond the midline, "
-                "on the other class's side.",
+                about="Two round Gaussian clouds labelled 0 and 1, their centres 3 apart and each "
+                "of standard deviation 1: they overlap, so no straight line separates them. With "
+                "seed 0 the best line still misclassifies 15 of the 200 points; in the long run "
+                "6.7% of the points lie beyond the midline, on the other class's side.",
                 lr=0.1,
                 batch_size=32,
                 iterations=1000,
@@ -380,9 +395,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "Two moons (classification)",
                 moons,
                 task=CLASSIFICATION,
-                about="Two interleaved half circles labelled 0 and 1: no straight line separates them (with "
-                "seed 0 the best one misclassifies 20 of the 200 points), but the suggested network, 16 tanh "
-                "units trained for 2,000 steps, classifies all 200 correctly.",
+                about="Two interleaved half circles labelled 0 and 1: no straight line separates "
+                "them (with seed 0 the best one misclassifies 20 of the 200 points), but the "
+                "suggested network, 16 tanh units trained for 2,000 steps, classifies all 200 "
+                "correctly.",
                 lr=0.5,
                 batch_size=32,
                 iterations=2000,
