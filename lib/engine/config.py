@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..twins.layout import Layout
 from ..twins.optim import OPTIMIZERS, check_kwargs
 
 LOSSES = ("mse", "half_mse", "sse", "bce")
@@ -80,16 +81,19 @@ class Config:
         object.__setattr__(self, "zero_grad", bool(self.zero_grad))
         object.__setattr__(self, "init", _check_init(self.init))
 
-    @property
-    def hand_loss(self) -> str:
-        """The loss convention the hand-written loop uses."""
-        return self.manual_loss or self.loss
+    def loss_for(self, loop: str) -> str:
+        """The loss convention one loop ("manual" or "torch") uses: manual_loss, when set, is the manual loop's."""
+        if loop not in ("manual", "torch"):
+            raise ValueError(f"loop must be 'manual' or 'torch'; got {loop!r}")
+        return (self.manual_loss or self.loss) if loop == "manual" else self.loss
+
+    def layout(self, n_features: int) -> Layout:
+        """Where this Config's weights live, for a model of n_features inputs."""
+        return Layout(self.model, n_features, self.bias, self.hidden, self.activation)
 
     def n_params(self, n_features: int) -> int:
         """How many weights a model of n_features inputs has under this Config."""
-        if self.model == "mlp":
-            return self.hidden * (n_features + 1 + int(self.bias)) + int(self.bias)
-        return n_features + int(self.bias)
+        return self.layout(n_features).n_params
 
     def replace(self, **changes) -> Config:
         """A copy with some fields changed (validated again)."""
@@ -128,9 +132,3 @@ def _check_init(init):
         raise ValueError("init must contain only finite numbers (no NaN or inf)")
     return tuple(float(v) for v in values)
 
-
-def n_features(model: str, n_params: int, bias: bool, hidden: int) -> int:
-    """The number of inputs of a model with n_params weights: the inverse of Config.n_params."""
-    if model == "mlp":
-        return (n_params - int(bias)) // hidden - 1 - int(bias)
-    return n_params - int(bias)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from .config import Config
 
@@ -114,25 +115,12 @@ def weight_names(data: Dataset, cfg: Config) -> list[str]:
 
     linear and logistic: [w_1 .. w_n, bias]; mlp: torch's parameter order, [W1 row by row, b1, W2, b2].
     """
-    if cfg.model == "mlp":
-        names = [f"W1[{i},{j}]" for i in range(cfg.hidden) for j in range(data.n)]
-        names += [f"b1[{i}]" for i in range(cfg.hidden)] if cfg.bias else []
-        names += [f"W2[{i}]" for i in range(cfg.hidden)]
-        return names + (["b2"] if cfg.bias else [])
-    names = [
-        f"w_{j + 1} ({name})" if name != f"x{j + 1}" else f"w_{j + 1}" for j, name in enumerate(data.feature_names)
-    ]
-    return names + (["bias"] if cfg.bias else [])
+    return cfg.layout(data.n).names(data.feature_names)
 
 
 def parameter_tensors(data: Dataset, cfg: Config) -> list[tuple[str, int]]:
     """The model's parameter tensors in the flat weights' order, as (name, size): torch's parameters() order."""
-    if cfg.model == "mlp":
-        h = cfg.hidden
-        tensors = [("W1", h * data.n), ("b1", h), ("W2", h), ("b2", 1)]
-    else:
-        tensors = [("weight", data.n), ("bias", 1)]
-    return [t for t in tensors if cfg.bias or not t[0].startswith("b")]
+    return list(cfg.layout(data.n).tensors)
 
 
 def rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -162,14 +150,10 @@ def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
             )
         return rng.normal(0.0, 1.0 / np.sqrt(data.n), size=n_params)
     if len(cfg.init) != n_params:
-        layout = (
-            ("[W1, b1, W2, b2]" if cfg.bias else "[W1, W2]")
-            if cfg.model == "mlp"
-            else ("[w_1 .. w_n, bias]" if cfg.bias else "[w_1 .. w_n]")
-        )
         raise ValueError(
             f"init must have {n_params} numbers for {data.n} features "
-            f"{'with' if cfg.bias else 'without'} bias, laid out {layout}; got {len(cfg.init)}"
+            f"{'with' if cfg.bias else 'without'} bias, laid out {cfg.layout(data.n).description()}; "
+            f"got {len(cfg.init)}"
         )
     return np.array(cfg.init, dtype=np.float64)
 
@@ -195,6 +179,21 @@ def loader(
     """Endless (inputs, labels) batches in the shared order."""
     for idx in batch_indices(len(inputs), batch_size, seed):
         yield inputs[idx], labels[idx]
+
+
+def torch_loader(
+    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, dtype: torch.dtype = torch.float64
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same batches as tensors; labels shaped (batch, 1) like the torch model's outputs."""
+    # Shares the numpy memory when it is writable float64; read-only memory is copied (torch would warn).
+    inputs, labels = (torch.as_tensor(a if a.flags.writeable else a.copy()).to(dtype) for a in (inputs, labels))
+    labels = labels.unsqueeze(1)
+    for idx in batch_indices(len(inputs), batch_size, seed):
+        if isinstance(idx, slice):  # full batch: the tensors themselves (indexing costs microseconds)
+            yield inputs, labels
+        else:
+            index = torch.from_numpy(idx)
+            yield inputs[index], labels[index]
 
 
 def least_squares(data: Dataset, bias: bool) -> np.ndarray:

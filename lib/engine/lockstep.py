@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..twins import torch_side
-from ..twins.manual import manual_loop, manual_mlp_loop
+from ..twins.manual import manual_loop
 from ..twins.torch_side import torch_loop
 from .config import Config
-from .data import Dataset, initial_weights, loader, parameter_tensors, weight_names
+from .data import Dataset, initial_weights, loader, parameter_tensors, torch_loader, weight_names
 
 LOOPS = ("manual", "torch")
 
@@ -181,7 +180,7 @@ class _Recorder:
         every = self.weights[start + 1 : stop + 1] if self.everything else self.every[:n]
         for i in range(n):
             loss[i], every[i], gradients[i] = next(loop)
-        self.grad_norm[start:stop] = _row_norms(gradients)
+        self.grad_norm[start:stop] = row_norms(gradients)
         if not self.everything:
             self.weights[start + 1 : stop + 1] = every[:, self.columns]
             self.norms[start + 1 : stop + 1] = _tensor_norms(every, self.starts)
@@ -195,7 +194,7 @@ class _Recorder:
         )
 
 
-def _row_norms(rows: np.ndarray) -> np.ndarray:
+def row_norms(rows: np.ndarray) -> np.ndarray:
     """The L2 norm of each row; rows whose sum of squares overflows (|g| ~ 1e154) though finite are rescaled."""
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
     for i in np.flatnonzero(norms == np.inf):
@@ -215,13 +214,25 @@ def recorded_columns(n_params: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_params - 1, MAX_RECORDED_WEIGHTS).round().astype(int))
 
 
+def ends_run(loss_m, loss_t, w_m: np.ndarray, w_t: np.ndarray, g_m: np.ndarray, g_t: np.ndarray):
+    """The step rule of every run: a step whose loss, weights or gradient is not finite in either loop is its last.
+
+    lib.run applies it to a chunk of steps (arrays of losses, rows of weights and gradients), the
+    Stepper and the exported scripts to one step (numbers and vectors); True where the run ends.
+    """
+    finite = np.isfinite(loss_m) & np.isfinite(loss_t)
+    for values in (w_m, w_t, g_m, g_t):
+        finite = finite & np.isfinite(values).all(axis=-1)
+    return ~finite
+
+
 def check_run(data: Dataset, cfg: Config) -> None:
     """The checks that need both the data and the Config; a ValueError in words."""
     if not isinstance(data, Dataset):
         raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
     if not isinstance(cfg, Config):
         raise ValueError(f"cfg must be a lib.Config; got {type(cfg).__name__}")
-    if "bce" in (cfg.loss, cfg.hand_loss) and not np.isin(data.y, (0.0, 1.0)).all():
+    if "bce" in (cfg.loss, cfg.loss_for("manual")) and not np.isin(data.y, (0.0, 1.0)).all():
         raise ValueError("loss 'bce' needs targets that are 0 or 1 (a two-class problem); these are not")
     columns = len(recorded_columns(cfg.n_params(data.n)))
     if cfg.iterations * columns > MAX_RECORDED_VALUES:
@@ -236,33 +247,32 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
     """The two step generators for a Config, on the same batch order from the same init: (manual, torch, init)."""
     check_run(data, cfg)
     init = initial_weights(data, cfg)
-    dtype = getattr(torch, cfg.torch_dtype)
-    common = (cfg.lr, cfg.hand_loss, cfg.zero_grad, cfg.optimizer, cfg.optimizer_kwargs)
     # One copy of the inputs for both loops: [X, 1] (the bias is a weight on a constant input of 1);
     # torch and the MLP read it without the ones. Two copies would crowd each other out of the caches.
     X1 = data.with_ones()
     X, labels = X1[:, : data.n], np.array(data.y)
-    if cfg.model == "mlp":
-        manual = manual_mlp_loop(
-            loader(X, labels, cfg.batch_size, cfg.seed), init, *common, cfg.hidden, cfg.activation, cfg.bias
-        )
-    else:
-        inputs = X1 if cfg.bias else X
-        manual = manual_loop(loader(inputs, labels, cfg.batch_size, cfg.seed), init, *common)
-    batches = torch_side.loader(X, labels, cfg.batch_size, cfg.seed, dtype)
-    twin = torch_loop(
-        batches,
+    inputs = X1 if cfg.bias and cfg.model != "mlp" else X
+    manual = manual_loop(
+        loader(inputs, labels, cfg.batch_size, cfg.seed),
         init,
         cfg.lr,
-        cfg.loss,
-        cfg.zero_grad,
-        cfg.bias,
-        dtype,
-        cfg.optimizer,
-        cfg.optimizer_kwargs,
-        cfg.model,
-        cfg.hidden,
-        cfg.activation,
+        layout=cfg.layout(data.n),
+        loss_name=cfg.loss_for("manual"),
+        optimizer_name=cfg.optimizer,
+        optimizer_kwargs=cfg.optimizer_kwargs,
+        zero_grad=cfg.zero_grad,
+    )
+    dtype = getattr(torch, cfg.torch_dtype)
+    twin = torch_loop(
+        torch_loader(X, labels, cfg.batch_size, cfg.seed, dtype),
+        init,
+        cfg.lr,
+        layout=cfg.layout(data.n),
+        loss_name=cfg.loss,
+        optimizer_name=cfg.optimizer,
+        optimizer_kwargs=cfg.optimizer_kwargs,
+        zero_grad=cfg.zero_grad,
+        dtype=dtype,
     )
     return manual, twin, init
 
@@ -314,14 +324,8 @@ def run(
             w_m = rec_m.advance(manual, start, stop)
             w_t = rec_t.advance(twin, start, stop)
             step_diff[start + 1 : stop + 1] = np.abs(w_m - w_t).max(axis=1)
-            bad = ~(
-                np.isfinite(rec_m.loss[start:stop])
-                & np.isfinite(rec_t.loss[start:stop])
-                & np.isfinite(rec_m.grad_norm[start:stop])
-                & np.isfinite(rec_t.grad_norm[start:stop])
-                & np.isfinite(w_m).all(axis=1)
-                & np.isfinite(w_t).all(axis=1)
-            )
+            losses, grads = (rec_m.loss[start:stop], rec_t.loss[start:stop]), (rec_m.gradients, rec_t.gradients)
+            bad = ends_run(*losses, w_m, w_t, grads[0][: stop - start], grads[1][: stop - start])
             if bad.any():
                 k = int(np.argmax(bad))
                 steps, stopped = start + k + 1, "diverged"

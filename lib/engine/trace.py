@@ -8,9 +8,8 @@ any visited step can be shown again without running anything.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -21,7 +20,8 @@ import torch
 from ..twins.optim import state_pairs
 from .config import Config
 from .data import Dataset, weight_names
-from .lockstep import History, _row_norms, loops, recorded_columns
+from .frames import all_values, arguments_of, batch_rows, function_of, values_of
+from .lockstep import History, ends_run, loops, recorded_columns, row_norms
 
 SNAPSHOT_BYTES = 64 * 2**20  # memory for cached steps; a step that left the cache is recomputed from the start
 
@@ -149,12 +149,6 @@ class Step:
         return [entry for entry in self.optimizer_state if np.ndim(entry[2]) == 0]
 
 
-def _indices(batches: Iterator, m: int) -> np.ndarray:
-    """The rows the loader generator just yielded: the index it is suspended on."""
-    idx = batches.gi_frame.f_locals["idx"]
-    return np.arange(m) if isinstance(idx, slice) else np.array(idx)
-
-
 def _copy(value):
     """A copy of a loop variable worth showing (arrays, tensors, numbers), or None for objects."""
     if isinstance(value, torch.Tensor):
@@ -215,12 +209,12 @@ class Stepper:
     @property
     def functions(self) -> tuple[Callable, Callable]:
         """The two loop functions that run: (hand-written, torch)."""
-        return tuple(g.gi_frame.f_globals[g.gi_code.co_name] for g in (self._manual, self._torch))
+        return tuple(function_of(g) for g in (self._manual, self._torch))
 
     @property
     def optimizers(self) -> tuple[object, torch.optim.Optimizer]:
         """The two live optimizer objects, hand-written (lib.optim) and torch's, once the first step has run."""
-        return tuple(g.gi_frame.f_locals["optimizer"] for g in (self._manual, self._torch))
+        return tuple(values_of(g, "optimizer")["optimizer"] for g in (self._manual, self._torch))
 
     @property
     def last_step(self) -> int:
@@ -240,8 +234,8 @@ class Stepper:
     def reset(self) -> None:
         """Back to the init: fresh generators, empty cache and history."""
         self._manual, self._torch, _ = loops(self.data, self.config)
-        self._manual_batches = self._manual.gi_frame.f_locals["batches"]
-        self._torch_batches = self._torch.gi_frame.f_locals["batches"]
+        self._manual_batches = arguments_of(self._manual)["batches"]
+        self._torch_batches = arguments_of(self._torch)["batches"]
         self.step = -1
         self.taken = 0  # steps the generators have run
         self.diverged_at: int | None = None
@@ -296,8 +290,7 @@ class Stepper:
             loss_m, w_m, g_m = next(self._manual)
             loss_t, w_t, g_t = next(self._torch)
             g_m, g_t = np.array(g_m), np.array(g_t)
-            norms = _row_norms(np.stack([g_m, g_t]).astype(np.float64))  # as lib.run computes them
-            diff = float(np.max(np.abs(w_m - w_t)))
+            norms = row_norms(np.stack([g_m, g_t]).astype(np.float64))  # as lib.run computes them
         for k, (loss, w) in enumerate(((loss_m, w_m), (loss_t, w_t))):
             self._loss[k, t], self._grad_norm[k, t] = loss, norms[k]
             self._weights[k, t + 1] = w[self.columns]
@@ -310,20 +303,19 @@ class Stepper:
         self._before = (np.array(w_m), np.array(w_t))
         self._buffers = (-g_m, g_t)  # what the next step's reset line will find
         self.taken = t + 1
-        # The same test as lib.run: any non-finite loss, gradient norm or weight ends the run here.
-        if not math.isfinite(loss_m + loss_t + norms[0] + norms[1] + diff):
+        if ends_run(loss_m, loss_t, w_m, w_t, g_m, g_t):  # the step rule of lib.run
             self.diverged_at = t
 
     def _manual_step(self, gradient: np.ndarray) -> LoopStep:
-        f = self._manual.gi_frame.f_locals
-        lines = {k: v for k, v in ((k, _copy(v)) for k, v in f.items()) if v is not None and k != "init"}
-        z, labels = lines["z"], lines["labels"]
+        f = all_values(self._manual)
+        lines = {k: v for k, v in ((k, _copy(v)) for k, v in f.items()) if v is not None}
+        z, labels = lines["outputs"], lines["labels"]
         return LoopStep(
-            indices=_indices(self._manual_batches, self.data.m),
+            indices=batch_rows(self._manual_batches, self.data.m),
             inputs=lines["inputs"][:, : self.data.n],
             labels=labels,
             predictions=z,
-            sample_loss=sample_loss_np(self.config.hand_loss, z, labels),
+            sample_loss=sample_loss_np(self.config.loss_for("manual"), z, labels),
             loss=float(lines["loss"]),
             reset_before=self._buffers[0],
             reset_after=np.zeros_like(self._buffers[0]) if self.config.zero_grad else self._buffers[0],
@@ -331,12 +323,12 @@ class Stepper:
             weights_before=self._before[0],
             weights_after=lines["weights"],
             lines=lines,
-            convention=self.config.hand_loss,
-            probabilities=lines["h"] if self.config.hand_loss == "bce" else None,  # the hand loop's own sigmoid(z)
+            convention=self.config.loss_for("manual"),
+            probabilities=lines["h"] if self.config.loss_for("manual") == "bce" else None,  # its own sigmoid
         )
 
     def _torch_step(self, gradient: np.ndarray) -> LoopStep:
-        f = self._torch.gi_frame.f_locals
+        f = all_values(self._torch)
         net, loss = f["net"], f["loss"]
         lines = {
             "inputs": _copy(f["inputs"]),
@@ -349,7 +341,7 @@ class Stepper:
             "weights": _copy(f["weights"]),
         }
         return LoopStep(
-            indices=_indices(self._torch_batches, self.data.m),
+            indices=batch_rows(self._torch_batches, self.data.m),
             inputs=lines["inputs"],
             labels=lines["labels"][:, 0],
             predictions=lines["outputs"][:, 0],

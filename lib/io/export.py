@@ -24,8 +24,10 @@ from ..engine import lockstep as run_side
 from ..engine.config import Config
 from ..engine.data import Dataset, initial_weights, weight_names
 from ..engine.lockstep import Result
+from ..twins.layout import Layout
 
 MAX_READABLE = 10_000  # up to this many numbers the data is written as readable lists, beyond as base64
+_LIB = __package__.partition(".")[0]  # "lib": every layer's code is copied into the script, none imported
 MAX_EMBEDDED = 2_000_000  # about 21 MB of script; larger data must be referenced as a CSV file
 
 
@@ -102,6 +104,7 @@ def to_script(
         return _short_script(data, cfg, csv_name, target)
     code = _Assembler()
     loops_name = code.add_entry(run_side.loops)
+    code.add_entry(run_side.ends_run)  # the step rule the lockstep below applies
     if csv_name is None and data.m * (data.n + 1) > MAX_READABLE:
         code.import_lines.add("import base64")
     parts = [
@@ -258,7 +261,7 @@ class _Assembler:
             piece.refs.append((node, key, spelled))
             self._visit(key, value)
             return
-        if module.__name__.startswith(f"{__package__}.") and _assigned_in(module, name):
+        if module.__name__.startswith(f"{_LIB}.") and _assigned_in(module, name):
             key = ("const", module.__name__, name)
             self._claim(key, name, module)
             piece.refs.append((node, key, spelled))
@@ -344,13 +347,11 @@ def _annotations(tree: ast.AST) -> list[ast.AST]:
 
 
 def _is_lib_module(value) -> bool:
-    return isinstance(value, ModuleType) and (
-        value.__name__ == __package__ or value.__name__.startswith(f"{__package__}.")
-    )
+    return isinstance(value, ModuleType) and (value.__name__ == _LIB or value.__name__.startswith(f"{_LIB}."))
 
 
 def _defined_in_lib(value) -> bool:
-    return (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__.startswith(f"{__package__}.")
+    return (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__.startswith(f"{_LIB}.")
 
 
 def _hashable(value) -> bool:
@@ -559,10 +560,7 @@ def main() -> None:
             loss_m, w_m, g_m = next(manual)
             loss_t, w_t, g_t = next(twin)
             steps = step + 1
-            # As lib.run: a non-finite loss, gradient or weight in either loop (inf - inf is nan) ends the run.
-            diff = float(np.max(np.abs(w_m - w_t)))
-            finite = math.isfinite(loss_m + loss_t + diff) and np.isfinite(g_m).all() and np.isfinite(g_t).all()
-            if not finite:
+            if ends_run(loss_m, loss_t, w_m, w_t, g_m, g_t):  # lib.run's step rule
                 print(f"diverged at step {step}: try a smaller learning rate than {CONFIG.lr:g}")
                 break
     # The loops yield their live weight arrays: these are the weights after the last step.
@@ -1048,6 +1046,12 @@ class _Specialiser:
 
     def __init__(self, text: str, cfg: Config, data: Dataset, protected: tuple[str, ...]) -> None:
         self.text, self.cfg, self.data, self.protected = text, cfg, data, protected
+        # The run's model layout, a third object the code reads choices from, written as its constructor.
+        self.layout = cfg.layout(data.n)
+        fields = dataclasses.fields(self.layout)
+        self.layout_text = f"{type(self.layout).__name__}(" + ", ".join(
+            f"{f.name}={_literal_text(getattr(self.layout, f.name))}" for f in fields
+        ) + ")"
         self.specialised: set[str] = set()  # top-level definitions changed so far
         self.rules = [
             self._fold_tests,
@@ -1105,10 +1109,14 @@ class _Specialiser:
         return names
 
     def _special_of(self, node):
-        """The run's cfg or data object, where this expression is a Name meaning it; else None."""
-        if not isinstance(node, ast.Name) or node.id not in _SPECIALS:
+        """The run's cfg, data or layout object, where this expression is a Name meaning it; else None."""
+        if not isinstance(node, ast.Name):
             return None
         value = self.known.get(id(node))
+        if value is self.layout:
+            return value
+        if node.id not in _SPECIALS:
+            return None
         if value is self.cfg or value is self.data:
             return value
         func = self.src.function_of(node)
@@ -1165,6 +1173,8 @@ class _Specialiser:
         special = self._special_of(node)
         if special is not None:
             return special
+        if isinstance(node, ast.Call) and self.src.seg(node) == self.layout_text:
+            return self.layout
         if id(node) in self.known and _is_literal(self.known[id(node)]):
             return self.known[id(node)]  # a parameter of the caller's, known itself
         if isinstance(node, ast.Attribute) and self._special_of(node.value) is not None:
@@ -1196,7 +1206,7 @@ class _Specialiser:
                     except _Unknown:
                         seen.append(_Unknown)
             for param, seen in values.items():
-                if not _agree(seen, (self.cfg, self.data)):
+                if not _agree(seen, (self.cfg, self.data, self.layout)):
                     continue
                 reach = _reaching(func, param, self.src)
                 if reach is None:
@@ -1341,9 +1351,11 @@ class _Specialiser:
                     continue
                 parent = src.parent[id(node)]
                 if isinstance(parent, ast.Call) and parent.func is node:
-                    groups.append(self._special_call(special, parent))
-                elif _is_choice(getattr(special, node.attr)):
-                    groups.append((*src.span(node), _literal_text(getattr(special, node.attr))))
+                    edit = self._special_call(special, parent)
+                    if edit is not None:
+                        groups.append(edit)
+                elif _is_choice(value := getattr(special, node.attr)) or (special is self.layout and _is_literal(value)):
+                    groups.append((*src.span(node), _literal_text(value)))
             elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) == 2:
                 owner, attr = node.args
                 if isinstance(attr, ast.Constant) and str(attr.value).isidentifier() and _plain(owner):
@@ -1361,8 +1373,9 @@ class _Specialiser:
                     groups.append((*src.span(node), src.fits(entries[key], node, src.seg(entries[key]))))
         return groups
 
-    def _special_call(self, special, call) -> tuple[int, int, str]:
-        """cfg.n_params(3) as its value; data.with_ones() as the body of lib's method."""
+    def _special_call(self, special, call) -> tuple[int, int, str] | None:
+        """cfg.n_params(3) as its value; cfg.layout(3) as the layout's constructor; data.with_ones() as the body
+        of lib's method; None for a layout method, which stays a call (the script has the class)."""
         src, attr = self.src, call.func.attr
         try:
             args = [self._arg_value(a) for a in call.args]
@@ -1370,8 +1383,12 @@ class _Specialiser:
             value = getattr(special, attr)(*args, **kwargs)
             if _is_literal(value):
                 return (*src.span(call), _literal_text(value))
+            if isinstance(value, type(self.layout)) and value == self.layout:
+                return (*src.span(call), self.layout_text)
         except _Unknown:
             pass
+        if special is self.layout:
+            return None
         method = inspect.getattr_static(type(special), attr)
         inner = _Source(textwrap.dedent(inspect.getsource(method)))
         func = inner.tree.body[0]
@@ -1606,7 +1623,8 @@ class _Specialiser:
                 gone = [bound[p.arg] for p in unused if p.arg in bound]
                 drop = [a for a in call.args if any(a is g for g in gone)]
                 drop += [k for k in call.keywords if any(k.value is g for g in gone)]
-                if not all(_plain(a if isinstance(a, ast.expr) else a.value) for a in drop):
+                values = [a if isinstance(a, ast.expr) else a.value for a in drop]
+                if not all(_plain(v) or src.seg(v) == self.layout_text for v in values):
                     ok = False
                     break
                 if drop:
@@ -1700,12 +1718,12 @@ def _agree(seen: list, specials: tuple) -> bool:
 
 
 _LOCKSTEP = """
-    # Both loops in lockstep, as lib.run: the first step whose loss, gradient or weights are not finite is the last.
+    # Both loops in lockstep, stopped where lib.run stops.
     with np.errstate(all="ignore"):
         for step in range(cfg.iterations):
             loss_m, w_m, g_m = next(manual)
             loss_t, w_t, g_t = next(twin)
-            if not (math.isfinite(loss_m + loss_t) and all(np.isfinite(a).all() for a in (w_m, w_t, g_m, g_t))):
+            if ends_run(loss_m, loss_t, w_m, w_t, g_m, g_t):
                 print(f"diverged at step {step}: try a smaller learning rate than {cfg.lr:g}")
                 break
     diff = np.max(np.abs(w_m - w_t))
@@ -1720,6 +1738,8 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
     """The script for this Config alone: lib's source with the branches the Config does not take left out."""
     code = _Assembler(short=True)
     loops_name = code.add_entry(run_side.loops)
+    code.add_entry(Layout)  # written as its constructor where the code reads it; left out if nothing does
+    code.add_entry(run_side.ends_run)
     loops_key = code._lib_key(run_side.loops)
     defs = [code._emit(code.found[key], key) for key in code.order if key != loops_key]
     main = _main_from(code._emit(code.found[loops_key], loops_key), loops_name)
@@ -1743,6 +1763,21 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
         'if __name__ == "__main__":\n    main()',
     ]
     return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+
+def twin_sources(data: Dataset, cfg: Config) -> dict[str, str]:
+    """The two loop functions as this Config runs them: lib's own source, less the branches it does not take.
+
+    {"manual_loop": text, "torch_loop": text}, cut from the short script, so the Code map, the twin
+    table and the script show the same lines. The phase comments stay, so lib.explain.phase_source reads them.
+    """
+    text = to_script(data, cfg)
+    tree, lines = ast.parse(text), text.splitlines()
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in ("manual_loop", "torch_loop"):
+            found[node.name] = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+    return found
 
 
 def _main_from(loops_text: str, loops_name: str) -> str:

@@ -7,12 +7,12 @@ measured. The Code map page shows both, so the text cannot drift from what the c
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import inspect
 import math
 import textwrap
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -22,9 +22,10 @@ import torch
 
 from ..engine.config import Config
 from ..engine.data import Dataset
+from ..engine.frames import arguments_of, function_of
 from ..engine.lockstep import loops
 from ..engine.trace import Step, Stepper
-from ..twins.manual import effective_lr_ratio, hand_loss, manual_loop, manual_mlp_loop
+from ..twins.manual import effective_lr_ratio, manual_loop
 from ..twins.optim import TORCH_NAMES, defaults, torch_optimizer
 from ..twins.torch_side import make_model, share_one_vector, torch_loss
 
@@ -50,9 +51,9 @@ ROWS = (
         "reset",
         "1. Reset the gradient",
         PHASES[0],
-        "d_weights = np.zeros_like(weights)",
+        "neg_grad = np.zeros_like(weights)",
         "optimizer.zero_grad()",
-        "The hand loop's backward line adds into `d_weights` with `+=`, exactly as `backward()` adds into each "
+        "The hand loop's backward line adds into `neg_grad` with `+=`, exactly as `backward()` adds into each "
         "`.grad`, so without a reset the previous step's gradient would carry over into this one. "
         "`optimizer.zero_grad()` is torch's reset. It is not automatic because adding is sometimes wanted "
         "(gradient accumulation over several micro-batches).",
@@ -61,7 +62,7 @@ ROWS = (
         "forward",
         "2. Forward pass",
         PHASES[1],
-        "z = inputs @ weights",
+        "outputs = inputs @ weights",
         "outputs = net(inputs)",
         "Both compute the predictions from the current weights. The hand loop's inputs carry a last column of "
         "ones, so the bias is one more weight; `net(inputs)` computes `inputs @ weight.T + bias` and, because "
@@ -71,30 +72,30 @@ ROWS = (
         "loss",
         "3. Loss",
         PHASES[2],
-        "loss = criterion(z, labels)",
+        "loss = np.mean((labels - h) ** 2)",
         "loss = criterion(outputs, labels)",
-        "Both compare predictions with labels. The hand loop keeps the error `labels - h` for its gradient and "
-        "computes the loss only to report it; torch keeps the loss *tensor*, the root of the graph.",
+        "Both compare predictions with labels. The hand loop writes the formula out and computes the loss only "
+        "to report it; torch keeps the loss *tensor*, the root of the graph.",
     ),
     Row(
         "backward",
         "4. Backward pass",
         PHASES[3],
-        "d_weights += slope(len(labels)) * (inputs.T @ error)",
+        "neg_grad += inputs.T @ delta",
         "loss.backward()",
-        "The hand loop writes the derivative out: `d_weights += k · inputsᵀ · (labels − h)`, with `k = slope(m)`: "
-        "2/m for `MSELoss()` (the convention here), where m is the batch size. `loss.backward()` derives the "
-        "same numbers with the opposite sign (`.grad == -d_weights`: the gradient itself) by walking the graph "
+        "The hand loop writes the derivative out: `delta = k · (labels − h)`, then `neg_grad += inputsᵀ · delta`, "
+        "with `k` = 2/m for `MSELoss()` (the convention here), where m is the batch size. `loss.backward()` derives "
+        "the same numbers with the opposite sign (`.grad == -neg_grad`: the gradient itself) by walking the graph "
         "back from the loss, and adds them into each parameter's `.grad`.",
     ),
     Row(
         "update",
         "5. Update",
         PHASES[4],
-        "optimizer.step(-d_weights)",
+        "optimizer.step(-neg_grad)",
         "optimizer.step()",
-        "The hand loop hands the gradient, `-d_weights`, to its own optimizer; for plain SGD that step is "
-        "`weights -= lr * grad`, so the weights move by `+lr * d_weights` (`d_weights` points downhill). "
+        "The hand loop hands the gradient, `-neg_grad`, to its own optimizer; for plain SGD that step is "
+        "`weights -= lr * grad`, so the weights move by `+lr * neg_grad` (`neg_grad` points downhill). "
         "Torch's `.grad` is the gradient itself (it points uphill) and `SGD.step()` does `p -= lr * p.grad`. "
         "The same move, from opposite signs of what is stored.",
     ),
@@ -138,7 +139,7 @@ def row_text(row: Row, cfg: Config) -> str:
             )
             text = (
                 f"Both compute the predictions from the current weights, one layer at a time: by hand "
-                f"`a1 = inputs @ W1.T{bias}`, `h1 = {act}(a1)`, `z = h1 @ W2{out}`; `net` is an `nn.Sequential` of "
+                f"`a1 = inputs @ W1.T{bias}`, `h1 = {act}(a1)`, `outputs = h1 @ W2{out}`; `net` is an `nn.Sequential` of "
                 f"{layers}, and because its parameters require grad, `net(inputs)` also records the graph that "
                 "`backward()` will walk. The hand loop keeps `a1` and `h1`: its backward pass needs them."
             )
@@ -157,19 +158,19 @@ def row_text(row: Row, cfg: Config) -> str:
             )
         if cfg.loss == "bce":
             text += (
-                " The outputs are logits: the hand loop takes `h = sigmoid(z)` itself, and torch leaves the "
+                " The outputs are logits: the hand loop takes `h = sigmoid(outputs)` itself, and torch leaves the "
                 "sigmoid to `BCEWithLogitsLoss`."
             )
         return text
     if row.key == "loss":
-        h = "sigmoid(z)" if cfg.loss == "bce" else "z"
+        h = "sigmoid(outputs)" if cfg.loss == "bce" else "outputs"
         return (
-            f"Both compare predictions with labels. The hand loop keeps the error `labels - h` (h = {h}) for its "
-            "gradient and computes the loss only to report it; torch keeps the loss *tensor*, the root of the graph."
+            f"Both compare predictions with labels (h = {h}). The hand loop writes the formula out and computes "
+            "the loss only to report it; torch keeps the loss *tensor*, the root of the graph."
         )
     if row.key == "backward":
         why = "a sum does not divide by the batch size m" if cfg.loss == "sse" else "m is the batch size"
-        k = f"`k = slope(m)` = {SLOPES[cfg.loss]} for {LOSS_NAMES[cfg.loss]}, the convention here ({why})"
+        k = f"`k` = {SLOPES[cfg.loss]} for {LOSS_NAMES[cfg.loss]}, the convention here ({why})"
         if cfg.model == "mlp":
             text = (
                 "The hand loop writes the chain rule out, from the output back to the first layer: "
@@ -179,9 +180,12 @@ def row_text(row: Row, cfg: Config) -> str:
                 + "."
             )
         else:
-            text = f"The hand loop writes the derivative out: `d_weights += k · inputsᵀ · (labels − h)`, with {k}."
+            text = (
+                "The hand loop writes the derivative out: `delta = k · (labels − h)` is −dL/doutputs, then "
+                f"`neg_grad += inputsᵀ · delta`, with {k}."
+            )
         return text + (
-            " `loss.backward()` derives the same numbers with the opposite sign (`.grad == -d_weights`: the "
+            " `loss.backward()` derives the same numbers with the opposite sign (`.grad == -neg_grad`: the "
             "gradient itself) by walking the graph back from the loss, and adds them into each parameter's `.grad`."
         )
     if row.key == "update":
@@ -189,9 +193,9 @@ def row_text(row: Row, cfg: Config) -> str:
         if _plain_sgd(cfg):
             return row.text
         return (
-            f"The hand loop hands the gradient, `-d_weights`, to its own `lib.optim.{name}`, which does "
+            f"The hand loop hands the gradient, `-neg_grad`, to its own `lib.optim.{name}`, which does "
             f"`torch.optim.{name}`'s arithmetic in numpy; torch's `step()` reads the same gradient from each "
-            "parameter's `.grad` (it points uphill; `d_weights` points downhill) and updates the parameters in "
+            "parameter's `.grad` (it points uphill; `neg_grad` points downhill) and updates the parameters in "
             "place, from the optimizer's state as well as the gradient."
         )
     raise ValueError(f"row must be one of {', '.join(r.key for r in ROWS)}; got {row.key!r}")
@@ -227,13 +231,15 @@ class Claim:
 # ---------------------------------------------------------------- the code itself
 
 
-def phase_source(func: Callable) -> dict[str, str]:
+def phase_source(func: Callable | str) -> dict[str, str]:
     """The lines of each phase of a loop function, dedented, keyed by its phase comment (and SETUP).
 
     A phase runs from its comment to the next phase comment; the last one stops before the yield.
-    The lines are sliced from inspect.getsource, so they are the code that runs.
+    The lines are sliced from inspect.getsource, so they are the code that runs; or from the text
+    given, such as lib.io.export.twin_sources' (the same source, less the branches a Config skips).
     """
-    lines = inspect.getsource(func).splitlines()
+    lines = (func if isinstance(func, str) else inspect.getsource(func)).splitlines()
+    name = "the loop" if isinstance(func, str) else func.__name__
     starts = {}
     for i, line in enumerate(lines):
         stripped = line.strip()
@@ -242,7 +248,7 @@ def phase_source(func: Callable) -> dict[str, str]:
                 starts[marker] = i
     missing = [m for m in (SETUP, *PHASES) if m not in starts]
     if missing:
-        raise ValueError(f"{func.__name__} has no phase comment {', '.join(map(repr, missing))}")
+        raise ValueError(f"{name} has no phase comment {', '.join(map(repr, missing))}")
     ends = [i for i, line in enumerate(lines) if line.strip().startswith("yield ")]
     order = sorted(starts.items(), key=lambda kv: kv[1])
     out = {}
@@ -271,23 +277,20 @@ def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tup
     """The values one row's lines produced in step t: ([(name, value)] of the hand loop, [...] of torch).
 
     The frames are read at the yield, after the whole step, so a variable a later line changes in
-    place (d_weights, weights) is shown as the row's line left it: the reset from the previous
+    place (neg_grad, weights) is shown as the row's line left it: the reset from the previous
     step's buffer, the weights before the update from the previous row of the history.
     """
     m, t = step.manual, step.torch
     grads = t.lines["grad"]
     if row == "reset":
         return (
-            [("d_weights before the reset", m.reset_before), ("d_weights after", m.reset_after)],
+            [("neg_grad before the reset", m.reset_before), ("neg_grad after", m.reset_after)],
             [(".grad before zero_grad()", t.reset_before), (".grad after", t.reset_after)],
         )
     if row == "forward":
-        z = (
-            "z (the logits)"
-            if "h" in m.lines and not np.array_equal(m.lines["h"], m.lines["z"])
-            else "z (the predictions)"
-        )
-        hand = [("inputs", m.lines["inputs"]), ("weights", m.weights_before), (z, m.lines["z"])]
+        bce = "h" in m.lines and not np.array_equal(m.lines["h"], m.lines["outputs"])
+        outputs = "outputs (the logits)" if bce else "outputs (the predictions)"
+        hand = [("inputs", m.lines["inputs"]), ("weights", m.weights_before), (outputs, m.lines["outputs"])]
         twin = [
             ("inputs", t.inputs),
             ("outputs", t.lines["outputs"][:, 0]),
@@ -296,12 +299,13 @@ def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tup
         return hand, twin
     if row == "loss":
         return (
-            [("labels", m.labels), ("error = labels - h", m.lines["error"]), ("loss", m.loss)],
+            [("labels", m.labels), ("h", m.lines["h"]), ("loss", m.loss)],
             [("labels", t.labels), ("loss", t.loss), ("loss.grad_fn", t.lines["loss.grad_fn"])],
         )
     if row == "backward":
         return (
-            [("d_weights (the negative gradient)", m.lines["d_weights"]), ("-d_weights", m.gradient)],
+            [("delta = −dloss/doutputs", m.lines["delta"]), ("neg_grad (the negative gradient)", m.lines["neg_grad"]),
+             ("-neg_grad", m.gradient)],  # fmt: skip
             [(f"{name}.grad", g) for name, g in grads.items()],
         )
     if row == "update":
@@ -350,7 +354,7 @@ def _model(data: Dataset, cfg: Config, t: int = 0, loss: str | None = None):
     step t's batch: built with the torch loop's own make_model and torch_loss, so it is the net that loop trains."""
     step = _step(data, cfg, t)
     dtype = getattr(torch, cfg.torch_dtype)
-    net = make_model(cfg.model, data.n, cfg.bias, cfg.hidden, cfg.activation, dtype)
+    net = make_model(cfg.layout(data.n), dtype)
     share_one_vector(net, step.torch.weights_before, dtype)
     inputs = torch.from_numpy(step.torch.inputs).to(dtype)
     labels = torch.from_numpy(step.torch.labels).to(dtype).unsqueeze(1)
@@ -360,11 +364,8 @@ def _model(data: Dataset, cfg: Config, t: int = 0, loss: str | None = None):
 def _hand_gradient(step: Step, cfg: Config, loss: str) -> np.ndarray:
     """One step of this Config's hand loop, on step t's batch from step t's weights, under `loss`: its gradient."""
     m = step.manual
-    if cfg.model == "mlp":
-        gen = manual_mlp_loop([(m.lines["inputs"], m.labels)], m.weights_before, cfg.lr, loss, hidden=cfg.hidden,
-                              activation=cfg.activation, bias=cfg.bias)  # fmt: skip
-    else:
-        gen = manual_loop([(m.lines["inputs"], m.labels)], m.weights_before, cfg.lr, loss)
+    layout = cfg.layout(m.inputs.shape[1])
+    gen = manual_loop([(m.lines["inputs"], m.labels)], m.weights_before, cfg.lr, layout=layout, loss_name=loss)
     return np.array(next(gen)[2])
 
 
@@ -440,12 +441,12 @@ def forward_text(cfg: Config) -> str:
 
 
 def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """The hand loop's z equals net(inputs); the hand inputs have the ones column exactly when there is a bias
+    """The hand loop's outputs equal net(inputs); the hand inputs have the ones column exactly when there is a bias
     (linear models) or the net has the layers named (mlp); only torch's result carries a graph (grad_fn)."""
     step = _step(data, cfg, t)
     diff = float(step.diff("predictions").max())
     grad_fn = step.torch.lines["outputs.grad_fn"]
-    measured = {"max |z - outputs|": diff, "outputs.grad_fn": grad_fn}
+    measured = {"max |manual outputs - torch outputs|": diff, "outputs.grad_fn": grad_fn}
     net, criterion, batch, labels = _model(data, cfg, t)
     outputs = net(batch)
     loss = criterion(outputs, labels)
@@ -468,18 +469,22 @@ def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
 
 
 def loss_blind_weights(func: Callable, arguments: dict, steps: int) -> tuple[list[float], np.ndarray]:
-    """Run a hand loop function with every loss value it computes replaced by NaN: (the losses it saw, its weights).
+    """Run a hand loop whose every loss line is made `loss = nan`: (the losses it saw, its weights after each step).
 
-    The very code of the function runs (its __code__), with a hand_loss whose criterion returns NaN and whose
-    slope is the real one; nothing else changes, and other threads keep the real hand_loss.
+    The function is compiled again from its own source with only the assignments to `loss` changed,
+    in a copy of its globals, so nothing else runs differently and other threads keep the real one.
     """
 
-    def nan_loss(name):
-        _, slope = hand_loss(name)
-        return (lambda z, labels: math.nan), slope
+    class Blind(ast.NodeTransformer):
+        def visit_Assign(self, node: ast.Assign) -> ast.Assign:
+            if any(isinstance(target, ast.Name) and target.id == "loss" for target in node.targets):
+                node.value = ast.copy_location(ast.Name("nan", ast.Load()), node.value)
+            return node
 
-    blind = types.FunctionType(func.__code__, {**func.__globals__, "hand_loss": nan_loss}, func.__name__)
-    gen = blind(**arguments)
+    tree = ast.fix_missing_locations(Blind().visit(ast.parse(textwrap.dedent(inspect.getsource(func)))))
+    scope = {**func.__globals__, "nan": math.nan}
+    exec(compile(tree, inspect.getsourcefile(func) or "<loop>", "exec"), scope)  # the project's own source
+    gen = scope[func.__name__](**arguments)
     losses, weights = [], []
     for _ in range(steps):
         loss, w, _ = next(gen)
@@ -493,8 +498,7 @@ def check_hand_needs_no_loss_value(data: Dataset, cfg: Config, t: int = 0) -> Ev
     stepper = _stepper_at(data, cfg, t)
     steps = stepper.step + 1
     fresh = loops(data, cfg)[0]
-    arguments = dict(fresh.gi_frame.f_locals)  # a generator not yet started holds just its arguments
-    real = fresh.gi_frame.f_globals[fresh.gi_code.co_name]
+    arguments, real = arguments_of(fresh), function_of(fresh)
     losses, weights = loss_blind_weights(real, arguments, steps)
     reference = stepper.history("manual").weights[1 : steps + 1]
     with np.errstate(invalid="ignore"):
@@ -554,20 +558,20 @@ def check_torch_needs_loss_tensor(data: Dataset, cfg: Config, t: int = 0) -> Evi
     return dataclasses.replace(e, note=f"on the batch of {_where(_step(data, cfg, t))}")
 
 
-def sign_evidence(d_weights: np.ndarray, grad: np.ndarray) -> Evidence:
-    """d_weights == -grad (to rounding), and not == grad: the hand loop's buffer is the negative gradient."""
-    plus, minus = float(np.abs(d_weights + grad).max()), float(np.abs(d_weights - grad).max())
-    measured = {"max |d_weights + .grad|": plus, "max |d_weights - .grad|": _num(minus)}
+def sign_evidence(neg_grad: np.ndarray, grad: np.ndarray) -> Evidence:
+    """neg_grad == -grad (to rounding), and not == grad: the hand loop's buffer is the negative gradient."""
+    plus, minus = float(np.abs(neg_grad + grad).max()), float(np.abs(neg_grad - grad).max())
+    measured = {"max |neg_grad + .grad|": plus, "max |neg_grad - .grad|": _num(minus)}
     return Evidence(bool(plus <= 1e-10 * max(1.0, np.abs(grad).max()) and minus > 0), measured)
 
 
 def check_negative_gradient(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """The hand loop's d_weights, built from (label - h), is minus torch's .grad at step t."""
+    """The hand loop's neg_grad, built from (label - h), is minus torch's .grad at step t."""
     step = _step(data, cfg, t)
     grad = _dot_grad(step)
     if not np.any(grad):
         return _zero("the gradient", step)
-    e = sign_evidence(step.manual.lines["d_weights"], grad)
+    e = sign_evidence(step.manual.lines["neg_grad"], grad)
     return dataclasses.replace(e, note=_where(step) + ", both loops")
 
 
@@ -611,13 +615,13 @@ def check_sum_times_batch(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
 
 
 def check_same_update(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """weights += lr * d_weights by hand, SGD's p -= lr * p.grad in torch: each as written, and the same move."""
+    """weights += lr * neg_grad by hand, SGD's p -= lr * p.grad in torch: each as written, and the same move."""
     step = _step(data, cfg, t)
     torch_grad = _dot_grad(step)
-    d_weights = step.manual.lines["d_weights"]
+    neg_grad = step.manual.lines["neg_grad"]
     measured = {
         "max |torch update + lr * .grad|": float(np.abs(step.torch.update + cfg.lr * torch_grad).max()),
-        "max |manual update - lr * d_weights|": float(np.abs(step.manual.update - cfg.lr * d_weights).max()),
+        "max |manual update - lr * neg_grad|": float(np.abs(step.manual.update - cfg.lr * neg_grad).max()),
         "max |manual update - torch update|": float(np.abs(step.manual.update - step.torch.update).max()),
     }
     scale = max(1.0, float(np.abs(step.torch.weights_before).max()))
@@ -801,7 +805,7 @@ CLAIMS = (
     Claim(
         "backward_adds",
         "reset",
-        "`backward()` adds into `.grad`, exactly as the hand loop adds into `d_weights`: two backward passes "
+        "`backward()` adds into `.grad`, exactly as the hand loop adds into `neg_grad`: two backward passes "
         "without a reset leave twice the gradient. That is why the reset exists.",
         check_backward_adds,
     ),
@@ -830,7 +834,7 @@ CLAIMS = (
     Claim(
         "negative_gradient",
         "backward",
-        "A hand loop written with `(label - h)` holds the *negative* gradient: `d_weights == -param.grad`.",
+        "A hand loop written with `(label - h)` holds the *negative* gradient: `neg_grad == -param.grad`.",
         check_negative_gradient,
     ),
     Claim(
@@ -851,7 +855,7 @@ CLAIMS = (
     Claim(
         "same_update",
         "update",
-        "With plain SGD the hand loop moves the weights by `lr * d_weights` and `SGD.step()` by `-lr * .grad`: "
+        "With plain SGD the hand loop moves the weights by `lr * neg_grad` and `SGD.step()` by `-lr * .grad`: "
         "the same move.",
         check_same_update,
         about=_plain_sgd,

@@ -9,7 +9,7 @@ import numpy as np
 from ..engine.config import Config
 from ..engine.data import Dataset
 from ..engine.lockstep import Result
-from ..twins.manual import hand_loss, mlp_views
+from ..engine.trace import SAMPLE_TERMS, sample_loss_np
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,10 +26,10 @@ class Surface:
 
 def full_data_loss(data: Dataset, cfg: Config, weights: np.ndarray) -> np.ndarray:
     """The loss of the whole data set under cfg's convention, for a stack of weight vectors (k, n_params)."""
-    criterion = hand_loss(cfg.loss)[0]
+    reduce = np.sum if SAMPLE_TERMS[cfg.loss][1] == "sum" else np.mean
     out = np.empty(len(weights))
     for k, w in enumerate(weights):
-        out[k] = criterion(_outputs(data, cfg, w), data.y)
+        out[k] = reduce(sample_loss_np(cfg.loss, _outputs(data, cfg, w), data.y))
     return out
 
 
@@ -40,7 +40,7 @@ def _outputs(data: Dataset, cfg: Config, w: np.ndarray) -> np.ndarray:
 def outputs(cfg: Config, X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The model's outputs z (logits for bce) on inputs X (k, n) at the flat weights w, as both loops compute them."""
     if cfg.model == "mlp":
-        W1, b1, W2, b2 = mlp_views(w, X.shape[1], cfg.hidden, cfg.bias)
+        W1, b1, W2, b2 = cfg.layout(X.shape[1]).views(w)
         a1 = X @ W1.T + b1
         return (np.tanh(a1) if cfg.activation == "tanh" else np.maximum(a1, 0.0)) @ W2 + b2[0]
     return X @ w[:-1] + w[-1] if cfg.bias else X @ w

@@ -20,6 +20,7 @@ import torch
 
 from ..engine.config import Config
 from ..engine.data import Dataset
+from ..engine.frames import function_of, scope_of
 from ..engine.lockstep import loops
 from . import explain
 
@@ -35,17 +36,6 @@ TORCH_LINES = MappingProxyType(
         "backward": "loss.backward()",
         "step": "optimizer.step()",
         "record": "yield loss.item(), weights, read_grad()",
-    }
-)
-MANUAL_LINES = MappingProxyType(
-    {
-        "batch": "for inputs, labels in batches",
-        "zero_grad": "d_weights = np.zeros_like(weights)",
-        "forward": "the forward lines",
-        "loss": "error = labels - h; loss = criterion(z, labels)",
-        "backward": "d_weights += ...",
-        "step": "optimizer.step(-d_weights)",
-        "record": "yield loss, weights, -d_weights",
     }
 )
 WARMUP = 3  # untimed steps first: torch's first step creates every .grad and the optimizer's state
@@ -153,7 +143,7 @@ def phase_texts(gen: Iterator) -> dict[str, str]:
     zero_grad .. step are lib.explain.phase_source's phases (from one phase comment to the next), batch
     is what the for statement does (next(batches)), record is the value the loop yields.
     """
-    func = gen.gi_frame.f_globals[gen.gi_code.co_name]
+    func = function_of(gen)
     source = explain.phase_source(func)
     texts = ["next(batches)", *(source[marker] for marker in explain.PHASES), _yield_value(func)]
     return dict(zip(PHASES, texts, strict=True))
@@ -161,7 +151,7 @@ def phase_texts(gen: Iterator) -> dict[str, str]:
 
 def _phase_code(gen: Iterator) -> list[tuple[str, CodeType]]:
     """Each phase of the loop behind gen, compiled."""
-    name = gen.gi_code.co_name
+    name = function_of(gen).__name__
     return [(phase, compile(text, f"<{name}: {phase}>", "exec")) for phase, text in phase_texts(gen).items()]
 
 
@@ -172,8 +162,7 @@ def _time_phases(gen: Iterator, repeats: int, budget: float) -> dict[str, float]
     loop: the same net, optimizer, criterion and batch. Each try runs every phase once, in order, so
     backward() always has a fresh graph. The cost of exec'ing nothing is subtracted.
     """
-    names = dict(gen.gi_frame.f_locals)
-    scope = gen.gi_frame.f_globals
+    scope, names = scope_of(gen)
     codes = _phase_code(gen)
     nothing = compile("pass", "<nothing>", "exec")
     clock = time.perf_counter_ns
@@ -211,8 +200,7 @@ def _count_ops(gen: Iterator) -> dict[str, int] | None:
                 self.ops += 1
             return func(*args, **(kwargs or {}))
 
-    names = dict(gen.gi_frame.f_locals)
-    scope = gen.gi_frame.f_globals
+    scope, names = scope_of(gen)
     counts = {}
     for name, code in _phase_code(gen):
         with Count() as count:

@@ -1,4 +1,4 @@
-"""The hand-written gradient-descent loops: numpy only, every derivative by hand."""
+"""The hand-written training loop: numpy only, every derivative written out."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.config import n_features
+from .layout import Layout
 from .optim import hand_optimizer
+
+# The locals a page may read at the yield (lib.engine.frames): a test sees each in the frame.
+# The mlp adds its layers' values; a linear model has none of a1, h1, W1, ...
+EXPOSED = ("inputs", "labels", "weights", "optimizer", "neg_grad", "outputs", "h", "loss", "delta")
+EXPOSED_MLP = ("a1", "h1", "delta1", "W1", "b1", "W2", "b2")
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -16,69 +21,69 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z))
 
 
-def hand_loss(name: str):
-    """The loss as (criterion(z, labels), slope k such that -dL/dz_i = k * (label_i - h_i)).
-
-    z are the model's outputs; h = z for the squared losses and h = sigmoid(z) for "bce".
-    """
-    if name == "mse":  # mean of squared errors, as torch's MSELoss()
-        return (lambda z, labels: (labels - z) @ (labels - z) / len(z)), (lambda m: 2 / m)
-    if name == "half_mse":  # 1/2 * mean of squared errors: the classic hand loop
-        return (lambda z, labels: (labels - z) @ (labels - z) / (2 * len(z))), (lambda m: 1 / m)
-    if name == "sse":  # sum of squared errors, as MSELoss(reduction="sum")
-        return (lambda z, labels: (labels - z) @ (labels - z)), (lambda m: 2)
-    if name == "bce":  # mean of -[y log h + (1 - y) log(1 - h)] with h = sigmoid(z), as BCEWithLogitsLoss()
-        return (lambda z, labels: np.mean(np.logaddexp(0.0, z) - labels * z)), (lambda m: 1 / m)
-    raise ValueError(f"unknown loss {name!r}")
-
-
 def manual_loop(
     batches: Iterable[tuple[np.ndarray, np.ndarray]],
     init: np.ndarray,
     lr: float,
-    loss: str = "mse",
-    zero_grad: bool = True,
-    optimizer: str = "sgd",
+    *,
+    layout: Layout,
+    loss_name: str = "mse",
+    optimizer_name: str = "sgd",
     optimizer_kwargs: Mapping[str, Any] | None = None,
+    zero_grad: bool = True,
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
-    """Gradient descent on a linear (or, with loss "bce", logistic) model by hand.
+    """Gradient descent by hand, yielding (loss, weights, gradient) after each step.
 
-    Yields (loss, weights, gradient) after each step. The inputs carry a last column of ones when
-    there is a bias, so the bias is just one more weight.
+    neg_grad is the negative gradient, as a hand loop written from (label - h) builds it. Linear
+    models read inputs with a last column of ones when there is a bias: the bias is one more weight.
+    The mlp's weights are laid out as torch's parameters (Layout.views).
     """
-    # Model: h = inputs @ weights (logistic: sigmoid of it), started from the shared initial weights.
+    # Model: the weights, started from the shared initial weights.
     weights = np.array(init, dtype=np.float64)
-    criterion, slope, logistic = *hand_loss(loss), loss == "bce"
-    optimizer = hand_optimizer(optimizer, weights, lr, optimizer_kwargs)
-    d_weights = np.zeros_like(weights)
+    if layout.model == "mlp":
+        W1, b1, W2, b2 = layout.views(weights)
+    optimizer = hand_optimizer(optimizer_name, weights, lr, optimizer_kwargs)
+    neg_grad = np.zeros_like(weights)
     for inputs, labels in batches:
-        # Reset the gradient: the += below adds into d_weights, so without this the last step's would carry over.
+        # Reset the gradient.
         if zero_grad:
-            d_weights = np.zeros_like(weights)
-        # Forward pass: compute the predictions h for the batch.
-        z = inputs @ weights
-        h = sigmoid(z) if logistic else z
-        # Loss: compare the predictions with the labels; the gradient below never needs this value.
-        error = labels - h
-        loss = criterion(z, labels)
-        # Backward pass: d_weights[j] += k * sum_i (label_i - h_i) * input_ij, the negative gradient.
-        d_weights += slope(len(labels)) * (inputs.T @ error)
-        # Update: the optimizer takes the gradient, -d_weights, and steps against it (SGD: weights += lr * d_weights).
-        optimizer.step(-d_weights)
-        yield loss, weights, -d_weights
-
-
-def mlp_views(flat: np.ndarray, n: int, hidden: int, bias: bool) -> tuple[np.ndarray, ...]:
-    """W1 (hidden, n), b1 (hidden,), W2 (hidden,), b2 (1,) as views of one flat vector.
-
-    The layout is torch's parameter order: [W1 row by row, b1, W2, b2]. Without bias there is no
-    b1 or b2 in the vector; they are constant zeros instead, and what is added to them is dropped.
-    """
-    sizes = [hidden * n, hidden * bias, hidden, int(bias)]
-    W1, b1, W2, b2 = np.split(flat, np.cumsum(sizes)[:-1])
-    if not bias:
-        b1, b2 = np.zeros(hidden), np.zeros(1)
-    return W1.reshape(hidden, n), b1, W2, b2
+            neg_grad = np.zeros_like(weights)  # the backward pass adds into it
+        # Forward pass.
+        if layout.model == "mlp":  # outputs are logits for bce; h is the prediction
+            a1 = inputs @ W1.T + b1
+            h1 = np.tanh(a1) if layout.activation == "tanh" else np.maximum(a1, 0.0)
+            outputs = h1 @ W2 + b2
+        else:
+            outputs = inputs @ weights
+        h = sigmoid(outputs) if loss_name == "bce" else outputs
+        # Loss.
+        if loss_name == "mse":
+            loss = np.mean((labels - h) ** 2)
+        elif loss_name == "half_mse":
+            loss = np.mean((labels - h) ** 2) / 2
+        elif loss_name == "sse":
+            loss = np.sum((labels - h) ** 2)
+        else:  # bce from the logits: log(1 + e^z) - y z, which never overflows
+            loss = np.mean(np.logaddexp(0.0, outputs) - labels * outputs)
+        # Backward pass.
+        if loss_name == "mse":
+            delta = 2 / len(labels) * (labels - h)  # -dloss/doutputs
+        elif loss_name == "sse":
+            delta = 2 * (labels - h)
+        else:  # half_mse; and bce, as -d/dz of log(1 + e^z) - y z is y - sigmoid(z)
+            delta = (labels - h) / len(labels)
+        if layout.model == "mlp":  # the chain rule, from the output back to the first layer
+            dW1, db1, dW2, db2 = layout.views(neg_grad)
+            dW2 += h1.T @ delta
+            db2 += delta.sum()
+            delta1 = np.outer(delta, W2) * (1 - h1**2 if layout.activation == "tanh" else a1 > 0)
+            dW1 += delta1.T @ inputs
+            db1 += delta1.sum(axis=0)
+        else:
+            neg_grad += inputs.T @ delta
+        # Update.
+        optimizer.step(-neg_grad)
+        yield loss, weights, -neg_grad
 
 
 def manual_mlp_loop(
@@ -93,46 +98,30 @@ def manual_mlp_loop(
     activation: str = "tanh",
     bias: bool = True,
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
-    """A one-hidden-layer network trained by hand: backpropagation written out, layer by layer.
+    """manual_loop on a one-hidden-layer network, under the arguments this function always took."""
+    bias = bool(bias)
+    inputs = (len(init) - int(bias)) // hidden - 1 - int(bias)  # the inverse of Layout.n_params
+    layout = Layout("mlp", inputs, bias, hidden, activation)
+    return manual_loop(
+        batches,
+        init,
+        lr,
+        layout=layout,
+        loss_name=loss,
+        optimizer_name=optimizer,
+        optimizer_kwargs=optimizer_kwargs,
+        zero_grad=zero_grad,
+    )
 
-    Yields (loss, weights, gradient) after each step, all flat in torch's parameter order.
-    """
-    # Model: z = W2 . act(W1 x + b1) + b2, started from the shared initial weights.
-    weights = np.array(init, dtype=np.float64)
-    n = n_features("mlp", len(weights), bias, hidden)
-    W1, b1, W2, b2 = mlp_views(weights, n, hidden, bias)
-    criterion, slope, logistic = *hand_loss(loss), loss == "bce"
-    optimizer = hand_optimizer(optimizer, weights, lr, optimizer_kwargs)
-    d_weights = np.zeros_like(weights)
-    for inputs, labels in batches:
-        # Reset the gradient: the += below adds into d_weights, so without this the last step's would carry over.
-        if zero_grad:
-            d_weights = np.zeros_like(weights)
-        dW1, db1, dW2, db2 = mlp_views(d_weights, n, hidden, bias)
-        # Forward pass: compute the predictions h for the batch, keeping what backward needs.
-        a1 = inputs @ W1.T + b1
-        h1 = np.tanh(a1) if activation == "tanh" else np.maximum(a1, 0.0)
-        z = h1 @ W2 + b2[0]
-        h = sigmoid(z) if logistic else z
-        # Loss: compare the predictions with the labels; the gradient below never needs this value.
-        error = labels - h
-        loss = criterion(z, labels)
-        # Backward pass: the chain rule, from the output back to the first layer (negative gradients).
-        delta = slope(len(labels)) * error  # -dL/dz
-        dW2 += h1.T @ delta
-        db2 += delta.sum()
-        delta1 = np.outer(delta, W2) * (1 - h1**2 if activation == "tanh" else a1 > 0)  # -dL/da1
-        dW1 += delta1.T @ inputs
-        db1 += delta1.sum(axis=0)
-        # Update: the optimizer takes the gradient, -d_weights, and steps against it.
-        optimizer.step(-d_weights)
-        yield loss, weights, -d_weights
+
+# The slope k of each convention: -dloss/doutputs = k * (labels - h), as the backward pass writes it.
+SLOPES = {"mse": lambda m: 2 / m, "half_mse": lambda m: 1 / m, "sse": lambda m: 2, "bce": lambda m: 1 / m}
 
 
 def effective_lr_ratio(loss: str, other: str, batch_size: int) -> float:
     """How many times larger a step under `loss` is than under `other`, at the same lr and batch size.
 
-    Every squared loss's gradient is k * X^T (X w - y) with k from hand_loss, so the ratio of the
-    steps is the ratio of the two k: mse / half_mse = 2, sse / mse = batch_size.
+    Every squared loss's gradient is k * X^T (X w - y), k from the backward pass, so the ratio of
+    the steps is the ratio of the two k: mse / half_mse = 2, sse / mse = batch_size.
     """
-    return hand_loss(loss)[1](batch_size) / hand_loss(other)[1](batch_size)
+    return SLOPES[loss](batch_size) / SLOPES[other](batch_size)

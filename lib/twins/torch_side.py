@@ -1,4 +1,4 @@
-"""The canonical torch training loop: the twin of manual.py, line for line."""
+"""The torch training loop: the twin of manual.py, phase for phase."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine.config import n_features
-from ..engine.data import batch_indices
+from .layout import Layout
 from .optim import torch_optimizer
+
+# The locals a page may read at the yield (lib.engine.frames): a test sees each in the frame.
+EXPOSED = ("inputs", "labels", "weights", "optimizer", "net", "criterion", "outputs", "loss")
 
 
 class HalfMSELoss(nn.Module):
@@ -50,13 +52,13 @@ def share_one_vector(net: nn.Module, init: np.ndarray, dtype: torch.dtype) -> to
     return flat
 
 
-def make_model(model: str, n: int, bias: bool, hidden: int, activation: str, dtype: torch.dtype) -> nn.Module:
+def make_model(layout: Layout, dtype: torch.dtype) -> nn.Module:
     """The torch model: nn.Linear for "linear" and "logistic", a one-hidden-layer nn.Sequential for "mlp"."""
-    if model == "mlp":
-        act = nn.Tanh() if activation == "tanh" else nn.ReLU()
-        return nn.Sequential(
-            nn.Linear(n, hidden, bias=bias, dtype=dtype), act, nn.Linear(hidden, 1, bias=bias, dtype=dtype)
-        )
+    n, bias = layout.inputs, layout.bias
+    if layout.model == "mlp":
+        act = nn.Tanh() if layout.activation == "tanh" else nn.ReLU()
+        first = nn.Linear(n, layout.hidden, bias=bias, dtype=dtype)
+        return nn.Sequential(first, act, nn.Linear(layout.hidden, 1, bias=bias, dtype=dtype))
     return nn.Linear(n, 1, bias=bias, dtype=dtype)
 
 
@@ -92,48 +94,31 @@ def torch_loop(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     init: np.ndarray,
     lr: float,
-    loss: str = "mse",
-    zero_grad: bool = True,
-    bias: bool = True,
-    dtype: torch.dtype = torch.float64,
-    optimizer: str = "sgd",
+    *,
+    layout: Layout,
+    loss_name: str = "mse",
+    optimizer_name: str = "sgd",
     optimizer_kwargs: Mapping[str, Any] | None = None,
-    model: str = "linear",
-    hidden: int = 8,
-    activation: str = "tanh",
+    zero_grad: bool = True,
+    dtype: torch.dtype = torch.float64,
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
-    """The five-line torch training step, yielding (loss, weights, gradient) after each step."""
-    # Model: outputs = net(inputs), started from the shared initial weights.
-    net = make_model(model, n_features(model, len(init), bias, hidden), bias, hidden, activation, dtype)
+    """The torch training loop, yielding (loss, weights, gradient) after each step."""
+    # Model: the weights, started from the shared initial weights.
+    net = make_model(layout, dtype)
     weights = share_one_vector(net, init, dtype).numpy()
-    criterion = torch_loss(loss)
-    optimizer = torch_optimizer(optimizer, net.parameters(), lr, optimizer_kwargs)
-    read_grad = GradReader(net, dtype)  # for the yield only: copies each step's .grad out for recording
+    optimizer = torch_optimizer(optimizer_name, net.parameters(), lr, optimizer_kwargs)
+    criterion = torch_loss(loss_name)
+    read_grad = GradReader(net, dtype)  # copies each step's .grad out, for the yield
     for inputs, labels in batches:
-        # Reset the gradient: backward() adds into .grad, so clear it first.
+        # Reset the gradient.
         if zero_grad:
-            optimizer.zero_grad()
-        # Forward pass: compute the predictions for the batch.
+            optimizer.zero_grad()  # backward() adds into each .grad
+        # Forward pass.
         outputs = net(inputs)
-        # Loss: compare the predictions with the labels; this tensor is the root backward() starts from.
+        # Loss.
         loss = criterion(outputs, labels)
-        # Backward pass: autograd adds the gradient of the loss into each parameter's .grad.
+        # Backward pass.
         loss.backward()
-        # Update: .grad points uphill, so step() subtracts lr * .grad (or the optimizer's version of it).
+        # Update.
         optimizer.step()
         yield loss.item(), weights, read_grad()
-
-
-def loader(
-    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, dtype: torch.dtype = torch.float64
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless (inputs, labels) tensor batches in the shared order; labels shaped (batch, 1) like outputs."""
-    # Shares the numpy memory when it is writable float64; read-only memory is copied (torch would warn, then share it).
-    inputs, labels = (torch.as_tensor(a if a.flags.writeable else a.copy()).to(dtype) for a in (inputs, labels))
-    labels = labels.unsqueeze(1)
-    for idx in batch_indices(len(inputs), batch_size, seed):
-        if isinstance(idx, slice):  # full batch: the tensors themselves (indexing a tensor costs microseconds)
-            yield inputs, labels
-        else:
-            index = torch.from_numpy(idx)
-            yield inputs[index], labels[index]

@@ -1,0 +1,58 @@
+"""Reading a running loop: the one place that looks inside a suspended generator.
+
+A generator stopped at its `yield` keeps its local variables in its frame. The Stepper, the checks
+and the speed lesson read a loop's values through these functions, and only the names the loop
+module lists as exposed (lib.twins.manual.EXPOSED, lib.twins.torch_side.EXPOSED): a test runs
+every model and loss and sees each of those names in the frame at the yield.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..twins import manual, torch_side
+
+EXPOSED = {"manual_loop": manual.EXPOSED + manual.EXPOSED_MLP, "torch_loop": torch_side.EXPOSED}
+
+
+def function_of(gen: Iterator) -> Callable:
+    """The function a generator is running (the loop function itself, as its module holds it)."""
+    return gen.gi_frame.f_globals[gen.gi_code.co_name]
+
+
+def arguments_of(gen: Iterator) -> dict:
+    """The arguments of a generator that has not started yet: all its frame holds before the first next()."""
+    if inspect.getgeneratorstate(gen) != inspect.GEN_CREATED:
+        raise ValueError("arguments_of: the generator has already started")
+    return dict(gen.gi_frame.f_locals)
+
+
+def values_of(gen: Iterator, *names: str) -> dict:
+    """The named locals of a loop suspended at its yield (the live objects, not copies)."""
+    exposed = EXPOSED.get(gen.gi_code.co_name)
+    unknown = [n for n in names if exposed is not None and n not in exposed]
+    if unknown:
+        raise KeyError(f"{gen.gi_code.co_name} does not expose {', '.join(unknown)}")
+    f = gen.gi_frame.f_locals
+    return {n: f[n] for n in names if n in f}
+
+
+def all_values(gen: Iterator) -> dict:
+    """Every exposed local of a loop suspended at its yield that is set in this configuration (the mlp's layers
+    only for the mlp)."""
+    return values_of(gen, *EXPOSED[gen.gi_code.co_name])
+
+
+def batch_rows(batches: Iterator, m: int) -> np.ndarray:
+    """The rows of the data set the batch generator (lib.engine.data.loader) just yielded."""
+    idx = batches.gi_frame.f_locals["idx"]
+    return np.arange(m) if isinstance(idx, slice) else np.array(idx)
+
+
+def scope_of(gen: Iterator) -> tuple[dict, dict]:
+    """(globals, a copy of every local) of a loop suspended at its yield: what its own lines read when they
+    are run again one phase at a time (lib.speed times them so)."""
+    return gen.gi_frame.f_globals, dict(gen.gi_frame.f_locals)
