@@ -75,7 +75,7 @@ def vector(values: np.ndarray) -> str:
 
 
 def lines(series: dict, title: str, y_title: str, **kw) -> None:
-    st.altair_chart(pitfalls.series_chart(series, title, y_title, **kw), width="stretch")
+    st.altair_chart(lib.charts.series_chart(series, title, y_title, **kw), width="stretch")
 
 
 through_navigation()

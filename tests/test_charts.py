@@ -415,7 +415,7 @@ def test_the_boundary_chart_thins_big_data_and_skips_a_diverged_last_step():
 
 def test_the_difference_chart_sizes_a_rounding_by_the_weights():
     """Issue 9, finding 18: "one float64 rounding is about 1e-16" holds relative to the number, not absolutely."""
-    from lib.charts import _rounding_note
+    from lib.charts.runs import _rounding_note
 
     data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
     big = lib.run(data, lib.Config(lr=100, iterations=500))  # weights near 3e156 before it diverges
@@ -424,3 +424,48 @@ def test_the_difference_chart_sizes_a_rounding_by_the_weights():
     assert f"about {1.1102230246251565e-16 * largest:.2g} at this run's largest weight, {largest:.3g}" in note
     small = lib.run(data, lib.Config(lr=1e-6, iterations=5))
     assert "below 1.1e-16 for these weights, all smaller than 1" in _rounding_note(small)
+
+
+# ------------------------------------------------------------------ the pitfalls lab's series chart
+
+
+def test_series_chart_drops_what_it_cannot_draw_and_draws_rules():
+    chart = lib.charts.series_chart(
+        {
+            "mistake, manual": np.array([1.0, np.inf, np.nan, 4.0]),
+            "correct": np.array([1.0, 0.0, 2.0, 3.0]),
+        },
+        "title",
+        "loss",
+        log=True,
+        rules={"limit": 1.5},
+    )
+    spec = chart.to_dict()
+    rows = [r for d in spec["datasets"].values() for r in d if "series" in r]
+    assert sorted((r["series"], r["x"]) for r in rows) == [
+        ("correct", 0),
+        ("correct", 2),
+        ("correct", 3),
+        ("mistake, manual", 0),
+        ("mistake, manual", 3),
+    ]
+    assert "2 non-finite" in str(spec["title"])
+    assert any(layer.get("mark", {}).get("type") == "rule" for layer in spec["layer"])
+
+
+def test_series_chart_styles_series_by_name_then_by_first_word():
+    from lib.pitfalls import SERIES_STYLE
+
+    names = ["+= loss", "mistake, torch", "mistake: lr too big", "correct run"]
+    chart = lib.charts.series_chart({name: np.arange(1.0, 4.0) for name in names}, "t", "y")
+    encoding = chart.to_dict()["layer"][0]["encoding"]
+    styles = [SERIES_STYLE[key] for key in ("+= loss", "mistake, torch", "mistake, manual", "correct")]
+    assert encoding["color"]["scale"] == {"domain": names, "range": [s[0] for s in styles]}
+    assert encoding["strokeDash"]["scale"]["range"] == [list(s[1]) for s in styles]
+    assert encoding["strokeWidth"]["scale"]["range"] == [s[2] for s in styles]
+    # A name it does not know leaves the colours to Altair, in plain 2 px lines.
+    plain = lib.charts.series_chart({"a": np.ones(3), "b": np.ones(3)}, "t", "y", log=False)
+    encoding = plain.to_dict()["layer"][0]["encoding"]
+    assert encoding["color"]["scale"] == {"domain": ["a", "b"]}
+    assert encoding["strokeWidth"]["scale"]["range"] == [2.0, 2.0]
+    assert encoding["y"]["scale"] == {"zero": False}

@@ -303,27 +303,3 @@ def test_float32_drift_appears_and_stays_small():
     assert single.step_diff[1] > 0
     assert 1e-9 < single.max_abs_diff < 1e-4
     assert double.max_abs_diff < 1e-12
-
-
-# The chart helper.
-
-
-def test_series_chart_drops_what_it_cannot_draw_and_draws_rules():
-    chart = pitfalls.series_chart(
-        {"mistake, manual": np.array([1.0, np.inf, np.nan, 4.0]), "correct": np.array([1.0, 0.0, 2.0, 3.0])},
-        "title",
-        "loss",
-        log=True,
-        rules={"limit": 1.5},
-    )
-    spec = chart.to_dict()
-    rows = [r for d in spec["datasets"].values() for r in d if "series" in r]
-    assert sorted((r["series"], r["x"]) for r in rows) == [
-        ("correct", 0),
-        ("correct", 2),
-        ("correct", 3),
-        ("mistake, manual", 0),
-        ("mistake, manual", 3),
-    ]
-    assert "2 non-finite" in str(spec["title"])
-    assert any(layer.get("mark", {}).get("type") == "rule" for layer in spec["layer"])

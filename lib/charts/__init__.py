@@ -1,5 +1,9 @@
-"""Charts: every Altair picture the pages draw, built from lib's results (the top layer: it imports the others)."""
+"""Charts: every Altair picture the pages draw, built from lib's results.
 
+The top layer: it imports the others.
+"""
+
+from .pitfalls import series_chart
 from .runs import (
     ACCURACY_POINTS,
     ACCURACY_WORK,

@@ -14,13 +14,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from ..charts import downsample
 from ..engine.config import Config
 from ..engine.data import Dataset, initial_weights
 from ..engine.lockstep import Result
@@ -308,90 +306,16 @@ def stale_gradient(data: Dataset, cfg: Config, steps: int = 3) -> tuple[np.ndarr
     return flat_grad(net), total
 
 
-# Mistaken runs in warm colours (manual solid, torch dashed, so both show where they coincide), the correct run grey.
+# (colour, dash, width) of the series lib.charts.series_chart draws: mistaken runs in warm colours
+# (manual solid, torch dashed, so both show where they coincide), the correct run grey. Then the
+# running_loss variants: the fix grey, as a correct run.
 SERIES_STYLE = MappingProxyType(
     {
         "mistake, manual": ("#d62728", (1, 0), 3.5),
         "mistake, torch": ("#8c1a1a", (5, 3), 1.5),
         "correct": ("#7f7f7f", (1, 0), 2.0),
-        "+= loss.item()": ("#7f7f7f", (1, 0), 2.0),  # the running_loss variants: the fix grey, as a correct run
+        "+= loss.item()": ("#7f7f7f", (1, 0), 2.0),
         "+= loss": ("#d62728", (1, 0), 3.5),
         "+= loss, retain_graph=True": ("#ff9f1c", (5, 3), 2.0),
     }
 )
-
-
-def _style(name: str) -> tuple[str | None, tuple[int, ...], float]:
-    """(colour, dash, width) of a series: SERIES_STYLE's, else by its first word, else Altair's colours."""
-    if name in SERIES_STYLE:
-        return SERIES_STYLE[name]
-    for prefix in ("mistake", "correct"):
-        if name.startswith(prefix):
-            return SERIES_STYLE["mistake, manual" if prefix == "mistake" else "correct"]
-    return None, (1, 0), 2.0
-
-
-def series_chart(
-    series: dict[str, np.ndarray],
-    title: str,
-    y_title: str,
-    log: bool = True,
-    rules: dict[str, float] | None = None,
-    x_title: str = "step",
-    x: np.ndarray | None = None,
-    max_points: int = 2_000,
-) -> alt.LayerChart:
-    """Lines of named series over steps (or over x), downsampled, non-finite (and on a log scale <= 0) dropped.
-
-    Names in SERIES_STYLE get its colours and dashes; rules draws a labelled vertical line per entry.
-    """
-    frames, dropped = [], 0
-    for name, values in series.items():
-        values = np.asarray(values, dtype=np.float64)
-        [(idx, vals)] = downsample(values, max_points, positive=log)
-        dropped += len(values) - int(np.isfinite(values).sum())
-        steps = idx if x is None else np.asarray(x)[idx]
-        frames.append(pd.DataFrame({"x": steps, "value": vals, "series": name}))
-    frame = pd.concat(frames, ignore_index=True)
-    names = list(series)
-    style = [_style(name) for name in names]
-    legend = alt.Legend(orient="top", labelLimit=320)
-    colors = [s[0] for s in style]
-    scale = alt.Scale(domain=names, range=colors) if all(colors) else alt.Scale(domain=names)
-    color = alt.Color("series:N", title=None, scale=scale, legend=legend)
-    lines = (
-        alt.Chart(frame)
-        .mark_line(clip=True)
-        .encode(
-            x=alt.X("x:Q", title=x_title),
-            y=alt.Y(
-                "value:Q",
-                title=y_title,
-                scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
-                axis=alt.Axis(format="~g") if log else alt.Axis(),
-            ),
-            color=color,
-            strokeDash=alt.StrokeDash(
-                "series:N", scale=alt.Scale(domain=names, range=[list(s[1]) for s in style]), legend=None
-            ),
-            strokeWidth=alt.StrokeWidth(
-                "series:N", scale=alt.Scale(domain=names, range=[s[2] for s in style]), legend=None
-            ),
-            tooltip=[
-                "series:N",
-                alt.Tooltip("x:Q", title=x_title, format=",.4g"),
-                alt.Tooltip("value:Q", format=".4g"),
-            ],
-        )
-    )
-    layers = [lines]
-    if rules:
-        # Labels on staggered rows (pixels from the top), so nearby rules do not print over each other.
-        rows = 2 + 13 * np.arange(len(rules))
-        marks = pd.DataFrame({"x": list(rules.values()), "label": list(rules), "row": rows})
-        base = alt.Chart(marks).encode(x="x:Q")
-        layers.append(base.mark_rule(color="black", strokeDash=[2, 2]))
-        text = base.mark_text(align="left", dx=4, baseline="top").encode(text="label:N", y=alt.Y("row:Q", scale=None))
-        layers.append(text)
-    subtitle = [f"{dropped:,} non-finite values not drawn (the run blew up)"] if dropped else []
-    return alt.layer(*layers).properties(title=alt.TitleParams(title, subtitle=subtitle, anchor="start"), height=340)
