@@ -50,14 +50,16 @@ class Layout:
             names += [f"W2[{i}]" for i in range(self.hidden)]
             return names + (["b2"] if self.bias else [])
         features = tuple(feature_names) or tuple(f"x{j + 1}" for j in range(n))
-        names = [f"w_{j + 1} ({f})" if f != f"x{j + 1}" else f"w_{j + 1}" for j, f in enumerate(features)]
+        names = [
+            f"w_{j + 1} ({f})" if f != f"x{j + 1}" else f"w_{j + 1}" for j, f in enumerate(features)
+        ]
         return names + (["bias"] if self.bias else [])
 
     def views(self, flat: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The mlp's W1 (hidden, n), b1 (hidden,), W2 (hidden,), b2 (1,), as views of the flat vector.
+        """The mlp's W1 (hidden, n), b1 (hidden,), W2 (hidden,), b2 (1,): views of the flat vector.
 
-        Without a bias, b1 and b2 are constant zeros that are not in the vector: what is added to them
-        is dropped.
+        Without a bias, b1 and b2 are constant zeros that are not in the vector: what is added to
+        them is dropped.
         """
         n, h = self.inputs, self.hidden
         W1, b1, W2, b2 = np.split(flat, np.cumsum([h * n, h * self.bias, h])[:3])

@@ -114,12 +114,18 @@ def manual_mlp_loop(
     )
 
 
-# The slope k of each convention: -dloss/doutputs = k * (labels - h), as the backward pass writes it.
-SLOPES = {"mse": lambda m: 2 / m, "half_mse": lambda m: 1 / m, "sse": lambda m: 2, "bce": lambda m: 1 / m}
+# The slope k of each convention, as the backward pass writes it:
+# -dloss/doutputs = k * (labels - h).
+SLOPES = {
+    "mse": lambda m: 2 / m,
+    "half_mse": lambda m: 1 / m,
+    "sse": lambda m: 2,
+    "bce": lambda m: 1 / m,
+}
 
 
 def effective_lr_ratio(loss: str, other: str, batch_size: int) -> float:
-    """How many times larger a step under `loss` is than under `other`, at the same lr and batch size.
+    """How many times larger a step under `loss` is than under `other`, at equal lr and batch size.
 
     Every squared loss's gradient is k * X^T (X w - y), k from the backward pass, so the ratio of
     the steps is the ratio of the two k: mse / half_mse = 2, sse / mse = batch_size.

@@ -25,7 +25,9 @@ IMPLEMENTATION_FLAGS = ("foreach", "fused", "differentiable", "capturable")
 class SGD:
     """p -= lr * g, with optional weight decay, momentum (and dampening) and Nesterov."""
 
-    def __init__(self, weights, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False):
+    def __init__(
+        self, weights, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False
+    ):
         self.weights, self.lr = weights, lr
         self.momentum, self.dampening, self.weight_decay = momentum, dampening, weight_decay
         self.nesterov, self.maximize = nesterov, maximize
@@ -37,7 +39,8 @@ class SGD:
             g = g + self.weight_decay * self.weights
         if self.momentum != 0:
             if self.velocity is None:
-                self.velocity = g.copy()  # the first step takes the gradient as is, without dampening
+                # the first step takes the gradient as is, without dampening
+                self.velocity = g.copy()
             else:
                 self.velocity = self.momentum * self.velocity + (1 - self.dampening) * g
             g = g + self.momentum * self.velocity if self.nesterov else self.velocity
@@ -88,18 +91,47 @@ class Adam:
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (default 0.01): p *= 1 - lr * weight_decay before the Adam step."""
+    """Adam with decoupled weight decay (default 0.01).
 
-    def __init__(self, weights, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, maximize=False):
-        super().__init__(weights, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True)
+    p *= 1 - lr * weight_decay before the Adam step.
+    """
+
+    def __init__(
+        self,
+        weights,
+        lr,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.01,
+        amsgrad=False,
+        maximize=False,
+    ):
+        super().__init__(
+            weights, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True
+        )
 
 
 class RMSprop:
-    """RMSprop: divide by a running root-mean-square of the gradient; optional momentum and centering."""
+    """RMSprop: divide by the gradient's running root-mean-square; optional momentum, centering."""
 
-    def __init__(self, weights, lr, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, maximize=False):
+    def __init__(
+        self,
+        weights,
+        lr,
+        alpha=0.99,
+        eps=1e-8,
+        weight_decay=0,
+        momentum=0,
+        centered=False,
+        maximize=False,
+    ):
         self.weights, self.lr, self.alpha, self.eps = weights, lr, alpha, eps
-        self.weight_decay, self.momentum, self.centered, self.maximize = weight_decay, momentum, centered, maximize
+        self.weight_decay, self.momentum, self.centered, self.maximize = (
+            weight_decay,
+            momentum,
+            centered,
+            maximize,
+        )
         self.square_avg = np.zeros_like(weights)  # v
         self.grad_avg = np.zeros_like(weights)  # centered: running mean of g
         self.momentum_buffer = np.zeros_like(weights)
@@ -125,7 +157,16 @@ class RMSprop:
 class Adagrad:
     """Adagrad: divide by the root of the summed squared gradients; optional lr decay."""
 
-    def __init__(self, weights, lr, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, maximize=False):
+    def __init__(
+        self,
+        weights,
+        lr,
+        lr_decay=0,
+        weight_decay=0,
+        initial_accumulator_value=0,
+        eps=1e-10,
+        maximize=False,
+    ):
         self.weights, self.lr, self.lr_decay, self.eps = weights, lr, lr_decay, eps
         self.weight_decay, self.maximize = weight_decay, maximize
         self.t = 0
@@ -141,31 +182,41 @@ class Adagrad:
         self.weights -= clr * (g / (np.sqrt(self.state_sum) + self.eps))
 
 
-HAND = MappingProxyType({"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad})
+HAND = MappingProxyType(
+    {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+)
 
 
 # Each hand optimizer's state attribute beside the key torch keeps for it in optimizer.state[param].
 _ADAM_STATE = (
-    ("t", "step"), ("exp_avg", "exp_avg"), ("exp_avg_sq", "exp_avg_sq"), ("max_exp_avg_sq", "max_exp_avg_sq")
+    ("t", "step"), ("exp_avg", "exp_avg"), ("exp_avg_sq", "exp_avg_sq"),
+    ("max_exp_avg_sq", "max_exp_avg_sq"),
 )  # fmt: skip
 STATE_KEYS = MappingProxyType(
     {
         "sgd": (("velocity", "momentum_buffer"),),
         "adam": _ADAM_STATE,
         "adamw": _ADAM_STATE,
-        "rmsprop": (("square_avg", "square_avg"), ("grad_avg", "grad_avg"), ("momentum_buffer", "momentum_buffer")),
+        "rmsprop": (
+            ("square_avg", "square_avg"),
+            ("grad_avg", "grad_avg"),
+            ("momentum_buffer", "momentum_buffer"),
+        ),
         "adagrad": (("t", "step"), ("state_sum", "sum")),
     }
 )
 
 
-def state_pairs(name: str, hand, torch_opt: torch.optim.Optimizer) -> list[tuple[str, str, object, object]]:
-    """The state both optimizers keep right now, side by side: (hand attribute, torch key, hand value, torch value).
+def state_pairs(
+    name: str, hand, torch_opt: torch.optim.Optimizer
+) -> list[tuple[str, str, object, object]]:
+    """The state both optimizers keep right now, side by side.
 
-    Buffers are flat float64 copies in the weights' order (torch's per-parameter buffers concatenated in
-    parameters() order); step counts are floats. A buffer torch does not keep in this configuration (no
-    momentum, no amsgrad, not centered) or not yet (before the first step) is left out, though the hand
-    optimizer may hold zeros for it.
+    As (hand attribute, torch key, hand value, torch value). Buffers are flat float64 copies in the
+    weights' order (torch's per-parameter buffers concatenated in parameters() order); step counts
+    are floats. A buffer torch does not keep in this configuration (no momentum, no amsgrad, not
+    centered) or not yet (before the first step) is left out, though the hand optimizer may hold
+    zeros for it.
     """
     params = [p for group in torch_opt.param_groups for p in group["params"]]
     states = [torch_opt.state.get(p, {}) for p in params]
@@ -176,14 +227,16 @@ def state_pairs(name: str, hand, torch_opt: torch.optim.Optimizer) -> list[tuple
         if key == "step":
             torch_value, hand_value = float(states[0][key]), float(getattr(hand, attr))
         else:
-            torch_value = np.concatenate([state[key].detach().numpy().astype(np.float64).ravel() for state in states])
+            torch_value = np.concatenate(
+                [state[key].detach().numpy().astype(np.float64).ravel() for state in states]
+            )
             hand_value = np.array(getattr(hand, attr), dtype=np.float64)
         pairs.append((attr, key, hand_value, torch_value))
     return pairs
 
 
 def defaults(name: str) -> dict:
-    """The optimizer's keyword arguments (torch's, as the hand-written twin takes them) with their defaults."""
+    """The optimizer's keyword arguments (torch's; the hand twin takes the same), with defaults."""
     params = inspect.signature(HAND[name]).parameters.values()
     return {p.name: p.default for p in params if p.name not in ("weights", "lr")}
 
@@ -193,15 +246,19 @@ def hand_optimizer(name: str, weights: np.ndarray, lr: float, kwargs: Mapping | 
     return HAND[name](weights, lr, **dict(kwargs or {}))
 
 
-def torch_optimizer(name: str, params, lr: float, kwargs: Mapping | None = None) -> torch.optim.Optimizer:
+def torch_optimizer(
+    name: str, params, lr: float, kwargs: Mapping | None = None
+) -> torch.optim.Optimizer:
     """torch.optim.<name>(params, lr=lr, **kwargs)."""
     return getattr(torch.optim, TORCH_NAMES[name])(params, lr=lr, **dict(kwargs or {}))
 
 
 def check_kwargs(name: str, kwargs: Mapping) -> dict:
-    """Validate optimizer kwargs against torch's own constructor; a ValueError in words otherwise."""
+    """Check optimizer kwargs against torch's own constructor; a ValueError in words otherwise."""
     if not isinstance(kwargs, Mapping):
-        raise ValueError(f"optimizer_kwargs must be a dict of keyword arguments; got {type(kwargs).__name__}")
+        raise ValueError(
+            f"optimizer_kwargs must be a dict of keyword arguments; got {type(kwargs).__name__}"
+        )
     kwargs = {str(k): (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
     torch_cls = getattr(torch.optim, TORCH_NAMES[name])
     allowed = list(defaults(name))
@@ -210,7 +267,8 @@ def check_kwargs(name: str, kwargs: Mapping) -> dict:
             raise ValueError("optimizer_kwargs must not contain lr: set Config.lr instead")
         if key in IMPLEMENTATION_FLAGS:
             raise ValueError(
-                f"optimizer_kwargs: {key!r} picks torch's implementation, not its arithmetic, so it is not offered here"
+                f"optimizer_kwargs: {key!r} picks torch's implementation, not its arithmetic, "
+                "so it is not offered here"
             )
         if key not in allowed:
             raise ValueError(
@@ -218,11 +276,19 @@ def check_kwargs(name: str, kwargs: Mapping) -> dict:
                 f"allowed: {', '.join(allowed)}"
             )
     for key, value in kwargs.items():
-        if isinstance(value, str) or (isinstance(value, tuple) and any(isinstance(v, str) for v in value)):
-            raise ValueError(f"optimizer_kwargs: {key} must be a number or True/False; got {value!r}")
+        if isinstance(value, str) or (
+            isinstance(value, tuple) and any(isinstance(v, str) for v in value)
+        ):
+            raise ValueError(
+                f"optimizer_kwargs: {key} must be a number or True/False; got {value!r}"
+            )
     if "betas" in kwargs and not (isinstance(kwargs["betas"], tuple) and len(kwargs["betas"]) == 2):
-        raise ValueError(f"optimizer_kwargs: betas must be two numbers (beta1, beta2); got {kwargs['betas']!r}")
-    try:  # torch checks ranges itself (negative momentum, betas outside [0, 1), nesterov without momentum ...)
+        raise ValueError(
+            f"optimizer_kwargs: betas must be two numbers (beta1, beta2); got {kwargs['betas']!r}"
+        )
+    # torch checks ranges itself (negative momentum, betas outside [0, 1), nesterov without
+    # momentum ...)
+    try:
         torch_cls([torch.zeros(1, requires_grad=True)], lr=0.1, **kwargs)
     except (TypeError, ValueError, RuntimeError, IndexError) as err:
         raise ValueError(f"optimizer_kwargs for {name}: {err}") from None

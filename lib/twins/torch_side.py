@@ -46,14 +46,19 @@ def share_one_vector(net: nn.Module, init: np.ndarray, dtype: torch.dtype) -> to
     start = 0
     for module in net.modules():
         for name, param in list(module.named_parameters(recurse=False)):
-            setattr(module, name, nn.Parameter(flat[start : start + param.numel()].view(param.shape)))
+            setattr(
+                module, name, nn.Parameter(flat[start : start + param.numel()].view(param.shape))
+            )
             start += param.numel()
     assert start == len(flat), "init does not match the model's parameter count"
     return flat
 
 
 def make_model(layout: Layout, dtype: torch.dtype) -> nn.Module:
-    """The torch model: nn.Linear for "linear" and "logistic", a one-hidden-layer nn.Sequential for "mlp"."""
+    """The torch model of the layout: nn.Linear or a one-hidden-layer nn.Sequential.
+
+    nn.Linear for "linear" and "logistic", the nn.Sequential for "mlp".
+    """
     n, bias = layout.inputs, layout.bias
     if layout.model == "mlp":
         act = nn.Tanh() if layout.activation == "tanh" else nn.ReLU()
