@@ -12,13 +12,15 @@ from ..engine.data import Dataset
 from ..engine.lockstep import Result
 from ..lessons import classify
 
-# A line needs no more than about two points per horizontal pixel: the first, last, lowest and highest
-# value of each bucket two pixels wide draw the same picture as every point would.
+# A line needs no more than about two points per horizontal pixel: the first, last, lowest and
+# highest value of each bucket two pixels wide draw the same picture as every point would.
 POINTS_PER_PIXEL = 2
 CHART_WIDTH = 600  # px: a half-width chart on a 1,400 to 1,900 px wide screen is 450 to 750 px wide
 MAX_POINTS = POINTS_PER_PIXEL * CHART_WIDTH  # per series, whatever the iteration count
-LIVE_POINTS = 400  # per series while a run is still going: a quarter of that, redrawn every second or so
-LIVE_ROWS = 8_000  # and at most this many points in all of a live redraw's lines (an MLP has 37 of them)
+# While a run is still going: LIVE_POINTS per series (a quarter of MAX_POINTS, redrawn every second
+# or so), and at most LIVE_ROWS points in all of a live redraw's lines (an MLP has 37 of them).
+LIVE_POINTS = 400
+LIVE_ROWS = 8_000
 MAX_WEIGHT_SERIES = 12  # weights drawn per loop; more lines than this is a blur
 HEIGHT = 200  # of the plotting area; titles, legend and axes come on top (autosize fit-x below)
 # Fit the width to the container, keep the height for the data: with plain "fit", a title, a
@@ -36,26 +38,36 @@ STYLE = MappingProxyType(
         "torch": MappingProxyType({"strokeWidth": 1.5, "strokeDash": (5, 3)}),
     }
 )
-# Where a line is thinned, its points zigzag a pixel apart and a full-width torch line would cover the
-# manual one: torch is drawn a third as wide there, at 60 % opacity.
+# Where a line is thinned, its points zigzag a pixel apart and a full-width torch line would cover
+# the manual one: torch is drawn a third as wide there, at 60 % opacity.
 DENSE_TORCH = MappingProxyType({"strokeWidth": 0.5, "opacity": 0.6})
 # The per-epoch mean of the batch losses, drawn over them in a darker shade of each loop's colour.
 EPOCH_LABELS = MappingProxyType({"manual": "manual: epoch mean", "torch": "torch: epoch mean"})
 EPOCH_COLORS = MappingProxyType({"manual": "#08306b", "torch": "#a63603"})
-EPOCH_STYLE = MappingProxyType({"manual": 2.5, "torch": 1.2})  # stroke widths; torch dashed, as its batch line
+# Their stroke widths; torch dashed, as its batch line.
+EPOCH_STYLE = MappingProxyType({"manual": 2.5, "torch": 1.2})
 FADED = 0.45  # opacity of the batch-loss lines under the epoch means, so the means stand out
-ACCURACY_POINTS = 400  # steps at which accuracy is measured, at most: a line of 400 points on a ~600 px chart
-ACCURACY_WORK = 20_000_000  # and at most this many (sample x weight) products in all, so a big data set stays quick
+# Accuracy is measured at ACCURACY_POINTS steps at most (a line of 400 points on a ~600 px chart),
+# and with at most ACCURACY_WORK (sample x weight) products in all, so a big data set stays quick.
+ACCURACY_POINTS = 400
+ACCURACY_WORK = 20_000_000
 BOUNDARY_GRID = 60  # cells per side of the decision-boundary picture: 3,600 cells, about 10 px each
 BOUNDARY_SAMPLES = 1_000  # data points drawn on it, at most (evenly spread through the data)
 CLASS_COLORS = ("#762a83", "#1b7837")  # class 0 and class 1: the two ends of the shading's scheme
 LOSS_NAMES = MappingProxyType(
-    {"mse": "MSE", "half_mse": "½·MSE", "sse": "sum of squared errors", "bce": "binary cross-entropy"}
+    {
+        "mse": "MSE",
+        "half_mse": "½·MSE",
+        "sse": "sum of squared errors",
+        "bce": "binary cross-entropy",
+    }
 )
 
 
 def downsample(values: np.ndarray, max_points: int = MAX_POINTS, *, positive: bool = False):
-    """(steps, values) of at most max_points finite points per column: each bucket's first, last, min and max.
+    """(steps, values) of at most max_points finite points per column: each bucket's extremes.
+
+    The extremes are each bucket's first, last, min and max.
 
     values is (N,) or (N, k); step is the row index. Non-finite values (and, with positive=True,
     values <= 0, which a log scale cannot draw) are dropped first. Returns a list of (steps, values)
@@ -65,7 +77,7 @@ def downsample(values: np.ndarray, max_points: int = MAX_POINTS, *, positive: bo
 
 
 def _thin(values: np.ndarray, max_points: int, positive: bool = False):
-    """downsample, plus how many values were dropped for being non-finite (or <= 0 with positive)."""
+    """downsample, plus how many values were dropped as non-finite (or <= 0 with positive)."""
     values = np.asarray(values, dtype=np.float64)
     columns = values.reshape(len(values), -1)
     # A sum is the quickest finiteness test of a big array; the exact test only runs if it fails.
@@ -84,12 +96,13 @@ def _thin(values: np.ndarray, max_points: int, positive: bool = False):
 
 
 def _extremes(columns: np.ndarray, max_points: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per column, the first, last, min and max of each of max_points // 4 equal buckets, in step order."""
+    """Per column, each of max_points // 4 equal buckets' first, last, min and max, in order."""
     n, k = columns.shape
     if n <= max_points:
         steps = np.arange(n)
         return [(steps, columns[:, j]) for j in range(k)]
-    size = -(-n // max(1, max_points // 4))  # bucket length, rounded up so there are <= max_points // 4 buckets
+    # The bucket length, rounded up so there are <= max_points // 4 buckets.
+    size = -(-n // max(1, max_points // 4))
     full = n // size
     parts = [_bucket_points(columns[: full * size].reshape(full, size, k), 0)]
     if full * size < n:  # the short last bucket
@@ -104,16 +117,18 @@ def _extremes(columns: np.ndarray, max_points: int) -> list[tuple[np.ndarray, np
 
 
 def _bucket_points(buckets: np.ndarray, offset: int) -> np.ndarray:
-    """Row indices of each bucket's first, min, max and last row per column, in order: (4 * buckets, k)."""
+    """Row indices of each bucket's first, min, max and last row per column: (4 * buckets, k)."""
     count, size, k = buckets.shape
     start = offset + size * np.arange(count)[:, None, None]
     first, last = np.zeros((count, 1, k), dtype=np.int64), np.full((count, 1, k), size - 1)
-    points = np.concatenate([first, buckets.argmin(axis=1)[:, None], buckets.argmax(axis=1)[:, None], last], axis=1)
+    points = np.concatenate(
+        [first, buckets.argmin(axis=1)[:, None], buckets.argmax(axis=1)[:, None], last], axis=1
+    )
     return (np.sort(points, axis=1) + start).reshape(-1, k)
 
 
 def _q(channel, name: str, **kw):
-    """A quantitative channel by field name; Altair validates shorthand like "step:Q" at build time, slowly."""
+    """A quantitative channel by field name; Altair validates shorthand ("step:Q") slowly."""
     return channel(field=name, type="quantitative", **kw)
 
 
@@ -123,11 +138,16 @@ def _n(channel, name: str, **kw):
 
 
 def _loop_encoding(
-    y_title: str, log: bool, x_title: str = "step", epochs: bool = False, y_format: str | None = None
+    y_title: str,
+    log: bool,
+    x_title: str = "step",
+    epochs: bool = False,
+    y_format: str | None = None,
 ) -> alt.FacetedEncoding:
     """x = step, y = value, one colour and one dash pattern per loop (one legend), and a tooltip.
 
-    epochs: the legend also names the two epoch-mean lines (EPOCH_LABELS). y_format: the y axis's labels.
+    epochs: the legend also names the two epoch-mean lines (EPOCH_LABELS).
+    y_format: the y axis's labels.
     """
     domain = [LABELS["manual"], LABELS["torch"]]
     colors = [COLORS["manual"], COLORS["torch"]]
@@ -149,7 +169,12 @@ def _loop_encoding(
             "loop",
             scale=alt.Scale(domain=domain, range=colors),
             legend=alt.Legend(
-                orient="top", title=None, symbolStrokeWidth=3, symbolSize=300, labelFontSize=12, **columns
+                orient="top",
+                title=None,
+                symbolStrokeWidth=3,
+                symbolSize=300,
+                labelFontSize=12,
+                **columns,
             ),
         ),
         strokeDash=_n(
@@ -168,11 +193,14 @@ def _loop_encoding(
 
 
 def _frame(steps: np.ndarray, values: np.ndarray, **labels: str) -> pd.DataFrame:
-    """The rows of one line, as few bytes as they can be: 4-byte steps, and each label a one-byte category.
+    """The rows of one line, as few bytes as they can be: 4-byte steps, labels one-byte categories.
 
-    Streamlit sends a chart's data as Arrow; a label repeated as text on every row was most of its bytes.
+    Streamlit sends a chart's data as Arrow; a label repeated as text on every row was most of
+    its bytes.
     """
-    frame = pd.DataFrame({"step": np.asarray(steps, dtype=np.int32), "value": np.asarray(values, dtype=np.float64)})
+    frame = pd.DataFrame(
+        {"step": np.asarray(steps, dtype=np.int32), "value": np.asarray(values, dtype=np.float64)}
+    )
     for name, label in labels.items():
         frame[name] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [label])
     return frame
@@ -185,28 +213,34 @@ def _lines(
     epochs: list[tuple[str, np.ndarray, np.ndarray]] = (),
     **props,
 ):
-    """One line layer per (loop, series name, steps, values): manual thick and solid, torch thin and dashed.
+    """One line layer per (loop, series name, steps, values): manual thick, torch thin and dashed.
 
     Manual layers come first so torch is drawn on top; dense (thinned) lines draw torch finer still.
-    epochs: (loop, steps, means) lines drawn last, over the others (which are faded then), in EPOCH_COLORS.
-    A layer per series keeps every dataset within MAX_POINTS rows, well under Altair's default row
-    limit, so the charts display in a notebook as they are. The encoding sits once on the parent:
-    Altair deep-copies every layer's encoding when it builds a layer chart, and that copying was
-    most of the build time.
+    epochs: (loop, steps, means) lines drawn last, over the others (which are faded then), in
+    EPOCH_COLORS. A layer per series keeps every dataset within MAX_POINTS rows, well under Altair's
+    default row limit, so the charts display in a notebook as they are. The encoding sits once on
+    the parent: Altair deep-copies every layer's encoding when it builds a layer chart, and that
+    copying was most of the build time.
     """
     order = sorted(series, key=lambda s: s[0] != "manual")
     layers = []
     for loop, name, steps, vals in order:
-        mark = {"strokeWidth": STYLE[loop]["strokeWidth"], **(DENSE_TORCH if dense and loop == "torch" else {})}
+        mark = {
+            "strokeWidth": STYLE[loop]["strokeWidth"],
+            **(DENSE_TORCH if dense and loop == "torch" else {}),
+        }
         if epochs:
             mark["opacity"] = FADED * mark.get("opacity", 1.0)
         layers.append(
             alt.Chart(
-                _frame(steps, vals, loop=LABELS[loop], series=name), mark=alt.MarkDef(type="line", clip=True, **mark)
+                _frame(steps, vals, loop=LABELS[loop], series=name),
+                mark=alt.MarkDef(type="line", clip=True, **mark),
             )
         )
     for loop, steps, vals in sorted(epochs, key=lambda s: s[0] != "manual"):
-        frame = _frame(steps, vals, loop=EPOCH_LABELS[loop], series="mean of the epoch's batch losses")
+        frame = _frame(
+            steps, vals, loop=EPOCH_LABELS[loop], series="mean of the epoch's batch losses"
+        )
         mark = alt.MarkDef(type="line", clip=True, strokeWidth=EPOCH_STYLE[loop])
         layers.append(alt.Chart(frame, mark=mark))
     return alt.LayerChart(layer=layers, encoding=encoding, **props)
@@ -220,7 +254,10 @@ def _notes(result: Result, max_points: int, dropped: int, log: bool) -> list[str
     """Subtitle lines saying what the chart leaves out, if anything."""
     notes = []
     if _dense(result, max_points):
-        notes.append(f"{result.steps:,} steps drawn as at most {max_points:,} points per line, peaks and troughs kept.")
+        notes.append(
+            f"{result.steps:,} steps drawn as at most {max_points:,} points per line, "
+            "peaks and troughs kept."
+        )
     if dropped:
         why = "not finite, or not above 0, which a log scale cannot draw" if log else "not finite"
         notes.append(f"{dropped:,} {'value' if dropped == 1 else 'values'} left out: {why}.")
@@ -233,12 +270,20 @@ def _dense(result: Result, max_points: int) -> bool:
 
 
 def _per_step_chart(
-    result: Result, metric: str, title: str, y_title: str, log: bool, max_points: int, samples: int | None = None
+    result: Result,
+    metric: str,
+    title: str,
+    y_title: str,
+    log: bool,
+    max_points: int,
+    samples: int | None = None,
 ):
-    """One value per step for both loops (loss or grad_norm), overlaid; with samples, the epoch means too."""
+    """One value per step for both loops (loss or grad_norm), overlaid; samples: epoch means too."""
     series, dropped = [], 0
     for loop in ("manual", "torch"):
-        [(steps, vals)], lost = _thin(getattr(getattr(result, loop), metric), max_points, positive=log)
+        [(steps, vals)], lost = _thin(
+            getattr(getattr(result, loop), metric), max_points, positive=log
+        )
         series.append((loop, y_title, steps, vals))
         dropped = max(dropped, lost)
     epochs, notes = [], _notes(result, max_points, dropped, log)
@@ -262,26 +307,32 @@ def _per_step_chart(
 
 
 def epoch_length(result: Result, samples: int | None) -> int | None:
-    """Steps per epoch (one pass over the samples), where the loss chart draws epoch means; else None.
+    """Steps per epoch (one pass over the samples) where the loss chart draws epoch means, or None.
 
-    Minibatches only (a full batch makes every step an epoch, its mean the loss itself), and two whole
-    epochs at least, so the means make a line.
+    Minibatches only (a full batch makes every step an epoch, its mean the loss itself), and two
+    whole epochs at least, so the means make a line.
     """
     if samples is None or result.config.batch_size >= samples:
         return None
-    length = -(-samples // result.config.batch_size)  # the last batch of an epoch may be short, as in lib.data
+    # The last batch of an epoch may be short, as in lib.data.
+    length = -(-samples // result.config.batch_size)
     return length if result.steps >= 2 * length else None
 
 
 def epoch_means(loss: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(last step of each whole epoch, mean of its `length` batch losses); an unfinished last epoch is left out."""
+    """(last step of each whole epoch, mean of its `length` batch losses).
+
+    An unfinished last epoch is left out.
+    """
     epochs = len(loss) // length
-    means = np.asarray(loss[: epochs * length], dtype=np.float64).reshape(epochs, length).mean(axis=1)
+    means = (
+        np.asarray(loss[: epochs * length], dtype=np.float64).reshape(epochs, length).mean(axis=1)
+    )
     return length * np.arange(1, epochs + 1) - 1, means
 
 
 def _epoch_note(result: Result, samples: int, length: int) -> list[str]:
-    """What the epoch-mean lines are, exactly, for this run: subtitle lines short enough for a half-width chart."""
+    """What this run's epoch-mean lines are: subtitle lines short enough for a half-width chart."""
     batch = result.config.batch_size
     last = samples - batch * (length - 1)
     size = f"the last of {last:,}" if last != batch else f"each of {batch:,}"
@@ -301,24 +352,36 @@ def loss_chart(
 ) -> alt.LayerChart:
     """Loss of each step's batch, before its update, for both loops.
 
-    samples: the data's number of samples; given, the mean of each epoch's batch losses is drawn over them.
+    samples: the data's number of samples; given, each epoch's mean batch loss is drawn over them.
     """
     name = LOSS_NAMES[result.config.loss]
-    return _per_step_chart(result, "loss", f"Loss per step: {name}", "loss", log, max_points, samples)
+    return _per_step_chart(
+        result, "loss", f"Loss per step: {name}", "loss", log, max_points, samples
+    )
 
 
-def grad_norm_chart(result: Result, log: bool = True, max_points: int = MAX_POINTS) -> alt.LayerChart:
+def grad_norm_chart(
+    result: Result, log: bool = True, max_points: int = MAX_POINTS
+) -> alt.LayerChart:
     """L2 norm of each step's gradient for both loops."""
-    return _per_step_chart(result, "grad_norm", "Gradient norm per step", "‖gradient‖", log, max_points)
+    return _per_step_chart(
+        result, "grad_norm", "Gradient norm per step", "‖gradient‖", log, max_points
+    )
 
 
-def _end_labels(series: list, x_title: str, y_title: str, height: int, also=None) -> list[alt.Chart]:
-    """A text layer naming each series at the end of its manual line, so one colour per loop stays readable.
+def _end_labels(
+    series: list, x_title: str, y_title: str, height: int, also=None
+) -> list[alt.Chart]:
+    """A text layer naming each series at the end of its manual line: one colour per loop, readable.
 
-    Ends closer than LABEL_SPACING pixels (on a plot `height` px tall spanning every drawn value, and
-    `also`) are moved apart, so that lines ending together (an MLP's weights) keep legible names.
+    Ends closer than LABEL_SPACING pixels (on a plot `height` px tall spanning every drawn value,
+    and `also`) are moved apart, so lines ending together (an MLP's weights) keep legible names.
     """
-    ends = [(name, steps[-1], vals[-1]) for loop, name, steps, vals in series if loop == "manual" and len(steps)]
+    ends = [
+        (name, steps[-1], vals[-1])
+        for loop, name, steps, vals in series
+        if loop == "manual" and len(steps)
+    ]
     if not ends:
         return []
     drawn = [vals for _, _, _, vals in series if len(vals)] + (
@@ -328,14 +391,21 @@ def _end_labels(series: list, x_title: str, y_title: str, height: int, also=None
     everything = everything[np.isfinite(everything)]
     low, high = float(everything.min()), float(everything.max())
     frame = pd.DataFrame(ends, columns=["series", "step", "value"])
-    frame["at"] = spread(frame["value"].to_numpy(), (high - low) * LABEL_SPACING / height, low, high)
+    frame["at"] = spread(
+        frame["value"].to_numpy(), (high - low) * LABEL_SPACING / height, low, high
+    )
     text = alt.FacetedEncoding(
         x=_q(alt.X, "step", title=x_title),
         y=_q(alt.Y, "at", title=y_title),
         text=_n(alt.Text, "series"),
-        tooltip=[_n(alt.Tooltip, "series"), _q(alt.Tooltip, "value", format=".6g", title="last value")],
+        tooltip=[
+            _n(alt.Tooltip, "series"),
+            _q(alt.Tooltip, "value", format=".6g", title="last value"),
+        ],
     )
-    mark = alt.MarkDef(type="text", align="left", baseline="middle", dx=5, fontSize=11, color="#333")
+    mark = alt.MarkDef(
+        type="text", align="left", baseline="middle", dx=5, fontSize=11, color="#333"
+    )
     return [alt.Chart(frame, mark=mark, encoding=text)]
 
 
@@ -370,21 +440,25 @@ def weights_chart(
     max_points: int = MAX_POINTS,
     max_series: int = MAX_WEIGHT_SERIES,
 ) -> alt.LayerChart:
-    """Every weight after each step (row 0 is the init) for both loops, optionally with dotted target rules."""
+    """Every weight after each step (row 0 is the init) for both loops, maybe with target rules."""
     total = len(result.weight_names)
     shown = min(total, max_series)
     names = list(result.weight_names[:shown])
     series, dropped = [], 0
     for loop in ("manual", "torch"):
         pairs, lost = _thin(getattr(result, loop).weights[:, :shown], max_points)
-        series += [(loop, name, steps, vals) for name, (steps, vals) in zip(names, pairs, strict=True)]
+        series += [
+            (loop, name, steps, vals) for name, (steps, vals) in zip(names, pairs, strict=True)
+        ]
         dropped = max(dropped, lost)
     notes = [f"Showing the first {shown} of {total} weights." if shown < total else ""]
     if reference is not None:
         notes.append(f"Dotted grey lines: the {reference_label}.")
     notes += _notes(result, max_points, dropped, False)
     x_title = "steps taken (0 = initial weights)"
-    layers = [_lines(series, _loop_encoding("weight value", False, x_title), _dense(result, max_points))]
+    layers = [
+        _lines(series, _loop_encoding("weight value", False, x_title), _dense(result, max_points))
+    ]
     ref = None if reference is None else np.asarray(reference, dtype=np.float64)[:shown]
     layers += _end_labels(series, x_title, "weight value", HEIGHT + 40, ref)
     if ref is not None:
@@ -392,16 +466,21 @@ def weights_chart(
         rules = rules[np.isfinite(rules["value"])]
         rule = alt.FacetedEncoding(
             y=_q(alt.Y, "value"),
-            tooltip=[_n(alt.Tooltip, "series", title=reference_label), _q(alt.Tooltip, "value", format=".6g")],
+            tooltip=[
+                _n(alt.Tooltip, "series", title=reference_label),
+                _q(alt.Tooltip, "value", format=".6g"),
+            ],
         )
         mark = alt.MarkDef(type="rule", strokeDash=[2, 3], color="#888", strokeWidth=1.5)
         layers.insert(0, alt.Chart(rules, mark=mark, encoding=rule))
     heading = _title("Weights per step", notes)
-    return alt.LayerChart(layer=layers, title=heading, height=HEIGHT + 40, autosize=alt.AutoSizeParams(**AUTOSIZE))
+    return alt.LayerChart(
+        layer=layers, title=heading, height=HEIGHT + 40, autosize=alt.AutoSizeParams(**AUTOSIZE)
+    )
 
 
 def param_norms_chart(result: Result, max_points: int = MAX_POINTS) -> alt.LayerChart:
-    """The L2 norm of each parameter tensor (weight, bias; W1, b1, W2, b2) after each step, for both loops.
+    """The L2 norm of each parameter tensor (weight, bias; W1, b1, W2, b2) per step, both loops.
 
     Every tensor's norm is recorded even when only some of a big model's weights are, so this chart
     covers every parameter where the weights chart shows a few.
@@ -410,39 +489,55 @@ def param_norms_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Layer
     series, dropped = [], 0
     for loop in ("manual", "torch"):
         pairs, lost = _thin(getattr(result, loop).param_norms, max_points)
-        series += [(loop, name, steps, vals) for name, (steps, vals) in zip(names, pairs, strict=True)]
+        series += [
+            (loop, name, steps, vals) for name, (steps, vals) in zip(names, pairs, strict=True)
+        ]
         dropped = max(dropped, lost)
     x_title = "steps taken (0 = initial weights)"
-    layers = [_lines(series, _loop_encoding("‖tensor‖", False, x_title), _dense(result, max_points))]
+    layers = [
+        _lines(series, _loop_encoding("‖tensor‖", False, x_title), _dense(result, max_points))
+    ]
     layers += _end_labels(series, x_title, "‖tensor‖", HEIGHT)
     notes = ["Every parameter tensor, whole: its L2 norm after each step."]
     heading = _title("Parameter norms per step", notes + _notes(result, max_points, dropped, False))
-    return alt.LayerChart(layer=layers, title=heading, height=HEIGHT, autosize=alt.AutoSizeParams(**AUTOSIZE))
+    return alt.LayerChart(
+        layer=layers, title=heading, height=HEIGHT, autosize=alt.AutoSizeParams(**AUTOSIZE)
+    )
 
 
 def _rounding_note(result: Result) -> str:
-    """The run's largest difference beside the size of one float64 rounding of its largest weight (relative 1.1e-16)."""
+    """The run's largest difference beside one float64 rounding of its largest weight.
+
+    A rounding is relative: 1.1e-16 times the number.
+    """
     weights = np.abs(result.torch.weights)
     finite = weights[np.isfinite(weights)]
     largest = float(finite.max()) if finite.size else 0.0
-    ulp = np.finfo(np.float64).eps / 2  # a rounding's relative size: half the gap between float64 numbers near 1
+    # A rounding's relative size: half the gap between float64 numbers near 1.
+    ulp = np.finfo(np.float64).eps / 2
     size = (
         f"about {ulp * largest:.2g} at this run's largest weight, {largest:.3g}"
         if largest > 1
         else f"below {ulp:.2g} for these weights, all smaller than 1"
     )
-    return f"Largest over the run: {result.max_abs_diff:.3g}. One float64 rounding is {ulp:.2g} × the number: {size}."
+    return (
+        f"Largest over the run: {result.max_abs_diff:.3g}. "
+        f"One float64 rounding is {ulp:.2g} × the number: {size}."
+    )
 
 
 def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
-    """Largest |manual - torch| over the weights after each step: float64 rounding, if the loops agree."""
+    """Largest |manual - torch| over the weights per step: float64 rounding, if the loops agree."""
     [(steps, vals)], dropped = _thin(result.step_diff, max_points)
     notes = [_rounding_note(result)]
     notes += _notes(result, max_points, dropped, False)
     encoding = alt.FacetedEncoding(
         x=_q(alt.X, "step", title="steps taken (0 = initial weights)"),
         y=_q(alt.Y, "value", title="max |manual − torch|", axis=alt.Axis(format=".1e")),
-        tooltip=[_q(alt.Tooltip, "step", format=","), _q(alt.Tooltip, "value", format=".3e", title="difference")],
+        tooltip=[
+            _q(alt.Tooltip, "step", format=","),
+            _q(alt.Tooltip, "value", format=".3e", title="difference"),
+        ],
     )
     return alt.Chart(
         _frame(steps, vals),
@@ -455,11 +550,13 @@ def diff_chart(result: Result, max_points: int = MAX_POINTS) -> alt.Chart:
 
 
 def live_points(result: Result, param_norms: bool = False, samples: int | None = None) -> int:
-    """Points per line for a live redraw: LIVE_POINTS, fewer where the charts have many lines (LIVE_ROWS in all).
+    """Points per line for a live redraw: LIVE_POINTS, fewer where the charts have many lines.
 
-    param_norms: whether param_norms_chart is drawn too; samples: as all_charts takes it (epoch means).
+    The lines share LIVE_ROWS points in all. param_norms: whether param_norms_chart is drawn too;
+    samples: as all_charts takes it (epoch means).
     """
-    lines = 2 + 2 + 1 + 2 * min(len(result.weight_names), MAX_WEIGHT_SERIES)  # loss, gradient norm, diff, weights
+    # The loss, the gradient norm, the difference and the weights.
+    lines = 2 + 2 + 1 + 2 * min(len(result.weight_names), MAX_WEIGHT_SERIES)
     lines += 2 * len(result.tensor_names) if param_norms else 0
     lines += 2 if epoch_length(result, samples) is not None else 0
     return min(LIVE_POINTS, LIVE_ROWS // lines)
@@ -475,8 +572,8 @@ def all_charts(
 ) -> dict[str, alt.TopLevelMixin]:
     """The four charts of a Result by name: "loss", "weights", "grad_norm", "diff".
 
-    log_loss puts the loss and the gradient norm on log scales; samples (the data's) adds the epoch means
-    to the loss chart.
+    log_loss puts the loss and the gradient norm on log scales; samples (the data's) adds the epoch
+    means to the loss chart.
     """
     return {
         "loss": loss_chart(result, log=log_loss, max_points=max_points, samples=samples),
@@ -490,15 +587,21 @@ def all_charts(
 
 
 def accuracy_points(data: Dataset, result: Result) -> int:
-    """How many steps accuracy_chart measures accuracy at: ACCURACY_POINTS, fewer for big data (ACCURACY_WORK)."""
-    work = data.m * max(1, len(result.recorded if result.recorded is not None else result.weight_names))
+    """How many steps accuracy_chart measures accuracy at: ACCURACY_POINTS, fewer for big data.
+
+    Fewer so that the work stays within ACCURACY_WORK.
+    """
+    work = data.m * max(
+        1, len(result.recorded if result.recorded is not None else result.weight_names)
+    )
     return max(2, min(ACCURACY_POINTS, ACCURACY_WORK // work))
 
 
 def accuracy_chart(data: Dataset, result: Result) -> alt.LayerChart:
-    """Share of all samples each loop classifies right, after evenly spread steps (lib.classify.accuracy).
+    """Share of all samples each loop classifies right, after evenly spread steps.
 
-    A ValueError (from lib.classify) for a run that is not a two-class one or whose weights were not all kept.
+    As lib.classify.accuracy measures it. A ValueError (from lib.classify) for a run that is not a
+    two-class one or whose weights were not all kept.
     """
     points = accuracy_points(data, result)
     steps, manual, torch = classify.accuracy(data, result, points)
@@ -528,19 +631,25 @@ def accuracy_chart(data: Dataset, result: Result) -> alt.LayerChart:
 
 
 def boundary_step(result: Result) -> int | None:
-    """The last step after which both loops' weights are finite (a diverged run's last one may not be); None if none."""
+    """The last step after which both loops' weights are finite; None if none.
+
+    A diverged run's last step may not be.
+    """
     for step in range(result.steps - 1, max(-1, result.steps - 3), -1):
-        if np.isfinite(result.manual.weights[step + 1]).all() and np.isfinite(result.torch.weights[step + 1]).all():
+        if (
+            np.isfinite(result.manual.weights[step + 1]).all()
+            and np.isfinite(result.torch.weights[step + 1]).all()
+        ):
             return step
     return None
 
 
 def contour(x1: np.ndarray, x2: np.ndarray, p: np.ndarray, level: float = 0.5) -> np.ndarray:
-    """Segments (x, y, x2, y2) of the line where the gridded p (p[b, a] at x1[a], x2[b]) crosses level.
+    """Segments (x, y, x2, y2) of the line where the gridded p (p[b, a] at x1[a], x2[b]) = level.
 
-    Marching squares: on each cell edge whose ends lie on either side of level the crossing is placed by
-    linear interpolation, and a cell's crossings are joined in pairs; where all four edges cross (a saddle),
-    the value at the cell's centre decides which corners the line cuts off.
+    Marching squares: on each cell edge whose ends lie on either side of level the crossing is
+    placed by linear interpolation, and a cell's crossings are joined in pairs; where all four edges
+    cross (a saddle), the value at the cell's centre decides which corners the line cuts off.
     """
     f = np.asarray(p, dtype=np.float64) - level
     above = f > 0
@@ -551,10 +660,21 @@ def contour(x1: np.ndarray, x2: np.ndarray, p: np.ndarray, level: float = 0.5) -
         return x1[a0] + t * (x1[a1] - x1[a0]), x2[b0] + t * (x2[b1] - x2[b0])
 
     corners = above[:-1, :-1].astype(int) + above[:-1, 1:] + above[1:, :-1] + above[1:, 1:]
-    mixed = (corners > 0) & (corners < 4) & np.isfinite(f[:-1, :-1] + f[:-1, 1:] + f[1:, :-1] + f[1:, 1:])
+    mixed = (
+        (corners > 0)
+        & (corners < 4)
+        & np.isfinite(f[:-1, :-1] + f[:-1, 1:] + f[1:, :-1] + f[1:, 1:])
+    )
     for b, a in zip(*np.nonzero(mixed), strict=True):
-        edges = [(b, a, b, a + 1), (b, a + 1, b + 1, a + 1), (b + 1, a + 1, b + 1, a), (b + 1, a, b, a)]
-        points = [cross(*edge) for edge in edges if above[edge[0], edge[1]] != above[edge[2], edge[3]]]
+        edges = [
+            (b, a, b, a + 1),
+            (b, a + 1, b + 1, a + 1),
+            (b + 1, a + 1, b + 1, a),
+            (b + 1, a, b, a),
+        ]
+        points = [
+            cross(*edge) for edge in edges if above[edge[0], edge[1]] != above[edge[2], edge[3]]
+        ]
         if len(points) == 2:
             segments.append((*points[0], *points[1]))
         elif len(points) == 4:  # bottom, right, top, left
@@ -567,26 +687,69 @@ def contour(x1: np.ndarray, x2: np.ndarray, p: np.ndarray, level: float = 0.5) -
 def boundary_chart(
     data: Dataset, result: Result, size: int = BOUNDARY_GRID, max_samples: int = BOUNDARY_SAMPLES
 ) -> alt.LayerChart:
-    """Where each loop puts p = 0.5 over the two features, overlaid, on the hand loop's p, with the data by class.
+    """Where each loop puts p = 0.5 over the two features, on the hand loop's p, with the data.
 
-    After the last step whose weights are finite (boundary_step). A ValueError (from lib.classify, or for a run
-    with no finite weights) where there is no picture to draw.
+    Both lines overlaid, the data by class. After the last step whose weights are finite
+    (boundary_step). A ValueError (from lib.classify, or for a run with no finite weights) where
+    there is no picture to draw.
     """
     step = boundary_step(result)
     if step is None:
         raise ValueError("no step left both loops' weights finite, so there is no boundary to draw")
     grid = classify.boundary(data, result, step, size)
-    # Python floats: the cell edges are written into Vega expressions, where numpy's repr would not parse.
-    x0, y0 = float(grid.x1[0]), float(grid.x2[0])
-    dx, dy = float(grid.x1[1]) - x0, float(grid.x2[1]) - y0
-    b, a = np.divmod(np.arange(size * size), size)
-    cells = pd.DataFrame(
-        {"a": a.astype(np.int16), "b": b.astype(np.int16), "p": grid.manual.ravel().astype(np.float32)}
-    )
+    x0, y0, dx, dy = _cell_edges(grid)
     x_scale = alt.Scale(domain=[x0 - dx / 2, float(grid.x1[-1]) + dx / 2], nice=False, zero=False)
     y_scale = alt.Scale(domain=[y0 - dy / 2, float(grid.x2[-1]) + dy / 2], nice=False, zero=False)
-    names = list(data.feature_names)
-    shading = (
+    pick = np.arange(data.m)
+    if data.m > max_samples:
+        pick = np.unique(np.linspace(0, data.m - 1, max_samples).round().astype(int))
+    layers = [
+        _shading(grid, size, list(data.feature_names), x_scale, y_scale),
+        _class_dots(data, pick, x_scale, y_scale),
+    ]
+    missing = []
+    for loop, p in (("manual", grid.manual), ("torch", grid.torch)):
+        segments = contour(grid.x1, grid.x2, p)
+        if not len(segments):
+            missing.append(LABELS[loop])
+            continue
+        layers.append(_boundary_line(segments, loop, x_scale, y_scale))
+    notes = _boundary_notes(result, step, grid, size, missing)
+    if len(pick) < data.m:
+        notes.append(
+            f"{len(pick):,} of the {data.m:,} samples are drawn, evenly spread through the data."
+        )
+    return alt.LayerChart(
+        layer=layers,
+        title=_title("Decision boundary of both loops", notes),
+        height=HEIGHT + 100,
+        autosize=alt.AutoSizeParams(**AUTOSIZE),
+    )
+
+
+def _cell_edges(grid: classify.Boundary) -> tuple[float, float, float, float]:
+    """(x0, y0, dx, dy): the first cell's centre and the cell size, as Python floats.
+
+    The cell edges are written into Vega expressions, where numpy's repr would not parse.
+    """
+    x0, y0 = float(grid.x1[0]), float(grid.x2[0])
+    return x0, y0, float(grid.x1[1]) - x0, float(grid.x2[1]) - y0
+
+
+def _shading(
+    grid: classify.Boundary, size: int, names: list[str], x_scale: alt.Scale, y_scale: alt.Scale
+) -> alt.Chart:
+    """The hand loop's p(class 1) over the grid, one rectangle per cell."""
+    x0, y0, dx, dy = _cell_edges(grid)
+    b, a = np.divmod(np.arange(size * size), size)
+    cells = pd.DataFrame(
+        {
+            "a": a.astype(np.int16),
+            "b": b.astype(np.int16),
+            "p": grid.manual.ravel().astype(np.float32),
+        }
+    )
+    return (
         alt.Chart(cells, mark=alt.MarkDef(type="rect", opacity=0.55))
         .transform_calculate(
             x=f"{x0 - dx / 2!r} + datum.a * {dx!r}",
@@ -609,46 +772,66 @@ def boundary_chart(
             tooltip=[_q(alt.Tooltip, "p", format=".3f", title="p(class 1), hand loop")],
         )
     )
-    pick = np.arange(data.m)
-    if data.m > max_samples:
-        pick = np.unique(np.linspace(0, data.m - 1, max_samples).round().astype(int))
+
+
+def _class_dots(
+    data: Dataset, pick: np.ndarray, x_scale: alt.Scale, y_scale: alt.Scale
+) -> alt.Chart:
+    """The picked data points, filled by class."""
     samples = pd.DataFrame({"x": data.X[pick, 0], "y": data.X[pick, 1]})
-    samples["class"] = pd.Categorical.from_codes((data.y[pick] > 0.5).astype(np.int8), ["class 0", "class 1"])
-    dots = alt.Chart(samples, mark=alt.MarkDef(type="circle", size=28, stroke="white", strokeWidth=0.6, opacity=1))
-    dots = dots.encode(
+    samples["class"] = pd.Categorical.from_codes(
+        (data.y[pick] > 0.5).astype(np.int8), ["class 0", "class 1"]
+    )
+    mark = alt.MarkDef(type="circle", size=28, stroke="white", strokeWidth=0.6, opacity=1)
+    fill = alt.Scale(domain=["class 0", "class 1"], range=list(CLASS_COLORS))
+    return alt.Chart(samples, mark=mark).encode(
         x=_q(alt.X, "x", scale=x_scale),
         y=_q(alt.Y, "y", scale=y_scale),
-        fill=_n(alt.Fill, "class", scale=alt.Scale(domain=["class 0", "class 1"], range=list(CLASS_COLORS)),
-                legend=alt.Legend(orient="right", title=None)),
-    )  # fmt: skip
-    layers, missing = [shading, dots], []
+        fill=_n(alt.Fill, "class", scale=fill, legend=alt.Legend(orient="right", title=None)),
+    )
+
+
+def _boundary_line(
+    segments: np.ndarray, loop: str, x_scale: alt.Scale, y_scale: alt.Scale
+) -> alt.Chart:
+    """One loop's p = 0.5 line, drawn as its segments, in the loop's colour and dash."""
+    frame = pd.DataFrame(segments, columns=["x", "y", "x2", "y2"])
+    frame["loop"] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [LABELS[loop]])
+    mark = alt.MarkDef(type="rule", strokeWidth=STYLE[loop]["strokeWidth"], strokeCap="round")
     domain = [LABELS["manual"], LABELS["torch"]]
-    for loop, p in (("manual", grid.manual), ("torch", grid.torch)):
-        segments = contour(grid.x1, grid.x2, p)
-        if not len(segments):
-            missing.append(LABELS[loop])
-            continue
-        frame = pd.DataFrame(segments, columns=["x", "y", "x2", "y2"])
-        frame["loop"] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [LABELS[loop]])
-        mark = alt.MarkDef(type="rule", strokeWidth=STYLE[loop]["strokeWidth"], strokeCap="round")
-        layers.append(
-            alt.Chart(frame, mark=mark).encode(
-                x=_q(alt.X, "x", scale=x_scale),
-                y=_q(alt.Y, "y", scale=y_scale),
-                x2=alt.X2(field="x2"),
-                y2=alt.Y2(field="y2"),
-                stroke=_n(alt.Stroke, "loop", scale=alt.Scale(domain=domain, range=[COLORS["manual"], COLORS["torch"]]),
-                          legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=3)),
-                strokeDash=_n(alt.StrokeDash, "loop", legend=alt.Legend(orient="top", title=None),
-                              scale=alt.Scale(domain=domain, range=[[1, 0], list(STYLE["torch"]["strokeDash"])])),
-            )
-        )  # fmt: skip
+    colors = alt.Scale(domain=domain, range=[COLORS["manual"], COLORS["torch"]])
+    dashes = alt.Scale(domain=domain, range=[[1, 0], list(STYLE["torch"]["strokeDash"])])
+    return alt.Chart(frame, mark=mark).encode(
+        x=_q(alt.X, "x", scale=x_scale),
+        y=_q(alt.Y, "y", scale=y_scale),
+        x2=alt.X2(field="x2"),
+        y2=alt.Y2(field="y2"),
+        stroke=_n(
+            alt.Stroke,
+            "loop",
+            scale=colors,
+            legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=3),
+        ),
+        strokeDash=_n(
+            alt.StrokeDash, "loop", legend=alt.Legend(orient="top", title=None), scale=dashes
+        ),
+    )
+
+
+def _boundary_notes(
+    result: Result, step: int, grid: classify.Boundary, size: int, missing: list[str]
+) -> list[str]:
+    """The title's notes: the step, what the shading is, how close torch's p is, lines not drawn."""
     gap = np.abs(grid.manual - grid.torch)
     gap = float(gap.max()) if np.isfinite(gap).all() else None
     match = "" if gap is None else " exactly" if gap == 0 else f" to within {gap:.1g}"
     notes = [
         f"After {step + 1:,} steps"
-        + (f" (of {result.steps:,}: the last step's weights are not finite)" if step + 1 < result.steps else "")
+        + (
+            f" (of {result.steps:,}: the last step's weights are not finite)"
+            if step + 1 < result.steps
+            else ""
+        )
         + ": the lines are p = 0.5, where each loop's classes meet.",
         "The shading is the hand loop's p(class 1)" + (";" if gap is not None else "."),
     ]
@@ -656,11 +839,4 @@ def boundary_chart(
         notes.append(f"torch's matches it{match} on this {size}×{size} grid.")
     if missing:
         notes.append(f"p = 0.5 does not cross this window for {' or '.join(missing)}.")
-    if len(pick) < data.m:
-        notes.append(f"{len(pick):,} of the {data.m:,} samples are drawn, evenly spread through the data.")
-    return alt.LayerChart(
-        layer=layers,
-        title=_title("Decision boundary of both loops", notes),
-        height=HEIGHT + 100,
-        autosize=alt.AutoSizeParams(**AUTOSIZE),
-    )
+    return notes
