@@ -32,7 +32,18 @@ from .twins.torch_side import torch_loop
 # Where each module lived before the layers had folders: `from lib.trace import Stepper` and the
 # like keep working. (lib.run and lib.torch_loop were a module and a function at once; the
 # function is the name that stays.)
-_OLD_PLACES = (classify, config, csv_data, data, datasets, explain, export, landscape, manual, optim)
+_OLD_PLACES = (
+    classify,
+    config,
+    csv_data,
+    data,
+    datasets,
+    explain,
+    export,
+    landscape,
+    manual,
+    optim,
+)
 for _module in (*_OLD_PLACES, pitfalls, speed, trace):
     sys.modules.setdefault(f"{__name__}.{_module.__name__.rpartition('.')[2]}", _module)
 del _module

@@ -1,4 +1,4 @@
-"""The engine: the Config, the data and its batch order, the lockstep run of the twins, and stepping.
+"""The engine: the Config, the data and its batch order, the twins' lockstep run, and stepping.
 
 Imports the twins only.
 """

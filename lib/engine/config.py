@@ -29,17 +29,22 @@ class Config:
     lr: float = 0.01  # learning rate: alpha in the hand loop, lr in torch.optim.SGD
     batch_size: int = 32  # samples per step; >= the number of samples means full batch
     iterations: int = 1000  # optimizer steps (not epochs), 1 to MAX_ITERATIONS
-    loss: str | None = None  # "mse": MSELoss() | "half_mse": the classic 1/2 * mean | "sse": MSELoss(reduction="sum")
-    #                   | "bce": BCEWithLogitsLoss(); default "bce" for model="logistic", else "mse"
+    # "mse": MSELoss() | "half_mse": the classic 1/2 * mean | "sse": MSELoss(reduction="sum")
+    # | "bce": BCEWithLogitsLoss(); default "bce" for model="logistic", else "mse"
+    loss: str | None = None
     bias: bool = True  # learn a bias too; weights are laid out [w_1 .. w_n, bias]
     init: str | Sequence[float] = "zeros"  # "zeros" | "normal" (seeded) | n_params numbers
     seed: int = 0  # seeds the batch order and the "normal" init
     zero_grad: bool = True  # False forgets optimizer.zero_grad() (and its hand twin) in both loops
-    manual_loss: str | None = None  # None: same as loss; another name mixes conventions between the loops
-    torch_dtype: str = "float64"  # "float32" runs the torch loop in single precision (the drift pitfall)
-    optimizer: str = "sgd"  # "sgd" | "adam" | "adamw" | "rmsprop" | "adagrad", hand-written and torch.optim
-    optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)  # torch's constructor kwargs, lr excepted
-    model: str = "linear"  # "linear" (regression) | "logistic" (binary classifier) | "mlp" (one hidden layer)
+    manual_loss: str | None = None  # None: same as loss; another name mixes the loops' conventions
+    # "float32" runs the torch loop in single precision (the drift pitfall)
+    torch_dtype: str = "float64"
+    # "sgd" | "adam" | "adamw" | "rmsprop" | "adagrad", hand-written and torch.optim
+    optimizer: str = "sgd"
+    # torch's constructor kwargs, lr excepted
+    optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # "linear" (regression) | "logistic" (binary classifier) | "mlp" (one hidden layer)
+    model: str = "linear"
     hidden: int = 8  # mlp only: width of the hidden layer
     activation: str = "tanh"  # mlp only: "tanh" | "relu"
 
@@ -51,27 +56,42 @@ class Config:
         _check_int("iterations", self.iterations, 1, MAX_ITERATIONS)
         _check_int("seed", self.seed, 0, MAX_SEED)
         if self.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(map(repr, MODELS))}; got {self.model!r}")
+            raise ValueError(
+                f"model must be one of {', '.join(map(repr, MODELS))}; got {self.model!r}"
+            )
         if self.loss is None:
             object.__setattr__(self, "loss", "bce" if self.model == "logistic" else "mse")
         _check_int("hidden", self.hidden, 1, MAX_HIDDEN)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be 'tanh' or 'relu'; got {self.activation!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {self.loss!r}")
+            raise ValueError(
+                f"loss must be one of {', '.join(map(repr, LOSSES))}; got {self.loss!r}"
+            )
         if self.model == "logistic" and self.loss != "bce":
-            raise ValueError(f"model 'logistic' is a classifier and needs loss='bce'; got loss={self.loss!r}")
+            raise ValueError(
+                f"model 'logistic' is a classifier and needs loss='bce'; got loss={self.loss!r}"
+            )
         if self.model == "linear" and self.loss == "bce":
             raise ValueError("loss 'bce' needs a classifier: use model='logistic' (or 'mlp')")
         if self.manual_loss is not None and self.manual_loss not in LOSSES:
             raise ValueError(
-                f"manual_loss must be None or one of {', '.join(map(repr, LOSSES))}; got {self.manual_loss!r}"
+                f"manual_loss must be None or one of {', '.join(map(repr, LOSSES))}; "
+                f"got {self.manual_loss!r}"
             )
         if self.torch_dtype not in DTYPES:
-            raise ValueError(f"torch_dtype must be one of {', '.join(map(repr, DTYPES))}; got {self.torch_dtype!r}")
+            raise ValueError(
+                f"torch_dtype must be one of {', '.join(map(repr, DTYPES))}; "
+                f"got {self.torch_dtype!r}"
+            )
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; got {self.optimizer!r}")
-        object.__setattr__(self, "optimizer_kwargs", check_kwargs(self.optimizer, self.optimizer_kwargs))
+            raise ValueError(
+                f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; "
+                f"got {self.optimizer!r}"
+            )
+        object.__setattr__(
+            self, "optimizer_kwargs", check_kwargs(self.optimizer, self.optimizer_kwargs)
+        )
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"bias must be True or False; got {self.bias!r}")
         if not isinstance(self.zero_grad, (bool, np.bool_)):
@@ -82,7 +102,10 @@ class Config:
         object.__setattr__(self, "init", _check_init(self.init))
 
     def loss_for(self, loop: str) -> str:
-        """The loss convention one loop ("manual" or "torch") uses: manual_loss, when set, is the manual loop's."""
+        """The loss convention one loop ("manual" or "torch") uses.
+
+        manual_loss, when set, is the manual loop's.
+        """
         if loop not in ("manual", "torch"):
             raise ValueError(f"loop must be 'manual' or 'torch'; got {loop!r}")
         return (self.manual_loss or self.loss) if loop == "manual" else self.loss
@@ -105,12 +128,18 @@ class Config:
 
 
 def _check_number(name: str, value, allowed: str) -> None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
         raise ValueError(f"{name} must be {allowed}; got {value!r}")
 
 
 def _check_int(name: str, value, low: int, high: int | None) -> None:
-    allowed = f"a whole number from {low:,} to {high:,}" if high is not None else f"a whole number >= {low:,}"
+    allowed = (
+        f"a whole number from {low:,} to {high:,}"
+        if high is not None
+        else f"a whole number >= {low:,}"
+    )
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be {allowed}; got {value!r}")
     if value < low or (high is not None and value > high):
@@ -125,10 +154,13 @@ def _check_init(init):
     try:
         values = np.asarray(init, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"init must be 'zeros', 'normal' or a list of numbers; got {init!r}") from None
+        raise ValueError(
+            f"init must be 'zeros', 'normal' or a list of numbers; got {init!r}"
+        ) from None
     if values.ndim != 1 or values.size == 0:
-        raise ValueError(f"init must be a flat list of numbers, one per weight; got shape {values.shape}")
+        raise ValueError(
+            f"init must be a flat list of numbers, one per weight; got shape {values.shape}"
+        )
     if not np.isfinite(values).all():
         raise ValueError("init must contain only finite numbers (no NaN or inf)")
     return tuple(float(v) for v in values)
-

@@ -44,10 +44,13 @@ class Dataset:
         if n < 1:
             raise ValueError("X must have at least one feature (column); got 0")
         if len(y) != m:
-            raise ValueError(f"X and y must have the same number of samples; got {m} rows in X and {len(y)} in y")
+            raise ValueError(
+                f"X and y must have the same number of samples; got {m} rows in X and {len(y)} in y"
+            )
         if m > MAX_SAMPLES or n > MAX_FEATURES:
             raise ValueError(
-                f"data is too large: at most {MAX_SAMPLES:,} samples and {MAX_FEATURES:,} features; got {m:,} x {n:,}"
+                f"data is too large: at most {MAX_SAMPLES:,} samples and {MAX_FEATURES:,} "
+                f"features; got {m:,} x {n:,}"
             )
         for label, arr in (("X", X), ("y", y)):
             bad = ~np.isfinite(arr)
@@ -60,11 +63,14 @@ class Dataset:
                 )
         if isinstance(self.feature_names, str):
             raise ValueError(
-                f"feature_names must be a list of names, one per feature; got the string {self.feature_names!r}"
+                "feature_names must be a list of names, one per feature; "
+                f"got the string {self.feature_names!r}"
             )
         names = tuple(str(s) for s in self.feature_names) or tuple(f"x{j + 1}" for j in range(n))
         if len(names) != n:
-            raise ValueError(f"feature_names must name each of the {n} features; got {len(names)} names")
+            raise ValueError(
+                f"feature_names must name each of the {n} features; got {len(names)} names"
+            )
         X = np.ascontiguousarray(X)
         y = np.ascontiguousarray(y)
         X.flags.writeable = False
@@ -76,7 +82,9 @@ class Dataset:
             try:
                 true_weights = tuple(float(v) for v in self.true_weights)
             except (TypeError, ValueError):
-                raise ValueError(f"true_weights must be a list of numbers; got {self.true_weights!r}") from None
+                raise ValueError(
+                    f"true_weights must be a list of numbers; got {self.true_weights!r}"
+                ) from None
             object.__setattr__(self, "true_weights", true_weights)
 
     @property
@@ -98,7 +106,9 @@ def _as_float_array(label: str, values) -> np.ndarray:
     try:
         complex_values = np.iscomplexobj(values)
     except ValueError as err:  # a ragged list cannot even be looked at as an array
-        raise ValueError(f"{label} must contain only numbers, in rows of equal length ({err})") from None
+        raise ValueError(
+            f"{label} must contain only numbers, in rows of equal length ({err})"
+        ) from None
     if complex_values:
         raise ValueError(f"{label} must contain real numbers; got complex numbers")
     if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
@@ -113,13 +123,17 @@ def _as_float_array(label: str, values) -> np.ndarray:
 def weight_names(data: Dataset, cfg: Config) -> list[str]:
     """Names of all the weights, in their documented order.
 
-    linear and logistic: [w_1 .. w_n, bias]; mlp: torch's parameter order, [W1 row by row, b1, W2, b2].
+    linear and logistic: [w_1 .. w_n, bias]; mlp: torch's parameter order,
+    [W1 row by row, b1, W2, b2].
     """
     return cfg.layout(data.n).names(data.feature_names)
 
 
 def parameter_tensors(data: Dataset, cfg: Config) -> list[tuple[str, int]]:
-    """The model's parameter tensors in the flat weights' order, as (name, size): torch's parameters() order."""
+    """The model's parameter tensors in the flat weights' order, as (name, size).
+
+    That order is torch's parameters() order.
+    """
     return list(cfg.layout(data.n).tensors)
 
 
@@ -130,15 +144,15 @@ def rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
 
 
 def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
-    """The one initial weight vector both loops start from, laid out as weight_names: [w_1 .. w_n, bias], or
-    [W1 row by row, b1, W2, b2] for the mlp (no biases without bias)."""
+    """The one initial weight vector both loops start from, laid out as weight_names:
+    [w_1 .. w_n, bias], or [W1 row by row, b1, W2, b2] for the mlp (no biases without bias)."""
     n_params = cfg.n_params(data.n)
     if isinstance(cfg.init, str):
         if cfg.init == "zeros":
             return np.zeros(n_params)
-        # "normal": every weight and bias of a layer ~ N(0, 1/fan_in) (standard deviation 1/sqrt(fan_in)),
-        # seeded and in numpy. nn.Linear's own init is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), of variance
-        # 1/(3 fan_in): these start sqrt(3) times wider.
+        # "normal": every weight and bias of a layer ~ N(0, 1/fan_in) (standard deviation
+        # 1/sqrt(fan_in)), seeded and in numpy. nn.Linear's own init is U(-1/sqrt(fan_in),
+        # 1/sqrt(fan_in)), of variance 1/(3 fan_in): these start sqrt(3) times wider.
         rng = rngs(cfg.seed)[0]
         if cfg.model == "mlp":
             first = cfg.hidden * (data.n + int(cfg.bias))
@@ -152,7 +166,8 @@ def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
     if len(cfg.init) != n_params:
         raise ValueError(
             f"init must have {n_params} numbers for {data.n} features "
-            f"{'with' if cfg.bias else 'without'} bias, laid out {cfg.layout(data.n).description()}; "
+            f"{'with' if cfg.bias else 'without'} bias, "
+            f"laid out {cfg.layout(data.n).description()}; "
             f"got {len(cfg.init)}"
         )
     return np.array(cfg.init, dtype=np.float64)
@@ -182,14 +197,22 @@ def loader(
 
 
 def torch_loader(
-    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, dtype: torch.dtype = torch.float64
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    dtype: torch.dtype = torch.float64,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The same batches as tensors; labels shaped (batch, 1) like the torch model's outputs."""
-    # Shares the numpy memory when it is writable float64; read-only memory is copied (torch would warn).
-    inputs, labels = (torch.as_tensor(a if a.flags.writeable else a.copy()).to(dtype) for a in (inputs, labels))
+    # Shares the numpy memory when it is writable float64; read-only memory is copied
+    # (torch would warn).
+    inputs, labels = (
+        torch.as_tensor(a if a.flags.writeable else a.copy()).to(dtype) for a in (inputs, labels)
+    )
     labels = labels.unsqueeze(1)
     for idx in batch_indices(len(inputs), batch_size, seed):
-        if isinstance(idx, slice):  # full batch: the tensors themselves (indexing costs microseconds)
+        # full batch: the tensors themselves (indexing costs microseconds)
+        if isinstance(idx, slice):
             yield inputs, labels
         else:
             index = torch.from_numpy(idx)

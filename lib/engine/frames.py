@@ -24,7 +24,7 @@ def function_of(gen: Iterator) -> Callable:
 
 
 def arguments_of(gen: Iterator) -> dict:
-    """The arguments of a generator that has not started yet: all its frame holds before the first next()."""
+    """The arguments of a generator not yet started: all its frame holds before the first next()."""
     if inspect.getgeneratorstate(gen) != inspect.GEN_CREATED:
         raise ValueError("arguments_of: the generator has already started")
     return dict(gen.gi_frame.f_locals)
@@ -41,8 +41,8 @@ def values_of(gen: Iterator, *names: str) -> dict:
 
 
 def all_values(gen: Iterator) -> dict:
-    """Every exposed local of a loop suspended at its yield that is set in this configuration (the mlp's layers
-    only for the mlp)."""
+    """Every exposed local of a loop suspended at its yield that is set in this configuration (the
+    mlp's layers only for the mlp)."""
     return values_of(gen, *EXPOSED[gen.gi_code.co_name])
 
 
@@ -53,6 +53,6 @@ def batch_rows(batches: Iterator, m: int) -> np.ndarray:
 
 
 def scope_of(gen: Iterator) -> tuple[dict, dict]:
-    """(globals, a copy of every local) of a loop suspended at its yield: what its own lines read when they
-    are run again one phase at a time (lib.speed times them so)."""
+    """(globals, a copy of every local) of a loop suspended at its yield: what its own lines read
+    when they are run again one phase at a time (lib.speed times them so)."""
     return gen.gi_frame.f_globals, dict(gen.gi_frame.f_locals)

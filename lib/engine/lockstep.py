@@ -25,16 +25,21 @@ class History:
     """What one loop did: loss and gradient norm per step, weights before and after every step."""
 
     loss: np.ndarray  # (steps,) loss of each step's batch, before its update
-    weights: np.ndarray  # (steps + 1, recorded weights): row 0 is the init, row t + 1 follows step t
+    # (steps + 1, recorded weights): row 0 is the init, row t + 1 follows step t
+    weights: np.ndarray
     grad_norm: np.ndarray  # (steps,) L2 norm of each step's gradient
     seconds: float = 0.0  # wall time spent inside this loop's steps
-    # Where the parameter tensors start in the flat weights, and their norms when not every weight is recorded.
+    # Where the parameter tensors start in the flat weights, and their norms when not every weight
+    # is recorded.
     tensor_starts: tuple[int, ...] = field(default=(0,), repr=False)
     recorded_norms: np.ndarray | None = field(default=None, repr=False)
 
     @functools.cached_property
     def param_norms(self) -> np.ndarray:
-        """(steps + 1, tensors) L2 norm of each parameter tensor (weight, bias; W1, b1, W2, b2) at every step."""
+        """(steps + 1, tensors) L2 norm of each parameter tensor at every step.
+
+        The tensors: weight, bias; W1, b1, W2, b2.
+        """
         if self.recorded_norms is not None:
             return self.recorded_norms
         return _tensor_norms(self.weights, self.tensor_starts)
@@ -58,11 +63,14 @@ class Result:
     torch: History
     config: Config
     weight_names: tuple[str, ...]  # names of the recorded weight columns
-    diverged_at: int | None = None  # first step (index into loss) whose loss or weights went non-finite
+    # first step (index into loss) whose loss or weights went non-finite
+    diverged_at: int | None = None
     stopped: str | None = None  # None: ran all iterations | "diverged" | "stopped" | "time limit"
     divergence: str = ""  # what went non-finite, in words
-    step_diff: np.ndarray = field(default=None, repr=False)  # (steps + 1,) max |manual - torch| over ALL weights
-    recorded: np.ndarray = field(default=None, repr=False)  # indices of the weights whose history is kept
+    # (steps + 1,) max |manual - torch| over ALL weights
+    step_diff: np.ndarray = field(default=None, repr=False)
+    # indices of the weights whose history is kept
+    recorded: np.ndarray = field(default=None, repr=False)
     tensor_names: tuple[str, ...] = ()  # the parameter tensors, as History.param_norms' columns
 
     @property
@@ -96,19 +104,24 @@ class Result:
                 f"Try a smaller learning rate than {self.config.lr:g}."
             )
         if self.stopped == "stopped":
-            return f"Stopped at step {self.steps:,} of {self.config.iterations:,}; the steps taken are kept."
+            return (
+                f"Stopped at step {self.steps:,} of {self.config.iterations:,}; "
+                "the steps taken are kept."
+            )
         if self.stopped == "time limit":
             done = f"Hit the time limit after {self.steps:,} of {self.config.iterations:,} steps"
             text = f"{done}; the steps taken are kept."
             if self.steps == 0:
                 return f"{done}: not one step finished in the time allowed."
-            # What fits is what was done: the run used all of its time. Rounded down, so the advice finishes.
+            # What fits is what was done: the run used all of its time. Rounded down, so the advice
+            # finishes.
             unit = 10 ** max(0, len(str(self.steps)) - 2)  # two significant figures
             fits = self.steps // unit * unit
             text += " About that many fit in the time allowed at this speed: "
             text += f"to finish, ask for at most {fits:,} iteration{'s' if fits != 1 else ''}"
             n_params = self.n_params
-            if n_params > MAX_RECORDED_WEIGHTS:  # a big model: its steps are slow because of its size
+            # a big model: its steps are slow because of its size
+            if n_params > MAX_RECORDED_WEIGHTS:
                 return f"{text}, or use a smaller model than this one of {n_params:,} weights."
             return f"{text}."
         return f"Ran all {self.steps:,} steps."
@@ -124,12 +137,24 @@ class Result:
             h: History = getattr(self, loop)
             for metric, values in (("loss", h.loss), ("grad_norm", h.grad_norm)):
                 parts.append(
-                    pd.DataFrame({"step": np.arange(len(values)), "loop": loop, "metric": metric, "value": values})
+                    pd.DataFrame(
+                        {
+                            "step": np.arange(len(values)),
+                            "loop": loop,
+                            "metric": metric,
+                            "value": values,
+                        }
+                    )
                 )
             for j, name in enumerate(self.weight_names):
                 parts.append(
                     pd.DataFrame(
-                        {"step": np.arange(len(h.weights)), "loop": loop, "metric": name, "value": h.weights[:, j]}
+                        {
+                            "step": np.arange(len(h.weights)),
+                            "loop": loop,
+                            "metric": name,
+                            "value": h.weights[:, j],
+                        }
                     )
                 )
         frame = pd.concat(parts, ignore_index=True)
@@ -141,7 +166,8 @@ class Result:
 MAX_RECORDED_WEIGHTS = 128  # bigger models keep this many weights' histories, evenly spread
 MAX_RECORDED_VALUES = 8_000_000  # iterations x recorded weights per loop: about 64 MB each
 CHUNK_STEPS = 256  # steps one loop takes before the other catches up
-CHUNK_VALUES = 2_000_000  # and at most this many weights per chunk (16 MB per buffer), for big models
+# and at most this many weights per chunk (16 MB per buffer), for big models
+CHUNK_VALUES = 2_000_000
 
 
 class _Recorder:
@@ -154,16 +180,18 @@ class _Recorder:
     and storing each value one by one, measured in the lockstep of `python -m bench`).
     """
 
-    def __init__(self, iterations: int, init: np.ndarray, columns: np.ndarray, chunk: int, starts: tuple) -> None:
+    def __init__(
+        self, iterations: int, init: np.ndarray, columns: np.ndarray, chunk: int, starts: tuple
+    ) -> None:
         self.loss = np.empty(iterations)
         self.grad_norm = np.empty(iterations)
         self.weights = np.empty((iterations + 1, len(columns)))
         self.weights[0] = init[columns]
         self.seconds = 0.0
         self.columns, self.everything, self.starts = columns, len(columns) == len(init), starts
-        # One chunk's gradients, and, where not every weight is recorded, its full weight vectors: they
-        # wait here to be compared, and each parameter tensor's norm is kept instead (with every weight
-        # kept, the norms are derived from them when asked for).
+        # One chunk's gradients, and, where not every weight is recorded, its full weight vectors:
+        # they wait here to be compared, and each parameter tensor's norm is kept instead (with
+        # every weight kept, the norms are derived from them when asked for).
         rows = min(iterations, chunk)
         self.gradients = np.empty((rows, len(init)))
         self.every = None if self.everything else np.empty((rows, len(init)))
@@ -173,7 +201,7 @@ class _Recorder:
             self.norms[0] = _tensor_norms(init[None, :], starts)[0]
 
     def advance(self, loop: Iterator, start: int, stop: int) -> np.ndarray:
-        """Take the loop's steps start .. stop-1, recording each; returns every weight after each step."""
+        """Take and record the loop's steps start .. stop-1; return every weight after each step."""
         t0 = time.perf_counter()
         n = stop - start
         loss, gradients = self.loss[start:stop], self.gradients[:n]
@@ -190,12 +218,20 @@ class _Recorder:
     def history(self, steps: int) -> History:
         norms = None if self.norms is None else self.norms[: steps + 1]
         return History(
-            self.loss[:steps], self.weights[: steps + 1], self.grad_norm[:steps], self.seconds, self.starts, norms
+            self.loss[:steps],
+            self.weights[: steps + 1],
+            self.grad_norm[:steps],
+            self.seconds,
+            self.starts,
+            norms,
         )
 
 
 def row_norms(rows: np.ndarray) -> np.ndarray:
-    """The L2 norm of each row; rows whose sum of squares overflows (|g| ~ 1e154) though finite are rescaled."""
+    """The L2 norm of each row.
+
+    Rows whose sum of squares overflows (|g| ~ 1e154) though finite are rescaled.
+    """
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
     for i in np.flatnonzero(norms == np.inf):
         norms[i] = _norm(rows[i])
@@ -215,10 +251,11 @@ def recorded_columns(n_params: int) -> np.ndarray:
 
 
 def ends_run(loss_m, loss_t, w_m: np.ndarray, w_t: np.ndarray, g_m: np.ndarray, g_t: np.ndarray):
-    """The step rule of every run: a step whose loss, weights or gradient is not finite in either loop is its last.
+    """The step rule of every run: a step whose loss, weights or gradient is not finite is its last.
 
-    lib.run applies it to a chunk of steps (arrays of losses, rows of weights and gradients), the
-    Stepper and the exported scripts to one step (numbers and vectors); True where the run ends.
+    It looks at both loops: a value not finite in either one is enough. lib.run applies it to a
+    chunk of steps (arrays of losses, rows of weights and gradients), the Stepper and the exported
+    scripts to one step (numbers and vectors); True where the run ends.
     """
     finite = np.isfinite(loss_m) & np.isfinite(loss_t)
     for values in (w_m, w_t, g_m, g_t):
@@ -233,7 +270,9 @@ def check_run(data: Dataset, cfg: Config) -> None:
     if not isinstance(cfg, Config):
         raise ValueError(f"cfg must be a lib.Config; got {type(cfg).__name__}")
     if "bce" in (cfg.loss, cfg.loss_for("manual")) and not np.isin(data.y, (0.0, 1.0)).all():
-        raise ValueError("loss 'bce' needs targets that are 0 or 1 (a two-class problem); these are not")
+        raise ValueError(
+            "loss 'bce' needs targets that are 0 or 1 (a two-class problem); these are not"
+        )
     columns = len(recorded_columns(cfg.n_params(data.n)))
     if cfg.iterations * columns > MAX_RECORDED_VALUES:
         most = MAX_RECORDED_VALUES // columns
@@ -244,11 +283,15 @@ def check_run(data: Dataset, cfg: Config) -> None:
 
 
 def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
-    """The two step generators for a Config, on the same batch order from the same init: (manual, torch, init)."""
+    """The two step generators for a Config, on the same batch order from the same init.
+
+    Returned as (manual, torch, init).
+    """
     check_run(data, cfg)
     init = initial_weights(data, cfg)
     # One copy of the inputs for both loops: [X, 1] (the bias is a weight on a constant input of 1);
-    # torch and the MLP read it without the ones. Two copies would crowd each other out of the caches.
+    # torch and the MLP read it without the ones. Two copies would crowd each other out of the
+    # caches.
     X1 = data.with_ones()
     X, labels = X1[:, : data.n], np.array(data.y)
     inputs = X1 if cfg.bias and cfg.model != "mlp" else X
@@ -292,17 +335,23 @@ def run(
     The first step whose loss, gradient or weights are not finite in either loop ends the run.
     """
     if not (_is_number(progress_every) and progress_every >= 0):
-        raise ValueError(f"progress_every must be a number of seconds >= 0 (0: every step); got {progress_every!r}")
+        raise ValueError(
+            "progress_every must be a number of seconds >= 0 (0: every step); "
+            f"got {progress_every!r}"
+        )
     if time_limit is not None and not (_is_number(time_limit) and time_limit >= 0):
         raise ValueError(f"time_limit must be None or a number of seconds >= 0; got {time_limit!r}")
     if progress is not None and not callable(progress):
-        raise ValueError(f"progress must be a function of the partial Result, or None; got {progress!r}")
+        raise ValueError(
+            f"progress must be a function of the partial Result, or None; got {progress!r}"
+        )
     manual, twin, init = loops(data, cfg)
     columns = recorded_columns(len(init))
     names = tuple(np.array(weight_names(data, cfg), dtype=object)[columns])
     # The loops take turns a chunk of steps at a time: alternating every single step cost 10 to 35 %
-    # more CPU time (each evicts the other's code and data from the caches; `python -m bench --profile`),
-    # for nothing, since every step is recorded either way. progress_every=0 asks for a report after every step.
+    # more CPU time (each evicts the other's code and data from the caches; `python -m bench
+    # --profile`), for nothing, since every step is recorded either way. progress_every=0 asks for a
+    # report after every step.
     chunk = 1 if progress_every == 0 else max(1, min(CHUNK_STEPS, CHUNK_VALUES // len(init)))
     tensors = parameter_tensors(data, cfg)
     starts = tuple(int(i) for i in np.cumsum([0, *(size for _, size in tensors)])[:-1])
@@ -316,7 +365,18 @@ def run(
         diverged_at = steps - 1 if stopped == "diverged" else None
         hm, ht = rec_m.history(steps), rec_t.history(steps)
         diff = step_diff[: steps + 1]
-        return Result(hm, ht, cfg, names, diverged_at, stopped, divergence, diff, columns, tuple(n for n, _ in tensors))
+        return Result(
+            hm,
+            ht,
+            cfg,
+            names,
+            diverged_at,
+            stopped,
+            divergence,
+            diff,
+            columns,
+            tuple(n for n, _ in tensors),
+        )
 
     with np.errstate(all="ignore"):
         while steps < cfg.iterations:
@@ -324,7 +384,10 @@ def run(
             w_m = rec_m.advance(manual, start, stop)
             w_t = rec_t.advance(twin, start, stop)
             step_diff[start + 1 : stop + 1] = np.abs(w_m - w_t).max(axis=1)
-            losses, grads = (rec_m.loss[start:stop], rec_t.loss[start:stop]), (rec_m.gradients, rec_t.gradients)
+            losses, grads = (
+                (rec_m.loss[start:stop], rec_t.loss[start:stop]),
+                (rec_m.gradients, rec_t.gradients),
+            )
             bad = ends_run(*losses, w_m, w_t, grads[0][: stop - start], grads[1][: stop - start])
             if bad.any():
                 k = int(np.argmax(bad))
@@ -344,7 +407,9 @@ def run(
     return result(steps, stopped)
 
 
-def _what_went_nonfinite(rec_m: _Recorder, rec_t: _Recorder, t: int, w_m: np.ndarray, w_t: np.ndarray) -> str:
+def _what_went_nonfinite(
+    rec_m: _Recorder, rec_t: _Recorder, t: int, w_m: np.ndarray, w_t: np.ndarray
+) -> str:
     """The first non-finite quantity of step t, in words."""
     for what, values in (
         ("loss", rec_m.loss),
@@ -359,7 +424,9 @@ def _what_went_nonfinite(rec_m: _Recorder, rec_t: _Recorder, t: int, w_m: np.nda
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def _norm(g: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Step through both loops one step at a time, reading every line's values out of the live generators.
+"""Step through both loops one step at a time, reading every line's values from the live generators.
 
 The loops are the very generators lib.run drives (built by lib.run.loops). After each next(), a
 suspended generator's frame holds the values its lines just computed (inputs, z, error, loss,
@@ -23,10 +23,12 @@ from .data import Dataset, weight_names
 from .frames import all_values, arguments_of, batch_rows, function_of, values_of
 from .lockstep import History, ends_run, loops, recorded_columns, row_norms
 
-SNAPSHOT_BYTES = 64 * 2**20  # memory for cached steps; a step that left the cache is recomputed from the start
+# memory for cached steps; a step that left the cache is recomputed from the start
+SNAPSHOT_BYTES = 64 * 2**20
 
-# Each loss convention's per-sample term, as a column name, and how the batch loss is made of the terms:
-# their mean, or (sse) their sum. p is sigmoid(prediction): with bce the model's output is a logit.
+# Each loss convention's per-sample term, as a column name, and how the batch loss is made of the
+# terms: their mean, or (sse) their sum. p is sigmoid(prediction): with bce the model's output is a
+# logit.
 SAMPLE_TERMS = MappingProxyType(
     {
         "mse": ("(target − prediction)²", "mean"),
@@ -42,25 +44,30 @@ class LoopStep:
     """One loop's numbers for one step; arrays are copies, weights laid out like lib.run's."""
 
     indices: np.ndarray  # (batch,) rows of the data set in this batch
-    inputs: np.ndarray  # (batch, n) features only; the hand loop's column of ones is not repeated here
+    inputs: np.ndarray  # (batch, n) features only; the hand loop's column of ones is not repeated
     labels: np.ndarray  # (batch,) targets
-    predictions: np.ndarray  # (batch,) the model's outputs: z in the hand loop, outputs in torch (bce: logits)
-    sample_loss: np.ndarray  # (batch,) each sample's term of the loss: the loss is their mean (sse: their sum)
+    predictions: np.ndarray  # (batch,) outputs: the hand loop's z, torch's outputs (bce: logits)
+    sample_loss: np.ndarray  # (batch,) each sample's loss term; the loss is their mean (sse: sum)
     loss: float  # the batch loss under the loop's convention
-    reset_before: np.ndarray | None  # the gradient buffer (d_weights, or the flat .grad) before the reset line
-    reset_after: np.ndarray | None  # ... and after it: zeros / None, or unchanged when zero_grad is off
+    # the gradient buffer (d_weights, or the flat .grad) before the reset line
+    reset_before: np.ndarray | None
+    # ... and after it: zeros / None, or unchanged when zero_grad is off
+    reset_after: np.ndarray | None
     gradient: np.ndarray  # (n_params,) the gradient this step's update used
     weights_before: np.ndarray  # (n_params,)
     weights_after: np.ndarray  # (n_params,)
     lines: dict  # the loop's own variables at the yield, by name (copies), for the code map
     convention: str = "mse"  # the loss convention this loop uses (a key of SAMPLE_TERMS)
-    probabilities: np.ndarray | None = None  # (batch,) bce only: p = sigmoid(prediction), the model's P(target = 1)
+    # (batch,) bce only: p = sigmoid(prediction), the model's P(target = 1)
+    probabilities: np.ndarray | None = None
 
     @property
     def loss_from_terms(self) -> float:
         """The batch loss rebuilt from the per-sample terms: their mean, or their sum for sse."""
         return float(
-            np.sum(self.sample_loss) if SAMPLE_TERMS[self.convention][1] == "sum" else np.mean(self.sample_loss)
+            np.sum(self.sample_loss)
+            if SAMPLE_TERMS[self.convention][1] == "sum"
+            else np.mean(self.sample_loss)
         )
 
     @property
@@ -76,28 +83,42 @@ class Step:
     t: int
     manual: LoopStep
     torch: LoopStep
-    # The optimizers' state after this step: (hand attribute, torch key, hand value, torch value) as state_pairs gives.
+    # The optimizers' state after this step: (hand attribute, torch key, hand value, torch value) as
+    # state_pairs gives.
     optimizer_state: tuple = ()
 
     def diff(self, field: str) -> np.ndarray:
         """|manual - torch| of one field (nan where either side is not finite)."""
         with np.errstate(invalid="ignore"):
-            return np.abs(np.asarray(getattr(self.manual, field)) - np.asarray(getattr(self.torch, field)))
+            return np.abs(
+                np.asarray(getattr(self.manual, field)) - np.asarray(getattr(self.torch, field))
+            )
 
     @property
     def max_diff(self) -> float:
-        """The largest |manual - torch| over every number of this step, the optimizers' state included."""
-        fields = ("inputs", "labels", "predictions", "sample_loss", "loss", "gradient", "weights_before")
+        """The largest |manual - torch| over every number of this step, optimizer state included."""
+        fields = (
+            "inputs",
+            "labels",
+            "predictions",
+            "sample_loss",
+            "loss",
+            "gradient",
+            "weights_before",
+        )
         if self.manual.probabilities is not None and self.torch.probabilities is not None:
             fields += ("probabilities",)
-        state = (np.max(np.abs(np.subtract(hand, twin))) for _, _, hand, twin in self.optimizer_state)
+        state = (
+            np.max(np.abs(np.subtract(hand, twin))) for _, _, hand, twin in self.optimizer_state
+        )
         return float(max(*(np.max(self.diff(f)) for f in (*fields, "weights_after")), *state))
 
     def batch_frame(self, feature_names: tuple[str, ...]) -> pd.DataFrame:
-        """One row per sample of the batch: its data, both loops' predictions and loss terms, and |manual - torch|.
+        """One row per sample of the batch: its data, both loops' predictions and loss terms.
 
-        With bce the prediction is a logit, so the columns say "logit", and p = sigmoid(logit) follows them.
-        The loss columns are named for their term under each loop's convention (SAMPLE_TERMS).
+        Each pair with its |manual - torch|. With bce the prediction is a logit, so the columns say
+        "logit", and p = sigmoid(logit) follows them. The loss columns are named for their term
+        under each loop's convention (SAMPLE_TERMS).
         """
         m, t = self.manual, self.torch
         frame = pd.DataFrame({"sample (row)": m.indices})
@@ -115,14 +136,23 @@ class Step:
         frame[f"{SAMPLE_TERMS[m.convention][0]} (manual)"] = m.sample_loss
         frame[f"{SAMPLE_TERMS[t.convention][0]} (torch)"] = t.sample_loss
         frame["|Δ loss term|"] = self.diff("sample_loss")
-        frame["|Δ inputs, target|"] = np.maximum(self.diff("inputs").max(axis=1), self.diff("labels"))
+        frame["|Δ inputs, target|"] = np.maximum(
+            self.diff("inputs").max(axis=1), self.diff("labels")
+        )
         return frame
 
     def weights_frame(self, weight_names: tuple[str, ...]) -> pd.DataFrame:
-        """One row per weight: before, gradient, update and after in both loops, each with |manual - torch|."""
+        """One row per weight: before, gradient, update and after in both loops.
+
+        Each with |manual - torch|.
+        """
         m, t = self.manual, self.torch
         columns = {}
-        for label, field in (("before", "weights_before"), ("gradient", "gradient"), ("update", "update")):
+        for label, field in (
+            ("before", "weights_before"),
+            ("gradient", "gradient"),
+            ("update", "update"),
+        ):
             columns[f"{label} (manual)"] = getattr(m, field)
             columns[f"{label} (torch)"] = getattr(t, field)
             columns[f"|Δ {label}|"] = self.diff(field)
@@ -132,7 +162,10 @@ class Step:
         return pd.DataFrame(columns, index=pd.Index(weight_names, name="weight"))
 
     def state_frame(self, weight_names: tuple[str, ...]) -> pd.DataFrame:
-        """One row per weight: each optimizer state buffer in both loops (hand attribute, torch key), with |Δ|."""
+        """One row per weight: each optimizer state buffer in both loops, with |Δ|.
+
+        Named by hand attribute and torch key.
+        """
         columns = {}
         for attr, key, hand, twin in self.optimizer_state:
             if np.ndim(hand) == 0:
@@ -145,7 +178,10 @@ class Step:
 
     @property
     def step_counts(self) -> list[tuple[str, str, float, float]]:
-        """The optimizers' own step counters after this step (Adam, AdamW, Adagrad): (attr, key, hand, torch)."""
+        """The optimizers' own step counters after this step (Adam, AdamW, Adagrad).
+
+        As (attr, key, hand, torch).
+        """
         return [entry for entry in self.optimizer_state if np.ndim(entry[2]) == 0]
 
 
@@ -161,10 +197,11 @@ def _copy(value):
 
 
 def sample_loss_np(loss: str, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Each sample's term of the loss in numpy (SAMPLE_TERMS): the batch loss is their mean, or for sse their sum.
+    """Each sample's term of the loss in numpy (SAMPLE_TERMS).
 
-    mse and sse: (label - z)^2; half_mse: half of it; bce: log(1 + e^z) - label * z, which is
-    -[label log p + (1 - label) log(1 - p)] with p = sigmoid(z), written so that no large |z| overflows.
+    The batch loss is their mean, or for sse their sum. mse and sse: (label - z)^2; half_mse: half
+    of it; bce: log(1 + e^z) - label * z, which is -[label log p + (1 - label) log(1 - p)] with
+    p = sigmoid(z), written so that no large |z| overflows.
     """
     if loss == "bce":
         return np.logaddexp(0.0, z) - labels * z
@@ -173,7 +210,10 @@ def sample_loss_np(loss: str, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def sample_loss_torch(loss: str, outputs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """Each sample's term of the loss from torch's own functional losses, reduction="none" (half_mse: halved)."""
+    """Each sample's term of the loss from torch's own functional losses (half_mse: halved).
+
+    They are called with reduction="none".
+    """
     with torch.no_grad():
         f = torch.nn.functional
         if loss == "bce":
@@ -186,7 +226,7 @@ def sample_loss_torch(loss: str, outputs: torch.Tensor, labels: torch.Tensor) ->
 
 
 class Stepper:
-    """Both loops of one (data, cfg) run, advanced one step at a time, with a cache of visited steps.
+    """Both loops of one (data, cfg) run, advanced a step at a time, with a cache of visited steps.
 
     step is the current step (-1 before the first). next() and run_to(n) forward run the generators;
     previous() and run_to(n) backwards read the cache, and only if a step has left the cache do they
@@ -200,7 +240,8 @@ class Stepper:
         self.weight_names = tuple(weight_names(data, cfg))
         self.columns = recorded_columns(n_params)
         batch = min(cfg.batch_size, data.m)
-        step_bytes = 2 * 8 * (batch * (data.n + 8) + 12 * n_params) + 8192  # 12: weights, gradients, optimizer state
+        # 12: weights, gradients, optimizer state
+        step_bytes = 2 * 8 * (batch * (data.n + 8) + 12 * n_params) + 8192
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
             raise ValueError(f"keep must be a whole number >= 1; got {keep!r}")
         self.keep = keep if keep is not None else max(2, min(1000, SNAPSHOT_BYTES // step_bytes))
@@ -213,7 +254,10 @@ class Stepper:
 
     @property
     def optimizers(self) -> tuple[object, torch.optim.Optimizer]:
-        """The two live optimizer objects, hand-written (lib.optim) and torch's, once the first step has run."""
+        """The two live optimizer objects, hand-written (lib.optim) and torch's.
+
+        They exist once the first step has run.
+        """
         return tuple(values_of(g, "optimizer")["optimizer"] for g in (self._manual, self._torch))
 
     @property
@@ -246,7 +290,8 @@ class Stepper:
         self._weights = np.empty((2, iterations + 1, len(self.columns)))
         self._weights[:, 0] = self.init[self.columns]
         self._before = (self.init.copy(), self.init.copy())
-        # What the first reset finds: the hand loop's d_weights starts as zeros, every .grad as None.
+        # What the first reset finds: the hand loop's d_weights starts as zeros, every .grad as
+        # None.
         self._buffers: tuple[np.ndarray, np.ndarray | None] = (np.zeros(len(self.init)), None)
 
     def next(self) -> Step:
@@ -261,16 +306,19 @@ class Stepper:
         return self.run_to(self.step - 1)
 
     def run_to(self, n: int) -> Step:
-        """Make step n current: read it from the cache, or run forward from the furthest step taken."""
+        """Make step n current: read from the cache, or run forward from the furthest step taken."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise ValueError(f"step must be a whole number; got {n!r}")
         if not 0 <= n <= self.config.iterations - 1:
-            raise ValueError(f"step must be from 0 to {self.config.iterations - 1:,} (iterations - 1); got {n:,}")
+            raise ValueError(
+                f"step must be from 0 to {self.config.iterations - 1:,} (iterations - 1); got {n:,}"
+            )
         n = min(int(n), self.last_step)
         if n < self.taken and n not in self._cache:
             self.reset()  # it left the cache: replay from the init
         while self.taken <= n and self.diverged_at is None:
-            self._advance(snapshot=self.taken > n - self.keep)  # copy out only the steps the cache keeps
+            # copy out only the steps the cache keeps
+            self._advance(snapshot=self.taken > n - self.keep)
         self.step = min(n, self.last_step)
         return self._get(self.step)
 
@@ -278,7 +326,11 @@ class Stepper:
         """What one loop ("manual" or "torch") has done so far, in lib.run's History layout."""
         k = ("manual", "torch").index(loop)
         s = self.taken
-        return History(self._loss[k, :s].copy(), self._weights[k, : s + 1].copy(), self._grad_norm[k, :s].copy())
+        return History(
+            self._loss[k, :s].copy(),
+            self._weights[k, : s + 1].copy(),
+            self._grad_norm[k, :s].copy(),
+        )
 
     def _get(self, t: int) -> Step:
         self._cache.move_to_end(t)
@@ -318,13 +370,16 @@ class Stepper:
             sample_loss=sample_loss_np(self.config.loss_for("manual"), z, labels),
             loss=float(lines["loss"]),
             reset_before=self._buffers[0],
-            reset_after=np.zeros_like(self._buffers[0]) if self.config.zero_grad else self._buffers[0],
+            reset_after=np.zeros_like(self._buffers[0])
+            if self.config.zero_grad
+            else self._buffers[0],
             gradient=gradient,
             weights_before=self._before[0],
             weights_after=lines["weights"],
             lines=lines,
             convention=self.config.loss_for("manual"),
-            probabilities=lines["h"] if self.config.loss_for("manual") == "bce" else None,  # its own sigmoid
+            # its own sigmoid
+            probabilities=lines["h"] if self.config.loss_for("manual") == "bce" else None,
         )
 
     def _torch_step(self, gradient: np.ndarray) -> LoopStep:
@@ -334,7 +389,9 @@ class Stepper:
             "inputs": _copy(f["inputs"]),
             "labels": _copy(f["labels"]),
             "outputs": _copy(f["outputs"]),
-            "outputs.grad_fn": type(f["outputs"].grad_fn).__name__ if f["outputs"].grad_fn is not None else "None",
+            "outputs.grad_fn": type(f["outputs"].grad_fn).__name__
+            if f["outputs"].grad_fn is not None
+            else "None",
             "loss": float(loss.item()),
             "loss.grad_fn": type(loss.grad_fn).__name__ if loss.grad_fn is not None else "None",
             "grad": {name: _copy(p.grad) for name, p in net.named_parameters()},
