@@ -1,4 +1,4 @@
-"""lib.charts: downsampling keeps the shape, charts send few and finite points, both loops labelled."""
+"""lib.charts: downsampling keeps the shape, charts send few, finite points, both loops labelled."""
 
 import dataclasses
 import math
@@ -23,7 +23,7 @@ def every_value(chart) -> list[float]:
 
 
 def fake_result(steps: int, n_params: int, rng: np.random.Generator) -> Result:
-    """A Result with long, shaped histories, built without running (a million real steps takes minutes)."""
+    """A Result with long, shaped histories, not run (a million real steps take minutes)."""
 
     def history() -> History:
         loss = np.exp(-np.arange(steps) / (steps / 5)) + 0.01 * rng.random(steps)
@@ -32,7 +32,11 @@ def fake_result(steps: int, n_params: int, rng: np.random.Generator) -> Result:
 
     names = tuple(f"w_{j + 1}" for j in range(n_params))
     return Result(
-        history(), history(), lib.Config(iterations=steps), names, step_diff=np.abs(rng.normal(size=steps + 1)) * 1e-16
+        history(),
+        history(),
+        lib.Config(iterations=steps),
+        names,
+        step_diff=np.abs(rng.normal(size=steps + 1)) * 1e-16,
     )
 
 
@@ -55,16 +59,19 @@ def test_downsample_keeps_every_buckets_first_last_and_extremes_column_by_column
     pairs = downsample(y, 1_000)
     size = -(-len(y) // 250)  # a quarter as many buckets as points: four points each
     for j, (steps, _) in enumerate(pairs):
-        assert len(steps) <= 1_000 and np.all(np.diff(steps) > 0)  # each step at most once, in order
+        # Each step at most once, in order.
+        assert len(steps) <= 1_000 and np.all(np.diff(steps) > 0)
         for b in (0, 123, len(y) // size):  # first, a middle and the short last bucket
             lo, hi = b * size, min((b + 1) * size, len(y))
             chunk = y[lo:hi, j]
             in_bucket = steps[(steps >= lo) & (steps < hi)]
-            assert {lo, hi - 1, lo + int(chunk.argmin()), lo + int(chunk.argmax())} == set(in_bucket)
+            assert {lo, hi - 1, lo + int(chunk.argmin()), lo + int(chunk.argmax())} == set(
+                in_bucket
+            )
 
 
 def test_downsample_sends_a_monotone_line_as_two_points_per_bucket():
-    """A smooth falling loss has its max first and its min last in every bucket: each step is sent once."""
+    """A smooth falling loss: max first and min last in every bucket, so each step is sent once."""
     [(steps, _)] = downsample(np.exp(-np.arange(20_000) / 4_000), 1_600)
     assert len(steps) == 2 * 400
     assert steps[0] == 0 and steps[-1] == 19_999
@@ -91,11 +98,15 @@ def test_big_result_sends_at_most_max_points_per_series_and_says_so():
         sets = datasets_of(chart)  # would raise MaxRowsError past 5,000 rows
         assert all(len(rows) <= MAX_POINTS for rows in sets.values()), name
         assert sum(len(rows) for rows in sets.values()) > 1_000, name  # and something is drawn
-        assert f"200,000 steps drawn as at most {MAX_POINTS:,} points" in str(chart.to_dict()["title"]), name
+        assert f"200,000 steps drawn as at most {MAX_POINTS:,} points" in str(
+            chart.to_dict()["title"]
+        ), name
 
 
 def test_short_run_is_drawn_point_for_point():
-    result = lib.run(lib.datasets.linear(m=50, n=2, seed=3), lib.Config(lr=0.05, batch_size=8, iterations=40))
+    result = lib.run(
+        lib.datasets.linear(m=50, n=2, seed=3), lib.Config(lr=0.05, batch_size=8, iterations=40)
+    )
     loss = datasets_of(all_charts(result, log_loss=False)["loss"])
     manual_rows = [rows for rows in loss.values() if rows[0]["loop"] == LABELS["manual"]]
     assert [row["value"] for row in manual_rows[0]] == list(result.manual.loss)
@@ -107,14 +118,24 @@ def test_both_loops_labelled_and_torch_drawn_on_top_dashed():
         spec = all_charts(result)[name].to_dict()
         text = str(spec)
         assert LABELS["manual"] in text and LABELS["torch"] in text, name
-        lines = [layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "line"]
+        lines = [
+            layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "line"
+        ]
         loops = [spec["datasets"][layer["data"]["name"]][0]["loop"] for layer in lines]
         # Every manual line comes before every torch line, so torch is drawn over manual.
-        assert loops == sorted(loops, key=lambda loop: loop != LABELS["manual"]) and len(set(loops)) == 2, name
-        widths = {loop: layer["mark"]["strokeWidth"] for loop, layer in zip(loops, lines, strict=True)}
+        assert (
+            loops == sorted(loops, key=lambda loop: loop != LABELS["manual"])
+            and len(set(loops)) == 2
+        ), name
+        widths = {
+            loop: layer["mark"]["strokeWidth"] for loop, layer in zip(loops, lines, strict=True)
+        }
         assert widths[LABELS["manual"]] > widths[LABELS["torch"]], name
-        dashes = [node["strokeDash"]["scale"]["range"] for node in _walk(spec) if _has_dash_scale(node)]
-        assert [[1, 0], list(STYLE["torch"]["strokeDash"])] in dashes, name  # manual solid, torch dashed
+        dashes = [
+            node["strokeDash"]["scale"]["range"] for node in _walk(spec) if _has_dash_scale(node)
+        ]
+        # Manual solid, torch dashed.
+        assert [[1, 0], list(STYLE["torch"]["strokeDash"])] in dashes, name
 
 
 def _walk(node):
@@ -173,15 +194,23 @@ def test_reference_rules_drawn_at_the_given_values():
 
 def test_param_norms_chart_draws_every_tensors_norm_for_both_loops():
     data = lib.datasets.PRESETS["moons"].make()
-    result = lib.run(data, lib.Config(model="mlp", hidden=200, loss="bce", init="normal", lr=0.5, iterations=30))
-    assert len(result.weight_names) < result.config.n_params(data.n)  # only some weights have a history...
+    result = lib.run(
+        data, lib.Config(model="mlp", hidden=200, loss="bce", init="normal", lr=0.5, iterations=30)
+    )
+    # Only some weights have a history...
+    assert len(result.weight_names) < result.config.n_params(data.n)
     chart = lib.charts.param_norms_chart(result)
     rows = [row for rows in datasets_of(chart).values() for row in rows if "loop" in row]
     assert {row["series"] for row in rows} == {"W1", "b1", "W2", "b2"}
     assert {row["loop"] for row in rows} == {LABELS["manual"], LABELS["torch"]}
-    # ...but every tensor's norm is drawn (lib.run computes it from every weight): W1's at the end, both loops.
+    # ...but every tensor's norm is drawn (lib.run computes it from every weight): W1's at the end,
+    # both loops.
     for loop in ("manual", "torch"):
-        drawn = [r["value"] for r in rows if r["series"] == "W1" and r["loop"] == LABELS[loop] and r["step"] == 30]
+        drawn = [
+            r["value"]
+            for r in rows
+            if r["series"] == "W1" and r["loop"] == LABELS[loop] and r["step"] == 30
+        ]
         assert drawn == [pytest.approx(getattr(result, loop).param_norms[30, 0], rel=1e-12)]
     assert "Parameter norms per step" in str(chart.to_dict()["title"])
 
@@ -209,11 +238,12 @@ def _frames(chart) -> list:
 
 
 def test_a_live_redraw_of_a_long_run_is_a_few_bytes_per_point():
-    """A 20,000-step run's four charts at the live budget: about 12 bytes a row, not 40 with text labels."""
+    """A 20,000-step run's four charts at the live budget: about 12 bytes a row, not 40."""
     result = fake_result(20_000, 4, np.random.default_rng(7))
     charts = all_charts(result, reference=np.zeros(4), max_points=lib.charts.LIVE_POINTS)
     rows = sum(len(rows) for chart in charts.values() for rows in datasets_of(chart).values())
-    assert rows <= (2 + 2 + 8 + 1) * lib.charts.LIVE_POINTS + 4 + 4  # 13 lines, 4 end labels, 4 rules
+    # 13 lines, 4 end labels, 4 rules.
+    assert rows <= (2 + 2 + 8 + 1) * lib.charts.LIVE_POINTS + 4 + 4
     sent = sum(arrow_bytes(chart) for chart in charts.values())
     assert sent < 120_000, sent
     final = sum(arrow_bytes(chart) for chart in all_charts(result, reference=np.zeros(4)).values())
@@ -240,8 +270,14 @@ def test_log_axes_use_one_notation():
 def test_thinned_lines_draw_torch_finer_so_the_manual_line_shows():
     def torch_marks(steps: int) -> list[dict]:
         spec = all_charts(fake_result(steps, 2, np.random.default_rng(9)))["loss"].to_dict()
-        lines = [layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "line"]
-        return [layer["mark"] for layer in lines if spec["datasets"][layer["data"]["name"]][0]["loop"] == "torch"]
+        lines = [
+            layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "line"
+        ]
+        return [
+            layer["mark"]
+            for layer in lines
+            if spec["datasets"][layer["data"]["name"]][0]["loop"] == "torch"
+        ]
 
     [short] = torch_marks(100)
     assert short["strokeWidth"] == STYLE["torch"]["strokeWidth"] and "opacity" not in short
@@ -255,16 +291,22 @@ def test_spread_keeps_labels_apart_in_order_and_in_range():
     assert list(np.argsort(at, kind="stable")) == list(np.argsort(values, kind="stable"))
     assert np.diff(np.sort(at)).min() >= 0.05 - 1e-12
     assert at.min() >= 0.0 and at.max() <= 1.0
-    np.testing.assert_array_equal(lib.charts.spread(np.array([0.1, 0.9]), 0.05, 0, 1), [0.1, 0.9])  # far apart: kept
-    crowded = lib.charts.spread(np.full(30, 0.5), 0.05, 0.0, 1.0)  # too many to fit: shared out evenly
+    # Far apart: kept.
+    np.testing.assert_array_equal(lib.charts.spread(np.array([0.1, 0.9]), 0.05, 0, 1), [0.1, 0.9])
+    # Too many to fit: shared out evenly.
+    crowded = lib.charts.spread(np.full(30, 0.5), 0.05, 0.0, 1.0)
     np.testing.assert_allclose(np.sort(crowded), np.linspace(0, 1, 30))
 
 
 def test_mlp_weight_names_do_not_pile_up():
     data = lib.datasets.PRESETS["moons"].make()
-    result = lib.run(data, lib.Config(model="mlp", hidden=8, loss="bce", init="normal", lr=0.5, iterations=200))
+    result = lib.run(
+        data, lib.Config(model="mlp", hidden=8, loss="bce", init="normal", lr=0.5, iterations=200)
+    )
     spec = all_charts(result)["weights"].to_dict()
-    [labels] = [layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "text"]
+    [labels] = [
+        layer for layer in _flat_layers(spec) if layer.get("mark", {}).get("type") == "text"
+    ]
     rows = spec["datasets"][labels["data"]["name"]]
     assert len(rows) == lib.charts.MAX_WEIGHT_SERIES
     drawn = [row["value"] for rows in spec["datasets"].values() for row in rows if "loop" in row]
@@ -277,15 +319,17 @@ def test_mlp_weight_names_do_not_pile_up():
 
 def test_live_points_share_a_budget_between_the_lines():
     few = fake_result(100, 4, np.random.default_rng(10))
-    assert lib.charts.live_points(few) == lib.charts.LIVE_POINTS  # 13 lines: the full live budget each
+    # 13 lines: the full live budget each.
+    assert lib.charts.live_points(few) == lib.charts.LIVE_POINTS
     data = lib.datasets.PRESETS["moons"].make()
     mlp = lib.run(data, lib.Config(model="mlp", hidden=16, loss="bce", init="normal", iterations=5))
     points = lib.charts.live_points(mlp, param_norms=True)
-    lines = 5 + 2 * lib.charts.MAX_WEIGHT_SERIES + 2 * 4  # loss, gradient norm, diff; 12 weights and 4 tensors a loop
+    # Loss, gradient norm, diff; 12 weights and 4 tensors a loop.
+    lines = 5 + 2 * lib.charts.MAX_WEIGHT_SERIES + 2 * 4
     assert points * lines <= lib.charts.LIVE_ROWS < (points + 1) * lines
 
 
-# ------------------------------------------------------------------ epoch means, accuracy, decision boundary
+# ------------------------------------------------ epoch means, accuracy, decision boundary
 
 
 def _layer_rows(chart: alt.TopLevelMixin) -> list[tuple[dict, list[dict]]]:
@@ -295,20 +339,23 @@ def _layer_rows(chart: alt.TopLevelMixin) -> list[tuple[dict, list[dict]]]:
 
 def test_epoch_means_are_each_whole_epochs_plain_mean():
     loss = np.arange(23, dtype=float)
-    ends, means = lib.charts.epoch_means(loss, 5)  # four whole epochs; the last 3 steps are an unfinished one
+    # Four whole epochs; the last 3 steps are an unfinished one.
+    ends, means = lib.charts.epoch_means(loss, 5)
     assert list(ends) == [4, 9, 14, 19]
     assert list(means) == [np.mean(loss[k * 5 : k * 5 + 5]) for k in range(4)]
 
 
 def test_the_loss_chart_draws_the_epoch_means_for_both_loops_within_the_budget():
-    result = fake_result(200_000, 4, np.random.default_rng(11))  # batch 32 (the default) over 100 samples
+    # Batch 32 (the default) over 100 samples.
+    result = fake_result(200_000, 4, np.random.default_rng(11))
     chart = lib.charts.loss_chart(result, log=True, samples=100)
     layers = _layer_rows(chart)
     labels = [rows[0]["loop"] for _, rows in layers]
     assert labels == ["manual (numpy)", "torch", "manual: epoch mean", "torch: epoch mean"]
     for _, rows in layers:
         assert len(rows) <= MAX_POINTS
-    ends, means = lib.charts.epoch_means(result.manual.loss, 4)  # ceil(100 / 32): the last batch of 4 samples
+    # ceil(100 / 32): the last batch of 4 samples.
+    ends, means = lib.charts.epoch_means(result.manual.loss, 4)
     [(idx, vals)] = downsample(means)
     assert [row["value"] for row in layers[2][1]] == list(vals)
     assert [row["step"] for row in layers[2][1]] == list(ends[idx])
@@ -322,9 +369,12 @@ def test_the_loss_chart_draws_the_epoch_means_for_both_loops_within_the_budget()
 
 def test_no_epoch_means_for_a_full_batch_or_under_two_epochs():
     result = fake_result(50, 4, np.random.default_rng(12))  # batch 32
-    for samples in (None, 32, 20, 1_000):  # none given, full batch twice, under two epochs of 32 batches
+    # None given, full batch twice, under two epochs of 32 batches.
+    for samples in (None, 32, 20, 1_000):
         chart = lib.charts.loss_chart(result, samples=samples)
-        assert {rows[0]["loop"] for _, rows in _layer_rows(chart)} == {"manual (numpy)", "torch"}, samples
+        assert {rows[0]["loop"] for _, rows in _layer_rows(chart)} == {"manual (numpy)", "torch"}, (
+            samples
+        )
         assert "epoch" not in str(chart.to_dict()["title"]), samples
     assert lib.charts.live_points(result, samples=100) == min(
         lib.charts.LIVE_POINTS, lib.charts.LIVE_ROWS // (5 + 8 + 2)
@@ -337,7 +387,9 @@ def _classifier(n: int = 2, m: int = 150, **cfg) -> tuple[lib.Dataset, Result]:
         rng = np.random.default_rng(n)
         X = rng.normal(size=(m, n))
         data = lib.Dataset(X, (X[:, 0] - X[:, -1] > 0).astype(float))
-    return data, lib.run(data, lib.Config(**{"model": "logistic", "lr": 0.5, "iterations": 120, **cfg}))
+    return data, lib.run(
+        data, lib.Config(**{"model": "logistic", "lr": 0.5, "iterations": 120, **cfg})
+    )
 
 
 def test_the_accuracy_chart_draws_lib_classify_accuracy_for_both_loops():
@@ -349,7 +401,8 @@ def test_the_accuracy_chart_draws_lib_classify_accuracy_for_both_loops():
     for (_, rows), expected in zip(layers, (manual, torch), strict=True):
         assert [row["value"] for row in rows] == list(expected)
         assert [row["step"] for row in rows] == list(steps + 1)
-    assert layers[0][0]["mark"]["strokeWidth"] > layers[1][0]["mark"]["strokeWidth"]  # manual thick, torch thin
+    # Manual thick, torch thin.
+    assert layers[0][0]["mark"]["strokeWidth"] > layers[1][0]["mark"]["strokeWidth"]
     spec = chart.to_dict()
     assert spec["encoding"]["y"]["axis"]["format"] == ".3~%"
     assert f"Last: manual {manual[-1]:.1%}, torch {torch[-1]:.1%}." in str(spec["title"])
@@ -361,7 +414,9 @@ def test_accuracy_is_measured_at_fewer_steps_on_big_data():
     assert points == lib.charts.ACCURACY_WORK // (50_000 * 6) < lib.charts.ACCURACY_POINTS
     rows = _layer_rows(lib.charts.accuracy_chart(data, result))[0][1]
     assert len(rows) == points
-    assert f"measured after {points:,} evenly spread steps" in str(lib.charts.accuracy_chart(data, result).to_dict())
+    assert f"measured after {points:,} evenly spread steps" in str(
+        lib.charts.accuracy_chart(data, result).to_dict()
+    )
 
 
 def test_contour_finds_a_straight_boundary_where_it_is():
@@ -381,11 +436,15 @@ def test_the_boundary_chart_shades_p_and_draws_both_loops_lines_and_the_data():
     grid = lib.classify.boundary(data, result, result.steps - 1, lib.charts.BOUNDARY_GRID)
     (_, cells), (_, dots), (_, manual), (_, torch) = _layer_rows(chart)
     assert len(cells) == lib.charts.BOUNDARY_GRID**2
-    np.testing.assert_allclose([row["p"] for row in cells], grid.manual.ravel(), rtol=1e-6)  # float32
-    assert len(dots) == data.m and sum(row["class"] == "class 1" for row in dots) == int(data.y.sum())
-    assert {row["loop"] for row in manual} == {"manual (numpy)"} and {row["loop"] for row in torch} == {"torch"}
+    # p is sent as float32.
+    np.testing.assert_allclose([row["p"] for row in cells], grid.manual.ravel(), rtol=1e-6)
+    assert len(dots) == data.m
+    assert sum(row["class"] == "class 1" for row in dots) == int(data.y.sum())
+    assert {row["loop"] for row in manual} == {"manual (numpy)"}
+    assert {row["loop"] for row in torch} == {"torch"}
     np.testing.assert_allclose(
-        [[r["x"], r["y"], r["x2"], r["y2"]] for r in torch], lib.charts.contour(grid.x1, grid.x2, grid.torch)
+        [[r["x"], r["y"], r["x2"], r["y2"]] for r in torch],
+        lib.charts.contour(grid.x1, grid.x2, grid.torch),
     )
     assert f"After {result.steps:,} steps: the lines are p = 0.5" in str(chart.to_dict()["title"])
 
@@ -394,9 +453,12 @@ def test_the_boundary_chart_thins_big_data_and_skips_a_diverged_last_step():
     data, result = _classifier(n=2, m=5_000)
     rows = _layer_rows(lib.charts.boundary_chart(data, result))[1][1]
     assert len(rows) == lib.charts.BOUNDARY_SAMPLES
-    assert "1,000 of the 5,000 samples are drawn" in str(lib.charts.boundary_chart(data, result).to_dict()["title"])
+    assert "1,000 of the 5,000 samples are drawn" in str(
+        lib.charts.boundary_chart(data, result).to_dict()["title"]
+    )
 
-    # A run whose last weights went non-finite is drawn after the step before; one with none finite is refused.
+    # A run whose last weights went non-finite is drawn after the step before; one with none finite
+    # is refused.
     def with_weights(rows: slice) -> Result:
         histories = {}
         for loop in ("manual", "torch"):
@@ -408,25 +470,34 @@ def test_the_boundary_chart_thins_big_data_and_skips_a_diverged_last_step():
     last_bad = with_weights(slice(-1, None))
     assert lib.charts.boundary_step(last_bad) == result.steps - 2
     title = str(lib.charts.boundary_chart(data, last_bad).to_dict()["title"])
-    assert f"After {result.steps - 1:,} steps (of {result.steps:,}: the last step's weights are not finite)" in title
+    assert (
+        f"After {result.steps - 1:,} steps "
+        f"(of {result.steps:,}: the last step's weights are not finite)" in title
+    )
     with pytest.raises(ValueError, match="no step left both loops' weights finite"):
         lib.charts.boundary_chart(data, with_weights(slice(1, None)))
 
 
 def test_the_difference_chart_sizes_a_rounding_by_the_weights():
-    """Issue 9, finding 18: "one float64 rounding is about 1e-16" holds relative to the number, not absolutely."""
+    """Issue 9, finding 18: "one float64 rounding is about 1e-16" holds relative to the number.
+
+    Not absolutely.
+    """
     from lib.charts.runs import _rounding_note
 
     data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
     big = lib.run(data, lib.Config(lr=100, iterations=500))  # weights near 3e156 before it diverges
     largest = float(np.nanmax(np.abs(big.torch.weights[np.isfinite(big.torch.weights)])))
     note = _rounding_note(big)
-    assert f"about {1.1102230246251565e-16 * largest:.2g} at this run's largest weight, {largest:.3g}" in note
+    assert (
+        f"about {1.1102230246251565e-16 * largest:.2g} at this run's largest weight, {largest:.3g}"
+        in note
+    )
     small = lib.run(data, lib.Config(lr=1e-6, iterations=5))
     assert "below 1.1e-16 for these weights, all smaller than 1" in _rounding_note(small)
 
 
-# ------------------------------------------------------------------ the pitfalls lab's series chart
+# ------------------------------------------------ the pitfalls lab's series chart
 
 
 def test_series_chart_drops_what_it_cannot_draw_and_draws_rules():
@@ -459,7 +530,9 @@ def test_series_chart_styles_series_by_name_then_by_first_word():
     names = ["+= loss", "mistake, torch", "mistake: lr too big", "correct run"]
     chart = lib.charts.series_chart({name: np.arange(1.0, 4.0) for name in names}, "t", "y")
     encoding = chart.to_dict()["layer"][0]["encoding"]
-    styles = [SERIES_STYLE[key] for key in ("+= loss", "mistake, torch", "mistake, manual", "correct")]
+    styles = [
+        SERIES_STYLE[key] for key in ("+= loss", "mistake, torch", "mistake, manual", "correct")
+    ]
     assert encoding["color"]["scale"] == {"domain": names, "range": [s[0] for s in styles]}
     assert encoding["strokeDash"]["scale"]["range"] == [list(s[1]) for s in styles]
     assert encoding["strokeWidth"]["scale"]["range"] == [s[2] for s in styles]

@@ -1,4 +1,7 @@
-"""lib.classify: accuracy per step and the decision boundary of both loops, against torch's own forward pass."""
+"""lib.classify: accuracy per step and the decision boundary of both loops.
+
+Checked against torch's own forward pass.
+"""
 
 import dataclasses
 
@@ -33,11 +36,12 @@ def test_accuracy_is_torchs_own_forward_pass_thresholded(cfg):
     for t, a_manual, a_torch in zip(steps, manual, twin, strict=True):
         p = torch_probabilities(cfg, BLOBS.X, result.torch.weights[t + 1])
         assert a_torch == np.mean((p > 0.5) == (BLOBS.y == 1))
-        assert a_manual == pytest.approx(a_torch, abs=1 / BLOBS.m)  # identical but for a logit at 0 ± 1e-16
+        # Identical but for a logit at 0 ± 1e-16.
+        assert a_manual == pytest.approx(a_torch, abs=1 / BLOBS.m)
 
 
 def test_logistic_accuracy_on_blobs_stays_within_what_the_best_line_allows():
-    """The preset says the best line misclassifies 15 of 200 (seed 0): logistic regression cannot beat 185/200."""
+    """The preset says the best line misclassifies 15 of 200 (seed 0): no better than 185/200."""
     result = lib.run(BLOBS, PRESETS["blobs"].config(BLOBS))
     _, manual, twin = lib.classify.accuracy(BLOBS, result)
     assert np.nanmax(twin) <= 185 / 200 and np.nanmax(manual) <= 185 / 200
@@ -71,8 +75,11 @@ def test_bad_requests_are_named_in_words():
 
 
 def test_a_diverged_step_has_no_accuracy():
-    """BCE's gradient is bounded, so these runs do not overflow by themselves: the non-finite weights of a
-    diverged run are put into a real run's history to check they give NaN, not a number."""
+    """BCE's gradient is bounded, so these runs do not overflow by themselves.
+
+    The non-finite weights of a diverged run are put into a real run's history to check they give
+    NaN, not a number.
+    """
     result = lib.run(BLOBS, SHORT.replace(iterations=20))
     weights = result.manual.weights.copy()
     weights[8:] = np.nan

@@ -1,4 +1,4 @@
-"""CSV upload: every bad file is a ValueError in words, good files become Datasets both loops agree on."""
+"""CSV upload: every bad file is a ValueError in words; good files, Datasets both loops agree on."""
 
 import numpy as np
 import pandas as pd
@@ -24,24 +24,69 @@ GOOD = b"x1,x2,label,y\n1,10,a,0\n2,9,b,1\n3,7,a,1\n4,8,b,0\n5,5,a,1\n"
 BAD_FILES = [
     pytest.param(b"", {}, ["the file is empty"], id="empty"),
     pytest.param(b" \n\n ", {}, ["the file is empty"], id="blank"),
-    pytest.param(b"y\n1\n2\n", {}, ["only one column ('y')", "target column", "feature column"], id="one-column"),
-    pytest.param(b"a;b\n1;2\n", {}, ["only one column", "separated by semicolons"], id="semicolons"),
+    pytest.param(
+        b"y\n1\n2\n",
+        {},
+        ["only one column ('y')", "target column", "feature column"],
+        id="one-column",
+    ),
+    pytest.param(
+        b"a;b\n1;2\n", {}, ["only one column", "separated by semicolons"], id="semicolons"
+    ),
     pytest.param(b"a\tb\n1\t2\n", {}, ["only one column", "separated by tabs"], id="tabs"),
     pytest.param(
-        b"x,y,x,z,y\n1,2,3,4,5\n", {}, ["duplicate column names", "'x' (columns 1, 3)", "'y' (columns 2, 5)"], id="dup"
+        b"x,y,x,z,y\n1,2,3,4,5\n",
+        {},
+        ["duplicate column names", "'x' (columns 1, 3)", "'y' (columns 2, 5)"],
+        id="dup",
     ),
-    pytest.param(b" x ,y,x\n1,2,3\n", {}, ["duplicate column names", "'x' (columns 1, 3)"], id="dup-after-trim"),
-    pytest.param("x,y\n1,café\n".encode("latin-1"), {}, ["not UTF-8", "0xe9", "position 9", "CSV UTF-8"], id="latin1"),
-    pytest.param("x,y\n1,2\n".encode("utf-16"), {}, ["not UTF-8", "0xff", "position 0"], id="utf16"),
-    pytest.param(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xbf", {}, ["not UTF-8", ".xlsx"], id="xlsx"),
+    pytest.param(
+        b" x ,y,x\n1,2,3\n",
+        {},
+        ["duplicate column names", "'x' (columns 1, 3)"],
+        id="dup-after-trim",
+    ),
+    pytest.param(
+        "x,y\n1,café\n".encode("latin-1"),
+        {},
+        ["not UTF-8", "0xe9", "position 9", "CSV UTF-8"],
+        id="latin1",
+    ),
+    pytest.param(
+        "x,y\n1,2\n".encode("utf-16"), {}, ["not UTF-8", "0xff", "position 0"], id="utf16"
+    ),
+    pytest.param(
+        b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xbf",
+        {},
+        ["not UTF-8", ".xlsx"],
+        id="xlsx",
+    ),
     pytest.param(b"x,y\n1,\x00\n", {}, ["NUL bytes"], id="nul"),
-    pytest.param(GOOD, {"max_bytes": 40}, [f"{len(GOOD)} bytes, over the 40 bytes limit"], id="too-big"),
-    pytest.param(b"x,y\n" + b"1,2\n" * 2_000_000, {}, ["over the 5.0 MB limit"], id="too-big-default"),
-    pytest.param(b"x,y\n" + b"1,2\n" * 11, {"max_rows": 10}, ["more than 10 data rows"], id="too-many-rows"),
+    pytest.param(
+        GOOD, {"max_bytes": 40}, [f"{len(GOOD)} bytes, over the 40 bytes limit"], id="too-big"
+    ),
+    pytest.param(
+        b"x,y\n" + b"1,2\n" * 2_000_000, {}, ["over the 5.0 MB limit"], id="too-big-default"
+    ),
+    pytest.param(
+        b"x,y\n" + b"1,2\n" * 11, {"max_rows": 10}, ["more than 10 data rows"], id="too-many-rows"
+    ),
     pytest.param(b"x,y\n", {}, ["column names but no data rows"], id="header-only"),
-    pytest.param(b"1,2,3\n4,5,6\n", {}, ["first line holds only numbers", "add a header row"], id="no-header"),
-    pytest.param(b"x,y\n1,2,3\n4,5\n", {}, ["line 2 has 3 fields", "header names 2 columns"], id="long-row-first"),
-    pytest.param(b"x,y\n1,2\n4,5,6\n", {}, ["line 3 has 3 fields", "header names 2 columns"], id="long-row-later"),
+    pytest.param(
+        b"1,2,3\n4,5,6\n", {}, ["first line holds only numbers", "add a header row"], id="no-header"
+    ),
+    pytest.param(
+        b"x,y\n1,2,3\n4,5\n",
+        {},
+        ["line 2 has 3 fields", "header names 2 columns"],
+        id="long-row-first",
+    ),
+    pytest.param(
+        b"x,y\n1,2\n4,5,6\n",
+        {},
+        ["line 3 has 3 fields", "header names 2 columns"],
+        id="long-row-later",
+    ),
     pytest.param(b'x,y\n"1,2\n', {}, ["could not be read as CSV"], id="open-quote"),
 ]
 
@@ -65,16 +110,44 @@ TEXTY = "x,city,code,y\n1,Paris,3,0\n2,Rome,?,1\n3,Oslo,5,1\n"
 
 # (CSV text, prepare keyword arguments, words the message must contain)
 BAD_CHOICES = [
-    pytest.param(GOOD.decode(), {"target": "price"}, ["no column named 'price'", "'x1', 'x2', 'label', 'y'"], id="t?"),
-    pytest.param(GOOD.decode(), {"target": "y", "features": ["x1", "size"]}, ["no column named 'size'"], id="f?"),
-    pytest.param(GOOD.decode(), {"target": "y", "features": []}, ["no features chosen"], id="no-features"),
-    pytest.param(GOOD.decode(), {"target": "y", "features": "x1"}, ["must be a list of column names"], id="str"),
     pytest.param(
-        GOOD.decode(), {"target": "y", "features": ["x1", "y"]}, ["target 'y' is also listed as a feature"], id="t-in-f"
+        GOOD.decode(),
+        {"target": "price"},
+        ["no column named 'price'", "'x1', 'x2', 'label', 'y'"],
+        id="t?",
     ),
-    pytest.param(GOOD.decode(), {"target": "y", "features": ["x1", "x1"]}, ["'x1' is listed more than once"], id="2x"),
     pytest.param(
-        GOOD.decode(), {"target": "label"}, ["target 'label' is not numeric", "data row 1 holds 'a'"], id="text-target"
+        GOOD.decode(),
+        {"target": "y", "features": ["x1", "size"]},
+        ["no column named 'size'"],
+        id="f?",
+    ),
+    pytest.param(
+        GOOD.decode(), {"target": "y", "features": []}, ["no features chosen"], id="no-features"
+    ),
+    pytest.param(
+        GOOD.decode(),
+        {"target": "y", "features": "x1"},
+        ["must be a list of column names"],
+        id="str",
+    ),
+    pytest.param(
+        GOOD.decode(),
+        {"target": "y", "features": ["x1", "y"]},
+        ["target 'y' is also listed as a feature"],
+        id="t-in-f",
+    ),
+    pytest.param(
+        GOOD.decode(),
+        {"target": "y", "features": ["x1", "x1"]},
+        ["'x1' is listed more than once"],
+        id="2x",
+    ),
+    pytest.param(
+        GOOD.decode(),
+        {"target": "label"},
+        ["target 'label' is not numeric", "data row 1 holds 'a'"],
+        id="text-target",
     ),
     pytest.param(
         TEXTY,
@@ -89,7 +162,10 @@ BAD_CHOICES = [
         id="text-features",
     ),
     pytest.param(
-        "name,note,y\nA,b,1\nC,d,2\n", {"target": "y"}, ["no numeric feature columns", "'name', 'note'"], id="all-text"
+        "name,note,y\nA,b,1\nC,d,2\n",
+        {"target": "y"},
+        ["no numeric feature columns", "'name', 'note'"],
+        id="all-text",
     ),
     pytest.param(
         MISSING,
@@ -97,13 +173,33 @@ BAD_CHOICES = [
         ["2 of 5 rows have missing values", "'b': 1", "'c': 1", "drop_missing=True"],
         id="missing",
     ),
-    pytest.param(MISSING, {"target": "y", "features": ["a", "b"]}, ["1 of 5 rows has missing values"], id="missing-1"),
     pytest.param(
-        "a,y\n,1\n,2\n", {"target": "y", "drop_missing": True}, ["every row has a missing value"], id="all-missing"
+        MISSING,
+        {"target": "y", "features": ["a", "b"]},
+        ["1 of 5 rows has missing values"],
+        id="missing-1",
     ),
-    pytest.param("a,y\n1,inf\n2,3\n", {"target": "y"}, ["column 'y' holds infinite values"], id="inf"),
-    pytest.param("a,y\n-inf,inf\n2,3\n", {"target": "y"}, ["columns 'a', 'y' hold infinite values"], id="infs"),
-    pytest.param("a,y\n1,4\n2,4\n3,4\n", {"target": "y"}, ["target 'y' is constant", "every row holds 4"], id="const"),
+    pytest.param(
+        "a,y\n,1\n,2\n",
+        {"target": "y", "drop_missing": True},
+        ["every row has a missing value"],
+        id="all-missing",
+    ),
+    pytest.param(
+        "a,y\n1,inf\n2,3\n", {"target": "y"}, ["column 'y' holds infinite values"], id="inf"
+    ),
+    pytest.param(
+        "a,y\n-inf,inf\n2,3\n",
+        {"target": "y"},
+        ["columns 'a', 'y' hold infinite values"],
+        id="infs",
+    ),
+    pytest.param(
+        "a,y\n1,4\n2,4\n3,4\n",
+        {"target": "y"},
+        ["target 'y' is constant", "every row holds 4"],
+        id="const",
+    ),
     pytest.param(
         "a,y\n1,4\n2,\n3,4\n",
         {"target": "y", "drop_missing": True},
@@ -117,7 +213,10 @@ BAD_CHOICES = [
         id="three-classes",
     ),
     pytest.param(
-        "a,y\n1,-1\n2,1\n", {"target": "y", "classifier": True}, ["2 distinct values (-1, 1)", "recode"], id="pm-one"
+        "a,y\n1,-1\n2,1\n",
+        {"target": "y", "classifier": True},
+        ["2 distinct values (-1, 1)", "recode"],
+        id="pm-one",
     ),
     pytest.param(
         "a,b,y\n1,5,0\n2,5,1\n",
@@ -174,16 +273,20 @@ def test_drop_missing_drops_only_rows_blank_in_the_chosen_columns():
 
 
 def test_the_missing_values_message_names_the_way_to_drop_and_any_infinite_values():
-    """The fix is named as the caller offers it (an app: its checkbox), and an inf is not called missing."""
+    """The fix is named as the caller offers it (an app: its checkbox); an inf is not missing."""
     blanks = read_csv(b"x,y\n1,2\n,3\n4,5\n")
     with pytest.raises(ValueError) as raised:
         prepare(blanks, "y", drop_option="the checkbox Drop rows with missing values")
     message = str(raised.value)
     assert "1 of 3 rows has missing values (empty, NA or NaN; per column: 'x': 1)" in message
-    assert "leave those rows out with the checkbox Drop rows with missing values, or fill them in" in message
+    assert (
+        "leave those rows out with the checkbox Drop rows with missing values, or fill them in"
+        in message
+    )
     assert "drop_missing" not in message and "infinite" not in message
     both = read_csv(b"x,y\n1,2\n,3\ninf,4\n5,-inf\n")
-    assert np.isinf(both["x"][2]) and np.isnan(both["x"][1])  # pandas reads inf as a number, a blank as NaN
+    # pandas reads inf as a number, a blank as NaN.
+    assert np.isinf(both["x"][2]) and np.isnan(both["x"][1])
     with pytest.raises(ValueError) as raised:
         prepare(both, "y")
     message = str(raised.value)
@@ -192,10 +295,15 @@ def test_the_missing_values_message_names_the_way_to_drop_and_any_infinite_value
     assert "they are not missing values" in message
     # Dropping the blank row keeps the infinite ones, and the message says why they are still there.
     with pytest.raises(ValueError) as raised:
-        prepare(both, "y", drop_missing=True, drop_option="the checkbox Drop rows with missing values")
+        prepare(
+            both, "y", drop_missing=True, drop_option="the checkbox Drop rows with missing values"
+        )
     message = str(raised.value)
     assert message.startswith("columns 'x', 'y' hold infinite values (inf or -inf, in 2 of 3 rows")
-    assert "the checkbox Drop rows with missing values does not leave them out: they are not missing" in message
+    assert (
+        "the checkbox Drop rows with missing values does not leave them out: they are not missing"
+        in message
+    )
     assert np.isinf(both.dropna()[["x", "y"]].to_numpy()).any(axis=1).sum() == 2
 
 
@@ -216,7 +324,8 @@ def test_standardize_records_means_and_stds_from_the_file():
         "a,y\n1,0\n2,1\n3,1\n",
         "a,y\n1,False\n2,True\n3,True\n",  # True/False read as 1/0
         "a,y\n1,0.0\n2,1.0\n3,1\n",
-        "a,y\n1,False\n2,True\n9,\n3,True\n",  # True/False with a blank: numeric once the blank row is dropped
+        # True/False with a blank: numeric once the blank row is dropped.
+        "a,y\n1,False\n2,True\n9,\n3,True\n",
     ],
 )
 def test_classifier_accepts_a_zero_one_target(text):
@@ -280,9 +389,14 @@ ODD_CELLS = st.sampled_from(["", "inf", "nan", "abc", "True", '"1,5"'])
 
 @st.composite
 def csv_texts(draw) -> str:
-    """Small CSVs, mostly well formed: a header, then rows of numbers with now and then a blank, a word, inf,
-    or a row one cell too short or too long."""
-    header = draw(st.lists(st.sampled_from(["a", "b", "c", "y"]), min_size=1, max_size=4, unique=True))
+    """Small CSVs, mostly well formed.
+
+    A header, then rows of numbers with now and then a blank, a word, inf, or a row one cell too
+    short or too long.
+    """
+    header = draw(
+        st.lists(st.sampled_from(["a", "b", "c", "y"]), min_size=1, max_size=4, unique=True)
+    )
     if draw(st.integers(0, 9)) == 0:
         header.append(draw(st.sampled_from(["a", "1"])))  # a duplicate or numeric name now and then
     cell = st.one_of(*[NUMBERS] * 15, ODD_CELLS)
@@ -295,11 +409,17 @@ def csv_texts(draw) -> str:
 
 
 @given(csv_texts(), st.booleans(), st.booleans(), st.booleans())
-def test_any_small_csv_is_read_and_prepared_or_explained(text, drop_missing, classifier, standardize):
+def test_any_small_csv_is_read_and_prepared_or_explained(
+    text, drop_missing, classifier, standardize
+):
     try:
         table = read_csv(text.encode())
         prepared = prepare(
-            table, table.columns[-1], drop_missing=drop_missing, classifier=classifier, standardize=standardize
+            table,
+            table.columns[-1],
+            drop_missing=drop_missing,
+            classifier=classifier,
+            standardize=standardize,
         )
     except ValueError as err:
         assert str(err)

@@ -1,4 +1,4 @@
-"""Presets: shapes, seeds, binary targets, suggested settings that are stable, and both loops agreeing on each."""
+"""Presets: shapes, seeds, binary targets, stable suggested settings, both loops agree on each."""
 
 import math
 from types import MappingProxyType
@@ -18,14 +18,22 @@ CLASSIFIERS = [key for key, p in PRESETS.items() if p.task == CLASSIFICATION]
 
 
 def hessian_eigenvalues(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
-    """Eigenvalues of the full-batch Hessian of a linear model's squared-error loss under cfg's convention."""
+    """Eigenvalues of the full-batch Hessian of a linear model's squared error, cfg's convention."""
     A = data.with_ones() if cfg.bias else data.X
     k = {"mse": 2 / data.m, "half_mse": 1 / data.m, "sse": 2.0}[cfg.loss]
     return np.linalg.eigvalsh(k * A.T @ A)
 
 
 def test_registry_lists_every_preset_the_issue_asks_for_and_is_read_only():
-    assert {"classic", "linear", "sine_poly", "sine_poly_standardized", "correlated", "blobs", "moons"} <= set(PRESETS)
+    assert {
+        "classic",
+        "linear",
+        "sine_poly",
+        "sine_poly_standardized",
+        "correlated",
+        "blobs",
+        "moons",
+    } <= set(PRESETS)
     assert any(not p.seeded for p in PRESETS.values()), "at least one real (unseeded) data set"
     assert isinstance(PRESETS, MappingProxyType)
     with pytest.raises(TypeError):
@@ -43,7 +51,11 @@ def test_preset_builds_a_named_float_dataset_and_a_valid_config(key):
     data = preset.make()
     assert isinstance(data, lib.Dataset)
     assert data.name and data.name != "data"
-    assert data.X.dtype == np.float64 and data.X.shape == (data.m, data.n) and data.y.shape == (data.m,)
+    assert (
+        data.X.dtype == np.float64
+        and data.X.shape == (data.m, data.n)
+        and data.y.shape == (data.m,)
+    )
     assert len(data.feature_names) == data.n
     cfg = preset.config(data)
     assert isinstance(cfg, lib.Config)
@@ -77,7 +89,8 @@ def test_blobs_are_separated_by_distance_and_moons_are_not_linearly_separable():
     centres = [blobs.X[blobs.y == k].mean(axis=0) for k in (0.0, 1.0)]
     assert np.linalg.norm(centres[1] - centres[0]) == pytest.approx(6.0, rel=0.05)
     moons = datasets.moons(m=400, noise=0.0, seed=1)
-    # Noise-free moons lie exactly on their circles: the upper one centred at (0, 0), the lower at (1, 0.5).
+    # Noise-free moons lie exactly on their circles: the upper one centred at (0, 0), the lower at
+    # (1, 0.5).
     upper, lower = moons.X[moons.y == 0.0], moons.X[moons.y == 1.0]
     np.testing.assert_allclose(np.hypot(*upper.T), 1.0)
     np.testing.assert_allclose(np.hypot(lower[:, 0] - 1.0, lower[:, 1] - 0.5), 1.0)
@@ -95,9 +108,14 @@ def test_both_loops_agree_on_every_preset(key):
     assert result.max_abs_diff <= 1e-10
 
 
-@pytest.mark.parametrize("key", [k for k in REGRESSIONS if PRESETS[k].suggested.get("batch_size", 0) >= 1000])
+@pytest.mark.parametrize(
+    "key", [k for k in REGRESSIONS if PRESETS[k].suggested.get("batch_size", 0) >= 1000]
+)
 def test_suggested_full_batch_learning_rate_is_stable(key):
-    """Full-batch gradient descent on a quadratic is stable when lr * lambda_max < 2 (2 (1 + momentum) with it)."""
+    """Full-batch gradient descent on a quadratic is stable when lr * lambda_max < 2.
+
+    With momentum the bound is 2 (1 + momentum).
+    """
     preset = PRESETS[key]
     data = preset.make()
     cfg = preset.config(data)
@@ -109,12 +127,20 @@ def test_classic_preset_has_the_classic_settings_and_converges_within_them():
     preset = PRESETS["classic"]
     data = preset.make()
     cfg = preset.config(data)
-    assert (cfg.lr, cfg.iterations, cfg.loss, cfg.bias, cfg.init) == (1e-4, 50_000, "half_mse", False, "zeros")
+    assert (cfg.lr, cfg.iterations, cfg.loss, cfg.bias, cfg.init) == (
+        1e-4,
+        50_000,
+        "half_mse",
+        False,
+        "zeros",
+    )
     assert cfg.batch_size == data.m
-    # Full-batch GD shrinks the distance to the least-squares answer by max|1 - lr * lambda| per step.
+    # Full-batch GD shrinks the distance to the least-squares answer by max|1 - lr * lambda| per
+    # step.
     lam = hessian_eigenvalues(data, cfg)
     assert np.max(np.abs(1 - cfg.lr * lam)) ** cfg.iterations < 1e-6
-    # ... but not in a handful of steps: the slow direction needs thousands, which is why the loop runs so long.
+    # ... but not in a handful of steps: the slow direction needs thousands, which is why the loop
+    # runs so long.
     assert np.max(np.abs(1 - cfg.lr * lam)) ** 1000 > 0.1
 
 
@@ -138,12 +164,18 @@ def test_standardize_records_means_and_stds_and_rescales():
     np.testing.assert_allclose(scaling.stds, raw.X.std(axis=0))
     np.testing.assert_array_equal(scaled.y, raw.y)
     table = scaling.frame()
-    assert list(table.columns) == ["feature", "mean", "std"] and list(table["feature"]) == ["x", "x^2", "x^3"]
+    assert list(table.columns) == ["feature", "mean", "std"] and list(table["feature"]) == [
+        "x",
+        "x^2",
+        "x^3",
+    ]
 
 
 def test_standardize_refuses_a_constant_feature_by_name():
     X = np.column_stack([np.arange(5.0), np.full(5, 3.0)])
-    with pytest.raises(ValueError, match=r"cannot standardise constant feature 'flat' \(standard deviation 0\)"):
+    with pytest.raises(
+        ValueError, match=r"cannot standardise constant feature 'flat' \(standard deviation 0\)"
+    ):
         datasets.standardize(X, ["ramp", "flat"])
 
 
@@ -155,7 +187,7 @@ def test_correlated_features_have_the_asked_correlation():
 
 
 def test_planets_table_obeys_keplers_third_law_and_the_escape_velocity_formula():
-    """A check on the shipped numbers themselves: a typo in data/planets.csv breaks one of these laws."""
+    """A check on the shipped numbers: a typo in data/planets.csv breaks one of these laws."""
     planets = datasets.planets_frame()
     assert len(planets) == 9 and planets["body"].iloc[2] == "Earth"
     a, period = planets["semi_major_axis_au"], planets["orbital_period_years"]
@@ -194,17 +226,20 @@ def test_bad_preset_arguments_are_explained(build, kwargs, words):
 def fewest_misclassified(X: np.ndarray, y: np.ndarray) -> int:
     """The fewest points any straight line misclassifies, exactly (2-D points in general position).
 
-    A best line can be moved until it passes through two of the points without changing how it classifies
-    the others, and a line through two points can be nudged to put each of them on either side; so the
-    answer is the fewest errors among the other points, over every line through two points, either way round.
+    A best line can be moved until it passes through two of the points without changing how it
+    classifies the others, and a line through two points can be nudged to put each of them on either
+    side; so the answer is the fewest errors among the other points, over every line through two
+    points, either way round.
     """
     ones, best = y == 1.0, len(y)
     for i in range(len(y) - 1):
         d, rel = X[i + 1 :] - X[i], X - X[i]
-        side = d[:, :1] * rel[None, :, 1] - d[:, 1:] * rel[None, :, 0]  # one row per line through i and a later j
+        # One row per line through i and a later j.
+        side = d[:, :1] * rel[None, :, 1] - d[:, 1:] * rel[None, :, 0]
         above, below = side > 0, side < 0
         errors = np.minimum(
-            (above & ~ones).sum(1) + (below & ones).sum(1), (below & ~ones).sum(1) + (above & ones).sum(1)
+            (above & ~ones).sum(1) + (below & ones).sum(1),
+            (below & ~ones).sum(1) + (above & ones).sum(1),
         )
         best = min(best, int(errors.min()))
     return best
@@ -213,7 +248,8 @@ def fewest_misclassified(X: np.ndarray, y: np.ndarray) -> int:
 def test_fewest_misclassified_is_exact_on_small_cases():
     X = np.array([[0.0, 0.0], [1.0, 0.1], [0.2, 1.0], [1.1, 1.2]])
     assert fewest_misclassified(X, np.array([0.0, 0.0, 1.0, 1.0])) == 0  # y < 0.5 splits them
-    assert fewest_misclassified(X, np.array([0.0, 1.0, 1.0, 0.0])) == 1  # XOR: no line gets all four
+    # XOR: no line gets all four.
+    assert fewest_misclassified(X, np.array([0.0, 1.0, 1.0, 0.0])) == 1
 
 
 def test_blobs_overlap_as_their_description_says():
@@ -221,13 +257,13 @@ def test_blobs_overlap_as_their_description_says():
     data = preset.make(0)
     assert "a straight line separates them" not in preset.about
     assert "3 apart and each of standard deviation 1" in preset.about
-    assert f"the best line still misclassifies {fewest_misclassified(data.X, data.y)} of the {data.m} points" in (
-        preset.about
-    )
+    fewest = fewest_misclassified(data.X, data.y)
+    assert f"the best line still misclassifies {fewest} of the {data.m} points" in (preset.about)
     for seed in range(1, 5):  # no straight line separates them with other seeds either
         other = preset.make(seed)
         assert fewest_misclassified(other.X, other.y) > 0
-    # In the long run: a point lies beyond the midline x1 + x2 = 0 with probability Phi(-distance / (2 spread)).
+    # In the long run: a point lies beyond the midline x1 + x2 = 0 with probability
+    # Phi(-distance / (2 spread)).
     share = 0.5 * math.erfc(3.0 / 2 / math.sqrt(2))
     assert f"in the long run {share:.1%} of the points lie beyond the midline" in preset.about
     many = datasets.blobs(m=200_000, seed=0)
@@ -237,12 +273,15 @@ def test_blobs_overlap_as_their_description_says():
 def test_moons_description_numbers():
     preset = PRESETS["moons"]
     data = preset.make(0)
-    assert f"the best one misclassifies {fewest_misclassified(data.X, data.y)} of the {data.m} points" in preset.about
+    assert (
+        f"the best one misclassifies {fewest_misclassified(data.X, data.y)} of the {data.m} points"
+        in preset.about
+    )
     cfg = preset.config(data)
     assert (cfg.hidden, cfg.activation, cfg.iterations) == (16, "tanh", 2000)
     assert "16 tanh units trained for 2,000 steps, classifies all 200 correctly" in preset.about
-    # The hand loop alone (its agreement with torch is test_both_loops_agree_on_every_preset's): torch's
-    # BCEWithLogitsLoss costs milliseconds a call on a busy machine, numpy microseconds.
+    # The hand loop alone (its agreement with torch is test_both_loops_agree_on_every_preset's):
+    # torch's BCEWithLogitsLoss costs milliseconds a call on a busy machine, numpy microseconds.
     manual = lockstep.loops(data, cfg)[0]
     for _ in range(cfg.iterations):
         weights = next(manual)[1]
@@ -256,7 +295,10 @@ def test_classic_description():
     data = preset.make(0)
     assert data.X.min() >= 0 and data.X.max() <= 10
     assert data.true_weights == (3.0, -2.0, 0.0)
-    assert "lr 1e-4, 50,000 full-batch steps, no bias, zero initial weights and the half_mse loss" in preset.about
+    assert (
+        "lr 1e-4, 50,000 full-batch steps, no bias, zero initial weights and the half_mse loss"
+        in preset.about
+    )
     cfg = preset.config(data)
     assert (cfg.lr, cfg.batch_size, cfg.iterations, cfg.bias, cfg.init, cfg.loss) == (
         1e-4,
@@ -266,7 +308,8 @@ def test_classic_description():
         "zeros",
         "half_mse",
     )
-    # "the run ends at the least-squares weights": test_classic_preset_has_the_classic_settings_and_converges_...
+    # "the run ends at the least-squares weights":
+    # test_classic_preset_has_the_classic_settings_and_converges_...
 
 
 def test_linear_description_is_the_apps_default_data():
@@ -274,12 +317,16 @@ def test_linear_description_is_the_apps_default_data():
 
     preset = PRESETS["linear"]
     for seed in (0, 5):
-        default = datasets.linear(m=DEFAULTS["samples"], n=DEFAULTS["n_features"], noise=DEFAULTS["noise"], seed=seed)
+        default = datasets.linear(
+            m=DEFAULTS["samples"], n=DEFAULTS["n_features"], noise=DEFAULTS["noise"], seed=seed
+        )
         np.testing.assert_array_equal(preset.make(seed).X, default.X)
         np.testing.assert_array_equal(preset.make(seed).y, default.y)
     assert (DEFAULTS["samples"], DEFAULTS["n_features"], DEFAULTS["noise"]) == (200, 3, 0.1)
     cfg = preset.config()
-    assert f"lr {cfg.lr:g} and {cfg.iterations:,} steps in batches of {cfg.batch_size}" in preset.about
+    assert (
+        f"lr {cfg.lr:g} and {cfg.iterations:,} steps in batches of {cfg.batch_size}" in preset.about
+    )
     assert "the default run" not in preset.about  # the default run has lr 0.05 and 500 steps
 
 
@@ -295,7 +342,10 @@ def test_sine_poly_descriptions():
     loss = lib.run(data, cfg).torch.loss
     w = lib.least_squares(data, bias=True)
     best = np.mean((data.with_ones() @ w - data.y) ** 2)
-    assert f"falls only from {loss[0]:.2g} to {loss[-1]:.2g}, where least squares reaches {best:.2g}" in raw.about
+    assert (
+        f"falls only from {loss[0]:.2g} to {loss[-1]:.2g}, where least squares reaches {best:.2g}"
+        in raw.about
+    )
 
     sdata = scaled.make(0)
     scfg = scaled.config(sdata)
@@ -312,7 +362,11 @@ def test_correlated_description():
     cfg = preset.config(data)
     assert round(np.corrcoef(data.X.T)[0, 1], 2) == 0.95 and "correlation 0.95" in preset.about
     low, high = hessian_eigenvalues(data, cfg)
-    across, along = 1 - cfg.lr * high, 1 - cfg.lr * low  # full-batch GD multiplies the error by these
+    # Full-batch GD multiplies the error by these.
+    across, along = (
+        1 - cfg.lr * high,
+        1 - cfg.lr * low,
+    )
     assert across < 0 < along  # across the valley the sign flips every step
     assert f"At lr {cfg.lr:g}" in preset.about
     assert f"shrinks only to {abs(across):.2f} of itself" in preset.about
@@ -323,7 +377,9 @@ def test_planet_descriptions():
     kepler = PRESETS["kepler"]
     slope, bias = lib.run(kepler.make(), kepler.config(kepler.make())).torch.weights[-1]
     assert abs(bias) < 0.005
-    assert f"The run's slope comes out as {slope:.2f} and its bias as {abs(bias):.2f}" in kepler.about
+    assert (
+        f"The run's slope comes out as {slope:.2f} and its bias as {abs(bias):.2f}" in kepler.about
+    )
 
     escape = PRESETS["escape_velocity"]
     data = escape.make()
@@ -333,4 +389,7 @@ def test_planet_descriptions():
     assert f"the weights come out as {w_mass:.2f} and {w_radius:.2f} in 3,000 steps" in escape.about
     assert f"correlation is {np.corrcoef(data.X.T)[0, 1]:.2f}" in escape.about
     plain_mass, plain_radius, _ = lib.run(data, cfg.replace(optimizer_kwargs={})).torch.weights[-1]
-    assert f"the weights are still {plain_mass:.2f} and {plain_radius:.2f} after the 3,000 steps" in escape.about
+    assert (
+        f"the weights are still {plain_mass:.2f} and {plain_radius:.2f} after the 3,000 steps"
+        in escape.about
+    )

@@ -1,4 +1,4 @@
-"""Each pitfall of the lab, reproduced and measured: lib.pitfalls and the Config switches behind it."""
+"""Each pitfall of the lab, reproduced and measured: lib.pitfalls and its Config switches."""
 
 import math
 
@@ -15,7 +15,8 @@ CONVENTIONS = pitfalls.SQUARED_LOSSES
 DATA = lib.datasets.linear(m=60, n=3, noise=0.3, seed=1)
 
 
-# Forgot zero_grad(): both loops make the mistake, so they still agree, and the gradient accumulates.
+# Forgot zero_grad(): both loops make the mistake, so they still agree, and the gradient
+# accumulates.
 
 
 def test_forgotten_zero_grad_loops_still_agree_and_gradient_accumulates():
@@ -23,10 +24,12 @@ def test_forgotten_zero_grad_loops_still_agree_and_gradient_accumulates():
     result = lib.run(DATA, cfg)
     assert result.done
     assert result.max_abs_diff <= 1e-10
-    # With plain SGD, w_t - w_{t+1} = lr * (what .grad holds), so each step's .grad is read off the weights.
+    # With plain SGD, w_t - w_{t+1} = lr * (what .grad holds), so each step's .grad is read off the
+    # weights.
     held = (result.manual.weights[:-1] - result.manual.weights[1:]) / cfg.lr
     np.testing.assert_allclose(np.linalg.norm(held, axis=1), result.manual.grad_norm, rtol=1e-9)
-    # Accumulation: what .grad holds grows, step by step, by exactly the fresh gradient of that step's batch.
+    # Accumulation: what .grad holds grows, step by step, by exactly the fresh gradient of that
+    # step's batch.
     A = DATA.with_ones()
     order = lib.batch_indices(DATA.m, cfg.batch_size, cfg.seed)
     for t, idx in zip(range(cfg.iterations), order, strict=False):
@@ -62,13 +65,16 @@ def test_hessian_is_torchs_hessian_of_the_full_batch_loss(loss, bias):
     expected = torch.autograd.functional.hessian(
         lambda w: scale[loss](A @ w - y), torch.zeros(A.shape[1], dtype=torch.float64)
     )
-    np.testing.assert_allclose(pitfalls.hessian(DATA, cfg), expected.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        pitfalls.hessian(DATA, cfg), expected.numpy(), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_minibatch_hessian_is_the_average_batch_hessian():
     cfg = lib.Config(loss="sse", batch_size=10)
     A = DATA.with_ones()
-    batches = [A[i : i + 10] for i in range(0, DATA.m, 10)]  # one epoch's batches cover every row once
+    # One epoch's batches cover every row once.
+    batches = [A[i : i + 10] for i in range(0, DATA.m, 10)]
     average = np.mean([2 * B.T @ B for B in batches], axis=0)
     np.testing.assert_allclose(pitfalls.hessian(DATA, cfg), average, rtol=1e-12)
 
@@ -114,7 +120,9 @@ def test_stability_limit_refuses_momentum_and_other_losses_in_words():
 def test_hessian_scale_is_the_coefficient_of_ata(loss, batch_size):
     cfg = lib.Config(loss=loss, batch_size=batch_size)
     A = DATA.with_ones()
-    np.testing.assert_allclose(pitfalls.hessian(DATA, cfg), pitfalls.hessian_scale(DATA, cfg) * A.T @ A, rtol=1e-12)
+    np.testing.assert_allclose(
+        pitfalls.hessian(DATA, cfg), pitfalls.hessian_scale(DATA, cfg) * A.T @ A, rtol=1e-12
+    )
 
 
 def test_sse_minibatch_limit_is_not_the_full_batch_one():
@@ -123,17 +131,23 @@ def test_sse_minibatch_limit_is_not_the_full_batch_one():
     mini = pitfalls.stability_limit(data, lib.Config(loss="sse", batch_size=32))
     full = pitfalls.stability_limit(data, lib.Config(loss="sse", batch_size=200))
     assert mini == pytest.approx(full * 200 / 32, rel=1e-12)
-    assert pitfalls.hessian_scale(data, lib.Config(loss="sse", batch_size=32)) == pytest.approx(2 * 32 / 200)
+    assert pitfalls.hessian_scale(data, lib.Config(loss="sse", batch_size=32)) == pytest.approx(
+        2 * 32 / 200
+    )
 
 
 @pytest.mark.parametrize("factor", [1.01, 1.5, 1.8, 2.0])
 def test_top_error_factor_is_the_absolute_value_on_both_sides_of_the_limit(factor):
     cfg = lib.Config(batch_size=DATA.m)
     limit = pitfalls.stability_limit(DATA, cfg)
-    assert pitfalls.top_error_factor(DATA, cfg, factor * limit) == pytest.approx(2 * factor - 1, rel=1e-12)
-    assert pitfalls.top_error_factor(DATA, cfg, limit / factor) == pytest.approx(abs(1 - 2 / factor), abs=1e-12)
-    # The rate the lab used to run beside the mistake, (2 - factor) x the limit, has the factor |2 factor - 3|:
-    # the old text printed 3 - 2 factor, negative above 1.5.
+    assert pitfalls.top_error_factor(DATA, cfg, factor * limit) == pytest.approx(
+        2 * factor - 1, rel=1e-12
+    )
+    assert pitfalls.top_error_factor(DATA, cfg, limit / factor) == pytest.approx(
+        abs(1 - 2 / factor), abs=1e-12
+    )
+    # The rate the lab used to run beside the mistake, (2 - factor) x the limit, has the factor
+    # |2 factor - 3|: the old text printed 3 - 2 factor, negative above 1.5.
     if factor < 2:
         old = pitfalls.top_error_factor(DATA, cfg, (2 - factor) * limit)
         assert old == pytest.approx(abs(2 * factor - 3), abs=1e-12)
@@ -153,7 +167,8 @@ def test_standardising_small_correlated_features_lowers_the_limit():
     before = pitfalls.stability_limit(data, cfg)
     after = pitfalls.stability_limit(pitfalls.standardised(data), cfg)
     assert before == pytest.approx(1.0, abs=0.01)  # the ones column dominates: lambda_max about 2
-    assert after == pytest.approx(0.5, abs=0.02)  # two unit features, correlation about 1: lambda_max about 4
+    # Two unit features, correlation about 1: lambda_max about 4.
+    assert after == pytest.approx(0.5, abs=0.02)
     assert after < before
 
 
@@ -162,7 +177,8 @@ def test_standardising_large_uncentred_features_raises_the_limit():
     X = 10 + 5 * rng.normal(size=(100, 2))
     data = lib.Dataset(X, X @ [1.0, 2.0])
     cfg = lib.Config(batch_size=data.m)
-    assert pitfalls.stability_limit(pitfalls.standardised(data), cfg) > 100 * pitfalls.stability_limit(data, cfg)
+    scaled = pitfalls.stability_limit(pitfalls.standardised(data), cfg)
+    assert scaled > 100 * pitfalls.stability_limit(data, cfg)
 
 
 def test_standardised_features_have_mean_0_and_std_1_and_a_constant_column_stays_finite():
@@ -175,7 +191,8 @@ def test_standardised_features_have_mean_0_and_std_1_and_a_constant_column_stays
 def test_default_dtypes_are_what_torch_gives():
     dtypes = pitfalls.default_dtypes()
     assert dtypes["torch.tensor(0.5)"] == torch.float32  # a Python float
-    assert dtypes["torch.tensor(np.array([0.5]))"] == torch.float64  # a float64 array keeps its dtype
+    # A float64 array keeps its dtype.
+    assert dtypes["torch.tensor(np.array([0.5]))"] == torch.float64
     assert dtypes["nn.Linear(1, 1).weight"] == torch.float32 == dtypes["torch.get_default_dtype()"]
 
 
@@ -202,7 +219,7 @@ def test_second_backward_fails_at_the_last_steps_loss_node(steps):
 
 
 def test_torch_itself_fails_at_the_newest_loss_node_not_the_first():
-    """The same mistake without lib: a hook on step 1's and on step 3's loss node shows which one torch reaches."""
+    """The same mistake without lib: hooks on step 1's and 3's loss nodes show which torch hits."""
     X, y = torch.tensor(DATA.X), torch.tensor(DATA.y).unsqueeze(1)
     net = torch.nn.Linear(DATA.n, 1, dtype=torch.float64)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
@@ -227,7 +244,8 @@ def test_retain_graph_silences_the_error_but_adds_up_stale_gradients():
     assert pitfalls.second_backward(DATA, cfg, steps=3, retain_graph=True).message is None
     produced, summed = pitfalls.stale_gradient(DATA, cfg, steps=5)
     np.testing.assert_allclose(produced, summed, rtol=1e-12)
-    # Those gradients were taken at five different weights: the sum is not the gradient at the current ones.
+    # Those gradients were taken at five different weights: the sum is not the gradient at the
+    # current ones.
     assert np.linalg.norm(produced) > 0
 
 
@@ -238,7 +256,9 @@ def test_retain_graph_does_not_silence_the_error_with_a_hidden_layer(bias):
     assert failed.message is not None and "modified by an inplace operation" in failed.message
     assert failed.failed_step == 4
     assert (
-        pitfalls.second_backward(DATA, cfg.replace(model="linear", init="zeros"), steps=4, retain_graph=True).message
+        pitfalls.second_backward(
+            DATA, cfg.replace(model="linear", init="zeros"), steps=4, retain_graph=True
+        ).message
         is None
     )
 
@@ -258,7 +278,8 @@ def test_running_loss_tensor_keeps_a_growing_graph_and_item_keeps_none():
     assert (fixed[["nodes", "saved_tensors", "saved_bytes"]] == 0).all().all()
     assert np.all(np.diff(mistake["nodes"]) > 0)
     assert np.all(np.diff(mistake["freed_tensors"]) > 0)
-    assert (mistake["saved_bytes"] == 0).all()  # each backward() freed its step's saved tensors; the nodes stay
+    # Each backward() freed its step's saved tensors; the nodes stay.
+    assert (mistake["saved_bytes"] == 0).all()
     # The nodes per step are constant, so the graph grows linearly with the steps.
     per_step = np.diff(mistake["nodes"]) / np.diff(mistake["step"])
     assert np.allclose(per_step, per_step[0])
@@ -282,11 +303,15 @@ def test_running_loss_growth_refuses_bad_steps_in_words():
 @pytest.mark.parametrize("hand", CONVENTIONS)
 @pytest.mark.parametrize("torch_loss", CONVENTIONS)
 def test_mixed_conventions_measured_factor_equals_predicted(hand, torch_loss, batch_size):
-    cfg = lib.Config(loss=torch_loss, manual_loss=hand, batch_size=batch_size, iterations=3, lr=1e-4)
+    cfg = lib.Config(
+        loss=torch_loss, manual_loss=hand, batch_size=batch_size, iterations=3, lr=1e-4
+    )
     result = lib.run(DATA, cfg)
     predicted = lib.effective_lr_ratio(hand, torch_loss, min(batch_size, DATA.m))
     assert pitfalls.measured_step_ratio(result) == pytest.approx(predicted, rel=1e-12)
-    assert result.manual.grad_norm[0] / result.torch.grad_norm[0] == pytest.approx(predicted, rel=1e-12)
+    assert result.manual.grad_norm[0] / result.torch.grad_norm[0] == pytest.approx(
+        predicted, rel=1e-12
+    )
     if predicted == 1:
         assert result.max_abs_diff <= 1e-12
     else:

@@ -22,9 +22,8 @@ from ..engine.data import Dataset
 from .scaling import Scaling
 from .scaling import standardize as standardize_columns
 
-MAX_CSV_BYTES = (
-    5_000_000  # 5 MB: far more than a teaching data set needs, small enough for a shared server
-)
+# 5 MB: far more than a teaching data set needs, small enough for a shared server.
+MAX_CSV_BYTES = 5_000_000
 MAX_CSV_ROWS = 100_000
 
 
