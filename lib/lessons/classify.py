@@ -1,4 +1,7 @@
-"""For the two-class models (loss "bce"): accuracy at each step and the decision boundary, in both loops."""
+"""For the two-class models (loss "bce"): accuracy at each step and the decision boundary.
+
+Each in both loops.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,10 @@ from .landscape import outputs
 
 
 def is_classifier(result: Result) -> bool:
-    """True for a run on a 0/1 target with BCEWithLogitsLoss: its outputs are logits of the class-1 probability."""
+    """True for a run on a 0/1 target with BCEWithLogitsLoss.
+
+    Its outputs are logits of the class-1 probability.
+    """
     return result.config.loss == "bce"
 
 
@@ -20,19 +26,27 @@ def _full_weights(data: Dataset, result: Result) -> None:
     if not is_classifier(result):
         raise ValueError("accuracy and a decision boundary need a two-class run (loss 'bce')")
     if len(result.recorded) != result.config.n_params(data.n):
-        raise ValueError("this model has too many weights: only some of them were recorded, so it cannot be evaluated")
+        raise ValueError(
+            "this model has too many weights: only some of them were recorded, "
+            "so it cannot be evaluated"
+        )
 
 
-def accuracy(data: Dataset, result: Result, points: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, manual accuracy, torch accuracy) on the whole data after about `points` evenly spread steps.
+def accuracy(
+    data: Dataset, result: Result, points: int = 400
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, manual accuracy, torch accuracy) on the whole data.
 
-    Accuracy after step t is the share of samples whose logit has the label's sign (logit > 0 means class 1) at
-    weights[t + 1]; steps whose weights are not finite give NaN.
+    After about `points` evenly spread steps. Accuracy after step t is the share of samples whose
+    logit has the label's sign (logit > 0 means class 1) at weights[t + 1]; steps whose weights are
+    not finite give NaN.
     """
     _full_weights(data, result)
     if not (isinstance(points, int) and points >= 2):
         raise ValueError(f"points must be a whole number >= 2; got {points!r}")
-    steps = np.unique(np.linspace(0, result.steps - 1, min(points, result.steps)).round().astype(int))
+    steps = np.unique(
+        np.linspace(0, result.steps - 1, min(points, result.steps)).round().astype(int)
+    )
     out = []
     for history in (result.manual, result.torch):
         acc = np.full(len(steps), np.nan)
@@ -47,7 +61,10 @@ def accuracy(data: Dataset, result: Result, points: int = 400) -> tuple[np.ndarr
 
 @dataclass(frozen=True, eq=False)
 class Boundary:
-    """Each loop's class-1 probability on a grid over the two features: p[loop][b, a] at (x1[a], x2[b])."""
+    """Each loop's class-1 probability on a grid over the two features.
+
+    p[loop][b, a] at (x1[a], x2[b]).
+    """
 
     x1: np.ndarray
     x2: np.ndarray
@@ -57,7 +74,10 @@ class Boundary:
 
 
 def boundary(data: Dataset, result: Result, step: int | None = None, size: int = 60) -> Boundary:
-    """Both loops' sigmoid(logit) over a grid spanning the data (two features only), after `step` (default: last)."""
+    """Both loops' sigmoid(logit) over a grid spanning the data (two features only).
+
+    After `step` (default: last).
+    """
     _full_weights(data, result)
     if data.n != 2:
         raise ValueError(f"a decision boundary is drawn over two features; this data has {data.n}")

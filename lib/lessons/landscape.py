@@ -25,7 +25,10 @@ class Surface:
 
 
 def full_data_loss(data: Dataset, cfg: Config, weights: np.ndarray) -> np.ndarray:
-    """The loss of the whole data set under cfg's convention, for a stack of weight vectors (k, n_params)."""
+    """The loss of the whole data set under cfg's convention, for a stack of weight vectors.
+
+    The stack is (k, n_params).
+    """
     reduce = np.sum if SAMPLE_TERMS[cfg.loss][1] == "sum" else np.mean
     out = np.empty(len(weights))
     for k, w in enumerate(weights):
@@ -38,7 +41,10 @@ def _outputs(data: Dataset, cfg: Config, w: np.ndarray) -> np.ndarray:
 
 
 def outputs(cfg: Config, X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The model's outputs z (logits for bce) on inputs X (k, n) at the flat weights w, as both loops compute them."""
+    """The model's outputs z (logits for bce) on inputs X (k, n) at the flat weights w.
+
+    As both loops compute them.
+    """
     if cfg.model == "mlp":
         W1, b1, W2, b2 = cfg.layout(X.shape[1]).views(w)
         a1 = X @ W1.T + b1
@@ -46,8 +52,11 @@ def outputs(cfg: Config, X: np.ndarray, w: np.ndarray) -> np.ndarray:
     return X @ w[:-1] + w[-1] if cfg.bias else X @ w
 
 
-@np.errstate(all="ignore")  # weights near overflow (a diverged run) give inf or nan cells, not warnings
-def surface(data: Dataset, result: Result, i: int, j: int, size: int = 60, upto: int | None = None) -> Surface:
+# weights near overflow (a diverged run) give inf or nan cells, not warnings
+@np.errstate(all="ignore")
+def surface(
+    data: Dataset, result: Result, i: int, j: int, size: int = 60, upto: int | None = None
+) -> Surface:
     """The loss around both loops' trajectories in the plane of recorded weights i and j.
 
     i and j index result.weight_names. The grid spans the trajectories (up to step `upto`) with a
@@ -60,7 +69,9 @@ def surface(data: Dataset, result: Result, i: int, j: int, size: int = 60, upto:
     if not whole or not (0 <= i < len(cols) and 0 <= j < len(cols)) or i == j:
         raise ValueError(f"choose two different weights from 0 to {len(cols) - 1}; got {i} and {j}")
     steps = result.steps if upto is None else max(0, min(upto, result.steps))
-    path = np.vstack([result.manual.weights[: steps + 1], result.torch.weights[: steps + 1]])[:, [i, j]]
+    path = np.vstack([result.manual.weights[: steps + 1], result.torch.weights[: steps + 1]])[
+        :, [i, j]
+    ]
     path = path[np.isfinite(path).all(axis=1)]
     low, high = path.min(axis=0), path.max(axis=0)
     margin = np.maximum((high - low) * 0.25, 0.5)
@@ -87,12 +98,16 @@ def surface(data: Dataset, result: Result, i: int, j: int, size: int = 60, upto:
     grid = np.repeat(final[None, :], size * size, axis=0)
     A, B = np.meshgrid(a_values, b_values)
     grid[:, wi], grid[:, wj] = A.ravel(), B.ravel()
-    return Surface(i, j, a_values, b_values, full_data_loss(data, cfg, grid).reshape(size, size), False)
+    return Surface(
+        i, j, a_values, b_values, full_data_loss(data, cfg, grid).reshape(size, size), False
+    )
 
 
 def _final_full_weights(data: Dataset, result: Result) -> np.ndarray:
     """The manual loop's last finite weights: the point the other weights are held at."""
     if len(result.recorded) != result.config.n_params(data.n):
-        raise ValueError("this model has too many weights for a landscape: only some of them were recorded")
+        raise ValueError(
+            "this model has too many weights for a landscape: only some of them were recorded"
+        )
     finite = np.flatnonzero(np.isfinite(result.manual.weights).all(axis=1))
     return result.manual.weights[finite[-1]]

@@ -1,7 +1,8 @@
-"""What one training step costs in each loop, phase by phase, and why torch's costs more on small batches.
+"""What one training step costs in each loop, phase by phase.
 
-Every number is a measurement on this machine, in microseconds: the fastest of several tries,
-because interference from other processes only ever adds time. Nothing here imports streamlit.
+And why torch's costs more on small batches. Every number is a measurement on this machine, in
+microseconds: the fastest of several tries, because interference from other processes only ever adds
+time. Nothing here imports streamlit.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from ..engine.frames import function_of, scope_of
 from ..engine.lockstep import loops
 from . import explain
 
-# The parts of one step, in the order the loops run them. "batch" is the for statement fetching the next
-# batch; the middle five are the loops' phase comments (lib.explain.PHASES); "record" is the yield's value.
+# The parts of one step, in the order the loops run them. "batch" is the for statement fetching the
+# next batch; the middle five are the loops' phase comments (lib.explain.PHASES); "record" is the
+# yield's value.
 PHASES = ("batch", "zero_grad", "forward", "loss", "backward", "step", "record")
 TORCH_LINES = MappingProxyType(
     {
@@ -46,7 +48,10 @@ CALLS = 100  # calls of the trivial op per try
 
 @dataclass(frozen=True)
 class StepCosts:
-    """One step of each loop for one (data, Config), timed whole and phase by phase, in microseconds."""
+    """One step of each loop for one (data, Config), timed whole and phase by phase.
+
+    In microseconds.
+    """
 
     batch: int  # rows in a batch: min(batch_size, samples)
     features: int  # input features of the data
@@ -55,11 +60,15 @@ class StepCosts:
     repeats: int  # steps timed for each whole-step number; the fastest is kept
     manual_us: float  # the hand loop's whole step: next() of its generator, as lib.run calls it
     torch_us: float  # the torch loop's whole step, the same way
-    one_row_us: MappingProxyType  # {"manual", "torch"}: the whole step on batches of one row, same model
-    manual_phases: MappingProxyType  # PHASES -> us: each phase's own source lines, run on the loop's own objects
+    # {"manual", "torch"}: the whole step on batches of one row, same model
+    one_row_us: MappingProxyType
+    # PHASES -> us: each phase's own source lines, run on the loop's own objects
+    manual_phases: MappingProxyType
     torch_phases: MappingProxyType
-    torch_ops: MappingProxyType | None  # PHASES -> aten operations dispatched in that phase of one step
-    call_us: MappingProxyType  # {"torch", "numpy"}: one add of two 1-element float64 arrays, per call
+    # PHASES -> aten operations dispatched in that phase of one step
+    torch_ops: MappingProxyType | None
+    # {"torch", "numpy"}: one add of two 1-element float64 arrays, per call
+    call_us: MappingProxyType
 
     @property
     def ratio(self) -> float:
@@ -77,10 +86,16 @@ class StepCosts:
 
 def _check_repeats(repeats, budget) -> None:
     if isinstance(repeats, (bool, np.bool_)) or not isinstance(repeats, (int, np.integer)):
-        raise ValueError(f"repeats must be a whole number from 1 to {MAX_REPEATS:,}; got {repeats!r}")
+        raise ValueError(
+            f"repeats must be a whole number from 1 to {MAX_REPEATS:,}; got {repeats!r}"
+        )
     if not 1 <= repeats <= MAX_REPEATS:
-        raise ValueError(f"repeats must be a whole number from 1 to {MAX_REPEATS:,}; got {repeats:,}")
-    number = isinstance(budget, (int, float, np.integer, np.floating)) and not isinstance(budget, (bool, np.bool_))
+        raise ValueError(
+            f"repeats must be a whole number from 1 to {MAX_REPEATS:,}; got {repeats:,}"
+        )
+    number = isinstance(budget, (int, float, np.integer, np.floating)) and not isinstance(
+        budget, (bool, np.bool_)
+    )
     if not (number and math.isfinite(budget) and budget > 0):
         raise ValueError(f"budget must be a number of seconds > 0, e.g. 0.1; got {budget!r}")
 
@@ -109,11 +124,14 @@ def _fastest_step(gen: Iterator, repeats: int, budget: float) -> tuple[float, in
     return best / 1e3, tries
 
 
-def step_times(data: Dataset, cfg: Config, repeats: int = 30, budget: float = 0.1) -> tuple[float, float, int]:
-    """(numpy us, torch us, steps timed): each loop's fastest whole step, next() of the generators lib.run zips.
+def step_times(
+    data: Dataset, cfg: Config, repeats: int = 30, budget: float = 0.1
+) -> tuple[float, float, int]:
+    """(numpy us, torch us, steps timed): each loop's fastest whole step.
 
-    Each loop takes WARMUP untimed steps, then up to `repeats` timed ones, stopping early (after MIN_TRIES)
-    once `budget` seconds have gone; the hand loop is timed first, then torch, each in one block.
+    A whole step is next() of the generators lib.run zips. Each loop takes WARMUP untimed steps,
+    then up to `repeats` timed ones, stopping early (after MIN_TRIES) once `budget` seconds have
+    gone; the hand loop is timed first, then torch, each in one block.
     """
     _check_repeats(repeats, budget)
     manual, twin, _ = loops(data, cfg)
@@ -140,8 +158,8 @@ def _yield_value(func) -> str:
 def phase_texts(gen: Iterator) -> dict[str, str]:
     """The source each phase of the loop behind gen runs, sliced from the loop function itself.
 
-    zero_grad .. step are lib.explain.phase_source's phases (from one phase comment to the next), batch
-    is what the for statement does (next(batches)), record is the value the loop yields.
+    zero_grad .. step are lib.explain.phase_source's phases (from one phase comment to the next),
+    batch is what the for statement does (next(batches)), record is the value the loop yields.
     """
     func = function_of(gen)
     source = explain.phase_source(func)
@@ -152,15 +170,19 @@ def phase_texts(gen: Iterator) -> dict[str, str]:
 def _phase_code(gen: Iterator) -> list[tuple[str, CodeType]]:
     """Each phase of the loop behind gen, compiled."""
     name = function_of(gen).__name__
-    return [(phase, compile(text, f"<{name}: {phase}>", "exec")) for phase, text in phase_texts(gen).items()]
+    return [
+        (phase, compile(text, f"<{name}: {phase}>", "exec"))
+        for phase, text in phase_texts(gen).items()
+    ]
 
 
 def _time_phases(gen: Iterator, repeats: int, budget: float) -> dict[str, float]:
-    """The fastest run of each phase, in us, on the objects of gen's suspended loop (which it changes).
+    """The fastest run of each phase, in us, on the objects of gen's suspended loop.
 
-    A phase is exec'd in a copy of the loop's local variables, so its names mean what they mean in the
-    loop: the same net, optimizer, criterion and batch. Each try runs every phase once, in order, so
-    backward() always has a fresh graph. The cost of exec'ing nothing is subtracted.
+    It changes those objects. A phase is exec'd in a copy of the loop's local variables, so its
+    names mean what they mean in the loop: the same net, optimizer, criterion and batch. Each try
+    runs every phase once, in order, so backward() always has a fresh graph. The cost of exec'ing
+    nothing is subtracted.
     """
     scope, names = scope_of(gen)
     codes = _phase_code(gen)
@@ -183,7 +205,10 @@ def _time_phases(gen: Iterator, repeats: int, budget: float) -> dict[str, float]
 
 
 def _count_ops(gen: Iterator) -> dict[str, int] | None:
-    """aten operations each phase of one torch step dispatches (None if this torch cannot count them)."""
+    """aten operations each phase of one torch step dispatches.
+
+    None if this torch cannot count them.
+    """
     try:
         from torch.utils._python_dispatch import TorchDispatchMode
     except ImportError:
@@ -195,7 +220,8 @@ def _count_ops(gen: Iterator) -> dict[str, int] | None:
             self.ops = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            # The profiler's record_function markers go through the dispatcher too; they are not tensor work.
+            # The profiler's record_function markers go through the dispatcher too; they are not
+            # tensor work.
             if func.namespace == "aten":
                 self.ops += 1
             return func(*args, **(kwargs or {}))
@@ -227,11 +253,12 @@ def _call_us(repeats: int) -> dict[str, float]:
 
 
 def step_costs(data: Dataset, cfg: Config, repeats: int = 30, budget: float = 0.1) -> StepCosts:
-    """Time one training step of each loop for this (data, Config): whole, phase by phase, and on one row.
+    """Time one training step of each loop for this (data, Config).
 
-    Each part stops early (after MIN_TRIES) once `budget` seconds have gone, so the whole measurement
-    takes a few times `budget` (about 0.1 s for a small model; longer if one step alone takes longer).
-    The loops run with however many threads torch has (torch.set_num_threads); the app uses one.
+    Whole, phase by phase, and on one row. Each part stops early (after MIN_TRIES) once `budget`
+    seconds have gone, so the whole measurement takes a few times `budget` (about 0.1 s for a small
+    model; longer if one step alone takes longer). The loops run with however many threads torch has
+    (torch.set_num_threads); the app uses one.
     """
     manual_us, torch_us, tried = step_times(data, cfg, repeats, budget)
     batch = min(cfg.batch_size, data.m)
@@ -267,7 +294,10 @@ def step_costs(data: Dataset, cfg: Config, repeats: int = 30, budget: float = 0.
 
 
 def us(x: float) -> str:
-    """A time in microseconds as the sentence shows it: three significant figures at most, no exponent."""
+    """A time in microseconds as the sentence shows it.
+
+    Three significant figures at most, no exponent.
+    """
     if x >= 10_000:
         return f"{x / 1e3:,.1f} ms"
     if x >= 100:
@@ -296,23 +326,31 @@ PHASE_NAMES = MappingProxyType(
 
 
 def speed_sentence(costs: StepCosts) -> str:
-    """Why torch's step takes longer (or not) than numpy's here, in words, with the numbers just measured.
+    """Why torch's step takes longer (or not) than numpy's here, in words.
 
-    Each claim is conditional on the measurement: "fixed" only when a one-row batch's torch step takes
-    at least half as long as this one's; the phase named is the one with the largest torch - numpy gap.
+    With the numbers just measured. Each claim is conditional on the measurement: "fixed" only when
+    a one-row batch's torch step takes at least half as long as this one's; the phase named is the
+    one with the largest torch - numpy gap.
     """
     if not isinstance(costs, StepCosts):
-        raise ValueError(f"costs must be what lib.speed.step_costs returns (a StepCosts); got {type(costs).__name__}")
+        raise ValueError(
+            "costs must be what lib.speed.step_costs returns (a StepCosts); "
+            f"got {type(costs).__name__}"
+        )
     c = costs
     thread = f"{c.threads} thread" + ("s" if c.threads != 1 else "")
-    shape = f"batches of {c.batch:,} rows, {c.n_params:,} weights, {thread}, fastest of {c.repeats} steps each"
+    shape = (
+        f"batches of {c.batch:,} rows, {c.n_params:,} weights, {thread}, "
+        f"fastest of {c.repeats} steps each"
+    )
     if c.torch_us <= c.manual_us:
         return (
             f"Here torch's step took {us(c.torch_us)} against numpy's {us(c.manual_us)} "
             f"({times(c.manual_us / c.torch_us)} faster; {shape})."
         )
     first = (
-        f"Torch took {times(c.ratio)} numpy's time per step here ({us(c.torch_us)} against {us(c.manual_us)}; {shape})"
+        f"Torch took {times(c.ratio)} numpy's time per step here "
+        f"({us(c.torch_us)} against {us(c.manual_us)}; {shape})"
     )
     one_row, share = c.one_row_us["torch"], c.one_row_us["torch"] / c.torch_us
     fixed = c.batch == 1 or share >= 0.5
@@ -337,7 +375,10 @@ def speed_sentence(costs: StepCosts) -> str:
     if c.torch_ops is None:
         return f"{first}. Even a call as small as {call} costs torch more; the largest gap: {gap}."
     ops = c.ops_per_step
-    priced = f"Its {ops} tensor operations would cost about {us(ops * c.call_us['torch'])} at the price of {call}"
+    priced = (
+        f"Its {ops} tensor operations would cost about {us(ops * c.call_us['torch'])} "
+        f"at the price of {call}"
+    )
     if not fixed:
         return f"{first}. {priced}; the largest gap: {gap}."
     second = f"{priced}; the rest is the machinery around them: {gap}"
