@@ -25,23 +25,27 @@ from ..engine.lockstep import Result
 from ..twins.manual import hand_loss
 from ..twins.torch_side import flat_grad, loader, make_model, share_one_vector
 
-# The squared-error conventions. The batch loss k(b)/2 * |A_B w - y_B|^2 has Hessian k(b) A_B^T A_B, with k the
-# hand loop's slope (lib.manual.hand_loss); tests/test_pitfalls.py checks hessian() against torch's autograd.
+# The squared-error conventions. The batch loss k(b)/2 * |A_B w - y_B|^2 has Hessian k(b) A_B^T A_B,
+# with k the hand loop's slope (lib.manual.hand_loss); tests/test_pitfalls.py checks hessian()
+# against torch's autograd.
 SQUARED_LOSSES = ("mse", "half_mse", "sse")
 
 
 def hessian(data: Dataset, cfg: Config, loss: str | None = None) -> np.ndarray:
-    """Hessian of the loss one step of gradient descent sees, for a linear model (constant in the weights).
+    """Hessian of the loss a gradient step sees, for a linear model (constant in the weights).
 
     With A = X (plus a ones column when cfg.bias), the loss of a batch B of b rows has Hessian
-    k(b) * A_B^T A_B, where k is the convention's slope: mse 2/b, half_mse 1/b, sse 2. Averaged over
-    batches, A_B^T A_B is (b/m) A^T A, so this returns k(b) * (b/m) * A^T A: for a full batch exactly
-    the Hessian of the whole data's loss (mse (2/m) A^T A, half_mse (1/m) A^T A, sse 2 A^T A).
+    k(b) * A_B^T A_B, where k is the convention's slope: mse 2/b, half_mse 1/b, sse 2. Averaged
+    over batches, A_B^T A_B is (b/m) A^T A, so this returns k(b) * (b/m) * A^T A: for a full
+    batch exactly the Hessian of the whole data's loss (mse (2/m) A^T A, half_mse (1/m) A^T A,
+    sse 2 A^T A).
     loss defaults to cfg.loss, the torch loop's convention; pass cfg.hand_loss for the hand loop's.
     """
     loss = loss or cfg.loss
     if loss not in SQUARED_LOSSES or getattr(cfg, "model", "linear") != "linear":
-        raise ValueError(f"the Hessian here is for a linear model with a squared-error loss; got loss {loss!r}")
+        raise ValueError(
+            f"the Hessian here is for a linear model with a squared-error loss; got loss {loss!r}"
+        )
     A = data.with_ones() if cfg.bias else data.X
     b = min(cfg.batch_size, data.m)
     k = hand_loss(loss)[1](b)
@@ -49,7 +53,7 @@ def hessian(data: Dataset, cfg: Config, loss: str | None = None) -> np.ndarray:
 
 
 def stability_limit(data: Dataset, cfg: Config, loss: str | None = None) -> float:
-    """The largest stable learning rate of plain SGD here: 2 / lambda_max of hessian(data, cfg, loss).
+    """The largest stable learning rate of plain SGD: 2 / lambda_max of hessian(data, cfg, loss).
 
     Full batch, gradient descent on this quadratic multiplies the error along the Hessian's top
     eigenvector by (1 - lr * lambda_max) each step, so it converges for lr < 2 / lambda_max and
@@ -57,7 +61,9 @@ def stability_limit(data: Dataset, cfg: Config, loss: str | None = None) -> floa
     scatters around the average's: the limit is then a guide, not a sharp edge, and steps near
     it can already blow up on the larger-than-average batches. math.inf when the Hessian is zero.
     """
-    if cfg.optimizer != "sgd" or any(cfg.optimizer_kwargs.get(key) for key in ("momentum", "weight_decay")):
+    if cfg.optimizer != "sgd" or any(
+        cfg.optimizer_kwargs.get(key) for key in ("momentum", "weight_decay")
+    ):
         raise ValueError(
             "the stability limit 2 / lambda_max is for plain SGD (no momentum, no weight decay); "
             f"got optimizer {cfg.optimizer!r} with {dict(cfg.optimizer_kwargs)}"
@@ -66,10 +72,13 @@ def stability_limit(data: Dataset, cfg: Config, loss: str | None = None) -> floa
     return 2.0 / top if top > 0 else math.inf
 
 
-def growth_factor(data: Dataset, cfg: Config, lrs: Iterable[float], loss: str | None = None) -> np.ndarray:
-    """Per step, how much full-batch gradient descent multiplies its worst error: max_i |1 - lr * lambda_i|.
+def growth_factor(
+    data: Dataset, cfg: Config, lrs: Iterable[float], loss: str | None = None
+) -> np.ndarray:
+    """Per step, how much full-batch gradient descent multiplies its worst error by.
 
-    Below 1 every error shrinks (converges); above 1, the one along the top eigenvector grows (diverges).
+    That is max_i |1 - lr * lambda_i|: below 1 every error shrinks (converges); above 1, the one
+    along the top eigenvector grows (diverges).
     """
     eig = np.linalg.eigvalsh(hessian(data, cfg, loss))
     lrs = np.asarray(list(lrs), dtype=np.float64)
@@ -83,21 +92,25 @@ def hessian_scale(data: Dataset, cfg: Config, loss: str | None = None) -> float:
 
 
 def top_error_factor(data: Dataset, cfg: Config, lr: float, loss: str | None = None) -> float:
-    """|1 - lr * lambda_max| of hessian(data, cfg, loss): what a full-batch step multiplies the top error by."""
+    """|1 - lr * lambda_max| of hessian(data, cfg, loss): a full-batch step's top-error factor."""
     return float(abs(1.0 - lr * np.linalg.eigvalsh(hessian(data, cfg, loss))[-1]))
 
 
 def standardised(data: Dataset) -> Dataset:
-    """The same data with every feature shifted to mean 0 and scaled to standard deviation 1 (constant ones
-    only shifted), the labels unchanged."""
+    """The same data with every feature shifted to mean 0 and scaled to standard deviation 1.
+
+    Constant features are only shifted; the labels are unchanged.
+    """
     spread = data.X.std(axis=0)
     X = (data.X - data.X.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
     return Dataset(X, data.y, feature_names=data.feature_names, name=f"{data.name}, standardised")
 
 
 def default_dtypes() -> dict[str, torch.dtype]:
-    """The dtypes torch gives, measured now: its default, torch.tensor of a Python float and of a float64
-    numpy array, and nn.Linear's weight."""
+    """The dtypes torch gives, measured now.
+
+    Its default, torch.tensor of a Python float and of a float64 numpy array, nn.Linear's weight.
+    """
     return {
         "torch.get_default_dtype()": torch.get_default_dtype(),
         "torch.tensor(0.5)": torch.tensor(0.5).dtype,
@@ -109,8 +122,8 @@ def default_dtypes() -> dict[str, torch.dtype]:
 def measured_step_ratio(result: Result) -> float:
     """How many times larger the hand loop's first update is than torch's, measured from the run.
 
-    Both loops take their first step from the same weights on the same batch, so with plain SGD
-    this is the ratio of their gradients: the factor effective_lr_ratio predicts from the conventions.
+    Both loops take their first step from the same weights on the same batch, so with plain SGD this
+    is the ratio of their gradients: the factor effective_lr_ratio predicts from the conventions.
     """
     update_m = result.manual.weights[1] - result.manual.weights[0]
     update_t = result.torch.weights[1] - result.torch.weights[0]
@@ -147,11 +160,18 @@ def running_loss_loop(
         yield running_loss
 
 
-def _net_and_batches(data: Dataset, cfg: Config) -> tuple[nn.Module, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """cfg's model (nn.Linear, or the one-hidden-layer MLP) in float64 from the shared init, and tensor batches
-    in the shared order, as lib.run uses."""
+def _net_and_batches(
+    data: Dataset, cfg: Config
+) -> tuple[nn.Module, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """cfg's model (nn.Linear, or the one-hidden-layer MLP) and tensor batches, as lib.run uses.
+
+    The model in float64 from the shared init, the batches in the shared order.
+    """
     if cfg.model not in ("linear", "mlp"):
-        raise ValueError(f"the running_loss loop trains a regression model (linear or mlp); got model {cfg.model!r}")
+        raise ValueError(
+            "the running_loss loop trains a regression model (linear or mlp); "
+            f"got model {cfg.model!r}"
+        )
     net = make_model(cfg.model, data.n, cfg.bias, cfg.hidden, cfg.activation, torch.float64)
     share_one_vector(net, initial_weights(data, cfg), torch.float64)
     return net, loader(data.X, data.y, cfg.batch_size, cfg.seed)
@@ -182,7 +202,8 @@ def graph_footprint(value: float | torch.Tensor) -> GraphFootprint:
         for name in _saved_names(type(node)):
             try:
                 held = getattr(node, name)
-            except RuntimeError:  # "Trying to backward through the graph a second time (or directly access...)"
+            except RuntimeError:
+                # "Trying to backward through the graph a second time (or directly access...)"
                 freed += 1
                 continue
             if isinstance(held, torch.Tensor):
@@ -194,7 +215,7 @@ def graph_footprint(value: float | torch.Tensor) -> GraphFootprint:
 
 @functools.cache
 def _saved_names(node_type: type) -> tuple[str, ...]:
-    """The _saved_* attributes of an autograd node type (sizes and strides excluded), cached per type."""
+    """The _saved_* attributes of an autograd node type (sizes and strides excluded), cached."""
     return tuple(
         name
         for name in dir(node_type)
@@ -212,25 +233,39 @@ RUNNING_LOSS_VARIANTS = MappingProxyType(
 
 
 def _running_loss_steps(data: Dataset, cfg: Config, **variant) -> Iterator[float | torch.Tensor]:
-    """running_loss_loop on the data, batches and init lib.run would use for cfg (MSELoss, float64)."""
+    """running_loss_loop on the data, batches and init lib.run uses for cfg (MSELoss, float64)."""
     net, batches = _net_and_batches(data, cfg)
     return running_loss_loop(batches, net, cfg.lr, **variant)
 
 
-def running_loss_growth(data: Dataset, cfg: Config, steps: int = 100, points: int = 20) -> pd.DataFrame:
-    """graph_footprint of running_loss at about `points` steps up to `steps`, for each RUNNING_LOSS_VARIANTS.
+def running_loss_growth(
+    data: Dataset, cfg: Config, steps: int = 100, points: int = 20
+) -> pd.DataFrame:
+    """graph_footprint of running_loss at about `points` steps up to `steps`, for each variant.
 
-    Columns: variant, step (steps taken), nodes, saved_tensors, freed_tensors, saved_bytes, running_loss.
+    The variants are RUNNING_LOSS_VARIANTS.
+
+    Columns: variant, step (steps taken), nodes, saved_tensors, freed_tensors, saved_bytes,
+    running_loss.
     """
     if not (isinstance(steps, int) and 1 <= steps <= 10_000):
         raise ValueError(f"steps must be a whole number from 1 to 10,000; got {steps!r}")
     record = set(np.unique(np.linspace(1, steps, min(points, steps)).round().astype(int)).tolist())
     rows = []
     for name, variant in RUNNING_LOSS_VARIANTS.items():
-        for t, running_loss in zip(range(1, steps + 1), _running_loss_steps(data, cfg, **variant), strict=False):
+        for t, running_loss in zip(
+            range(1, steps + 1), _running_loss_steps(data, cfg, **variant), strict=False
+        ):
             if t in record:
                 fp = graph_footprint(running_loss)
-                rows.append({"variant": name, "step": t, **fp.__dict__, "running_loss": _value(running_loss)})
+                rows.append(
+                    {
+                        "variant": name,
+                        "step": t,
+                        **fp.__dict__,
+                        "running_loss": _value(running_loss),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -248,14 +283,17 @@ class SecondBackward:
     failed_node: str | None  # the type of the autograd node that raised it, e.g. "MseLossBackward0"
     failed_step: int | None  # the training step (1 .. steps) whose forward pass made that node
     nodes_run: int  # nodes the call started, the failing one included
-    steps_run: tuple[int, ...] = ()  # the step that made each of those nodes, in the order the call started them
+    # The step that made each of those nodes, in the order the call started them.
+    steps_run: tuple[int, ...] = ()
 
 
-def second_backward(data: Dataset, cfg: Config, steps: int = 3, retain_graph: bool = False) -> SecondBackward:
-    """Train `steps` steps with `running_loss += loss`, then call running_loss.backward() and watch it run.
+def second_backward(
+    data: Dataset, cfg: Config, steps: int = 3, retain_graph: bool = False
+) -> SecondBackward:
+    """Train `steps` steps with `running_loss += loss`, then watch running_loss.backward() run.
 
-    Every autograd node behind running_loss is labelled with the step whose forward pass made it and gets a
-    pre-hook, so the last node whose hook ran before torch raised is the node that raised.
+    Every autograd node behind running_loss is labelled with the step whose forward pass made it and
+    gets a pre-hook, so the last node whose hook ran before torch raised is the node that raised.
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be a whole number >= 1; got {steps!r}")
@@ -271,24 +309,31 @@ def second_backward(data: Dataset, cfg: Config, steps: int = 3, retain_graph: bo
             made_at[node] = t
             stack.extend(parent for parent, _ in node.next_functions)
     started: list[torch.autograd.graph.Node] = []
-    handles = [node.register_prehook(lambda grads, node=node: started.append(node)) for node in made_at]
+    handles = [
+        node.register_prehook(lambda grads, node=node: started.append(node)) for node in made_at
+    ]
     try:
         running_loss.backward()
     except RuntimeError as err:
         failed = started[-1]
         order = tuple(made_at[node] for node in started)
-        return SecondBackward(steps, str(err), type(failed).__name__, made_at[failed], len(started), order)
+        return SecondBackward(
+            steps, str(err), type(failed).__name__, made_at[failed], len(started), order
+        )
     finally:
         for handle in handles:
             handle.remove()
-    return SecondBackward(steps, None, None, None, len(started), tuple(made_at[node] for node in started))
+    return SecondBackward(
+        steps, None, None, None, len(started), tuple(made_at[node] for node in started)
+    )
 
 
 def stale_gradient(data: Dataset, cfg: Config, steps: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """What running_loss.backward() computes when retain_graph=True let it run.
 
     Returns (the .grad it produces, the sum of the gradients each step's own backward() produced):
-    they are equal, so the call adds up gradients taken at old weights, each already used by its step.
+    they are equal, so the call adds up gradients taken at old weights, each already used by its
+    step.
     """
     net, batches = _net_and_batches(data, cfg)
     criterion = nn.MSELoss()
