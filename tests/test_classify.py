@@ -18,7 +18,7 @@ SHORT = PRESETS["blobs"].config(BLOBS, iterations=60)
 
 
 def torch_probabilities(cfg: lib.Config, X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    net = make_model(cfg.model, X.shape[1], cfg.bias, cfg.hidden, cfg.activation, torch.float64)
+    net = make_model(cfg.layout(X.shape[1]), torch.float64)
     share_one_vector(net, w, torch.float64)
     with torch.no_grad():
         return torch.sigmoid(net(torch.tensor(X))).numpy()[:, 0]

@@ -11,9 +11,6 @@ from hypothesis import strategies as st
 import lib
 from lib import data as data_module
 
-# lib.torch_loop is the loop function; the module of the same name is reached through importlib.
-from lib.twins import torch_side
-
 
 def epochs(m: int, batch_size: int, seed: int, count: int) -> list[list[np.ndarray]]:
     """The first `count` epochs of lib.batch_indices, each a list of index arrays over range(m)."""
@@ -63,7 +60,11 @@ def test_one_dimensional_X_gets_a_reshape_hint():
         (np.ones((4, 2)), np.ones((4, 2)), r"^y must be 1-D.*\(4, 2\)"),
         (np.ones((0, 3)), np.ones(0), r"^X must have at least one sample"),
         (np.ones((3, 0)), np.ones(3), r"^X must have at least one feature"),
-        (np.ones((4, 2)), np.ones(5), r"^X and y must have the same number of samples; got 4 rows in X and 5 in y"),
+        (
+            np.ones((4, 2)),
+            np.ones(5),
+            r"^X and y must have the same number of samples; got 4 rows in X and 5 in y",
+        ),
         ([["a", "b"], ["c", "d"]], [1, 2], r"^X must contain only numbers"),
         ([[1.0], [2.0]], ["one", "two"], r"^y must contain only numbers"),
         ([[1.0], [None]], [1, 2], r"^X contains NaN"),
@@ -144,10 +145,16 @@ def test_initial_weights_shapes_and_kinds(bias):
     np.testing.assert_array_equal(zeros, np.zeros(n_params))
     normal = lib.initial_weights(data, lib.Config(init="normal", bias=bias, seed=5))
     assert normal.shape == (n_params,) and np.all(normal != 0)
-    np.testing.assert_array_equal(normal, lib.initial_weights(data, lib.Config(init="normal", bias=bias, seed=5)))
-    assert not np.array_equal(normal, lib.initial_weights(data, lib.Config(init="normal", bias=bias, seed=6)))
+    np.testing.assert_array_equal(
+        normal, lib.initial_weights(data, lib.Config(init="normal", bias=bias, seed=5))
+    )
+    assert not np.array_equal(
+        normal, lib.initial_weights(data, lib.Config(init="normal", bias=bias, seed=6))
+    )
     explicit = list(range(1, n_params + 1))
-    np.testing.assert_array_equal(lib.initial_weights(data, lib.Config(init=explicit, bias=bias)), explicit)
+    np.testing.assert_array_equal(
+        lib.initial_weights(data, lib.Config(init=explicit, bias=bias)), explicit
+    )
 
 
 # Batch order ----------------------------------------------------------------------------------
@@ -160,12 +167,15 @@ def test_each_epoch_is_a_permutation_with_the_short_batch_kept(m, batch_size, se
     first, second, third = epochs(m, batch_size, seed, 3)
     for epoch in (first, second, third):
         sizes = [len(b) for b in epoch]
-        # Every batch is full except the last, which holds what is left over (DataLoader's drop_last=False).
+        # Every batch is full except the last, which holds what is left over (DataLoader's
+        # drop_last=False).
         assert sizes[:-1] == [batch_size] * (len(sizes) - 1)
         assert sizes[-1] == m - batch_size * (len(sizes) - 1)
         assert sorted(np.concatenate(epoch).tolist()) == list(range(m))
     # The same seed replays the same order; each epoch draws a fresh permutation.
-    assert all(np.array_equal(a, b) for a, b in zip(first, epochs(m, batch_size, seed, 1)[0], strict=True))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(first, epochs(m, batch_size, seed, 1)[0], strict=True)
+    )
     if m >= 8:
         orders = [np.concatenate(e) for e in (first, second, third)]
         assert not (np.array_equal(orders[0], orders[1]) and np.array_equal(orders[1], orders[2]))
@@ -179,18 +189,21 @@ def test_full_batch_is_every_sample_in_natural_order(m, extra, seed):
 
 
 def test_different_seeds_give_different_orders():
-    assert not np.array_equal(np.concatenate(epochs(40, 7, 0, 1)[0]), np.concatenate(epochs(40, 7, 1, 1)[0]))
+    assert not np.array_equal(
+        np.concatenate(epochs(40, 7, 0, 1)[0]), np.concatenate(epochs(40, 7, 1, 1)[0])
+    )
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 32, 200])
 def test_numpy_and_torch_loaders_give_the_same_batches(batch_size):
     data = lib.datasets.linear(m=45, n=2, seed=9)
     numpy_batches = data_module.loader(data.X, data.y, batch_size, 11)
-    torch_batches = torch_side.loader(data.X, data.y, batch_size, 11)
+    torch_batches = data_module.torch_loader(data.X, data.y, batch_size, 11)
     for _ in range(20):
         (x_np, y_np), (x_t, y_t) = next(numpy_batches), next(torch_batches)
         assert x_t.dtype == torch.float64
-        assert y_t.shape == (len(y_np), 1)  # shaped like nn.Linear's outputs, so MSELoss does not broadcast
+        # Shaped like nn.Linear's outputs, so MSELoss does not broadcast.
+        assert y_t.shape == (len(y_np), 1)
         np.testing.assert_array_equal(x_t.numpy(), x_np)
         np.testing.assert_array_equal(y_t.numpy()[:, 0], y_np)
 

@@ -10,7 +10,6 @@ import lib
 from lib import datasets
 from lib.engine import lockstep
 from lib.io.datasets import CLASSIFICATION, PRESETS, REGRESSION
-from lib.twins.manual import mlp_views
 
 SEEDED = [key for key, p in PRESETS.items() if p.seeded]
 REGRESSIONS = [key for key, p in PRESETS.items() if p.task == REGRESSION]
@@ -285,7 +284,7 @@ def test_moons_description_numbers():
     manual = lockstep.loops(data, cfg)[0]
     for _ in range(cfg.iterations):
         weights = next(manual)[1]
-    W1, b1, W2, b2 = mlp_views(weights, data.n, cfg.hidden, cfg.bias)
+    W1, b1, W2, b2 = cfg.layout(data.n).views(weights)
     logits = np.tanh(data.X @ W1.T + b1) @ W2 + b2[0]
     assert np.all((logits > 0) == (data.y == 1.0))
 
@@ -313,7 +312,7 @@ def test_classic_description():
 
 
 def test_linear_description_is_the_apps_default_data():
-    from pages.common import DEFAULTS
+    from pages.parts.labels import DEFAULTS
 
     preset = PRESETS["linear"]
     for seed in (0, 5):

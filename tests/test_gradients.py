@@ -1,4 +1,5 @@
-"""The hand-derived gradients equal torch autograd's, with torch as the reference (as micrograd's tests do)."""
+"""The hand-derived gradients equal torch autograd's, with torch as the reference (as micrograd's
+tests do)."""
 
 import numpy as np
 import pytest
@@ -7,11 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lib
+from lib.twins.layout import Layout
 
 LOSSES = ("mse", "half_mse", "sse")
 
 
-def reference(X: np.ndarray, y: np.ndarray, w: np.ndarray, loss: str, bias: bool) -> tuple[float, np.ndarray]:
+def reference(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, loss: str, bias: bool
+) -> tuple[float, np.ndarray]:
     """Loss and gradient at w by autograd on a fresh leaf tensor, written independently of lib."""
     weights = torch.tensor(w, dtype=torch.float64, requires_grad=True)
     n = X.shape[1]
@@ -61,7 +65,9 @@ def test_manual_gradient_and_loss_equal_autograd(loss, bias, seed, m, n, scale, 
     X, y, w = random_point(seed, m, n, scale, bias)
     w_before = w.copy()
     expected_loss, expected_grad = reference(X, y, w, loss, bias)
-    step = lib.manual_loop([(inputs_for(X, bias), y)], w, lr, loss)
+    step = lib.manual_loop(
+        [(inputs_for(X, bias), y)], w, lr, layout=Layout("linear", n, bias), loss_name=loss
+    )
     value, weights, grad = next(step)
     assert_close(grad, expected_grad)
     np.testing.assert_allclose(value, expected_loss, rtol=1e-12, atol=1e-300)
@@ -79,7 +85,9 @@ def test_torch_loop_gradient_equals_autograd(loss, bias, seed, m, n):
     X, y, w = random_point(seed, m, n, 1.0, bias)
     expected_loss, expected_grad = reference(X, y, w, loss, bias)
     batch = (torch.from_numpy(X), torch.from_numpy(y).unsqueeze(1))
-    value, weights, grad = next(lib.torch_loop([batch], w, 0.1, loss, True, bias))
+    value, weights, grad = next(
+        lib.torch_loop([batch], w, 0.1, layout=Layout("linear", n, bias), loss_name=loss)
+    )
     assert_close(grad, expected_grad)
     np.testing.assert_allclose(value, expected_loss, rtol=1e-12)
     assert_close(weights, w - 0.1 * expected_grad)
@@ -93,9 +101,22 @@ def test_without_zero_grad_gradients_accumulate_like_torch(loss, bias):
     n, lr = 3, 0.01
     batches = [(rng.normal(size=(5, n)), rng.normal(size=5)) for _ in range(4)]
     w = rng.normal(size=n + int(bias))
-    manual = lib.manual_loop([(inputs_for(X, bias), y) for X, y in batches], w, lr, loss, zero_grad=False)
+    layout = Layout("linear", n, bias)
+    manual = lib.manual_loop(
+        [(inputs_for(X, bias), y) for X, y in batches],
+        w,
+        lr,
+        layout=layout,
+        loss_name=loss,
+        zero_grad=False,
+    )
     twin = lib.torch_loop(
-        [(torch.from_numpy(X), torch.from_numpy(y).unsqueeze(1)) for X, y in batches], w, lr, loss, False, bias
+        [(torch.from_numpy(X), torch.from_numpy(y).unsqueeze(1)) for X, y in batches],
+        w,
+        lr,
+        layout=layout,
+        loss_name=loss,
+        zero_grad=False,
     )
     expected_w, total = w.copy(), np.zeros_like(w)
     for (X, y), (_, w_m, g_m), (_, w_t, g_t) in zip(batches, manual, twin, strict=True):

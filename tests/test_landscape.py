@@ -1,4 +1,5 @@
-"""lib.landscape: the loss over two chosen weights, checked against a direct evaluation at grid points."""
+"""lib.landscape: the loss over two chosen weights, checked against a direct evaluation at grid
+points."""
 
 import warnings
 
@@ -22,15 +23,17 @@ def classes(m: int = 60, n: int = 2, seed: int = 0) -> lib.Dataset:
 
 
 def full_weights_at(result: lib.Result, s, a: int, b: int) -> np.ndarray:
-    """Every weight at grid cell (a, b): the held (last finite manual) weights with the two chosen ones replaced."""
+    """Every weight at grid cell (a, b): the held (last finite manual) weights with the two
+    chosen ones replaced."""
     w = result.manual.weights[-1].copy()
     w[s.i], w[s.j] = s.a_values[a], s.b_values[b]
     return w
 
 
 def torch_full_loss(data: lib.Dataset, cfg: lib.Config, w: np.ndarray) -> float:
-    """The loss of the whole data set as torch computes it: the model loaded with w, the criterion on its outputs."""
-    net = make_model(cfg.model, data.n, cfg.bias, cfg.hidden, cfg.activation, torch.float64)
+    """The loss of the whole data set as torch computes it: the model loaded with w, the
+    criterion on its outputs."""
+    net = make_model(cfg.layout(data.n), torch.float64)
     share_one_vector(net, w, torch.float64)
     with torch.no_grad():
         outputs = net(torch.from_numpy(np.array(data.X))).squeeze(-1)
@@ -41,8 +44,11 @@ def torch_full_loss(data: lib.Dataset, cfg: lib.Config, w: np.ndarray) -> float:
 @pytest.mark.parametrize("bias", [True, False])
 def test_the_exact_surface_is_the_full_data_loss_at_random_cells(loss, bias):
     data = lib.datasets.linear(m=40, n=3, noise=0.3, seed=2)
-    # Mini-batches and few steps: the final weights are not the minimum, so every term of the quadratic counts.
-    cfg = lib.Config(lr=0.02, batch_size=8, iterations=25, loss=loss, bias=bias, init="normal", seed=1)
+    # Mini-batches and few steps: the final weights are not the minimum, so every term of the
+    # quadratic counts.
+    cfg = lib.Config(
+        lr=0.02, batch_size=8, iterations=25, loss=loss, bias=bias, init="normal", seed=1
+    )
     result = lib.run(data, cfg)
     rng = np.random.default_rng(0)
     n_weights = len(result.weight_names)
@@ -65,8 +71,24 @@ def test_the_exact_surface_is_the_full_data_loss_at_random_cells(loss, bias):
     [
         lib.Config(model="logistic", lr=0.5, batch_size=16, iterations=30, init="normal"),
         lib.Config(model="logistic", lr=0.5, batch_size=60, iterations=30, bias=False),
-        lib.Config(model="mlp", hidden=3, activation="tanh", lr=0.2, batch_size=16, iterations=30, init="normal"),
-        lib.Config(model="mlp", hidden=3, activation="relu", lr=0.1, iterations=30, init="normal", bias=False),
+        lib.Config(
+            model="mlp",
+            hidden=3,
+            activation="tanh",
+            lr=0.2,
+            batch_size=16,
+            iterations=30,
+            init="normal",
+        ),
+        lib.Config(
+            model="mlp",
+            hidden=3,
+            activation="relu",
+            lr=0.1,
+            iterations=30,
+            init="normal",
+            bias=False,
+        ),
         lib.Config(model="mlp", hidden=4, loss="bce", lr=0.3, iterations=30, init="normal", seed=3),
     ],
     ids=["logistic", "logistic-nobias", "mlp-tanh", "mlp-relu-nobias", "mlp-bce"],
@@ -81,7 +103,9 @@ def test_the_grid_surface_is_torchs_criterion_at_grid_points(cfg):
         assert s.loss.shape == (12, 12) and np.isfinite(s.loss).all()
         for a, b in [(0, 0), (11, 5), (3, 11), (7, 7)]:
             w = full_weights_at(result, s, a, b)
-            assert s.loss[b, a] == pytest.approx(torch_full_loss(data, cfg, w), rel=1e-10, abs=1e-12)
+            assert s.loss[b, a] == pytest.approx(
+                torch_full_loss(data, cfg, w), rel=1e-10, abs=1e-12
+            )
 
 
 def test_the_grid_spans_both_trajectories_up_to_the_chosen_step():
@@ -96,7 +120,8 @@ def test_the_grid_spans_both_trajectories_up_to_the_chosen_step():
 
 
 def test_the_held_weights_are_the_final_ones():
-    """At the cell nearest the final (a, b), the surface is close to the run's final full-data loss."""
+    """At the cell nearest the final (a, b), the surface is close to the run's final full-data
+    loss."""
     data = lib.datasets.linear(m=50, n=3, seed=4)
     cfg = lib.Config(lr=0.05, batch_size=50, iterations=20)
     result = lib.run(data, cfg)
@@ -126,7 +151,8 @@ def test_numpy_integer_indices_are_fine():
 
 def test_a_model_with_only_some_weights_recorded_is_refused_in_words():
     data = lib.datasets.linear(m=20, n=3, seed=0)
-    cfg = lib.Config(model="mlp", hidden=40, iterations=3)  # 40 * (3 + 2) + 1 = 201 weights, 128 recorded
+    # 40 * (3 + 2) + 1 = 201 weights, 128 recorded.
+    cfg = lib.Config(model="mlp", hidden=40, iterations=3)
     result = lib.run(data, cfg)
     assert len(result.weight_names) < cfg.n_params(data.n)
     with pytest.raises(ValueError, match="only some of them were recorded"):
@@ -138,9 +164,12 @@ def test_a_diverged_run_uses_its_finite_part_without_warnings():
     cfg = lib.Config(lr=5.0, batch_size=50, iterations=2000)
     result = lib.run(data, cfg)
     assert result.stopped == "diverged"
-    assert not np.isfinite(result.manual.weights[-1]).all() or not np.isfinite(result.manual.loss[-1])
+    assert not np.isfinite(result.manual.weights[-1]).all() or not np.isfinite(
+        result.manual.loss[-1]
+    )
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # lib never prints, and numpy overflow warnings would be printing
+        # lib never prints, and numpy overflow warnings would be printing.
+        warnings.simplefilter("error")
         s = surface(data, result, 0, 1, size=15)
         early = surface(data, result, 0, 1, size=15, upto=5)
     for grid in (s.a_values, s.b_values, early.a_values, early.b_values):
@@ -152,7 +181,8 @@ def test_a_diverged_run_uses_its_finite_part_without_warnings():
     assert early.a_values.min() < first.min() and first.max() < early.a_values.max()
     assert early.a_values.max() - early.a_values.min() < 2 * (first.max() - first.min()) + 1
     assert s.a_values.max() - s.a_values.min() > 1e100
-    # Held at the last finite weights (about 1e154), the loss overflows: cells are nan or inf, never a warning.
+    # Held at the last finite weights (about 1e154), the loss overflows: cells are nan or inf, never
+    # a warning.
     assert not np.isfinite(s.loss).any()
 
 

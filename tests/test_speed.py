@@ -1,4 +1,5 @@
-"""lib.speed: the step timings' structure, units and consistency (never how fast), and the sentence's numbers."""
+"""lib.speed: the step timings' structure, units and consistency (never how fast), and the
+sentence's numbers."""
 
 import ast
 import inspect
@@ -12,9 +13,10 @@ import torch
 
 import lib
 from lib import explain, speed
+from lib.engine.frames import function_of
 from lib.engine.lockstep import loops
 from lib.lessons.speed import PHASES, StepCosts, speed_sentence, step_costs, step_times
-from lib.twins.manual import manual_loop, manual_mlp_loop
+from lib.twins.manual import manual_loop
 from lib.twins.torch_side import torch_loop
 
 DATA = lib.datasets.linear(m=64, n=3, noise=0.1, seed=0)
@@ -43,16 +45,21 @@ def test_step_costs_structure_and_units(costs):
 
 
 def test_microseconds_agree_with_lib_run_seconds(costs):
-    # Units, not speed: lib.run's own wall time per step is the same order of magnitude as step_costs'
-    # microseconds (a factor of 1000 either way would be ns or ms); lib.run's includes recording and the noise.
+    # Units, not speed: lib.run's own wall time per step is the same order of magnitude as
+    # step_costs' microseconds (a factor of 1000 either way would be ns or ms); lib.run's includes
+    # recording and the noise.
     result = lib.run(DATA, CFG.replace(iterations=200))
     per_step_us = 1e6 * (result.manual.seconds + result.torch.seconds) / result.steps
     assert 0.05 < per_step_us / (costs.manual_us + costs.torch_us) < 50
 
 
 def test_phases_add_up_to_about_the_whole_step(costs):
-    # The phases are timed one by one, so their sum only roughly matches the whole step: a generous factor.
-    for phases, whole in ((costs.manual_phases, costs.manual_us), (costs.torch_phases, costs.torch_us)):
+    # The phases are timed one by one, so their sum only roughly matches the whole step: a generous
+    # factor.
+    for phases, whole in (
+        (costs.manual_phases, costs.manual_us),
+        (costs.torch_phases, costs.torch_us),
+    ):
         assert 0.2 < sum(phases.values()) / whole < 5
 
 
@@ -63,15 +70,19 @@ def test_the_counted_operations_are_where_the_loop_does_tensor_work(costs):
     assert costs.ops_per_step == sum(ops.values())
 
 
-@pytest.mark.parametrize("func", [manual_loop, manual_mlp_loop, torch_loop])
-def test_each_timed_phase_is_the_loops_own_source(func):
-    # What is exec'd per phase is sliced from the loop function itself, so it cannot drift from the loop.
-    mlp = func is manual_mlp_loop
+@pytest.mark.parametrize(
+    ("func", "mlp"),
+    [(manual_loop, False), (manual_loop, True), (torch_loop, False), (torch_loop, True)],
+)
+def test_each_timed_phase_is_the_loops_own_source(func, mlp):
+    # What is exec'd per phase is sliced from the loop function itself, so it cannot drift from the
+    # loop. One manual_loop runs every model: the mlp's phases are its source too.
     data = lib.datasets.moons(m=40, seed=0) if mlp else DATA
     cfg = lib.Config(model="mlp", loss="bce", batch_size=8, hidden=4) if mlp else CFG
     manual, twin, _ = loops(data, cfg)
     gen = twin if func is torch_loop else manual
     next(gen)
+    assert function_of(gen) is func
     texts = speed.phase_texts(gen)
     source = explain.phase_source(func)
     assert tuple(texts) == PHASES
@@ -123,8 +134,12 @@ def make(**changes) -> StepCosts:
         manual_us=9.5,
         torch_us=123.0,
         one_row_us=MappingProxyType({"manual": 8.0, "torch": 117.0}),
-        manual_phases=MappingProxyType(dict(zip(PHASES, (1.7, 1.1, 0.9, 1.8, 1.8, 1.2, 0.3), strict=True))),
-        torch_phases=MappingProxyType(dict(zip(PHASES, (9.8, 11.4, 9.8, 15.6, 39.1, 26.4, 4.7), strict=True))),
+        manual_phases=MappingProxyType(
+            dict(zip(PHASES, (1.7, 1.1, 0.9, 1.8, 1.8, 1.2, 0.3), strict=True))
+        ),
+        torch_phases=MappingProxyType(
+            dict(zip(PHASES, (9.8, 11.4, 9.8, 15.6, 39.1, 26.4, 4.7), strict=True))
+        ),
         torch_ops=MappingProxyType(dict(zip(PHASES, (3, 0, 2, 1, 10, 2, 3), strict=True))),
         call_us=MappingProxyType({"torch": 0.84, "numpy": 0.26}),
     )
@@ -135,17 +150,28 @@ def test_the_sentence_says_the_measured_numbers():
     text = speed_sentence(make())
     assert text.startswith("Torch took 13× numpy's time per step here (123 µs against 9.50 µs;")
     assert "batches of 32 rows, 4 weights, 1 thread, fastest of 30 steps each" in text
-    assert "nearly all of it is a fixed cost" in text and "one-row batches its step took 117 µs (95% as long)" in text
+    assert (
+        "nearly all of it is a fixed cost" in text
+        and "one-row batches its step took 117 µs (95% as long)" in text
+    )
     assert "Its 21 tensor operations would cost about 17.6 µs" in text  # 21 x 0.84
     assert "a 1-element torch.add (0.84 µs; np.add 0.26 µs)" in text
-    assert "backward() took 39.1 µs for 10 tensor operations, against 1.80 µs for the hand-written gradient" in text
+    assert (
+        "backward() took 39.1 µs for 10 tensor operations, "
+        "against 1.80 µs for the hand-written gradient" in text
+    )
     assert "optimizer.zero_grad() took 11.4 µs with no tensor operation at all" in text
 
 
 def test_every_number_in_the_sentence_of_a_real_measurement_is_one_of_its_numbers(costs):
     text = speed_sentence(costs)
     shown = set(re.findall(r"[\d,]+(?:\.\d+)? [µm]s", text))
-    measured = [costs.manual_us, costs.torch_us, *costs.one_row_us.values(), *costs.call_us.values()]
+    measured = [
+        costs.manual_us,
+        costs.torch_us,
+        *costs.one_row_us.values(),
+        *costs.call_us.values(),
+    ]
     measured += [*costs.manual_phases.values(), *costs.torch_phases.values()]
     if costs.torch_ops is not None:
         measured.append(costs.ops_per_step * costs.call_us["torch"])
@@ -154,16 +180,26 @@ def test_every_number_in_the_sentence_of_a_real_measurement_is_one_of_its_number
 
 def test_the_sentence_follows_what_was_measured():
     grows = speed_sentence(
-        make(torch_us=600.0, manual_us=160.0, one_row_us=MappingProxyType({"manual": 8, "torch": 110}))
+        make(
+            torch_us=600.0,
+            manual_us=160.0,
+            one_row_us=MappingProxyType({"manual": 8, "torch": 110}),
+        )
     )
-    assert "3.8× numpy's time" in grows and "most of it grows with the batch" in grows and "18% as long" in grows
+    assert (
+        "3.8× numpy's time" in grows
+        and "most of it grows with the batch" in grows
+        and "18% as long" in grows
+    )
     assert "fixed cost" not in grows and "machinery" not in grows
     assert "the largest gap: backward() took 39.1 µs" in grows
     faster = speed_sentence(make(torch_us=50.0, manual_us=100.0))
     assert faster.startswith("Here torch's step took 50.0 µs against numpy's 100 µs (2.0× faster;")
     uncounted = speed_sentence(make(torch_ops=None))
     assert "tensor operations" not in uncounted and "0.84 µs" in uncounted
-    one_row = speed_sentence(make(batch=1, one_row_us=MappingProxyType({"manual": 9.5, "torch": 123.0})))
+    one_row = speed_sentence(
+        make(batch=1, one_row_us=MappingProxyType({"manual": 9.5, "torch": 123.0}))
+    )
     assert "one-row batches" not in one_row and "batches of 1 rows" in one_row
 
 

@@ -1,4 +1,5 @@
-"""lib.trace: stepping the real loop generators gives exactly lib.run's numbers, every line of them."""
+"""lib.trace: stepping the real loop generators gives exactly lib.run's numbers, every line of
+them."""
 
 import itertools
 import math
@@ -8,6 +9,7 @@ import pytest
 
 import lib
 from lib.engine.trace import Stepper
+from lib.twins.manual import SLOPES
 
 DATA = lib.datasets.linear(m=40, n=3, noise=0.1, seed=1)
 _X = np.random.default_rng(2).normal(size=(40, 2))
@@ -17,14 +19,34 @@ CASES = {
     "mse minibatch": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=25)),
     "sse full batch, no zero_grad, normal init": (
         DATA,
-        lib.Config(lr=0.001, batch_size=100, iterations=12, loss="sse", zero_grad=False, init="normal", seed=3),
+        lib.Config(
+            lr=0.001,
+            batch_size=100,
+            iterations=12,
+            loss="sse",
+            zero_grad=False,
+            init="normal",
+            seed=3,
+        ),
     ),
-    "half_mse no bias": (DATA, lib.Config(lr=0.1, batch_size=7, iterations=20, loss="half_mse", bias=False)),
-    "mixed conventions": (DATA, lib.Config(lr=0.02, batch_size=8, iterations=15, manual_loss="half_mse")),
-    "float32 torch": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=15, torch_dtype="float32")),
+    "half_mse no bias": (
+        DATA,
+        lib.Config(lr=0.1, batch_size=7, iterations=20, loss="half_mse", bias=False),
+    ),
+    "mixed conventions": (
+        DATA,
+        lib.Config(lr=0.02, batch_size=8, iterations=15, manual_loss="half_mse"),
+    ),
+    "float32 torch": (
+        DATA,
+        lib.Config(lr=0.05, batch_size=8, iterations=15, torch_dtype="float32"),
+    ),
     "adam": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=15, optimizer="adam")),
     "logistic": (BLOBS, lib.Config(lr=0.1, batch_size=8, iterations=15, model="logistic")),
-    "mlp": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=15, model="mlp", hidden=4, init="normal")),
+    "mlp": (
+        DATA,
+        lib.Config(lr=0.05, batch_size=8, iterations=15, model="mlp", hidden=4, init="normal"),
+    ),
 }
 
 
@@ -58,17 +80,28 @@ def test_every_number_of_a_step_matches_run_and_the_data(case):
         for loop in ("manual", "torch"):
             side, history = getattr(step, loop), getattr(result, loop)
             np.testing.assert_array_equal(side.indices, rows)
-            np.testing.assert_allclose(side.inputs, data.X[rows], rtol=1e-6 if loop == "torch" else 0)
-            np.testing.assert_allclose(side.labels, data.y[rows], rtol=1e-6 if loop == "torch" else 0)
+            np.testing.assert_allclose(
+                side.inputs, data.X[rows], rtol=1e-6 if loop == "torch" else 0
+            )
+            np.testing.assert_allclose(
+                side.labels, data.y[rows], rtol=1e-6 if loop == "torch" else 0
+            )
             assert side.loss == history.loss[t]
             np.testing.assert_array_equal(side.weights_before, history.weights[t])
             np.testing.assert_array_equal(side.weights_after, history.weights[t + 1])
-            assert math.isclose(np.linalg.norm(side.gradient.astype(np.float64)), history.grad_norm[t], rel_tol=1e-14)
+            assert math.isclose(
+                np.linalg.norm(side.gradient.astype(np.float64)),
+                history.grad_norm[t],
+                rel_tol=1e-14,
+            )
             assert side.predictions.shape == side.sample_loss.shape == (len(rows),)
         if cfg.optimizer == "sgd":
-            np.testing.assert_allclose(step.manual.update, -cfg.lr * step.manual.gradient, rtol=1e-12, atol=1e-15)
-        # The batch loss is the mean of the per-sample terms (sse: their sum), under each loop's own convention.
-        for side, convention in ((step.manual, cfg.hand_loss), (step.torch, cfg.loss)):
+            np.testing.assert_allclose(
+                step.manual.update, -cfg.lr * step.manual.gradient, rtol=1e-12, atol=1e-15
+            )
+        # The batch loss is the mean of the per-sample terms (sse: their sum), under each loop's own
+        # convention.
+        for side, convention in ((step.manual, cfg.loss_for("manual")), (step.torch, cfg.loss)):
             reduce = np.sum if convention == "sse" else np.mean
             rel = 1e-6 if side is step.torch and cfg.torch_dtype == "float32" else 1e-12
             assert reduce(side.sample_loss) == pytest.approx(side.loss, rel=rel)
@@ -78,10 +111,21 @@ def test_step_lines_are_the_loop_variables():
     data, cfg = CASES["mse minibatch"]
     step = Stepper(data, cfg).run_to(3)
     m, t = step.manual.lines, step.torch.lines
-    # The hand loop's own variables: inputs carry the column of ones, error = labels - h, d_weights = -gradient.
+    # The hand loop's own variables: inputs carry the column of ones, outputs = inputs @ weights
+    # before the update, h = outputs (mse), delta = -dloss/doutputs = 2/batch (labels - h), neg_grad
+    # = -gradient.
     np.testing.assert_array_equal(m["inputs"][:, -1], np.ones(len(m["labels"])))
-    np.testing.assert_array_equal(m["error"], m["labels"] - m["h"])
-    np.testing.assert_array_equal(m["d_weights"], -step.manual.gradient)
+    np.testing.assert_allclose(m["outputs"], m["inputs"] @ step.manual.weights_before, rtol=1e-14)
+    np.testing.assert_array_equal(m["h"], m["outputs"])
+    batch = len(m["labels"])
+    assert batch == cfg.batch_size
+    np.testing.assert_allclose(
+        m["delta"], SLOPES["mse"](batch) * (m["labels"] - m["h"]), rtol=1e-15
+    )
+    np.testing.assert_array_equal(m["neg_grad"], -step.manual.gradient)
+    np.testing.assert_allclose(m["neg_grad"], m["inputs"].T @ m["delta"], rtol=1e-14)
+    assert m["loss"] == step.manual.loss
+    assert not {"z", "error", "d_weights"} & set(m)  # the names before the rename are gone
     grad = np.concatenate([g.ravel() for g in t["grad"].values()])
     np.testing.assert_array_equal(grad, step.torch.gradient)
     assert set(t["grad"]) == {"weight", "bias"}
@@ -115,7 +159,14 @@ def test_a_step_that_left_the_cache_is_recomputed_identically():
     assert again is not early
     for loop in ("manual", "torch"):
         a, b = getattr(early, loop), getattr(again, loop)
-        for field in ("loss", "gradient", "weights_before", "weights_after", "predictions", "reset_before"):
+        for field in (
+            "loss",
+            "gradient",
+            "weights_before",
+            "weights_after",
+            "predictions",
+            "reset_before",
+        ):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
 
@@ -123,9 +174,9 @@ def test_reset_line_buffers_follow_zero_grad():
     data, cfg = CASES["mse minibatch"]
     stepper = Stepper(data, cfg)
     s0, s1 = stepper.next(), stepper.next()
-    np.testing.assert_array_equal(s0.manual.reset_before, np.zeros(4))  # d_weights starts as zeros
+    np.testing.assert_array_equal(s0.manual.reset_before, np.zeros(4))  # neg_grad starts as zeros
     assert s0.torch.reset_before is None  # .grad starts as None
-    np.testing.assert_array_equal(s1.manual.reset_before, s0.manual.lines["d_weights"])
+    np.testing.assert_array_equal(s1.manual.reset_before, s0.manual.lines["neg_grad"])
     np.testing.assert_array_equal(s1.torch.reset_before, s0.torch.gradient)
     np.testing.assert_array_equal(s1.manual.reset_after, np.zeros(4))
     assert s1.torch.reset_after is None
@@ -171,18 +222,21 @@ def test_previous_before_the_first_step_and_reset():
     stepper.run_to(4)
     stepper.reset()
     assert stepper.step == -1 and stepper.taken == 0 and stepper.current is None
-    np.testing.assert_array_equal(stepper.next().manual.weights_before, lib.initial_weights(data, cfg))
+    np.testing.assert_array_equal(
+        stepper.next().manual.weights_before, lib.initial_weights(data, cfg)
+    )
 
 
 def test_functions_are_the_loops_that_run():
     data, cfg = CASES["mse minibatch"]
     assert Stepper(data, cfg).functions == (lib.manual_loop, lib.torch_loop)
-    data, cfg = CASES["mlp"]
-    assert Stepper(data, cfg).functions == (lib.manual_mlp_loop, lib.torch_loop)
+    data, cfg = CASES["mlp"]  # one hand loop for every model: the mlp runs manual_loop too
+    assert Stepper(data, cfg).functions == (lib.manual_loop, lib.torch_loop)
 
 
 @pytest.mark.parametrize(
-    ("n", "words"), [(-1, "from 0 to 24"), (25, "from 0 to 24"), (1.5, "whole number"), (True, "whole number")]
+    ("n", "words"),
+    [(-1, "from 0 to 24"), (25, "from 0 to 24"), (1.5, "whole number"), (True, "whole number")],
 )
 def test_bad_steps_are_refused_in_words(n, words):
     data, cfg = CASES["mse minibatch"]
@@ -198,7 +252,8 @@ def test_bad_arguments_are_refused_in_words():
 
 
 def test_batches_cycle_through_epochs_as_batch_indices_does():
-    data, cfg = CASES["half_mse no bias"]  # 40 samples in batches of 7: six batches an epoch, the last short
+    # 40 samples in batches of 7: six batches an epoch, the last short.
+    data, cfg = CASES["half_mse no bias"]
     stepper = Stepper(data, cfg)
     seen = [stepper.next().manual.indices for _ in range(6)]
     assert [len(s) for s in seen] == [7, 7, 7, 7, 7, 5]
@@ -218,7 +273,11 @@ def test_the_largest_difference_of_a_step_covers_the_optimizer_state():
 
 TERM_CASES = [
     (model, loss, bias)
-    for model, losses in (("linear", ("mse", "half_mse", "sse")), ("logistic", ("bce",)), ("mlp", lib.LOSSES))
+    for model, losses in (
+        ("linear", ("mse", "half_mse", "sse")),
+        ("logistic", ("bce",)),
+        ("mlp", lib.LOSSES),
+    )
     for loss in losses
     for bias in (True, False)
 ]
@@ -226,13 +285,27 @@ TERM_CASES = [
 
 @pytest.mark.parametrize(("model", "loss", "bias"), TERM_CASES)
 def test_the_loss_column_adds_up_to_the_loss_shown_for_every_convention(model, loss, bias):
-    """The per-sample column is the sample's term of the loss: its mean (sse: its sum) is the step's loss."""
+    """The per-sample column is the sample's term of the loss: its mean (sse: its sum) is the
+    step's loss."""
     data = BLOBS if loss == "bce" else DATA
-    cfg = lib.Config(lr=0.01, batch_size=8, iterations=4, loss=loss, model=model, bias=bias, init="normal", hidden=3)
+    cfg = lib.Config(
+        lr=0.01,
+        batch_size=8,
+        iterations=4,
+        loss=loss,
+        model=model,
+        bias=bias,
+        init="normal",
+        hidden=3,
+    )
     stepper = Stepper(data, cfg)
     reduce = np.sum if loss == "sse" else np.mean
-    term = {"mse": "(target − prediction)²", "half_mse": "½·(target − prediction)²", "sse": "(target − prediction)²",
-            "bce": "−[target·log p + (1 − target)·log(1 − p)]"}[loss]  # fmt: skip
+    term = {
+        "mse": "(target − prediction)²",
+        "half_mse": "½·(target − prediction)²",
+        "sse": "(target − prediction)²",
+        "bce": "−[target·log p + (1 − target)·log(1 − p)]",
+    }[loss]
     for _ in range(cfg.iterations):
         step = stepper.next()
         frame = step.batch_frame(data.feature_names)
@@ -243,10 +316,13 @@ def test_the_loss_column_adds_up_to_the_loss_shown_for_every_convention(model, l
             assert side.loss_from_terms == pytest.approx(side.loss, rel=1e-12)
             output = frame[f"{'logit' if loss == 'bce' else 'prediction'} ({loop})"].to_numpy()
             target = frame["target"].to_numpy()
-            if loss == "bce":  # the model's output is a logit; p is its sigmoid, the model's P(target = 1)
+            # The model's output is a logit; p is its sigmoid, the model's P(target = 1).
+            if loss == "bce":
                 p = frame[f"p = sigmoid(logit) ({loop})"].to_numpy()
                 np.testing.assert_allclose(p, 1 / (1 + np.exp(-output)), rtol=1e-12)
-                np.testing.assert_allclose(column, -(target * np.log(p) + (1 - target) * np.log(1 - p)), rtol=1e-9)
+                np.testing.assert_allclose(
+                    column, -(target * np.log(p) + (1 - target) * np.log(1 - p)), rtol=1e-9
+                )
             else:
                 half = 0.5 if loss == "half_mse" else 1.0
                 np.testing.assert_allclose(column, half * (target - output) ** 2, rtol=1e-12)
