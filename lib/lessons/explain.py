@@ -53,10 +53,10 @@ ROWS = (
         PHASES[0],
         "neg_grad = np.zeros_like(weights)",
         "optimizer.zero_grad()",
-        "The hand loop's backward line adds into `neg_grad` with `+=`, exactly as `backward()` adds into each "
-        "`.grad`, so without a reset the previous step's gradient would carry over into this one. "
-        "`optimizer.zero_grad()` is torch's reset. It is not automatic because adding is sometimes wanted "
-        "(gradient accumulation over several micro-batches).",
+        "The hand loop's backward line adds into `neg_grad` with `+=`, exactly as `backward()` "
+        "adds into each `.grad`, so without a reset the previous step's gradient would carry "
+        "over into this one. `optimizer.zero_grad()` is torch's reset. It is not automatic "
+        "because adding is sometimes wanted (gradient accumulation over several micro-batches).",
     ),
     Row(
         "forward",
@@ -64,9 +64,10 @@ ROWS = (
         PHASES[1],
         "outputs = inputs @ weights",
         "outputs = net(inputs)",
-        "Both compute the predictions from the current weights. The hand loop's inputs carry a last column of "
-        "ones, so the bias is one more weight; `net(inputs)` computes `inputs @ weight.T + bias` and, because "
-        "the parameters require grad, records the graph that `backward()` will walk.",
+        "Both compute the predictions from the current weights. The hand loop's inputs "
+        "carry a last column of ones, so the bias is one more weight; `net(inputs)` "
+        "computes `inputs @ weight.T + bias` and, because the parameters require grad, "
+        "records the graph that `backward()` will walk.",
     ),
     Row(
         "loss",
@@ -74,8 +75,8 @@ ROWS = (
         PHASES[2],
         "loss = np.mean((labels - h) ** 2)",
         "loss = criterion(outputs, labels)",
-        "Both compare predictions with labels. The hand loop writes the formula out and computes the loss only "
-        "to report it; torch keeps the loss *tensor*, the root of the graph.",
+        "Both compare predictions with labels. The hand loop writes the formula out and computes "
+        "the loss only to report it; torch keeps the loss *tensor*, the root of the graph.",
     ),
     Row(
         "backward",
@@ -83,10 +84,11 @@ ROWS = (
         PHASES[3],
         "neg_grad += inputs.T @ delta",
         "loss.backward()",
-        "The hand loop writes the derivative out: `delta = k · (labels − h)`, then `neg_grad += inputsᵀ · delta`, "
-        "with `k` = 2/m for `MSELoss()` (the convention here), where m is the batch size. `loss.backward()` derives "
-        "the same numbers with the opposite sign (`.grad == -neg_grad`: the gradient itself) by walking the graph "
-        "back from the loss, and adds them into each parameter's `.grad`.",
+        "The hand loop writes the derivative out: `delta = k · (labels − h)`, then "
+        "`neg_grad += inputsᵀ · delta`, with `k` = 2/m for `MSELoss()` (the convention "
+        "here), where m is the batch size. `loss.backward()` derives the same numbers "
+        "with the opposite sign (`.grad == -neg_grad`: the gradient itself) by walking "
+        "the graph back from the loss, and adds them into each parameter's `.grad`.",
     ),
     Row(
         "update",
@@ -94,14 +96,15 @@ ROWS = (
         PHASES[4],
         "optimizer.step(-neg_grad)",
         "optimizer.step()",
-        "The hand loop hands the gradient, `-neg_grad`, to its own optimizer; for plain SGD that step is "
-        "`weights -= lr * grad`, so the weights move by `+lr * neg_grad` (`neg_grad` points downhill). "
-        "Torch's `.grad` is the gradient itself (it points uphill) and `SGD.step()` does `p -= lr * p.grad`. "
-        "The same move, from opposite signs of what is stored.",
+        "The hand loop hands the gradient, `-neg_grad`, to its own optimizer; for plain "
+        "SGD that step is `weights -= lr * grad`, so the weights move by "
+        "`+lr * neg_grad` (`neg_grad` points downhill). Torch's `.grad` is the gradient "
+        "itself (it points uphill) and `SGD.step()` does `p -= lr * p.grad`. The same "
+        "move, from opposite signs of what is stored.",
     ),
 )
-# Row.text is the text for the default configuration (linear model with a bias, MSELoss(), plain SGD);
-# row_text gives the one for any Config, which is what the Code map shows.
+# Row.text is the text for the default configuration (linear model with a bias, MSELoss(), plain
+# SGD); row_text gives the one for any Config, which is what the Code map shows.
 
 SLOPES = MappingProxyType({"mse": "2/m", "half_mse": "1/m", "sse": "2", "bce": "1/m"})
 LOSS_NAMES = MappingProxyType(
@@ -116,18 +119,24 @@ LOSS_NAMES = MappingProxyType(
 
 def _plain_sgd(cfg: Config) -> bool:
     """SGD with no momentum, weight decay or maximize: every step is p -= lr * grad."""
-    return cfg.optimizer == "sgd" and not any(_kwarg(cfg, k) for k in ("momentum", "weight_decay", "maximize"))
+    return cfg.optimizer == "sgd" and not any(
+        _kwarg(cfg, k) for k in ("momentum", "weight_decay", "maximize")
+    )
 
 
 def row_text(row: Row, cfg: Config) -> str:
-    """What the row's two lines do, exactly, for this Config's model, bias, loss, optimizer and switches."""
+    """What the row's two lines do, exactly, for this Config.
+
+    For its model, bias, loss, optimizer and switches.
+    """
     act = {"tanh": "tanh", "relu": "relu"}[cfg.activation]
     if row.key == "reset":
         text = row.text
         if not cfg.zero_grad:
             text += (
-                " **In this configuration the reset is switched off in both loops** (`zero_grad=False`): each "
-                "step's gradient is added to the sum of all the earlier ones."
+                " **In this configuration the reset is switched off in both loops** "
+                "(`zero_grad=False`): each step's gradient is added to the sum of all "
+                "the earlier ones."
             )
         return text
     if row.key == "forward":
@@ -135,41 +144,51 @@ def row_text(row: Row, cfg: Config) -> str:
             bias = " + b1" if cfg.bias else ""
             out = " + b2" if cfg.bias else ""
             layers = (
-                "Linear, " + ("Tanh" if act == "tanh" else "ReLU") + ", Linear" + ("" if cfg.bias else " (bias=False)")
+                "Linear, "
+                + ("Tanh" if act == "tanh" else "ReLU")
+                + ", Linear"
+                + ("" if cfg.bias else " (bias=False)")
             )
             text = (
-                f"Both compute the predictions from the current weights, one layer at a time: by hand "
-                f"`a1 = inputs @ W1.T{bias}`, `h1 = {act}(a1)`, `outputs = h1 @ W2{out}`; `net` is an `nn.Sequential` of "
-                f"{layers}, and because its parameters require grad, `net(inputs)` also records the graph that "
-                "`backward()` will walk. The hand loop keeps `a1` and `h1`: its backward pass needs them."
+                "Both compute the predictions from the current weights, one layer at a time: by "
+                f"hand `a1 = inputs @ W1.T{bias}`, `h1 = {act}(a1)`, `outputs = h1 @ W2{out}`; "
+                f"`net` is an `nn.Sequential` of {layers}, and because its parameters require "
+                "grad, `net(inputs)` also records the graph that `backward()` will walk. The "
+                "hand loop keeps `a1` and `h1`: its backward pass needs them."
             )
         elif cfg.bias:
             text = (
-                "Both compute the predictions from the current weights. The hand loop's inputs carry a last column "
-                "of ones, so the bias is one more weight; `net(inputs)` computes `inputs @ weight.T + bias` and, "
-                "because the parameters require grad, records the graph that `backward()` will walk."
+                "Both compute the predictions from the current weights. The hand loop's "
+                "inputs carry a last column of ones, so the bias is one more weight; "
+                "`net(inputs)` computes `inputs @ weight.T + bias` and, because the "
+                "parameters require grad, records the graph that `backward()` will walk."
             )
         else:
             text = (
-                "Both compute the predictions from the current weights. There is no bias here: the hand loop's "
-                "inputs are the features alone, and `net = nn.Linear(n, 1, bias=False)` computes "
-                "`inputs @ weight.T`; because its weight requires grad, `net(inputs)` also records the graph that "
-                "`backward()` will walk."
+                "Both compute the predictions from the current weights. There is no bias here: "
+                "the hand loop's inputs are the features alone, and `net = nn.Linear(n, 1, "
+                "bias=False)` computes `inputs @ weight.T`; because its weight requires grad, "
+                "`net(inputs)` also records the graph that `backward()` will walk."
             )
         if cfg.loss == "bce":
             text += (
-                " The outputs are logits: the hand loop takes `h = sigmoid(outputs)` itself, and torch leaves the "
-                "sigmoid to `BCEWithLogitsLoss`."
+                " The outputs are logits: the hand loop takes `h = sigmoid(outputs)` "
+                "itself, and torch leaves the sigmoid to `BCEWithLogitsLoss`."
             )
         return text
     if row.key == "loss":
         h = "sigmoid(outputs)" if cfg.loss == "bce" else "outputs"
         return (
-            f"Both compare predictions with labels (h = {h}). The hand loop writes the formula out and computes "
-            "the loss only to report it; torch keeps the loss *tensor*, the root of the graph."
+            f"Both compare predictions with labels (h = {h}). The hand loop writes the "
+            "formula out and computes the loss only to report it; torch keeps the loss "
+            "*tensor*, the root of the graph."
         )
     if row.key == "backward":
-        why = "a sum does not divide by the batch size m" if cfg.loss == "sse" else "m is the batch size"
+        why = (
+            "a sum does not divide by the batch size m"
+            if cfg.loss == "sse"
+            else "m is the batch size"
+        )
         k = f"`k` = {SLOPES[cfg.loss]} for {LOSS_NAMES[cfg.loss]}, the convention here ({why})"
         if cfg.model == "mlp":
             text = (
@@ -181,21 +200,23 @@ def row_text(row: Row, cfg: Config) -> str:
             )
         else:
             text = (
-                "The hand loop writes the derivative out: `delta = k · (labels − h)` is −dL/doutputs, then "
-                f"`neg_grad += inputsᵀ · delta`, with {k}."
+                "The hand loop writes the derivative out: `delta = k · (labels − h)` is "
+                f"−dL/doutputs, then `neg_grad += inputsᵀ · delta`, with {k}."
             )
         return text + (
-            " `loss.backward()` derives the same numbers with the opposite sign (`.grad == -neg_grad`: the "
-            "gradient itself) by walking the graph back from the loss, and adds them into each parameter's `.grad`."
+            " `loss.backward()` derives the same numbers with the opposite sign "
+            "(`.grad == -neg_grad`: the gradient itself) by walking the graph back from "
+            "the loss, and adds them into each parameter's `.grad`."
         )
     if row.key == "update":
         name = TORCH_NAMES[cfg.optimizer]
         if _plain_sgd(cfg):
             return row.text
         return (
-            f"The hand loop hands the gradient, `-neg_grad`, to its own `lib.optim.{name}`, which does "
-            f"`torch.optim.{name}`'s arithmetic in numpy; torch's `step()` reads the same gradient from each "
-            "parameter's `.grad` (it points uphill; `neg_grad` points downhill) and updates the parameters in "
+            "The hand loop hands the gradient, `-neg_grad`, to its own "
+            f"`lib.optim.{name}`, which does `torch.optim.{name}`'s arithmetic in numpy; "
+            "torch's `step()` reads the same gradient from each parameter's `.grad` (it "
+            "points uphill; `neg_grad` points downhill) and updates the parameters in "
             "place, from the optimizer's state as well as the gradient."
         )
     raise ValueError(f"row must be one of {', '.join(r.key for r in ROWS)}; got {row.key!r}")
@@ -208,7 +229,8 @@ class Evidence:
     ok: bool
     measured: dict = field(default_factory=dict)  # label -> number or short text
     note: str = ""  # one line on how it was measured
-    applies: bool = True  # False: nothing to measure here (a zero gradient, say), so the sentence is not shown
+    # False: nothing to measure here (a zero gradient, say), so the sentence is not shown
+    applies: bool = True
 
 
 @dataclass(frozen=True)
@@ -219,9 +241,12 @@ class Claim:
     row: str  # Row.key
     text: str
     check: Callable[..., Evidence]  # (data, cfg, t=0): measured on step t of this run
-    applies: Callable[[Config], bool] = lambda cfg: True  # False: the sentence does not apply, so it is not shown
-    about: Callable[[Config], bool] = lambda cfg: True  # False: not about this Config at all (another optimizer)
-    say: Callable[[Config], str] | None = None  # the sentence for a Config, where it depends on it; else `text`
+    # False: the sentence does not apply, so it is not shown
+    applies: Callable[[Config], bool] = lambda cfg: True
+    # False: not about this Config at all (another optimizer)
+    about: Callable[[Config], bool] = lambda cfg: True
+    # the sentence for a Config, where it depends on it; else `text`
+    say: Callable[[Config], str] | None = None
 
     def sentence(self, cfg: Config) -> str:
         """The sentence as it reads for this Config (model, bias, loss, optimizer)."""
@@ -252,7 +277,9 @@ def phase_source(func: Callable | str) -> dict[str, str]:
     ends = [i for i, line in enumerate(lines) if line.strip().startswith("yield ")]
     order = sorted(starts.items(), key=lambda kv: kv[1])
     out = {}
-    for (marker, start), nxt in zip(order, [*order[1:], (None, ends[-1] if ends else len(lines))], strict=True):
+    for (marker, start), nxt in zip(
+        order, [*order[1:], (None, ends[-1] if ends else len(lines))], strict=True
+    ):
         out[marker] = textwrap.dedent("\n".join(lines[start : nxt[1]])).rstrip()
     return out
 
@@ -261,7 +288,7 @@ def phase_source(func: Callable | str) -> dict[str, str]:
 
 
 def show(value, precision: int = 5) -> str:
-    """A value as a short line of text: numbers to `precision` digits, long arrays cut in the middle."""
+    """A value as a short line: numbers to `precision` digits, long arrays cut in the middle."""
     if value is None:
         return "None"
     if isinstance(value, str):
@@ -274,11 +301,12 @@ def show(value, precision: int = 5) -> str:
 
 
 def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tuple[str, object]]]:
-    """The values one row's lines produced in step t: ([(name, value)] of the hand loop, [...] of torch).
+    """The values one row's lines produced in step t.
 
-    The frames are read at the yield, after the whole step, so a variable a later line changes in
-    place (neg_grad, weights) is shown as the row's line left it: the reset from the previous
-    step's buffer, the weights before the update from the previous row of the history.
+    As ([(name, value)] of the hand loop, [...] of torch). The frames are read at the yield, after
+    the whole step, so a variable a later line changes in place (neg_grad, weights) is shown as the
+    row's line left it: the reset from the previous step's buffer, the weights before the update
+    from the previous row of the history.
     """
     m, t = step.manual, step.torch
     grads = t.lines["grad"]
@@ -290,7 +318,11 @@ def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tup
     if row == "forward":
         bce = "h" in m.lines and not np.array_equal(m.lines["h"], m.lines["outputs"])
         outputs = "outputs (the logits)" if bce else "outputs (the predictions)"
-        hand = [("inputs", m.lines["inputs"]), ("weights", m.weights_before), (outputs, m.lines["outputs"])]
+        hand = [
+            ("inputs", m.lines["inputs"]),
+            ("weights", m.weights_before),
+            (outputs, m.lines["outputs"]),
+        ]
         twin = [
             ("inputs", t.inputs),
             ("outputs", t.lines["outputs"][:, 0]),
@@ -304,14 +336,25 @@ def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tup
         )
     if row == "backward":
         return (
-            [("delta = −dloss/doutputs", m.lines["delta"]), ("neg_grad (the negative gradient)", m.lines["neg_grad"]),
-             ("-neg_grad", m.gradient)],  # fmt: skip
+            [
+                ("delta = −dloss/doutputs", m.lines["delta"]),
+                ("neg_grad (the negative gradient)", m.lines["neg_grad"]),
+                ("-neg_grad", m.gradient),
+            ],
             [(f"{name}.grad", g) for name, g in grads.items()],
         )
     if row == "update":
         return (
-            [("weights before", m.weights_before), ("update", m.update), ("weights after", m.weights_after)],
-            [("weights before", t.weights_before), ("update", t.update), ("weights after", t.weights_after)],
+            [
+                ("weights before", m.weights_before),
+                ("update", m.update),
+                ("weights after", m.weights_after),
+            ],
+            [
+                ("weights before", t.weights_before),
+                ("update", t.update),
+                ("weights after", t.weights_after),
+            ],
         )
     raise ValueError(f"row must be one of {', '.join(r.key for r in ROWS)}; got {row!r}")
 
@@ -322,7 +365,8 @@ def row_values(step: Step, row: str) -> tuple[list[tuple[str, object]], list[tup
 def _stepper_at(data: Dataset, cfg: Config, t) -> Stepper:
     """A Stepper of this very run standing on step t (or the step it diverged at, if earlier).
 
-    t may already be such a Stepper: verify_all runs a long run to step t once and hands it to every check.
+    t may already be such a Stepper: verify_all runs a long run to step t once and hands it to
+    every check.
     """
     if isinstance(t, Stepper):
         return t
@@ -342,7 +386,9 @@ def _where(step: Step) -> str:
 
 
 def _grads(net: torch.nn.Module) -> dict[str, torch.Tensor | None]:
-    return {name: (None if p.grad is None else p.grad.clone()) for name, p in net.named_parameters()}
+    return {
+        name: (None if p.grad is None else p.grad.clone()) for name, p in net.named_parameters()
+    }
 
 
 def _flat(grads: dict) -> np.ndarray:
@@ -350,8 +396,9 @@ def _flat(grads: dict) -> np.ndarray:
 
 
 def _model(data: Dataset, cfg: Config, t: int = 0, loss: str | None = None):
-    """The torch model of this Config at step t's weights (no .grad yet), a criterion (the run's, or `loss`), and
-    step t's batch: built with the torch loop's own make_model and torch_loss, so it is the net that loop trains."""
+    """The torch model of this Config at step t's weights (no .grad yet), a criterion (the run's, or
+    `loss`), and step t's batch: built with the torch loop's own make_model and torch_loss, so it is
+    the net that loop trains."""
     step = _step(data, cfg, t)
     dtype = getattr(torch, cfg.torch_dtype)
     net = make_model(cfg.layout(data.n), dtype)
@@ -362,15 +409,23 @@ def _model(data: Dataset, cfg: Config, t: int = 0, loss: str | None = None):
 
 
 def _hand_gradient(step: Step, cfg: Config, loss: str) -> np.ndarray:
-    """One step of this Config's hand loop, on step t's batch from step t's weights, under `loss`: its gradient."""
+    """The gradient of one step of this Config's hand loop under `loss`.
+
+    On step t's batch, from step t's weights.
+    """
     m = step.manual
     layout = cfg.layout(m.inputs.shape[1])
-    gen = manual_loop([(m.lines["inputs"], m.labels)], m.weights_before, cfg.lr, layout=layout, loss_name=loss)
+    gen = manual_loop(
+        [(m.lines["inputs"], m.labels)], m.weights_before, cfg.lr, layout=layout, loss_name=loss
+    )
     return np.array(next(gen)[2])
 
 
 def _dot_grad(step: Step) -> np.ndarray:
-    """Every parameter's .grad at step t, flat in the weights' order, as the torch loop's frame held them."""
+    """Every parameter's .grad at step t, flat in the weights' order.
+
+    As the torch loop's frame held them.
+    """
     return np.concatenate([g.ravel() for g in step.torch.lines["grad"].values()])
 
 
@@ -379,14 +434,22 @@ def _num(x: float) -> float:
 
 
 def _zero(what: str, step: Step) -> Evidence:
-    return Evidence(False, {"|gradient|": 0.0}, f"{what} is zero at {_where(step)}: the ratio is undefined", False)
+    return Evidence(
+        False,
+        {"|gradient|": 0.0},
+        f"{what} is zero at {_where(step)}: the ratio is undefined",
+        False,
+    )
 
 
 # ---------------------------------------------------------------- the checks
 
 
 def check_zero_grad_sets_none(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """After backward(), optimizer.zero_grad() leaves every .grad as None (zeros only with set_to_none=False)."""
+    """After backward(), optimizer.zero_grad() leaves every .grad as None.
+
+    Zeros only with set_to_none=False.
+    """
     net, criterion, inputs, labels = _model(data, cfg, t)
     optimizer = torch_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.optimizer_kwargs)
     criterion(net(inputs), labels).backward()
@@ -396,13 +459,22 @@ def check_zero_grad_sets_none(data: Dataset, cfg: Config, t: int = 0) -> Evidenc
     criterion(net(inputs), labels).backward()
     optimizer.zero_grad(set_to_none=False)
     zeros = _grads(net)
-    measured = {f"{name}.grad after zero_grad()": "None" if g is None else "a tensor" for name, g in after.items()}
+    measured = {
+        f"{name}.grad after zero_grad()": "None" if g is None else "a tensor"
+        for name, g in after.items()
+    }
     measured["with set_to_none=False"] = (
         "zeros" if all(g is not None and not g.any() for g in zeros.values()) else "not zeros"
     )
-    ok = had and all(g is None for g in after.values()) and measured["with set_to_none=False"] == "zeros"
+    ok = (
+        had
+        and all(g is None for g in after.values())
+        and measured["with set_to_none=False"] == "zeros"
+    )
     step = _step(data, cfg, t)
-    return Evidence(ok, measured, f"backward() on the batch of {_where(step)}, then optimizer.zero_grad()")
+    return Evidence(
+        ok, measured, f"backward() on the batch of {_where(step)}, then optimizer.zero_grad()"
+    )
 
 
 def check_backward_adds(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
@@ -410,7 +482,8 @@ def check_backward_adds(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     net, criterion, inputs, labels = _model(data, cfg, t)
     criterion(net(inputs), labels).backward()
     once = _flat(_grads(net))
-    criterion(net(inputs), labels).backward()  # a fresh forward: the same batch, no zero_grad() between
+    # a fresh forward: the same batch, no zero_grad() between
+    criterion(net(inputs), labels).backward()
     twice = _flat(_grads(net))
     step = _step(data, cfg, t)
     nonzero = np.abs(once) > 0
@@ -427,22 +500,27 @@ def forward_text(cfg: Config) -> str:
     """The forward claim for this model and bias."""
     what = "logits (the sigmoid comes later)" if cfg.loss == "bce" else "predictions"
     node = (
-        "and its result carries a `grad_fn`, the node the forward pass recorded last, which `backward()` reaches "
-        "first from the loss."
+        "and its result carries a `grad_fn`, the node the forward pass recorded last, "
+        "which `backward()` reaches first from the loss."
     )
     if cfg.model == "mlp":
         b1, b2 = (" + b1", " + b2") if cfg.bias else ("", "")
         return (
-            f"`net(inputs)` gives the same {what} as the hand loop's `{cfg.activation}(inputs @ W1.T{b1}) @ W2{b2}`, "
-            + node
+            f"`net(inputs)` gives the same {what} as the hand loop's "
+            f"`{cfg.activation}(inputs @ W1.T{b1}) @ W2{b2}`, " + node
         )
-    ones = "with a last column of ones (the bias)" if cfg.bias else "(no column of ones: there is no bias here)"
+    ones = (
+        "with a last column of ones (the bias)"
+        if cfg.bias
+        else "(no column of ones: there is no bias here)"
+    )
     return f"`net(inputs)` gives the same {what} as `inputs @ weights` {ones}, " + node
 
 
 def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """The hand loop's outputs equal net(inputs); the hand inputs have the ones column exactly when there is a bias
-    (linear models) or the net has the layers named (mlp); only torch's result carries a graph (grad_fn)."""
+    """The hand loop's outputs equal net(inputs); the hand inputs have the ones column exactly when
+    there is a bias (linear models) or the net has the layers named (mlp); only torch's result
+    carries a graph (grad_fn)."""
     step = _step(data, cfg, t)
     diff = float(step.diff("predictions").max())
     grad_fn = step.torch.lines["outputs.grad_fn"]
@@ -457,19 +535,29 @@ def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
         layers = [type(module).__name__ for module in net]
         measured["net"] = " → ".join(layers)
         shape_ok = layers == ["Linear", "Tanh" if cfg.activation == "tanh" else "ReLU", "Linear"]
-        shape_ok = shape_ok and all((layer.bias is not None) == cfg.bias for layer in (net[0], net[2]))
+        shape_ok = shape_ok and all(
+            (layer.bias is not None) == cfg.bias for layer in (net[0], net[2])
+        )
     else:
         inputs = step.manual.lines["inputs"]
         ones = inputs.shape[1] == data.n + 1 and bool(np.all(inputs[:, -1] == 1.0))
         measured["hand inputs' last column"] = "all ones" if ones else "features"
-        shape_ok = ones == cfg.bias and inputs.shape[1] == data.n + cfg.bias and (net.bias is not None) == cfg.bias
+        shape_ok = (
+            ones == cfg.bias
+            and inputs.shape[1] == data.n + cfg.bias
+            and (net.bias is not None) == cfg.bias
+        )
     scale = max(1.0, float(np.abs(step.torch.predictions).max()))
     ok = diff <= 1e-10 * scale and grad_fn != "None" and shape_ok and reached
     return Evidence(bool(ok), measured, _where(step) + ", both loops")
 
 
-def loss_blind_weights(func: Callable, arguments: dict, steps: int) -> tuple[list[float], np.ndarray]:
-    """Run a hand loop whose every loss line is made `loss = nan`: (the losses it saw, its weights after each step).
+def loss_blind_weights(
+    func: Callable, arguments: dict, steps: int
+) -> tuple[list[float], np.ndarray]:
+    """Run a hand loop whose every loss line is made `loss = nan`.
+
+    Returns (the losses it saw, its weights after each step).
 
     The function is compiled again from its own source with only the assignments to `loss` changed,
     in a copy of its globals, so nothing else runs differently and other threads keep the real one.
@@ -481,9 +569,12 @@ def loss_blind_weights(func: Callable, arguments: dict, steps: int) -> tuple[lis
                 node.value = ast.copy_location(ast.Name("nan", ast.Load()), node.value)
             return node
 
-    tree = ast.fix_missing_locations(Blind().visit(ast.parse(textwrap.dedent(inspect.getsource(func)))))
+    tree = ast.fix_missing_locations(
+        Blind().visit(ast.parse(textwrap.dedent(inspect.getsource(func))))
+    )
     scope = {**func.__globals__, "nan": math.nan}
-    exec(compile(tree, inspect.getsourcefile(func) or "<loop>", "exec"), scope)  # the project's own source
+    # the project's own source
+    exec(compile(tree, inspect.getsourcefile(func) or "<loop>", "exec"), scope)
     gen = scope[func.__name__](**arguments)
     losses, weights = [], []
     for _ in range(steps):
@@ -494,7 +585,7 @@ def loss_blind_weights(func: Callable, arguments: dict, steps: int) -> tuple[lis
 
 
 def check_hand_needs_no_loss_value(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """The hand loop's weights up to step t are unchanged when every loss value it computes is replaced by NaN."""
+    """The hand loop's weights up to step t are unchanged with every loss value replaced by NaN."""
     stepper = _stepper_at(data, cfg, t)
     steps = stepper.step + 1
     fresh = loops(data, cfg)[0]
@@ -504,8 +595,13 @@ def check_hand_needs_no_loss_value(data: Dataset, cfg: Config, t: int = 0) -> Ev
     with np.errstate(invalid="ignore"):
         diff = float(np.abs(weights[:, stepper.columns] - reference).max())
     saw = "NaN" if all(map(math.isnan, losses)) else "numbers"
-    measured = {"loss values the loop saw": saw, f"max |Δ weights| over steps 0 to {steps - 1}": diff}
-    return Evidence(saw == "NaN" and diff == 0.0, measured, f"{real.__name__} run with its loss replaced by NaN")
+    measured = {
+        "loss values the loop saw": saw,
+        f"max |Δ weights| over steps 0 to {steps - 1}": diff,
+    }
+    return Evidence(
+        saw == "NaN" and diff == 0.0, measured, f"{real.__name__} run with its loss replaced by NaN"
+    )
 
 
 def _parameters_reached(root) -> list[torch.Tensor]:
@@ -522,19 +618,24 @@ def _parameters_reached(root) -> list[torch.Tensor]:
     return leaves
 
 
-def root_evidence(net: torch.nn.Module, criterion: Callable, inputs: torch.Tensor, labels: torch.Tensor) -> Evidence:
+def root_evidence(
+    net: torch.nn.Module, criterion: Callable, inputs: torch.Tensor, labels: torch.Tensor
+) -> Evidence:
     """Does backward() need the loss tensor's graph but not its value? Measured on one batch.
 
-    The graph from loss.grad_fn must reach every parameter, and overwriting the loss's value with NaN
-    (loss.data, which autograd does not see) must leave .grad exactly as it was.
+    The graph from loss.grad_fn must reach every parameter, and overwriting the loss's value with
+    NaN (loss.data, which autograd does not see) must leave .grad exactly as it was.
     """
     params = list(net.parameters())
     loss = criterion(net(inputs), labels)
     reached = _parameters_reached(loss.grad_fn)
     count = sum(any(p is leaf for leaf in reached) for p in params)
 
-    def flat() -> np.ndarray:  # a parameter the graph does not reach keeps .grad None: count it as zeros
-        return np.concatenate([(torch.zeros_like(p) if p.grad is None else p.grad).numpy().ravel() for p in params])
+    # a parameter the graph does not reach keeps .grad None: count it as zeros
+    def flat() -> np.ndarray:
+        return np.concatenate(
+            [(torch.zeros_like(p) if p.grad is None else p.grad).numpy().ravel() for p in params]
+        )
 
     loss.backward()
     plain = flat()
@@ -553,13 +654,19 @@ def root_evidence(net: torch.nn.Module, criterion: Callable, inputs: torch.Tenso
 
 
 def check_torch_needs_loss_tensor(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """backward() needs the loss tensor (its graph reaches every parameter) but not its value (NaN: same .grad)."""
+    """backward() needs the loss tensor but not its value.
+
+    Its graph reaches every parameter; with the value NaN, .grad is the same.
+    """
     e = root_evidence(*_model(data, cfg, t))
     return dataclasses.replace(e, note=f"on the batch of {_where(_step(data, cfg, t))}")
 
 
 def sign_evidence(neg_grad: np.ndarray, grad: np.ndarray) -> Evidence:
-    """neg_grad == -grad (to rounding), and not == grad: the hand loop's buffer is the negative gradient."""
+    """neg_grad == -grad (to rounding), and not == grad.
+
+    The hand loop's buffer is the negative gradient.
+    """
     plus, minus = float(np.abs(neg_grad + grad).max()), float(np.abs(neg_grad - grad).max())
     measured = {"max |neg_grad + .grad|": plus, "max |neg_grad - .grad|": _num(minus)}
     return Evidence(bool(plus <= 1e-10 * max(1.0, np.abs(grad).max()) and minus > 0), measured)
@@ -576,7 +683,10 @@ def check_negative_gradient(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
 
 
 def check_mse_no_half(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """MSELoss() is the mean of squared errors with no 1/2: its gradient is twice the hand ½·mean loop's."""
+    """MSELoss() is the mean of squared errors with no 1/2.
+
+    Its gradient is twice the hand ½·mean loop's.
+    """
     net, criterion, inputs, labels = _model(data, cfg, t, "mse")
     outputs = net(inputs)
     loss = criterion(outputs, labels)
@@ -590,7 +700,9 @@ def check_mse_no_half(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
         return _zero("the gradient", step)
     ratios = torch_grad[nonzero] / hand[nonzero]
     measured = {
-        "MSELoss / mean((outputs - labels)²)": _num(loss.item() / mean_sq) if mean_sq else math.nan,
+        "MSELoss / mean((outputs - labels)²)": (
+            _num(loss.item() / mean_sq) if mean_sq else math.nan
+        ),
         "torch's MSELoss .grad / the hand ½·mean gradient": _num(ratios.mean()),
     }
     ok = math.isclose(loss.item(), mean_sq, rel_tol=1e-12) and np.allclose(ratios, 2.0, rtol=1e-9)
@@ -611,39 +723,60 @@ def check_sum_times_batch(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     ratios = grads[0][nonzero] / grads[1][nonzero]
     m = len(step.torch.labels)
     measured = {"grad sum / grad mean": _num(ratios.mean()), "batch size": m}
-    return Evidence(bool(np.allclose(ratios, m, rtol=1e-12)), measured, f"the batch and weights of {_where(step)}")
+    return Evidence(
+        bool(np.allclose(ratios, m, rtol=1e-12)),
+        measured,
+        f"the batch and weights of {_where(step)}",
+    )
 
 
 def check_same_update(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """weights += lr * neg_grad by hand, SGD's p -= lr * p.grad in torch: each as written, and the same move."""
+    """weights += lr * neg_grad by hand, SGD's p -= lr * p.grad in torch.
+
+    Each as written, and the same move.
+    """
     step = _step(data, cfg, t)
     torch_grad = _dot_grad(step)
     neg_grad = step.manual.lines["neg_grad"]
     measured = {
-        "max |torch update + lr * .grad|": float(np.abs(step.torch.update + cfg.lr * torch_grad).max()),
-        "max |manual update - lr * neg_grad|": float(np.abs(step.manual.update - cfg.lr * neg_grad).max()),
-        "max |manual update - torch update|": float(np.abs(step.manual.update - step.torch.update).max()),
+        "max |torch update + lr * .grad|": float(
+            np.abs(step.torch.update + cfg.lr * torch_grad).max()
+        ),
+        "max |manual update - lr * neg_grad|": float(
+            np.abs(step.manual.update - cfg.lr * neg_grad).max()
+        ),
+        "max |manual update - torch update|": float(
+            np.abs(step.manual.update - step.torch.update).max()
+        ),
     }
     scale = max(1.0, float(np.abs(step.torch.weights_before).max()))
-    return Evidence(max(measured.values()) <= 1e-10 * scale, measured, _where(step) + ", both loops")
+    return Evidence(
+        max(measured.values()) <= 1e-10 * scale, measured, _where(step) + ", both loops"
+    )
 
 
 def _kwarg(cfg: Config, name: str):
-    """The optimizer's setting `name` in this Config: the chosen value, or the hand optimizer's (torch's) default."""
+    """The optimizer's setting `name` in this Config.
+
+    The chosen value, or the hand optimizer's (torch's) default.
+    """
     return cfg.optimizer_kwargs.get(name, defaults(cfg.optimizer).get(name))
 
 
 ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad")  # they divide by a running size of the gradient
 
 
-def first_step_prediction(cfg: Config, g: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """The first update each optimizer makes from gradient g, weights w and zero state, worked out on paper.
+def first_step_prediction(
+    cfg: Config, g: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """The first update each optimizer makes from gradient g, weights w and zero state, on paper.
 
-    maximize turns g into -g; weight decay adds wd * w to it (AdamW and decoupled Adam instead shrink w by
-    lr * wd first). SGD: torch starts the momentum buffer at g itself (no dampening), so the step is -lr g, or
-    -lr (1 + mu) g with Nesterov. Adam and AdamW: bias correction makes m_hat = g and v_hat = g^2, so
-    -lr g / (|g| + eps). RMSprop: no bias correction, v = (1 - alpha) g^2, so -lr g / (sqrt(1 - alpha) |g| + eps);
-    centered subtracts the mean's square, (1 - alpha)^2 g^2. Adagrad: the sum is initial_accumulator_value + g^2.
+    maximize turns g into -g; weight decay adds wd * w to it (AdamW and decoupled Adam instead
+    shrink w by lr * wd first). SGD: torch starts the momentum buffer at g itself (no dampening), so
+    the step is -lr g, or -lr (1 + mu) g with Nesterov. Adam and AdamW: bias correction makes
+    m_hat = g and v_hat = g^2, so -lr g / (|g| + eps). RMSprop: no bias correction,
+    v = (1 - alpha) g^2, so -lr g / (sqrt(1 - alpha) |g| + eps); centered subtracts the mean's
+    square, (1 - alpha)^2 g^2. Adagrad: the sum is initial_accumulator_value + g^2.
     """
     lr, name = cfg.lr, cfg.optimizer
     g = np.asarray(g, dtype=np.float64)
@@ -668,14 +801,17 @@ def first_step_prediction(cfg: Config, g: np.ndarray, weights: np.ndarray | None
 
 
 def effective_lr(data: Dataset, cfg: Config, other: str = "half_mse") -> Evidence:
-    """How much larger the first step is under `cfg.loss` than under `other`, with this Config's own optimizer.
+    """How much larger the first step is under `cfg.loss` than under `other`.
 
-    One lib.run of one step with torch on cfg.loss and the hand loop on `other` (Config.manual_loss). The
-    gradients differ by c = lib.effective_lr_ratio; the prediction is |first_step_prediction(c g)| /
-    |first_step_prediction(g)|, which is c for SGD and close to 1 for the adaptive optimizers (they divide by
-    the gradient's own size, so only eps tells c g from g). Measured: |torch's first update| / |the hand loop's|.
+    With this Config's own optimizer. One lib.run of one step with torch on cfg.loss and the hand
+    loop on `other` (Config.manual_loss). The gradients differ by c = lib.effective_lr_ratio; the
+    prediction is |first_step_prediction(c g)| / |first_step_prediction(g)|, which is c for SGD and
+    close to 1 for the adaptive optimizers (they divide by the gradient's own size, so only eps
+    tells c g from g). Measured: |torch's first update| / |the hand loop's|.
     """
-    stepper = Stepper(data, cfg.replace(iterations=1, manual_loss=other, torch_dtype="float64"), keep=1)
+    stepper = Stepper(
+        data, cfg.replace(iterations=1, manual_loss=other, torch_dtype="float64"), keep=1
+    )
     step = stepper.next()
     c = effective_lr_ratio(cfg.loss, other, len(step.manual.labels))
     g, w = step.manual.gradient, step.manual.weights_before
@@ -684,12 +820,19 @@ def effective_lr(data: Dataset, cfg: Config, other: str = "half_mse") -> Evidenc
     else:
         with np.errstate(all="ignore"):
             below = float(np.linalg.norm(first_step_prediction(cfg, g, w)))
-            predicted = float(np.linalg.norm(first_step_prediction(cfg, c * g, w))) / below if below > 0 else math.nan
+            predicted = (
+                float(np.linalg.norm(first_step_prediction(cfg, c * g, w))) / below
+                if below > 0
+                else math.nan
+            )
     steps = [np.linalg.norm(s.update) for s in (step.torch, step.manual)]
     measured_ratio = float(steps[0] / steps[1]) if steps[1] > 0 else math.nan
     measured = {"gradient factor c": c, "predicted": predicted, "measured": measured_ratio}
     ok = math.isfinite(measured_ratio) and math.isclose(measured_ratio, predicted, rel_tol=1e-9)
-    note = f"torch on {cfg.loss!r}, hand loop on {other!r}, batch of {len(step.manual.labels)}, the first step"
+    note = (
+        f"torch on {cfg.loss!r}, hand loop on {other!r}, batch of {len(step.manual.labels)}, "
+        "the first step"
+    )
     return Evidence(ok, measured, note)
 
 
@@ -698,39 +841,51 @@ def effective_lr_text(cfg: Config) -> str:
     if cfg.optimizer in ADAPTIVE:
         name = TORCH_NAMES[cfg.optimizer]
         return (
-            "At the same `lr`, the loss convention scales the *gradient* by the factor `lib.effective_lr_ratio` "
-            f"gives, but hardly the step: `{name}` divides each gradient by a running root mean square of the "
-            "gradient itself, so the factor cancels but for `eps`. A real first step of both conventions "
-            "measures it against that prediction."
+            "At the same `lr`, the loss convention scales the *gradient* by the factor "
+            f"`lib.effective_lr_ratio` gives, but hardly the step: `{name}` divides each gradient "
+            "by a running root mean square of the gradient itself, so the factor cancels but for "
+            "`eps`. A real first step of both conventions measures it against that prediction."
         )
     return (
         "At the same `lr`, the loss convention scales the step: the gradients differ by the factor "
         "`lib.effective_lr_ratio` gives, and SGD's step is `lr` times the gradient"
-        + (" (plus weight decay, which the factor does not scale)" if _kwarg(cfg, "weight_decay") else "")
+        + (
+            " (plus weight decay, which the factor does not scale)"
+            if _kwarg(cfg, "weight_decay")
+            else ""
+        )
         + ". A real first step of both conventions measures it."
     )
 
 
 def check_effective_lr(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """effective_lr against the classic ½·mean hand loop (or MSELoss() when torch already uses it)."""
+    """effective_lr against the classic ½·mean hand loop (or MSELoss() if torch already uses it)."""
     return effective_lr(data, cfg, "mse" if cfg.loss == "half_mse" else "half_mse")
 
 
 def _plain_first_step(cfg: Config) -> bool:
-    """No weight decay, no maximize, no head start in Adagrad: the first step is the optimizer's formula alone."""
+    """No weight decay, no maximize, no head start in Adagrad.
+
+    The first step is then the optimizer's formula alone.
+    """
     return (
-        not _kwarg(cfg, "weight_decay") and not _kwarg(cfg, "maximize") and not _kwarg(cfg, "initial_accumulator_value")
+        not _kwarg(cfg, "weight_decay")
+        and not _kwarg(cfg, "maximize")
+        and not _kwarg(cfg, "initial_accumulator_value")
     )
 
 
 FAR = 1e3  # |g| >= FAR * eps: "far above eps", where |g| / (|g| + eps) is within 0.1 % of 1
 
 
-def first_step_evidence(cfg: Config, g: np.ndarray, update: np.ndarray, weights: np.ndarray | None = None) -> Evidence:
-    """Does a first update match first_step_prediction, and, for the adaptive optimizers, the sentence's numbers?
+def first_step_evidence(
+    cfg: Config, g: np.ndarray, update: np.ndarray, weights: np.ndarray | None = None
+) -> Evidence:
+    """Does a first update match first_step_prediction?
 
-    Every weight counts: one far above eps must move by the sentence's multiple of lr to 0.1 %, one with
-    g = 0 must not move, and none may move by more than that multiple.
+    And, for the adaptive optimizers, the sentence's numbers? Every weight counts: one far above eps
+    must move by the sentence's multiple of lr to 0.1 %, one with g = 0 must not move, and none may
+    move by more than that multiple.
     """
     predicted = first_step_prediction(cfg, g, weights)
     diff = float(np.abs(update - predicted).max())
@@ -749,19 +904,26 @@ def first_step_evidence(cfg: Config, g: np.ndarray, update: np.ndarray, weights:
 
 
 def first_step_multiple(cfg: Config) -> float:
-    """|first update| / lr of a weight whose gradient is far above eps: 1, or 1 / sqrt(1 - alpha) for RMSprop."""
+    """|first update| / lr of a weight whose gradient is far above eps.
+
+    1, or 1 / sqrt(1 - alpha) for RMSprop.
+    """
     if cfg.optimizer == "rmsprop":
         return 1 / math.sqrt(1 - _kwarg(cfg, "alpha"))
     return 1.0
 
 
 def check_first_step(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
-    """torch's first update with this Config's optimizer equals first_step_prediction of its own first gradient.
+    """torch's first update with this Config's optimizer equals first_step_prediction.
+
+    Of its own first gradient, that is.
 
     With momentum, the buffer is also checked: the gradient itself after step 0, and
     momentum · buffer + (1 − dampening) · g after step 1.
     """
-    stepper = Stepper(data, cfg.replace(iterations=max(2, cfg.iterations), torch_dtype="float64"), keep=2)
+    stepper = Stepper(
+        data, cfg.replace(iterations=max(2, cfg.iterations), torch_dtype="float64"), keep=2
+    )
     step = stepper.next()
     e = first_step_evidence(cfg, step.torch.gradient, step.torch.update, step.torch.weights_before)
     measured, ok = dict(e.measured), e.ok
@@ -769,7 +931,9 @@ def check_first_step(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
         buffers = [dict((k, twin) for _, k, _, twin in step.optimizer_state)["momentum_buffer"]]
         first_g = step.torch.gradient.copy()
         second = stepper.next()
-        buffers.append(dict((k, twin) for _, k, _, twin in second.optimizer_state)["momentum_buffer"])
+        buffers.append(
+            dict((k, twin) for _, k, _, twin in second.optimizer_state)["momentum_buffer"]
+        )
         mu, damp = _kwarg(cfg, "momentum"), _kwarg(cfg, "dampening")
         expected = mu * first_g + (1 - damp) * second.torch.gradient
         measured["max |buffer after step 0 − g|"] = float(np.abs(buffers[0] - first_g).max())
@@ -778,19 +942,29 @@ def check_first_step(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
         )
         scale = max(1.0, float(np.abs(expected).max()))
         ok = ok and measured["max |buffer after step 0 − g|"] == 0.0
-        ok = ok and measured["max |buffer after step 1 − (momentum·buffer + (1 − dampening)·g)|"] <= 1e-12 * scale
-    return Evidence(ok, measured, f"the first step of this run, torch.optim.{TORCH_NAMES[cfg.optimizer]}")
+        ok = (
+            ok
+            and measured["max |buffer after step 1 − (momentum·buffer + (1 − dampening)·g)|"]
+            <= 1e-12 * scale
+        )
+    return Evidence(
+        ok, measured, f"the first step of this run, torch.optim.{TORCH_NAMES[cfg.optimizer]}"
+    )
 
 
 def rmsprop_text(cfg: Config) -> str:
-    """RMSprop's first-step sentence at this Config's alpha (torch's default for another optimizer)."""
+    """RMSprop's first-step sentence at this Config's alpha.
+
+    For another optimizer, at torch's default alpha.
+    """
     alpha = cfg.optimizer_kwargs.get("alpha", defaults("rmsprop")["alpha"])
     multiple = 1 / math.sqrt(1 - alpha) if alpha < 1 else math.inf
     return (
-        "RMSprop has no bias correction: its running average starts at `(1 - alpha) * g²`, so the first step is "
-        "`lr * g / (sqrt(1 - alpha) * |g| + eps)`: every weight whose gradient is far above `eps` moves by "
-        f"`lr / sqrt(1 - alpha)`, {multiple:.4g} times `lr` at `alpha = {alpha:g}`, whatever the size "
-        "of its gradient; one with a gradient near or below `eps` moves less, and one with `g = 0` not at all."
+        "RMSprop has no bias correction: its running average starts at `(1 - alpha) * g²`, "
+        "so the first step is `lr * g / (sqrt(1 - alpha) * |g| + eps)`: every weight whose "
+        f"gradient is far above `eps` moves by `lr / sqrt(1 - alpha)`, {multiple:.4g} "
+        f"times `lr` at `alpha = {alpha:g}`, whatever the size of its gradient; one with a "
+        "gradient near or below `eps` moves less, and one with `g = 0` not at all."
     )
 
 
@@ -805,8 +979,8 @@ CLAIMS = (
     Claim(
         "backward_adds",
         "reset",
-        "`backward()` adds into `.grad`, exactly as the hand loop adds into `neg_grad`: two backward passes "
-        "without a reset leave twice the gradient. That is why the reset exists.",
+        "`backward()` adds into `.grad`, exactly as the hand loop adds into `neg_grad`: two "
+        "backward passes without a reset leave twice the gradient. That is why the reset exists.",
         check_backward_adds,
     ),
     Claim(
@@ -819,29 +993,31 @@ CLAIMS = (
     Claim(
         "hand_no_loss_value",
         "loss",
-        "The hand loop never needs the loss value to get its gradient: replace every loss it computes by NaN "
-        "and its weights do not change.",
+        "The hand loop never needs the loss value to get its gradient: replace every "
+        "loss it computes by NaN and its weights do not change.",
         check_hand_needs_no_loss_value,
     ),
     Claim(
         "torch_needs_root",
         "loss",
-        "Torch needs the loss *tensor*, not its value: `backward()` starts from its `grad_fn` and walks a graph "
-        "that reaches every parameter, and with the loss's value overwritten by NaN it gives the same `.grad`, "
-        "since each node uses the tensors it saved on the way forward.",
+        "Torch needs the loss *tensor*, not its value: `backward()` starts from its `grad_fn` and "
+        "walks a graph that reaches every parameter, and with the loss's value overwritten by NaN "
+        "it gives the same `.grad`, since each node uses the tensors it saved on the way forward.",
         check_torch_needs_loss_tensor,
     ),
     Claim(
         "negative_gradient",
         "backward",
-        "A hand loop written with `(label - h)` holds the *negative* gradient: `neg_grad == -param.grad`.",
+        "A hand loop written with `(label - h)` holds the *negative* gradient: "
+        "`neg_grad == -param.grad`.",
         check_negative_gradient,
     ),
     Claim(
         "mse_no_half",
         "backward",
-        "`MSELoss()` is the mean of squared errors with no ½: its gradient is twice that of the classic ½·mean "
-        "convention (`half_mse`), measured against the hand loop run with that convention on this step's batch.",
+        "`MSELoss()` is the mean of squared errors with no ½: its gradient is twice that "
+        "of the classic ½·mean convention (`half_mse`), measured against the hand loop "
+        "run with that convention on this step's batch.",
         check_mse_no_half,
         about=lambda cfg: cfg.loss != "bce",
     ),
@@ -855,8 +1031,8 @@ CLAIMS = (
     Claim(
         "same_update",
         "update",
-        "With plain SGD the hand loop moves the weights by `lr * neg_grad` and `SGD.step()` by `-lr * .grad`: "
-        "the same move.",
+        "With plain SGD the hand loop moves the weights by `lr * neg_grad` and "
+        "`SGD.step()` by `-lr * .grad`: the same move.",
         check_same_update,
         about=_plain_sgd,
     ),
@@ -871,21 +1047,26 @@ CLAIMS = (
     Claim(
         "first_step_momentum",
         "update",
-        "Torch's SGD starts the momentum buffer at the first gradient itself, without dampening, so the first "
-        "step with momentum is plain SGD's `-lr * .grad` (with Nesterov, `1 + momentum` times that); from the "
-        "second step on, the buffer is `momentum * buffer + (1 - dampening) * .grad`.",
+        "Torch's SGD starts the momentum buffer at the first gradient itself, without "
+        "dampening, so the first step with momentum is plain SGD's `-lr * .grad` (with "
+        "Nesterov, `1 + momentum` times that); from the second step on, the buffer is "
+        "`momentum * buffer + (1 - dampening) * .grad`.",
         check_first_step,
-        about=lambda cfg: cfg.optimizer == "sgd" and bool(_kwarg(cfg, "momentum")) and _plain_first_step(cfg),
+        about=lambda cfg: (
+            cfg.optimizer == "sgd" and bool(_kwarg(cfg, "momentum")) and _plain_first_step(cfg)
+        ),
     ),
     Claim(
         "first_step_adam",
         "update",
-        "Adam's first step is `lr * g / (|g| + eps)` for each weight, since bias correction turns the moments "
-        "into `g` and `g²`: every weight whose gradient is far above `eps` moves by almost exactly `lr`, whatever "
-        "the size of its gradient; one with a gradient near or below `eps` moves less, and one with `g = 0` "
-        "not at all.",
+        "Adam's first step is `lr * g / (|g| + eps)` for each weight, since bias correction "
+        "turns the moments into `g` and `g²`: every weight whose gradient is far above "
+        "`eps` moves by almost exactly `lr`, whatever the size of its gradient; one with a "
+        "gradient near or below `eps` moves less, and one with `g = 0` not at all.",
         check_first_step,
-        about=lambda cfg: cfg.optimizer in ("adam", "adamw") and _plain_first_step(cfg) and _kwarg(cfg, "eps") > 0,
+        about=lambda cfg: (
+            cfg.optimizer in ("adam", "adamw") and _plain_first_step(cfg) and _kwarg(cfg, "eps") > 0
+        ),
     ),
     Claim(
         "first_step_rmsprop",
@@ -904,22 +1085,33 @@ CLAIMS = (
     Claim(
         "first_step_adagrad",
         "update",
-        "Adagrad's first step is `lr * g / (|g| + eps)`, since the sum of squared gradients is `g²` after one "
-        "step: every weight whose gradient is far above `eps` moves by almost exactly `lr`; one with a gradient "
-        "near or below `eps` moves less, and one with `g = 0` not at all. Later steps shrink as the sum grows.",
+        "Adagrad's first step is `lr * g / (|g| + eps)`, since the sum of squared "
+        "gradients is `g²` after one step: every weight whose gradient is far above `eps` "
+        "moves by almost exactly `lr`; one with a gradient near or below `eps` moves "
+        "less, and one with `g = 0` not at all. Later steps shrink as the sum grows.",
         check_first_step,
-        about=lambda cfg: cfg.optimizer == "adagrad" and _plain_first_step(cfg) and _kwarg(cfg, "eps") > 0,
+        about=lambda cfg: (
+            cfg.optimizer == "adagrad" and _plain_first_step(cfg) and _kwarg(cfg, "eps") > 0
+        ),
     ),
 )
 
 
 def claims_for(row: str, cfg: Config | None = None) -> tuple[Claim, ...]:
-    """The claims of one row, in order; with a Config, only those about it (its optimizer's, not another's)."""
-    return tuple(c for c in CLAIMS if c.row == row and (cfg is None or (c.about(cfg) and c.applies(cfg))))
+    """The claims of one row, in order.
+
+    With a Config, only those about it (its optimizer's, not another's).
+    """
+    return tuple(
+        c for c in CLAIMS if c.row == row and (cfg is None or (c.about(cfg) and c.applies(cfg)))
+    )
 
 
 def verify(claim: Claim, data: Dataset, cfg: Config, t: int | Stepper = 0) -> Evidence:
-    """Run a claim's check on step t of this run; a check that cannot run is reported as failed, in words."""
+    """Run a claim's check on step t of this run.
+
+    A check that cannot run is reported as failed, in words.
+    """
     try:
         with np.errstate(all="ignore"):
             if len(inspect.signature(claim.check).parameters) < 3:
@@ -930,18 +1122,23 @@ def verify(claim: Claim, data: Dataset, cfg: Config, t: int | Stepper = 0) -> Ev
 
 
 def verify_all(data: Dataset, cfg: Config, t: int = 0) -> dict[str, Evidence]:
-    """Every claim about this Config, checked on step t of its run (which is run once, for all of them)."""
+    """Every claim about this Config, checked on step t of its run (run once, for all of them)."""
     claims = [c for c in CLAIMS if c.about(cfg) and c.applies(cfg)]
     try:
         at = _stepper_at(data, cfg, t)
     except Exception as err:  # as verify: in words, on every claim
-        return {c.key: Evidence(False, {}, f"the check could not run: {type(err).__name__}: {err}") for c in claims}
+        return {
+            c.key: Evidence(False, {}, f"the check could not run: {type(err).__name__}: {err}")
+            for c in claims
+        }
     return {c.key: verify(c, data, cfg, at) for c in claims}
 
 
 # ---------------------------------------------------------------- agreement over the whole run
 
-AGREE = 1e-12  # relative difference below which the two loops "agree": a few thousand float64 roundings
+AGREE = (
+    1e-12  # relative difference below which the two loops "agree": a few thousand float64 roundings
+)
 # How every page (and the exported script) names the two measures of how far apart the loops are.
 DIFF_NAME = "largest |manual − torch|"
 RELATIVE_NAME = "relative: ÷ max(1, largest |w|)"
@@ -955,11 +1152,12 @@ def relative(diff: float, weights: np.ndarray) -> float:
 
 
 def agreement(result) -> dict:
-    """Where the two loops of a finished run agree and where they part, relative to the weights' size.
+    """Where a finished run's two loops agree and where they part, relative to the weights' size.
 
-    relative[t] = max |manual − torch| over every weight after step t, divided by max(1, the largest |weight|
-    recorded then). Returns steps, the largest absolute and relative difference, and `parts_at`: the first step
-    whose relative difference exceeds AGREE (None if none), with the torch loop's gradient norm there.
+    relative[t] = max |manual − torch| over every weight after step t, divided by max(1, the largest
+    |weight| recorded then). Returns steps, the largest absolute and relative difference, and
+    `parts_at`: the first step whose relative difference exceeds AGREE (None if none), with the
+    torch loop's gradient norm there.
     """
     diff = np.asarray(result.step_diff[1:], dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -979,34 +1177,37 @@ def agreement(result) -> dict:
 
 
 def agreement_text(result, a: dict | None = None) -> str:
-    """One paragraph, from the run itself, on how closely the two loops agree and from which step they part.
+    """One paragraph, from the run itself, on how closely the two loops agree.
 
-    a: agreement(result), when the caller has it already.
+    And from which step they part. a: agreement(result), when the caller has it already.
     """
     a = agreement(result) if a is None else a
     if not a["steps"]:
         return "The run has no steps yet."
     if a["parts_at"] is None:
         return (
-            f"In this run of {a['steps']:,} steps the two agree at every step to within {AGREE:g} of the weights' "
-            f"size (the largest difference, relative to max(1, |largest weight|), is {a['max_relative']:.2g})."
+            f"In this run of {a['steps']:,} steps the two agree at every step to within "
+            f"{AGREE:g} of the weights' size (the largest difference, relative to max(1, "
+            f"|largest weight|), is {a['max_relative']:.2g})."
         )
     text = (
-        f"In this run the two agree to within {AGREE:g} of the weights' size up to step {a['parts_at'] - 1:,}"
+        f"In this run the two agree to within {AGREE:g} of the weights' size up to step "
+        f"{a['parts_at'] - 1:,}"
         if a["parts_at"]
         else f"In this run the two differ by more than {AGREE:g} of the weights' size from step 0"
     )
     text += (
-        f"; from step {a['parts_at']:,}, where the gradient norm is {a['grad_norm_there']:.2g}, they part "
-        f"(difference {a['diff_there']:.2g} there, {a['max_abs']:.2g} at most over the run"
+        f"; from step {a['parts_at']:,}, where the gradient norm is "
+        f"{a['grad_norm_there']:.2g}, they part (difference {a['diff_there']:.2g} there, "
+        f"{a['max_abs']:.2g} at most over the run"
     )
     cfg = result.config
     text += f", {a['max_abs'] / cfg.lr:.2g} × lr)." if cfg.optimizer in ADAPTIVE else ")."
     if cfg.optimizer in ADAPTIVE:
         text += (
-            f" Both loops round in their last bits in different places; once the gradient is that small, the "
-            f"rounding is a large part of it, and `{TORCH_NAMES[cfg.optimizer]}`, which divides the gradient by its "
-            "own running size, turns it into steps of the order of lr."
+            " Both loops round in their last bits in different places; once the gradient is that "
+            f"small, the rounding is a large part of it, and `{TORCH_NAMES[cfg.optimizer]}`, which "
+            "divides the gradient by its own running size, turns it into steps of the order of lr."
         )
     return text
 
@@ -1017,9 +1218,10 @@ GROWTH = 100.0  # a loss this many times its first value is diverging, even whil
 
 
 def loss_growth(result) -> dict | None:
-    """Where the torch loop's loss first exceeds GROWTH × its step-0 value: step, loss there, largest loss, decades.
+    """Where the torch loop's loss first exceeds GROWTH × its step-0 value.
 
-    None when it never does (or the first loss is 0 or not finite). Both loops agree to rounding, so one suffices.
+    Returns the step, the loss there, the largest loss and the decades. None when it never does (or
+    the first loss is 0 or not finite). Both loops agree to rounding, so one suffices.
     """
     loss = np.asarray(result.torch.loss, dtype=np.float64)
     if not loss.size or not math.isfinite(loss[0]) or loss[0] <= 0:
@@ -1040,14 +1242,15 @@ def loss_growth(result) -> dict | None:
 
 
 def growth_warning(data: Dataset, result) -> str | None:
-    """A sentence for a run whose loss has grown by orders of magnitude, with this data's stability limit of plain
-    SGD when there is one (a linear model with a squared loss). None when the loss did not grow so."""
+    """A sentence for a run whose loss has grown by orders of magnitude, with this data's stability
+    limit of plain SGD when there is one (a linear model with a squared loss). None when the loss
+    did not grow so."""
     g = loss_growth(result)
     if g is None:
         return None
     text = (
-        f"Diverging: the loss grew ×10^{g['decades']} since step 0 (from {g['first']:.3g} to {g['largest']:.3g}; "
-        f"past {GROWTH:g}× its first value from step {g['step']:,})."
+        f"Diverging: the loss grew ×10^{g['decades']} since step 0 (from {g['first']:.3g} "
+        f"to {g['largest']:.3g}; past {GROWTH:g}× its first value from step {g['step']:,})."
     )
     cfg = result.config
     limit = None
@@ -1057,8 +1260,13 @@ def growth_warning(data: Dataset, result) -> str | None:
         with contextlib.suppress(ValueError):
             limit = stability_limit(data, cfg)
     if limit is not None and math.isfinite(limit):
-        batch = "full batch" if cfg.batch_size >= data.m else f"batches of {cfg.batch_size}, on average"
-        text += f" The stability limit of plain SGD for this data and loss is lr = {limit:.4g} (2/λ_max, {batch})"
+        batch = (
+            "full batch" if cfg.batch_size >= data.m else f"batches of {cfg.batch_size}, on average"
+        )
+        text += (
+            " The stability limit of plain SGD for this data and loss is "
+            f"lr = {limit:.4g} (2/λ_max, {batch})"
+        )
         text += f"; this run's lr is {cfg.lr:g}, {cfg.lr / limit:.3g}× the limit."
     else:
         text += f" Try a learning rate smaller than {cfg.lr:g}."
