@@ -20,13 +20,13 @@ import torch
 from torch import nn
 
 from ..engine.config import Config
-from ..engine.data import Dataset, initial_weights
+from ..engine.data import Dataset, initial_weights, torch_loader
 from ..engine.lockstep import Result
-from ..twins.manual import hand_loss
-from ..twins.torch_side import flat_grad, loader, make_model, share_one_vector
+from ..twins.manual import SLOPES
+from ..twins.torch_side import flat_grad, make_model, share_one_vector
 
 # The squared-error conventions. The batch loss k(b)/2 * |A_B w - y_B|^2 has Hessian k(b) A_B^T A_B,
-# with k the hand loop's slope (lib.manual.hand_loss); tests/test_pitfalls.py checks hessian()
+# with k the manual loop's slope (lib.twins.manual.SLOPES); tests/test_pitfalls.py checks hessian()
 # against torch's autograd.
 SQUARED_LOSSES = ("mse", "half_mse", "sse")
 
@@ -39,7 +39,8 @@ def hessian(data: Dataset, cfg: Config, loss: str | None = None) -> np.ndarray:
     over batches, A_B^T A_B is (b/m) A^T A, so this returns k(b) * (b/m) * A^T A: for a full
     batch exactly the Hessian of the whole data's loss (mse (2/m) A^T A, half_mse (1/m) A^T A,
     sse 2 A^T A).
-    loss defaults to cfg.loss, the torch loop's convention; pass cfg.hand_loss for the hand loop's.
+    loss defaults to cfg.loss, the torch loop's convention; pass cfg.loss_for("manual") for the
+    hand loop's.
     """
     loss = loss or cfg.loss
     if loss not in SQUARED_LOSSES or getattr(cfg, "model", "linear") != "linear":
@@ -48,7 +49,7 @@ def hessian(data: Dataset, cfg: Config, loss: str | None = None) -> np.ndarray:
         )
     A = data.with_ones() if cfg.bias else data.X
     b = min(cfg.batch_size, data.m)
-    k = hand_loss(loss)[1](b)
+    k = SLOPES[loss](b)
     return k * (b / data.m) * (A.T @ A)
 
 
@@ -88,7 +89,7 @@ def growth_factor(
 def hessian_scale(data: Dataset, cfg: Config, loss: str | None = None) -> float:
     """The number c with hessian(data, cfg, loss) = c * A^T A: k(b) * b / m."""
     b = min(cfg.batch_size, data.m)
-    return hand_loss(loss or cfg.loss)[1](b) * b / data.m
+    return SLOPES[loss or cfg.loss](b) * b / data.m
 
 
 def top_error_factor(data: Dataset, cfg: Config, lr: float, loss: str | None = None) -> float:
@@ -172,9 +173,9 @@ def _net_and_batches(
             "the running_loss loop trains a regression model (linear or mlp); "
             f"got model {cfg.model!r}"
         )
-    net = make_model(cfg.model, data.n, cfg.bias, cfg.hidden, cfg.activation, torch.float64)
+    net = make_model(cfg.layout(data.n), torch.float64)
     share_one_vector(net, initial_weights(data, cfg), torch.float64)
-    return net, loader(data.X, data.y, cfg.batch_size, cfg.seed)
+    return net, torch_loader(data.X, data.y, cfg.batch_size, cfg.seed)
 
 
 @dataclass(frozen=True)
