@@ -1,1 +1,2 @@
-"""Benchmarks of lib.run against bare numpy and torch loops; run with `make bench` (python -m bench)."""
+"""Benchmarks of lib.run against bare numpy and torch loops; run with `make bench` (python -m
+bench)."""

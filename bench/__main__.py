@@ -1,10 +1,12 @@
 """`make bench`: time lib.run against the bare loops and torch + TensorBoard; measure a 1M-step run.
 
-python -m bench            the full benchmark (several minutes), printed and written to bench/RESULTS.md
+python -m bench            the full benchmark (several minutes), printed and written to
+                           bench/RESULTS.md
 python -m bench --quick    a short smoke run (printed only)
 python -m bench --profile  also print where lib.run spends its time, stage by stage, for each case
-python -m bench --gap      only torch's time per step against numpy's as the batch and the features grow
-                           (bench/gap.py), written as the last section of bench/RESULTS.md
+python -m bench --gap      only torch's time per step against numpy's as the batch and the
+                           features grow (bench/gap.py), written as the last section of
+                           bench/RESULTS.md
 """
 
 from __future__ import annotations
@@ -22,18 +24,39 @@ HERE = Path(__file__).resolve().parent
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short runs, 5,000-step memory run, no RESULTS.md")
-    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads for every contender")
-    parser.add_argument("--memory-steps", type=int, default=None, help="steps of the memory run (default 1,000,000)")
-    parser.add_argument("--skip-memory", action="store_true", help="leave out the memory and chart measurement")
     parser.add_argument(
-        "--profile", action="store_true", help="print where lib.run spends its time, stage by stage, for each case"
+        "--quick", action="store_true", help="short runs, 5,000-step memory run, no RESULTS.md"
     )
-    parser.add_argument("--out", type=Path, default=None, help="where to write the results (default bench/RESULTS.md)")
     parser.add_argument(
-        "--gap", action="store_true", help="only the torch / numpy time per step grid (bench/gap.py); --quick: 2 x 2"
+        "--threads", type=int, default=1, help="torch and BLAS threads for every contender"
     )
-    parser.add_argument("--skip-gap", action="store_true", help="leave out the grid (an earlier one in --out is kept)")
+    parser.add_argument(
+        "--memory-steps", type=int, default=None, help="steps of the memory run (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--skip-memory", action="store_true", help="leave out the memory and chart measurement"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print where lib.run spends its time, stage by stage, for each case",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the results (default bench/RESULTS.md)",
+    )
+    parser.add_argument(
+        "--gap",
+        action="store_true",
+        help="only the torch / numpy time per step grid (bench/gap.py); --quick: 2 x 2",
+    )
+    parser.add_argument(
+        "--skip-gap",
+        action="store_true",
+        help="leave out the grid (an earlier one in --out is kept)",
+    )
     return parser.parse_args()
 
 
@@ -44,7 +67,9 @@ def gap_lines(quick: bool) -> list[str]:
     ns, batches = (gap.QUICK_NS, gap.QUICK_BATCHES) if quick else (gap.NS, gap.BATCHES)
     rounds = 1 if quick else 5
     print(f"gap: n in {ns} x batch in {batches}, {rounds} interleaved rounds ...", flush=True)
-    rows = gap.measure(ns, batches, rounds=rounds, repeats=5 if quick else 30, budget=0.05 if quick else 0.2)
+    rows = gap.measure(
+        ns, batches, rounds=rounds, repeats=5 if quick else 30, budget=0.05 if quick else 0.2
+    )
     phases = gap.breakdown(tries=1 if quick else 3, budget=0.05 if quick else 0.2)
     return gap.section(rows, rounds, timing.machine(), phases)
 
@@ -52,7 +77,10 @@ def gap_lines(quick: bool) -> list[str]:
 def memory_run(steps: int, threads: int) -> dict:
     """Run bench.memory in a fresh process, so its peak RSS is the run's own."""
     root = HERE.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
     done = subprocess.run(
         [sys.executable, "-m", "bench.memory", "--steps", str(steps), "--threads", str(threads)],
         cwd=root,
@@ -67,30 +95,39 @@ def memory_run(steps: int, threads: int) -> dict:
 
 
 METHODS = {
-    "VmHWM after clear_refs": "a fresh subprocess (bench/memory.py); its peak RSS (VmHWM) is reset to the current RSS "
-    "by writing 5 to /proc/self/clear_refs just before the run and read after it",
-    "ru_maxrss": "a fresh subprocess (bench/memory.py); ru_maxrss after the run minus ru_maxrss before it "
-    "(an undercount if an import-time peak was higher)",
+    "VmHWM after clear_refs": "a fresh subprocess (bench/memory.py); its peak RSS (VmHWM) is reset "
+    "to the current RSS by writing 5 to /proc/self/clear_refs just before the run and read after "
+    "it",
+    "ru_maxrss": "a fresh subprocess (bench/memory.py); ru_maxrss after the run minus ru_maxrss "
+    "before it (an undercount if an import-time peak was higher)",
 }
 
 
 def memory_lines(mem: dict) -> list[str]:
     """The memory and chart findings in words."""
     lines = [
-        f"- memory: a {mem['steps']:,}-step lib.run ({mem['config']}) raised the process's peak RSS by "
+        f"- memory: a {mem['steps']:,}-step lib.run ({mem['config']}) raised the process's peak "
+        "RSS by "
         f"**{mem['run_added_mb']:.0f} MB** (target < 150 MB; the recorded arrays themselves are "
-        f"{mem['recorded_mb']:.0f} MB; baseline RSS after imports and a 10-step warm-up {mem['baseline_mb']:.0f} MB). "
+        f"{mem['recorded_mb']:.0f} MB; baseline RSS after imports and a 10-step warm-up "
+        f"{mem['baseline_mb']:.0f} MB). "
         f"Method: {METHODS.get(mem['method'], mem['method'])}. "
         f"The run took {mem['run_seconds']:.1f} s.",
     ]
     charts = mem["charts"]
     if charts is None:
-        lines.append("- charts: `lib.charts.all_charts` does not exist yet, so chart build time was not measured.")
+        lines.append(
+            "- charts: `lib.charts.all_charts` does not exist yet, so chart build time was not "
+            "measured."
+        )
     else:
         lines.append(
-            f"- charts: `lib.charts.all_charts(result)` for that {mem['steps']:,}-step result built "
-            f"{charts['count']} charts in **{charts['build_ms_median']:.0f} ms** (median of 3; first call "
-            f"{charts['build_ms_first']:.0f} ms; target < 150 ms); `chart.to_dict()` of all of them, which "
+            f"- charts: `lib.charts.all_charts(result)` for that {mem['steps']:,}-step result "
+            "built "
+            f"{charts['count']} charts in **{charts['build_ms_median']:.0f} ms** (median of 3; "
+            "first call "
+            f"{charts['build_ms_first']:.0f} ms; target < 150 ms); `chart.to_dict()` of all of "
+            "them, which "
             f"st.altair_chart does before sending, took {charts['to_dict_ms_median']:.0f} ms more. "
             f"Peak RSS with the charts: +{charts['peak_added_mb']:.0f} MB above baseline."
         )
@@ -130,17 +167,27 @@ def main() -> None:
             profile(case)
 
     body = [
-        "Each round runs every contender once, in a rotated order, in one process. ratio = lib.run / (bare numpy +",
-        "bare torch); target <= 1.10, judged on each contender's fastest round: interference from other processes",
-        "only ever adds time, and on this shared 2-core machine a round varies by tens of per cent (the min-max",
-        "column), so the fastest round is the least disturbed one. The seconds shown are medians, and so is the",
-        "ratio of medians beside it. The ratio by CPU time uses time.process_time medians. lib.run runs and records",
-        "both loops; the bare loops record nothing; torch + TensorBoard is the bare torch loop plus",
-        "`SummaryWriter.add_scalar` of the loss, the grad norm and every weight at every step (writer set-up",
+        "Each round runs every contender once, in a rotated order, in one process. ratio = "
+        "lib.run / (bare numpy +",
+        "bare torch); target <= 1.10, judged on each contender's fastest round: interference from "
+        "other processes",
+        "only ever adds time, and on this shared 2-core machine a round varies by tens of per "
+        "cent (the min-max",
+        "column), so the fastest round is the least disturbed one. The seconds shown are medians, "
+        "and so is the",
+        "ratio of medians beside it. The ratio by CPU time uses time.process_time medians. "
+        "lib.run runs and records",
+        "both loops; the bare loops record nothing; torch + TensorBoard is the bare torch loop "
+        "plus",
+        "`SummaryWriter.add_scalar` of the loss, the grad norm and every weight at every step "
+        "(writer set-up",
         "and close included), and TB / bare torch is what that recording costs.",
-        "The optimizer and model rows (issue 4) pair lib's own hand loop, run alone, with the canonical torch loop",
-        "for that optimizer or model (bench/ has no second hand-written copy of each): there the ratio measures what",
-        "lib.run's lockstep, recording and comparing add. TensorBoard is timed for the plain-SGD rows only.",
+        "The optimizer and model rows (issue 4) pair lib's own hand loop, run alone, with the "
+        "canonical torch loop",
+        "for that optimizer or model (bench/ has no second hand-written copy of each): there the "
+        "ratio measures what",
+        "lib.run's lockstep, recording and comparing add. TensorBoard is timed for the plain-SGD "
+        "rows only.",
         "",
         *timing.table(results),
         "",
@@ -152,11 +199,16 @@ def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     took = time.perf_counter() - began
     body.append(
-        f"- `python -m bench{' --quick' if args.quick else ''}` took {took:.0f} s; load average at the end {load}."
+        f"- `python -m bench{' --quick' if args.quick else ''}` took {took:.0f} s; load average at "
+        f"the end {load}."
     )
     print("\n" + "\n".join(body))
     out = args.out or (None if args.quick else HERE / "RESULTS.md")
-    tail = (gap.kept_section(out) if out is not None else []) if args.skip_gap else gap_lines(args.quick)
+    tail = (
+        (gap.kept_section(out) if out is not None else [])
+        if args.skip_gap
+        else gap_lines(args.quick)
+    )
     if tail and not args.skip_gap:
         print("\n" + "\n".join(tail))
     if out is not None:

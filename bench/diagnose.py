@@ -46,7 +46,9 @@ def breakdown(data: lib.Dataset, cfg: lib.Config, rounds: int = 5) -> list[str]:
     per_step = {name: statistics.median(s) / cfg.iterations * 1e6 for name, s in seconds.items()}
     pair = per_step["bare numpy"] + per_step["bare torch"]
     lines = [f"  bare pair (numpy + torch, one after the other): {pair:8.1f} us/step  1.00"]
-    lines += [f"  {name + ':':<47}{us:8.1f} us/step  {us / pair:.2f}" for name, us in per_step.items()]
+    lines += [
+        f"  {name + ':':<47}{us:8.1f} us/step  {us / pair:.2f}" for name, us in per_step.items()
+    ]
     return lines
 
 

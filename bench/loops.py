@@ -1,8 +1,9 @@
 """The contenders lib.run is timed against: bare loops that record nothing, and torch + TensorBoard.
 
-Each bare loop does the arithmetic of its lib twin (lib/manual.py, lib/torch_loop.py) on the same
-batches (lib.batch_indices with the Config's seed) from the same initial weights, and returns the
-final weights so tests/test_bench_smoke.py can check that they are like for like with lib.run.
+Each bare loop does the arithmetic of its lib twin (lib/twins/manual.py, lib/twins/torch_side.py)
+on the same batches (lib.batch_indices with the Config's seed) from the same initial weights, and
+returns the final weights so tests/test_bench_smoke.py can check that they are like for like with
+lib.run.
 Both bare loops still compute each step's loss, as their lib twins do, but keep nothing.
 """
 
@@ -16,21 +17,29 @@ from torch import nn
 
 import lib
 from lib.engine import lockstep as run_module
+from lib.twins.manual import SLOPES
 from lib.twins.optim import torch_optimizer
 from lib.twins.torch_side import make_model, torch_loss
 
-# -dL/dh = slope(batch) * error for each loss convention, written exactly as lib/manual.py computes it.
-SLOPES = {"mse": lambda m: 2 / m, "half_mse": lambda m: 1 / m, "sse": lambda m: 2}
+# The losses the bare loops implement: the squared ones, whose -dL/doutputs is
+# SLOPES[loss](batch) * (labels - outputs), as lib/twins/manual.py computes it.
+SQUARED = ("mse", "half_mse", "sse")
 
 
 def check_supported(cfg: lib.Config) -> None:
-    """The bare loops are plain SGD on a linear model in float64 with one loss for both; refuse the rest."""
-    plain = lib.Config(lr=cfg.lr, batch_size=cfg.batch_size, iterations=cfg.iterations, loss=cfg.loss)
+    """The bare loops are plain SGD on a linear model in float64, one loss for both; else refuse."""
+    plain = lib.Config(
+        lr=cfg.lr, batch_size=cfg.batch_size, iterations=cfg.iterations, loss=cfg.loss
+    )
     for name in ("model", "optimizer", "optimizer_kwargs", "torch_dtype", "manual_loss"):
         if getattr(cfg, name) != getattr(plain, name):
-            raise ValueError(f"the bare loops support only the default {name}={getattr(plain, name)!r}")
-    if cfg.loss not in SLOPES:
-        raise ValueError(f"the bare loops support the losses {', '.join(SLOPES)}; got {cfg.loss!r}")
+            raise ValueError(
+                f"the bare loops support only the default {name}={getattr(plain, name)!r}"
+            )
+    if cfg.loss not in SQUARED:
+        raise ValueError(
+            f"the bare loops support the losses {', '.join(SQUARED)}; got {cfg.loss!r}"
+        )
 
 
 def bare_numpy(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
@@ -43,24 +52,25 @@ def bare_numpy(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
     half = cfg.loss == "half_mse"
     mean = cfg.loss != "sse"
     batches = lib.batch_indices(len(X), cfg.batch_size, cfg.seed)
-    d_weights = np.zeros_like(weights)
+    neg_grad = np.zeros_like(weights)
     for _ in range(cfg.iterations):
         idx = next(batches)
         inputs, labels = X[idx], y[idx]
         if cfg.zero_grad:
-            d_weights = np.zeros_like(weights)
+            neg_grad = np.zeros_like(weights)
         h = inputs @ weights
         error = labels - h
         loss = error @ error  # computed, as the lib loop does, then dropped
         if mean:
             loss = loss / ((2 if half else 1) * len(error))
-        d_weights += slope(len(labels)) * (inputs.T @ error)
-        weights += cfg.lr * d_weights
+        # lib's delta = slope * (labels - h), then its neg_grad += inputs.T @ delta.
+        neg_grad += inputs.T @ (slope(len(labels)) * error)
+        weights += cfg.lr * neg_grad
     return weights
 
 
 def _torch_setup(data: lib.Dataset, cfg: lib.Config):
-    """Tensors, nn.Linear holding the shared init, criterion and optimizer, as any torch script builds them."""
+    """Tensors, nn.Linear holding the shared init, criterion and optimizer, as torch scripts do."""
     check_supported(cfg)
     inputs_all = torch.from_numpy(data.X.copy())
     labels_all = torch.from_numpy(data.y.copy()).unsqueeze(1)
@@ -81,7 +91,7 @@ def _flat_weights(net: nn.Linear) -> np.ndarray:
 
 
 def bare_torch(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
-    """The canonical zero_grad / forward / loss / backward / step loop; returns the final weights."""
+    """The canonical zero_grad / forward / loss / backward / step loop; returns the last weights."""
     inputs_all, labels_all, net, criterion, optimizer = _torch_setup(data, cfg)
     half = cfg.loss == "half_mse"
     batches = lib.batch_indices(len(inputs_all), cfg.batch_size, cfg.seed)
@@ -101,10 +111,10 @@ def bare_torch(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
 
 
 def torch_tensorboard(data: lib.Dataset, cfg: lib.Config, logdir: str | None = None) -> np.ndarray:
-    """bare_torch, plus SummaryWriter.add_scalar of the loss, the grad norm and every weight at every step.
+    """bare_torch, plus SummaryWriter.add_scalar of loss, grad norm and every weight, every step.
 
-    Writer creation and close (which flushes the event file) are part of the cost; logdir defaults to
-    a temporary directory removed afterwards.
+    Writer creation and close (which flushes the event file) are part of the cost; logdir defaults
+    to a temporary directory removed afterwards.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -137,11 +147,14 @@ def torch_tensorboard(data: lib.Dataset, cfg: lib.Config, logdir: str | None = N
         return _flat_weights(net)
 
 
-def bare_lockstep(data: lib.Dataset, cfg: lib.Config, share_memory: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Both bare loops advanced together, one step each in turn, recording nothing (a diagnostic for lib.run).
+def bare_lockstep(
+    data: lib.Dataset, cfg: lib.Config, share_memory: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both bare loops advanced together, one step each in turn, recording nothing (for lib.run).
 
-    share_memory=True gathers the torch batches from a view of the numpy loop's [X, 1] array instead of
-    a copy of X, so the two loops read the same memory each step. Returns both final weights.
+    A diagnostic: share_memory=True gathers the torch batches from a view of the numpy loop's
+    [X, 1] array instead of a copy of X, so the two loops read the same memory each step. Returns
+    both final weights.
     """
     check_supported(cfg)
     X = data.with_ones() if cfg.bias else data.X
@@ -155,19 +168,19 @@ def bare_lockstep(data: lib.Dataset, cfg: lib.Config, share_memory: bool = False
         labels_all = torch.from_numpy(np.array(y)).unsqueeze(1)
     batches_m = lib.batch_indices(len(X), cfg.batch_size, cfg.seed)
     batches_t = lib.batch_indices(len(X), cfg.batch_size, cfg.seed)
-    d_weights = np.zeros_like(weights)
+    neg_grad = np.zeros_like(weights)
     for _ in range(cfg.iterations):
         # The numpy step.
         idx = next(batches_m)
         inputs, labels = X[idx], y[idx]
         if cfg.zero_grad:
-            d_weights = np.zeros_like(weights)
+            neg_grad = np.zeros_like(weights)
         error = labels - inputs @ weights
         loss = error @ error
         if mean:
             loss = loss / ((2 if half else 1) * len(error))
-        d_weights += slope(len(labels)) * (inputs.T @ error)
-        weights += cfg.lr * d_weights
+        neg_grad += inputs.T @ (slope(len(labels)) * error)
+        weights += cfg.lr * neg_grad
         # The torch step.
         idx = next(batches_t)
         index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
@@ -190,8 +203,10 @@ def bare_torch_any(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
     """
     inputs_all = torch.from_numpy(data.X.copy())
     labels_all = torch.from_numpy(data.y.copy()).unsqueeze(1)
-    net = make_model(cfg.model, data.n, cfg.bias, cfg.hidden, cfg.activation, torch.float64)
-    nn.utils.vector_to_parameters(torch.from_numpy(lib.initial_weights(data, cfg)), net.parameters())
+    net = make_model(cfg.layout(data.n), torch.float64)
+    nn.utils.vector_to_parameters(
+        torch.from_numpy(lib.initial_weights(data, cfg)), net.parameters()
+    )
     criterion = torch_loss(cfg.loss)
     optimizer = torch_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.optimizer_kwargs)
     batches = lib.batch_indices(len(inputs_all), cfg.batch_size, cfg.seed)
@@ -207,11 +222,11 @@ def bare_torch_any(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
 
 
 def hand_loop_alone(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
-    """lib's hand-written loop for the Config (manual_loop or manual_mlp_loop) run by itself, recording nothing.
+    """lib's hand-written loop for the Config (manual_loop, any model) run alone, recording nothing.
 
-    bench/ has no second hand-written copy of every optimizer and model, so for those rows the numpy
-    side of the bare pair is lib's own generator drained alone: the ratio then measures what lib.run's
-    lockstep, recording and comparing add.
+    bench/ has no second hand-written copy of every optimizer and model, so for those rows the
+    numpy side of the bare pair is lib's own generator drained alone: the ratio then measures what
+    lib.run's lockstep, recording and comparing add.
     """
     manual, _, _ = run_module.loops(data, cfg)  # the torch generator is made but never started
     for _ in range(cfg.iterations):

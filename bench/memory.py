@@ -32,7 +32,8 @@ def status_mb(field: str) -> float | None:
 
 
 def reset_peak() -> str:
-    """Reset the peak RSS to the current RSS; returns the method the numbers are then measured by."""
+    """Reset the peak RSS to the current RSS; returns the method the numbers are then measured
+    by."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -87,7 +88,10 @@ def main() -> None:
         "baseline_mb": baseline,
         "run_peak_mb": after_run,
         "run_added_mb": after_run - baseline,
-        "recorded_mb": sum(h.loss.nbytes + h.weights.nbytes + h.grad_norm.nbytes for h in (result.manual, result.torch))
+        "recorded_mb": sum(
+            h.loss.nbytes + h.weights.nbytes + h.grad_norm.nbytes
+            for h in (result.manual, result.torch)
+        )
         / 2**20,
         "charts": None,
     }
@@ -99,7 +103,8 @@ def main() -> None:
             t1 = time.perf_counter()
             items = built.values() if isinstance(built, dict) else built
             for chart in items:
-                chart.to_dict()  # what st.altair_chart does before sending: inline the data, validate
+                # What st.altair_chart does before sending: inline the data, validate.
+                chart.to_dict()
             t2 = time.perf_counter()
             build.append(t1 - t0)
             serialise.append(t2 - t1)

@@ -20,13 +20,15 @@ from .loops import bare_numpy, bare_torch, bare_torch_any, hand_loop_alone, torc
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark configuration: the data, the Config, and how many interleaved rounds to time."""
+    """One benchmark configuration: the data, the Config, and how many interleaved rounds to
+    time."""
 
     label: str
     data: Callable[[], lib.Dataset]
     cfg: lib.Config
     rounds: int
-    breadth: bool = False  # an optimizer or model of issue 4: bare pair = hand loop alone + bare torch, no TensorBoard
+    # An optimizer or model of issue 4: bare pair = hand loop alone + bare torch, no TensorBoard.
+    breadth: bool = False
 
 
 def cases(quick: bool) -> list[Case]:
@@ -35,8 +37,9 @@ def cases(quick: bool) -> list[Case]:
     def scale(steps: int) -> int:
         return max(steps // 50, 100) if quick else steps
 
-    # Fifteen rounds: on a shared machine a round's time varies by tens of per cent, and the fastest of many
-    # rounds is the least disturbed. The 50,000-step case keeps three (a round is a minute, which averages).
+    # Fifteen rounds: on a shared machine a round's time varies by tens of per cent, and the fastest
+    # of many rounds is the least disturbed. The 50,000-step case keeps three (a round is a minute,
+    # which averages).
     rounds = 3 if quick else 15
     return [
         Case(
@@ -66,10 +69,20 @@ def breadth_cases(quick: bool) -> list[Case]:
     rounds = 3 if quick else 15
     linear = lambda: lib.datasets.linear(m=256, n=3, noise=0.1, seed=0)  # noqa: E731
     out = []
-    for name, kwargs in (("sgd", {"momentum": 0.9, "nesterov": True}), ("adam", {}), ("adamw", {}),
-                         ("rmsprop", {"momentum": 0.5, "centered": True}), ("adagrad", {})):  # fmt: skip
-        label = f"optimizer {name} {kwargs or ''}: n=3, m=256, batch 32, mse, lr 0.01".replace("  ", " ")
-        cfg = lib.Config(lr=0.01, batch_size=32, iterations=steps, optimizer=name, optimizer_kwargs=kwargs)
+    optimizers = (
+        ("sgd", {"momentum": 0.9, "nesterov": True}),
+        ("adam", {}),
+        ("adamw", {}),
+        ("rmsprop", {"momentum": 0.5, "centered": True}),
+        ("adagrad", {}),
+    )
+    for name, kwargs in optimizers:
+        label = f"optimizer {name} {kwargs or ''}: n=3, m=256, batch 32, mse, lr 0.01".replace(
+            "  ", " "
+        )
+        cfg = lib.Config(
+            lr=0.01, batch_size=32, iterations=steps, optimizer=name, optimizer_kwargs=kwargs
+        )
         out.append(Case(label, linear, cfg, rounds, breadth=True))
     blobs, moons = lib.datasets.PRESETS["blobs"], lib.datasets.PRESETS["moons"]
     out.append(
@@ -81,9 +94,18 @@ def breadth_cases(quick: bool) -> list[Case]:
             breadth=True,
         )
     )
-    out.append(Case("model mlp (16 tanh): moons preset, batch 32, bce, lr 0.5", moons.make,
-                    lib.Config(model="mlp", hidden=16, loss="bce", init="normal", lr=0.5, batch_size=32,
-                               iterations=steps), rounds, breadth=True))  # fmt: skip
+    mlp = lib.Config(
+        model="mlp", hidden=16, loss="bce", init="normal", lr=0.5, batch_size=32, iterations=steps
+    )
+    out.append(
+        Case(
+            "model mlp (16 tanh): moons preset, batch 32, bce, lr 0.5",
+            moons.make,
+            mlp,
+            rounds,
+            breadth=True,
+        )
+    )
     return out
 
 
@@ -103,7 +125,8 @@ CONTENDERS: dict[str, Callable[[lib.Dataset, lib.Config], object]] = {
 
 @dataclass
 class Timing:
-    """Seconds per contender over the rounds of one case: wall clock, and this process's CPU time."""
+    """Seconds per contender over the rounds of one case: wall clock, and this process's CPU
+    time."""
 
     case: Case
     seconds: dict[str, list[float]] = field(default_factory=dict)
@@ -124,22 +147,27 @@ class Timing:
     def fastest_ratio(self) -> float:
         """lib.run's fastest round over the sum of the bare loops' fastest rounds.
 
-        Interference from other processes only ever adds time, so each contender's fastest round is its
-        least disturbed one (the statistic Python's timeit recommends); this is the ratio the target is judged on.
+        Interference from other processes only ever adds time, so each contender's fastest round is
+        its least disturbed one (the statistic Python's timeit recommends); this is the ratio the
+        target is judged on.
         """
         s = self.seconds
         return min(s["lib.run"]) / (min(s["bare numpy"]) + min(s["bare torch"]))
 
     @property
     def cpu_ratio(self) -> float:
-        """The ratio by CPU time, which other processes on a busy machine disturb less than wall time."""
+        """The ratio by CPU time, which other processes on a busy machine disturb less than wall
+        time."""
         med = {name: statistics.median(v) for name, v in self.cpu.items()}
         return med["lib.run"] / (med["bare numpy"] + med["bare torch"])
 
     @property
     def round_ratios(self) -> list[float]:
         s = self.seconds
-        return [r / (a + b) for r, a, b in zip(s["lib.run"], s["bare numpy"], s["bare torch"], strict=True)]
+        return [
+            r / (a + b)
+            for r, a, b in zip(s["lib.run"], s["bare numpy"], s["bare torch"], strict=True)
+        ]
 
     @property
     def tb_ratio(self) -> float:
@@ -149,7 +177,8 @@ class Timing:
 
 
 def time_case(case: Case, log: Callable[[str], None]) -> Timing:
-    """Time every contender on one case, interleaved: each round runs them all, in a rotated order."""
+    """Time every contender on one case, interleaved: each round runs them all, in a rotated
+    order."""
     data = case.data()
     contenders = BREADTH_CONTENDERS if case.breadth else CONTENDERS
     warm = case.cfg.replace(iterations=min(50, case.cfg.iterations))
@@ -168,7 +197,10 @@ def time_case(case: Case, log: Callable[[str], None]) -> Timing:
             contenders[name](data, case.cfg)
             timing.seconds[name].append(time.perf_counter() - started)
             timing.cpu[name].append(time.process_time() - started_cpu)
-        log(f"  round {r + 1}/{case.rounds}: " + ", ".join(f"{name} {timing.seconds[name][-1]:.3f}s" for name in names))
+        log(
+            f"  round {r + 1}/{case.rounds}: "
+            + ", ".join(f"{name} {timing.seconds[name][-1]:.3f}s" for name in names)
+        )
     return timing
 
 
@@ -177,7 +209,9 @@ def machine() -> list[str]:
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            model = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -185,7 +219,8 @@ def machine() -> list[str]:
         f"- machine: {os.cpu_count()} CPUs (nproc), {model}; load average at start {load}",
         f"- python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
         f"{platform.system()} {platform.release()}",
-        f"- threads: torch.set_num_threads({torch.get_num_threads()}); OPENBLAS/OMP/MKL_NUM_THREADS="
+        f"- threads: torch.set_num_threads({torch.get_num_threads()}); "
+        "OPENBLAS/OMP/MKL_NUM_THREADS="
         f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} for every contender",
     ]
 
@@ -194,16 +229,23 @@ def table(timings: list[Timing]) -> list[str]:
     """The markdown table: medians of the interleaved rounds, in seconds."""
     rows = [
         "| config | steps | rounds | lib.run s | bare numpy s | bare torch s | bare pair s "
-        "| ratio, fastest rounds | ratio of medians | ratio per round (min-max) | ratio by CPU time "
+        "| ratio, fastest rounds | ratio of medians | ratio per round (min-max) | ratio by CPU "
+        "time "
         "| torch + TensorBoard s | TB / bare torch |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for t in timings:
         rr = t.round_ratios
         rows.append(
-            f"| {t.case.label} | {t.case.cfg.iterations:,} | {t.case.rounds} | {t.median('lib.run'):.3f} "
+            f"| {t.case.label} | {t.case.cfg.iterations:,} | {t.case.rounds} | "
+            f"{t.median('lib.run'):.3f} "
             f"| {t.median('bare numpy'):.3f} | {t.median('bare torch'):.3f} | {t.pair:.3f} "
-            f"| **{t.fastest_ratio:.2f}** | {t.ratio:.2f} | {min(rr):.2f}-{max(rr):.2f} | {t.cpu_ratio:.2f} "
-            + (f"| {t.median('torch + TensorBoard'):.3f} | {t.tb_ratio:.2f} |" if not t.case.breadth else "| — | — |")
+            f"| **{t.fastest_ratio:.2f}** | {t.ratio:.2f} | {min(rr):.2f}-{max(rr):.2f} | "
+            f"{t.cpu_ratio:.2f} "
+            + (
+                f"| {t.median('torch + TensorBoard'):.3f} | {t.tb_ratio:.2f} |"
+                if not t.case.breadth
+                else "| — | — |"
+            )
         )
     return rows
