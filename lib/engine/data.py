@@ -204,15 +204,13 @@ def torch_loader(
     dtype: torch.dtype = torch.float64,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The same batches as tensors; labels shaped (batch, 1) like the torch model's outputs."""
-    # Shares the numpy memory when it is writable float64; read-only memory is copied
-    # (torch would warn).
+    # Shares the numpy memory when writable float64; read-only memory is copied (torch would warn).
     inputs, labels = (
         torch.as_tensor(a if a.flags.writeable else a.copy()).to(dtype) for a in (inputs, labels)
     )
     labels = labels.unsqueeze(1)
     for idx in batch_indices(len(inputs), batch_size, seed):
-        # full batch: the tensors themselves (indexing costs microseconds)
-        if isinstance(idx, slice):
+        if isinstance(idx, slice):  # full batch: the very tensors (indexing costs microseconds)
             yield inputs, labels
         else:
             index = torch.from_numpy(idx)

@@ -290,8 +290,7 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
     check_run(data, cfg)
     init = initial_weights(data, cfg)
     # One copy of the inputs for both loops: [X, 1] (the bias is a weight on a constant input of 1);
-    # torch and the MLP read it without the ones. Two copies would crowd each other out of the
-    # caches.
+    # torch and the MLP read it without the ones. Two copies would evict each other from the caches.
     X1 = data.with_ones()
     X, labels = X1[:, : data.n], np.array(data.y)
     inputs = X1 if cfg.bias and cfg.model != "mlp" else X
