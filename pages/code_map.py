@@ -8,7 +8,11 @@ import streamlit as st
 import lib
 from lib import explain
 from lib.engine.trace import Stepper
-from pages.common import LOSS_LABELS, PITFALLS_LINK, fingerprint, literal, sidebar_config, through_navigation
+from pages.parts.cached import fingerprint
+from pages.parts.labels import LOSS_LABELS
+from pages.parts.links import literal
+from pages.parts.navigation import PITFALLS_LINK, through_navigation
+from pages.parts.sidebar import sidebar_config
 
 MAX_ITERATIONS = 10_000  # the page steps the loops up to the picked step; longer runs are cut to this
 HELD, FAILED = ":green[**✓**]", ":red[**✗**]"

@@ -9,16 +9,10 @@ import pandas as pd
 import streamlit as st
 
 import lib
-from pages.common import (
-    LAST_RUN,
-    PITFALLS_LINK,
-    SOURCE,
-    fingerprint,
-    least_squares,
-    sidebar_config,
-    through_navigation,
-    twin_lines_markdown,
-)
+from pages.parts.cached import LAST_RUN, fingerprint, least_squares
+from pages.parts.navigation import PITFALLS_LINK, through_navigation
+from pages.parts.sidebar import SOURCE, sidebar_config
+from pages.parts.twin_table import twin_lines_markdown
 
 LIVE_AFTER = 1.0  # seconds; shorter runs just appear, longer ones show progress and live charts
 TIME_LIMIT = 60.0  # seconds from the click to the page drawn: one visitor's run must not hold a shared server long
@@ -30,7 +24,7 @@ AUTO_RUN = 5.0  # seconds: a run the page starts by itself when it opens (say fr
 PROBE_STEPS, PROBE_SECONDS = 100, 0.3  # the run's first steps, timed, to estimate a long run before it starts
 MAX_TABLE_ROWS = 12  # weights in the final-weights table before it scrolls
 MAX_DOWNLOAD_VALUES = 4_000_000  # numbers in a history download (about 150 MB of CSV); longer runs are refused
-state = st.session_state  # this page's own keys start with "compare_"; the controls' keys are in pages/common.py
+state = st.session_state  # this page's own keys start with "compare_"; the controls' keys are in pages/parts/
 
 started = time.perf_counter()
 through_navigation()

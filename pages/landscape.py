@@ -10,7 +10,8 @@ import streamlit as st
 import lib
 from lib.charts import COLORS, LABELS
 from lib.lessons.landscape import full_data_loss, surface
-from pages.common import last_run, through_navigation
+from pages.parts.cached import last_run
+from pages.parts.navigation import through_navigation
 
 MAX_PATH_POINTS = 5_000  # per loop: a million-step path is thinned before it is sent to the browser
 MAX_DOTS = 400  # steps drawn as dots on the hand loop's line; beyond this the dots merge into the line

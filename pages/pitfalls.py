@@ -9,7 +9,9 @@ import streamlit as st
 
 import lib
 from lib import pitfalls
-from pages.common import Drawn, through_navigation, url_notes
+from pages.parts.links import url_notes
+from pages.parts.navigation import through_navigation
+from pages.parts.widgets import Drawn
 
 CONVENTIONS = pitfalls.SQUARED_LOSSES
 LABELS = {

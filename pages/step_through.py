@@ -10,7 +10,10 @@ import streamlit as st
 import lib
 from lib.engine.trace import SAMPLE_TERMS, Stepper
 from lib.lessons.explain import ROWS, phase_source, row_values, show
-from pages.common import LOSS_LABELS, fingerprint, sidebar_config, through_navigation
+from pages.parts.cached import fingerprint
+from pages.parts.labels import LOSS_LABELS
+from pages.parts.navigation import through_navigation
+from pages.parts.sidebar import sidebar_config
 
 MAX_ITERATIONS = 10_000  # Run to step N computes every step before N; this keeps it to a few seconds
 LAST = len(ROWS) - 1  # the update, the step's last line: after a whole step, the line that just ran

@@ -12,7 +12,8 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 import lib
-from pages.common import LAST_RUN, linear_data, twin_lines_markdown
+from pages.parts.cached import LAST_RUN, linear_data
+from pages.parts.twin_table import twin_lines_markdown
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 60  # s: the first run imports torch and runs the default 500 steps on a shared machine
@@ -191,7 +192,7 @@ def test_the_mlp_run_adds_every_tensors_norm_below_the_four_charts(at):
 
 
 def test_an_mlp_from_zero_weights_is_warned_about_until_the_init_changes(at):
-    from pages.common import ZERO_MLP
+    from pages.parts.labels import ZERO_MLP
 
     assert ZERO_MLP not in [w.value for w in at.warning]  # the linear default learns from zeros
     at.selectbox(key="model").set_value("mlp").run()

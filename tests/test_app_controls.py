@@ -1,4 +1,4 @@
-"""AppTest of the shared sidebar (pages/common.py): presets, optimizer settings, CSV upload, the URL."""
+"""AppTest of the shared sidebar (pages/parts/): presets, optimizer settings, CSV upload, the URL."""
 
 import logging
 import threading
@@ -10,14 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 import lib
 from lib.io.datasets import PRESETS
-from pages.common import (
-    DEFAULTS,
-    LAST_RUN,
-    _matches,
-    linear_data,
-    optimizer_defaults,
-    url_notes,
-)
+from pages.parts.cached import LAST_RUN, linear_data
+from pages.parts.labels import DEFAULTS, optimizer_defaults
+from pages.parts.links import _matches, url_notes
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -319,6 +314,19 @@ def test_a_new_file_starts_the_column_choice_over_and_says_so():
     at.switch_page("pages/step_through.py").run()
     at.switch_page("pages/compare.py").run()
     assert at.multiselect(key="features").value == ["b"]
+
+
+def test_a_new_file_names_its_own_text_columns():
+    """The note on a new file's columns once took the place of its list of text columns: the
+    caption then spelt out the note letter by letter, for a file with no text column too."""
+    at = upload(app(), TWO_FEATURES, "two.csv")
+    upload(at, THREE_FEATURES, "three.csv")
+    assert any("column choice starts over" in c.value for c in at.caption)
+    assert not any(c.value.startswith("Text columns") for c in at.caption)
+    upload(at, b"x,name,y\n1,a,2\n2,b,4\n3,c,7\n", "named.csv")
+    assert any("column choice starts over" in c.value for c in at.caption)
+    shown = [c.value for c in at.caption if c.value.startswith("Text columns")]
+    assert shown == ["Text columns, not usable as numbers: name."]
 
 
 def test_csv_messages_name_the_checkbox_and_infinite_values():

@@ -104,7 +104,7 @@ def test_a_compare_run_is_mapped_and_changing_weights_changes_the_chart():
     assert not at.exception
     assert any("Your last run on the Compare page" in c.value for c in at.caption)
     assert not at.info  # no "made its own example" note
-    from pages.common import last_run  # noqa: F401  (the page would have used its own example without it)
+    from pages.parts.cached import last_run  # noqa: F401  (the page would have used its own example without it)
 
     before_heat, before_line = layers(at)[:2]
     assert title(at).startswith("Loss over w_1 and w_2")

@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 import lib
 from lib import Config, Dataset
 from lib.io.csv_data import MAX_CSV_BYTES, MAX_CSV_ROWS, prepare, read_csv
-from pages.common import LAST_RUN
+from pages.parts.cached import LAST_RUN
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

@@ -1,4 +1,4 @@
-"""The sidebar's help texts (pages.common): every formula in them is the one torch.optim computes."""
+"""The sidebar's help texts (pages.parts.labels): every formula in them is the one torch.optim computes."""
 
 import math
 
@@ -7,7 +7,14 @@ import pytest
 import torch
 
 import lib
-from pages.common import KWARG_HELP, KWARG_RANGES, LOSS_LABELS, MODEL_LABELS, kwarg_help, zero_mlp_warning
+from pages.parts.labels import (
+    KWARG_HELP,
+    KWARG_RANGES,
+    LOSS_LABELS,
+    MODEL_LABELS,
+    kwarg_help,
+    zero_mlp_warning,
+)
 
 LR = 0.1
 

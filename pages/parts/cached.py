@@ -1,0 +1,100 @@
+"""The data the pages train on, cached at numpy level (a Dataset is rebuilt around the arrays), the
+least-squares answer, and the Compare page's last run."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import streamlit as st
+
+import lib
+from lib.io.csv_data import prepare, read_csv
+from lib.io.datasets import PRESETS
+from pages.parts.labels import DROP_LABEL
+
+# session_state key: {"data": Dataset, "result": Result, "source": dict}
+LAST_RUN = "compare_last_run"
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _linear_arrays(n: int, m: int, noise: float, seed: int):
+    """The numpy arrays of lib.datasets.linear (cached at numpy level: a Dataset is rebuilt
+    around them)."""
+    data = lib.datasets.linear(m=m, n=n, noise=noise, seed=seed)
+    return data.X, data.y, data.true_weights, data.name
+
+
+def linear_data(n: int, m: int, noise: float, seed: int) -> lib.Dataset:
+    """lib.datasets.linear(m, n, noise, seed), built once per argument set per server."""
+    X, y, true_weights, name = _linear_arrays(int(n), int(m), float(noise), int(seed))
+    return lib.Dataset(X, y, name=name, true_weights=true_weights)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _preset_arrays(key: str, seed: int):
+    data = PRESETS[key].make(seed)
+    return data.X, data.y, data.feature_names, data.name, data.true_weights
+
+
+def preset_data(key: str, seed: int) -> lib.Dataset:
+    """PRESETS[key].make(seed), built once per argument set per server."""
+    X, y, names, name, true_weights = _preset_arrays(key, int(seed) if PRESETS[key].seeded else 0)
+    return lib.Dataset(X, y, feature_names=names, name=name, true_weights=true_weights)
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the CSV…")
+def csv_frame(raw: bytes):
+    return read_csv(raw)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def csv_arrays(
+    raw: bytes,
+    name: str,
+    target: str,
+    features: tuple,
+    standardize: bool,
+    drop: bool,
+    classifier: bool,
+):
+    prepared = prepare(
+        csv_frame(raw),
+        target,
+        list(features),
+        standardize=standardize,
+        drop_missing=drop,
+        classifier=classifier,
+        name=name,
+        drop_option=f"the checkbox {DROP_LABEL}",
+    )
+    data = prepared.data
+    return data.X, data.y, data.feature_names, data.name, prepared.dropped_rows
+
+
+def fingerprint(data: lib.Dataset) -> tuple:
+    """A value that is equal for equal data sets (Dataset compares by identity)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(data.X.tobytes())
+    digest.update(data.y.tobytes())
+    return data.name, data.X.shape, digest.hexdigest()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _least_squares(_data: lib.Dataset, key: tuple, bias: bool) -> np.ndarray:
+    return lib.least_squares(_data, bias)
+
+
+def least_squares(data: lib.Dataset, cfg: lib.Config) -> np.ndarray | None:
+    """The closed-form answer a linear model with a squared loss approaches; None for the other
+    models."""
+    if cfg.model != "linear":
+        return None
+    return _least_squares(data, fingerprint(data), cfg.bias)
+
+
+def last_run() -> tuple[lib.Dataset, lib.Result] | None:
+    """The Compare page's latest run in this session, with its data (st.session_state[LAST_RUN]),
+    or None."""
+    record = st.session_state.get(LAST_RUN)
+    return None if record is None else (record["data"], record["result"])
