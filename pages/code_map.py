@@ -1,5 +1,6 @@
 """Code map: the five lines of the torch training step beside their hand-written twins, with live values."""
 
+import dataclasses
 import inspect
 import math
 
@@ -109,12 +110,65 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
         st.caption(f"This page follows the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} iterations.")
         cfg = cfg.replace(iterations=MAX_ITERATIONS)
     data_key = fingerprint(data)
+    stepper = page_stepper(data, cfg, data_key)
+    wanted = picked_step(cfg.iterations - 1)
+    step = stepper.run_to(int(wanted))
+    if step.t != wanted:
+        st.warning(f"The run diverged at step {step.t}, so the values shown are that step's.")
+    agreement, growth = whole_run(data, data_key, cfg)
+    if growth is not None:
+        st.warning(growth)
+        st.markdown(f"See why in the [Pitfalls lab, tab 4: a learning rate above the limit]({PITFALLS_LINK}).")
+    manual_fn, torch_fn = stepper.functions
+    view = View(
+        data, data_key, cfg, stepper, step, explain.phase_source(manual_fn),
+        explain.phase_source(torch_fn), evidence(data, data_key, cfg, step.t, stepper), agreement,
+    )  # fmt: skip
+    left, right = st.columns(2)
+    left.markdown(f"### Hand-written: `lib.{manual_fn.__name__}` (numpy)")
+    right.markdown(f"### PyTorch: `lib.{torch_fn.__name__}`")
+    st.caption(
+        f"Step {step.t}: a batch of {len(step.manual.indices)} samples · model {cfg.model} · "
+        f"loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer}."
+    )
+    with st.expander("Before the loop: the model, the loss, the optimizer"):
+        left, right = st.columns(2)
+        left.code(view.hand[explain.SETUP], language="python", wrap_lines=True)
+        right.code(view.twin[explain.SETUP], language="python", wrap_lines=True)
+    for row in explain.ROWS:
+        show_row(row, view)
+    st.divider()
+    with st.expander("The two functions, whole"):
+        left, right = st.columns(2)
+        left.code(inspect.getsource(manual_fn), language="python")
+        right.code(inspect.getsource(torch_fn), language="python")
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """What every row of the map reads: the run, the step shown, both loops' code, the checks."""
+
+    data: lib.Dataset
+    data_key: tuple
+    cfg: lib.Config
+    stepper: Stepper
+    step: object  # the Stepper's record of the step shown
+    hand: dict  # phase -> code of the hand loop
+    twin: dict  # phase -> code of the torch loop
+    checks: dict  # claim key -> explain.Evidence
+    agreement: str  # where the two loops agree over the whole run, in words
+
+
+def page_stepper(data: lib.Dataset, cfg: lib.Config, data_key: tuple) -> Stepper:
+    """The page's Stepper, kept in the session; a new one for new data or a new Config."""
     if st.session_state.get("map_config") != (data_key, cfg):
         st.session_state["map_stepper"] = Stepper(data, cfg)
         st.session_state["map_config"] = (data_key, cfg)
-    stepper: Stepper = st.session_state["map_stepper"]
+    return st.session_state["map_stepper"]
 
-    last = cfg.iterations - 1
+
+def picked_step(last: int) -> int:
+    """The step to show, from the number box (its value is in the link as map_step)."""
     # Step 1 by default: at step 0 the reset has nothing to clear yet.
     # The step is in the URL (map_step), so a link opens it. A float widget shown without decimals: a link's
     # inf or text falls back to the default instead of crashing an int widget; out of range is clamped here.
@@ -137,110 +191,100 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
             f"The link's step, map_step={literal(linked[-1])}, is not a step of this run (a whole number from 0 to "
             f"{last:,}), so step {wanted:,} is shown."
         )
-    step = stepper.run_to(int(wanted))
-    if step.t != wanted:
-        st.warning(f"The run diverged at step {step.t}, so the values shown are that step's.")
-    agreement, growth = whole_run(data, data_key, cfg)
-    if growth is not None:
-        st.warning(growth)
-        st.markdown(f"See why in the [Pitfalls lab, tab 4: a learning rate above the limit]({PITFALLS_LINK}).")
+    return wanted
 
-    manual_fn, torch_fn = stepper.functions
-    hand, twin = explain.phase_source(manual_fn), explain.phase_source(torch_fn)
-    checks = evidence(data, data_key, cfg, step.t, stepper)
 
+def show_row(row: explain.Row, view: View) -> None:
+    """One of the five rows: both loops' code and values, then the explanation and its checks."""
+    st.divider()
+    st.markdown(f"### {row.title}: `{key_line(view.hand[row.phase], row.manual)}` ↔ `{row.torch}`")
     left, right = st.columns(2)
-    left.markdown(f"### Hand-written: `lib.{manual_fn.__name__}` (numpy)")
-    right.markdown(f"### PyTorch: `lib.{torch_fn.__name__}`")
+    left.code(view.hand[row.phase], language="python", wrap_lines=True)
+    right.code(view.twin[row.phase], language="python", wrap_lines=True)
+    hand_values, twin_values = explain.row_values(view.step, row.key)
+    left.code(values(hand_values), language="python", wrap_lines=True)
+    right.code(values(twin_values), language="python", wrap_lines=True)
+    if row.key == "update":
+        optimizer_step(left, right, view)
+    st.markdown(explain.row_text(row, view.cfg))
+    for c in explain.claims_for(row.key, view.cfg):
+        claim(c, view.checks.get(c.key), view.cfg)
+    if row.key == "update" and view.cfg.loss != "bce":
+        loss_comparison(view)
+
+
+def optimizer_step(left, right, view: View) -> None:
+    """The optimizer's own update, beside the torch optimizer it mirrors."""
+    cfg = view.cfg
+    hand_optimizer, torch_optimizer = view.stepper.optimizers
+    kind = type(hand_optimizer)
+    name = type(torch_optimizer).__name__
+    left.markdown(f"What `optimizer.step(-d_weights)` runs: `lib.optim.{kind.step.__qualname__}`")
+    left.code(inspect.getsource(kind.step), language="python")
+    settings = "".join(f", {k}={v!r}" for k, v in cfg.optimizer_kwargs.items())
+    right.markdown(f"What `optimizer.step()` runs: `torch.optim.{name}.step`")
+    right.code(
+        f"optimizer = torch.optim.{name}(net.parameters(), lr={cfg.lr!r}{settings})",
+        language="python",
+        wrap_lines=True,
+    )
+    right.markdown(
+        f"Torch's `step()` follows the algorithm in [its documentation]"
+        f"(https://pytorch.org/docs/stable/generated/torch.optim.{name}.html); "
+        f"`{kind.step.__qualname__}` on the left does the same arithmetic in the same order, in numpy, on the "
+        "flat weight vector. " + view.agreement
+    )
+    if view.step.optimizer_state:
+        optimizer_state(left, right, view.step)
+
+
+def optimizer_state(left, right, step) -> None:
+    """What each optimizer carries to the next step: the hand attributes beside torch's state."""
+    left.code(
+        values([(f"optimizer.{attr}", hand) for attr, _, hand, _ in step.optimizer_state]),
+        language="python",
+        wrap_lines=True,
+    )
+    right.code(
+        values([(f"optimizer.state[·]['{key}']", twin) for _, key, _, twin in step.optimizer_state]),
+        language="python",
+        wrap_lines=True,
+    )
+    counters = ""
+    if step.step_counts:
+        counts = ", ".join(f"{hand:g}" for _, _, hand, _ in step.step_counts)
+        counters = (
+            f" The step counters count the steps taken, from 1: after step {step.t} (this page counts "
+            f"from 0) they hold {counts}."
+        )
     st.caption(
-        f"Step {step.t}: a batch of {len(step.manual.indices)} samples · model {cfg.model} · "
-        f"loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer}."
+        f"The optimizer's state after step {step.t}, which the next step builds on: the hand optimizer's "
+        "attributes, and torch's per-parameter `optimizer.state` flattened in the weights' order."
+        + counters
     )
 
-    with st.expander("Before the loop: the model, the loss, the optimizer"):
-        left, right = st.columns(2)
-        left.code(hand[explain.SETUP], language="python", wrap_lines=True)
-        right.code(twin[explain.SETUP], language="python", wrap_lines=True)
 
-    for row in explain.ROWS:
-        st.divider()
-        st.markdown(f"### {row.title}: `{key_line(hand[row.phase], row.manual)}` ↔ `{row.torch}`")
-        left, right = st.columns(2)
-        left.code(hand[row.phase], language="python", wrap_lines=True)
-        right.code(twin[row.phase], language="python", wrap_lines=True)
-        hand_values, twin_values = explain.row_values(step, row.key)
-        left.code(values(hand_values), language="python", wrap_lines=True)
-        right.code(values(twin_values), language="python", wrap_lines=True)
-        if row.key == "update":
-            # The optimizer's own update, beside the torch optimizer it mirrors.
-            hand_optimizer, torch_optimizer = stepper.optimizers
-            kind = type(hand_optimizer)
-            left.markdown(f"What `optimizer.step(-d_weights)` runs: `lib.optim.{kind.step.__qualname__}`")
-            left.code(inspect.getsource(kind.step), language="python")
-            settings = "".join(f", {k}={v!r}" for k, v in cfg.optimizer_kwargs.items())
-            right.markdown(f"What `optimizer.step()` runs: `torch.optim.{type(torch_optimizer).__name__}.step`")
-            right.code(
-                f"optimizer = torch.optim.{type(torch_optimizer).__name__}(net.parameters(), lr={cfg.lr!r}{settings})",
-                language="python",
-                wrap_lines=True,
-            )
-            right.markdown(
-                f"Torch's `step()` follows the algorithm in [its documentation]"
-                f"(https://pytorch.org/docs/stable/generated/torch.optim.{type(torch_optimizer).__name__}.html); "
-                f"`{kind.step.__qualname__}` on the left does the same arithmetic in the same order, in numpy, on the "
-                "flat weight vector. " + agreement
-            )
-            if step.optimizer_state:
-                left.code(
-                    values([(f"optimizer.{attr}", hand) for attr, _, hand, _ in step.optimizer_state]),
-                    language="python",
-                    wrap_lines=True,
-                )
-                right.code(
-                    values([(f"optimizer.state[·]['{key}']", twin) for _, key, _, twin in step.optimizer_state]),
-                    language="python",
-                    wrap_lines=True,
-                )
-                counters = ""
-                if step.step_counts:
-                    counts = ", ".join(f"{hand:g}" for _, _, hand, _ in step.step_counts)
-                    counters = (
-                        f" The step counters count the steps taken, from 1: after step {step.t} (this page counts "
-                        f"from 0) they hold {counts}."
-                    )
-                st.caption(
-                    f"The optimizer's state after step {step.t}, which the next step builds on: the hand optimizer's "
-                    "attributes, and torch's per-parameter `optimizer.state` flattened in the weights' order."
-                    + counters
-                )
-        st.markdown(explain.row_text(row, cfg))
-        for c in explain.claims_for(row.key, cfg):
-            claim(c, checks.get(c.key), cfg)
-        if row.key == "update" and cfg.loss != "bce":
-            others = [name for name in ("mse", "half_mse", "sse") if name != cfg.loss]
-            other = st.selectbox(
-                f"Compare the step of torch's {cfg.loss!r} with a hand loop on",
-                others,
-                format_func=LOSS_LABELS.get,
-                key="map_other",
-            )
-            e = step_size_ratio(data, data_key, cfg, other)
-            digits = 10 if cfg.optimizer in explain.ADAPTIVE else 6  # adaptive: the factor differs from 1 late
-            predicted, measured = (explain.show(e.measured.get(k), digits) for k in ("predicted", "measured"))
-            st.markdown(
-                f"First step at batch size {min(cfg.batch_size, data.m)}, torch on {cfg.loss!r} over a hand loop on "
-                f"{other!r}, with `torch.optim.{lib.optim.TORCH_NAMES[cfg.optimizer]}`: the gradients differ by "
-                f"`lib.effective_lr_ratio` = **{explain.show(e.measured.get('gradient factor c'), 6)}**; the step, "
-                f"predicted from the optimizer's first-step formula: **{predicted}**, measured from one real step of "
-                f"both loops: **{measured}** "
-                f"{HELD if e.ok else FAILED}"
-            )
-
-    st.divider()
-    with st.expander("The two functions, whole"):
-        left, right = st.columns(2)
-        left.code(inspect.getsource(manual_fn), language="python")
-        right.code(inspect.getsource(torch_fn), language="python")
+def loss_comparison(view: View) -> None:
+    """The first step of torch's loss against a hand loop on another squared loss, predicted and measured."""
+    cfg = view.cfg
+    others = [name for name in ("mse", "half_mse", "sse") if name != cfg.loss]
+    other = st.selectbox(
+        f"Compare the step of torch's {cfg.loss!r} with a hand loop on",
+        others,
+        format_func=LOSS_LABELS.get,
+        key="map_other",
+    )
+    e = step_size_ratio(view.data, view.data_key, cfg, other)
+    digits = 10 if cfg.optimizer in explain.ADAPTIVE else 6  # adaptive: the factor differs from 1 late
+    predicted, measured = (explain.show(e.measured.get(k), digits) for k in ("predicted", "measured"))
+    st.markdown(
+        f"First step at batch size {min(cfg.batch_size, view.data.m)}, torch on {cfg.loss!r} over a hand loop on "
+        f"{other!r}, with `torch.optim.{lib.optim.TORCH_NAMES[cfg.optimizer]}`: the gradients differ by "
+        f"`lib.effective_lr_ratio` = **{explain.show(e.measured.get('gradient factor c'), 6)}**; the step, "
+        f"predicted from the optimizer's first-step formula: **{predicted}**, measured from one real step of "
+        f"both loops: **{measured}** "
+        f"{HELD if e.ok else FAILED}"
+    )
 
 
 # No st.stop(): after a run ended by it, the next rerun put the shared sidebar back to its defaults

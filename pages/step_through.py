@@ -336,32 +336,12 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     """The step buttons, the play controls, and every number of the current step."""
     state = st.session_state
     stepper: Stepper = state["step_stepper"]
-
-    buttons = st.columns([1, 1, 1, 1.2, 1.2, 1], vertical_alignment="bottom")
-    buttons[0].button(
-        "Start", key="step_start", on_click=act, args=("next",), disabled=stepper.step >= 0, type="primary"
-    )
-    buttons[1].button("Previous step", key="step_previous", on_click=act, args=("previous",), disabled=stepper.step < 0)
-    buttons[2].button("Next step", key="step_next", on_click=act, args=("next",), disabled=stepper.at_end)
-    # The target is set through session state only, so a smaller iteration count can clamp it without a warning.
-    last = cfg.iterations - 1
-    state["step_target"] = min(state.get("step_target", min(10, last)), last)
-    buttons[3].number_input("step N", 0, last, key="step_target")
-    buttons[4].button("Run to step N", key="step_run_to", on_click=act, args=("run_to",))
-    buttons[5].button("Reset", key="step_reset", on_click=act, args=("reset",), disabled=stepper.step < 0)
-
-    lines = st.columns([1, 1, 4], vertical_alignment="bottom")
-    lines[0].button("Previous line", key="step_line_back", on_click=line, args=(-1,), disabled=stepper.step < 0)
-    lines[1].button(
-        "Next line", key="step_line", on_click=line, args=(1,), disabled=not can_move(stepper, "line"),
-        help="The next of the step's five lines (after a step's last line, the first line of the next step).",
-    )  # fmt: skip
-
+    step_buttons(stepper, cfg.iterations - 1)
+    line_buttons(stepper)
     if error := state.pop("step_error", None):
         st.error(error)
     if note := state.get("step_play_note"):
         st.info(note)
-
     step = stepper.current
     if step is None:
         st.info(
@@ -371,8 +351,54 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
             f"or pick a step N and press **Run to step N**."
         )
         return
-
     phase = state.get("step_phase", LAST)
+    step_heading(step, stepper, data, cfg)
+    show_lines(step, stepper, cfg, phase)
+    if phase < LAST:
+        st.caption(
+            f"Below: the whole of step {step.t}, as both loops left it after all five lines (the view above is at "
+            f"line {phase + 1})."
+        )
+    step_metrics(step)
+    st.markdown("#### The batch")
+    st.caption(batch_caption(step, cfg))
+    frame = step.batch_frame(data.feature_names)
+    st.dataframe(frame, hide_index=True, column_config=number_columns(frame, "sample (row)"), width="stretch")
+    st.markdown("#### The weights")
+    st.caption(weights_caption(cfg))
+    weights = step.weights_frame(stepper.weight_names)
+    st.dataframe(weights, column_config=number_columns(weights), width="stretch")
+    show_optimizer_state(step, stepper.weight_names, cfg)
+
+
+def step_buttons(stepper: Stepper, last: int) -> None:
+    """Start, Previous step, Next step, step N with Run to step N, and Reset."""
+    state = st.session_state
+    buttons = st.columns([1, 1, 1, 1.2, 1.2, 1], vertical_alignment="bottom")
+    buttons[0].button(
+        "Start", key="step_start", on_click=act, args=("next",), disabled=stepper.step >= 0, type="primary"
+    )
+    buttons[1].button("Previous step", key="step_previous", on_click=act, args=("previous",), disabled=stepper.step < 0)
+    buttons[2].button("Next step", key="step_next", on_click=act, args=("next",), disabled=stepper.at_end)
+    # The target is set through session state only, so a smaller iteration count can clamp it without a warning.
+    state["step_target"] = min(state.get("step_target", min(10, last)), last)
+    buttons[3].number_input("step N", 0, last, key="step_target")
+    buttons[4].button("Run to step N", key="step_run_to", on_click=act, args=("run_to",))
+    buttons[5].button("Reset", key="step_reset", on_click=act, args=("reset",), disabled=stepper.step < 0)
+
+
+def line_buttons(stepper: Stepper) -> None:
+    """Previous line and Next line: a step's five lines one at a time."""
+    lines = st.columns([1, 1, 4], vertical_alignment="bottom")
+    lines[0].button("Previous line", key="step_line_back", on_click=line, args=(-1,), disabled=stepper.step < 0)
+    lines[1].button(
+        "Next line", key="step_line", on_click=line, args=(1,), disabled=not can_move(stepper, "line"),
+        help="The next of the step's five lines (after a step's last line, the first line of the next step).",
+    )  # fmt: skip
+
+
+def step_heading(step, stepper: Stepper, data: lib.Dataset, cfg: lib.Config) -> None:
+    """Which step this is, of which epoch and batch, with which settings; why the run stopped there."""
     batch = len(step.manual.indices)
     epoch_steps = -(-data.m // cfg.batch_size)
     if stepper.diverged_at is None:
@@ -388,13 +414,9 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     if stepper.diverged_at is not None and step.t == stepper.diverged_at:
         st.warning(diverged_text(step, cfg))
 
-    show_lines(step, stepper, cfg, phase)
 
-    if phase < LAST:
-        st.caption(
-            f"Below: the whole of step {step.t}, as both loops left it after all five lines (the view above is at "
-            f"line {phase + 1})."
-        )
+def step_metrics(step) -> None:
+    """Both loops' loss of this step, and how far apart the loops are in it."""
     cols = st.columns(3)
     cols[0].metric("loss, manual loop", f"{step.manual.loss:.6g}")
     cols[1].metric("loss, torch loop", f"{step.torch.loss:.6g}")
@@ -407,18 +429,6 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
         delta_arrow="off",
         help="Over every number of the step: batch, predictions, losses, gradient, weights, optimizer state.",
     )
-
-    st.markdown("#### The batch")
-    st.caption(batch_caption(step, cfg))
-    frame = step.batch_frame(data.feature_names)
-    st.dataframe(frame, hide_index=True, column_config=number_columns(frame, "sample (row)"), width="stretch")
-
-    st.markdown("#### The weights")
-    st.caption(weights_caption(cfg))
-    weights = step.weights_frame(stepper.weight_names)
-    st.dataframe(weights, column_config=number_columns(weights), width="stretch")
-
-    show_optimizer_state(step, stepper.weight_names, cfg)
 
 
 def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -> None:
