@@ -9,16 +9,12 @@ import streamlit as st
 
 import lib
 from lib import pitfalls
-from pages.parts.links import url_notes
+from pages.parts.labels import LOSS_LABELS
+from pages.parts.links import link_asked, note_link
 from pages.parts.navigation import through_navigation
 from pages.parts.widgets import Drawn
 
 CONVENTIONS = pitfalls.SQUARED_LOSSES
-LABELS = {
-    "mse": "mse: MSELoss(), mean, no 1/2",
-    "half_mse": "half_mse: 1/2 × mean (classic hand loop)",
-    "sse": 'sse: MSELoss(reduction="sum")',
-}
 # The Hessian lib.pitfalls.hessian uses, k(b) * (b/m) * A^T A, written out: for a full batch (b = m), and
 # for minibatches, where it is the average over an epoch's batches of the batch loss's Hessian k(b) A_B^T A_B.
 FORMULA_FULL = {"mse": r"\tfrac{2}{m} A^\top A", "half_mse": r"\tfrac{1}{m} A^\top A", "sse": r"2\,A^\top A"}
@@ -92,8 +88,7 @@ st.markdown(
 
 # Every control here is in the URL under its key (pitfall_...), so a teacher's link opens a tab with its
 # switch on and the same settings; on the first run, link parameters the controls cannot take are named.
-first_run = URL_CHECKED not in st.session_state
-asked = {k: st.query_params.get_all(k) for k in st.query_params if k.startswith("pitfall")} if first_run else {}
+asked = link_asked(URL_CHECKED, lambda key: key.startswith("pitfall"))
 drawn = Drawn()
 link_notes = st.container()
 
@@ -104,7 +99,7 @@ with st.sidebar:
     noise = drawn.number("noise", "pitfall_noise", 0.0, 100.0, 0.1, step=0.1)
     seed = drawn.number("seed", "pitfall_seed", 0, 2**32 - 1, 0)
     st.header("Training (the correct run)")
-    loss = drawn.select("loss convention", CONVENTIONS, "pitfall_loss", format_func=LABELS.get)
+    loss = drawn.select("loss convention", CONVENTIONS, "pitfall_loss", format_func=LOSS_LABELS.get)
     batch_size = drawn.number("batch size", "pitfall_batch_size", 1, 5_000, 32)
     iterations = drawn.number("iterations", "pitfall_iterations", 1, 5_000, 300, step=100)
     data_args = (int(m), int(n), float(noise), int(seed))
@@ -335,10 +330,10 @@ with tabs[2]:
     col1, col2 = st.columns(2)
     with col1:
         hand = drawn.select(
-            "hand loop convention", CONVENTIONS, "pitfall_hand_loss", "half_mse", format_func=LABELS.get
+            "hand loop convention", CONVENTIONS, "pitfall_hand_loss", "half_mse", format_func=LOSS_LABELS.get
         )
     with col2:
-        theirs = drawn.select("torch loop convention", CONVENTIONS, "pitfall_torch_loss", "mse", format_func=LABELS.get)
+        theirs = drawn.select("torch loop convention", CONVENTIONS, "pitfall_torch_loss", "mse", format_func=LOSS_LABELS.get)
     if drawn.check("Mix the conventions between the loops", "pitfall_mixed", False, toggle=True):
         mixed = run(data_args, **(base | {"loss": theirs}), manual_loss=hand)
         agreed = run(data_args, **(base | {"loss": theirs}))
@@ -532,8 +527,7 @@ with tabs[4]:
     else:
         st.caption("Switch on to run the torch loop in single precision.")
 
-if first_run:
-    st.session_state[URL_CHECKED] = True
+if asked is not None:
     with link_notes:
-        for note in url_notes(asked, drawn):
+        for note in note_link(URL_CHECKED, asked, drawn):
             st.warning(note)
