@@ -2,22 +2,16 @@
 
 import math
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 import lib
-from lib.charts import COLORS, LABELS
+from lib.charts import landscape_chart, path_rows, surface_cells
 from lib.lessons.landscape import full_data_loss, surface
 from pages.parts.cached import last_run
 from pages.parts.navigation import through_navigation
 
-MAX_PATH_POINTS = 5_000  # per loop: a million-step path is thinned before it is sent to the browser
-MAX_DOTS = 400  # steps drawn as dots on the hand loop's line; beyond this the dots merge into the line
 GRID_BUDGET = 50_000_000  # grid points x samples x weights: a grid map (not exact) beyond this gets fewer cells
-BANDS = 10  # colour bands, like contour levels
-BAND_COLORS = ("#ffffff", "#6b6f80")  # low loss light, high loss grey: both paths stay visible on every band
 state = st.session_state  # this page's keys start with "landscape_"
 
 through_navigation()
@@ -149,20 +143,8 @@ except ValueError as err:
     st.stop()
 held = source.manual.weights[np.isfinite(source.manual.weights).all(axis=1)][-1]  # where surface holds them
 
-# ------------------------------------------------------------------ data for the chart
-a_step, b_step = np.diff(s.a_values[:2])[0], np.diff(s.b_values[:2])[0]
-A, B = np.meshgrid(s.a_values, s.b_values)
-cells = pd.DataFrame(
-    {
-        "a0": (A - a_step / 2).ravel(),
-        "a1": (A + a_step / 2).ravel(),
-        "b0": (B - b_step / 2).ravel(),
-        "b1": (B + b_step / 2).ravel(),
-        "loss": s.loss.ravel(),
-    }
-)
-overflowed = int((~np.isfinite(cells["loss"])).sum())
-cells = cells[np.isfinite(cells["loss"])]
+# ------------------------------------------------------------------ the chart
+cells, overflowed = surface_cells(s)
 if cells.empty:
     st.warning(
         "The loss overflows float64 everywhere on this map: the weights held fixed are too large (the run blew up "
@@ -170,112 +152,10 @@ if cells.empty:
         "values at the step shown."
     )
     st.stop()
-# Contour-like bands: each holds about the same number of cells, so every band is visible on the map.
-levels = np.unique([float(f"{v:.2g}") for v in np.quantile(cells["loss"], np.linspace(0, 1, BANDS + 1)[1:-1])])
-low, high = (np.array(list(bytes.fromhex(c[1:])), dtype=float) for c in BAND_COLORS)
-ramp = [
-    "#" + bytes(np.round(low + (high - low) * t).astype(int).tolist()).hex() for t in np.linspace(0, 1, len(levels) + 1)
-]
-
-
-def path_rows(k: int) -> np.ndarray:
-    """Rows 0..k of the weight history to draw: all of them, or every early step and fewer later ones."""
-    if k + 1 <= MAX_PATH_POINTS:
-        return np.arange(k + 1)
-    # Paths move most at the start: keep every early step, then steps spaced evenly in log(step).
-    early = np.arange(MAX_PATH_POINTS // 2)
-    later = np.geomspace(MAX_PATH_POINTS // 2, k, MAX_PATH_POINTS // 2).round().astype(int)
-    return np.unique(np.concatenate([early, later, [k]]))
-
-
-rows = path_rows(k)
-paths = []
-for loop in ("manual", "torch"):
-    w = getattr(result, loop).weights[rows]
-    keep = np.isfinite(w[:, [i, j]]).all(axis=1)
-    paths.append(pd.DataFrame({"step": rows[keep], "a": w[keep, i], "b": w[keep, j], "loop": LABELS[loop]}))
-path = pd.concat(paths, ignore_index=True)
-
-x_name, y_name = names[i], names[j]
-x_scale = alt.Scale(domain=[float(cells["a0"].min()), float(cells["a1"].max())], nice=False, zero=False)
-y_scale = alt.Scale(domain=[float(cells["b0"].min()), float(cells["b1"].max())], nice=False, zero=False)
-X = alt.X("a:Q", title=x_name, scale=x_scale)
-Y = alt.Y("b:Q", title=y_name, scale=y_scale)
-loop_scale = alt.Scale(domain=[LABELS["manual"], LABELS["torch"]], range=[COLORS["manual"], COLORS["torch"]])
-loop_color = alt.Color("loop:N", title=None, scale=loop_scale, legend=alt.Legend(orient="top"))
-quiet = alt.Color("loop:N", scale=loop_scale, legend=None)  # one legend for the loops is enough
-
-heat = (
-    alt.Chart(cells)
-    .mark_rect(clip=True)
-    .encode(
-        x=alt.X("a0:Q", title=x_name, scale=x_scale),
-        x2="a1",
-        y=alt.Y("b0:Q", title=y_name, scale=y_scale),
-        y2="b1",
-        color=alt.Color(
-            "loss:Q",
-            title="loss (band edges; the lowest band is everything below its edge)",
-            scale=alt.Scale(type="threshold", domain=list(levels), range=ramp),
-            legend=alt.Legend(titleLimit=360),
-        ),
-        tooltip=[alt.Tooltip("loss:Q", format=".4g")],
-    )
-)
-manual_path = path[path["loop"] == LABELS["manual"]]
-layers = [
-    heat,
-    alt.Chart(manual_path).mark_line(strokeWidth=3, clip=True).encode(x=X, y=Y, order="step:Q", color=loop_color),
-]
-if k <= MAX_DOTS:
-    layers.append(
-        alt.Chart(manual_path)
-        .mark_circle(size=30, opacity=1, clip=True)
-        .encode(
-            x=X,
-            y=Y,
-            color=quiet,
-            tooltip=["step:Q", alt.Tooltip("a:Q", format=".4g"), alt.Tooltip("b:Q", format=".4g")],
-        )
-    )
-layers.append(
-    alt.Chart(path[path["loop"] == LABELS["torch"]])
-    .mark_line(strokeWidth=1.5, strokeDash=[5, 3], clip=True)
-    .encode(x=X, y=Y, order="step:Q", color=quiet)
-)
-now = pd.DataFrame(
-    {
-        "a": [result.manual.weights[k, i], result.torch.weights[k, i]],
-        "b": [result.manual.weights[k, j], result.torch.weights[k, j]],
-        "loop": [LABELS["manual"], LABELS["torch"]],
-        "step": [k, k],
-    }
-)
-now = now[np.isfinite(now[["a", "b"]]).all(axis=1)]
-layers.append(
-    alt.Chart(now[now["loop"] == LABELS["manual"]])
-    .mark_point(shape="circle", size=320, filled=False, strokeWidth=3, clip=True)
-    .encode(x=X, y=Y, color=quiet, tooltip=["loop:N", "step:Q"])
-)
-layers.append(
-    alt.Chart(now[now["loop"] == LABELS["torch"]])
-    .mark_point(shape="cross", size=110, filled=True, clip=True)
-    .encode(x=X, y=Y, color=quiet, tooltip=["loop:N", "step:Q"])
-)
-if exact_model:
-    best = lib.least_squares(data, cfg.bias)
-    star = pd.DataFrame({"a": [best[i]], "b": [best[j]], "what": ["least-squares solution"]})
-    layers.append(
-        alt.Chart(star)
-        .mark_point(shape="diamond", size=420, filled=False, strokeWidth=3, color="black", clip=True)
-        .encode(x=X, y=Y, tooltip=["what:N", alt.Tooltip("a:Q", format=".4g"), alt.Tooltip("b:Q", format=".4g")])
-    )
-chart = (
-    alt.layer(*layers)
-    .resolve_scale(color="independent")
-    .properties(height=520, title=f"Loss over {x_name} and {y_name}, after {k:,} of {result.steps:,} steps")
-)
+best = lib.least_squares(data, cfg.bias) if exact_model else None
+chart = landscape_chart(s, result, k, (names[i], names[j]), best=best)
 st.altair_chart(chart, width="stretch")
+rows = path_rows(k)
 
 # ------------------------------------------------------------------ what the learner sees, in words
 w_k = result.manual.weights[k]
