@@ -1,4 +1,4 @@
-"""Exports of a run: its tidy history as CSV, as JSON with its configuration, and a standalone script."""
+"""Exports of a run: its tidy history as CSV, as JSON with its config, and a standalone script."""
 
 from __future__ import annotations
 
@@ -26,22 +26,28 @@ from ..engine.data import Dataset, initial_weights, weight_names
 from ..engine.lockstep import Result
 from ..twins.layout import Layout
 
-MAX_READABLE = 10_000  # up to this many numbers the data is written as readable lists, beyond as base64
-_LIB = __package__.partition(".")[0]  # "lib": every layer's code is copied into the script, none imported
+# up to this many numbers the data is written as readable lists, beyond as base64
+MAX_READABLE = 10_000
+# "lib": every layer's code is copied into the script, none imported
+_LIB = __package__.partition(".")[0]
 MAX_EMBEDDED = 2_000_000  # about 21 MB of script; larger data must be referenced as a CSV file
 
 
 def history_csv(result: Result) -> bytes:
-    """The run's tidy history (step, loop, metric, value) as UTF-8 CSV; floats round-trip exactly."""
+    """The run's tidy history (step, loop, metric, value) as UTF-8 CSV.
+
+    Floats round-trip exactly.
+    """
     if not isinstance(result, Result):
         raise ValueError(f"result must be a lib.Result; got {type(result).__name__}")
     return result.frame().to_csv(index=False).encode("utf-8")
 
 
 def history_json(result: Result, data: Dataset | None = None) -> bytes:
-    """The run as strict JSON: configuration, data description (if given), outcome and both histories.
+    """The run as strict JSON: config, data description (if given), outcome and both histories.
 
-    Non-finite numbers (the last row of a diverged run) are written as null, since JSON has no NaN or inf.
+    Non-finite numbers (the last row of a diverged run) are written as null, since JSON has no NaN
+    or inf.
     """
     if not isinstance(result, Result):
         raise ValueError(f"result must be a lib.Result; got {type(result).__name__}")
@@ -68,18 +74,23 @@ def history_json(result: Result, data: Dataset | None = None) -> bytes:
 
 
 def to_script(
-    data: Dataset, cfg: Config, *, csv_name: str | None = None, target: str | None = None, full: bool = False
+    data: Dataset,
+    cfg: Config,
+    *,
+    csv_name: str | None = None,
+    target: str | None = None,
+    full: bool = False,
 ) -> str:
-    """A standalone Python script (numpy and torch only) that reruns both loops and prints their final weights.
+    """A standalone Python script (numpy and torch only) that reruns both loops.
 
-    The script is assembled from the source of lib.run.loops and of every lib function it reaches, so it
-    cannot drift from what lib.run executes. By default that source is specialised to this Config: its
-    choices are written where the code reads them and the branches it does not take are left out (the
-    default run: 192 lines besides its data, against 550 with every branch); full=True keeps them all,
-    with stand-ins for lib's Config and Dataset. The data is embedded, or, given csv_name (or a Dataset
-    with a `source` file name), read from that CSV file by column name: the features by
-    data.feature_names, the target by `target` (default: the last other column). The last printed line
-    is JSON {"manual": [...], "torch": [...]}.
+    It prints their final weights. The script is assembled from the source of lib.run.loops and of
+    every lib function it reaches, so it cannot drift from what lib.run executes. By default that
+    source is specialised to this Config: its choices are written where the code reads them and the
+    branches it does not take are left out (the default run: 192 lines besides its data, against 550
+    with every branch); full=True keeps them all, with stand-ins for lib's Config and Dataset. The
+    data is embedded, or, given csv_name (or a Dataset with a `source` file name), read from that
+    CSV file by column name: the features by data.feature_names, the target by `target` (default:
+    the last other column). The last printed line is JSON {"manual": [...], "torch": [...]}.
     """
     if not isinstance(data, Dataset):
         raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
@@ -110,9 +121,11 @@ def to_script(
     parts = [
         _header(data, cfg, csv_name),
         code.imports(),
-        "# ---- Stand-ins for lib's Config and Dataset, and for what lib computed when it wrote this script ----",
+        "# ---- Stand-ins for lib's Config and Dataset, and for what lib computed when it wrote "
+        "this script ----",
         *code.standins(init_how=_init_how(cfg)),
-        "# ---- The code lib.run executes, copied from lib's source (lib/run.py, lib/manual.py, ...) ----",
+        "# ---- The code lib.run executes, copied from lib's source "
+        "(lib/run.py, lib/manual.py, ...) ----",
         *code.pieces(),
         _settings(data, cfg, init),
         _csv_data(data, csv_name, target) if csv_name is not None else _embedded_data(data),
@@ -124,25 +137,38 @@ def to_script(
 # Stand-ins: lib objects the script replaces by a simpler equivalent, keyed by the object.
 _STANDIN_CLASSES = MappingProxyType(
     {
-        Config: "The run's lib.Config: its fields, and the members of it that the code below reads.",
-        Dataset: "The run's lib.Dataset, X (m, n) and y (m,), and the members of it that the code below reads.",
+        Config: (
+            "The run's lib.Config: its fields, and the members of it that the code below reads."
+        ),
+        Dataset: (
+            "The run's lib.Dataset, X (m, n) and y (m,), "
+            "and the members of it that the code below reads."
+        ),
     }
 )
 _STANDIN_FUNCTIONS = MappingProxyType(
     {
-        run_side.check_run: '"""lib.run.check_run passed for this data and Config when lib wrote this script."""',
+        run_side.check_run: (
+            '"""lib.run.check_run passed for this data and Config when lib wrote this script."""'
+        ),
         initial_weights: (
-            '"""The initial weights lib.initial_weights made for this run ({how})."""\n    return INIT.copy()'
+            '"""The initial weights lib.initial_weights made for this run ({how})."""\n'
+            "    return INIT.copy()"
         ),
     }
 )
-_SHORT_STANDINS = MappingProxyType({run_side.check_run: ""})  # passed when the script was written: left out
-_THIRD_PARTY = ("numpy", "torch")  # the only packages the script may import besides the standard library
+# passed when the script was written: left out
+_SHORT_STANDINS = MappingProxyType({run_side.check_run: ""})
+# the only packages the script may import besides the standard library
+_THIRD_PARTY = ("numpy", "torch")
 
 
 @dataclasses.dataclass
 class _Piece:
-    """One top-level definition copied into the script: a function, a class or a constant's assignment."""
+    """One top-level definition copied into the script.
+
+    A function, a class or a constant's assignment.
+    """
 
     module: ModuleType
     name: str
@@ -152,10 +178,11 @@ class _Piece:
 
 
 class _Assembler:
-    """Collects a lib function and everything it reaches, renaming where two modules reuse a name."""
+    """Collects a lib function and all it reaches, renaming where two modules reuse a name."""
 
     def __init__(self, short: bool = False) -> None:
-        self.short = short  # the short script: lib's initial_weights itself, no Config or Dataset stand-ins
+        # the short script: lib's initial_weights itself, no Config or Dataset stand-ins
+        self.short = short
         self.order: list[tuple] = []  # piece keys, dependencies first
         self.found: dict[tuple, _Piece] = {}
         self.names: dict[tuple, str] = {}  # key -> the name it has in the script
@@ -186,7 +213,9 @@ class _Assembler:
         if script_name in self.taken and self.taken[script_name] != key:
             script_name = f"{module.__name__.rsplit('.', 1)[-1].split('_')[0]}_{name}"
         if script_name in self.taken and self.taken[script_name] != key:
-            raise ValueError(f"to_script: two lib objects would both be called {script_name!r} in the script")
+            raise ValueError(
+                f"to_script: two lib objects would both be called {script_name!r} in the script"
+            )
         self.names[key] = script_name
         self.taken[script_name] = key
 
@@ -204,21 +233,25 @@ class _Assembler:
         self.order.append(key)
 
     def _scan(self, piece: _Piece) -> None:
-        """Find what the piece's code refers to, resolve it in its own module, and visit it first."""
+        """Find what the piece's code refers to, resolve it in its own module, visit it first."""
         tree = ast.parse(piece.text)
         top = tree.body[0]
         bound = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
                 bound.add(node.id)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not top:
+            elif (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                and node is not top
+            ):
                 bound.add(node.name)
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 bound.update((a.asname or a.name).split(".")[0] for a in node.names)
         own = top.targets[0].id if isinstance(top, ast.Assign) else getattr(top, "name", None)
         bound.discard(own)
         annotations = {id(n) for a in _annotations(tree) for n in ast.walk(a)}
-        # In reading order, so that of two lib objects with one name, the first the code mentions keeps it.
+        # In reading order, so that of two lib objects with one name, the first the code mentions
+        # keeps it.
         nodes = sorted(
             (n for n in ast.walk(tree) if isinstance(n, (ast.Name, ast.Attribute))),
             key=lambda n: (n.lineno, n.col_offset),
@@ -232,19 +265,29 @@ class _Assembler:
                 value = piece.module.__dict__.get(node.value.id)
                 if node.value.id not in bound and _is_lib_module(value):
                     target = getattr(value, node.attr)
-                    self._reference(piece, node, f"{node.value.id}.{node.attr}", target, value, node.attr)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+                    self._reference(
+                        piece, node, f"{node.value.id}.{node.attr}", target, value, node.attr
+                    )
+            elif (
+                isinstance(node, ast.Name)
+                and isinstance(node.ctx, ast.Load)
+                and node.id not in bound
+            ):
                 if node.id in piece.module.__dict__:
                     value = piece.module.__dict__[node.id]
                     if id(node) in annotations and _defined_in_lib(value):
                         continue  # not evaluated (from __future__ import annotations)
                     self._reference(piece, node, node.id, value, piece.module, node.id)
                 elif not hasattr(builtins, node.id):
-                    raise ValueError(f"to_script: {node.id!r} in {piece.name} is defined nowhere that lib knows")
+                    raise ValueError(
+                        f"to_script: {node.id!r} in {piece.name} is defined nowhere that lib knows"
+                    )
             if isinstance(top, ast.Assign) and isinstance(node, ast.Name) and node.id == own:
                 piece.refs.append((node, ("const", piece.module.__name__, own), own))
 
-    def _reference(self, piece: _Piece, node, spelled: str, value, module: ModuleType, name: str) -> None:
+    def _reference(
+        self, piece: _Piece, node, spelled: str, value, module: ModuleType, name: str
+    ) -> None:
         if isinstance(value, ModuleType):
             if _is_lib_module(value):
                 return  # used through its attributes, each resolved on its own
@@ -270,9 +313,13 @@ class _Assembler:
         self.import_lines.add(_import_line(value, name))
 
     def _add_members(self) -> None:
-        """The Config and Dataset members the copied code reads (hand_loss, with_ones ...), until none is new."""
+        """The Config and Dataset members the copied code reads (hand_loss, with_ones ...).
+
+        Added until none is new.
+        """
         if self.short:
-            return  # the specialiser writes them by their values, or lib's method body where it is called
+            # the specialiser writes them by their values, or lib's method body where it is called
+            return
         done: set[tuple] = set()
         while True:
             todo = [
@@ -286,28 +333,41 @@ class _Assembler:
             for cls, attr in todo:
                 done.add((cls, attr))
                 func = _member(cls, attr)
-                piece = _Piece(sys.modules[cls.__module__], attr, textwrap.dedent(inspect.getsource(func)), "    ")
+                piece = _Piece(
+                    sys.modules[cls.__module__],
+                    attr,
+                    textwrap.dedent(inspect.getsource(func)),
+                    "    ",
+                )
                 self._scan(piece)
                 self.members[cls].append(piece)
 
     # -- output --
 
     def imports(self) -> str:
-        lines = sorted(self.import_lines | {"import json", "import math", "from types import SimpleNamespace"})
+        lines = sorted(
+            self.import_lines | {"import json", "import math", "from types import SimpleNamespace"}
+        )
         for line in lines:
             top = line.split()[1].split(".")[0]
             if top not in sys.stdlib_module_names and top not in _THIRD_PARTY:
-                raise ValueError(f"to_script: the loops need {top!r}, which is neither numpy, torch nor standard")
+                raise ValueError(
+                    f"to_script: the loops need {top!r}, which is neither numpy, torch nor standard"
+                )
         return _import_block(lines)
 
     def standins(self, init_how: str) -> list[str]:
         parts = []
         for cls, doc in _STANDIN_CLASSES.items():
             body = "\n\n".join(textwrap.indent(self._emit(p), p.indent) for p in self.members[cls])
-            parts.append(f'class {cls.__name__}(SimpleNamespace):\n    """{doc}"""' + (f"\n\n{body}" if body else ""))
+            parts.append(
+                f'class {cls.__name__}(SimpleNamespace):\n    """{doc}"""'
+                + (f"\n\n{body}" if body else "")
+            )
         for func in self.used_standins:
             if func in _STANDIN_FUNCTIONS:
-                signature = inspect.getsource(func).split("\n", 1)[0]  # the real def line: same name, same arguments
+                # the real def line: same name, same arguments
+                signature = inspect.getsource(func).split("\n", 1)[0]
                 parts.append(f"{signature}\n    " + _STANDIN_FUNCTIONS[func].format(how=init_how))
         return parts
 
@@ -317,7 +377,10 @@ class _Assembler:
     def _emit(self, piece: _Piece, key: tuple | None = None) -> str:
         """The piece's source with every reference spelled as the script names it."""
         lines = [line.encode() for line in piece.text.split("\n")]
-        edits = [(n.lineno, n.col_offset, n.end_col_offset, self.names[k]) for n, k, spelled in piece.refs]
+        edits = [
+            (n.lineno, n.col_offset, n.end_col_offset, self.names[k])
+            for n, k, spelled in piece.refs
+        ]
         edits = [e for e, (_, _, spelled) in zip(edits, piece.refs, strict=True) if e[3] != spelled]
         for lineno, start, end, new in sorted(edits, reverse=True):
             line = lines[lineno - 1]
@@ -347,11 +410,15 @@ def _annotations(tree: ast.AST) -> list[ast.AST]:
 
 
 def _is_lib_module(value) -> bool:
-    return isinstance(value, ModuleType) and (value.__name__ == _LIB or value.__name__.startswith(f"{_LIB}."))
+    return isinstance(value, ModuleType) and (
+        value.__name__ == _LIB or value.__name__.startswith(f"{_LIB}.")
+    )
 
 
 def _defined_in_lib(value) -> bool:
-    return (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__.startswith(f"{_LIB}.")
+    return (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__.startswith(
+        f"{_LIB}."
+    )
 
 
 def _hashable(value) -> bool:
@@ -383,11 +450,18 @@ def _assignment_source(module: ModuleType, name: str) -> str:
     source = inspect.getsource(module)
     for node in ast.parse(source).body:
         targets = (
-            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
         )
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             if len(targets) != 1:
-                raise ValueError(f"to_script: {module.__name__}.{name} is assigned with others; cannot copy it alone")
+                raise ValueError(
+                    f"to_script: {module.__name__}.{name} is assigned with others; "
+                    "cannot copy it alone"
+                )
             return "\n".join(source.split("\n")[node.lineno - 1 : node.end_lineno])
     raise ValueError(f"to_script: cannot find where {module.__name__}.{name} is assigned")
 
@@ -399,7 +473,8 @@ def _import_line(value, name: str) -> str:
         if last == name:
             return f"from {package} import {name}" if package else f"import {name}"
         return f"import {value.__name__} as {name}"
-    # Some standard types say they live in builtins but are imported from elsewhere (types.MappingProxyType).
+    # Some standard types say they live in builtins but are imported from elsewhere
+    # (types.MappingProxyType).
     for module in (getattr(value, "__module__", None), "types", "collections.abc", "typing"):
         if module and getattr(importlib.import_module(module), name, None) is value:
             return f"from {module} import {name}"
@@ -432,17 +507,22 @@ def _finite_or_none(values):
 
 
 def _header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
-    # The file name is the learner's: inside the docstring it goes through _one_line, which cannot close it.
+    # The file name is the learner's: inside the docstring it goes through _one_line, which cannot
+    # close it.
     where = (
-        f"read from {_one_line(repr(csv_name))}, which must sit next to this script" if csv_name else "embedded below"
+        f"read from {_one_line(repr(csv_name))}, which must sit next to this script"
+        if csv_name
+        else "embedded below"
     )
     return (
-        '"""Rerun of a training-loop-twins run: the hand-written numpy loop and the torch loop, in lockstep.\n'
+        '"""Rerun of a training-loop-twins run: the hand-written numpy loop and the torch loop, '
+        "in lockstep.\n"
         "\n"
         "Needs only numpy and torch: python this_file.py\n"
         f"Data: {_one_line(data.name)}, {data.m:,} samples x {data.n} features, {where}.\n"
         f"{_one_line(_config_call(cfg))}\n"
-        'The last printed line is JSON {"manual": [...], "torch": [...]}: each loop\'s final weights.\n'
+        'The last printed line is JSON {"manual": [...], "torch": [...]}: '
+        "each loop's final weights.\n"
         '"""'
     )
 
@@ -458,7 +538,8 @@ def _config_call(cfg: Config) -> str:
         value = getattr(cfg, f.name)
         value = dict(value) if isinstance(value, dict) else value
         text = repr(value)
-        if ast.literal_eval(text) != value:  # every field is a plain literal; refuse to write a wrong one
+        # every field is a plain literal; refuse to write a wrong one
+        if ast.literal_eval(text) != value:
             raise ValueError(f"to_script: Config.{f.name} = {text} cannot be written into a script")
         values.append(f"{f.name}={text}")
     return f"Config({', '.join(values)})"
@@ -482,13 +563,17 @@ def _settings(data: Dataset, cfg: Config, init: np.ndarray) -> str:
 
 
 def _float_list(values: np.ndarray) -> str:
-    # repr of a Python float round-trips exactly; inf and nan never get here (Dataset and Config refuse them).
+    # repr of a Python float round-trips exactly; inf and nan never get here (Dataset and Config
+    # refuse them).
     return "[" + ", ".join(repr(float(v)) for v in values) + "]"
 
 
 def _embedded_data(data: Dataset) -> str:
     head = f"# The data: {_one_line(data.name)} ({data.m:,} x {data.n})."
-    names = f"DATA = Dataset(X=X, y=y, feature_names={data.feature_names!r}, name={_one_line(data.name)!r})"
+    names = (
+        f"DATA = Dataset(X=X, y=y, feature_names={data.feature_names!r}, "
+        f"name={_one_line(data.name)!r})"
+    )
     if data.m * (data.n + 1) <= MAX_READABLE:
         rows = ",\n".join("    " + _float_list(row) for row in data.X)
         return f"{head}\nX = np.array([\n{rows},\n])\ny = np.array({_float_list(data.y)})\n{names}"
@@ -497,13 +582,15 @@ def _embedded_data(data: Dataset) -> str:
     y64 = base64.b64encode(data.y.astype("<f8").tobytes()).decode("ascii")
     return (
         f"{head} The exact float64 values, little-endian, base64-encoded.\n"
-        f'X = np.frombuffer(base64.b64decode("{x64}"), dtype="<f8").reshape({data.m}, {data.n}).copy()\n'
+        f'X = np.frombuffer(base64.b64decode("{x64}"), dtype="<f8")'
+        f".reshape({data.m}, {data.n}).copy()\n"
         f'y = np.frombuffer(base64.b64decode("{y64}"), dtype="<f8").copy()\n'
         f"{names}"
     )
 
 
 def _csv_data(data: Dataset, csv_name: str, target: str | None) -> str:
+    # The script's own lines, up to _WIDTH wide: not held to lib's 100 columns.
     return f'''
 # The data: read from a CSV file with a header row, by column name.
 CSV_FILE = {csv_name!r}
@@ -544,9 +631,10 @@ X, y = read_csv(CSV_FILE, FEATURES, TARGET)
 if X.shape != EXPECTED_SHAPE or not np.allclose((X.sum(), y.sum()), EXPECTED_SUMS, rtol=1e-9, atol=1e-9):
     print(f"note: {{CSV_FILE}} differs from the data of the original run; the numbers will differ too")
 DATA = Dataset(X=X, y=y, feature_names=tuple(FEATURES), name=CSV_FILE)
-'''
+'''  # noqa: E501
 
 
+# The script's own lines, up to _WIDTH wide: not held to lib's 100 columns.
 _MAIN = '''
 # ---- The run: both loops in lockstep, stopped where lib.run stops ----
 
@@ -577,24 +665,37 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-'''
+'''  # noqa: E501
 
 
 # ---- The short script: lib's source specialised to one Config ----
 #
 # The functions lib.run.loops reaches are copied as for the long script, then rewritten, one kind of
-# rewrite at a time and parsed again after each, until none applies: the Config's choices (names, switches,
-# None, the optimizer's keywords) are written where the code reads them; an `if` whose test is then known
-# keeps only the branch taken; a function left as one `return` of a dispatch goes to its call; whatever is
-# no longer read (parameters, attributes, locals, functions, tables) is left out. Every edit replaces a span
-# of the text, so what remains is lib's own lines with their comments; numbers keep their names.
+# rewrite at a time and parsed again after each, until none applies: the Config's choices (names,
+# switches, None, the optimizer's keywords) are written where the code reads them; an `if` whose
+# test is then known keeps only the branch taken; a function left as one `return` of a dispatch goes
+# to its call; whatever is no longer read (parameters, attributes, locals, functions, tables) is
+# left out. Every edit replaces a span of the text, so what remains is lib's own lines with their
+# comments; numbers keep their names.
 
-_SPECIALS = ("cfg", "data")  # the run's Config and Dataset: in the script, two SimpleNamespace objects
+# the run's Config and Dataset: in the script, two SimpleNamespace objects
+_SPECIALS = ("cfg", "data")
 _PURE_BUILTINS = MappingProxyType(
     {"int": int, "float": float, "bool": bool, "len": len, "tuple": tuple, "dict": dict, "str": str}
 )
-_TYPES = MappingProxyType({"str": str, "int": int, "float": float, "bool": bool, "slice": slice, "tuple": tuple})
-_PURE_CALLS = ("np.zeros_like", "np.zeros", "np.full_like", "np.array", "tuple", "float", "int", "len")
+_TYPES = MappingProxyType(
+    {"str": str, "int": int, "float": float, "bool": bool, "slice": slice, "tuple": tuple}
+)
+_PURE_CALLS = (
+    "np.zeros_like",
+    "np.zeros",
+    "np.full_like",
+    "np.array",
+    "tuple",
+    "float",
+    "int",
+    "len",
+)
 _WIDTH = 120
 _FAILS = (TypeError, KeyError, IndexError, ValueError, ZeroDivisionError, AttributeError)
 
@@ -626,7 +727,11 @@ def _literal_text(value) -> str:
     if isinstance(value, str):
         return json.dumps(value)  # double quotes, as lib's source writes them
     if isinstance(value, (dict, MappingProxyType)):
-        return "{" + ", ".join(f"{_literal_text(k)}: {_literal_text(v)}" for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{_literal_text(k)}: {_literal_text(v)}" for k, v in value.items())
+            + "}"
+        )
     if isinstance(value, tuple):
         inner = ", ".join(_literal_text(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -645,7 +750,8 @@ def _is_display(node) -> bool:
         return all(_is_display(e) for e in node.elts)
     if isinstance(node, ast.Dict):
         return all(
-            k is not None and _is_display(k) and _is_display(v) for k, v in zip(node.keys, node.values, strict=True)
+            k is not None and _is_display(k) and _is_display(v)
+            for k, v in zip(node.keys, node.values, strict=True)
         )
     return False
 
@@ -654,7 +760,14 @@ def _precedence(node) -> int:
     if isinstance(node, ast.UnaryOp):
         return 4 if isinstance(node.op, ast.Not) else 9
     if isinstance(node, ast.BinOp):
-        return {ast.Pow: 10, ast.Mult: 8, ast.Div: 8, ast.FloorDiv: 8, ast.Mod: 8, ast.MatMult: 8}.get(type(node.op), 7)
+        return {
+            ast.Pow: 10,
+            ast.Mult: 8,
+            ast.Div: 8,
+            ast.FloorDiv: 8,
+            ast.Mod: 8,
+            ast.MatMult: 8,
+        }.get(type(node.op), 7)
     return {ast.Lambda: 0, ast.IfExp: 1, ast.BoolOp: 2, ast.Compare: 5}.get(type(node), 20)
 
 
@@ -662,17 +775,21 @@ _OPS = MappingProxyType(
     {
         ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
         ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
-        ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b, ast.In: lambda a, b: a in b,
-        ast.NotIn: lambda a, b: a not in b, ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-        ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b,
-        ast.Mod: lambda a, b: a % b, ast.Pow: lambda a, b: a**b, ast.Not: lambda a: not a,
+        ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
+        ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+        ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+        ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+        ast.Pow: lambda a, b: a**b, ast.Not: lambda a: not a,
         ast.USub: lambda a: -a, ast.UAdd: lambda a: +a,
     }
 )  # fmt: skip
 
 
 def _static(node, known: dict):
-    """The value of an expression of literals, known reads and pure builtins; raises _Unknown otherwise."""
+    """The value of an expression of literals, known reads and pure builtins.
+
+    Raises _Unknown otherwise.
+    """
     if id(node) in known:
         return known[id(node)]
     if isinstance(node, ast.Constant):
@@ -685,7 +802,10 @@ def _static(node, known: dict):
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise _Unknown
-        return {_static(k, known): _static(v, known) for k, v in zip(node.keys, node.values, strict=True)}
+        return {
+            _static(k, known): _static(v, known)
+            for k, v in zip(node.keys, node.values, strict=True)
+        }
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
         return _OPS[type(node.op)](_static(node.operand, known))
     if isinstance(node, ast.BoolOp):
@@ -716,7 +836,11 @@ def _static(node, known: dict):
             raise _Unknown
         return container[key]
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-        if node.func.id == "isinstance" and len(node.args) == 2 and getattr(node.args[1], "id", None) in _TYPES:
+        if (
+            node.func.id == "isinstance"
+            and len(node.args) == 2
+            and getattr(node.args[1], "id", None) in _TYPES
+        ):
             return isinstance(_static(node.args[0], known), _TYPES[node.args[1].id])
         if node.func.id in _PURE_BUILTINS:
             return _PURE_BUILTINS[node.func.id](*[_static(a, known) for a in node.args])
@@ -756,7 +880,7 @@ class _Source:
         self._scopes: dict[int, tuple[dict, set]] = {}
 
     def scope(self, func) -> tuple[dict[str, list], set[str]]:
-        """The reads (name -> nodes, as _loads) and the bound names (as _stores) within func, cached."""
+        """The reads (name -> nodes, as _loads) and bound names (as _stores) within func, cached."""
         if id(func) not in self._scopes:
             loads: dict[str, list] = {}
             stores: set[str] = set()
@@ -781,7 +905,9 @@ class _Source:
         return self.starts[lineno - 1] + len(self.lines[lineno - 1].encode()[:col].decode())
 
     def span(self, node) -> tuple[int, int]:
-        return self.pos(node.lineno, node.col_offset), self.pos(node.end_lineno, node.end_col_offset)
+        return self.pos(node.lineno, node.col_offset), self.pos(
+            node.end_lineno, node.end_col_offset
+        )
 
     def seg(self, node) -> str:
         if not hasattr(node, "lineno"):  # a tuple of targets made up by _pairs
@@ -795,7 +921,9 @@ class _Source:
 
     def first_line(self, stmt) -> int:
         """The first line of the statement's leading comments (or its own first line)."""
-        lineno = (stmt.decorator_list[0].lineno if getattr(stmt, "decorator_list", None) else stmt.lineno) - 1
+        lineno = (
+            stmt.decorator_list[0].lineno if getattr(stmt, "decorator_list", None) else stmt.lineno
+        ) - 1
         while lineno > 0 and self.lines[lineno - 1].strip().startswith("#"):
             lineno -= 1
         return lineno + 1
@@ -812,9 +940,19 @@ class _Source:
         return None
 
     def fits(self, new, old, text: str) -> str:
-        """new's text, in parentheses where it binds less tightly than the old expression it replaces needed."""
+        """new's text, in parentheses where it binds less tightly than the old expression needed."""
         parent = self.parent.get(id(old))
-        free = (ast.Call, ast.keyword, ast.Tuple, ast.List, ast.Assign, ast.Return, ast.Expr, ast.Dict, ast.Yield)
+        free = (
+            ast.Call,
+            ast.keyword,
+            ast.Tuple,
+            ast.List,
+            ast.Assign,
+            ast.Return,
+            ast.Expr,
+            ast.Dict,
+            ast.Yield,
+        )
         if isinstance(parent, free) and not (isinstance(parent, ast.Call) and parent.func is old):
             return text
         return f"({text})" if _precedence(new) < _precedence(old) else text
@@ -824,14 +962,18 @@ def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
     out, at = [], 0
     for start, end, new in sorted(edits, key=lambda e: (e[0], e[1])):
         if start < at:
-            raise ValueError("to_script: two rewrites of one span")  # _accept keeps this from happening
+            # _accept keeps this from happening
+            raise ValueError("to_script: two rewrites of one span")
         out += [text[at:start], new]
         at = end
     return "".join(out) + text[at:]
 
 
 def _accept(groups: list) -> list[tuple[int, int, str]]:
-    """The edits of every group that overlaps no group taken before it; a group is all or nothing."""
+    """The edits of every group that overlaps no group taken before it.
+
+    A group is all or nothing.
+    """
     taken: list[tuple[int, int, str]] = []
     for group in groups:
         group = [group] if isinstance(group, tuple) else group
@@ -854,7 +996,9 @@ def _stores(tree, name: str) -> list:
     """Where name is bound in tree, parameters of nested functions and lambdas included."""
     found = []
     for node in ast.walk(tree):
-        bound = isinstance(node, ast.Name) and node.id == name and not isinstance(node.ctx, ast.Load)
+        bound = (
+            isinstance(node, ast.Name) and node.id == name and not isinstance(node.ctx, ast.Load)
+        )
         if bound or (isinstance(node, ast.arg) and node.arg == name):
             found.append(node)
     return found
@@ -866,7 +1010,11 @@ def _loads(tree, name: str) -> list:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load):
             found.append(node)
-        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+        elif (
+            isinstance(node, ast.AugAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == name
+        ):
             found.append(node.target)
     return found
 
@@ -879,14 +1027,24 @@ def _params(func) -> list[ast.arg]:
 def _defaults(func) -> dict[str, ast.AST]:
     a = func.args
     positional = [*a.posonlyargs, *a.args]
-    out = {p.arg: d for p, d in zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True)}
-    out.update({p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None})
+    out = {
+        p.arg: d
+        for p, d in zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True)
+    }
+    out.update(
+        {p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None}
+    )
     return out
 
 
 def _bind(func, call, skip: int) -> dict[str, ast.AST] | None:
-    """Each parameter's argument node at this call (or its default); None if the call uses * or **."""
-    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+    """Each parameter's argument node at this call (or its default).
+
+    None if the call uses * or **.
+    """
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(
+        k.arg is None for k in call.keywords
+    ):
         return None
     if func.args.vararg or func.args.kwarg:
         return None
@@ -910,8 +1068,8 @@ def _join(a: str | None, b: str | None) -> str | None:
 
 
 def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | None:
-    """For each read of parameter `name` in func: does it see the argument (_P), a later value, or either?
-    None where the function is beyond this small analysis."""
+    """For each read of parameter `name` in func: does it see the argument (_P), a later value, or
+    either? None where the function is beyond this small analysis."""
     seen: dict[int, str] = {}
     if src is not None:
         loads, stores = src.scope(func)
@@ -927,7 +1085,17 @@ def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | N
 
     def walk(stmts, state):
         for s in stmts:
-            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Try, ast.Match, ast.Global)):
+            if isinstance(
+                s,
+                (
+                    ast.FunctionDef,
+                    ast.AsyncFunctionDef,
+                    ast.ClassDef,
+                    ast.Try,
+                    ast.Match,
+                    ast.Global,
+                ),
+            ):
                 if _loads(s, name) or _stores(s, name):
                     raise _Unknown
             elif isinstance(s, ast.If):
@@ -947,7 +1115,10 @@ def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | N
                 state = walk(s.body, state)
             else:
                 for scope in ast.walk(s):
-                    nested = isinstance(scope, (ast.Lambda, ast.GeneratorExp, ast.ListComp, ast.DictComp, ast.SetComp))
+                    nested = isinstance(
+                        scope,
+                        (ast.Lambda, ast.GeneratorExp, ast.ListComp, ast.DictComp, ast.SetComp),
+                    )
                     if nested and (_loads(scope, name) or _stores(scope, name)):
                         raise _Unknown  # read later, or a name of its own
                 reads(s, state)
@@ -963,7 +1134,10 @@ def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | N
 
 
 def _pairs(target, value) -> list:
-    """(target, value) pairs of an assignment: a, b = x, y pairs up; a, b, c = *f(), z pairs (a, b) with *f()."""
+    """(target, value) pairs of an assignment.
+
+    a, b = x, y pairs up; a, b, c = *f(), z pairs (a, b) with *f().
+    """
     if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):
         starred = [i for i, e in enumerate(value.elts) if isinstance(e, ast.Starred)]
         if len(target.elts) == len(value.elts) and not starred:
@@ -971,7 +1145,10 @@ def _pairs(target, value) -> list:
         if starred == [0] and len(target.elts) >= len(value.elts):
             extra = len(target.elts) - len(value.elts)
             head = ast.Tuple(elts=target.elts[: extra + 1], ctx=ast.Store())
-            return [(head, value.elts[0]), *zip(target.elts[extra + 1 :], value.elts[1:], strict=True)]
+            return [
+                (head, value.elts[0]),
+                *zip(target.elts[extra + 1 :], value.elts[1:], strict=True),
+            ]
     return [(target, value)]
 
 
@@ -997,7 +1174,11 @@ def _ends(stmt) -> bool:
     """Nothing after this statement in its block runs."""
     if isinstance(stmt, (ast.Return, ast.Raise)):
         return True
-    if isinstance(stmt, ast.While) and isinstance(stmt.test, ast.Constant) and stmt.test.value is True:
+    if (
+        isinstance(stmt, ast.While)
+        and isinstance(stmt.test, ast.Constant)
+        and stmt.test.value is True
+    ):
         return not any(isinstance(n, ast.Break) for n in ast.walk(stmt))
     return False
 
@@ -1019,7 +1200,11 @@ def _mapping_entries(node) -> dict | None:
     if not isinstance(node, ast.Assign):
         return None
     value = node.value
-    if isinstance(value, ast.Call) and ast.unparse(value.func) == "MappingProxyType" and len(value.args) == 1:
+    if (
+        isinstance(value, ast.Call)
+        and ast.unparse(value.func) == "MappingProxyType"
+        and len(value.args) == 1
+    ):
         value = value.args[0]
     if not isinstance(value, ast.Dict) or any(not isinstance(k, ast.Constant) for k in value.keys):
         return None
@@ -1046,12 +1231,15 @@ class _Specialiser:
 
     def __init__(self, text: str, cfg: Config, data: Dataset, protected: tuple[str, ...]) -> None:
         self.text, self.cfg, self.data, self.protected = text, cfg, data, protected
-        # The run's model layout, a third object the code reads choices from, written as its constructor.
+        # The run's model layout, a third object the code reads choices from, written as its
+        # constructor.
         self.layout = cfg.layout(data.n)
         fields = dataclasses.fields(self.layout)
-        self.layout_text = f"{type(self.layout).__name__}(" + ", ".join(
-            f"{f.name}={_literal_text(getattr(self.layout, f.name))}" for f in fields
-        ) + ")"
+        self.layout_text = (
+            f"{type(self.layout).__name__}("
+            + ", ".join(f"{f.name}={_literal_text(getattr(self.layout, f.name))}" for f in fields)
+            + ")"
+        )
         self.specialised: set[str] = set()  # top-level definitions changed so far
         self.rules = [
             self._fold_tests,
@@ -1080,7 +1268,8 @@ class _Specialiser:
                     break
             else:
                 return self.text
-        raise ValueError("to_script: specialising the script did not settle")  # a bug in the rewrites
+        # a bug in the rewrites
+        raise ValueError("to_script: specialising the script did not settle")
 
     # -- what the text holds --
 
@@ -1090,12 +1279,20 @@ class _Specialiser:
         for node in src.tree.body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 self.defs[node.name] = node
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            elif (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
                 self.defs[node.targets[0].id] = node
         self.classes = {n.name: n for n in self.defs.values() if isinstance(n, ast.ClassDef)}
-        self.functions = [n for n in src.nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        self.functions = [
+            n for n in src.nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
         self.top_spans = [
-            (*src.stmt_span(n), name) for name, n in self.defs.items() if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+            (*src.stmt_span(n), name)
+            for name, n in self.defs.items()
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef))
         ]
         self.locals = {id(f): src.scope(f)[1] | {p.arg for p in _params(f)} for f in self.functions}
         self.call_cache: dict[str, list | None] = {}
@@ -1105,11 +1302,18 @@ class _Specialiser:
     @staticmethod
     def _local_names(func) -> set[str]:
         names = {p.arg for p in _params(func)}
-        names.update(n.id for n in ast.walk(func) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load))
+        names.update(
+            n.id
+            for n in ast.walk(func)
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)
+        )
         return names
 
     def _special_of(self, node):
-        """The run's cfg, data or layout object, where this expression is a Name meaning it; else None."""
+        """The run's cfg, data or layout object, where this expression is a Name meaning it.
+
+        Else None.
+        """
         if not isinstance(node, ast.Name):
             return None
         value = self.known.get(id(node))
@@ -1125,8 +1329,9 @@ class _Specialiser:
         return None
 
     def _calls_of(self, name: str) -> list | None:
-        """Every call of the top-level function or class `name`, as (function called, call, 1 if self is
-        skipped); None if it is used any other way too, since then not every caller is known."""
+        """Every call of the top-level function or class `name`, as (function called, call, 1 if
+        self is skipped); None if it is used any other way too, since then not every caller is
+        known."""
         if name not in self.call_cache:
             self.call_cache[name] = self._find_calls(name)
         return self.call_cache[name]
@@ -1151,7 +1356,8 @@ class _Specialiser:
         if init is None:
             return None
         out = [(init, call, 1) for call in sites]
-        for sub in self.classes.values():  # subclasses reach this __init__ through super() or by inheriting it
+        # subclasses reach this __init__ through super() or by inheriting it
+        for sub in self.classes.values():
             if not any(getattr(b, "id", None) == name for b in sub.bases):
                 continue
             own = _method(sub, "__init__")
@@ -1163,7 +1369,11 @@ class _Specialiser:
                 continue
             for node in ast.walk(own):
                 f = getattr(node, "func", None)
-                init_call = isinstance(node, ast.Call) and isinstance(f, ast.Attribute) and f.attr == "__init__"
+                init_call = (
+                    isinstance(node, ast.Call)
+                    and isinstance(f, ast.Attribute)
+                    and f.attr == "__init__"
+                )
                 if init_call and ast.unparse(f.value) == "super()":
                     out.append((init, node, 1))
         return out
@@ -1186,8 +1396,8 @@ class _Specialiser:
         return value
 
     def _facts(self) -> dict[int, object]:
-        """The reads whose value is known: parameters that every call passes the same literal (or the run's
-        cfg or data), and attributes that __init__ sets once from such."""
+        """The reads whose value is known: parameters that every call passes the same literal (or
+        the run's cfg or data), and attributes that __init__ sets once from such."""
         known = self.known  # filled as it goes, callers first (they come after what they call)
         for name in reversed(list(self.defs)):
             sites = self._calls_of(name)
@@ -1224,7 +1434,9 @@ class _Specialiser:
                 stores[node.attr] = stores.get(node.attr, 0) + 1
         for cls, init, me, stmt in self._init_assignments():
             for target, value in _pairs(stmt.targets[0], stmt.value):
-                if not (isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == me):
+                if not (
+                    isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == me
+                ):
                     continue
                 if stores.get(target.attr) != 1:
                     continue
@@ -1237,7 +1449,10 @@ class _Specialiser:
                         known[id(node)] = fact
 
     def _init_assignments(self):
-        """(class, its __init__, the name of its self, a one-target assignment) for each class's __init__."""
+        """(class, its __init__, the name of its self, a one-target assignment).
+
+        For each class's __init__.
+        """
         for cls in self.classes.values():
             init = _method(cls, "__init__")
             if init is None or not init.args.args:
@@ -1249,15 +1464,27 @@ class _Specialiser:
 
     def _self_reads(self, cls, attr: str, skip=None) -> list:
         """Reads of self.attr in the methods of cls and of its subclasses."""
-        family = [cls] + [c for c in self.classes.values() if any(getattr(b, "id", None) == cls.name for b in c.bases)]
+        family = [cls] + [
+            c
+            for c in self.classes.values()
+            if any(getattr(b, "id", None) == cls.name for b in c.bases)
+        ]
         found = []
         for owner in family:
             for method in owner.body:
-                if not isinstance(method, ast.FunctionDef) or method is skip or not method.args.args:
+                if (
+                    not isinstance(method, ast.FunctionDef)
+                    or method is skip
+                    or not method.args.args
+                ):
                     continue
                 me = method.args.args[0].arg
                 for node in ast.walk(method):
-                    read = isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.ctx, ast.Load)
+                    read = (
+                        isinstance(node, ast.Attribute)
+                        and node.attr == attr
+                        and isinstance(node.ctx, ast.Load)
+                    )
                     if read and getattr(node.value, "id", None) == me:
                         found.append(node)
         return found
@@ -1293,13 +1520,22 @@ class _Specialiser:
     def _flatten(self, node: ast.If, value: bool) -> tuple[int, int, str]:
         src = self.src
         start, end = src.stmt_span(node)
-        lead = "".join(src.lines[src.first_line(node) - 1 : node.lineno - 1])  # the if's own leading comments
+        # the if's own leading comments
+        lead = "".join(src.lines[src.first_line(node) - 1 : node.lineno - 1])
         indent = src.indent(node.lineno)
-        block, comment = (node.body, _trailing_comment(src.lines[node.test.end_lineno - 1])) if value else (
-            node.orelse, "")  # fmt: skip
+        block, comment = (
+            (node.body, _trailing_comment(src.lines[node.test.end_lineno - 1])) if value
+            else (node.orelse, "")
+        )  # fmt: skip
         first = src.lines[block[0].lineno - 1] if block else ""
-        if not value and isinstance(block[0] if block else None, ast.If) and first.lstrip().startswith("elif"):
-            text = "".join(src.lines[block[0].lineno - 1 : node.end_lineno]).replace("elif", "if", 1)
+        if (
+            not value
+            and isinstance(block[0] if block else None, ast.If)
+            and first.lstrip().startswith("elif")
+        ):
+            text = "".join(src.lines[block[0].lineno - 1 : node.end_lineno]).replace(
+                "elif", "if", 1
+            )
             return start, end, lead + text
         if not block:
             return start, end, self._empty_block(node)
@@ -1310,7 +1546,9 @@ class _Specialiser:
         ):
             raise ValueError("to_script: cannot re-indent a branch")
         cut = len(deeper) - len(indent)
-        body = "".join(line[cut:] if line.strip() else line for line in body.splitlines(keepends=True))
+        body = "".join(
+            line[cut:] if line.strip() else line for line in body.splitlines(keepends=True)
+        )
         return start, end, lead + (f"{indent}{comment}\n" if comment else "") + body
 
     def _empty_block(self, stmt) -> str:
@@ -1318,7 +1556,11 @@ class _Specialiser:
         parent = self.src.parent[id(stmt)]
         for field in ("body", "orelse"):
             block = getattr(parent, field, None)
-            here = isinstance(block, list) and any(s is stmt for s in block) and not isinstance(parent, ast.Module)
+            here = (
+                isinstance(block, list)
+                and any(s is stmt for s in block)
+                and not isinstance(parent, ast.Module)
+            )
             if here and not [s for s in block if s is not stmt and not _is_docstring(s, parent)]:
                 return f"{self.src.indent(stmt.lineno)}pass\n"
         return ""
@@ -1332,13 +1574,19 @@ class _Specialiser:
                 if isinstance(block, list):
                     for i, stmt in enumerate(block[:-1]):
                         if _ends(stmt):
-                            groups.append((self.src.stmt_span(block[i + 1])[0], self.src.stmt_span(block[-1])[1], ""))
+                            groups.append(
+                                (
+                                    self.src.stmt_span(block[i + 1])[0],
+                                    self.src.stmt_span(block[-1])[1],
+                                    "",
+                                )
+                            )
                             break
         return groups
 
     def _substitute(self) -> list:
-        """Known choices written where they are read; the run's cfg and data members by their values; tables
-        and getattr looked up."""
+        """Known choices written where they are read; the run's cfg and data members by their
+        values; tables and getattr looked up."""
         src, groups = self.src, []
         for node in src.nodes:
             if isinstance(node, (ast.Name, ast.Attribute)) and id(node) in self.known:
@@ -1354,11 +1602,21 @@ class _Specialiser:
                     edit = self._special_call(special, parent)
                     if edit is not None:
                         groups.append(edit)
-                elif _is_choice(value := getattr(special, node.attr)) or (special is self.layout and _is_literal(value)):
+                elif _is_choice(value := getattr(special, node.attr)) or (
+                    special is self.layout and _is_literal(value)
+                ):
                     groups.append((*src.span(node), _literal_text(value)))
-            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) == 2:
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "getattr"
+                and len(node.args) == 2
+            ):
                 owner, attr = node.args
-                if isinstance(attr, ast.Constant) and str(attr.value).isidentifier() and _plain(owner):
+                if (
+                    isinstance(attr, ast.Constant)
+                    and str(attr.value).isidentifier()
+                    and _plain(owner)
+                ):
                     groups.append((*src.span(node), f"{src.seg(owner)}.{attr.value}"))
             elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
                 entries = _mapping_entries(self.defs.get(node.value.id))
@@ -1370,12 +1628,15 @@ class _Specialiser:
                 except _Unknown:
                     continue
                 if key in entries:
-                    groups.append((*src.span(node), src.fits(entries[key], node, src.seg(entries[key]))))
+                    groups.append(
+                        (*src.span(node), src.fits(entries[key], node, src.seg(entries[key])))
+                    )
         return groups
 
     def _special_call(self, special, call) -> tuple[int, int, str] | None:
-        """cfg.n_params(3) as its value; cfg.layout(3) as the layout's constructor; data.with_ones() as the body
-        of lib's method; None for a layout method, which stays a call (the script has the class)."""
+        """cfg.n_params(3) as its value; cfg.layout(3) as the layout's constructor; data.with_ones()
+        as the body of lib's method; None for a layout method, which stays a call (the script has
+        the class)."""
         src, attr = self.src, call.func.attr
         try:
             args = [self._arg_value(a) for a in call.args]
@@ -1394,10 +1655,14 @@ class _Specialiser:
         func = inner.tree.body[0]
         body = [s for s in func.body if not _is_docstring(s, func)]
         if len(body) != 1 or not isinstance(body[0], ast.Return) or call.args or call.keywords:
-            raise ValueError(f"to_script: cannot write {type(special).__name__}.{attr}() into the script")
+            raise ValueError(
+                f"to_script: cannot write {type(special).__name__}.{attr}() into the script"
+            )
         me = func.args.args[0].arg
         text = _segment_with(
-            inner, body[0].value, [(*inner.span(n), src.seg(call.func.value)) for n in _loads(func, me)]
+            inner,
+            body[0].value,
+            [(*inner.span(n), src.seg(call.func.value)) for n in _loads(func, me)],
         )
         return (*src.span(call), src.fits(body[0].value, call, text))
 
@@ -1409,7 +1674,9 @@ class _Specialiser:
                 stars = [
                     k for k in node.keywords
                     if k.arg is None and _is_display(k.value) and isinstance(k.value, ast.Dict)
-                    and all(isinstance(x.value, str) and x.value.isidentifier() for x in k.value.keys)
+                    and all(
+                        isinstance(x.value, str) and x.value.isidentifier() for x in k.value.keys
+                    )
                 ]  # fmt: skip
                 if stars:
                     groups.append((*src.span(node), self._call_text(node, stars=stars)))
@@ -1431,8 +1698,16 @@ class _Specialiser:
         return groups
 
     def _identity(self, node) -> tuple[int, int, str] | None:
-        """n + 0, n - 0, n * 1 (or True) as n, and n * 0 (or False) as 0, where n is a whole number."""
-        if not isinstance(node, ast.BinOp) or type(node.op) not in (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv):
+        """n + 0, n - 0, n * 1 (or True) as n, and n * 0 (or False) as 0.
+
+        Where n is a whole number.
+        """
+        if not isinstance(node, ast.BinOp) or type(node.op) not in (
+            ast.Add,
+            ast.Sub,
+            ast.Mult,
+            ast.FloorDiv,
+        ):
             return None
         for number, other in ((node.right, node.left), (node.left, node.right)):
             try:
@@ -1444,7 +1719,9 @@ class _Specialiser:
             if value == 0 and isinstance(node.op, ast.Mult):
                 return (*self.src.span(node), "0")
             keeps = {ast.Add: 0, ast.Sub: 0, ast.Mult: 1, ast.FloorDiv: 1}[type(node.op)]
-            if value == keeps and (number is node.right or isinstance(node.op, (ast.Add, ast.Mult))):
+            if value == keeps and (
+                number is node.right or isinstance(node.op, (ast.Add, ast.Mult))
+            ):
                 return self._replace(node, other, self.src.seg(other))
         return None
 
@@ -1460,10 +1737,19 @@ class _Specialiser:
             func = self.src.function_of(node)
             params = {p.arg: p for p in _params(func)} if func else {}
             p = params.get(node.id)
-            if p is not None and getattr(p.annotation, "id", None) == "int" and not self._argument_rebound(func, p.arg):
+            if (
+                p is not None
+                and getattr(p.annotation, "id", None) == "int"
+                and not self._argument_rebound(func, p.arg)
+            ):
                 return True
             return type(self.known.get(id(node))) is int
-        if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv):
+        if isinstance(node, ast.BinOp) and type(node.op) in (
+            ast.Add,
+            ast.Sub,
+            ast.Mult,
+            ast.FloorDiv,
+        ):
             return self._whole(node.left) and self._whole(node.right)
         return False
 
@@ -1471,7 +1757,10 @@ class _Specialiser:
         return name in self.src.scope(func)[1]
 
     def _replace(self, old, new, text: str) -> tuple[int, int, str]:
-        """An edit putting text (new's) where old was, taking old's parentheses away if new needs none."""
+        """An edit putting text (new's) where old was.
+
+        It takes old's parentheses away if new needs none.
+        """
         src = self.src
         start, end = src.span(old)
         parent = src.parent.get(id(old))
@@ -1486,7 +1775,10 @@ class _Specialiser:
         return start, end, src.fits(new, old, text)
 
     def _call_text(self, call, stars=(), drop=(), expand=None) -> str:
-        """The call written again: without the arguments in drop, **{...} as keywords, *name expanded."""
+        """The call written again.
+
+        Without the arguments in drop, **{...} as keywords, *name expanded.
+        """
         src = self.src
         parts = []
         for a in call.args:
@@ -1497,13 +1789,19 @@ class _Specialiser:
             if any(k is d for d in drop):
                 continue
             if any(k is s for s in stars):
-                parts += [f"{key.value}={src.seg(v)}" for key, v in zip(k.value.keys, k.value.values, strict=True)]
+                parts += [
+                    f"{key.value}={src.seg(v)}"
+                    for key, v in zip(k.value.keys, k.value.values, strict=True)
+                ]
             else:
                 parts.append(src.seg(k))
         head = src.seg(call.func)
         one = f"{head}({', '.join(parts)})"
         column = len(src.lines[call.lineno - 1].encode()[: call.col_offset].decode())
-        if column + len(one) + (1 if call.lineno == call.end_lineno else 0) <= _WIDTH or call.lineno == call.end_lineno:
+        if (
+            column + len(one) + (1 if call.lineno == call.end_lineno else 0) <= _WIDTH
+            or call.lineno == call.end_lineno
+        ):
             return one
         indent = src.indent(call.lineno)
         return f"{head}(\n" + "".join(f"{indent}    {p},\n" for p in parts) + f"{indent})"
@@ -1523,14 +1821,22 @@ class _Specialiser:
                 assign = src.parent[id(stores[0])]
                 values = assign.value.elts if isinstance(assign.value, ast.Tuple) else None
                 names = [n.id for e in values or () for n in ast.walk(e) if isinstance(n, ast.Name)]
-                if values is not None and all(map(_plain, values)) and not any(_stores(scope, n) for n in names):
-                    expand[id(a)] = [src.seg(e) for e in values]  # plain values, none of them set again
+                if (
+                    values is not None
+                    and all(map(_plain, values))
+                    and not any(_stores(scope, n) for n in names)
+                ):
+                    # plain values, none of them set again
+                    expand[id(a)] = [src.seg(e) for e in values]
             if expand:
                 groups.append((*src.span(call), self._call_text(call, expand=expand)))
         return groups
 
     def _propagate_literals(self) -> list:
-        """A local set once to a literal (alone or within a tuple assignment) is written where it is read."""
+        """A local set once to a literal is written where it is read.
+
+        Set alone or within a tuple assignment.
+        """
         src, groups = self.src, []
         for func in self.functions:
             for stmt in func.body:
@@ -1538,7 +1844,9 @@ class _Specialiser:
                     continue
                 pairs = _pairs(stmt.targets[0], stmt.value)
                 gone = [
-                    t for t, v in pairs if isinstance(t, ast.Name) and _is_display(v) and len(_stores(func, t.id)) == 1
+                    t
+                    for t, v in pairs
+                    if isinstance(t, ast.Name) and _is_display(v) and len(_stores(func, t.id)) == 1
                 ]
                 if gone:
                     values = {id(t): src.seg(v) for t, v in pairs}
@@ -1565,12 +1873,14 @@ class _Specialiser:
         return (
             start,
             end,
-            f"{lead}{src.indent(stmt.lineno)}{targets} = {value}" + (f"  {comment}" if comment else "") + "\n",
+            f"{lead}{src.indent(stmt.lineno)}{targets} = {value}"
+            + (f"  {comment}" if comment else "")
+            + "\n",
         )
 
     def _inline(self) -> list:
-        """A function that is one `return` of a dispatch (it was specialised, or is called with a literal)
-        is written at its calls."""
+        """A function that is one `return` of a dispatch (it was specialised, or is called with a
+        literal) is written at its calls."""
         src, groups = self.src, []
         for name, func in self.defs.items():
             if not isinstance(func, ast.FunctionDef) or func.decorator_list:
@@ -1579,7 +1889,10 @@ class _Specialiser:
             if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
                 continue
             expr = body[0].value
-            if any(isinstance(n, (ast.Lambda, ast.Yield, ast.NamedExpr, ast.GeneratorExp)) for n in ast.walk(expr)):
+            if any(
+                isinstance(n, (ast.Lambda, ast.Yield, ast.NamedExpr, ast.GeneratorExp))
+                for n in ast.walk(expr)
+            ):
                 continue
             sites = self._calls_of(name)
             if not sites:
@@ -1589,22 +1902,35 @@ class _Specialiser:
             for _f, call, _s in sites:
                 bound = _bind(func, call, 0)
                 caller = src.function_of(call)
-                if bound is None or set(params) - set(bound) or (caller and free & self.locals[id(caller)]):
+                if (
+                    bound is None
+                    or set(params) - set(bound)
+                    or (caller and free & self.locals[id(caller)])
+                ):
                     continue
-                literal = any(_is_display(a) for a in [*call.args, *(k.value for k in call.keywords)])
+                literal = any(
+                    _is_display(a) for a in [*call.args, *(k.value for k in call.keywords)]
+                )
                 if name not in self.specialised and not literal:
                     continue
                 uses = {p: _loads(expr, p) for p in params}
                 if any(len(uses[p]) != 1 and not _plain(bound[p]) for p in params):
                     continue
-                inner = [(*src.span(n), src.fits(bound[p], n, src.seg(bound[p]))) for p in params for n in uses[p]]
+                inner = [
+                    (*src.span(n), src.fits(bound[p], n, src.seg(bound[p])))
+                    for p in params
+                    for n in uses[p]
+                ]
                 text = _segment_with(src, expr, inner)
                 text = " ".join(text.split()) if "\n" in text else text
                 groups.append((*src.span(call), src.fits(expr, call, text)))
         return groups
 
     def _drop_params(self) -> list:
-        """Parameters that nothing reads leave the signature and every call (one function per pass)."""
+        """Parameters that nothing reads leave the signature and every call.
+
+        One function per pass.
+        """
         src = self.src
         for name in self.defs:
             sites = self._calls_of(name)
@@ -1649,7 +1975,11 @@ class _Specialiser:
         for p in kept:
             text = p.arg + (f": {src.seg(p.annotation)}" if p.annotation else "")
             if p.arg in defaults:
-                text += f" = {src.seg(defaults[p.arg])}" if p.annotation else f"={src.seg(defaults[p.arg])}"
+                text += (
+                    f" = {src.seg(defaults[p.arg])}"
+                    if p.annotation
+                    else f"={src.seg(defaults[p.arg])}"
+                )
             parts.append(text)
         keyword_only = [p for p in kept if any(p is k for k in func.args.kwonlyargs)]
         if keyword_only:
@@ -1668,9 +1998,19 @@ class _Specialiser:
     def _drop_attributes(self) -> list:
         """Attributes that __init__ sets to a plain value and nothing reads are not set."""
         src, groups = self.src, []
-        loads = {n.attr for n in src.nodes if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)}
-        loads |= {n.target.attr for n in src.nodes if isinstance(n, ast.AugAssign) and hasattr(n.target, "attr")}
-        strings = {n.value for n in src.nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        loads = {
+            n.attr
+            for n in src.nodes
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)
+        }
+        loads |= {
+            n.target.attr
+            for n in src.nodes
+            if isinstance(n, ast.AugAssign) and hasattr(n.target, "attr")
+        }
+        strings = {
+            n.value for n in src.nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        }
         for _, _, me, stmt in self._init_assignments():
             pairs = _pairs(stmt.targets[0], stmt.value)
             drop = [
@@ -1687,10 +2027,17 @@ class _Specialiser:
         src, groups = self.src, []
         for func in self.functions:
             for node in ast.walk(func):
-                if not (isinstance(node, ast.Assign) and len(node.targets) == 1) or src.function_of(node) is not func:
+                if (
+                    not (isinstance(node, ast.Assign) and len(node.targets) == 1)
+                    or src.function_of(node) is not func
+                ):
                     continue
                 pairs = _pairs(node.targets[0], node.value)
-                drop = [t for t, v in pairs if isinstance(t, ast.Name) and not src.loads(func, t.id) and _pure(v)]
+                drop = [
+                    t
+                    for t, v in pairs
+                    if isinstance(t, ast.Name) and not src.loads(func, t.id) and _pure(v)
+                ]
                 if drop:
                     groups.append(self._reassign(node, pairs, drop))
         return groups
@@ -1717,6 +2064,7 @@ def _agree(seen: list, specials: tuple) -> bool:
     return all(v is not _Unknown and type(v) is type(first) and v == first for v in seen)
 
 
+# The script's own lines, up to _WIDTH wide: not held to lib's 100 columns.
 _LOCKSTEP = """
     # Both loops in lockstep, stopped where lib.run stops.
     with np.errstate(all="ignore"):
@@ -1731,14 +2079,15 @@ _LOCKSTEP = """
     print(f"{step + 1:,} steps of {cfg.iterations:,}")
     print(f"largest |manual − torch| after the last step: {diff:.3g} (relative: ÷ max(1, largest |w|): {relative:.3g})")
     print(json.dumps({"manual": w_m.tolist(), "torch": w_t.tolist()}))
-"""
+"""  # noqa: E501
 
 
 def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str | None) -> str:
-    """The script for this Config alone: lib's source with the branches the Config does not take left out."""
+    """The script for this Config alone: lib's source less the branches the Config does not take."""
     code = _Assembler(short=True)
     loops_name = code.add_entry(run_side.loops)
-    code.add_entry(Layout)  # written as its constructor where the code reads it; left out if nothing does
+    # written as its constructor where the code reads it; left out if nothing does
+    code.add_entry(Layout)
     code.add_entry(run_side.ends_run)
     loops_key = code._lib_key(run_side.loops)
     defs = [code._emit(code.found[key], key) for key in code.order if key != loops_key]
@@ -1751,7 +2100,8 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
     namespaces = _namespaces(tree, data, cfg)
     big = csv_name is None and data.m * (data.n + 1) > MAX_READABLE
     if csv_name is None:
-        data_part = _embedded_data(data).rsplit("\n", 1)[0]  # X and y, without the long script's Dataset
+        # X and y, without the long script's Dataset
+        data_part = _embedded_data(data).rsplit("\n", 1)[0]
     else:
         data_part = _csv_data(data, csv_name, target).strip("\n").rsplit("\n", 1)[0]
     imports = _short_imports(code, text + data_part, big)
@@ -1766,10 +2116,11 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
 
 
 def twin_sources(data: Dataset, cfg: Config) -> dict[str, str]:
-    """The two loop functions as this Config runs them: lib's own source, less the branches it does not take.
+    """The two loop functions as this Config runs them: lib's own source less the branches it skips.
 
     {"manual_loop": text, "torch_loop": text}, cut from the short script, so the Code map, the twin
-    table and the script show the same lines. The phase comments stay, so lib.explain.phase_source reads them.
+    table and the script show the same lines. The phase comments stay, so lib.explain.phase_source
+    reads them.
     """
     text = to_script(data, cfg)
     tree, lines = ast.parse(text), text.splitlines()
@@ -1781,17 +2132,27 @@ def twin_sources(data: Dataset, cfg: Config) -> dict[str, str]:
 
 
 def _main_from(loops_text: str, loops_name: str) -> str:
-    """main(): the body of lib.run.loops (its checks already passed, its return left out), then the lockstep."""
+    """main(): the body of lib.run.loops, then the lockstep.
+
+    lib.run.loops' checks already passed, and its return is left out.
+    """
     src = _Source(loops_text)
     func = src.tree.body[0]
     body = [s for s in func.body if not _is_docstring(s, func)]
     skipped = {f.__name__ for f in _SHORT_STANDINS}
-    while body and isinstance(body[0], ast.Expr) and getattr(body[0].value.func, "id", None) in skipped:
+    while (
+        body
+        and isinstance(body[0], ast.Expr)
+        and getattr(body[0].value.func, "id", None) in skipped
+    ):
         body = body[1:]
     if not isinstance(body[-1], ast.Return):
         raise ValueError(f"to_script: {loops_name} no longer ends by returning its loops")
     lines = "".join(src.lines[src.first_line(body[0]) - 1 : src.first_line(body[-1]) - 1])
-    doc = '    """Both loops on the same batches from the same init (lib.run.loops), run in lockstep (lib.run)."""\n'
+    doc = (
+        '    """Both loops on the same batches from the same init (lib.run.loops), '
+        'run in lockstep (lib.run)."""\n'
+    )
     return f"def main() -> None:\n{doc}{lines}{_LOCKSTEP.strip(chr(10))}\n"
 
 
@@ -1815,13 +2176,17 @@ def _short_docstrings(text: str) -> str:
 
 
 def _top_level_blocks(text: str, tree: ast.Module) -> list[str]:
-    """Each top-level statement with its leading comments, blank lines inside a block kept to one."""
+    """Each top-level statement with its leading comments.
+
+    Blank lines inside a block kept to one.
+    """
     src = _Source(text)
     blocks = []
     for node in tree.body:
         start, end = src.stmt_span(node)
         block = re.sub(r"\n{3,}", "\n\n", text[start:end]).strip("\n")
-        blocks.append(re.sub(r"(:\n)\n+", r"\1", block))  # no blank line right after a def or class line
+        # no blank line right after a def or class line
+        blocks.append(re.sub(r"(:\n)\n+", r"\1", block))
     return blocks
 
 
@@ -1829,7 +2194,11 @@ def _namespaces(tree: ast.Module, data: Dataset, cfg: Config) -> str:
     """The two objects the code reads as data and cfg, with the fields it reads and nothing else."""
     used: dict[str, set[str]] = {"data": set(), "cfg": {"iterations", "lr"}}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in used:
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in used
+        ):
             used[node.value.id].add(node.attr)
     spelled = {"X": "X", "y": "y", "m": "X.shape[0]", "n": "X.shape[1]"}
     fields = {}
@@ -1841,11 +2210,14 @@ def _namespaces(tree: ast.Module, data: Dataset, cfg: Config) -> str:
                 continue
             value = getattr(obj, attr)
             if not _is_literal(value):
-                raise ValueError(f"to_script: the script reads {name}.{attr}, which it cannot write")
+                raise ValueError(
+                    f"to_script: the script reads {name}.{attr}, which it cannot write"
+                )
             parts.append(f"{attr}={_literal_text(value)}")
         fields[name] = ", ".join(parts)
     return (
-        "# What the code above reads of the run's lib.Dataset and lib.Config (the Config's choices are in the code).\n"
+        "# What the code above reads of the run's lib.Dataset and lib.Config "
+        "(the Config's choices are in the code).\n"
         + (f"data = SimpleNamespace({fields['data']})\n" if used["data"] else "")
         + f"cfg = SimpleNamespace({fields['cfg']})"
     )
@@ -1855,7 +2227,9 @@ def _short_imports(code: _Assembler, text: str, big: bool) -> str:
     """The import lines whose names the script uses."""
     tree = ast.parse(text)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    lines = {"import json", "import math", "from types import SimpleNamespace"} | ({"import base64"} if big else set())
+    lines = {"import json", "import math", "from types import SimpleNamespace"} | (
+        {"import base64"} if big else set()
+    )
     for line in code.import_lines:
         if line.split()[-1] in used:
             lines.add(line)
@@ -1863,14 +2237,19 @@ def _short_imports(code: _Assembler, text: str, big: bool) -> str:
 
 
 def _import_block(lines) -> str:
-    """The script's import lines: one `from m import a, b` per module, the standard library first, then the rest."""
+    """The script's import lines: one `from m import a, b` per module.
+
+    The standard library first, then the rest.
+    """
     lines = sorted(lines)
     merged: dict[str, list[str]] = {}
     for line in [line for line in lines if line.startswith("from ")]:
         _, module, _, name = line.split()
         merged.setdefault(module, []).append(name)
     plain = [line for line in lines if not line.startswith("from ")]
-    plain += [f"from {module} import {', '.join(sorted(names))}" for module, names in merged.items()]
+    plain += [
+        f"from {module} import {', '.join(sorted(names))}" for module, names in merged.items()
+    ]
     third = [line for line in plain if line.split()[1].split(".")[0] in _THIRD_PARTY]
     std = [line for line in plain if line not in third]
     groups = [sorted(g, key=lambda s: (s.startswith("from"), s)) for g in (std, third)]
@@ -1878,7 +2257,11 @@ def _import_block(lines) -> str:
 
 
 def _short_header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
-    where = f"read from {_one_line(repr(csv_name))} next to this script" if csv_name else "embedded below"
+    where = (
+        f"read from {_one_line(repr(csv_name))} next to this script"
+        if csv_name
+        else "embedded below"
+    )
     base = Config()
     changed = [
         f"{f.name}={_one_line(repr(getattr(cfg, f.name)))}"
@@ -1887,16 +2270,20 @@ def _short_header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
         and not (f.name == "loss" and cfg.loss == Config(model=cfg.model).loss)
     ]
     run = textwrap.fill(
-        f"lib.Config({', '.join(changed)}) on {_one_line(data.name)}: {data.m:,} samples x {data.n} features, {where}.",
+        f"lib.Config({', '.join(changed)}) on {_one_line(data.name)}: "
+        f"{data.m:,} samples x {data.n} features, {where}.",
         width=_WIDTH - 4,
         break_long_words=False,
         break_on_hyphens=False,
     )
     return (
-        '"""Rerun of a training-loop-twins run: the hand-written numpy loop and the torch loop, in lockstep.\n'
+        '"""Rerun of a training-loop-twins run: the hand-written numpy loop and the torch loop, '
+        "in lockstep.\n"
         "\n"
         f"{run}\n"
-        "Every function is lib's own source, less the branches this Config does not take. Needs numpy and torch.\n"
-        'The last printed line is JSON {"manual": [...], "torch": [...]}: each loop\'s final weights.\n'
+        "Every function is lib's own source, less the branches this Config does not take. "
+        "Needs numpy and torch.\n"
+        'The last printed line is JSON {"manual": [...], "torch": [...]}: '
+        "each loop's final weights.\n"
         '"""'
     )
