@@ -129,14 +129,6 @@ def weight_names(data: Dataset, cfg: Config) -> list[str]:
     return cfg.layout(data.n).names(data.feature_names)
 
 
-def parameter_tensors(data: Dataset, cfg: Config) -> list[tuple[str, int]]:
-    """The model's parameter tensors in the flat weights' order, as (name, size).
-
-    That order is torch's parameters() order.
-    """
-    return list(cfg.layout(data.n).tensors)
-
-
 def rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Two independent generators from one seed: (initial weights, batch order)."""
     init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)

@@ -15,7 +15,7 @@ import torch
 from ..twins.manual import manual_loop
 from ..twins.torch_side import torch_loop
 from .config import Config
-from .data import Dataset, initial_weights, loader, parameter_tensors, torch_loader, weight_names
+from .data import Dataset, initial_weights, loader, torch_loader, weight_names
 
 LOOPS = ("manual", "torch")
 
@@ -319,6 +319,78 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
     return manual, twin, init
 
 
+class _Lockstep:
+    """Both loops of one run and their recorders, taking a chunk of steps at a time."""
+
+    def __init__(self, data: Dataset, cfg: Config, progress_every: float) -> None:
+        self.manual, self.twin, init = loops(data, cfg)
+        self.cfg = cfg
+        self.columns = recorded_columns(len(init))
+        self.names = tuple(np.array(weight_names(data, cfg), dtype=object)[self.columns])
+        # The loops take turns a chunk of steps at a time: alternating every single step cost 10
+        # to 35 % more CPU time (each evicts the other's code and data from the caches; `python -m
+        # bench --profile`), for nothing, since every step is recorded either way.
+        # progress_every=0 asks for a report after every step.
+        most = max(1, min(CHUNK_STEPS, CHUNK_VALUES // len(init)))
+        self.chunk = 1 if progress_every == 0 else most
+        layout = cfg.layout(data.n)
+        self.tensor_names = tuple(name for name, _ in layout.tensors)
+        self.recorders = tuple(
+            _Recorder(cfg.iterations, init, self.columns, self.chunk, layout.starts) for _ in LOOPS
+        )
+        self.step_diff = np.zeros(cfg.iterations + 1)
+        self.steps, self.stopped, self.divergence = 0, None, ""
+
+    def advance(self) -> bool:
+        """Take the next chunk of steps in both loops; True if a step of it ended the run."""
+        rec_m, rec_t = self.recorders
+        start, stop = self.steps, min(self.steps + self.chunk, self.cfg.iterations)
+        w_m = rec_m.advance(self.manual, start, stop)
+        w_t = rec_t.advance(self.twin, start, stop)
+        self.step_diff[start + 1 : stop + 1] = np.abs(w_m - w_t).max(axis=1)
+        n = stop - start
+        losses = rec_m.loss[start:stop], rec_t.loss[start:stop]
+        bad = ends_run(*losses, w_m, w_t, rec_m.gradients[:n], rec_t.gradients[:n])
+        if bad.any():
+            k = int(np.argmax(bad))
+            self.steps, self.stopped = start + k + 1, "diverged"
+            self.divergence = _what_went_nonfinite(rec_m, rec_t, start + k, w_m[k], w_t[k])
+            return True
+        self.steps = stop
+        return False
+
+    def result(self) -> Result:
+        """The Result of the steps taken so far."""
+        steps, stopped = self.steps, self.stopped
+        rec_m, rec_t = self.recorders
+        return Result(
+            rec_m.history(steps),
+            rec_t.history(steps),
+            self.cfg,
+            self.names,
+            steps - 1 if stopped == "diverged" else None,
+            stopped,
+            self.divergence,
+            self.step_diff[: steps + 1],
+            self.columns,
+            self.tensor_names,
+        )
+
+
+def _check_options(progress, progress_every, time_limit) -> None:
+    if not (_is_number(progress_every) and progress_every >= 0):
+        raise ValueError(
+            "progress_every must be a number of seconds >= 0 (0: every step); "
+            f"got {progress_every!r}"
+        )
+    if time_limit is not None and not (_is_number(time_limit) and time_limit >= 0):
+        raise ValueError(f"time_limit must be None or a number of seconds >= 0; got {time_limit!r}")
+    if progress is not None and not callable(progress):
+        raise ValueError(
+            f"progress must be a function of the partial Result, or None; got {progress!r}"
+        )
+
+
 def run(
     data: Dataset,
     cfg: Config,
@@ -333,77 +405,23 @@ def run(
     returning True stops the run, which keeps what was computed. time_limit (seconds) stops it too.
     The first step whose loss, gradient or weights are not finite in either loop ends the run.
     """
-    if not (_is_number(progress_every) and progress_every >= 0):
-        raise ValueError(
-            "progress_every must be a number of seconds >= 0 (0: every step); "
-            f"got {progress_every!r}"
-        )
-    if time_limit is not None and not (_is_number(time_limit) and time_limit >= 0):
-        raise ValueError(f"time_limit must be None or a number of seconds >= 0; got {time_limit!r}")
-    if progress is not None and not callable(progress):
-        raise ValueError(
-            f"progress must be a function of the partial Result, or None; got {progress!r}"
-        )
-    manual, twin, init = loops(data, cfg)
-    columns = recorded_columns(len(init))
-    names = tuple(np.array(weight_names(data, cfg), dtype=object)[columns])
-    # The loops take turns a chunk of steps at a time: alternating every single step cost 10 to 35 %
-    # more CPU time (each evicts the other's code and data from the caches; `python -m bench
-    # --profile`), for nothing, since every step is recorded either way. progress_every=0 asks for a
-    # report after every step.
-    chunk = 1 if progress_every == 0 else max(1, min(CHUNK_STEPS, CHUNK_VALUES // len(init)))
-    tensors = parameter_tensors(data, cfg)
-    starts = tuple(int(i) for i in np.cumsum([0, *(size for _, size in tensors)])[:-1])
-    rec_m, rec_t = (_Recorder(cfg.iterations, init, columns, chunk, starts) for _ in LOOPS)
-    step_diff = np.zeros(cfg.iterations + 1)
+    _check_options(progress, progress_every, time_limit)
+    lockstep = _Lockstep(data, cfg, progress_every)
     clock = time.perf_counter
     started = last_report = clock()
-    steps, stopped, divergence = 0, None, ""
-
-    def result(steps: int, stopped: str | None) -> Result:
-        diverged_at = steps - 1 if stopped == "diverged" else None
-        hm, ht = rec_m.history(steps), rec_t.history(steps)
-        diff = step_diff[: steps + 1]
-        return Result(
-            hm,
-            ht,
-            cfg,
-            names,
-            diverged_at,
-            stopped,
-            divergence,
-            diff,
-            columns,
-            tuple(n for n, _ in tensors),
-        )
-
     with np.errstate(all="ignore"):
-        while steps < cfg.iterations:
-            start, stop = steps, min(steps + chunk, cfg.iterations)
-            w_m = rec_m.advance(manual, start, stop)
-            w_t = rec_t.advance(twin, start, stop)
-            step_diff[start + 1 : stop + 1] = np.abs(w_m - w_t).max(axis=1)
-            losses, grads = (
-                (rec_m.loss[start:stop], rec_t.loss[start:stop]),
-                (rec_m.gradients, rec_t.gradients),
-            )
-            bad = ends_run(*losses, w_m, w_t, grads[0][: stop - start], grads[1][: stop - start])
-            if bad.any():
-                k = int(np.argmax(bad))
-                steps, stopped = start + k + 1, "diverged"
-                divergence = _what_went_nonfinite(rec_m, rec_t, start + k, w_m[k], w_t[k])
-                break
-            steps = stop
+        while lockstep.steps < cfg.iterations and not lockstep.advance():
             now = clock()
-            if now - last_report >= progress_every:
-                if time_limit is not None and now - started >= time_limit:
-                    stopped = "time limit"
-                    break
-                last_report = now
-                if progress is not None and progress(result(steps, None)) is True:
-                    stopped = "stopped"
-                    break
-    return result(steps, stopped)
+            if now - last_report < progress_every:
+                continue
+            if time_limit is not None and now - started >= time_limit:
+                lockstep.stopped = "time limit"
+                break
+            last_report = now
+            if progress is not None and progress(lockstep.result()) is True:
+                lockstep.stopped = "stopped"
+                break
+    return lockstep.result()
 
 
 def _what_went_nonfinite(
