@@ -1,4 +1,5 @@
-"""Code map: the five lines of the torch training step beside their hand-written twins, with live values."""
+"""Code map: the five lines of the torch training step beside their hand-written twins, with live
+values."""
 
 import dataclasses
 import inspect
@@ -15,38 +16,54 @@ from pages.parts.links import literal
 from pages.parts.navigation import PITFALLS_LINK, through_navigation
 from pages.parts.sidebar import sidebar_config
 
-MAX_ITERATIONS = 10_000  # the page steps the loops up to the picked step; longer runs are cut to this
+# the page steps the loops up to the picked step; longer runs are cut to this
+MAX_ITERATIONS = 10_000
 HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
 
 
-@st.cache_data(max_entries=32, show_spinner="Checking every sentence against torch…", hash_funcs={lib.Config: repr})
+@st.cache_data(
+    max_entries=32,
+    show_spinner="Checking every sentence against torch…",
+    hash_funcs={lib.Config: repr},
+)
 def evidence(
     _data: lib.Dataset, data_key: tuple, cfg: lib.Config, t: int, _stepper: Stepper
 ) -> dict[str, explain.Evidence]:
-    """Every claim's check on step t of this run (numpy-level results, so they cache; data_key names the data).
+    """Every claim's check on step t of this run (numpy-level results, so they cache; data_key
+    names the data).
 
-    _stepper is the page's own Stepper, standing on step t: the checks read it instead of running to t again.
+    _stepper is the page's own Stepper, standing on step t: the checks read it instead of running to
+    t again.
     """
     return explain.verify_all(_data, cfg, _stepper if _stepper.step == t else t)
 
 
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
-def step_size_ratio(_data: lib.Dataset, data_key: tuple, cfg: lib.Config, other: str) -> explain.Evidence:
+def step_size_ratio(
+    _data: lib.Dataset, data_key: tuple, cfg: lib.Config, other: str
+) -> explain.Evidence:
     return explain.effective_lr(_data, cfg, other)
 
 
-@st.cache_data(max_entries=16, show_spinner="Running the whole run once, to see where the loops agree…",
-               hash_funcs={lib.Config: repr})  # fmt: skip
+@st.cache_data(
+    max_entries=16,
+    show_spinner="Running the whole run once, to see where the loops agree…",
+    hash_funcs={lib.Config: repr},
+)
 def whole_run(_data: lib.Dataset, data_key: tuple, cfg: lib.Config) -> tuple[str, str | None]:
-    """From one lib.run of the whole run: where the two loops agree, and a warning if its loss blows up."""
+    """From one lib.run of the whole run: where the two loops agree, and a warning if its loss
+    blows up."""
     result = lib.run(_data, cfg)
     return explain.agreement_text(result), explain.growth_warning(_data, result)
 
 
 def key_line(code: str, wanted: str) -> str:
-    """The row's key line as written in this loop: `wanted` when the code has it, else its first line of code."""
+    """The row's key line as written in this loop: `wanted` when the code has it, else its first
+    line of code."""
     lines = [
-        line.split("  #")[0].strip() for line in code.splitlines() if line.strip() and not line.strip().startswith("#")
+        line.split("  #")[0].strip()
+        for line in code.splitlines()
+        if line.strip() and not line.strip().startswith("#")
     ]
     return wanted if any(wanted in line for line in lines) else (lines[0] if lines else wanted)
 
@@ -57,7 +74,8 @@ def values(pairs: list[tuple[str, object]]) -> str:
 
 
 def claim(c: explain.Claim, e: explain.Evidence | None, cfg: lib.Config) -> None:
-    """One sentence with its check: ✓ or ✗, and the numbers the check measured; nothing where it does not apply."""
+    """One sentence with its check: ✓ or ✗, and the numbers the check measured; nothing where it
+    does not apply."""
     if e is None:
         return
     if not e.applies:
@@ -72,15 +90,17 @@ def claim(c: explain.Claim, e: explain.Evidence | None, cfg: lib.Config) -> None
 through_navigation()
 st.title("Code map")
 st.markdown(
-    "The five lines of a PyTorch training step, each beside its hand-written twin. The code is read from the "
-    "two loop functions that the app runs (with `inspect`), so it is never a copy. Under each row: what the "
-    "line computed at the step you pick, in a real run of the configuration in the sidebar, and the exact "
-    f"explanation — each sentence checked against torch right now ({HELD} held, {FAILED} did not)."
+    "The five lines of a PyTorch training step, each beside its hand-written twin. The code is "
+    "read from the two loop functions that the app runs (with `inspect`), so it is never a copy. "
+    "Under each row: what the line computed at the step you pick, in a real run of the "
+    "configuration in the sidebar, and the exact explanation — each sentence checked against "
+    f"torch right now ({HELD} held, {FAILED} did not)."
 )
 
 with st.expander("The classic five-line mapping, and where it is not one for one"):
     st.markdown(
-        "The mapping usually taught pairs each torch line with a line of a per-sample gradient-descent loop:\n"
+        "The mapping usually taught pairs each torch line with a line of a per-sample "
+        "gradient-descent loop:\n"
         "```python\n"
         "optimizer.zero_grad()              # d_weights = [0] * n\n"
         "outputs = net(inputs)              # h = dot(input[k], weights)\n"
@@ -89,16 +109,17 @@ with st.expander("The classic five-line mapping, and where it is not one for one
         "optimizer.step()                   # weights[j] += alpha * d_weights[j] / m\n"
         "```\n"
         "It is a correspondence of roles, not of arithmetic:\n"
-        "- The classic loop goes sample by sample (`for k in range(m)`) where torch makes one batched call; "
-        "the loops on this page use one matrix product for the batch, as torch does.\n"
-        "- Its loss is ½ · the *sum* of squared errors, and the division by m sits in its update line; "
-        "`nn.MSELoss()` takes the *mean* (the /m is in the loss) and has no ½, so its gradient is twice as large "
-        "(the `half_mse` convention here is the classic one).\n"
+        "- The classic loop goes sample by sample (`for k in range(m)`) where torch makes one "
+        "batched call; the loops on this page use one matrix product for the batch, as torch "
+        "does.\n"
+        "- Its loss is ½ · the *sum* of squared errors, and the division by m sits in its update "
+        "line; `nn.MSELoss()` takes the *mean* (the /m is in the loss) and has no ½, so its "
+        "gradient is twice as large (the `half_mse` convention here is the classic one).\n"
         "- Its `h` has no bias, while `nn.Linear` has one by default (`bias=True`).\n"
-        "- Its `d_weights` is the *negative* gradient (built from `label - h`), hence `+ alpha` in the update; "
-        "torch's `.grad` is the gradient itself and `step()` subtracts.\n"
-        "- `optimizer.zero_grad()` sets `.grad` to `None`, not to zeros; the next `backward()` stores a fresh "
-        "gradient there."
+        "- Its `d_weights` is the *negative* gradient (built from `label - h`), hence `+ alpha` "
+        "in the update; torch's `.grad` is the gradient itself and `step()` subtracts.\n"
+        "- `optimizer.zero_grad()` sets `.grad` to `None`, not to zeros; the next `backward()` "
+        "stores a fresh gradient there."
     )
 
 picked = sidebar_config("code_map", own=("map_step",))
@@ -107,7 +128,9 @@ picked = sidebar_config("code_map", own=("map_step",))
 def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
     """The five rows, their code, values and checked sentences, for this data and Config."""
     if cfg.iterations > MAX_ITERATIONS:
-        st.caption(f"This page follows the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} iterations.")
+        st.caption(
+            f"This page follows the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} iterations."
+        )
         cfg = cfg.replace(iterations=MAX_ITERATIONS)
     data_key = fingerprint(data)
     stepper = page_stepper(data, cfg, data_key)
@@ -118,12 +141,22 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
     agreement, growth = whole_run(data, data_key, cfg)
     if growth is not None:
         st.warning(growth)
-        st.markdown(f"See why in the [Pitfalls lab, tab 4: a learning rate above the limit]({PITFALLS_LINK}).")
+        st.markdown(
+            "See why in the [Pitfalls lab, tab 4: a learning rate above the "
+            f"limit]({PITFALLS_LINK})."
+        )
     manual_fn, torch_fn = stepper.functions
     view = View(
-        data, data_key, cfg, stepper, step, explain.phase_source(manual_fn),
-        explain.phase_source(torch_fn), evidence(data, data_key, cfg, step.t, stepper), agreement,
-    )  # fmt: skip
+        data,
+        data_key,
+        cfg,
+        stepper,
+        step,
+        explain.phase_source(manual_fn),
+        explain.phase_source(torch_fn),
+        evidence(data, data_key, cfg, step.t, stepper),
+        agreement,
+    )
     left, right = st.columns(2)
     left.markdown(f"### Hand-written: `lib.{manual_fn.__name__}` (numpy)")
     right.markdown(f"### PyTorch: `lib.{torch_fn.__name__}`")
@@ -169,12 +202,15 @@ def page_stepper(data: lib.Dataset, cfg: lib.Config, data_key: tuple) -> Stepper
 
 def picked_step(last: int) -> int:
     """The step to show, from the number box (its value is in the link as map_step)."""
-    # Step 1 by default: at step 0 the reset has nothing to clear yet.
-    # The step is in the URL (map_step), so a link opens it. A float widget shown without decimals: a link's
-    # inf or text falls back to the default instead of crashing an int widget; out of range is clamped here.
-    linked = st.query_params.get_all("map_step")  # read before the widget, which drops a value it cannot take
+    # Step 1 by default: at step 0 the reset has nothing to clear yet. The step is in the URL
+    # (map_step), so a link opens it. A float widget shown without decimals: a link's inf or text
+    # falls back to the default instead of crashing an int widget; out of range is clamped here.
+    # read before the widget, which drops a value it cannot take
+    linked = st.query_params.get_all("map_step")
     asked = st.session_state.get("map_step", 1.0)
-    st.session_state["map_step"] = float(min(max(round(asked), 0), last)) if math.isfinite(asked) else 1.0
+    st.session_state["map_step"] = (
+        float(min(max(round(asked), 0), last)) if math.isfinite(asked) else 1.0
+    )
     wanted = st.number_input(
         "Show the values of step",
         0.0,
@@ -188,8 +224,8 @@ def picked_step(last: int) -> int:
     wanted = round(wanted)
     if linked and linked[-1].strip() != str(wanted) and linked[-1].strip() != f"{wanted}.0":
         st.warning(
-            f"The link's step, map_step={literal(linked[-1])}, is not a step of this run (a whole number from 0 to "
-            f"{last:,}), so step {wanted:,} is shown."
+            f"The link's step, map_step={literal(linked[-1])}, is not a step of this run (a "
+            f"whole number from 0 to {last:,}), so step {wanted:,} is shown."
         )
     return wanted
 
@@ -229,10 +265,10 @@ def optimizer_step(left, right, view: View) -> None:
         wrap_lines=True,
     )
     right.markdown(
-        f"Torch's `step()` follows the algorithm in [its documentation]"
-        f"(https://pytorch.org/docs/stable/generated/torch.optim.{name}.html); "
-        f"`{kind.step.__qualname__}` on the left does the same arithmetic in the same order, in numpy, on the "
-        "flat weight vector. " + view.agreement
+        "Torch's `step()` follows the algorithm in [its "
+        f"documentation](https://pytorch.org/docs/stable/generated/torch.optim.{name}.html); "
+        f"`{kind.step.__qualname__}` on the left does the same arithmetic in the same order, in "
+        "numpy, on the flat weight vector. " + view.agreement
     )
     if view.step.optimizer_state:
         optimizer_state(left, right, view.step)
@@ -246,7 +282,9 @@ def optimizer_state(left, right, step) -> None:
         wrap_lines=True,
     )
     right.code(
-        values([(f"optimizer.state[·]['{key}']", twin) for _, key, _, twin in step.optimizer_state]),
+        values(
+            [(f"optimizer.state[·]['{key}']", twin) for _, key, _, twin in step.optimizer_state]
+        ),
         language="python",
         wrap_lines=True,
     )
@@ -254,18 +292,19 @@ def optimizer_state(left, right, step) -> None:
     if step.step_counts:
         counts = ", ".join(f"{hand:g}" for _, _, hand, _ in step.step_counts)
         counters = (
-            f" The step counters count the steps taken, from 1: after step {step.t} (this page counts "
-            f"from 0) they hold {counts}."
+            f" The step counters count the steps taken, from 1: after step {step.t} (this page "
+            f"counts from 0) they hold {counts}."
         )
     st.caption(
-        f"The optimizer's state after step {step.t}, which the next step builds on: the hand optimizer's "
-        "attributes, and torch's per-parameter `optimizer.state` flattened in the weights' order."
-        + counters
+        f"The optimizer's state after step {step.t}, which the next step builds on: the hand "
+        "optimizer's attributes, and torch's per-parameter `optimizer.state` flattened in the "
+        "weights' order." + counters
     )
 
 
 def loss_comparison(view: View) -> None:
-    """The first step of torch's loss against a hand loop on another squared loss, predicted and measured."""
+    """The first step of torch's loss against a hand loop on another squared loss, predicted and
+    measured."""
     cfg = view.cfg
     others = [name for name in ("mse", "half_mse", "sse") if name != cfg.loss]
     other = st.selectbox(
@@ -275,15 +314,18 @@ def loss_comparison(view: View) -> None:
         key="map_other",
     )
     e = step_size_ratio(view.data, view.data_key, cfg, other)
-    digits = 10 if cfg.optimizer in explain.ADAPTIVE else 6  # adaptive: the factor differs from 1 late
-    predicted, measured = (explain.show(e.measured.get(k), digits) for k in ("predicted", "measured"))
+    # adaptive: the factor differs from 1 late
+    digits = 10 if cfg.optimizer in explain.ADAPTIVE else 6
+    predicted, measured = (
+        explain.show(e.measured.get(k), digits) for k in ("predicted", "measured")
+    )
     st.markdown(
-        f"First step at batch size {min(cfg.batch_size, view.data.m)}, torch on {cfg.loss!r} over a hand loop on "
-        f"{other!r}, with `torch.optim.{lib.optim.TORCH_NAMES[cfg.optimizer]}`: the gradients differ by "
-        f"`lib.effective_lr_ratio` = **{explain.show(e.measured.get('gradient factor c'), 6)}**; the step, "
-        f"predicted from the optimizer's first-step formula: **{predicted}**, measured from one real step of "
-        f"both loops: **{measured}** "
-        f"{HELD if e.ok else FAILED}"
+        f"First step at batch size {min(cfg.batch_size, view.data.m)}, torch on {cfg.loss!r} "
+        f"over a hand loop on {other!r}, with "
+        f"`torch.optim.{lib.optim.TORCH_NAMES[cfg.optimizer]}`: the gradients differ by "
+        f"`lib.effective_lr_ratio` = **{explain.show(e.measured.get('gradient factor c'), 6)}**; "
+        f"the step, predicted from the optimizer's first-step formula: **{predicted}**, measured "
+        f"from one real step of both loops: **{measured}** {HELD if e.ok else FAILED}"
     )
 
 

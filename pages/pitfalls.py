@@ -15,9 +15,14 @@ from pages.parts.navigation import through_navigation
 from pages.parts.widgets import Drawn
 
 CONVENTIONS = pitfalls.SQUARED_LOSSES
-# The Hessian lib.pitfalls.hessian uses, k(b) * (b/m) * A^T A, written out: for a full batch (b = m), and
-# for minibatches, where it is the average over an epoch's batches of the batch loss's Hessian k(b) A_B^T A_B.
-FORMULA_FULL = {"mse": r"\tfrac{2}{m} A^\top A", "half_mse": r"\tfrac{1}{m} A^\top A", "sse": r"2\,A^\top A"}
+# The Hessian lib.pitfalls.hessian uses, k(b) * (b/m) * A^T A, written out: for a full batch (b =
+# m), and for minibatches, where it is the average over an epoch's batches of the batch loss's
+# Hessian k(b) A_B^T A_B.
+FORMULA_FULL = {
+    "mse": r"\tfrac{2}{m} A^\top A",
+    "half_mse": r"\tfrac{1}{m} A^\top A",
+    "sse": r"2\,A^\top A",
+}
 FORMULA_BATCH = {
     "mse": r"\tfrac{2}{b}\cdot\tfrac{b}{m} A^\top A = \tfrac{2}{m} A^\top A",
     "half_mse": r"\tfrac{1}{b}\cdot\tfrac{b}{m} A^\top A = \tfrac{1}{m} A^\top A",
@@ -36,7 +41,8 @@ TABS = (
     "5 · float32 in one loop",
 )
 DIFF = lib.explain.DIFF_NAME + " over the run"  # named as on every page
-QUIET = MappingProxyType({"delta_color": "off", "delta_arrow": "off"})  # a metric's second line, not a change
+# a metric's second line, not a change
+QUIET = MappingProxyType({"delta_color": "off", "delta_arrow": "off"})
 
 
 def relative(result: lib.Result) -> str:
@@ -44,7 +50,8 @@ def relative(result: lib.Result) -> str:
     return f"{lib.explain.RELATIVE_NAME}: {lib.explain.agreement(result)['max_relative']:.2g}"
 
 
-URL_CHECKED = "pitfall_url_checked"  # set after the first run has compared the link with the controls
+# set after the first run has compared the link with the controls
+URL_CHECKED = "pitfall_url_checked"
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -63,8 +70,12 @@ def running_loss_growth(data_args: tuple, steps: int, **cfg) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=32, show_spinner="Calling running_loss.backward()…")
-def second_backward(data_args: tuple, steps: int, retain_graph: bool, **cfg) -> pitfalls.SecondBackward:
-    return pitfalls.second_backward(dataset(*data_args), lib.Config(**cfg), steps=steps, retain_graph=retain_graph)
+def second_backward(
+    data_args: tuple, steps: int, retain_graph: bool, **cfg
+) -> pitfalls.SecondBackward:
+    return pitfalls.second_backward(
+        dataset(*data_args), lib.Config(**cfg), steps=steps, retain_graph=retain_graph
+    )
 
 
 def vector(values: np.ndarray) -> str:
@@ -79,15 +90,17 @@ def lines(series: dict, title: str, y_title: str, **kw) -> None:
 through_navigation()
 st.title("Pitfalls lab")
 st.markdown(
-    "Each tab below is one classic mistake, behind one switch, on a linear model with a bias trained by plain "
-    "SGD. In tabs 1 and 4 the mistake is in the loop itself, so **both** loops make it: red is the mistaken "
-    "run (manual solid, torch dashed on top), grey the correct run for contrast. In tabs 3 and 5 the mistake "
-    "is a mismatch between the loops, and the tab measures by how much they stop agreeing. Tab 2's mistake "
-    "lives in torch's autograd graph, which the hand loop does not have: it measures a torch loop alone."
+    "Each tab below is one classic mistake, behind one switch, on a linear model with a bias "
+    "trained by plain SGD. In tabs 1 and 4 the mistake is in the loop itself, so **both** loops "
+    "make it: red is the mistaken run (manual solid, torch dashed on top), grey the correct run "
+    "for contrast. In tabs 3 and 5 the mistake is a mismatch between the loops, and the tab "
+    "measures by how much they stop agreeing. Tab 2's mistake lives in torch's autograd graph, "
+    "which the hand loop does not have: it measures a torch loop alone."
 )
 
-# Every control here is in the URL under its key (pitfall_...), so a teacher's link opens a tab with its
-# switch on and the same settings; on the first run, link parameters the controls cannot take are named.
+# Every control here is in the URL under its key (pitfall_...), so a teacher's link opens a tab with
+# its switch on and the same settings; on the first run, link parameters the controls cannot take
+# are named.
 asked = link_asked(URL_CHECKED, lambda key: key.startswith("pitfall"))
 drawn = Drawn()
 link_notes = st.container()
@@ -104,24 +117,39 @@ with st.sidebar:
     iterations = drawn.number("iterations", "pitfall_iterations", 1, 5_000, 300, step=100)
     data_args = (int(m), int(n), float(noise), int(seed))
     data = dataset(*data_args)
-    base = {"lr": 0.01, "batch_size": int(batch_size), "iterations": int(iterations), "loss": loss, "seed": int(seed)}
+    base = {
+        "lr": 0.01,
+        "batch_size": int(batch_size),
+        "iterations": int(iterations),
+        "loss": loss,
+        "seed": int(seed),
+    }
     limit = pitfalls.stability_limit(data, lib.Config(**base))
     lr = drawn.number(
-        "learning rate", "pitfall_lr", 1e-6, 1e3, 0.01, format="%.6g",
-        help="The stability limit below is 2 / λ_max of H = k(b)·(b/m)·AᵀA for this data, loss convention and "
-        "batch size b (A is X with a column of ones): for a full batch the loss Hessian, for minibatches the "
-        "average over an epoch of each batch's loss Hessian k(b)·A_Bᵀ·A_B.",
-    )  # fmt: skip
+        "learning rate",
+        "pitfall_lr",
+        1e-6,
+        1e3,
+        0.01,
+        format="%.6g",
+        help="The stability limit below is 2 / λ_max of H = k(b)·(b/m)·AᵀA for this data, loss "
+        "convention and batch size b (A is X with a column of ones): for a full batch the loss "
+        "Hessian, for minibatches the average over an epoch of each batch's loss Hessian "
+        "k(b)·A_Bᵀ·A_B.",
+    )
     base["lr"] = float(lr)
     where = "above" if lr > limit else "at or below"
-    st.markdown(f"**Stability limit: {limit:.4g}** · your learning rate is {lr / limit:.3g}× it ({where}).")
+    st.markdown(
+        f"**Stability limit: {limit:.4g}** · your learning rate is {lr / limit:.3g}× it ({where})."
+    )
     if lr > limit:
         st.warning(
-            "This learning rate is above the stability limit: each full-batch step multiplies the error along "
-            "H's top eigenvector by more than 1, so expect the correct runs of tabs 1, 3 and 5 to diverge."
+            "This learning rate is above the stability limit: each full-batch step multiplies "
+            "the error along H's top eigenvector by more than 1, so expect the correct runs of "
+            "tabs 1, 3 and 5 to diverge."
             if batch_size >= m
-            else "This learning rate is above the stability limit, which for minibatches is a guide, not a sharp "
-            "edge: expect the correct runs of tabs 1, 3 and 5 to blow up."
+            else "This learning rate is above the stability limit, which for minibatches is a "
+            "guide, not a sharp edge: expect the correct runs of tabs 1, 3 and 5 to blow up."
         )
 
 tabs = st.tabs(TABS, key="pitfall", bind="query-params")
@@ -131,14 +159,20 @@ drawn["pitfall"] = (st.session_state.get("pitfall", TABS[0]), "the name of one o
 with tabs[0]:
     st.markdown(
         "**The mistake.** Leave out `optimizer.zero_grad()` in the torch loop, and its twin "
-        "`d_weights = np.zeros_like(weights)` in the hand loop. `backward()` *adds* the new gradient into "
-        "`.grad` (as the hand loop's `+=` adds into `d_weights`), so without the reset each step uses the sum "
-        "of every gradient so far."
+        "`d_weights = np.zeros_like(weights)` in the hand loop. `backward()` *adds* the new "
+        "gradient into `.grad` (as the hand loop's `+=` adds into `d_weights`), so without the "
+        "reset each step uses the sum of every gradient so far."
     )
     if drawn.check("Forget zero_grad() in both loops", "pitfall_zero_grad", False, toggle=True):
         wrong, correct = run(data_args, **base, zero_grad=False), run(data_args, **base)
         c1, c2, c3 = st.columns(3)
-        c1.metric(DIFF, f"{wrong.max_abs_diff:.1e}", relative(wrong), **QUIET, help="Same mistake in both loops.")
+        c1.metric(
+            DIFF,
+            f"{wrong.max_abs_diff:.1e}",
+            relative(wrong),
+            **QUIET,
+            help="Same mistake in both loops.",
+        )
         c2.metric(
             "gradient norm, last step",
             f"{wrong.manual.grad_norm[-1]:.3g}",
@@ -157,7 +191,11 @@ with tabs[0]:
             if not result.done:
                 st.warning(f"{name}: {result.message()}")
         g = {"mistake, manual": wrong.manual.grad_norm, "mistake, torch": wrong.torch.grad_norm}
-        lines(g | {"correct": correct.manual.grad_norm}, "What .grad holds at each step", "gradient norm (log)")
+        lines(
+            g | {"correct": correct.manual.grad_norm},
+            "What .grad holds at each step",
+            "gradient norm (log)",
+        )
         los = {"mistake, manual": wrong.manual.loss, "mistake, torch": wrong.torch.loss}
         lines(los | {"correct": correct.manual.loss}, "Loss of each step's batch", "loss (log)")
         late = slice(wrong.steps // 2, None)  # the second half of the steps both runs took
@@ -165,28 +203,33 @@ with tabs[0]:
         noise_words = (
             ""
             if min(int(batch_size), int(m)) >= int(m)
-            else " With minibatches the sum also adds up every batch's departure from the mean gradient."
+            else " With minibatches the sum also adds up every batch's departure from the mean "
+            "gradient."
         )
         if loss == "sse":
             divide = (
-                'with `MSELoss(reduction="sum")` the k gradients already add up to the gradient of the sum '
-                "over all k micro-batches, so there is nothing to divide."
+                'with `MSELoss(reduction="sum")` the k gradients already add up to the gradient of '
+                "the sum over all k micro-batches, so there is nothing to divide."
             )
         else:
             divide = (
-                "and, as this loss is a mean, divide each micro-batch's loss by k, so that for k equal "
-                "micro-batches the summed gradient is the gradient of the mean over all of them."
+                "and, as this loss is a mean, divide each micro-batch's loss by k, so that for k "
+                "equal micro-batches the summed gradient is the gradient of the mean over all of "
+                "them."
             )
         st.markdown(
-            "**What it does.** The summed gradient keeps pushing after the minimum is passed: with plain SGD, "
-            "forgetting the reset is exactly SGD with momentum 1 and no dampening, whose buffer is the sum of "
-            f"every gradient so far.{noise_words} Here, over the second half of the steps, the median gradient "
-            f"norm is **{np.median(wrong.manual.grad_norm[late]):.3g}** without the reset against "
-            f"**{np.median(correct.manual.grad_norm[late_c]):.3g}** with it.\n\n"
-            "**The fix.** Call `optimizer.zero_grad()` once per step, before `backward()`. By default it sets "
-            "`.grad` to `None` rather than to zeros; the next `backward()` then starts afresh. Accumulating "
-            "on purpose (gradient accumulation over k micro-batches) uses this same mechanism: call `step()` "
-            f"and then `zero_grad()` once every k micro-batches instead of after each one, {divide}"
+            "**What it does.** The summed gradient keeps pushing after the minimum is passed: "
+            "with plain SGD, forgetting the reset is exactly SGD with momentum 1 and no "
+            f"dampening, whose buffer is the sum of every gradient so far.{noise_words} Here, "
+            "over the second half of the steps, the median gradient norm is "
+            f"**{np.median(wrong.manual.grad_norm[late]):.3g}** without the reset against "
+            f"**{np.median(correct.manual.grad_norm[late_c]):.3g}** with it.\n"
+            "\n"
+            "**The fix.** Call `optimizer.zero_grad()` once per step, before `backward()`. By "
+            "default it sets `.grad` to `None` rather than to zeros; the next `backward()` then "
+            "starts afresh. Accumulating on purpose (gradient accumulation over k micro-batches) "
+            "uses this same mechanism: call `step()` and then `zero_grad()` once every k "
+            f"micro-batches instead of after each one, {divide}"
         )
     else:
         st.caption("Switch on to run both loops with the mistake, beside the correct run.")
@@ -194,22 +237,39 @@ with tabs[0]:
 # 2. running_loss += loss keeps the tensor, and with it every step's autograd graph.
 with tabs[1]:
     st.markdown(
-        "**The mistake.** Adding up the loss for a progress report with `running_loss += loss` instead of "
-        "`running_loss += loss.item()`. The number is the same; but `loss` is a tensor with a `grad_fn`, "
-        "so `running_loss` becomes a tensor whose graph links every step's graph together. This is the "
-        "real loop measured here (the code that runs, from `lib/pitfalls.py`):"
+        "**The mistake.** Adding up the loss for a progress report with `running_loss += loss` "
+        "instead of `running_loss += loss.item()`. The number is the same; but `loss` is a "
+        "tensor with a `grad_fn`, so `running_loss` becomes a tensor whose graph links every "
+        "step's graph together. This is the real loop measured here (the code that runs, from "
+        "`lib/pitfalls.py`):"
     )
     st.code(inspect.getsource(pitfalls.running_loss_loop), language="python")
     if loss != "mse":
-        st.caption(f"This loop uses `nn.MSELoss()`, as shown, whatever the sidebar's convention ({loss}).")
-    if drawn.check("Keep running_loss as a tensor (running_loss += loss)", "pitfall_running_loss", False, toggle=True):
+        st.caption(
+            f"This loop uses `nn.MSELoss()`, as shown, whatever the sidebar's convention ({loss})."
+        )
+    if drawn.check(
+        "Keep running_loss as a tensor (running_loss += loss)",
+        "pitfall_running_loss",
+        False,
+        toggle=True,
+    ):
         steps = drawn.slider("steps to measure", "pitfall_steps", 10, 500, 100, 10)
         growth = running_loss_growth(data_args, steps, **base)
-        by_variant = {name: part.sort_values("step") for name, part in growth.groupby("variant", sort=False)}
+        by_variant = {
+            name: part.sort_values("step") for name, part in growth.groupby("variant", sort=False)
+        }
         x = next(iter(by_variant.values()))["step"].to_numpy()
         nodes = {name: part["nodes"].to_numpy() for name, part in by_variant.items()}
         held = {name: part["saved_bytes"].to_numpy() / 1024 for name, part in by_variant.items()}
-        lines(nodes, "Autograd nodes reachable from running_loss", "nodes", log=False, x=x, x_title="steps")
+        lines(
+            nodes,
+            "Autograd nodes reachable from running_loss",
+            "nodes",
+            log=False,
+            x=x,
+            x_title="steps",
+        )
         lines(held, "Saved tensors those nodes keep alive", "KiB", log=False, x=x, x_title="steps")
         last = growth[growth["step"] == growth["step"].max()].set_index("variant")
         table = last.drop(columns="step").rename_axis(f"running_loss, after {steps} steps")
@@ -221,126 +281,166 @@ with tabs[1]:
         (s0, s1), (n0, n1) = tail["step"].to_numpy(), tail["nodes"].to_numpy()
         if mistake["saved_tensors"] == 0:
             kept = (
-                f"Each step's `backward()` already freed the tensors those nodes had saved "
-                f"({mistake['freed_tensors']:,} freed so far), so what leaks is the nodes themselves, a little "
-                "memory per step."
+                "Each step's `backward()` already freed the tensors those nodes had saved "
+                f"({mistake['freed_tensors']:,} freed so far), so what leaks is the nodes "
+                "themselves, a little memory per step."
             )
         else:
             kept = (
-                f"They still hold {mistake['saved_tensors']:,} saved tensors ({mistake['saved_bytes']:,} bytes); "
-                f"{mistake['freed_tensors']:,} others were freed by each step's `backward()`."
+                f"They still hold {mistake['saved_tensors']:,} saved tensors "
+                f"({mistake['saved_bytes']:,} bytes); {mistake['freed_tensors']:,} others were "
+                "freed by each step's `backward()`."
             )
-        float_words = "is a float and holds nothing" if fixed["nodes"] == 0 else f"holds {int(fixed['nodes'])} nodes"
-        st.markdown(
-            f"After {steps} steps, `running_loss += loss` holds **{mistake['nodes']:,} autograd nodes**, "
-            f"{(n1 - n0) / (s1 - s0):g} more per step (measured from step {s0} to {s1}). {kept} With `.item()` "
-            f"the total {float_words}."
+        float_words = (
+            "is a float and holds nothing"
+            if fixed["nodes"] == 0
+            else f"holds {int(fixed['nodes'])} nodes"
         )
-        st.markdown("**Then the mistake bites:** at the end of the epoch, someone calls `running_loss.backward()`:")
+        st.markdown(
+            f"After {steps} steps, `running_loss += loss` holds **{mistake['nodes']:,} autograd "
+            f"nodes**, {(n1 - n0) / (s1 - s0):g} more per step (measured from step {s0} to "
+            f"{s1}). {kept} With `.item()` the total {float_words}."
+        )
+        st.markdown(
+            "**Then the mistake bites:** at the end of the epoch, someone calls "
+            "`running_loss.backward()`:"
+        )
         failed = second_backward(data_args, steps, False, **base)
         if failed.message is None:
             st.success(f"running_loss.backward() ran without an error here, after {steps} steps.")
         else:
             st.error(f"RuntimeError: {failed.message}")
             made = sorted(set(failed.steps_run), reverse=True)
-            made_words = f"step {made[0]}" if len(made) == 1 else "steps " + ", ".join(map(str, made))
+            made_words = (
+                f"step {made[0]}" if len(made) == 1 else "steps " + ", ".join(map(str, made))
+            )
             newest = (
                 " autograd starts from the newest nodes, and"
-                if failed.failed_step == steps and list(failed.steps_run) == sorted(failed.steps_run, reverse=True)
+                if failed.failed_step == steps
+                and list(failed.steps_run) == sorted(failed.steps_run, reverse=True)
                 else ""
             )
             st.markdown(
-                "This is torch's own error, raised just now and caught. A pre-hook on every node of the graph "
-                f"recorded what the call ran: {failed.nodes_run:,} node{'s' if failed.nodes_run != 1 else ''}, "
-                f"made by {made_words}, and it failed at **step {failed.failed_step}'s `{failed.failed_node}`**"
+                "This is torch's own error, raised just now and caught. A pre-hook on every node "
+                f"of the graph recorded what the call ran: {failed.nodes_run:,} "
+                f"node{'s' if failed.nodes_run != 1 else ''}, made by {made_words}, and it "
+                f"failed at **step {failed.failed_step}'s `{failed.failed_node}`**"
                 + (" (the last step's):" if failed.failed_step == steps else ":")
                 + f"{newest} this node's saved tensors were freed by that step's own `backward()`."
             )
         st.markdown(
-            "**The fix.** Keep running totals as numbers: `running_loss += loss.item()` (or `loss.detach()` "
-            "if you want to stay on the device and call `.item()` once at the end). If you really want the "
-            "gradient of a sum of losses, add the losses first and call `backward()` once."
+            "**The fix.** Keep running totals as numbers: `running_loss += loss.item()` (or "
+            "`loss.detach()` if you want to stay on the device and call `.item()` once at the "
+            "end). If you really want the gradient of a sum of losses, add the losses first and "
+            "call `backward()` once."
         )
         retained = last.loc["+= loss, retain_graph=True"]
-        growing = bool(np.all(np.diff(by_variant["+= loss, retain_graph=True"]["saved_bytes"].to_numpy()) > 0))
+        growing = bool(
+            np.all(np.diff(by_variant["+= loss, retain_graph=True"]["saved_bytes"].to_numpy()) > 0)
+        )
         linear = second_backward(data_args, steps, True, **base)
         mlp = second_backward(data_args, steps, True, **base, model="mlp", init="normal")
         suggested = failed.message is not None and "retain_graph=True" in failed.message
         st.markdown(
             f"**Why not `retain_graph=True`{', as the message suggests' if suggested else ''}?** "
             + (
-                "On this lab's model, `nn.Linear`, it silences the error: with `retain_graph=True` in each step's "
-                f"`backward()`, `running_loss.backward()` ran all {linear.nodes_run:,} nodes after {steps} steps. "
+                "On this lab's model, `nn.Linear`, it silences the error: with "
+                "`retain_graph=True` in each step's `backward()`, `running_loss.backward()` ran "
+                f"all {linear.nodes_run:,} nodes after {steps} steps. "
                 if linear.message is None
-                else f"On this lab's model, `nn.Linear`, it did not silence the error: `{linear.message}` "
-                f"(at step {linear.failed_step}'s `{linear.failed_node}`). "
+                else "On this lab's model, `nn.Linear`, it did not silence the error: "
+                f"`{linear.message}` (at step {linear.failed_step}'s `{linear.failed_node}`). "
             )
-            + f"But every step's saved tensors then stay alive: {retained['saved_bytes'] / 1024:,.1f} KiB after "
-            f"{steps} steps here"
-            + (", more at every step measured (the rising line in the second chart)." if growing else ".")
+            + "But every step's saved tensors then stay alive: "
+            f"{retained['saved_bytes'] / 1024:,.1f} KiB after {steps} steps here"
+            + (
+                ", more at every step measured (the rising line in the second chart)."
+                if growing
+                else "."
+            )
         )
         if linear.message is None:
             produced, summed = pitfalls.stale_gradient(data, lib.Config(**base), steps=5)
             gap = float(np.max(np.abs(produced - summed)))
             if np.isfinite(gap) and gap <= 1e-9 * max(1.0, float(np.max(np.abs(summed)))):
                 st.markdown(
-                    "And the gradient `running_loss.backward()` then adds into `.grad` is the sum of the old "
-                    "gradients, each taken at weights that no longer exist and each already used by its own step: "
-                    f"over 5 steps, {vector(produced)} equals the sum of the 5 step "
-                    f"gradients (largest difference {gap:.1e})."
+                    "And the gradient `running_loss.backward()` then adds into `.grad` is the "
+                    "sum of the old gradients, each taken at weights that no longer exist and "
+                    f"each already used by its own step: over 5 steps, {vector(produced)} equals "
+                    f"the sum of the 5 step gradients (largest difference {gap:.1e})."
                 )
             else:
                 st.markdown(
                     "The gradient `running_loss.backward()` adds into `.grad` after 5 steps, "
                     f"{vector(produced)}, was compared with the sum of the 5 step gradients, "
                     f"{vector(summed)}: largest difference {gap:.3g}"
-                    + (" (this learning rate overflows the numbers)." if not np.isfinite(gap) else ".")
+                    + (
+                        " (this learning rate overflows the numbers)."
+                        if not np.isfinite(gap)
+                        else "."
+                    )
                 )
         hidden = f"{lib.Config().hidden} {lib.Config().activation} units, seeded normal init"
         if mlp.message is None:
             st.markdown(
-                f"With a hidden layer ({hidden}), measured the same way, `retain_graph=True` silences the error too."
+                f"With a hidden layer ({hidden}), measured the same way, `retain_graph=True` "
+                "silences the error too."
             )
         else:
             st.markdown(
-                f"With a hidden layer ({hidden}), measured the same way, `retain_graph=True` does **not** silence "
-                f"it: the call fails at step {mlp.failed_step}'s `{mlp.failed_node}` with `RuntimeError: "
-                f"{mlp.message}` Each `step()` updates the weights in place, and the graph through the hidden "
-                "layer saved a weight that `step()` then changed"
+                f"With a hidden layer ({hidden}), measured the same way, `retain_graph=True` "
+                f"does **not** silence it: the call fails at step {mlp.failed_step}'s "
+                f"`{mlp.failed_node}` with `RuntimeError: {mlp.message}` Each `step()` updates "
+                "the weights in place, and the graph through the hidden layer saved a weight "
+                "that `step()` then changed"
                 + (
                     "; `nn.Linear` on the inputs alone saved no tensor that `step()` changes."
                     if linear.message is None
                     else "."
                 )
                 if "inplace" in mlp.message
-                else f"With a hidden layer ({hidden}), measured the same way, the call fails at step "
-                f"{mlp.failed_step}'s `{mlp.failed_node}` with `RuntimeError: {mlp.message}`"
+                else f"With a hidden layer ({hidden}), measured the same way, the call fails at "
+                f"step {mlp.failed_step}'s `{mlp.failed_node}` with `RuntimeError: {mlp.message}`"
             )
     else:
-        st.caption("Switch on to measure what the tensor keeps alive and to trigger the real error.")
+        st.caption(
+            "Switch on to measure what the tensor keeps alive and to trigger the real error."
+        )
 
 # 3. The 1/2 and mean/sum conventions mixed between the two loops.
 with tabs[2]:
     st.markdown(
-        "**The mistake.** The hand loop and the torch loop use different loss conventions, e.g. the "
-        "textbook's `1/2 · mean` by hand against `nn.MSELoss()` (a mean with no 1/2). The gradients then "
-        "differ by a factor set by the two conventions and the batch size, so the same learning rate takes "
-        "different steps: the loops stop agreeing."
+        "**The mistake.** The hand loop and the torch loop use different loss conventions, e.g. "
+        "the textbook's `1/2 · mean` by hand against `nn.MSELoss()` (a mean with no 1/2). The "
+        "gradients then differ by a factor set by the two conventions and the batch size, so the "
+        "same learning rate takes different steps: the loops stop agreeing."
     )
     col1, col2 = st.columns(2)
     with col1:
         hand = drawn.select(
-            "hand loop convention", CONVENTIONS, "pitfall_hand_loss", "half_mse", format_func=LOSS_LABELS.get
+            "hand loop convention",
+            CONVENTIONS,
+            "pitfall_hand_loss",
+            "half_mse",
+            format_func=LOSS_LABELS.get,
         )
     with col2:
-        theirs = drawn.select("torch loop convention", CONVENTIONS, "pitfall_torch_loss", "mse", format_func=LOSS_LABELS.get)
+        theirs = drawn.select(
+            "torch loop convention",
+            CONVENTIONS,
+            "pitfall_torch_loss",
+            "mse",
+            format_func=LOSS_LABELS.get,
+        )
     if drawn.check("Mix the conventions between the loops", "pitfall_mixed", False, toggle=True):
         mixed = run(data_args, **(base | {"loss": theirs}), manual_loss=hand)
         agreed = run(data_args, **(base | {"loss": theirs}))
         b = min(int(batch_size), int(m))
         predicted = lib.effective_lr_ratio(hand, theirs, b)
         c1, c2, c3 = st.columns(3)
-        c1.metric("predicted step factor, hand / torch", f"{predicted:.6g}", help="lib.effective_lr_ratio")
+        c1.metric(
+            "predicted step factor, hand / torch", f"{predicted:.6g}", help="lib.effective_lr_ratio"
+        )
         c2.metric(
             "measured from the first update",
             f"{pitfalls.measured_step_ratio(mixed):.6g}",
@@ -348,7 +448,9 @@ with tabs[2]:
         )
         c3.metric(DIFF, f"{mixed.max_abs_diff:.3g}", relative(mixed), **QUIET)
         if hand == theirs:
-            st.info("Both loops use the same convention: there is no mismatch, and the factor is 1.")
+            st.info(
+                "Both loops use the same convention: there is no mismatch, and the factor is 1."
+            )
         for result, name in ((mixed, "The mixed run"), (agreed, "The correct run")):
             if not result.done:
                 st.warning(f"{name}: {result.message()}")
@@ -359,14 +461,17 @@ with tabs[2]:
             "correct": np.linalg.norm(agreed.manual.weights - target, axis=1),
         }
         lines(dist, "Distance of the weights from the least-squares solution", "|w - w*| (log)")
-        st.caption("The torch loop runs the same in both runs, so the grey line lies under the dashed one.")
+        st.caption(
+            "The torch loop runs the same in both runs, so the grey line lies under the dashed one."
+        )
         st.markdown(
-            "Losses under different conventions are not comparable numbers, so this chart shows the distance "
-            "to the least-squares weights, where every convention's loss over the whole data is smallest. "
-            "The factor comes from the gradients on a batch of b rows (A and y hold its rows): "
-            "mse is 2/b · Aᵀ(Aw − y), half_mse 1/b · Aᵀ(Aw − y), sse 2 · Aᵀ(Aw − y), with b the batch size "
-            f"(here {b}). So mse steps twice as far as half_mse at the same learning rate, and sse b times as "
-            "far as mse. **The fix:** use the same convention in both, or scale the learning rate by the factor."
+            "Losses under different conventions are not comparable numbers, so this chart shows "
+            "the distance to the least-squares weights, where every convention's loss over the "
+            "whole data is smallest. The factor comes from the gradients on a batch of b rows (A "
+            "and y hold its rows): mse is 2/b · Aᵀ(Aw − y), half_mse 1/b · Aᵀ(Aw − y), sse "
+            f"2 · Aᵀ(Aw − y), with b the batch size (here {b}). So mse steps twice as far as "
+            "half_mse at the same learning rate, and sse b times as far as mse. **The fix:** use "
+            "the same convention in both, or scale the learning rate by the factor."
         )
     else:
         st.caption("Switch on to run the hand loop with one convention and torch with the other.")
@@ -382,35 +487,46 @@ with tabs[3]:
     if whole:
         hessian_words = (
             f"For a linear model the loss is a quadratic with Hessian H = ${FORMULA_FULL[loss]}$ "
-            f"(here ${scale4:.4g}\\,A^\\top A$, with m = {int(m)}; A is X with a column of ones for the bias). "
+            f"(here ${scale4:.4g}\\,A^\\top A$, with m = {int(m)}; A is X with a column of ones "
+            "for the bias). "
         )
     else:
         hessian_words = (
-            f"For a linear model one batch B of b rows has a quadratic loss with Hessian ${BATCH_HESSIAN[loss]}$; "
-            f"averaged over an epoch's batches that is H = ${FORMULA_BATCH[loss]}$ (here b = {b4}, m = {int(m)}: "
-            f"${scale4:.4g}\\,A^\\top A$; A is X with a column of ones for the bias). "
+            "For a linear model one batch B of b rows has a quadratic loss with Hessian "
+            f"${BATCH_HESSIAN[loss]}$; averaged over an epoch's batches that is "
+            f"H = ${FORMULA_BATCH[loss]}$ (here b = {b4}, m = {int(m)}: ${scale4:.4g}\\,A^\\top "
+            "A$; A is X with a column of ones for the bias). "
         )
     st.markdown(
-        f"**The limit.** {hessian_words}One full-batch step multiplies the error along H's top eigenvector by "
-        "1 − lr·λ_max, so full-batch gradient descent converges for lr < 2/λ_max and diverges above. "
-        f"Here: **2/λ_max = {limit4:.4g}**."
+        f"**The limit.** {hessian_words}One full-batch step multiplies the error along H's top "
+        "eigenvector by 1 − lr·λ_max, so full-batch gradient descent converges for lr < 2/λ_max "
+        f"and diverges above. Here: **2/λ_max = {limit4:.4g}**."
     )
     if not whole:
         st.caption(
-            "With minibatches each step sees its own batch's Hessian, whose λ_max scatters around the average: "
-            "the limit is then a guide, not a sharp edge, and rates somewhat below it can already blow up."
+            "With minibatches each step sees its own batch's Hessian, whose λ_max scatters "
+            "around the average: the limit is then a guide, not a sharp edge, and rates somewhat "
+            "below it can already blow up."
         )
     ratios = np.linspace(0.0, 2.2, 221)
     factors = pitfalls.growth_factor(data, lib.Config(**cfg4), ratios * limit4)
-    growth_title = "max |1 − lr·λ| over the eigenvalues of H: above 1, a full-batch step grows an error"
+    growth_title = (
+        "max |1 − lr·λ| over the eigenvalues of H: above 1, a full-batch step grows an error"
+    )
     if drawn.check("Cross the stability limit", "pitfall_limit", False, toggle=True):
-        factor = drawn.slider("learning rate of the mistake, × the limit", "pitfall_factor", 1.01, 2.0, 1.10, 0.01)
-        # The correct run divides the limit by the factor the mistake multiplies it by: in (0.5, 1) of the
-        # limit for every slider value, never 0.
+        factor = drawn.slider(
+            "learning rate of the mistake, × the limit", "pitfall_factor", 1.01, 2.0, 1.10, 0.01
+        )
+        # The correct run divides the limit by the factor the mistake multiplies it by: in (0.5, 1)
+        # of the limit for every slider value, never 0.
         lr_above, lr_below = factor * limit4, limit4 / factor
         above = run(data_args, **(cfg4 | {"lr": lr_above}))
         below = run(data_args, **(cfg4 | {"lr": lr_below}))
-        marks = {"limit": 1.0, f"mistake ({factor:g}×)": factor, f"correct ({1 / factor:.3g}×)": 1 / factor}
+        marks = {
+            "limit": 1.0,
+            f"mistake ({factor:g}×)": factor,
+            f"correct ({1 / factor:.3g}×)": 1 / factor,
+        }
         lines(
             {"worst error factor per step": factors},
             growth_title,
@@ -422,30 +538,42 @@ with tabs[3]:
         )
         c1, c2 = st.columns(2)
         c1.metric(f"mistake: learning rate, {factor:g}× the limit", f"{lr_above:.4g}")
-        c2.metric(f"correct: learning rate, the limit ÷ {factor:g} ({1 / factor:.3g}×)", f"{lr_below:.4g}")
+        c2.metric(
+            f"correct: learning rate, the limit ÷ {factor:g} ({1 / factor:.3g}×)", f"{lr_below:.4g}"
+        )
         for result in (above, below):
             if not result.done:
                 st.warning(f"Run at lr = {result.config.lr:.4g}: {result.message()}")
-        runs = {"mistake, manual": above.manual.loss, "mistake, torch": above.torch.loss, "correct": below.manual.loss}
-        lines(runs, f"Loss of each step's batch, at {factor:g}× and at 1/{factor:g} of the limit", "loss (log)")
+        runs = {
+            "mistake, manual": above.manual.loss,
+            "mistake, torch": above.torch.loss,
+            "correct": below.manual.loss,
+        }
+        lines(
+            runs,
+            f"Loss of each step's batch, at {factor:g}× and at 1/{factor:g} of the limit",
+            "loss (log)",
+        )
         top_above = pitfalls.top_error_factor(data, lib.Config(**cfg4), lr_above)
         top_below = pitfalls.top_error_factor(data, lib.Config(**cfg4), lr_below)
         if whole:
             along = (
-                f"Along H's top eigenvector each step multiplies the error by |1 − lr·λ_max|: {top_above:.3g} at "
-                f"{factor:g}× the limit (that part of the loss by its square, {top_above**2:.3g}), "
-                f"{top_below:.3g} at the limit ÷ {factor:g}."
+                "Along H's top eigenvector each step multiplies the error by |1 − lr·λ_max|: "
+                f"{top_above:.3g} at {factor:g}× the limit (that part of the loss by its square, "
+                f"{top_above**2:.3g}), {top_below:.3g} at the limit ÷ {factor:g}."
             )
         else:
             along = (
-                f"For the average Hessian H, |1 − lr·λ_max| is {top_above:.3g} at {factor:g}× the limit and "
-                f"{top_below:.3g} at the limit ÷ {factor:g}; each minibatch step multiplies the error by its own "
-                "batch's I − lr·H_B instead, so these describe H, not any one step."
+                f"For the average Hessian H, |1 − lr·λ_max| is {top_above:.3g} at {factor:g}× "
+                f"the limit and {top_below:.3g} at the limit ÷ {factor:g}; each minibatch step "
+                "multiplies the error by its own batch's I − lr·H_B instead, so these describe "
+                "H, not any one step."
             )
         st.markdown(
-            f"Mistaken run: the loss went from {above.manual.loss[0]:.3g} to {above.manual.loss[-1]:.3g} in "
-            f"{above.steps:,} steps; correct run: from {below.manual.loss[0]:.3g} to {below.manual.loss[-1]:.3g} "
-            f"in {below.steps:,}. {along}"
+            f"Mistaken run: the loss went from {above.manual.loss[0]:.3g} to "
+            f"{above.manual.loss[-1]:.3g} in {above.steps:,} steps; correct run: from "
+            f"{below.manual.loss[0]:.3g} to {below.manual.loss[-1]:.3g} in {below.steps:,}. "
+            f"{along}"
         )
     else:
         lines(
@@ -458,29 +586,35 @@ with tabs[3]:
             rules={"limit": 1.0, "your lr": min(lr / limit4, 2.2)},
         )
         st.caption("Switch on to run above the limit and below it.")
-    limits = {c: pitfalls.stability_limit(data, lib.Config(**(cfg4 | {"loss": c}))) for c in CONVENTIONS}
+    limits = {
+        c: pitfalls.stability_limit(data, lib.Config(**(cfg4 | {"loss": c}))) for c in CONVENTIONS
+    }
     scaled = pitfalls.stability_limit(pitfalls.standardised(data), lib.Config(**cfg4))
     if np.isclose(scaled, limit4, rtol=1e-9):
         moved = f"leaves it at {limit4:.4g}"
     else:
         moved = f"{'raises' if scaled > limit4 else 'lowers'} it from {limit4:.4g} to {scaled:.4g}"
     st.markdown(
-        "**The fix.** Keep the learning rate below 2/λ_max. The limit depends on the loss convention (here "
+        "**The fix.** Keep the learning rate below 2/λ_max. The limit depends on the loss "
+        "convention (here "
         + ", ".join(f"{c} {v:.4g}" for c, v in limits.items())
-        + f", with b = {b4}) and on the scale of the inputs: standardising these features (each to mean 0 and "
-        f"standard deviation 1) {moved}. Depending on the data it can move either way: up for large or "
-        "uncentred features, and down for some small, correlated ones."
+        + f", with b = {b4}) and on the scale of the inputs: standardising these features (each "
+        f"to mean 0 and standard deviation 1) {moved}. Depending on the data it can move either "
+        "way: up for large or uncentred features, and down for some small, correlated ones."
     )
 
 # 5. float32 in the torch loop against float64 in the hand loop.
 with tabs[4]:
-    dtypes = {code: str(dtype).removeprefix("torch.") for code, dtype in pitfalls.default_dtypes().items()}
+    dtypes = {
+        code: str(dtype).removeprefix("torch.") for code, dtype in pitfalls.default_dtypes().items()
+    }
     eps32, eps64 = np.finfo(np.float32).eps, np.finfo(np.float64).eps
     st.markdown(
-        "**The mistake.** One loop in single precision: here torch in `float32`, the hand loop in numpy's "
-        f"`float64`. torch's default dtype is `{dtypes['torch.get_default_dtype()']}`: it is what "
-        f"`torch.tensor(0.5)` gives a Python float (`{dtypes['torch.tensor(0.5)']}`) and what `nn.Linear` makes "
-        f"its weights in (`{dtypes['nn.Linear(1, 1).weight']}`), while `torch.tensor` of a float64 numpy array "
+        "**The mistake.** One loop in single precision: here torch in `float32`, the hand loop "
+        "in numpy's `float64`. torch's default dtype is "
+        f"`{dtypes['torch.get_default_dtype()']}`: it is what `torch.tensor(0.5)` gives a Python "
+        f"float (`{dtypes['torch.tensor(0.5)']}`) and what `nn.Linear` makes its weights in "
+        f"(`{dtypes['nn.Linear(1, 1).weight']}`), while `torch.tensor` of a float64 numpy array "
         f"keeps its dtype (`{dtypes['torch.tensor(np.array([0.5]))']}`). float32 keeps about "
         f"{-np.log10(eps32):.0f} significant digits (machine epsilon {eps32:.2g}), float64 about "
         f"{-np.log10(eps64):.0f} ({eps64:.2g})."
@@ -488,8 +622,12 @@ with tabs[4]:
     if drawn.check("Run the torch loop in float32", "pitfall_float32", False, toggle=True):
         single, correct = run(data_args, **base, torch_dtype="float32"), run(data_args, **base)
         c1, c2 = st.columns(2)
-        c1.metric(f"{DIFF}, torch in float32", f"{single.max_abs_diff:.2e}", relative(single), **QUIET)
-        c2.metric(f"{DIFF}, both float64", f"{correct.max_abs_diff:.2e}", relative(correct), **QUIET)
+        c1.metric(
+            f"{DIFF}, torch in float32", f"{single.max_abs_diff:.2e}", relative(single), **QUIET
+        )
+        c2.metric(
+            f"{DIFF}, both float64", f"{correct.max_abs_diff:.2e}", relative(correct), **QUIET
+        )
         for result, name in ((single, "float32"), (correct, "float64")):
             if not result.done:
                 st.warning(f"The run with torch in {name}: {result.message()}")
@@ -497,7 +635,9 @@ with tabs[4]:
             "mistake: torch float32, manual float64": single.step_diff,
             "correct: both float64": correct.step_diff,
         }
-        lines(drift, "Largest |manual − torch| over the weights, after each step", "max |diff| (log)")
+        lines(
+            drift, "Largest |manual − torch| over the weights, after each step", "max |diff| (log)"
+        )
         zeros = int(np.sum(correct.step_diff == 0))
         apart = np.flatnonzero(single.step_diff > 0)
         weights = np.abs(single.manual.weights[np.isfinite(single.manual.weights).all(axis=1)])
@@ -510,19 +650,22 @@ with tabs[4]:
             else "Here the float32 run never differed from the float64 one. "
         )
         st.markdown(
-            first + f"Its largest value, {single.max_abs_diff:.2g}, is {single.max_abs_diff / resolution:.3g}× "
-            f"float32's resolution of the largest weight (epsilon × {float(weights.max()) if weights.size else 0:.3g}"
-            f" = {resolution:.2g}). It is not a bug, but it is why the twin loops are compared in float64: "
+            first + f"Its largest value, {single.max_abs_diff:.2g}, is "
+            f"{single.max_abs_diff / resolution:.3g}× float32's resolution of the largest weight "
+            f"(epsilon × {float(weights.max()) if weights.size else 0:.3g} = {resolution:.2g}). "
+            "It is not a bug, but it is why the twin loops are compared in float64: "
             + (
-                f"there, the two loops differ by at most {correct.max_abs_diff:.1e} on this run, which shows that "
-                "they computed the same numbers to that precision here; with torch in float32 a real difference "
-                f"smaller than {single.max_abs_diff:.1e} could hide in the drift. "
+                f"there, the two loops differ by at most {correct.max_abs_diff:.1e} on this run, "
+                "which shows that they computed the same numbers to that precision here; with "
+                f"torch in float32 a real difference smaller than {single.max_abs_diff:.1e} "
+                "could hide in the drift. "
                 if correct.done
-                else f"there, they differ by at most {correct.max_abs_diff:.1e} here, but this run diverged, and "
-                "its differences grew with its weights: compare at a learning rate that converges. "
+                else f"there, they differ by at most {correct.max_abs_diff:.1e} here, but this "
+                "run diverged, and its differences grew with its weights: compare at a learning "
+                "rate that converges. "
             )
-            + f"Steps where the float64 loops agree exactly (a difference of 0: {zeros:,} here) cannot be "
-            "drawn on a log scale and are left out."
+            + f"Steps where the float64 loops agree exactly (a difference of 0: {zeros:,} here) "
+            "cannot be drawn on a log scale and are left out."
         )
     else:
         st.caption("Switch on to run the torch loop in single precision.")

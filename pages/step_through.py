@@ -15,7 +15,8 @@ from pages.parts.labels import LOSS_LABELS
 from pages.parts.navigation import through_navigation
 from pages.parts.sidebar import sidebar_config
 
-MAX_ITERATIONS = 10_000  # Run to step N computes every step before N; this keeps it to a few seconds
+# Run to step N computes every step before N; this keeps it to a few seconds
+MAX_ITERATIONS = 10_000
 LAST = len(ROWS) - 1  # the update, the step's last line: after a whole step, the line that just ran
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0)  # play's moves per second
 DEFAULT_SPEED = 2.0
@@ -23,10 +24,12 @@ UNITS = {"step": "a step at a time", "line": "a line at a time"}
 
 
 def act(action: str) -> None:
-    """Button callback: move the stepper before the page draws, so the page shows the new step at once."""
+    """Button callback: move the stepper before the page draws, so the page shows the new step at
+    once."""
     state = st.session_state
     stepper: Stepper = state["step_stepper"]
-    state.update(step_playing=False, step_play_note=None, step_phase=LAST)  # a hand on the buttons pauses play
+    # a hand on the buttons pauses play
+    state.update(step_playing=False, step_play_note=None, step_phase=LAST)
     try:
         if action == "run_to":
             stepper.run_to(int(state["step_target"]))
@@ -44,12 +47,14 @@ def can_move(stepper: Stepper, unit: str) -> bool:
 
 
 def move(stepper: Stepper, unit: str) -> None:
-    """One move forward: the next line of the step on screen (or the next step's first), or the next whole step."""
+    """One move forward: the next line of the step on screen (or the next step's first), or the
+    next whole step."""
     state = st.session_state
     if unit == "line" and stepper.step >= 0 and state.get("step_phase", LAST) < LAST:
         state["step_phase"] += 1
     elif not stepper.at_end:
-        stepper.next()  # both generators run the whole step; the page then shows its lines one by one
+        # both generators run the whole step; the page then shows its lines one by one
+        stepper.next()
         state["step_phase"] = 0 if unit == "line" else LAST
 
 
@@ -88,17 +93,22 @@ def pause() -> None:
 
 
 def keep(key: str) -> None:
-    """Keep a play setting apart from its widget, whose key Streamlit forgets when the learner leaves the page."""
+    """Keep a play setting apart from its widget, whose key Streamlit forgets when the learner
+    leaves the page."""
     st.session_state[f"{key}_kept"] = st.session_state[key]
 
 
 def tick(stepper: Stepper, cfg: lib.Config, total: int) -> None:
-    """One play move, unless the last one was less than half a beat ago; play stops itself where the run ends."""
+    """One play move, unless the last one was less than half a beat ago; play stops itself where
+    the run ends."""
     state = st.session_state
     unit = state.get("step_unit_kept", "step")
     now = time.monotonic()
-    # A click on a widget inside the fragment also runs it: only a run about a beat after the last move moves.
-    if now - state.get("step_moved_at", -math.inf) >= 0.5 / state.get("step_speed_kept", DEFAULT_SPEED):
+    # A click on a widget inside the fragment also runs it: only a run about a beat after the last
+    # move moves.
+    if now - state.get("step_moved_at", -math.inf) >= 0.5 / state.get(
+        "step_speed_kept", DEFAULT_SPEED
+    ):
         try:
             move(stepper, unit)
         except ValueError as err:
@@ -113,13 +123,19 @@ def end_note(stepper: Stepper, cfg: lib.Config, total: int) -> str:
     """Why play stopped by itself, in words."""
     t = stepper.step
     if stepper.diverged_at is not None:
-        return f"Play stopped by itself at step {t}: the loops diverged there, so this run has no later step."
+        return (
+            f"Play stopped by itself at step {t}: the loops diverged there, so this run has no "
+            "later step."
+        )
     if total > cfg.iterations:
         return (
-            f"Play stopped by itself at step {t}, the last of the first {cfg.iterations:,} steps this page steps "
-            f"through (of {total:,} iterations)."
+            f"Play stopped by itself at step {t}, the last of the first {cfg.iterations:,} steps "
+            f"this page steps through (of {total:,} iterations)."
         )
-    return f"Play stopped by itself at step {t}, the run's last step ({total:,} iterations, counted from step 0)."
+    return (
+        f"Play stopped by itself at step {t}, the run's last step ({total:,} iterations, counted "
+        "from step 0)."
+    )
 
 
 def code_lines(code: str) -> str:
@@ -134,7 +150,8 @@ def watch(pairs: list[tuple[str, object]]) -> str:
 
 
 def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
-    """The step's five lines in both loops, read from the loop functions that run, the current one highlighted."""
+    """The step's five lines in both loops, read from the loop functions that run, the current
+    one highlighted."""
     manual_fn, torch_fn = stepper.functions
     hand, twin = phase_source(manual_fn), phase_source(torch_fn)
     row = ROWS[phase]
@@ -142,13 +159,15 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
     where = (
         "the last of the step's five lines; all five ran, in this order, in both loops"
         if phase == LAST
-        else f"line {phase + 1} of the step's five; ✓ marks the lines before it, · the ones still to come"
+        else f"line {phase + 1} of the step's five; ✓ marks the lines before it, · the ones "
+        "still to come"
     )
     st.caption(
-        f"Step {step.t}, {where}. Each torch line beside its hand-written twin, read from the source of "
-        f"`lib.{manual_fn.__name__}` and `lib.{torch_fn.__name__}`, the functions that run (comment lines left "
-        "out). A loop runs a whole step at a time, from one `yield` to the next, so the page walks the lines "
-        "afterwards: the values under the table are the ones the highlighted line produced in this step."
+        f"Step {step.t}, {where}. Each torch line beside its hand-written twin, read from the "
+        f"source of `lib.{manual_fn.__name__}` and `lib.{torch_fn.__name__}`, the functions that "
+        "run (comment lines left out). A loop runs a whole step at a time, from one `yield` to "
+        "the next, so the page walks the lines afterwards: the values under the table are the "
+        "ones the highlighted line produced in this step."
     )
     head = st.columns([1.1, 3, 3])
     head[0].markdown("**line**")
@@ -169,25 +188,35 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
     left.code(watch(hand_values), language="python", wrap_lines=True)
     right.code(watch(twin_values), language="python", wrap_lines=True)
     if row.key == "reset" and not cfg.zero_grad:
-        st.caption("zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset: after is before.")
+        st.caption(
+            "zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset: "
+            "after is before."
+        )
     elif row.key == "forward":
-        st.caption("`weights` are the weights before this step's update: the ones the forward pass used.")
+        st.caption(
+            "`weights` are the weights before this step's update: the ones the forward pass used."
+        )
 
 
 def number_columns(frame, *skip: str) -> dict:
-    """Six significant digits for the values, and the |Δ| columns in scientific notation (they are ~1e-16)."""
-    value, tiny = st.column_config.NumberColumn(format="%.6g"), st.column_config.NumberColumn(format="%.1e")
+    """Six significant digits for the values, and the |Δ| columns in scientific notation (they
+    are ~1e-16)."""
+    value, tiny = (
+        st.column_config.NumberColumn(format="%.6g"),
+        st.column_config.NumberColumn(format="%.1e"),
+    )
     return {c: (tiny if c.startswith("|Δ") else value) for c in frame.columns if c not in skip}
 
 
 through_navigation()
 st.title("Step through")
 st.markdown(
-    "Both loops take one step at a time, on the same batch from the same weights. The numbers below are "
-    "read out of the two running loop functions — their own variables, right after the step — or computed "
-    "from them (each sample's loss term, the |manual − torch| differences); the losses and weights are the "
-    "ones `lib.run` records. The step number counts from 0. **Play** moves on by itself; **Next line** walks "
-    "a step's five lines, each torch line beside its hand-written twin, with the values each produced."
+    "Both loops take one step at a time, on the same batch from the same weights. The numbers "
+    "below are read out of the two running loop functions — their own variables, right after the "
+    "step — or computed from them (each sample's loss term, the |manual − torch| differences); "
+    "the losses and weights are the ones `lib.run` records. The step number counts from 0. "
+    "**Play** moves on by itself; **Next line** walks a step's five lines, each torch line "
+    "beside its hand-written twin, with the values each produced."
 )
 
 picked = sidebar_config("step_through")
@@ -203,26 +232,31 @@ CRITERIA = {
 
 
 def batch_caption(step, cfg: lib.Config) -> str:
-    """What each column of the batch table holds, for this loss and model, with the column's measured mean or sum."""
+    """What each column of the batch table holds, for this loss and model, with the column's
+    measured mean or sum."""
     bce = cfg.loss == "bce"
     if bce:
         output = (
-            "each loop's logit, the model's output (`z` in the hand loop, `outputs` in torch; BCEWithLogitsLoss "
-            "applies the sigmoid itself), and p = sigmoid(logit), the model's probability that the target is 1 "
-            "(the hand loop's `h`)"
+            "each loop's logit, the model's output (`z` in the hand loop, `outputs` in torch; "
+            "BCEWithLogitsLoss applies the sigmoid itself), and p = sigmoid(logit), the model's "
+            "probability that the target is 1 (the hand loop's `h`)"
         )
         how = ", computed from the logit as log(1 + e^logit) − target·logit, which cannot overflow"
     else:
-        output = "each loop's prediction, the model's output (`z` in the hand loop, `outputs` in torch)"
+        output = (
+            "each loop's prediction, the model's output (`z` in the hand loop, `outputs` in torch)"
+        )
         how = ""
     term, reduction = SAMPLE_TERMS[cfg.loss]
     m, t = step.manual.loss_from_terms, step.torch.loss_from_terms
     measured = f"Here the {reduction} of the column is {m:.6g} (manual) and {t:.6g} (torch)"
-    agree = all(math.isclose(a, b, rel_tol=1e-9) for a, b in ((m, step.manual.loss), (t, step.torch.loss)))
+    agree = all(
+        math.isclose(a, b, rel_tol=1e-9) for a, b in ((m, step.manual.loss), (t, step.torch.loss))
+    )
     return (
-        f"One row per sample: its row in the data, its inputs and target (as the hand loop holds them; the last "
-        f"column says how far torch's copies are from them), {output}, and the sample's term of the loss, "
-        f"{term}{how}: {CRITERIA[cfg.loss]}. {measured}"
+        "One row per sample: its row in the data, its inputs and target (as the hand loop holds "
+        f"them; the last column says how far torch's copies are from them), {output}, and the "
+        f"sample's term of the loss, {term}{how}: {CRITERIA[cfg.loss]}. {measured}"
         + (", the losses shown above." if agree else ".")
         + " The |Δ| columns are |manual − torch|."
     )
@@ -232,51 +266,65 @@ def weights_caption(cfg: lib.Config) -> str:
     """What the gradient and update columns hold, and what zero_grad off changes in them."""
     h = "h = sigmoid(z)" if cfg.loss == "bce" else "h = z"
     text = (
-        f"Gradient, manual: the hand loop's −d_weights (it holds the negative gradient, built from target − h, "
-        f"{h}). Gradient, torch: each parameter's .grad after loss.backward(). Update = after − before."
+        "Gradient, manual: the hand loop's −d_weights (it holds the negative gradient, built "
+        f"from target − h, {h}). Gradient, torch: each parameter's .grad after loss.backward(). "
+        "Update = after − before."
     )
     if not cfg.zero_grad:
         text += (
-            " zero_grad is off, so neither d_weights nor .grad is reset: both hold the sum of this step's gradient "
-            "and every earlier step's, and the optimizer steps with that sum."
+            " zero_grad is off, so neither d_weights nor .grad is reset: both hold the sum of "
+            "this step's gradient and every earlier step's, and the optimizer steps with that "
+            "sum."
         )
     return text
 
 
 def diverged_text(step, cfg: lib.Config) -> str:
     """Why the run stopped at this step, from the step's own numbers where they say it."""
-    text = f"The loops diverged at step {step.t}: a number stopped being finite. There are no later steps."
+    text = (
+        f"The loops diverged at step {step.t}: a number stopped being finite. There are no later "
+        "steps."
+    )
     kwargs = {**lib.optim.defaults(cfg.optimizer), **cfg.optimizer_kwargs}
     m = step.manual
     with np.errstate(invalid="ignore"):
-        zero_to_nan = int(np.sum((m.gradient == 0) & np.isfinite(m.weights_before) & np.isnan(m.weights_after)))
+        zero_to_nan = int(
+            np.sum((m.gradient == 0) & np.isfinite(m.weights_before) & np.isnan(m.weights_after))
+        )
     divides = kwargs.get("eps") == 0 and kwargs.get("initial_accumulator_value", 0) == 0
     if divides and zero_to_nan:
         return text + (
-            f" {zero_to_nan:,} weight{'s' if zero_to_nan > 1 else ''} whose gradient at this step was exactly 0 "
-            f"came out of the update as NaN. With eps = 0, {lib.optim.TORCH_NAMES[cfg.optimizer]} divides by a "
-            "denominator that is 0 for a weight whose every gradient so far was 0, and 0/0 is NaN, at any learning "
-            "rate: set eps above 0."
+            f" {zero_to_nan:,} weight{'s' if zero_to_nan > 1 else ''} whose gradient at this "
+            "step was exactly 0 came out of the update as NaN. With eps = 0, "
+            f"{lib.optim.TORCH_NAMES[cfg.optimizer]} divides by a denominator that is 0 for a "
+            "weight whose every gradient so far was 0, and 0/0 is NaN, at any learning rate: set "
+            "eps above 0."
         )
     return text + f" A learning rate smaller than {cfg.lr:g} may keep the run finite."
 
 
 def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
-    """Set up the run for this data and Config (a new one starts from the init), then draw its steps."""
+    """Set up the run for this data and Config (a new one starts from the init), then draw its
+    steps."""
     state = st.session_state
     total = cfg.iterations
     if cfg.iterations > MAX_ITERATIONS:
-        st.caption(f"This page steps through the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} iterations.")
+        st.caption(
+            f"This page steps through the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} "
+            "iterations."
+        )
         cfg = cfg.replace(iterations=MAX_ITERATIONS)
     settings = (fingerprint(data), cfg)
     if state.get("step_config") != settings:
-        # A new configuration is a new run: start it from the init, paused. The same one keeps its place.
+        # A new configuration is a new run: start it from the init, paused. The same one keeps its
+        # place.
         state["step_stepper"] = Stepper(data, cfg)
         state["step_config"] = settings
         state.update(step_phase=LAST, step_playing=False, step_play_note=None)
     if "step_speed" not in state:
-        # The speed box is drawn on this page only, so Streamlit forgets its key when the learner leaves the
-        # page: coming back (or arriving) finds play paused instead of resuming by itself.
+        # The speed box is drawn on this page only, so Streamlit forgets its key when the learner
+        # leaves the page: coming back (or arriving) finds play paused instead of resuming by
+        # itself.
         state["step_playing"] = False
     play_controls(state["step_stepper"])
     timer = wanted_timer()
@@ -284,11 +332,13 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
 
 
 def play_controls(stepper: Stepper) -> None:
-    """Play or Pause, the speed and what a move is, outside the fragment: each of them reruns the whole page.
+    """Play or Pause, the speed and what a move is, outside the fragment: each of them reruns the
+    whole page.
 
-    run_every is fixed when the fragment is defined, so anything that starts, stops or times play needs a
-    whole-page run anyway; and a click on a widget outside the fragment is never lost, whereas a click inside
-    it that arrives while a whole-page run is rebuilding the fragment is dropped by Streamlit.
+    run_every is fixed when the fragment is defined, so anything that starts, stops or times play
+    needs a whole-page run anyway; and a click on a widget outside the fragment is never lost,
+    whereas a click inside it that arrives while a whole-page run is rebuilding the fragment is
+    dropped by Streamlit.
     """
     state = st.session_state
     unit = state.get("step_unit_kept", "step")
@@ -298,19 +348,34 @@ def play_controls(stepper: Stepper) -> None:
         play[0].button("⏸ Pause", key="step_pause", on_click=pause, type="primary")
     else:
         play[0].button(
-            "▶ Play", key="step_play", on_click=start_play, disabled=not drawn[1],
-            help="Moves on by itself at the speed chosen, and stops at the run's last step or where it diverges.",
-        )  # fmt: skip
+            "▶ Play",
+            key="step_play",
+            on_click=start_play,
+            disabled=not drawn[1],
+            help="Moves on by itself at the speed chosen, and stops at the run's last step or "
+            "where it diverges.",
+        )
     speed = state.get("step_speed_kept", DEFAULT_SPEED)
     play[1].selectbox(
-        "Speed", SPEEDS, index=SPEEDS.index(speed), format_func=lambda s: f"{s:g} per second",
-        key="step_speed", on_change=keep, args=("step_speed",),
-        help="Play's moves per second, as asked for: on a busy machine or a slow connection they come slower.",
-    )  # fmt: skip
+        "Speed",
+        SPEEDS,
+        index=SPEEDS.index(speed),
+        format_func=lambda s: f"{s:g} per second",
+        key="step_speed",
+        on_change=keep,
+        args=("step_speed",),
+        help="Play's moves per second, as asked for: on a busy machine or a slow connection they "
+        "come slower.",
+    )
     play[2].selectbox(
-        "Play moves", tuple(UNITS), index=tuple(UNITS).index(unit), format_func=UNITS.get,
-        key="step_unit", on_change=keep, args=("step_unit",),
-    )  # fmt: skip
+        "Play moves",
+        tuple(UNITS),
+        index=tuple(UNITS).index(unit),
+        format_func=UNITS.get,
+        key="step_unit",
+        on_change=keep,
+        args=("step_unit",),
+    )
 
 
 def wanted_timer() -> float | None:
@@ -320,14 +385,19 @@ def wanted_timer() -> float | None:
 
 
 def steps_view(data: lib.Dataset, cfg: lib.Config, total: int, timer: float | None) -> None:
-    """The fragment: one play move if playing, then the page; with run_every, Streamlit runs it once a beat."""
+    """The fragment: one play move if playing, then the page; with run_every, Streamlit runs it
+    once a beat."""
     if st.session_state.get("step_playing"):
         tick(st.session_state["step_stepper"], cfg, total)
     draw_steps(data, cfg)
-    # Play stopped by itself, a step button paused it, or moved to or from the run's last step: a whole-page
-    # run redraws the Play button (outside this fragment) and defines the fragment again with the timer wanted.
+    # Play stopped by itself, a step button paused it, or moved to or from the run's last step: a
+    # whole-page run redraws the Play button (outside this fragment) and defines the fragment again
+    # with the timer wanted.
     state = st.session_state
-    now = (state.get("step_playing", False), can_move(state["step_stepper"], state.get("step_unit_kept", "step")))
+    now = (
+        state.get("step_playing", False),
+        can_move(state["step_stepper"], state.get("step_unit_kept", "step")),
+    )
     if wanted_timer() != timer or now != state.get("step_play_drawn"):
         st.rerun()
 
@@ -345,10 +415,10 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     step = stepper.current
     if step is None:
         st.info(
-            f"Not started: both loops hold the initial weights "
-            f"({cfg.init if isinstance(cfg.init, str) else 'the custom ones'}). Press **Start** to run step 0, "
-            f"**Play** to let it move on by itself, **Next line** to walk step 0 line by line, "
-            f"or pick a step N and press **Run to step N**."
+            "Not started: both loops hold the initial weights "
+            f"({cfg.init if isinstance(cfg.init, str) else 'the custom ones'}). Press **Start** "
+            "to run step 0, **Play** to let it move on by itself, **Next line** to walk step 0 "
+            "line by line, or pick a step N and press **Run to step N**."
         )
         return
     phase = state.get("step_phase", LAST)
@@ -356,14 +426,16 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     show_lines(step, stepper, cfg, phase)
     if phase < LAST:
         st.caption(
-            f"Below: the whole of step {step.t}, as both loops left it after all five lines (the view above is at "
-            f"line {phase + 1})."
+            f"Below: the whole of step {step.t}, as both loops left it after all five lines (the "
+            f"view above is at line {phase + 1})."
         )
     step_metrics(step)
     st.markdown("#### The batch")
     st.caption(batch_caption(step, cfg))
     frame = step.batch_frame(data.feature_names)
-    st.dataframe(frame, hide_index=True, column_config=number_columns(frame, "sample (row)"), width="stretch")
+    st.dataframe(
+        frame, hide_index=True, column_config=number_columns(frame, "sample (row)"), width="stretch"
+    )
     st.markdown("#### The weights")
     st.caption(weights_caption(cfg))
     weights = step.weights_frame(stepper.weight_names)
@@ -376,39 +448,69 @@ def step_buttons(stepper: Stepper, last: int) -> None:
     state = st.session_state
     buttons = st.columns([1, 1, 1, 1.2, 1.2, 1], vertical_alignment="bottom")
     buttons[0].button(
-        "Start", key="step_start", on_click=act, args=("next",), disabled=stepper.step >= 0, type="primary"
+        "Start",
+        key="step_start",
+        on_click=act,
+        args=("next",),
+        disabled=stepper.step >= 0,
+        type="primary",
     )
-    buttons[1].button("Previous step", key="step_previous", on_click=act, args=("previous",), disabled=stepper.step < 0)
-    buttons[2].button("Next step", key="step_next", on_click=act, args=("next",), disabled=stepper.at_end)
-    # The target is set through session state only, so a smaller iteration count can clamp it without a warning.
+    buttons[1].button(
+        "Previous step",
+        key="step_previous",
+        on_click=act,
+        args=("previous",),
+        disabled=stepper.step < 0,
+    )
+    buttons[2].button(
+        "Next step", key="step_next", on_click=act, args=("next",), disabled=stepper.at_end
+    )
+    # The target is set through session state only, so a smaller iteration count can clamp it
+    # without a warning.
     state["step_target"] = min(state.get("step_target", min(10, last)), last)
     buttons[3].number_input("step N", 0, last, key="step_target")
     buttons[4].button("Run to step N", key="step_run_to", on_click=act, args=("run_to",))
-    buttons[5].button("Reset", key="step_reset", on_click=act, args=("reset",), disabled=stepper.step < 0)
+    buttons[5].button(
+        "Reset", key="step_reset", on_click=act, args=("reset",), disabled=stepper.step < 0
+    )
 
 
 def line_buttons(stepper: Stepper) -> None:
     """Previous line and Next line: a step's five lines one at a time."""
     lines = st.columns([1, 1, 4], vertical_alignment="bottom")
-    lines[0].button("Previous line", key="step_line_back", on_click=line, args=(-1,), disabled=stepper.step < 0)
+    lines[0].button(
+        "Previous line", key="step_line_back", on_click=line, args=(-1,), disabled=stepper.step < 0
+    )
     lines[1].button(
-        "Next line", key="step_line", on_click=line, args=(1,), disabled=not can_move(stepper, "line"),
-        help="The next of the step's five lines (after a step's last line, the first line of the next step).",
-    )  # fmt: skip
+        "Next line",
+        key="step_line",
+        on_click=line,
+        args=(1,),
+        disabled=not can_move(stepper, "line"),
+        help="The next of the step's five lines (after a step's last line, the first line of the "
+        "next step).",
+    )
 
 
 def step_heading(step, stepper: Stepper, data: lib.Dataset, cfg: lib.Config) -> None:
-    """Which step this is, of which epoch and batch, with which settings; why the run stopped there."""
+    """Which step this is, of which epoch and batch, with which settings; why the run stopped
+    there."""
     batch = len(step.manual.indices)
     epoch_steps = -(-data.m // cfg.batch_size)
     if stepper.diverged_at is None:
         st.subheader(f"Step {step.t}  ·  this run asks for steps 0 to {cfg.iterations - 1}")
     else:  # known once the run has reached it
-        st.subheader(f"Step {step.t}  ·  this run diverged at step {stepper.diverged_at}, its last step")
+        st.subheader(
+            f"Step {step.t}  ·  this run diverged at step {stepper.diverged_at}, its last step"
+        )
     st.caption(
-        f"Epoch {step.t // epoch_steps + 1}, batch {step.t % epoch_steps + 1} of {epoch_steps}: {batch} samples. "
-        f"Model {cfg.model} · loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer}"
-        + "".join(f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}" for k, v in cfg.optimizer_kwargs.items())
+        f"Epoch {step.t // epoch_steps + 1}, batch {step.t % epoch_steps + 1} of {epoch_steps}: "
+        f"{batch} samples. Model {cfg.model} · loss convention "
+        f"{LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer}"
+        + "".join(
+            f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}"
+            for k, v in cfg.optimizer_kwargs.items()
+        )
         + f" · learning rate {cfg.lr:g}."
     )
     if stepper.diverged_at is not None and step.t == stepper.diverged_at:
@@ -420,33 +522,43 @@ def step_metrics(step) -> None:
     cols = st.columns(3)
     cols[0].metric("loss, manual loop", f"{step.manual.loss:.6g}")
     cols[1].metric("loss, torch loop", f"{step.torch.loss:.6g}")
-    rel = lib.explain.relative(step.max_diff, np.concatenate([step.manual.weights_after, step.torch.weights_after]))
+    rel = lib.explain.relative(
+        step.max_diff, np.concatenate([step.manual.weights_after, step.torch.weights_after])
+    )
     cols[2].metric(
         f"{lib.explain.DIFF_NAME} in this step",
         f"{step.max_diff:.2g}",
         f"{lib.explain.RELATIVE_NAME}: {rel:.2g}",
         delta_color="off",
         delta_arrow="off",
-        help="Over every number of the step: batch, predictions, losses, gradient, weights, optimizer state.",
+        help="Over every number of the step: batch, predictions, losses, gradient, weights, "
+        "optimizer state.",
     )
 
 
 def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -> None:
-    """What each optimizer carries from step to step, after this step: the hand attributes beside torch's state."""
+    """What each optimizer carries from step to step, after this step: the hand attributes beside
+    torch's state."""
     st.markdown("#### The optimizer's state")
     optimizer = lib.optim.TORCH_NAMES[cfg.optimizer]
     kwargs = {**lib.optim.defaults(cfg.optimizer), **cfg.optimizer_kwargs}
     carried = (
-        "zero_grad is off, so .grad (and the hand loop's d_weights) is never reset: it holds the sum of the "
-        "gradients of every step so far, and each update uses that sum."
+        "zero_grad is off, so .grad (and the hand loop's d_weights) is never reset: it holds the "
+        "sum of the gradients of every step so far, and each update uses that sum."
     )
     if not step.optimizer_state:
         text = f"torch.optim.{optimizer} with these settings keeps no state between steps"
-        if cfg.optimizer == "sgd":  # SGD without momentum: the update is -lr times the (signed, decayed) gradient
+        if (
+            cfg.optimizer == "sgd"
+        ):  # SGD without momentum: the update is -lr times the (signed, decayed) gradient
             g = "−.grad" if kwargs["maximize"] else ".grad"
             g = f"({g} + weight_decay × weights)" if kwargs["weight_decay"] else g
             text += f": the update is −lr × {g}"
-            text += ", and .grad holds this step's gradient only." if cfg.zero_grad else f". But {carried}"
+            text += (
+                ", and .grad holds this step's gradient only."
+                if cfg.zero_grad
+                else f". But {carried}"
+            )
             text += " (momentum > 0 would add a velocity buffer.)"
         else:
             text += "." + ("" if cfg.zero_grad else f" But {carried}")
@@ -457,8 +569,9 @@ def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -
         for attr, key, hand, twin in step.step_counts
     )
     st.caption(
-        f"What torch.optim.{optimizer} carries from one step to the next, after this step: the hand optimizer's "
-        "attributes (lib.optim) beside torch's `optimizer.state[param]`, flattened in the weights' order. "
+        f"What torch.optim.{optimizer} carries from one step to the next, after this step: the "
+        "hand optimizer's attributes (lib.optim) beside torch's `optimizer.state[param]`, "
+        "flattened in the weights' order. "
         + (f"Step counters: {counts}." if counts else "")
         + ("" if cfg.zero_grad else f" Besides the optimizer, {carried}")
     )
@@ -472,4 +585,5 @@ def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -
 if picked is not None:
     show_steps(*picked)
 else:
-    st.session_state["step_playing"] = False  # settings that cannot run stop play; fixing them starts paused
+    # settings that cannot run stop play; fixing them starts paused
+    st.session_state["step_playing"] = False

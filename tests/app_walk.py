@@ -1,10 +1,12 @@
-"""Walk every control a page draws to both ends of its range, through AppTest: the machinery of test_app_walk.py.
+"""Walk every control a page draws to both ends of its range, through AppTest: the machinery of
+test_app_walk.py.
 
-Nothing here names a control. A walk opens the page, lists every widget AppTest finds on it, and makes cases
-from what each widget says about itself: a number's min and max, a slider's ends, every option of a select,
-the other state of a switch, a click of a button. A case that makes new widgets appear (an optimizer's
-settings, the mlp's hidden layer, a switch's slider) opens a new state whose new widgets are walked in turn.
-Every run is checked: no exception, no Python error text, the page's title still drawn.
+Nothing here names a control. A walk opens the page, lists every widget AppTest finds on it, and
+makes cases from what each widget says about itself: a number's min and max, a slider's ends, every
+option of a select, the other state of a switch, a click of a button. A case that makes new widgets
+appear (an optimizer's settings, the mlp's hidden layer, a switch's slider) opens a new state whose
+new widgets are walked in turn. Every run is checked: no exception, no Python error text, the page's
+title still drawn.
 """
 
 from __future__ import annotations
@@ -34,29 +36,37 @@ from streamlit.testing.v1.element_tree import (
     Widget,
 )
 
-SHOW_ERRORS = "full"  # client.showErrorDetails while walking: the app's config redacts the message and the stack
+# client.showErrorDetails while walking: the app's config redacts the message and the stack
+SHOW_ERRORS = "full"
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-TIMEOUT = 180  # s per script run: a run at the iteration maximum ends at the Compare page's 60 s wall-time cap
+# s per script run: a run at the iteration maximum ends at the Compare page's 60 s wall-time cap
+TIMEOUT = 180
 MAX_DEPTH = 3  # a state is reached by at most this many cases that each revealed new widgets
 SLOW = 10.0  # s: cases slower than this are listed in the report
 
-# Widget types the walk does not set, each with the reason; any other type it does not know fails the walk.
+# Widget types the walk does not set, each with the reason; any other type it does not know fails
+# the walk.
 NOT_WALKED = {
-    "download_button": "on_click='ignore': pressing it downloads a file and does not rerun the page",
-    "file_uploader": "it takes a file, not a value in a range (tests/test_app_controls.py uploads good and bad CSVs)",
+    "download_button": "on_click='ignore': pressing it downloads a file and does not rerun the "
+    "page",
+    "file_uploader": "it takes a file, not a value in a range (tests/test_app_controls.py "
+    "uploads good and bad CSVs)",
 }
-TEXTS = ("", "nan, inf, -inf, 1e308", "not a number `*_[x](y)` <b>")  # a text box's "ends": empty, extreme, junk
+# a text box's "ends": empty, extreme, junk
+TEXTS = ("", "nan, inf, -inf, 1e308", "not a number `*_[x](y)` <b>")
 # What a Python error looks like when it leaks into the page's words.
 PYTHON_ERROR = re.compile(
-    r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+|\b[A-Z]\w*(Error|Exception): "
-    r"|object has no attribute|is not subscriptable|unsupported operand|could not be broadcast|invalid literal for"
-    r"|could not convert|index \d+ is out of bounds|division by zero|math domain error|NoneType|not aligned"
+    r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+"
+    r"|\b[A-Z]\w*(Error|Exception): |object has no attribute|is not subscriptable"
+    r"|unsupported operand|could not be broadcast|invalid literal for|could not convert"
+    r"|index \d+ is out of bounds|division by zero|math domain error|NoneType|not aligned"
 )
 
 
 @dataclass(frozen=True)
 class Case:
-    """One setting of one widget: its id (key, or type and label), and the value (an option's label for a select)."""
+    """One setting of one widget: its id (key, or type and label), and the value (an option's
+    label for a select)."""
 
     widget: str
     value: Any
@@ -71,12 +81,21 @@ class Page:
 
     name: str
     path: str  # as app.py's st.navigation names it
-    query: dict = field(default_factory=dict)  # URL parameters of the first run: keep the runs short
-    short: dict = field(default_factory=dict)  # widget id -> value put back after a case changed it as a side effect
-    action: str | None = None  # the button pressed after every case, when the page does its work on a click
-    start: dict = field(default_factory=dict)  # widget id -> value set on opening (e.g. a cheaper map)
-    switches_on: bool = False  # start with every toggle on (the pitfall lab's five tabs do their work only then)
-    allowed_errors: tuple[re.Pattern, ...] = ()  # st.error texts that quote a Python error on purpose
+    # URL parameters of the first run: keep the runs short
+    query: dict = field(default_factory=dict)
+    # widget id -> value put back after a case changed it as a side effect
+    short: dict = field(default_factory=dict)
+    action: str | None = (
+        None  # the button pressed after every case, when the page does its work on a click
+    )
+    # widget id -> value set on opening (e.g. a cheaper map)
+    start: dict = field(default_factory=dict)
+    switches_on: bool = (
+        False  # start with every toggle on (the pitfall lab's five tabs do their work only then)
+    )
+    allowed_errors: tuple[
+        re.Pattern, ...
+    ] = ()  # st.error texts that quote a Python error on purpose
 
 
 @dataclass
@@ -105,7 +124,8 @@ def widgets(at: AppTest) -> dict[str, Widget]:
 
 
 def signature(w: Widget) -> tuple:
-    """What makes a widget a different control to walk: its id, type, whether it is enabled, and its range."""
+    """What makes a widget a different control to walk: its id, type, whether it is enabled, and
+    its range."""
     disabled = bool(getattr(w.proto, "disabled", False))
     extent: tuple = ()
     if isinstance(w, (Selectbox, Radio, Multiselect, SelectSlider)):
@@ -142,7 +162,9 @@ def case_values(w: Widget) -> list[Any]:
         return []
     if isinstance(w, NumberInput):
         if w.min is None or w.max is None:
-            raise AssertionError(f"{widget_id(w)}: a number without a min or max has no ends to walk to")
+            raise AssertionError(
+                f"{widget_id(w)}: a number without a min or max has no ends to walk to"
+            )
         return [_number(w, w.min), _number(w, w.max)]
     if isinstance(w, Slider):
         return [w.min, w.max]
@@ -158,7 +180,9 @@ def case_values(w: Widget) -> list[Any]:
         return [t for t in TEXTS if t != w.value]
     if isinstance(w, Button):
         return ["click"]
-    raise AssertionError(f"the walk does not know how to set a {w.type} ({widget_id(w)}): teach tests/app_walk.py")
+    raise AssertionError(
+        f"the walk does not know how to set a {w.type} ({widget_id(w)}): teach tests/app_walk.py"
+    )
 
 
 def resolve(w: Widget, value: Any) -> Any:
@@ -169,11 +193,14 @@ def resolve(w: Widget, value: Any) -> Any:
 
 
 def _stage_state(w: Widget, fill: Callable[[WidgetState], None]) -> None:
-    """Send this widget state on the next run, as the browser would: the option's label, not the raw value."""
+    """Send this widget state on the next run, as the browser would: the option's label, not the
+    raw value."""
     ws = WidgetState()
     ws.id = w.id
     fill(ws)
-    w.__class__ = type(f"Staged{type(w).__name__}", (type(w),), {"_widget_state": property(lambda self: ws)})
+    w.__class__ = type(
+        f"Staged{type(w).__name__}", (type(w),), {"_widget_state": property(lambda self: ws)}
+    )
 
 
 def _disabled(w: Widget) -> bool:
@@ -193,7 +220,11 @@ def stage(w: Widget, value: Any) -> None:
 
 
 def snapshot(at: AppTest) -> dict[str, Any]:
-    return {wid: current(w) for wid, w in widgets(at).items() if not isinstance(w, Button) and w.type not in NOT_WALKED}
+    return {
+        wid: current(w)
+        for wid, w in widgets(at).items()
+        if not isinstance(w, Button) and w.type not in NOT_WALKED
+    }
 
 
 def texts(at: AppTest) -> Iterator[tuple[str, str]]:
@@ -203,20 +234,29 @@ def texts(at: AppTest) -> Iterator[tuple[str, str]]:
 
 
 def problems(at: AppTest, page: Page, title: str | None) -> list[str]:
-    """What is wrong with the page as drawn: an exception, a Python error in its words, a page that vanished."""
-    found = [f"exception: {e.value}" + "".join(f"\n    {line}" for line in e.stack_trace[-8:]) for e in at.exception]
+    """What is wrong with the page as drawn: an exception, a Python error in its words, a page
+    that vanished."""
+    found = [
+        f"exception: {e.value}" + "".join(f"\n    {line}" for line in e.stack_trace[-8:])
+        for e in at.exception
+    ]
     for kind, text in texts(at):
         if PYTHON_ERROR.search(text) and not any(p.search(text) for p in page.allowed_errors):
             found.append(f"st.{kind} with a Python error: {text[:400]}")
     if title is not None and [t.value for t in at.title] != [title]:
-        found.append(f"the page's title {title!r} is gone (titles now: {[t.value for t in at.title]})")
+        found.append(
+            f"the page's title {title!r} is gone (titles now: {[t.value for t in at.title]})"
+        )
     return found
 
 
 class Walker:
-    """Walks one page in one context; `report` collects every case and every failure, with how to reproduce it."""
+    """Walks one page in one context; `report` collects every case and every failure, with how to
+    reproduce it."""
 
-    def __init__(self, page: Page, context: dict | None = None, known: dict[str, str] | None = None):
+    def __init__(
+        self, page: Page, context: dict | None = None, known: dict[str, str] | None = None
+    ):
         self.page, self.context, self.known = page, dict(context or {}), dict(known or {})
         self.report = Report()
         self.title: str | None = None
@@ -224,7 +264,9 @@ class Walker:
     # -------------------------------------------------------------- reaching a state
 
     def where(self, path: tuple[Case, ...], case: Case | str) -> str:
-        steps = [f"Compare: {k}={v!r} + Run" for k, v in self.context.items()] + [str(c) for c in path]
+        steps = [f"Compare: {k}={v!r} + Run" for k, v in self.context.items()] + [
+            str(c) for c in path
+        ]
         return f"{self.page.name} | {' → '.join(steps) or 'as opened'} | {case}"
 
     def check(self, at: AppTest, where: str, on_page: bool = True) -> bool:
@@ -233,7 +275,8 @@ class Walker:
         return not found
 
     def open(self, path: tuple[Case, ...] = ()) -> AppTest:
-        """A fresh session on the page: its URL parameters, the context's Compare run first if any, then `path`."""
+        """A fresh session on the page: its URL parameters, the context's Compare run first if
+        any, then `path`."""
         at = AppTest.from_file(APP, default_timeout=TIMEOUT)
         at.query_params.update(self.page.query)
         if self.context:
@@ -244,12 +287,15 @@ class Walker:
             self.check(at, self.where((), "the context's Compare run"), on_page=False)
             if self.page.path != "pages/compare.py":
                 at.switch_page(self.page.path).run()
-                # Under AppTest (streamlit 1.67) a page's first run after a switch from a run that changed a sidebar
-                # control gets the controls' defaults, not the values they show; one more run settles it.
+                # Under AppTest (streamlit 1.67) a page's first run after a switch from a run that
+                # changed a sidebar control gets the controls' defaults, not the values they show;
+                # one more run settles it.
                 self.check(at, self.where((), "switching to the page"), on_page=False)
                 at.run()
         else:
-            at.switch_page(self.page.path).run()  # the session's first page, as a link to it opens it
+            at.switch_page(
+                self.page.path
+            ).run()  # the session's first page, as a link to it opens it
         if self.title is None:
             [self.title] = [t.value for t in at.title]
         self.check(at, self.where((), "opening the page"))
@@ -259,7 +305,8 @@ class Walker:
                     w.set_value(True)
             at.run()
             self.check(at, self.where((), "every toggle on"))
-        drawn = widgets(at)  # a page that stopped early (a model too big to map) has no map settings to set
+        # a page that stopped early (a model too big to map) has no map settings to set
+        drawn = widgets(at)
         self.set(at, {key: value for key, value in self.page.start.items() if key in drawn})
         for i, c in enumerate(path):
             stage(widgets(at)[c.widget], c.value)
@@ -270,7 +317,8 @@ class Walker:
         return at
 
     def restore(self, at: AppTest, base: dict[str, Any], sigs: set) -> bool:
-        """Put every control back to its value in `base`, in one run; whether the page is then as it was."""
+        """Put every control back to its value in `base`, in one run; whether the page is then as
+        it was."""
         now = widgets(at)
         staged = False
         for wid, value in base.items():
@@ -284,14 +332,16 @@ class Walker:
         return snapshot(at) == base and {signature(w) for w in widgets(at).values()} == sigs
 
     def set(self, at: AppTest, settings: dict, on_page: bool = True) -> None:
-        """Set controls one by one, a run after each (a control can be enabled by the one before it)."""
+        """Set controls one by one, a run after each (a control can be enabled by the one before
+        it)."""
         for key, value in settings.items():
             stage(widgets(at)[key], resolve(widgets(at)[key], value))
             at.run()
             self.check(at, self.where((), f"setting {key}={value!r}"), on_page=on_page)
 
     def shorten(self, at: AppTest, case: Case, where: str) -> None:
-        """Put the run-length controls back to short values that a case (e.g. a preset) changed as a side effect."""
+        """Put the run-length controls back to short values that a case (e.g. a preset) changed
+        as a side effect."""
         found, staged = widgets(at), False
         for wid, value in self.page.short.items():
             w = found.get(wid)
@@ -305,7 +355,8 @@ class Walker:
     # -------------------------------------------------------------- one case
 
     def run_case(self, at: AppTest, path: tuple[Case, ...], case: Case) -> tuple[set, dict]:
-        """Run the staged case, then the page's action; the widgets' signatures and values before the action."""
+        """Run the staged case, then the page's action; the widgets' signatures and values before
+        the action."""
         where = self.where(path, case)
         self.report.cases.append(where)
         started = time.perf_counter()
@@ -345,17 +396,26 @@ class Walker:
             if w is None or getattr(w.proto, "disabled", False):
                 continue
             values = case_values(w)
-            for value in [v for i, v in enumerate(values) if v not in values[:i]]:  # a range of one value: once
+            for value in [
+                v for i, v in enumerate(values) if v not in values[:i]
+            ]:  # a range of one value: once
                 case = Case(wid, value)
                 where = self.where(path, case)
                 if where in self.known:
                     self.report.expected.add(where)
                     continue
                 now = widgets(at)
-                if restore is not None and restore[0] != wid and restore[0] in now and not _disabled(now[restore[0]]):
+                if (
+                    restore is not None
+                    and restore[0] != wid
+                    and restore[0] in now
+                    and not _disabled(now[restore[0]])
+                ):
                     stage(now[restore[0]], restore[1])
                 if wid not in now or _disabled(now[wid]):
-                    continue  # an earlier case of this state greyed it out (Start after a step): no user can set it
+                    # an earlier case of this state greyed it out (Start after a step): no user can
+                    # set it
+                    continue
                 stage(now[wid], value)
                 sigs, snap = self.run_case(at, path, case)
                 new = sigs - base_sigs
@@ -365,7 +425,8 @@ class Walker:
                     queue.append(((*path, case), {s[0] for s in revealed}))
                 others_changed = any(snap.get(k) != v for k, v in base_snap.items() if k != wid)
                 if new or sigs != base_sigs or others_changed:
-                    # The case changed more than itself: put everything back, or start afresh if that fails.
+                    # The case changed more than itself: put everything back, or start afresh if
+                    # that fails.
                     if not self.restore(at, base_snap, base_sigs):
                         at = self.open(path)
                     restore = None

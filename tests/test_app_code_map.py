@@ -1,4 +1,5 @@
-"""AppTest of the Code map page: the code shown is the source of the loops that ran, the values are lib.run's."""
+"""AppTest of the Code map page: the code shown is the source of the loops that ran, the values
+are lib.run's."""
 
 import inspect
 import textwrap
@@ -28,23 +29,27 @@ def is_slice_of_source(block: str, source: str) -> bool:
     """True when block is a run of consecutive source lines, dedented."""
     lines, wanted = source.splitlines(), block.splitlines()
     return any(
-        textwrap.dedent("\n".join(lines[i : i + len(wanted)])) == block for i in range(len(lines) - len(wanted) + 1)
+        textwrap.dedent("\n".join(lines[i : i + len(wanted)])) == block
+        for i in range(len(lines) - len(wanted) + 1)
     )
 
 
 def codes(at: AppTest) -> dict[str, str]:
-    """The page's code blocks by role, in page order: the setup expander; per row the left column (hand code,
-    its values, and under the update the hand optimizer's step) then the right one (under the update, the torch
-    optimizer's construction); then the whole functions."""
+    """The page's code blocks by role, in page order: the setup expander; per row the left column
+    (hand code, its values, and under the update the hand optimizer's step) then the right one
+    (under the update, the torch optimizer's construction); then the whole functions."""
     blocks = [c.value for c in at.code]
-    # With an optimizer that keeps state (momentum, moments), the update row also shows it in both columns.
+    # With an optimizer that keeps state (momentum, moments), the update row also shows it in both
+    # columns.
     with_state = any(b.startswith("optimizer.") for b in blocks)
     names = ["setup hand", "setup torch"]
     for row in explain.ROWS:
         update = row.key == "update"
         names += [f"{row.key} hand", f"{row.key} hand values"] + (["hand step"] if update else [])
         names += ["hand state"] if update and with_state else []
-        names += [f"{row.key} torch", f"{row.key} torch values"] + (["torch optimizer"] if update else [])
+        names += [f"{row.key} torch", f"{row.key} torch values"] + (
+            ["torch optimizer"] if update else []
+        )
         names += ["torch state"] if update and with_state else []
     names += ["whole hand", "whole torch"]
     assert len(blocks) == len(names)
@@ -55,8 +60,12 @@ def assert_code_is_source(at: AppTest, manual_fn, hand_step) -> None:
     blocks = codes(at)
     manual, torch = inspect.getsource(manual_fn), inspect.getsource(lib.torch_loop)
     # st.code drops the last newline
-    assert blocks["whole hand"] == manual.rstrip("\n") and blocks["whole torch"] == torch.rstrip("\n")
-    assert is_slice_of_source(blocks["setup hand"], manual) and is_slice_of_source(blocks["setup torch"], torch)
+    assert blocks["whole hand"] == manual.rstrip("\n") and blocks["whole torch"] == torch.rstrip(
+        "\n"
+    )
+    assert is_slice_of_source(blocks["setup hand"], manual) and is_slice_of_source(
+        blocks["setup torch"], torch
+    )
     for row in explain.ROWS:
         hand, twin = blocks[f"{row.key} hand"], blocks[f"{row.key} torch"]
         assert hand.startswith(row.phase) and twin.startswith(row.phase)
@@ -64,7 +73,8 @@ def assert_code_is_source(at: AppTest, manual_fn, hand_step) -> None:
         assert is_slice_of_source(twin, torch), row.key
         assert row.torch in twin
         heading = next(m.value for m in at.markdown if m.value.startswith(f"### {row.title}:"))
-        shown = heading.split("`")[1]  # the hand line named in the row's heading is in the hand code shown
+        # the hand line named in the row's heading is in the hand code shown
+        shown = heading.split("`")[1]
         assert shown in hand, (row.key, shown)
         if manual_fn is lib.manual_loop:
             assert shown == row.manual
@@ -90,7 +100,10 @@ def test_the_chosen_optimizers_hand_written_step_is_shown(name, hand_class):
     at.selectbox(key="optimizer").set_value(name).run()
     assert not at.exception
     assert_code_is_source(at, lib.manual_loop, hand_class.step)
-    assert f"torch.optim.{lib.optim.TORCH_NAMES[name]}(net.parameters()" in codes(at)["torch optimizer"]
+    assert (
+        f"torch.optim.{lib.optim.TORCH_NAMES[name]}(net.parameters()"
+        in codes(at)["torch optimizer"]
+    )
     assert "does not hold here" not in "\n".join(m.value for m in at.markdown)
 
 
@@ -101,11 +114,21 @@ def test_the_optimizer_settings_are_in_the_torch_call_and_the_values_are_lib_run
     at.number_input(key="map_step").set_value(5).run()
     assert not at.exception
     assert codes(at)["torch optimizer"].endswith("lr=0.05, momentum=0.9, nesterov=True)")
-    result = lib.run(DATA, CFG.replace(iterations=6, optimizer_kwargs={"momentum": 0.9, "nesterov": True}))
-    assert f"weights after = {explain.show(result.manual.weights[6])}" in codes(at)["update hand values"]
-    assert f"weights after = {explain.show(result.torch.weights[6])}" in codes(at)["update torch values"]
+    result = lib.run(
+        DATA, CFG.replace(iterations=6, optimizer_kwargs={"momentum": 0.9, "nesterov": True})
+    )
+    assert (
+        f"weights after = {explain.show(result.manual.weights[6])}"
+        in codes(at)["update hand values"]
+    )
+    assert (
+        f"weights after = {explain.show(result.torch.weights[6])}"
+        in codes(at)["update torch values"]
+    )
     # The velocity after step 5, in both loops: lib.optim.SGD.velocity and torch's momentum_buffer.
-    stepper = lib.trace.Stepper(DATA, CFG.replace(iterations=6, optimizer_kwargs={"momentum": 0.9, "nesterov": True}))
+    stepper = lib.trace.Stepper(
+        DATA, CFG.replace(iterations=6, optimizer_kwargs={"momentum": 0.9, "nesterov": True})
+    )
     hand_velocity = stepper.run_to(5).optimizer_state[0][2]
     assert codes(at)["hand state"] == f"optimizer.velocity = {explain.show(hand_velocity)}"
     assert codes(at)["torch state"].startswith("optimizer.state[·]['momentum_buffer'] = [")
@@ -119,7 +142,10 @@ def test_the_mlp_shows_its_own_hand_loop():
     assert "dW1 += delta1.T @ inputs" in codes(at)["backward hand"]
     assert "does not hold here" not in "\n".join(m.value for m in at.markdown)
     result = lib.run(DATA, CFG.replace(model="mlp", iterations=2))
-    assert f"weights after = {explain.show(result.manual.weights[2])}" in codes(at)["update hand values"]
+    assert (
+        f"weights after = {explain.show(result.manual.weights[2])}"
+        in codes(at)["update hand values"]
+    )
 
 
 def test_every_claim_is_shown_checked(at):
@@ -127,7 +153,8 @@ def test_every_claim_is_shown_checked(at):
     for claim in explain.CLAIMS:
         if claim.about(CFG):
             assert f":green[**✓**] {claim.sentence(CFG)}" in text, claim.key
-        else:  # another optimizer's claim (momentum, Adam, RMSprop, Adagrad): not on plain SGD's page
+        # another optimizer's claim (momentum, Adam, RMSprop, Adagrad): not on plain SGD's page
+        else:
             assert claim.sentence(CFG) not in text, claim.key
     assert "does not hold here" not in text
     for row in explain.ROWS:
@@ -154,7 +181,9 @@ def test_live_values_are_those_of_lib_run(at, t):
     assert f"loss = {explain.show(result.torch.loss[t])}" in twin
     assert "loss.grad_fn = MseLossBackward0" in twin
     hand, twin = values_of(at, "reset")
-    assert ".grad before zero_grad() = None" in twin if t == 0 else "None" not in twin.splitlines()[0]
+    assert (
+        ".grad before zero_grad() = None" in twin if t == 0 else "None" not in twin.splitlines()[0]
+    )
     assert ".grad after = None" in twin
 
 
@@ -163,9 +192,14 @@ def test_effective_learning_rate_predicted_beside_measured(at):
     assert not at.exception
     line = next(m.value for m in at.markdown if m.value.startswith("First step at batch size"))
     ratio = lib.effective_lr_ratio("mse", "sse", 32)
-    assert f"the gradients differ by `lib.effective_lr_ratio` = **{explain.show(ratio, 6)}**" in line
+    assert (
+        f"the gradients differ by `lib.effective_lr_ratio` = **{explain.show(ratio, 6)}**" in line
+    )
     assert f"first-step formula: **{explain.show(ratio, 6)}**" in line
-    assert f"measured from one real step of both loops: **{explain.show(ratio, 6)}** :green[**✓**]" in line
+    assert (
+        f"measured from one real step of both loops: **{explain.show(ratio, 6)}** :green[**✓**]"
+        in line
+    )
 
 
 def test_sum_convention_changes_the_measured_numbers():
@@ -180,12 +214,18 @@ def test_sum_convention_changes_the_measured_numbers():
 
 @pytest.mark.parametrize(
     ("optimizer", "kwargs", "key"),
-    [("sgd", {"momentum": 0.9}, "first_step_momentum"), ("adam", {}, "first_step_adam"),
-     ("rmsprop", {}, "first_step_rmsprop"), ("adagrad", {}, "first_step_adagrad")],
-)  # fmt: skip
+    [
+        ("sgd", {"momentum": 0.9}, "first_step_momentum"),
+        ("adam", {}, "first_step_adam"),
+        ("rmsprop", {}, "first_step_rmsprop"),
+        ("adagrad", {}, "first_step_adagrad"),
+    ],
+)
 def test_the_chosen_optimizers_first_step_is_explained_and_checked(optimizer, kwargs, key):
     at = AppTest.from_file(PAGE, default_timeout=60)
-    at.query_params.update({"optimizer": optimizer, **{f"{optimizer}_{k}": str(v) for k, v in kwargs.items()}})
+    at.query_params.update(
+        {"optimizer": optimizer, **{f"{optimizer}_{k}": str(v) for k, v in kwargs.items()}}
+    )
     at.run()
     assert not at.exception
     text = "\n".join(m.value for m in at.markdown)
@@ -197,22 +237,32 @@ def test_the_chosen_optimizers_first_step_is_explained_and_checked(optimizer, kw
 
 
 def test_measured_lines_name_the_step_on_screen(at):
-    """The checks run on the step picked, and their captions say so (they said "step 0" for every step)."""
+    """The checks run on the step picked, and their captions say so (they said "step 0" for every
+    step)."""
     at.number_input(key="map_step").set_value(7).run()
     assert not at.exception
     captions = [c.value for c in at.caption if c.value.startswith("Measured (")]
     assert any("step 7 of this run" in c for c in captions)
     assert not any("step 0 of this run" in c for c in captions)
     first = [c for c in captions if "the first step of this run" in c]
-    assert all("step 7" not in c for c in first)  # first-step sentences are about step 0, and say "first step"
+    # first-step sentences are about step 0, and say "first step"
+    assert all("step 7" not in c for c in first)
 
 
 @pytest.mark.parametrize(
     ("params", "absent", "present"),
     [
-        ({"model": "mlp", "init": "normal"}, ["column of ones"], ["chain rule", "Linear → Tanh → Linear"]),
+        (
+            {"model": "mlp", "init": "normal"},
+            ["column of ones"],
+            ["chain rule", "Linear → Tanh → Linear"],
+        ),
         ({"bias": "false"}, ["a last column of ones"], ["no bias here"]),
-        ({"optimizer": "adam"}, ["With plain SGD the hand loop moves"], ["hardly the step", "lib.optim.Adam"]),
+        (
+            {"optimizer": "adam"},
+            ["With plain SGD the hand loop moves"],
+            ["hardly the step", "lib.optim.Adam"],
+        ),
     ],
 )
 def test_the_page_text_follows_the_configuration(params, absent, present):
@@ -251,7 +301,8 @@ def test_a_finite_blow_up_is_named_with_a_link_to_the_pitfall():
     assert any("Diverging: the loss grew ×10^" in w for w in warnings)
     link = next(m.value for m in at.markdown if "Pitfalls lab, tab 4" in m.value)
     assert "/pitfalls?pitfall=4+%C2%B7+lr+above+the+limit" in link
-    assert '"4 · lr above the limit"' in (ROOT / "pages" / "pitfalls.py").read_text()  # the tab the link opens
+    # the tab the link opens
+    assert '"4 · lr above the limit"' in (ROOT / "pages" / "pitfalls.py").read_text()
 
 
 def step_caption(at: AppTest) -> str:
@@ -285,8 +336,13 @@ def test_adams_step_counter_is_explained_beside_the_step_number():
     at.query_params.update({"optimizer": "adam", "map_step": "1"})
     at.run()
     assert not at.exception
-    caption = next(c.value for c in at.caption if c.value.startswith("The optimizer's state after step 1"))
-    assert "count the steps taken, from 1: after step 1 (this page counts from 0) they hold 2." in caption
+    caption = next(
+        c.value for c in at.caption if c.value.startswith("The optimizer's state after step 1")
+    )
+    assert (
+        "count the steps taken, from 1: after step 1 (this page counts from 0) they hold 2."
+        in caption
+    )
     assert "optimizer.t = 2" in "\n".join(c.value for c in at.code)
 
 

@@ -1,4 +1,5 @@
-"""AppTest of the Compare page (the default page of app.py): runs, charts, summary, bad input in words."""
+"""AppTest of the Compare page (the default page of app.py): runs, charts, summary, bad input in
+words."""
 
 import dataclasses
 import json
@@ -49,7 +50,12 @@ def test_opens_with_a_default_run_drawn(at):
     specs = charts(at)
     assert len(specs) == 4
     titles = " ".join(str(spec.get("title")) for spec in specs)
-    for name in ("Loss per step", "Weights per step", "Gradient norm per step", "|manual − torch| per step"):
+    for name in (
+        "Loss per step",
+        "Weights per step",
+        "Gradient norm per step",
+        "|manual − torch| per step",
+    ):
         assert name in titles
     assert metric(at, "Steps taken") == f"{int(at.number_input(key='iterations').value):,}"
     assert float(metric(at, "Largest |manual − torch|")) < 1e-10  # the loops agree
@@ -144,7 +150,8 @@ def test_log_scale_toggle_changes_the_loss_axis(at):
 
 
 def test_an_interrupted_run_shows_its_partial_result(at):
-    """A Stop click ends the script mid-run; the page keeps the partial Result the callback saved."""
+    """A Stop click ends the script mid-run; the page keeps the partial Result the callback
+    saved."""
     data = linear_data(3, 200, 0.1, 0)
     cfg = lib.Config(lr=0.05, iterations=500)
     partial = dataclasses.replace(lib.run(data, cfg.replace(iterations=37)), config=cfg)
@@ -160,7 +167,12 @@ def test_an_interrupted_run_shows_its_partial_result(at):
 def test_the_twin_table_is_the_code_that_runs(at):
     table = next(md.value for md in at.markdown if md.value.startswith("| step | torch |"))
     assert table == twin_lines_markdown()
-    for line in ("optimizer.zero_grad()", "outputs = net(inputs)", "loss.backward()", "optimizer.step()"):
+    for line in (
+        "optimizer.zero_grad()",
+        "outputs = net(inputs)",
+        "loss.backward()",
+        "optimizer.step()",
+    ):
         assert f"`{line}" in table or f" {line}" in table
 
 
@@ -184,7 +196,8 @@ def test_the_mlp_run_adds_every_tensors_norm_below_the_four_charts(at):
     specs = charts(at)
     assert len(specs) == 5
     assert "Parameter norms per step" in str(specs[4]["title"])
-    assert "Every parameter tensor" in str(specs[4]["title"])  # what it draws is checked in test_charts.py
+    # what it draws is checked in test_charts.py
+    assert "Every parameter tensor" in str(specs[4]["title"])
     # Back to the linear model: its weights chart shows every weight, so the fifth chart goes.
     at.selectbox(key="model").set_value("linear").run()
     press_run(at)
@@ -213,16 +226,19 @@ def test_a_link_to_a_long_run_waits_for_run_and_says_why():
     assert LAST_RUN not in at.session_state
     [info] = at.info
     assert re.fullmatch(
-        r"This run has not started: its 1,000,000 steps would take about \d+ min here \(both loops take about "
-        r"[\d,]+ steps per second, timed on its first [\d,]+ steps\), and the page starts a run by itself only "
-        r"when it takes under 5 s\. Its settings are filled in: press \*\*Run\*\* to start it\. A run stops at "
-        r"the 60 s cap, so it would end near step [\d,]+\.",
+        r"This run has not started: its 1,000,000 steps would take about \d+ min here \(both "
+        r"loops take about [\d,]+ steps per second, timed on its first [\d,]+ steps\), and the "
+        r"page starts a run by itself only when it takes under 5 s\. Its settings are filled in: "
+        r"press \*\*Run\*\* to start it\. A run stops at the 60 s cap, so it would end near step "
+        r"[\d,]+\.",
         info.value,
     ), info.value
     # Another setting changed before Run: still nothing starts by itself, and the sentence is there.
     at.number_input(key="lr").set_value(0.01).run()
     assert not at.metric and at.info[0].value.startswith("This run has not started")
-    at.number_input(key="iterations").set_value(300).run()  # short now: the page runs it, as on a first visit
+    at.number_input(key="iterations").set_value(
+        300
+    ).run()  # short now: the page runs it, as on a first visit
     assert metric(at, "Steps taken") == "300"
     assert not any("has not started" in i.value for i in at.info)
 
@@ -241,7 +257,8 @@ def test_a_long_run_waiting_for_run_starts_when_run_is_pressed():
     at.query_params["iterations"] = "1000000"
     at.run()
     assert not at.metric
-    # The estimate is kept with the settings it was timed for, so a rerun with the same ones does not time again.
+    # The estimate is kept with the settings it was timed for, so a rerun with the same ones does
+    # not time again.
     (_, cfg), (rate, timed) = at.session_state["compare_rate"]
     assert cfg.iterations == 1_000_000 and rate > 0 and 0 < timed <= 100
     at.number_input(key="iterations").set_value(2_000).run()
@@ -251,8 +268,9 @@ def test_a_long_run_waiting_for_run_starts_when_run_is_pressed():
 
 
 def test_a_run_ended_by_streamlits_own_stop_is_kept_as_stopped(at):
-    """Streamlit's Stop ends the script inside lib.run with no rerun; notice_a_stop reruns the page, which finds the
-    run still marked as running, as after the app's Stop (in a real browser: tests/test_browser.py)."""
+    """Streamlit's Stop ends the script inside lib.run with no rerun; notice_a_stop reruns the
+    page, which finds the run still marked as running, as after the app's Stop (in a real
+    browser: tests/test_browser.py)."""
     data = linear_data(3, 200, 0.1, 0)
     cfg = lib.Config(lr=0.05, iterations=500)
     partial = dataclasses.replace(lib.run(data, cfg.replace(iterations=123)), config=cfg)
@@ -270,14 +288,21 @@ def test_a_run_ended_by_streamlits_own_stop_is_kept_as_stopped(at):
     assert at.session_state["compare_running"] is False
 
 
-# ------------------------------------------------------------------ classifiers, final weights, epoch means, speed
+# --------------------------------------------------- classifiers, final weights, epoch means, speed
 
 
 def chart_layers(at: AppTest, title: str) -> list[tuple[dict, pd.DataFrame]]:
-    """Each layer of the chart whose title starts with `title`, with the rows Streamlit sent for it."""
-    [chart] = [c for c in at.get("vega_lite_chart") if json.loads(c.proto.spec)["title"]["text"].startswith(title)]
+    """Each layer of the chart whose title starts with `title`, with the rows Streamlit sent for
+    it."""
+    [chart] = [
+        c
+        for c in at.get("vega_lite_chart")
+        if json.loads(c.proto.spec)["title"]["text"].startswith(title)
+    ]
     frames = {d.name: convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets}
-    return [(layer, frames[layer["data"]["name"]]) for layer in json.loads(chart.proto.spec)["layer"]]
+    return [
+        (layer, frames[layer["data"]["name"]]) for layer in json.loads(chart.proto.spec)["layer"]
+    ]
 
 
 def chart_titles(at: AppTest) -> list[str]:
@@ -292,14 +317,21 @@ def every_text(at: AppTest) -> str:
 def show_run(data: lib.Dataset, result: lib.Result) -> AppTest:
     """The page with this run on show, as if it had just been run."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[LAST_RUN] = {"data": data, "result": result, "source": {"kind": "synthetic"}, "settings": None}
+    at.session_state[LAST_RUN] = {
+        "data": data,
+        "result": result,
+        "source": {"kind": "synthetic"},
+        "settings": None,
+    }
     return at.run()
 
 
 def two_class(n: int, m: int = 120, seed: int = 0) -> lib.Dataset:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(m, n))
-    return lib.Dataset(X, (X.sum(axis=1) + 0.5 * rng.normal(size=m) > 0).astype(float), name=f"two classes, n={n}")
+    return lib.Dataset(
+        X, (X.sum(axis=1) + 0.5 * rng.normal(size=m) > 0).astype(float), name=f"two classes, n={n}"
+    )
 
 
 @pytest.mark.parametrize("preset", ["blobs", "moons"])
@@ -313,18 +345,24 @@ def test_a_classifier_run_draws_accuracy_and_the_boundary_of_both_loops(preset):
     assert result.config.loss == "bce" and data.n == 2
     titles = chart_titles(at)
     assert titles[-2:] == ["Accuracy on the whole data", "Decision boundary of both loops"]
-    steps, manual, torch = lib.classify.accuracy(data, result, lib.charts.accuracy_points(data, result))
+    steps, manual, torch = lib.classify.accuracy(
+        data, result, lib.charts.accuracy_points(data, result)
+    )
     lines = {frame["loop"][0]: frame for layer, frame in chart_layers(at, "Accuracy")}
     for label, expected in (("manual (numpy)", manual), ("torch", torch)):
-        np.testing.assert_array_equal(lines[label]["step"], steps + 1)  # steps taken: accuracy after step t
+        # steps taken: accuracy after step t
+        np.testing.assert_array_equal(lines[label]["step"], steps + 1)
         np.testing.assert_array_equal(lines[label]["value"], expected)
     grid = lib.classify.boundary(data, result, result.steps - 1, lib.charts.BOUNDARY_GRID)
     shading, dots, *rules = chart_layers(at, "Decision boundary")
     np.testing.assert_array_equal(shading[1]["p"], grid.manual.ravel().astype(np.float32))
     assert len(dots[1]) == data.m and set(dots[1]["class"]) == {"class 0", "class 1"}
-    assert [frame["loop"][0] for _, frame in rules] == ["manual (numpy)", "torch"]  # both loops' p = 0.5
+    # both loops' p = 0.5
+    assert [frame["loop"][0] for _, frame in rules] == ["manual (numpy)", "torch"]
     gap = float(np.abs(grid.manual - grid.torch).max())
-    assert f"torch's matches it to within {gap:.1g} on this 60×60 grid." in str(charts(at)[-1]["title"])
+    assert f"torch's matches it to within {gap:.1g} on this 60×60 grid." in str(
+        charts(at)[-1]["title"]
+    )
 
 
 def test_a_regression_run_says_nothing_of_classes():
@@ -340,19 +378,25 @@ def test_a_classifier_on_three_features_has_accuracy_and_says_why_there_is_no_bo
     assert not at.exception
     assert "Accuracy on the whole data" in chart_titles(at)
     assert "Decision boundary of both loops" not in chart_titles(at)
-    assert "No decision-boundary picture: it is drawn over two features, and this data has 3." in every_text(at)
+    assert (
+        "No decision-boundary picture: it is drawn over two features, and this data has 3."
+        in every_text(at)
+    )
 
 
 def test_a_classifier_too_big_to_evaluate_says_so_in_words():
     data = two_class(2)
-    result = lib.run(data, lib.Config(model="mlp", loss="bce", hidden=40, init="normal", iterations=20))
+    result = lib.run(
+        data, lib.Config(model="mlp", loss="bce", hidden=40, init="normal", iterations=20)
+    )
     assert result.n_params == 161 and len(result.recorded) == 128
     at = show_run(data, result)
     assert not at.exception
     assert "Accuracy on the whole data" not in chart_titles(at)
     assert (
-        "Accuracy and the decision boundary are not drawn: this model has 161 weights, and a run keeps the history "
-        "of only 128 of them, so the loops' classifiers cannot be evaluated from it."
+        "Accuracy and the decision boundary are not drawn: this model has 161 weights, and a run "
+        "keeps the history of only 128 of them, so the loops' classifiers cannot be evaluated "
+        "from it."
     ) in [info.value for info in at.info]
 
 
@@ -364,7 +408,9 @@ def test_the_final_weights_table_holds_the_runs_numbers_and_least_squares():
     assert list(table["weight"]) == list(result.weight_names) == ["w_1", "w_2", "w_3", "bias"]
     np.testing.assert_array_equal(table["manual"], result.manual.weights[-1])
     np.testing.assert_array_equal(table["torch"], result.torch.weights[-1])
-    np.testing.assert_array_equal(table["|Δ|"], np.abs(result.manual.weights[-1] - result.torch.weights[-1]))
+    np.testing.assert_array_equal(
+        table["|Δ|"], np.abs(result.manual.weights[-1] - result.torch.weights[-1])
+    )
     np.testing.assert_array_equal(table["least squares"], lib.least_squares(data, bias=True))
     assert "**Final weights**, after all 500 steps." in every_text(at)
     # The toggle that hides the least-squares lines hides the column too.
@@ -386,14 +432,24 @@ def test_the_loss_chart_draws_each_epochs_mean_batch_loss_for_both_loops(at):
     result = at.session_state[LAST_RUN]["result"]
     length = -(-200 // 32)  # 7 batches an epoch, the last of 8 samples
     epochs = result.steps // length
-    means = {frame["loop"][0]: frame for _, frame in chart_layers(at, "Loss per step") if "epoch" in frame["loop"][0]}
+    means = {
+        frame["loop"][0]: frame
+        for _, frame in chart_layers(at, "Loss per step")
+        if "epoch" in frame["loop"][0]
+    }
     assert set(means) == {"manual: epoch mean", "torch: epoch mean"}
-    for label, history in (("manual: epoch mean", result.manual), ("torch: epoch mean", result.torch)):
+    for label, history in (
+        ("manual: epoch mean", result.manual),
+        ("torch: epoch mean", result.torch),
+    ):
         expected = [np.mean(history.loss[k * length : (k + 1) * length]) for k in range(epochs)]
         np.testing.assert_allclose(means[label]["value"], expected, rtol=1e-15)
         np.testing.assert_array_equal(means[label]["step"], length * np.arange(1, epochs + 1) - 1)
     title = str(charts(at)[0]["title"])
-    assert "the plain mean of each epoch's 7 batch losses" in title and "in 7 batches, the last of 8" in title
+    assert (
+        "the plain mean of each epoch's 7 batch losses" in title
+        and "in 7 batches, the last of 8" in title
+    )
     assert f"The unfinished last epoch ({result.steps % length} of 7 batches) is left out." in title
 
 
@@ -410,16 +466,23 @@ def test_a_full_batch_run_has_no_epoch_means():
 def test_the_speed_sentence_is_measured_when_asked_for_and_kept(at):
     assert "compare_speed" not in at.session_state  # nothing is timed until the learner asks
     [button] = [b for b in at.button if b.key == "compare_measure_speed"]
-    assert button.label == "Why is torch slower per step?"  # torch is slower in this run's own table
+    # torch is slower in this run's own table
+    assert button.label == "Why is torch slower per step?"
     at.button(key="compare_measure_speed").click().run()
     assert not at.exception
     key, sentence = at.session_state["compare_speed"]
     assert key[1] == at.session_state[LAST_RUN]["result"].config  # measured for the run on show
-    assert re.match(r"Torch took [\d.]+× numpy's time per step here \([\d.,]+ [µm]s against", sentence), sentence
+    assert re.match(
+        r"Torch took [\d.]+× numpy's time per step here \([\d.,]+ [µm]s against", sentence
+    ), sentence
     assert "batches of 32 rows, 4 weights" in sentence
     assert sentence in [c.value for c in at.caption]
-    at.number_input(key="lr").set_value(0.2).run()  # another rerun keeps the sentence, measured once
-    assert at.session_state["compare_speed"][1] is sentence and sentence in [c.value for c in at.caption]
+    at.number_input(key="lr").set_value(
+        0.2
+    ).run()  # another rerun keeps the sentence, measured once
+    assert at.session_state["compare_speed"][1] is sentence and sentence in [
+        c.value for c in at.caption
+    ]
 
 
 def test_the_intro_names_the_sidebar_not_a_side():
@@ -438,27 +501,31 @@ def test_the_time_limit_message_says_what_fits_and_blames_no_small_model(at):
     at.run()
     [warning] = at.warning
     assert warning.value == (
-        f"Hit the time limit after {capped.steps:,} of 100,000 steps; the steps taken are kept. About that many fit "
-        f"in the time allowed at this speed: to finish, ask for at most {capped.steps // unit * unit:,} iterations. "
-        "(The wall-time cap here is 60 s per run.)"
+        f"Hit the time limit after {capped.steps:,} of 100,000 steps; the steps taken are kept. "
+        "About that many fit in the time allowed at this speed: to finish, ask for at most "
+        f"{capped.steps // unit * unit:,} iterations. (The wall-time cap here is 60 s per run.)"
     )
     assert "model" not in warning.value
 
 
 def test_the_time_limit_message_names_a_big_models_size():
     data = two_class(2)
-    capped = lib.run(data, lib.Config(model="mlp", loss="bce", hidden=40, iterations=5_000), time_limit=0.0)
+    capped = lib.run(
+        data, lib.Config(model="mlp", loss="bce", hidden=40, iterations=5_000), time_limit=0.0
+    )
     assert capped.stopped == "time limit" and capped.n_params == 161
     unit = 10 ** max(0, len(str(capped.steps)) - 2)
     assert capped.message() == (
-        f"Hit the time limit after {capped.steps:,} of 5,000 steps; the steps taken are kept. About that many fit in "
-        f"the time allowed at this speed: to finish, ask for at most {capped.steps // unit * unit:,} iterations, "
-        "or use a smaller model than this one of 161 weights."
+        f"Hit the time limit after {capped.steps:,} of 5,000 steps; the steps taken are kept. "
+        "About that many fit in the time allowed at this speed: to finish, ask for at most "
+        f"{capped.steps // unit * unit:,} iterations, or use a smaller model than this one of "
+        "161 weights."
     )
 
 
-def test_a_finite_blow_up_is_a_warning_with_the_limit_and_the_relative_difference_beside_the_absolute():
-    """Issue 10, bug 5: lr = 1 grew the loss to 4e22 with no message, under an intro promising 1e-16."""
+def test_a_finite_blow_up_is_a_warning_with_the_limit_and_both_differences():
+    """Issue 10, bug 5: lr = 1 grew the loss to 4e22 with no message, under an intro promising
+    1e-16."""
     app = AppTest.from_file(APP, default_timeout=TIMEOUT)
     app.query_params.update({"lr": "1", "iterations": "500"})
     app.run()
@@ -488,4 +555,6 @@ def test_the_least_squares_toggle_is_greyed_out_where_there_is_none():
     app.run()
     assert not app.exception
     assert app.toggle(key="show_target").disabled
-    assert not AppTest.from_file(APP, default_timeout=TIMEOUT).run().toggle(key="show_target").disabled
+    assert (
+        not AppTest.from_file(APP, default_timeout=TIMEOUT).run().toggle(key="show_target").disabled
+    )

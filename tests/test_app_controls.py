@@ -1,4 +1,5 @@
-"""AppTest of the shared sidebar (pages/parts/): presets, optimizer settings, CSV upload, the URL."""
+"""AppTest of the shared sidebar (pages/parts/): presets, optimizer settings, CSV upload, the
+URL."""
 
 import logging
 import threading
@@ -70,26 +71,35 @@ def test_choosing_a_preset_puts_its_settings_in_the_widgets():
 def test_a_preset_is_applied_once_then_the_user_changes_win():
     at = app()
     at.selectbox(key="data").set_value("escape_velocity").run()
-    assert at.number_input(key="sgd_momentum").value == 0.98  # the preset's optimizer kwargs reach the widgets
+    # the preset's optimizer kwargs reach the widgets
+    assert at.number_input(key="sgd_momentum").value == 0.98
     at.number_input(key="lr").set_value(0.01).run()
     at.number_input(key="sgd_momentum").set_value(0.5).run()
-    assert at.number_input(key="lr").value == 0.01 and at.number_input(key="sgd_momentum").value == 0.5
+    assert (
+        at.number_input(key="lr").value == 0.01 and at.number_input(key="sgd_momentum").value == 0.5
+    )
     press_run(at)
     _, result = shown_run(at)
     assert result.config.lr == 0.01 and dict(result.config.optimizer_kwargs) == {"momentum": 0.5}
 
 
 def test_a_link_naming_a_preset_opens_its_suggested_settings():
-    """?data=classic alone: the classic loop's lr 1e-4 (not the default 0.05, which diverges on this data)."""
+    """?data=classic alone: the classic loop's lr 1e-4 (not the default 0.05, which diverges on
+    this data)."""
     at = app(data="classic")
     assert not at.warning and not at.error
     suggested = PRESETS["classic"].config(PRESETS["classic"].make())
     assert at.selectbox(key="data").value == "classic"
     assert at.number_input(key="lr").value == suggested.lr == 1e-4
-    assert at.number_input(key="iterations").value == 50_000 and at.number_input(key="batch_size").value == 50
+    assert (
+        at.number_input(key="iterations").value == 50_000
+        and at.number_input(key="batch_size").value == 50
+    )
     assert at.selectbox(key="loss").value == "half_mse" and at.checkbox(key="bias").value is False
-    assert any("The link names this preset, so its suggested settings are in the controls." in c.value
-               for c in at.caption)  # fmt: skip
+    assert any(
+        "The link names this preset, so its suggested settings are in the controls." in c.value
+        for c in at.caption
+    )
     press_run(at)
     data, result = shown_run(at)
     assert result.config == suggested and data.name == PRESETS["classic"].make().name
@@ -98,8 +108,11 @@ def test_a_link_naming_a_preset_opens_its_suggested_settings():
 def test_a_links_own_values_win_over_its_presets():
     at = app(data="escape_velocity", lr="0.01", sgd_momentum="0.5")
     assert not at.warning and not at.error
-    assert at.number_input(key="lr").value == 0.01 and at.number_input(key="sgd_momentum").value == 0.5
-    assert at.number_input(key="iterations").value == 3000  # the preset's, which the link does not set
+    assert (
+        at.number_input(key="lr").value == 0.01 and at.number_input(key="sgd_momentum").value == 0.5
+    )
+    # the preset's, which the link does not set
+    assert at.number_input(key="iterations").value == 3000
     [note] = [c.value for c in at.caption if "The link names this preset" in c.value]
     assert "but for lr, sgd_momentum, which the link sets itself" in note
 
@@ -107,7 +120,10 @@ def test_a_links_own_values_win_over_its_presets():
 def test_going_back_to_synthetic_data_restores_what_the_preset_had_set():
     at = app()
     at.selectbox(key="data").set_value("kepler").run()
-    assert at.number_input(key="batch_size").value == 9 and at.number_input(key="iterations").value == 1000
+    assert (
+        at.number_input(key="batch_size").value == 9
+        and at.number_input(key="iterations").value == 1000
+    )
     at.number_input(key="iterations").set_value(700).run()  # the learner's own change is kept
     at.selectbox(key="data").set_value("synthetic").run()
     assert not at.exception and not at.error
@@ -116,8 +132,9 @@ def test_going_back_to_synthetic_data_restores_what_the_preset_had_set():
     assert at.number_input(key="iterations").value == 700
     [note] = [c.value for c in at.caption if "preset had set" in c.value]
     assert note == (
-        "Back to the defaults for what the *Planets: Kepler's third law (real data)* preset had set: lr 0.05, "
-        "batch size 32. Kept as you changed them after choosing the preset: iterations 700."
+        "Back to the defaults for what the *Planets: Kepler's third law (real data)* preset had "
+        "set: lr 0.05, batch size 32. Kept as you changed them after choosing the preset: "
+        "iterations 700."
     )
     press_run(at)
     _, result = shown_run(at)
@@ -127,7 +144,10 @@ def test_going_back_to_synthetic_data_restores_what_the_preset_had_set():
     at.checkbox(key="bias").check().run()
     at.selectbox(key="data").set_value("csv").run()
     assert at.checkbox(key="bias").value is True and at.selectbox(key="loss").value == "mse"
-    assert at.number_input(key="iterations").value == 500 and at.number_input(key="batch_size").value == 32
+    assert (
+        at.number_input(key="iterations").value == 500
+        and at.number_input(key="batch_size").value == 32
+    )
     [note] = [c.value for c in at.caption if "preset had set" in c.value]
     assert "Kept as you changed them after choosing the preset: Learn a bias on." in note
 
@@ -137,7 +157,9 @@ def test_the_data_source_list_shows_words_and_the_url_keeps_the_keys():
     labels = at.selectbox(key="data").options
     assert labels[0].startswith("Synthetic") and labels[-1] == "Your own CSV file"
     assert "Preset: Sine with polynomial features (standardised)" in labels
-    assert not any(key in labels for key in ("synthetic", "csv", "linear", "sine_poly_standardized"))
+    assert not any(
+        key in labels for key in ("synthetic", "csv", "linear", "sine_poly_standardized")
+    )
     at.selectbox(key="data").set_value("sine_poly_standardized").run()
     assert at.query_params["data"] == "sine_poly_standardized"
     at.selectbox(key="data").set_value("synthetic").run()
@@ -145,17 +167,23 @@ def test_the_data_source_list_shows_words_and_the_url_keeps_the_keys():
 
 
 def test_choosing_presets_and_files_logs_no_warning(monkeypatch):
-    """Streamlit logs "created with a default value but also had its value set via the Session State API" when a
-    callback sets a widget drawn with a default; it does so once per process, hence the reset of its flag."""
+    """Streamlit logs "created with a default value but also had its value set via the Session
+    State API" when a callback sets a widget drawn with a default; it does so once per process,
+    hence the reset of its flag."""
     from streamlit.elements.lib import policies
 
     monkeypatch.setattr(policies, "_shown_default_value_warning", False)
     records = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append
-    # Only the script's own thread: AppTest's main thread warns that it runs without a server ("bare mode").
+    # Only the script's own thread: AppTest's main thread warns that it runs without a server ("bare
+    # mode").
     handler.addFilter(lambda record: record.threadName != threading.main_thread().name)
-    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("streaml")]
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("streaml")
+    ]
     for logger in loggers:
         monkeypatch.setattr(logger, "handlers", [*logger.handlers, handler])
     at = app(data="moons")
@@ -186,7 +214,11 @@ def test_the_widgets_of_each_optimizer_are_its_hand_written_arguments():
         expected = set()
         for arg in optimizer_defaults(name):
             expected |= {f"{name}_beta1", f"{name}_beta2"} if arg == "betas" else {f"{name}_{arg}"}
-        drawn = {w.key for w in [*at.number_input, *at.checkbox] if w.key and w.key.startswith(f"{name}_")}
+        drawn = {
+            w.key
+            for w in [*at.number_input, *at.checkbox]
+            if w.key and w.key.startswith(f"{name}_")
+        }
         assert drawn == expected, name
 
 
@@ -197,7 +229,9 @@ def test_momentum_reaches_the_config_and_changes_the_result():
     press_run(at)
     data, result = shown_run(at)
     assert dict(result.config.optimizer_kwargs) == {"momentum": 0.9}
-    expected = lib.run(data, lib.Config(lr=0.05, batch_size=32, iterations=500, optimizer_kwargs={"momentum": 0.9}))
+    expected = lib.run(
+        data, lib.Config(lr=0.05, batch_size=32, iterations=500, optimizer_kwargs={"momentum": 0.9})
+    )
     assert final_losses(at) == (f"{expected.manual.loss[-1]:.6g}", f"{expected.torch.loss[-1]:.6g}")
     assert final_losses(at) != before
     assert result.max_abs_diff < 1e-10
@@ -276,7 +310,9 @@ def test_csv_upload_trains_on_the_chosen_columns():
     assert at.multiselect(key="features").value == ["x1", "x2", "label"]
     at.multiselect(key="features").set_value(["x1", "x2"]).run()
     at.number_input(key="batch_size").set_value(6).run()
-    at.number_input(key="lr").set_value(0.005).run()  # unscaled inputs up to 6: a larger lr diverges
+    at.number_input(key="lr").set_value(
+        0.005
+    ).run()  # unscaled inputs up to 6: a larger lr diverges
     press_run(at)
     data, result = shown_run(at)
     np.testing.assert_array_equal(data.X, [[1, 2], [2, 1], [3, 5], [4, 4], [5, 0], [6, 2]])
@@ -290,15 +326,21 @@ THREE_FEATURES = b"x1,x2,x3,y\n1,0,1,2\n0,1,0,-1\n1,1,2,2\n2,1,0,1\n0,2,1,-1\n"
 
 
 def test_a_new_file_starts_the_column_choice_over_and_says_so():
-    """Issue 10, bug 4: the features of the first file stayed chosen, so x3 was silently left out."""
+    """Issue 10, bug 4: the features of the first file stayed chosen, so x3 was silently left
+    out."""
     at = upload(app(), TWO_FEATURES, "two.csv")
     assert at.multiselect(key="features").value == ["x1", "x2"]
-    assert not any("column choice starts over" in c.value for c in at.caption)  # the first file: nothing to undo
+    # the first file: nothing to undo
+    assert not any("column choice starts over" in c.value for c in at.caption)
     upload(at, THREE_FEATURES, "three.csv")
-    assert at.multiselect(key="features").value == ["x1", "x2", "x3"] and at.selectbox(key="target").value == "y"
+    assert (
+        at.multiselect(key="features").value == ["x1", "x2", "x3"]
+        and at.selectbox(key="target").value == "y"
+    )
     assert any(
-        c.value == "A new file, so the column choice starts over: the target is its last numeric column, y, and the "
-        "features are all the other numeric columns (x1, x2, x3)."
+        c.value
+        == "A new file, so the column choice starts over: the target is its last numeric column, "
+        "y, and the features are all the other numeric columns (x1, x2, x3)."
         for c in at.caption
     )
     press_run(at)
@@ -307,7 +349,10 @@ def test_a_new_file_starts_the_column_choice_over_and_says_so():
     # A file with other names: its own columns, not "no features chosen".
     upload(at, b"a,b,label\n1,2,0\n2,1,1\n3,5,0\n", "other.csv")
     assert not at.error
-    assert at.multiselect(key="features").value == ["a", "b"] and at.selectbox(key="target").value == "label"
+    assert (
+        at.multiselect(key="features").value == ["a", "b"]
+        and at.selectbox(key="target").value == "label"
+    )
     # A change of columns ends the note; the same file again (a page switch, say) keeps the choice.
     at.multiselect(key="features").set_value(["b"]).run()
     assert not any("column choice starts over" in c.value for c in at.caption)
@@ -332,7 +377,10 @@ def test_a_new_file_names_its_own_text_columns():
 def test_csv_messages_name_the_checkbox_and_infinite_values():
     at = upload(app(), b"x,y\n1,2\n,3\ninf,4\n5,6\n", "holes.csv")
     [error] = at.error
-    assert "leave those rows out with the checkbox Drop rows with missing values, or fill them in" in error.value
+    assert (
+        "leave those rows out with the checkbox Drop rows with missing values, or fill them in"
+        in error.value
+    )
     assert "drop_missing" not in error.value and "column 'x' holds infinite values" in error.value
     at.checkbox(key="drop_missing").check().run()
     [error] = at.error
@@ -360,7 +408,9 @@ def test_standardised_csv_is_embedded_in_the_script():
     press_run(at)
     data, _ = shown_run(at)
     np.testing.assert_allclose(data.X.mean(axis=0), 0, atol=1e-12)
-    assert any("written into the script, because it was standardised" in c.value for c in at.caption)
+    assert any(
+        "written into the script, because it was standardised" in c.value for c in at.caption
+    )
 
 
 @pytest.mark.parametrize(
@@ -416,14 +466,30 @@ def test_url_parameters_set_the_controls_and_the_run():
     assert not at.warning
     _, result = shown_run(at)  # the first run already uses the link's settings
     assert result.config.lr == 0.2 and result.config.batch_size == 16
-    assert result.config.optimizer == "adam" and dict(result.config.optimizer_kwargs) == {"betas": (0.8, 0.999)}
+    assert result.config.optimizer == "adam" and dict(result.config.optimizer_kwargs) == {
+        "betas": (0.8, 0.999)
+    }
 
 
 def test_a_link_with_every_kind_of_control_reopens_the_same_run():
-    """The URL itself is written by the browser (see test_browser.py); here a link's values drive the run."""
-    query = {"data": "moons", "model": "mlp", "loss": "bce", "hidden": "4", "activation": "relu", "lr": "0.3",
-             "batch_size": "50", "iterations": "40", "init": "normal", "seed": "3", "optimizer": "rmsprop",
-             "rmsprop_alpha": "0.9", "rmsprop_centered": "true", "zero_grad": "true"}  # fmt: skip
+    """The URL itself is written by the browser (see test_browser.py); here a link's values drive
+    the run."""
+    query = {
+        "data": "moons",
+        "model": "mlp",
+        "loss": "bce",
+        "hidden": "4",
+        "activation": "relu",
+        "lr": "0.3",
+        "batch_size": "50",
+        "iterations": "40",
+        "init": "normal",
+        "seed": "3",
+        "optimizer": "rmsprop",
+        "rmsprop_alpha": "0.9",
+        "rmsprop_centered": "true",
+        "zero_grad": "true",
+    }
     at = app(**query)
     assert not at.warning and not at.error
     data, result = shown_run(at)
@@ -477,14 +543,18 @@ def test_bad_url_values_fall_back_to_defaults_with_a_note(query, key):
 
 
 def test_url_notes_and_matching_in_isolation():
-    drawn = {"lr": (0.05, "a number from 1e-06 to 100"), "bias": (True, "true or false"), "feat": (["a", "b"], "")}
+    drawn = {
+        "lr": (0.05, "a number from 1e-06 to 100"),
+        "bias": (True, "true or false"),
+        "feat": (["a", "b"], ""),
+    }
     assert url_notes({"lr": ["0.050"], "bias": ["True"], "feat": ["b,a"]}, drawn) == []
     [note] = url_notes({"lr": ["x"]}, drawn)
     assert "`lr=x`" in note and "a number from 1e-06 to 100" in note and "`0.05`" in note
     assert _matches(["2"], 2) and not _matches(["2.5"], 2) and not _matches(["yes"], True)
 
 
-# ------------------------------------------------------------------ other pages reuse the controls and the run
+# ------------------------------------------------------- other pages reuse the controls and the run
 
 
 def test_the_controls_are_the_same_on_every_page():
@@ -501,12 +571,14 @@ def test_the_controls_are_the_same_on_every_page():
 def test_last_run_is_the_compare_pages_run():
     at = app()
     data, result = shown_run(at)
-    expected = lib.run(linear_data(3, 200, 0.1, 0), lib.Config(lr=0.05, batch_size=32, iterations=500))
+    expected = lib.run(
+        linear_data(3, 200, 0.1, 0), lib.Config(lr=0.05, batch_size=32, iterations=500)
+    )
     np.testing.assert_array_equal(result.manual.weights, expected.manual.weights)
     assert data.name == linear_data(3, 200, 0.1, 0).name
 
 
-# ------------------------------------------------------------------ downloads and caps on the Compare page
+# ----------------------------------------------------------- downloads and caps on the Compare page
 
 
 def test_the_three_downloads_are_offered_for_the_run_on_show():
@@ -540,7 +612,8 @@ def test_mlp_settings_are_greyed_out_for_the_other_models():
 
 
 @pytest.mark.parametrize(
-    ("model", "way_out"), [("logistic", "the linear model with a squared loss"), ("mlp", "a squared loss (mse)")]
+    ("model", "way_out"),
+    [("logistic", "the linear model with a squared loss"), ("mlp", "a squared loss (mse)")],
 )
 def test_bce_on_regression_targets_offers_a_way_out_this_model_has(model, way_out):
     """The logistic model trains with bce only: its error must not offer "a squared loss" for it."""

@@ -1,4 +1,5 @@
-"""AppTest of the Loss landscape page: its own example, the Compare run, the controls, bad states in words."""
+"""AppTest of the Loss landscape page: its own example, the Compare run, the controls, bad states
+in words."""
 
 import json
 from pathlib import Path
@@ -18,10 +19,12 @@ TIMEOUT = 60  # s: the first run imports torch on a shared machine
 
 
 def landscape(preset: tuple[lib.Dataset, lib.Result] | None = None) -> AppTest:
-    """The app opened straight on the landscape page (no Compare run yet), optionally with a run to map."""
+    """The app opened straight on the landscape page (no Compare run yet), optionally with a run
+    to map."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     if preset is not None:
-        at.session_state["landscape_default"] = preset  # the page's own example, replaced by the run under test
+        # the page's own example, replaced by the run under test
+        at.session_state["landscape_default"] = preset
     at.switch_page(PAGE).run()
     assert not at.exception
     return at
@@ -49,7 +52,8 @@ def text(at: AppTest) -> str:
 
 
 def paths(at: AppTest) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The hand loop's and torch's path layers: the hand line comes right after the map, torch's line later."""
+    """The hand loop's and torch's path layers: the hand line comes right after the map, torch's
+    line later."""
     drawn = layers(at)
     torch = next(f for f in drawn[2:] if "loop" in f and (f["loop"] == "torch").all())
     return drawn[1], torch
@@ -115,7 +119,8 @@ def test_a_compare_run_is_mapped_and_changing_weights_changes_the_chart():
     assert not np.allclose(before_line["b"], after_line["b"])
     assert not before_heat["b0"].equals(after_heat["b0"])
     np.testing.assert_allclose(before_line["a"], after_line["a"])  # the x weight did not change
-    # The other two weights are held at their final values: the text says so, and the two losses differ before the end.
+    # The other two weights are held at their final values: the text says so, and the two losses
+    # differ before the end.
     assert "held at their final values" in text(at)
     at.slider[0].set_value(10).run()
     shown = metrics(at)
@@ -159,7 +164,9 @@ def test_a_single_weight_is_explained():
 
 
 def test_a_diverged_run_opens_before_the_blow_up_and_explains_the_end():
-    data, result = run_of(lib.datasets.linear(m=50, n=2, seed=0), lr=5.0, batch_size=50, iterations=2000)
+    data, result = run_of(
+        lib.datasets.linear(m=50, n=2, seed=0), lr=5.0, batch_size=50, iterations=2000
+    )
     assert result.stopped == "diverged"
     at = landscape((data, result))
     assert at.radio[0].value == "step"  # held where the run was at the step shown

@@ -1,4 +1,5 @@
-"""A page's first run after a page switch uses the settings the sidebar shows (switched as the browser does)."""
+"""A page's first run after a page switch uses the settings the sidebar shows (switched as the
+browser does)."""
 
 from pathlib import Path
 
@@ -21,7 +22,8 @@ def app() -> AppTest:
 
 
 @pytest.mark.parametrize(
-    ("page", "kept"), [("pages/step_through.py", "step_config"), ("pages/code_map.py", "map_config")]
+    ("page", "kept"),
+    [("pages/step_through.py", "step_config"), ("pages/code_map.py", "map_config")],
 )
 def test_the_first_run_after_a_switch_uses_the_sidebars_settings(page, kept):
     at = app()
@@ -46,7 +48,8 @@ def test_the_step_through_caption_names_the_learning_rate_shown():
 
 def test_the_pitfalls_labs_own_settings_survive_a_round_trip():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.query_params["pitfall_iterations"] = "20"  # short runs; the setting itself is kept like the others
+    # short runs; the setting itself is kept like the others
+    at.query_params["pitfall_iterations"] = "20"
     at.run()
     switch_page(at, "pages/pitfalls.py")
     at.number_input(key="pitfall_lr").set_value(0.02).run()
@@ -55,6 +58,11 @@ def test_the_pitfalls_labs_own_settings_survive_a_round_trip():
     switch_page(at, "pages/pitfalls.py")
     assert not at.exception, at.exception
     data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
-    limit = pitfalls.stability_limit(data, lib.Config(lr=0.02, batch_size=50, iterations=20, loss="mse"))
+    limit = pitfalls.stability_limit(
+        data, lib.Config(lr=0.02, batch_size=50, iterations=20, loss="mse")
+    )
     said = [m.value for m in at.sidebar.markdown if m.value.startswith("**Stability limit")]
-    assert said == [f"**Stability limit: {limit:.4g}** · your learning rate is {0.02 / limit:.3g}× it (at or below)."]
+    assert said == [
+        f"**Stability limit: {limit:.4g}** · your learning rate is {0.02 / limit:.3g}× it (at or "
+        "below)."
+    ]

@@ -1,4 +1,5 @@
-"""AppTest of the Pitfalls lab page: it runs, and each switch reproduces its pitfall with the numbers lib gives."""
+"""AppTest of the Pitfalls lab page: it runs, and each switch reproduces its pitfall with the
+numbers lib gives."""
 
 import inspect
 import re
@@ -24,7 +25,8 @@ TOGGLES = {
 def page(iterations: int = 60) -> AppTest:
     """The page, run once with a short run so each test stays fast."""
     at = AppTest.from_file(PAGE, default_timeout=120).run()
-    at.sidebar.number_input[-2].set_value(iterations)  # iterations (the learning rate is the last input)
+    # iterations (the learning rate is the last input)
+    at.sidebar.number_input[-2].set_value(iterations)
     return at.run()
 
 
@@ -79,9 +81,13 @@ def test_forgotten_zero_grad_switch_shows_agreeing_loops_and_a_larger_gradient()
 def test_running_loss_switch_shows_the_real_error_and_the_code_that_ran():
     at = switched("running_loss")
     # st.code drops the final newline; everything else is the source of the function that ran.
-    assert any(c.value == inspect.getsource(pitfalls.running_loss_loop).rstrip("\n") for c in at.code)
+    assert any(
+        c.value == inspect.getsource(pitfalls.running_loss_loop).rstrip("\n") for c in at.code
+    )
     [error] = at.error
-    assert error.value.startswith("RuntimeError: Trying to backward through the graph a second time")
+    assert error.value.startswith(
+        "RuntimeError: Trying to backward through the graph a second time"
+    )
     nodes = int(re.search(r"holds \*\*([\d,]+) autograd nodes", text(at)).group(1).replace(",", ""))
     assert nodes > 100  # 100 steps, several nodes each
     assert "retain_graph=True" in text(at)
@@ -108,8 +114,12 @@ def test_mixed_conventions_sse_against_mse_is_the_batch_size():
 def test_crossing_the_stability_limit_grows_the_loss_and_staying_below_shrinks_it():
     at = switched("limit")
     sentence = next(md.value for md in at.markdown if md.value.startswith("Mistaken run"))
-    above_start, above_end = map(float, re.search(r"went from (\S+) to (\S+) in", sentence).groups())
-    below_start, below_end = map(float, re.search(r"correct run: from (\S+) to (\S+) in", sentence).groups())
+    above_start, above_end = map(
+        float, re.search(r"went from (\S+) to (\S+) in", sentence).groups()
+    )
+    below_start, below_end = map(
+        float, re.search(r"correct run: from (\S+) to (\S+) in", sentence).groups()
+    )
     assert above_end > 1e3 * above_start
     assert below_end < below_start
 
@@ -151,7 +161,12 @@ def linked(**query) -> AppTest:
 
 
 def test_a_teachers_link_opens_a_tab_with_its_switch_on_and_the_same_settings():
-    at = linked(pitfall="4 · lr above the limit", pitfall_limit="true", pitfall_factor="1.5", pitfall_iterations="80")
+    at = linked(
+        pitfall="4 · lr above the limit",
+        pitfall_limit="true",
+        pitfall_factor="1.5",
+        pitfall_iterations="80",
+    )
     assert at.session_state["pitfall"] == "4 · lr above the limit"
     assert at.toggle(key="pitfall_limit").value is True
     assert at.slider(key="pitfall_factor").value == 1.5
@@ -171,10 +186,22 @@ def test_a_teachers_link_opens_a_tab_with_its_switch_on_and_the_same_settings():
         ({"pitfall_lr": "-3"}, "pitfall_lr must be a number from 1e-06 to 1000"),
         ({"pitfall_loss": "huber"}, "pitfall_loss must be one of mse, half_mse, sse"),
         ({"pitfall_zero_grad": "maybe"}, "pitfall_zero_grad must be true or false"),
-        ({"pitfall_factor": "9", "pitfall_limit": "true"}, "pitfall_factor must be a number from 1.01 to 2"),
-        ({"pitfall_steps": "inf", "pitfall_running_loss": "true"}, "pitfall_steps must be a number from 10 to 500"),
-        ({"pitfall_steps": "abc", "pitfall_running_loss": "true"}, "pitfall_steps must be a number from 10 to 500"),
-        ({"pitfall": "6 · a tab that is not there"}, "pitfall must be the name of one of the five tabs"),
+        (
+            {"pitfall_factor": "9", "pitfall_limit": "true"},
+            "pitfall_factor must be a number from 1.01 to 2",
+        ),
+        (
+            {"pitfall_steps": "inf", "pitfall_running_loss": "true"},
+            "pitfall_steps must be a number from 10 to 500",
+        ),
+        (
+            {"pitfall_steps": "abc", "pitfall_running_loss": "true"},
+            "pitfall_steps must be a number from 10 to 500",
+        ),
+        (
+            {"pitfall": "6 · a tab that is not there"},
+            "pitfall must be the name of one of the five tabs",
+        ),
         ({"pitfall_colour": "red"}, "is not a setting that applies here"),
     ],
 )
@@ -188,13 +215,15 @@ def test_link_parameters_of_other_pages_are_left_alone():
     assert not at.warning
 
 
-# Issue 9: each sentence of the lab exact for the configuration on screen, measured where it has a number.
+# Issue 9: each sentence of the lab exact for the configuration on screen, measured where it has a
+# number.
 
 DEFAULT_DATA = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
 
 
 def set_and_run(at: AppTest, **values) -> AppTest:
-    """Set widgets by key (toggles, sliders, inputs, selects), run, and assert the page raised nothing."""
+    """Set widgets by key (toggles, sliders, inputs, selects), run, and assert the page raised
+    nothing."""
     for key, value in values.items():
         widget = find(at, key)
         if widget is None:  # drawn only once a switch set before it is on: run, then set it
@@ -222,7 +251,9 @@ def test_running_loss_error_is_placed_at_the_last_steps_node():
     sentence = markdown_with(at, "torch's own error")
     assert "step 30's `MseLossBackward0`** (the last step's)" in sentence
     assert "step 1's" not in sentence
-    failed = pitfalls.second_backward(DEFAULT_DATA, lib.Config(batch_size=32, iterations=60), steps=30)
+    failed = pitfalls.second_backward(
+        DEFAULT_DATA, lib.Config(batch_size=32, iterations=60), steps=30
+    )
     assert failed.failed_step == 30
 
 
@@ -242,14 +273,21 @@ def test_every_factor_of_the_slider_runs_and_prints_the_measured_error_factors(f
     at = set_and_run(page(), pitfall_limit=True, pitfall_factor=factor)
     limit = pitfalls.stability_limit(DEFAULT_DATA, lib.Config(batch_size=200))
     shown = metrics(at)
-    assert float(shown[f"correct: learning rate, the limit ÷ {factor:g} ({1 / factor:.3g}×)"]) == pytest.approx(
-        limit / factor, rel=1e-3
-    )
+    assert float(
+        shown[f"correct: learning rate, the limit ÷ {factor:g} ({1 / factor:.3g}×)"]
+    ) == pytest.approx(limit / factor, rel=1e-3)
     sentence = markdown_with(at, "Mistaken run")
-    above, below = map(float, re.search(r"\|1 − lr·λ_max\|: (\S+) at .* ([\d.e+-]+) at the limit ÷", sentence).groups())
+    above, below = map(
+        float,
+        re.search(r"\|1 − lr·λ_max\|: (\S+) at .* ([\d.e+-]+) at the limit ÷", sentence).groups(),
+    )
     cfg = lib.Config(batch_size=200)
-    assert above == pytest.approx(pitfalls.top_error_factor(DEFAULT_DATA, cfg, factor * limit), rel=1e-2)
-    assert below == pytest.approx(pitfalls.top_error_factor(DEFAULT_DATA, cfg, limit / factor), abs=1e-3)
+    assert above == pytest.approx(
+        pitfalls.top_error_factor(DEFAULT_DATA, cfg, factor * limit), rel=1e-2
+    )
+    assert below == pytest.approx(
+        pitfalls.top_error_factor(DEFAULT_DATA, cfg, limit / factor), abs=1e-3
+    )
     assert above > 1 > below >= 0
 
 
@@ -283,7 +321,8 @@ def test_standardising_sentence_gives_both_limits_from_the_data():
 
 
 @pytest.mark.parametrize(
-    ("loss", "words"), [("mse", "divide each micro-batch's loss by k"), ("sse", "nothing to divide")]
+    ("loss", "words"),
+    [("mse", "divide each micro-batch's loss by k"), ("sse", "nothing to divide")],
 )
 def test_gradient_accumulation_steps_every_k_micro_batches(loss, words):
     at = set_and_run(page(), pitfall_zero_grad=True, pitfall_loss=loss)
@@ -299,8 +338,9 @@ def test_float_texts_say_what_was_measured():
     sentence = markdown_with(at, "compared in float64")
     assert "proves the code is the same" not in sentence
     assert (
-        f"differ by at most {float(metrics(at)['largest |manual − torch| over the run, both float64']):.1e} on this run"
-        in sentence
+        "differ by at most "
+        f"{float(metrics(at)['largest |manual − torch| over the run, both float64']):.1e} on "
+        "this run" in sentence
     )
 
 
@@ -326,10 +366,15 @@ ENDS = {
 @pytest.mark.parametrize(("key", "value"), [(k, v) for k, ends in ENDS.items() for v in ends])
 def test_every_control_at_both_ends_with_every_switch_on(key, value):
     at = AppTest.from_file(PAGE, default_timeout=300).run()
-    settings = {"pitfall_iterations": 20, **{toggle: True for toggle in TOGGLES.values()}, key: value}
+    settings = {
+        "pitfall_iterations": 20,
+        **{toggle: True for toggle in TOGGLES.values()},
+        key: value,
+    }
     at = set_and_run(at, **settings)
     assert len(at.metric) >= 10  # every tab drew its numbers
-    assert at.error[0].value.startswith("RuntimeError: Trying to backward")  # the one error is tab 2's, on purpose
+    # the one error is tab 2's, on purpose
+    assert at.error[0].value.startswith("RuntimeError: Trying to backward")
 
 
 def test_forgotten_zero_grad_sentence_gives_the_measured_medians():
@@ -337,6 +382,12 @@ def test_forgotten_zero_grad_sentence_gives_the_measured_medians():
     cfg = lib.Config(batch_size=32, iterations=60)
     wrong, right = lib.run(DEFAULT_DATA, cfg.replace(zero_grad=False)), lib.run(DEFAULT_DATA, cfg)
     sentence = markdown_with(at, "**What it does.**")
-    wrong_median, right_median = (np.median(r.manual.grad_norm[r.steps // 2 :]) for r in (wrong, right))
-    assert f"is **{wrong_median:.3g}** without the reset against **{right_median:.3g}** with it" in sentence
-    assert "swing around the minimum" not in sentence  # the old text claimed it without measuring it
+    wrong_median, right_median = (
+        np.median(r.manual.grad_norm[r.steps // 2 :]) for r in (wrong, right)
+    )
+    assert (
+        f"is **{wrong_median:.3g}** without the reset against **{right_median:.3g}** with it"
+        in sentence
+    )
+    # the old text claimed it without measuring it
+    assert "swing around the minimum" not in sentence

@@ -1,4 +1,5 @@
-"""AppTest of the Step-through page: the buttons move both loops, and every number shown is lib.run's."""
+"""AppTest of the Step-through page: the buttons move both loops, and every number shown is
+lib.run's."""
 
 import re
 import textwrap
@@ -45,7 +46,9 @@ def shown_step(at: AppTest) -> int:
 def assert_step_matches_run(at: AppTest, result: lib.Result) -> None:
     t = shown_step(at)
     batch, weights = at.dataframe[0].value, at.dataframe[1].value
-    rows = np.arange(DATA.m)[next(b for i, b in enumerate(lib.batch_indices(DATA.m, CFG.batch_size, 0)) if i == t)]
+    rows = np.arange(DATA.m)[
+        next(b for i, b in enumerate(lib.batch_indices(DATA.m, CFG.batch_size, 0)) if i == t)
+    ]
     np.testing.assert_array_equal(batch["sample (row)"], rows)
     np.testing.assert_array_equal(batch[["x1", "x2", "x3"]], DATA.X[rows])
     np.testing.assert_array_equal(batch["target"], DATA.y[rows])
@@ -53,9 +56,15 @@ def assert_step_matches_run(at: AppTest, result: lib.Result) -> None:
         history = getattr(result, loop)
         np.testing.assert_array_equal(weights[f"before ({loop})"], history.weights[t])
         np.testing.assert_array_equal(weights[f"after ({loop})"], history.weights[t + 1])
-        np.testing.assert_array_equal(weights[f"update ({loop})"], history.weights[t + 1] - history.weights[t])
-        assert np.linalg.norm(weights[f"gradient ({loop})"]) == pytest.approx(history.grad_norm[t], rel=1e-14)
-        assert float(at.metric[0 if loop == "manual" else 1].value) == pytest.approx(history.loss[t], rel=1e-5)
+        np.testing.assert_array_equal(
+            weights[f"update ({loop})"], history.weights[t + 1] - history.weights[t]
+        )
+        assert np.linalg.norm(weights[f"gradient ({loop})"]) == pytest.approx(
+            history.grad_norm[t], rel=1e-14
+        )
+        assert float(at.metric[0 if loop == "manual" else 1].value) == pytest.approx(
+            history.loss[t], rel=1e-5
+        )
     assert list(weights.index) == ["w_1", "w_2", "w_3", "bias"]
     assert (weights["|Δ after|"] <= 1e-12).all()
 
@@ -205,8 +214,11 @@ def test_the_batch_columns_are_named_for_the_loss_term_and_add_up_to_the_loss_sh
     click(at, "step_start")
     batch = at.dataframe[0].value
     term = batch["½·(target − prediction)² (manual)"]
-    np.testing.assert_allclose(term, (batch["target"] - batch["prediction (manual)"]) ** 2 / 2, rtol=1e-12)
-    assert f"{term.mean():.6g}" == at.metric[0].value  # its mean is the loss beside it, not twice it
+    np.testing.assert_allclose(
+        term, (batch["target"] - batch["prediction (manual)"]) ** 2 / 2, rtol=1e-12
+    )
+    # its mean is the loss beside it, not twice it
+    assert f"{term.mean():.6g}" == at.metric[0].value
     text = captions(at)
     assert "½·(target − prediction)²: the half_mse loss (½ × MSELoss()) is their mean" in text
     assert f"Here the mean of the column is {term.mean():.6g} (manual)" in text
@@ -224,7 +236,8 @@ def test_a_classifier_shows_its_logit_and_probability_and_the_bce_term():
     at.selectbox(key="data").set_value("blobs").run()
     click(at, "step_start")
     batch = at.dataframe[0].value
-    assert "prediction (manual)" not in batch  # the logistic model's output is a logit, not a probability
+    # the logistic model's output is a logit, not a probability
+    assert "prediction (manual)" not in batch
     logit, p = batch["logit (manual)"], batch["p = sigmoid(logit) (manual)"]
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-logit)), rtol=1e-12)
     term = batch["−[target·log p + (1 − target)·log(1 − p)] (manual)"]
@@ -244,7 +257,8 @@ def test_without_zero_grad_the_page_says_the_gradient_is_a_sum_over_steps():
     text = captions(at)
     assert "this step's gradient only" not in text
     assert "it holds the sum of the gradients of every step so far" in text
-    # ... which is what the numbers say: step 1's gradient is step 0's plus step 1's own batch gradient.
+    # ... which is what the numbers say: step 1's gradient is step 0's plus step 1's own batch
+    # gradient.
     stepper = lib.trace.Stepper(DATA, CFG.replace(iterations=2))
     fresh = [stepper.next() for _ in range(2)]
     shown = at.dataframe[1].value["gradient (torch)"].to_numpy()
@@ -269,7 +283,9 @@ def test_plain_sgds_update_formula_is_the_one_the_numbers_follow():
 
 def test_eps_zero_divergence_names_the_zero_over_zero():
     at = page()
-    at.selectbox(key="model").set_value("mlp").run()  # all-zero weights: every gradient but b2's is 0
+    at.selectbox(key="model").set_value(
+        "mlp"
+    ).run()  # all-zero weights: every gradient but b2's is 0
     at.selectbox(key="optimizer").set_value("adam").run()
     at.number_input(key="adam_eps").set_value(0.0).run()
     click(at, "step_start")
@@ -278,7 +294,10 @@ def test_eps_zero_divergence_names_the_zero_over_zero():
     weights = at.dataframe[1].value
     nan = int((weights["gradient (manual)"] == 0).sum())
     assert nan == 8 * 3 + 8 + 8 and weights["after (manual)"].isna().sum() == nan  # W1, b1, W2: 0/0
-    assert f"{nan:,} weights whose gradient at this step was exactly 0 came out of the update as NaN" in warning
+    assert (
+        f"{nan:,} weights whose gradient at this step was exactly 0 came out of the update as NaN"
+        in warning
+    )
     assert "learning rate smaller" not in warning  # no lr helps 0/0
 
 
@@ -288,17 +307,22 @@ def test_an_lr_divergence_does_not_blame_eps():
     at.number_input(key="step_target").set_value(499)
     click(at, "step_run_to")
     warning = at.warning[0].value
-    assert "A learning rate smaller than 100 may keep the run finite." in warning and "eps =" not in warning
+    assert (
+        "A learning rate smaller than 100 may keep the run finite." in warning
+        and "eps =" not in warning
+    )
     # The title no longer promises steps up to 499.
-    assert at.subheader[0].value.endswith(f"this run diverged at step {shown_step(at)}, its last step")
+    assert at.subheader[0].value.endswith(
+        f"this run diverged at step {shown_step(at)}, its last step"
+    )
 
 
 # ---------------------------------------------------------------- play, and the line that just ran
 #
-# AppTest runs the play fragment only inside a whole script run, never on its timer: each at.run() is one
-# beat here. The page moves at most once per half beat (a click inside the fragment also runs it), so a
-# test that wants a move marks the last move as long ago. tests/test_browser_step_through.py checks the
-# timer itself in a real browser.
+# AppTest runs the play fragment only inside a whole script run, never on its timer: each at.run()
+# is one beat here. The page moves at most once per half beat (a click inside the fragment also runs
+# it), so a test that wants a move marks the last move as long ago.
+# tests/test_browser_step_through.py checks the timer itself in a real browser.
 
 
 def beat(at: AppTest) -> AppTest:
@@ -329,10 +353,13 @@ def test_play_moves_one_step_per_beat_and_stops_by_itself_at_the_end(result):
     for expected in (1, 2, 3):
         beat(at)
         assert shown_step(at) == expected
-        assert_step_matches_run(at, result)  # the first steps of the 4-step run are the 500-step run's
+        # the first steps of the 4-step run are the 500-step run's
+        assert_step_matches_run(at, result)
     assert not playing(at)
     assert (
-        at.info[0].value == "Play stopped by itself at step 3, the run's last step (4 iterations, counted from step 0)."
+        at.info[0].value
+        == "Play stopped by itself at step 3, the run's last step (4 iterations, counted from "
+        "step 0)."
     )
     assert at.button(key="step_play").disabled and at.button(key="step_next").disabled
     beat(at)
@@ -386,7 +413,9 @@ def test_play_stops_by_itself_where_the_run_diverges():
         beat(at)
     diverged = lib.run(DATA, CFG.replace(lr=100.0)).diverged_at
     assert not playing(at) and shown_step(at) == diverged
-    assert f"Play stopped by itself at step {diverged}: the loops diverged there" in at.info[0].value
+    assert (
+        f"Play stopped by itself at step {diverged}: the loops diverged there" in at.info[0].value
+    )
     assert f"diverged at step {diverged}" in at.warning[0].value
     assert at.button(key="step_play").disabled and at.button(key="step_line").disabled
 
@@ -398,8 +427,9 @@ def test_play_at_the_page_limit_says_where_it_stopped():
     click(at, "step_play")
     assert shown_step(at) == MAX_ITERATIONS - 1 and not playing(at)
     assert at.info[0].value == (
-        f"Play stopped by itself at step {MAX_ITERATIONS - 1}, the last of the first {MAX_ITERATIONS:,} steps "
-        f"this page steps through (of {MAX_ITERATIONS + 5:,} iterations)."
+        f"Play stopped by itself at step {MAX_ITERATIONS - 1}, the last of the first "
+        f"{MAX_ITERATIONS:,} steps this page steps through (of {MAX_ITERATIONS + 5:,} "
+        "iterations)."
     )
 
 
@@ -434,7 +464,11 @@ def test_leaving_the_page_pauses_play():
 
 def code_of(func, phase: str) -> str:
     """A phase's source without its comment lines: what the page's table shows for it."""
-    kept = [line for line in explain.phase_source(func)[phase].splitlines() if not line.strip().startswith("#")]
+    kept = [
+        line
+        for line in explain.phase_source(func)[phase].splitlines()
+        if not line.strip().startswith("#")
+    ]
     return textwrap.dedent("\n".join(kept))
 
 
@@ -442,10 +476,17 @@ def watch_text(pairs) -> str:
     return "\n".join(f"{name} = {explain.show(value)}" for name, value in pairs)
 
 
-def assert_line_shown(at: AppTest, t: int, k: int, cfg: lib.Config = CFG, data: lib.Dataset = DATA) -> None:
-    """Step t's line k (0-4) is highlighted, the table holds the loops' source, the values are row_values'."""
+def assert_line_shown(
+    at: AppTest, t: int, k: int, cfg: lib.Config = CFG, data: lib.Dataset = DATA
+) -> None:
+    """Step t's line k (0-4) is highlighted, the table holds the loops' source, the values are
+    row_values'."""
     assert shown_step(at) == t
-    labels = [m.value for m in at.main.markdown if re.match(r"(:orange-background\[\*\*▶ |✓ |· )\d\. ", m.value)]
+    labels = [
+        m.value
+        for m in at.main.markdown
+        if re.match(r"(:orange-background\[\*\*▶ |✓ |· )\d\. ", m.value)
+    ]
     assert len(labels) == 5
     row = explain.ROWS[k]
     assert labels[k] == f":orange-background[**▶ {row.title}**]"
@@ -457,7 +498,9 @@ def assert_line_shown(at: AppTest, t: int, k: int, cfg: lib.Config = CFG, data: 
     hand_fn, torch_fn = stepper.functions
     code = [c.value for c in at.main.code]
     for j, r in enumerate(explain.ROWS):
-        assert code[2 * j] == code_of(hand_fn, r.phase) and code[2 * j + 1] == code_of(torch_fn, r.phase)
+        assert code[2 * j] == code_of(hand_fn, r.phase) and code[2 * j + 1] == code_of(
+            torch_fn, r.phase
+        )
     hand, twin = explain.row_values(step, row.key)
     assert code[10] == watch_text(hand) and code[11] == watch_text(twin)
     assert any(m.value == f"##### What {row.title} computed in step {t}" for m in at.main.markdown)
@@ -500,7 +543,10 @@ def test_play_a_line_at_a_time_stops_after_the_last_steps_update():
         assert playing(at)
         beat(at)
         assert_line_shown(at, t, k, CFG.replace(iterations=2))
-    assert not playing(at) and "Play stopped by itself at step 1, the run's last step" in at.info[0].value
+    assert (
+        not playing(at)
+        and "Play stopped by itself at step 1, the run's last step" in at.info[0].value
+    )
 
 
 def test_the_mlp_shows_its_own_loop_and_without_zero_grad_says_nothing_is_reset():
@@ -514,7 +560,10 @@ def test_the_mlp_shows_its_own_loop_and_without_zero_grad_says_nothing_is_reset(
     assert_line_shown(at, 1, 0, cfg)
     assert lib.trace.Stepper(DATA, cfg).functions[0] is lib.manual_mlp_loop
     assert "delta1 = np.outer(delta, W2)" in at.main.code[6].value  # the hand MLP's backward pass
-    assert "zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset" in captions(at)
+    assert (
+        "zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset"
+        in captions(at)
+    )
 
 
 def test_at_the_last_step_there_is_nothing_to_play_until_reset():

@@ -1,9 +1,11 @@
-"""Every control on every page at both ends of its range, and a diverged run on every page that can diverge.
+"""Every control on every page at both ends of its range, and a diverged run on every page that
+can diverge.
 
-The walk (tests/app_walk.py) finds the controls on the page itself: a control added tomorrow is walked
-tomorrow, and a widget type the walk cannot set fails it. Every run must give a page without an exception and
-without a Python error in its words. Known bugs are listed in KNOWN with the case that shows them: the walk
-skips those cases and test_known_bug expects each to still fail (strict), so a fix is noticed.
+The walk (tests/app_walk.py) finds the controls on the page itself: a control added tomorrow is
+walked tomorrow, and a widget type the walk cannot set fails it. Every run must give a page without
+an exception and without a Python error in its words. Known bugs are listed in KNOWN with the case
+that shows them: the walk skips those cases and test_known_bug expects each to still fail (strict),
+so a fix is noticed.
 """
 
 import ast
@@ -14,7 +16,8 @@ import pytest
 from app_walk import SHOW_ERRORS, Case, Page, Walker, case_values, stage, widgets
 from streamlit.testing.v1 import AppTest
 
-SHORT = 20  # iterations for the walk's runs; the iteration controls themselves are still walked to their ends
+# iterations for the walk's runs; the iteration controls themselves are still walked to their ends
+SHORT = 20
 SIDEBAR = {"query": {"iterations": str(SHORT)}, "short": {"iterations": float(SHORT)}}
 PAGES = {
     "compare": Page("compare", "pages/compare.py", action="run", **SIDEBAR),
@@ -27,9 +30,12 @@ PAGES = {
         short={"pitfall_iterations": float(SHORT)},
         switches_on=True,
         # Tab 2 raises torch's own error on purpose and shows it.
-        allowed_errors=(re.compile(r"^RuntimeError: Trying to backward through the graph a second time"),),
+        allowed_errors=(
+            re.compile(r"^RuntimeError: Trying to backward through the graph a second time"),
+        ),
     ),
-    # The coarsest grid while walking: every map is cheaper; the grid control itself is still walked to both ends.
+    # The coarsest grid while walking: every map is cheaper; the grid control itself is still walked
+    # to both ends.
     "landscape": Page("landscape", "pages/landscape.py", start={"landscape_size": "20"}),
 }
 # The landscape page maps the Compare page's last run: walk its controls on each kind of run.
@@ -40,7 +46,8 @@ LANDSCAPE_RUNS = {
     "an mlp too big to map": {"iterations": SHORT, "model": "mlp", "hidden": "max"},
     "a diverged run": {"loss": "sse", "lr": "max", "iterations": 1000},
 }
-# where (as Walker.where writes it) -> the bug, in words. Empty: the walk found nothing it could not fix.
+# where (as Walker.where writes it) -> the bug, in words. Empty: the walk found nothing it could not
+# fix.
 KNOWN: dict[str, str] = {}
 
 
@@ -61,9 +68,13 @@ def walk(page: Page, context: dict | None = None) -> Walker:
 
 def assert_walked(walker: Walker, least: int = 2) -> None:
     r = walker.report
-    assert not r.failures, f"{len(r.failures)} of {len(r.cases)} cases failed:\n" + "\n".join(r.failures)
+    assert not r.failures, f"{len(r.failures)} of {len(r.cases)} cases failed:\n" + "\n".join(
+        r.failures
+    )
     assert len(r.cases) >= least, "the walk found nothing to set on this page"
-    mine = {w for w in KNOWN if parse_where(w)[0] is walker.page and parse_where(w)[1] == walker.context}
+    mine = {
+        w for w in KNOWN if parse_where(w)[0] is walker.page and parse_where(w)[1] == walker.context
+    }
     stale = mine - r.expected
     assert not stale, f"known bugs the walk no longer meets (remove them from KNOWN): {stale}"
 
@@ -73,7 +84,9 @@ def test_every_control_at_both_ends(name):
     walker = walk(PAGES[name])
     assert_walked(walker)
     walked = {c.split(" | ")[-1].split("=")[0] for c in walker.report.cases}
-    if name != "pitfalls":  # the shared sidebar: its optimizer settings are walked for every optimizer
+    if (
+        name != "pitfalls"
+    ):  # the shared sidebar: its optimizer settings are walked for every optimizer
         for optimizer in ("sgd", "adam", "adamw", "rmsprop", "adagrad"):
             assert any(w.startswith(optimizer + "_") for w in walked), optimizer
         assert {"hidden", "activation", "init_values"} <= walked
@@ -90,11 +103,12 @@ def test_every_landscape_control_at_both_ends(run):
         assert_walked(walker)
 
 
-# ------------------------------------------------------------------ a diverged run on every page that can diverge
+# ---------------------------------------------------- a diverged run on every page that can diverge
 
 
 def opened(page: Page, **settings) -> tuple[AppTest, Walker]:
-    """The page opened as the walk opens it, then its controls set (values, or "min"/"max": the control's own end)."""
+    """The page opened as the walk opens it, then its controls set (values, or "min"/"max": the
+    control's own end)."""
     walker = Walker(page)
     at = walker.open()
     walker.set(at, settings)
@@ -108,15 +122,16 @@ def fine(at: AppTest, walker: Walker, what: str) -> None:
 
 
 def said(at: AppTest, words: str) -> bool:
-    shown = [str(e.value) for kind in ("warning", "error", "info", "markdown", "caption") for e in getattr(at, kind)]
+    shown = [
+        str(e.value)
+        for kind in ("warning", "error", "info", "markdown", "caption")
+        for e in getattr(at, kind)
+    ]
     return any(words in text for text in shown)
 
 
-DIVERGE = {
-    "loss": "sse",
-    "lr": "max",
-    "iterations": 1000,
-}  # the largest learning rate the control takes, on the summed loss
+# the largest learning rate the control takes, on the summed loss
+DIVERGE = {"loss": "sse", "lr": "max", "iterations": 1000}
 
 
 def test_compare_says_a_diverged_run_diverged():
@@ -131,7 +146,13 @@ def test_step_through_says_a_diverged_run_diverged():
     at.button(key="step_run_to").click().run()
     fine(at, walker, "Run to step N")
     assert said(at, "The loops diverged at step")
-    for key in ("step_previous", "step_next", "step_reset", "step_start", "step_run_to"):  # every button, diverged
+    for key in (
+        "step_previous",
+        "step_next",
+        "step_reset",
+        "step_start",
+        "step_run_to",
+    ):  # every button, diverged
         button = widgets(at)[key]
         if not button.disabled:
             button.click()
@@ -141,7 +162,9 @@ def test_step_through_says_a_diverged_run_diverged():
 
 def test_code_map_says_a_diverged_run_diverged():
     at, walker = opened(PAGES["code_map"], **DIVERGE)
-    for end in case_values(widgets(at)["map_step"])[::-1]:  # the last step first: the run diverged before it
+    for end in case_values(widgets(at)["map_step"])[
+        ::-1
+    ]:  # the last step first: the run diverged before it
         stage(widgets(at)["map_step"], end)
         at.run()
         fine(at, walker, f"map_step={end}")
@@ -164,7 +187,8 @@ def test_landscape_says_a_diverged_run_diverged():
 
 
 def widgets_label(page: Page, key: str, starts: str) -> str:
-    """The label of the option of a select that starts with `starts` (the walk sets selects by label)."""
+    """The label of the option of a select that starts with `starts` (the walk sets selects by
+    label)."""
     at = Walker(page).open()
     return next(label for label in widgets(at)[key].options if label.startswith(starts))
 
@@ -194,7 +218,8 @@ def parse_case(text: str) -> Case:
 
 
 def parse_where(where: str) -> tuple[Page, dict, tuple[Case, ...], Case]:
-    """The page, Compare context, path and case of a Walker.where text: how a reported case is rerun."""
+    """The page, Compare context, path and case of a Walker.where text: how a reported case is
+    rerun."""
     name, steps, case = where.split(" | ")
     context, path = {}, []
     for step in [] if steps == "as opened" else steps.split(" → "):
@@ -208,7 +233,8 @@ def parse_where(where: str) -> tuple[Page, dict, tuple[Case, ...], Case]:
 
 @pytest.fixture(autouse=True, scope="module")
 def error_details():
-    """Show an exception's message and stack to the walk (the app's own config hides them from visitors)."""
+    """Show an exception's message and stack to the walk (the app's own config hides them from
+    visitors)."""
     from streamlit import config
 
     before = config.get_option("client.showErrorDetails")

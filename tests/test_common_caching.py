@@ -47,4 +47,5 @@ def test_the_navigation_check_reruns_at_most_once_per_session():
     at.number_input(key="lr").set_value(0.2).run()
     at.button(key="run").click().run()
     assert not at.exception
-    assert not any("settings have changed" in info.value for info in at.info)  # the click ran the new settings
+    # the click ran the new settings
+    assert not any("settings have changed" in info.value for info in at.info)

@@ -1,4 +1,5 @@
-"""The sidebar's help texts (pages.parts.labels): every formula in them is the one torch.optim computes."""
+"""The sidebar's help texts (pages.parts.labels): every formula in them is the one torch.optim
+computes."""
 
 import math
 
@@ -20,8 +21,8 @@ LR = 0.1
 
 
 def torch_steps(name: str, kwargs: dict, grads, w0: float = 0.0):
-    """One weight stepped by torch.optim.<name> with the given gradients: its values after each step, and the
-    optimizer (for its state)."""
+    """One weight stepped by torch.optim.<name> with the given gradients: its values after each
+    step, and the optimizer (for its state)."""
     w = torch.tensor([w0], dtype=torch.float64, requires_grad=True)
     optimizer = lib.optim.torch_optimizer(name, [w], LR, kwargs)
     values = []
@@ -34,7 +35,10 @@ def torch_steps(name: str, kwargs: dict, grads, w0: float = 0.0):
 
 def test_momentum_first_step_sets_the_velocity_to_g_without_dampening():
     help_ = kwarg_help("sgd", "momentum")
-    assert "set to g at the first step (no dampening), then v = momentum·v + (1 − dampening)·g" in help_
+    assert (
+        "set to g at the first step (no dampening), then v = momentum·v + (1 − dampening)·g"
+        in help_
+    )
     assert "RMSprop" not in help_ and "0 turns it off: plain SGD steps by lr·g" in help_
     assert "the step is lr·v" in help_
     momentum, dampening, g1, g2 = 0.9, 0.5, 2.0, 3.0
@@ -67,14 +71,18 @@ def test_rmsprop_momentum_buffer_starts_at_zero_and_takes_g_over_the_root():
     b2 = momentum * b1 + g2 / (math.sqrt(v2) + eps)
     assert values == pytest.approx([-LR * b1, -LR * b1 - LR * b2], rel=1e-12)
     (off,), _ = torch_steps("rmsprop", {"alpha": alpha, "eps": eps}, [g1])
-    assert off == pytest.approx(-LR * g1 / (math.sqrt(v1) + eps), rel=1e-12)  # momentum 0: lr·g / (√v + eps)
+    # momentum 0: lr·g / (√v + eps)
+    assert off == pytest.approx(-LR * g1 / (math.sqrt(v1) + eps), rel=1e-12)
     (plain,), _ = torch_steps("sgd", {}, [g1])
     assert plain == pytest.approx(-LR * g1, rel=1e-15)  # SGD's momentum 0: lr·g
 
 
 def test_centered_rmsprop_divides_by_the_root_of_the_variance_estimate():
     help_ = KWARG_HELP["centered"]
-    assert "divide by √(v − ḡ²) + eps, the square root of an estimate of the gradient's variance" in help_
+    assert (
+        "divide by √(v − ḡ²) + eps, the square root of an estimate of the gradient's variance"
+        in help_
+    )
     assert "divide by an estimate of its variance" not in help_
     alpha, eps, grads = 0.9, 1e-8, [2.0, -1.0]
     values, _ = torch_steps("rmsprop", {"alpha": alpha, "eps": eps, "centered": True}, grads)
@@ -88,9 +96,13 @@ def test_centered_rmsprop_divides_by_the_root_of_the_variance_estimate():
 def test_alpha_is_not_bias_corrected_and_betas_are():
     assert "unlike Adam's, is not corrected for that start" in KWARG_HELP["alpha"]
     (w,), _ = torch_steps("rmsprop", {"alpha": 0.99, "eps": 0.0}, [2.0])
-    assert w == pytest.approx(-LR * 2.0 / math.sqrt(0.01 * 4.0))  # lr / sqrt(1 - alpha) = 10 lr, not lr
+    # lr / sqrt(1 - alpha) = 10 lr, not lr
+    assert w == pytest.approx(-LR * 2.0 / math.sqrt(0.01 * 4.0))
     for part in ("beta1", "beta2"):
-        assert f"the step divides {'m' if part == 'beta1' else 'v'} by 1 − {part}^t" in KWARG_HELP[part]
+        assert (
+            f"the step divides {'m' if part == 'beta1' else 'v'} by 1 − {part}^t"
+            in KWARG_HELP[part]
+        )
     beta1, beta2, eps, grads = 0.8, 0.9, 1e-8, [2.0, -1.0, 0.5]
     values, _ = torch_steps("adam", {"betas": (beta1, beta2), "eps": eps}, grads)
     m = v = w = 0.0
@@ -101,7 +113,10 @@ def test_alpha_is_not_bias_corrected_and_betas_are():
 
 
 def test_amsgrad_divides_by_the_largest_second_moment_so_far():
-    assert "largest second moment v so far (bias-corrected by this step's 1 − beta2^t)" in KWARG_HELP["amsgrad"]
+    assert (
+        "largest second moment v so far (bias-corrected by this step's 1 − beta2^t)"
+        in KWARG_HELP["amsgrad"]
+    )
     beta1, beta2, eps, grads = 0.5, 0.5, 1e-8, [4.0, 0.1]
     values, _ = torch_steps("adam", {"betas": (beta1, beta2), "eps": eps, "amsgrad": True}, grads)
     m1, v1 = 0.5 * 4.0, 0.5 * 16.0
@@ -111,45 +126,69 @@ def test_amsgrad_divides_by_the_largest_second_moment_so_far():
 
 
 def test_each_optimizers_eps_help_names_its_denominator_and_what_eps_zero_does():
-    assert KWARG_RANGES["eps"][0] == 0.0  # the widget offers eps = 0, so the help must say what it does
+    # the widget offers eps = 0, so the help must say what it does
+    assert KWARG_RANGES["eps"][0] == 0.0
     for name in ("adam", "adamw", "rmsprop", "adagrad"):
         help_ = kwarg_help(name, "eps")
         assert help_ is KWARG_HELP[f"{name}_eps"] and "so it is never 0" not in help_
-        assert "steps by 0/eps = 0" in help_ and "With eps = 0 it steps by 0/0 = NaN and the run stops" in help_
+        assert (
+            "steps by 0/eps = 0" in help_
+            and "With eps = 0 it steps by 0/0 = NaN and the run stops" in help_
+        )
         (safe,), _ = torch_steps(name, {}, [0.0], w0=1.0)
         (nan,), _ = torch_steps(name, {"eps": 0.0}, [0.0], w0=1.0)
-        assert safe == pytest.approx(1.0 - LR * 0.01 if name == "adamw" else 1.0, rel=1e-15)  # AdamW: its decay
+        # AdamW: its decay
+        assert safe == pytest.approx(1.0 - LR * 0.01 if name == "adamw" else 1.0, rel=1e-15)
         assert math.isnan(nan), name
     assert "(the decay still shrinks it)" in KWARG_HELP["adamw_eps"]
-    # The denominators: Adam's and AdamW's √v̂ + eps (v bias-corrected), RMSprop's √v + eps, Adagrad's √sum + eps.
+    # The denominators: Adam's and AdamW's √v̂ + eps (v bias-corrected), RMSprop's √v + eps,
+    # Adagrad's √sum + eps.
     eps, g = 0.5, 2.0
     for name in ("adam", "adamw"):
         assert "the step is lr·m̂ / (√v̂ + eps)" in KWARG_HELP[f"{name}_eps"]
         (w,), _ = torch_steps(name, {"eps": eps, "weight_decay": 0.0}, [g], w0=0.0)
-        assert w == pytest.approx(-LR * g / (abs(g) + eps), rel=1e-12)  # m̂ = g and √v̂ = |g| at the first step
+        # m̂ = g and √v̂ = |g| at the first step
+        assert w == pytest.approx(-LR * g / (abs(g) + eps), rel=1e-12)
     assert "the step is lr·g / (√v + eps)" in KWARG_HELP["rmsprop_eps"]
     (w,), _ = torch_steps("rmsprop", {"eps": eps, "alpha": 0.75}, [g])
     assert w == pytest.approx(-LR * g / (math.sqrt(0.25 * g * g) + eps), rel=1e-12)
     help_ = KWARG_HELP["adagrad_eps"]
-    assert "the step is lr·g / (√sum + eps)" in help_ and "unless initial_accumulator_value > 0" in help_
+    assert (
+        "the step is lr·g / (√sum + eps)" in help_
+        and "unless initial_accumulator_value > 0" in help_
+    )
     (w,), _ = torch_steps("adagrad", {"eps": eps}, [g])
     assert w == pytest.approx(-LR * g / (abs(g) + eps), rel=1e-12)
-    (kept,), _ = torch_steps("adagrad", {"eps": 0.0, "initial_accumulator_value": 0.5}, [0.0], w0=1.0)
+    (kept,), _ = torch_steps(
+        "adagrad", {"eps": 0.0, "initial_accumulator_value": 0.5}, [0.0], w0=1.0
+    )
     assert kept == 1.0
-    # "a weight whose g (.grad, plus weight_decay × weights if set) has been 0": weight decay makes g nonzero.
+    # "a weight whose g (.grad, plus weight_decay × weights if set) has been 0": weight decay makes
+    # g nonzero.
     for name in ("adam", "rmsprop", "adagrad"):
-        assert "whose g (.grad, plus weight_decay × weights if set) has been 0" in KWARG_HELP[f"{name}_eps"]
+        assert (
+            "whose g (.grad, plus weight_decay × weights if set) has been 0"
+            in KWARG_HELP[f"{name}_eps"]
+        )
         (decayed,), _ = torch_steps(name, {"eps": 0.0, "weight_decay": 0.1}, [0.0], w0=1.0)
         assert math.isfinite(decayed) and decayed < 1.0, name
 
 
 def test_each_optimizers_weight_decay_help_says_where_the_decay_enters():
-    for name in ("sgd", "adam", "rmsprop", "adagrad"):  # L2: weight_decay × w is added to the gradient
+    for name in (
+        "sgd",
+        "adam",
+        "rmsprop",
+        "adagrad",
+    ):  # L2: weight_decay × w is added to the gradient
         help_ = kwarg_help(name, "weight_decay")
-        assert help_.startswith("Adds weight_decay × weights to the gradient (L2), after maximize's sign change")
+        assert help_.startswith(
+            "Adds weight_decay × weights to the gradient (L2), after maximize's sign change"
+        )
         (w,), _ = torch_steps(name, {"weight_decay": 0.5, "maximize": True}, [2.0], w0=1.0)
         (same,), _ = torch_steps(name, {"maximize": False}, [-2.0 + 0.5 * 1.0], w0=1.0)
-        assert w == pytest.approx(same, rel=1e-12), name  # the same step as a gradient of −.grad + wd·w
+        # the same step as a gradient of −.grad + wd·w
+        assert w == pytest.approx(same, rel=1e-12), name
     (w,), _ = torch_steps("sgd", {"weight_decay": 0.5, "maximize": True}, [2.0], w0=1.0)
     assert w == pytest.approx(1.0 - LR * (-2.0 + 0.5 * 1.0))
     # Adam's and RMSprop's moments, Adagrad's sum, SGD's velocity take the decayed gradient in.
@@ -164,11 +203,20 @@ def test_each_optimizers_weight_decay_help_says_where_the_decay_enters():
     _, state = torch_steps("adagrad", {"weight_decay": 0.5}, [2.0], w0=1.0)
     assert float(state["sum"][0]) == pytest.approx(2.5**2)
     assert "before its square is added to the sum" in KWARG_HELP["adagrad_weight_decay"]
-    # AdamW (and Adam with decoupled_weight_decay) shrinks the weights first; the moments never see the decay.
-    assert "multiplies the weights by 1 − lr·weight_decay before the step instead" in KWARG_HELP["adam_weight_decay"]
+    # AdamW (and Adam with decoupled_weight_decay) shrinks the weights first; the moments never see
+    # the decay.
+    assert (
+        "multiplies the weights by 1 − lr·weight_decay before the step instead"
+        in KWARG_HELP["adam_weight_decay"]
+    )
     help_ = KWARG_HELP["adamw_weight_decay"]
-    assert help_.startswith("Multiplies the weights by 1 − lr·weight_decay before each step") and "L2" not in help_
-    assert "torch's default is 0.01" in help_ and lib.optim.defaults("adamw")["weight_decay"] == 0.01
+    assert (
+        help_.startswith("Multiplies the weights by 1 − lr·weight_decay before each step")
+        and "L2" not in help_
+    )
+    assert (
+        "torch's default is 0.01" in help_ and lib.optim.defaults("adamw")["weight_decay"] == 0.01
+    )
     for name, kwargs in (
         ("adamw", {"weight_decay": 0.5}),
         ("adam", {"weight_decay": 0.5, "decoupled_weight_decay": True}),
@@ -184,7 +232,8 @@ def test_each_optimizers_weight_decay_help_says_where_the_decay_enters():
 
 def test_adagrads_lr_decay_and_initial_accumulator():
     assert (
-        "lr / (1 + (t − 1)·lr_decay)" in KWARG_HELP["lr_decay"] and "t = 1 at the first step" in KWARG_HELP["lr_decay"]
+        "lr / (1 + (t − 1)·lr_decay)" in KWARG_HELP["lr_decay"]
+        and "t = 1 at the first step" in KWARG_HELP["lr_decay"]
     )
     assert (
         "The step is lr·g / (√sum + eps), with lr after lr_decay and this step's g² in the sum"
@@ -192,7 +241,10 @@ def test_adagrads_lr_decay_and_initial_accumulator():
     )
     lr_decay, start, eps, grads = 0.5, 2.0, 1e-10, [2.0, -1.0, 3.0]
     values, _ = torch_steps(
-        "adagrad", {"lr_decay": lr_decay, "initial_accumulator_value": start, "eps": eps}, grads, w0=1.0
+        "adagrad",
+        {"lr_decay": lr_decay, "initial_accumulator_value": start, "eps": eps},
+        grads,
+        w0=1.0,
     )
     total, w = start, 1.0
     for t, (g, got) in enumerate(zip(grads, values, strict=True), start=1):
@@ -209,7 +261,8 @@ def test_every_keyword_the_sidebar_offers_has_help_and_a_shared_text_names_no_si
                 assert kwarg_help(name, key), (name, key)
                 if f"{name}_{key}" not in KWARG_HELP:
                     shared.setdefault(key, set()).add(name)
-    # A text under the argument's own name serves every optimizer that has no text of its own for it.
+    # A text under the argument's own name serves every optimizer that has no text of its own for
+    # it.
     for key in ("momentum", "eps", "weight_decay"):
         assert key not in KWARG_HELP and key not in shared, key
     for key, users in shared.items():
@@ -217,14 +270,24 @@ def test_every_keyword_the_sidebar_offers_has_help_and_a_shared_text_names_no_si
             assert not any(f"{OPTIMIZER_NAMES[n]}:" in KWARG_HELP[key] for n in users), key
 
 
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+OPTIMIZER_NAMES = {
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "rmsprop": "RMSprop",
+    "adagrad": "Adagrad",
+}
 
 
 def test_model_and_loss_labels():
     assert "z = X·w without a bias" in MODEL_LABELS["linear"]
     assert "its probability that the target is 1 is sigmoid(X·w + b)" in MODEL_LABELS["logistic"]
-    # BCEWithLogitsLoss treats the output z as a logit: its term is -[y log p + (1 - y) log(1 - p)], p = sigmoid(z).
-    z, y = torch.tensor([-1.5, 0.3, 2.0], dtype=torch.float64), torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)
+    # BCEWithLogitsLoss treats the output z as a logit: its term is -[y log p + (1 - y) log(1 - p)],
+    # p = sigmoid(z).
+    z, y = (
+        torch.tensor([-1.5, 0.3, 2.0], dtype=torch.float64),
+        torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64),
+    )
     p = torch.sigmoid(z)
     expected = -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
     assert float(torch.nn.BCEWithLogitsLoss()(z, y)) == pytest.approx(float(expected), rel=1e-12)
@@ -234,7 +297,8 @@ def test_model_and_loss_labels():
 
 
 def test_zero_mlp_warning_shows_only_the_clauses_that_apply():
-    """Each clause is checked against both loops in tests/test_optimizers_models.py; here, which ones appear."""
+    """Each clause is checked against both loops in tests/test_optimizers_models.py; here, which
+    ones appear."""
     plain = zero_mlp_warning(lib.Config(model="mlp"))
     assert "b1" in plain and "its output bias b2, the only weight that can move" in plain
     assert "eps" not in plain and "0 without a bias" not in plain and "even with" not in plain
@@ -245,7 +309,11 @@ def test_zero_mlp_warning_shows_only_the_clauses_that_apply():
     assert "With eps = 0, torch.optim.Adam divides those zero gradients by 0" in nan
     assert "stay 0 at every step" not in nan and "initial_accumulator_value" not in nan
     kept = zero_mlp_warning(
-        lib.Config(model="mlp", optimizer="adagrad", optimizer_kwargs={"eps": 0.0, "initial_accumulator_value": 0.5})
+        lib.Config(
+            model="mlp",
+            optimizer="adagrad",
+            optimizer_kwargs={"eps": 0.0, "initial_accumulator_value": 0.5},
+        )
     )
     assert "NaN" not in kept and "stay 0 at every step" in kept
 
@@ -256,7 +324,14 @@ def test_custom_init_without_bias_leaves_the_biases_out():
     with pytest.raises(ValueError, match="without bias"):
         lib.initial_weights(data, lib.Config(bias=False, init=[1.0, 2.0, 3.0]))
     cfg = lib.Config(model="mlp", hidden=2, bias=False, init=list(np.arange(6.0)))  # W1 (2 x 2), W2
-    assert lib.weight_names(data, cfg) == ["W1[0,0]", "W1[0,1]", "W1[1,0]", "W1[1,1]", "W2[0]", "W2[1]"]
+    assert lib.weight_names(data, cfg) == [
+        "W1[0,0]",
+        "W1[0,1]",
+        "W1[1,0]",
+        "W1[1,1]",
+        "W2[0]",
+        "W2[1]",
+    ]
 
 
 def test_the_sidebar_help_names_what_it_does():
@@ -265,12 +340,24 @@ def test_the_sidebar_help_names_what_it_does():
     at = AppTest.from_file("../pages/step_through.py", default_timeout=60)
     at.run()
     help_ = at.selectbox(key="data").help
-    for words in ("lr", "batch size", "iterations", "the model (with its hidden layer)", "loss", "bias",
-                  "optimizer (with its settings)", "initial weights", "zero_grad"):  # fmt: skip
+    for words in (
+        "lr",
+        "batch size",
+        "iterations",
+        "the model (with its hidden layer)",
+        "loss",
+        "bias",
+        "optimizer (with its settings)",
+        "initial weights",
+        "zero_grad",
+    ):
         assert words in help_
     at.selectbox(key="data").set_value("classic").run()
     assert not at.checkbox(key="bias").value and at.number_input(key="lr").value == 1e-4
-    assert at.selectbox(key="loss").value == "half_mse" and at.number_input(key="iterations").value == 50_000
+    assert (
+        at.selectbox(key="loss").value == "half_mse"
+        and at.number_input(key="iterations").value == 50_000
+    )
     at.selectbox(key="data").set_value("moons").run()
     assert at.selectbox(key="init").value == "normal" and at.number_input(key="hidden").value == 16
     assert (at.selectbox(key="model").value, at.selectbox(key="loss").value) == ("mlp", "bce")
@@ -282,7 +369,10 @@ def test_the_sidebar_help_names_what_it_does():
         "without a bias, leave the biases out"
         in at.selectbox(key="init").set_value("custom").run().text_input(key="init_values").help
     )
-    assert "d_weights and .grad hold the sum of every step's gradient so far" in at.checkbox(key="zero_grad").help
+    assert (
+        "d_weights and .grad hold the sum of every step's gradient so far"
+        in at.checkbox(key="zero_grad").help
+    )
 
 
 def test_the_csv_help_says_blanks_are_allowed_when_dropped():
@@ -292,7 +382,10 @@ def test_the_csv_help_says_blanks_are_allowed_when_dropped():
     at = AppTest.from_file("../pages/step_through.py", default_timeout=60)
     at.run()
     at.selectbox(key="data").set_value("csv").run()
-    assert "(blanks too, if you tick Drop rows with missing values)" in at.get("file_uploader")[0].proto.help
+    assert (
+        "(blanks too, if you tick Drop rows with missing values)"
+        in at.get("file_uploader")[0].proto.help
+    )
     frame = pd.DataFrame({"x": [1.0, None, 3.0], "y": [2.0, 4.0, 6.0]})
     with pytest.raises(ValueError, match="missing values"):
         lib.csv_data.prepare(frame, "y", ["x"])
