@@ -156,10 +156,10 @@ def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
             )
         return rng.normal(0.0, 1.0 / np.sqrt(data.n), size=n_params)
     if len(cfg.init) != n_params:
+        layout = cfg.layout(data.n).description()
         raise ValueError(
             f"init must have {n_params} numbers for {data.n} features "
-            f"{'with' if cfg.bias else 'without'} bias, "
-            f"laid out {cfg.layout(data.n).description()}; "
+            f"{'with' if cfg.bias else 'without'} bias, laid out {layout}; "
             f"got {len(cfg.init)}"
         )
     return np.array(cfg.init, dtype=np.float64)
