@@ -761,7 +761,7 @@ def test_text_from_a_link_is_shown_as_text_not_as_markdown(query):
 # ====================================================================== static checks: HTML, eval, unpickling
 
 PAGE_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
-CODE_FILES = [*PAGE_FILES, *sorted((ROOT / "lib").glob("*.py"))]
+CODE_FILES = [*PAGE_FILES, *sorted((ROOT / "lib").rglob("*.py"))]  # every layer of lib
 HTML_RENDERERS = {"html"}  # st.html, components.html: always HTML
 
 
@@ -855,9 +855,23 @@ def test_the_evaluation_scan_sees_what_it_must():
     ]
 
 
-# The one file allowed to compile and run code: lib/speed.py times each phase of the two loops by exec'ing that
-# phase's own lines, read from the loop functions with inspect (lib.explain.phase_source); never a user's text.
-OWN_SOURCE_RUNNERS = {"lib/speed.py": {"compile()", "exec()"}}
+# The files allowed to compile and run code, only the project's own source and never a user's text:
+# lib/lessons/speed.py times each phase of the two loops by exec'ing that phase's own lines, read
+# from the loop functions with inspect (lib.explain.phase_source); lib/lessons/explain.py's
+# loss_blind_weights compiles the hand loop again from its own source with `loss = nan`.
+OWN_SOURCE_RUNNERS = {
+    "lib/lessons/speed.py": {"compile()", "exec()"},
+    "lib/lessons/explain.py": {"compile()", "exec()"},
+}
+
+
+def test_the_scan_reads_every_layer_of_lib_and_each_runner_is_there():
+    scanned = {str(p.relative_to(ROOT)) for p in CODE_FILES}
+    assert {"lib/twins/manual.py", "lib/engine/lockstep.py", "lib/io/export.py"} <= scanned
+    for path, allowed in OWN_SOURCE_RUNNERS.items():
+        assert path in scanned
+        found = {f.split(": ", 1)[1] for f in evaluations((ROOT / path).read_text())}
+        assert found == allowed, path  # an entry allows no more than its file does
 
 
 @pytest.mark.parametrize("path", CODE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -870,13 +884,43 @@ def test_the_speed_module_runs_only_the_loops_own_lines():
     """What lib/speed.py compiles is, phase by phase, a slice of the running loop functions' source."""
     import inspect
 
+    from lib.engine.frames import function_of
     from lib.engine.lockstep import loops
 
     manual, torch_gen, _ = loops(lib.datasets.linear(m=20, n=2, seed=0), lib.Config(iterations=2))
     for gen in (manual, torch_gen):
-        source = inspect.getsource(gen.gi_frame.f_globals[gen.gi_code.co_name])
+        source = inspect.getsource(function_of(gen))
         texts = lib.speed.phase_texts(gen)
         for phase, text in texts.items():
             if phase in ("batch", "record"):
                 continue
             assert all(line.strip() in source for line in text.splitlines()), phase
+
+
+def test_loss_blind_weights_runs_only_the_loops_own_source(monkeypatch):
+    """What lib/lessons/explain.py compiles is the loop function's own source, its `loss = ...`
+    lines made `loss = nan` and nothing else."""
+    import inspect
+    import textwrap
+
+    from lib.engine.frames import arguments_of, function_of
+    from lib.engine.lockstep import loops
+    from lib.lessons import explain
+
+    compiled = []
+
+    def spy(tree, *args, **kwargs):
+        compiled.append(tree)
+        return compile(tree, *args, **kwargs)
+
+    monkeypatch.setattr(explain, "compile", spy, raising=False)  # the module's name shadows builtins
+    manual = loops(lib.datasets.linear(m=20, n=2, seed=0), lib.Config(iterations=2))[0]
+    func = function_of(manual)
+    explain.loss_blind_weights(func, arguments_of(manual), 1)
+    [tree] = compiled
+    own = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    for node in ast.walk(own):
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["loss"]:
+            node.value = ast.Name("nan", ast.Load())
+    assert ast.dump(tree) == ast.dump(own)
+    assert "loss = nan" in ast.unparse(tree) and "np.mean((labels - h) ** 2)" not in ast.unparse(tree)

@@ -1,4 +1,5 @@
-"""Exports: the standalone script reproduces lib.run outside the repository; CSV and JSON hold the run."""
+"""Exports: the standalone script reproduces lib.run outside the repository; CSV and JSON hold
+the run."""
 
 from __future__ import annotations
 
@@ -19,20 +20,36 @@ import pytest
 import lib
 from lib import csv_data
 
-PYTHON = sys.executable  # the venv's interpreter: numpy and torch importable, lib not (with -I, outside the repo)
+# The venv's interpreter: numpy and torch importable, lib not (with -I, outside the repo).
+PYTHON = sys.executable
 DATA = lib.datasets.linear(m=40, n=3, noise=0.1, seed=1)
-BIG = lib.datasets.linear(m=3_000, n=4, noise=0.5, seed=7)  # too many numbers to write as lists: base64
+# Too many numbers to write as lists: base64.
+BIG = lib.datasets.linear(m=3_000, n=4, noise=0.5, seed=7)
 BLOBS = lib.datasets.blobs(m=60, seed=2)
-# Each script costs a torch import (seconds on a busy machine), so each case combines several features.
+# Each script costs a torch import (seconds on a busy machine), so each case combines several
+# features.
 CASES = {
-    "mse, float32 torch, big data": (BIG, lib.Config(lr=0.05, batch_size=64, iterations=40, torch_dtype="float32")),
+    "mse, float32 torch, big data": (
+        BIG,
+        lib.Config(lr=0.05, batch_size=64, iterations=40, torch_dtype="float32"),
+    ),
     "half_mse, no bias, batch 1, normal init": (
         DATA,
-        lib.Config(lr=0.02, batch_size=1, iterations=90, loss="half_mse", bias=False, init="normal", seed=3),
+        lib.Config(
+            lr=0.02, batch_size=1, iterations=90, loss="half_mse", bias=False, init="normal", seed=3
+        ),
     ),
     "sse, batch 7, no zero_grad, hand loop on mse": (
         DATA,
-        lib.Config(lr=0.001, batch_size=7, iterations=60, loss="sse", zero_grad=False, manual_loss="mse", seed=5),
+        lib.Config(
+            lr=0.001,
+            batch_size=7,
+            iterations=60,
+            loss="sse",
+            zero_grad=False,
+            manual_loss="mse",
+            seed=5,
+        ),
     ),
     "full batch, adam, explicit init": (
         DATA,
@@ -113,21 +130,31 @@ CASES = {
     "the app's default run": (DATA, lib.Config(lr=0.05, batch_size=32, iterations=500)),
     "diverges": (DATA, lib.Config(lr=5.0, batch_size=40, iterations=200)),
 }
-# The Config and data the short script is written for: lib.Config()'s run on the default data set, and the
-# app's default sidebar run on it.
+# The Config and data the short script is written for: lib.Config()'s run on the default data set,
+# and the app's default sidebar run on it.
 DEFAULT_DATA = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
-DEFAULT_RUNS = {"lib.Config()": lib.Config(), "the app's default": lib.Config(lr=0.05, batch_size=32, iterations=500)}
+DEFAULT_RUNS = {
+    "lib.Config()": lib.Config(),
+    "the app's default": lib.Config(lr=0.05, batch_size=32, iterations=500),
+}
 
 
 def run_script(text: str, folder: Path) -> tuple[str, dict]:
-    """Run a script in folder with an interpreter that cannot import lib; its output and last-line JSON."""
+    """Run a script in folder with an interpreter that cannot import lib; its output and
+    last-line JSON."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "twin_loops.py"
     path.write_text(text, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     # -I: no PYTHONPATH, no user site-packages, and not even the script's own folder on sys.path.
     done = subprocess.run(
-        [PYTHON, "-I", path.name], cwd=folder, env=env, capture_output=True, text=True, timeout=180, check=False
+        [PYTHON, "-I", path.name],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert done.returncode == 0, f"script failed:\n{done.stdout}\n{done.stderr}"
     last = done.stdout.strip().splitlines()[-1]
@@ -143,24 +170,34 @@ def assert_reproduces(result: lib.Result, weights: dict) -> None:
 
 
 def test_lib_is_not_importable_where_the_scripts_run(tmp_path):
-    probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('lib') is None else 1)"
+    probe = (
+        "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('lib') is None else 1)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    assert subprocess.run([PYTHON, "-I", "-c", probe], cwd=tmp_path, env=env, check=False).returncode == 0
+    assert (
+        subprocess.run([PYTHON, "-I", "-c", probe], cwd=tmp_path, env=env, check=False).returncode
+        == 0
+    )
     assert not Path(tmp_path, "lib").exists()
 
 
 def test_scripts_reproduce_lib_run(tmp_path):
-    """Every case's exported script, run outside the repo without lib, ends at lib.run's final weights (1e-12):
-    the short script of each Config, and the full one (every branch kept) of two."""
+    """Every case's exported script, run outside the repo without lib, ends at lib.run's final
+    weights (1e-12): the short script of each Config, and the full one (all branches kept) of 2."""
     results = {name: lib.run(data, cfg) for name, (data, cfg) in CASES.items()}
-    assert results["diverges"].stopped == "diverged"  # the stop rule is exercised, not just the happy path
-    assert all(r.stopped is None and r.steps > 0 for name, r in results.items() if name != "diverges")
+    # The stop rule is exercised, not just the happy path.
+    assert results["diverges"].stopped == "diverged"
+    assert all(
+        r.stopped is None and r.steps > 0 for name, r in results.items() if name != "diverges"
+    )
     assert "base64" in lib.to_script(*CASES["mse, float32 torch, big data"])
     scripts = [(name, lib.to_script(data, cfg)) for name, (data, cfg) in CASES.items()]
     full = ["mlp relu, sgd nesterov", "diverges"]
     scripts += [(f"{name} (full)", lib.to_script(*CASES[name], full=True)) for name in full]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        outputs = list(pool.map(lambda job: run_script(job[1], tmp_path / str(hash(job[0]))), scripts))
+        outputs = list(
+            pool.map(lambda job: run_script(job[1], tmp_path / str(hash(job[0]))), scripts)
+        )
     names = [*results, *full]
     for (label, _), name, (stdout, weights) in zip(scripts, names, outputs, strict=True):
         result = results[name]
@@ -170,13 +207,18 @@ def test_scripts_reproduce_lib_run(tmp_path):
 
 
 def test_csv_dataset_is_read_by_file_name(tmp_path):
-    """A Dataset from an uploaded CSV: the script reads the same file, by name, from its own folder."""
+    """A Dataset from an uploaded CSV: the script reads the same file, by name, from its own
+    folder."""
     rng = np.random.default_rng(4)
     X = rng.normal(size=(30, 2)) * [1.0, 10.0]
     y = X @ [0.5, -0.05] + 1.0 + 0.1 * rng.normal(size=30)
-    frame = pd.DataFrame({"label": ["a"] * 30, "area": X[:, 0], "rooms": X[:, 1], "price": y, "extra": 1.0})
+    frame = pd.DataFrame(
+        {"label": ["a"] * 30, "area": X[:, 0], "rooms": X[:, 1], "price": y, "extra": 1.0}
+    )
     raw = frame.to_csv(index=False).encode()
-    prepared = csv_data.prepare(csv_data.read_csv(raw), "price", ["area", "rooms"], name="houses.csv")
+    prepared = csv_data.prepare(
+        csv_data.read_csv(raw), "price", ["area", "rooms"], name="houses.csv"
+    )
     cfg = lib.Config(lr=0.01, batch_size=4, iterations=70)
     text = lib.to_script(prepared.data, cfg, csv_name="houses.csv", target="price")
     assert "houses.csv" in text and repr(float(X[0, 0])) not in text  # referenced, not embedded
@@ -192,15 +234,26 @@ def test_csv_script_explains_a_missing_file(tmp_path):
     text = lib.to_script(DATA, lib.Config(iterations=5), csv_name="missing.csv", target="y")
     path = tmp_path / "s.py"
     path.write_text(text)
-    done = subprocess.run([PYTHON, "-I", path.name], cwd=tmp_path, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [PYTHON, "-I", path.name], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
     assert done.returncode != 0
     assert "cannot read 'missing.csv'" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_full_script_is_built_from_lib_source():
-    """full=True: lib's functions appear verbatim, every branch kept, and nothing imports lib."""
+    """full=True: lib's functions appear verbatim, every branch kept, and nothing imports lib.
+
+    One manual_loop runs every model (manual_mlp_loop, a wrapper lib.run never calls, is not
+    needed); the weight layout, both batch loaders and the step rule come with the loops.
+    """
+    from lib.engine.data import loader, torch_loader
+    from lib.engine.lockstep import ends_run
+    from lib.twins.layout import Layout
+
     text = lib.to_script(DATA, lib.Config(iterations=5), full=True)
-    for func in (lib.manual_loop, lib.torch_loop, lib.batch_indices, lib.manual_mlp_loop, lib.optim.SGD):
+    loops = (lib.manual_loop, lib.torch_loop, lib.batch_indices, lib.optim.SGD)
+    for func in (*loops, Layout, loader, torch_loader, ends_run):
         assert inspect.getsource(func).strip() in text, func.__name__
     assert_imports_only_numpy_torch_and_the_standard_library(text)
 
@@ -222,7 +275,8 @@ def assert_imports_only_numpy_torch_and_the_standard_library(text: str) -> None:
     defined = [
         n.name if not isinstance(n, ast.Assign) else n.targets[0].id
         for n in tree.body
-        if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Assign)) and not isinstance(n, ast.AnnAssign)
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Assign))
+        and not isinstance(n, ast.AnnAssign)
     ]
     assert len(defined) == len(set(defined)), "a name is defined twice in the script"
 
@@ -233,7 +287,8 @@ def test_history_csv_is_the_tidy_frame():
     assert list(frame.columns) == ["step", "loop", "metric", "value"]
     expected = result.frame()
     assert len(frame) == len(expected)
-    np.testing.assert_array_equal(frame["value"].to_numpy(), expected["value"].to_numpy())  # exact round trip
+    # An exact round trip.
+    np.testing.assert_array_equal(frame["value"].to_numpy(), expected["value"].to_numpy())
     assert (frame["loop"].astype(str).to_numpy() == expected["loop"].astype(str).to_numpy()).all()
     assert set(frame["metric"]) == {"loss", "grad_norm", *result.weight_names}
 
@@ -243,7 +298,9 @@ def test_history_json_holds_config_data_and_histories():
     result = lib.run(DATA, cfg)
     doc = json.loads(lib.history_json(result, DATA), parse_constant=_refuse)
     assert lib.Config(**doc["config"]) == cfg
-    assert doc["data"]["samples"] == DATA.m and doc["data"]["feature_names"] == list(DATA.feature_names)
+    assert doc["data"]["samples"] == DATA.m and doc["data"]["feature_names"] == list(
+        DATA.feature_names
+    )
     assert doc["weight_names"] == list(result.weight_names) and doc["steps"] == result.steps
     for loop in ("manual", "torch"):
         h = getattr(result, loop)
@@ -253,7 +310,7 @@ def test_history_json_holds_config_data_and_histories():
 
 def test_history_json_of_a_diverged_run_is_strict_json():
     result = lib.run(DATA, CASES["diverges"][1])
-    doc = json.loads(lib.history_json(result), parse_constant=_refuse)  # NaN or Infinity would raise
+    doc = json.loads(lib.history_json(result), parse_constant=_refuse)  # NaN or Infinity raise
     assert doc["stopped"] == "diverged" and doc["data"] is None
     assert None in doc["manual"]["loss"] + [v for row in doc["manual"]["weights"] for v in row]
 
@@ -287,5 +344,6 @@ def test_scripts_name_the_difference_as_the_pages_do(tmp_path, full):
     diff = np.max(np.abs(np.array(weights["manual"]) - np.array(weights["torch"])))
     relative = diff / max(1.0, np.max(np.abs(weights["manual"] + weights["torch"])))
     assert line == (
-        f"{lib.explain.DIFF_NAME} after the last step: {diff:.3g} ({lib.explain.RELATIVE_NAME}: {relative:.3g})"
+        f"{lib.explain.DIFF_NAME} after the last step: {diff:.3g} ({lib.explain.RELATIVE_NAME}: "
+        f"{relative:.3g})"
     )
