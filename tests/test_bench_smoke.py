@@ -5,12 +5,24 @@ import pytest
 
 import lib
 from bench import timing
-from bench.loops import bare_numpy, bare_torch, bare_torch_any, check_supported, hand_loop_alone, torch_tensorboard
+from bench.loops import (
+    bare_numpy,
+    bare_torch,
+    bare_torch_any,
+    check_supported,
+    hand_loop_alone,
+    torch_tensorboard,
+)
 
 CASES = [
-    # (m, n, Config): minibatches over several epochs with a short last batch, full batch, every loss
+    # (m, n, Config): minibatches over several epochs with a short last batch, full batch, every
+    # loss
     (50, 3, lib.Config(lr=0.05, batch_size=8, iterations=23, loss="mse", seed=3)),
-    (40, 2, lib.Config(lr=1e-3, batch_size=40, iterations=15, loss="half_mse", init="normal", seed=1)),
+    (
+        40,
+        2,
+        lib.Config(lr=1e-3, batch_size=40, iterations=15, loss="half_mse", init="normal", seed=1),
+    ),
     (30, 4, lib.Config(lr=2e-3, batch_size=7, iterations=12, loss="sse", bias=False, seed=5)),
     (20, 1, lib.Config(lr=0.01, batch_size=6, iterations=9, zero_grad=False, init=[0.5, -1.0])),
 ]
@@ -22,7 +34,8 @@ def test_bare_loops_end_where_lib_run_ends(m, n, cfg):
     result = lib.run(data, cfg)
     assert result.steps == cfg.iterations
     expected = result.manual.weights[-1]
-    assert not np.allclose(expected, result.manual.weights[0])  # the run moved, so agreement means something
+    # The run moved, so agreement means something.
+    assert not np.allclose(expected, result.manual.weights[0])
     np.testing.assert_allclose(bare_numpy(data, cfg), expected, rtol=0, atol=1e-10)
     np.testing.assert_allclose(bare_torch(data, cfg), result.torch.weights[-1], rtol=0, atol=1e-10)
 
@@ -40,14 +53,22 @@ def test_bare_loops_refuse_what_they_do_not_implement():
         check_supported(lib.Config(optimizer="adam"))
 
 
-@pytest.mark.parametrize("case", timing.breadth_cases(quick=True), ids=lambda c: c.label.split(":")[0])
+@pytest.mark.parametrize(
+    "case", timing.breadth_cases(quick=True), ids=lambda c: c.label.split(":")[0]
+)
 def test_the_optimizer_and_model_rows_compare_like_with_like(case):
     data = case.data()
     cfg = case.cfg.replace(iterations=15)
     result = lib.run(data, cfg)
-    assert result.steps == 15 and not np.allclose(result.manual.weights[-1], result.manual.weights[0])
-    np.testing.assert_allclose(hand_loop_alone(data, cfg), result.manual.weights[-1], rtol=0, atol=1e-10)
-    np.testing.assert_allclose(bare_torch_any(data, cfg), result.torch.weights[-1], rtol=0, atol=1e-10)
+    assert result.steps == 15 and not np.allclose(
+        result.manual.weights[-1], result.manual.weights[0]
+    )
+    np.testing.assert_allclose(
+        hand_loop_alone(data, cfg), result.manual.weights[-1], rtol=0, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        bare_torch_any(data, cfg), result.torch.weights[-1], rtol=0, atol=1e-10
+    )
 
 
 def test_the_gap_grid_measures_and_tabulates_tiny_sizes():
@@ -56,7 +77,10 @@ def test_the_gap_grid_measures_and_tabulates_tiny_sizes():
     logged = []
     rows = gap.measure(ns=(2,), batches=(1, 4), rounds=2, repeats=3, budget=0.01, log=logged.append)
     assert [(r["n"], r["batch"]) for r in rows] == [(2, 1), (2, 4)] and len(logged) == 2
-    assert all(r["manual_us"] > 0 and r["torch_us"] > 0 and r["ratio"] == r["torch_us"] / r["manual_us"] for r in rows)
+    assert all(
+        r["manual_us"] > 0 and r["torch_us"] > 0 and r["ratio"] == r["torch_us"] / r["manual_us"]
+        for r in rows
+    )
     table = gap.table(rows)
     assert table[0] == "| features n | batch 1 | batch 4 |" and table[2].startswith("| 2 | **")
     with pytest.raises(ValueError, match="rounds"):

@@ -1,4 +1,5 @@
-"""Config validation: every bad value is refused with a ValueError naming the field and what is allowed."""
+"""Config validation: every bad value is refused with a ValueError naming the field and what is
+allowed."""
 
 import math
 import re
@@ -16,7 +17,9 @@ def refused(match: str, **fields) -> str:
     return str(caught.value)
 
 
-@pytest.mark.parametrize("lr", [0, 0.0, -0.01, -1, math.nan, math.inf, -math.inf, "0.1", None, True, False, [0.1]])
+@pytest.mark.parametrize(
+    "lr", [0, 0.0, -0.01, -1, math.nan, math.inf, -math.inf, "0.1", None, True, False, [0.1]]
+)
 def test_bad_lr_names_field_and_range(lr):
     message = refused(r"^lr must be", lr=lr)
     assert "finite" in message and "> 0" in message
@@ -54,7 +57,9 @@ def test_bad_init_string_lists_the_choices(init):
     assert "'zeros'" in message and "'normal'" in message and "list of numbers" in message
 
 
-@pytest.mark.parametrize("init", [[0.0, math.nan], [math.inf, 1.0], (-math.inf,), np.array([1.0, np.nan])])
+@pytest.mark.parametrize(
+    "init", [[0.0, math.nan], [math.inf, 1.0], (-math.inf,), np.array([1.0, np.nan])]
+)
 def test_non_finite_init_is_refused(init):
     message = refused(r"^init must", init=init)
     assert "finite" in message
@@ -94,7 +99,12 @@ def test_init_of_wrong_length_names_n_params_and_layout(bias, length_delta):
 
 
 def test_good_values_are_normalised():
-    cfg = lib.Config(lr=np.float32(0.5), batch_size=np.int64(8), iterations=np.int32(3), init=np.array([1, 2, 3, 4]))
+    cfg = lib.Config(
+        lr=np.float32(0.5),
+        batch_size=np.int64(8),
+        iterations=np.int32(3),
+        init=np.array([1, 2, 3, 4]),
+    )
     assert type(cfg.lr) is float and cfg.lr == 0.5
     assert cfg.init == (1.0, 2.0, 3.0, 4.0)
     assert cfg.n_params(3) == 4

@@ -1,4 +1,5 @@
-"""Gradient descent reaches the closed-form least-squares solution, in both loops, for every convention."""
+"""Gradient descent reaches the closed-form least-squares solution, in both loops, for every
+convention."""
 
 import numpy as np
 import pytest
@@ -18,7 +19,11 @@ def full_batch_lr(data: lib.Dataset, loss: str, bias: bool) -> float:
 def loss_at(data: lib.Dataset, w: np.ndarray, loss: str, bias: bool) -> float:
     A = data.with_ones() if bias else data.X
     errors = A @ w - data.y
-    return {"mse": np.mean(errors**2), "half_mse": np.mean(errors**2) / 2, "sse": np.sum(errors**2)}[loss]
+    return {
+        "mse": np.mean(errors**2),
+        "half_mse": np.mean(errors**2) / 2,
+        "sse": np.sum(errors**2),
+    }[loss]
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -26,7 +31,12 @@ def loss_at(data: lib.Dataset, w: np.ndarray, loss: str, bias: bool) -> float:
 def test_full_batch_converges_to_least_squares(loss, bias):
     data = lib.datasets.linear(m=120, n=3, noise=0.5, seed=1)
     cfg = lib.Config(
-        lr=full_batch_lr(data, loss, bias), batch_size=data.m, iterations=300, loss=loss, bias=bias, init="normal"
+        lr=full_batch_lr(data, loss, bias),
+        batch_size=data.m,
+        iterations=300,
+        loss=loss,
+        bias=bias,
+        init="normal",
     )
     result = lib.run(data, cfg)
     solution = lib.least_squares(data, bias)
@@ -34,7 +44,8 @@ def test_full_batch_converges_to_least_squares(loss, bias):
     for h in (result.manual, result.torch):
         np.testing.assert_array_equal(h.weights[0], lib.initial_weights(data, cfg))
         np.testing.assert_allclose(h.weights[-1], solution, rtol=0, atol=1e-9)
-        # The last recorded loss is that of the weights before the last step, already at the minimum.
+        # The last recorded loss is that of the weights before the last step, already at the
+        # minimum.
         np.testing.assert_allclose(h.loss[-1], loss_at(data, solution, loss, bias), rtol=1e-9)
         # With lr <= 1/L, full-batch gradient descent never increases the loss.
         assert np.all(np.diff(h.loss) <= 1e-12 * h.loss[0])
@@ -70,6 +81,8 @@ def test_history_shapes_follow_the_api(bias, iterations):
         assert h.steps == iterations
         np.testing.assert_array_equal(h.weights[0], lib.initial_weights(data, cfg))
         # Row t + 1 follows step t: w_{t+1} = w_t - lr * grad_t, so the row gaps are lr * grad_norm.
-        np.testing.assert_allclose(np.linalg.norm(np.diff(h.weights, axis=0), axis=1), cfg.lr * h.grad_norm, rtol=1e-9)
+        np.testing.assert_allclose(
+            np.linalg.norm(np.diff(h.weights, axis=0), axis=1), cfg.lr * h.grad_norm, rtol=1e-9
+        )
     assert result.weight_names == tuple(lib.weight_names(data, cfg))
     assert len(result.weight_names) == n_params

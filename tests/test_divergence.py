@@ -1,4 +1,5 @@
-"""A run that blows up stops at its first non-finite step, says so in words, and keeps the finite part."""
+"""A run that blows up stops at its first non-finite step, says so in words, and keeps the finite
+part."""
 
 import re
 import warnings
@@ -13,12 +14,13 @@ def run_quietly(data: lib.Dataset, cfg: lib.Config) -> lib.Result:
     """lib.run with every warning turned into an error: overflow must be handled, not reported."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with np.errstate(all="raise"):  # lib must set its own errstate around the arithmetic that overflows
+        # lib must set its own errstate around the arithmetic that overflows.
+        with np.errstate(all="raise"):
             return lib.run(data, cfg)
 
 
 def first_nonfinite_step(result: lib.Result) -> int | None:
-    """The first step t whose loss, or whose following weights (row t + 1), are not finite in either loop.
+    """The first step t whose loss or following weights (row t + 1) are not finite in either loop.
 
     This is the issue's definition of diverged_at: a loss or a weight, not a derived quantity.
     """
@@ -38,12 +40,17 @@ def check_diverged(result: lib.Result) -> int:
     assert result.steps == k + 1
     assert first_nonfinite_step(result) == k
     for h in (result.manual, result.torch):
-        assert h.loss.shape == (k + 1,) and h.grad_norm.shape == (k + 1,) and h.weights.shape[0] == k + 2
+        assert (
+            h.loss.shape == (k + 1,)
+            and h.grad_norm.shape == (k + 1,)
+            and h.weights.shape[0] == k + 2
+        )
         assert np.isfinite(h.loss[:k]).all() and np.isfinite(h.grad_norm[:k]).all()
         assert np.isfinite(h.weights[: k + 1]).all()
     message = result.message()
     assert re.fullmatch(
-        rf"Diverged at step {k}: (a weight|weights|loss|gradient norm) became (-?inf|nan)\. .*", message
+        rf"Diverged at step {k}: (a weight|weights|loss|gradient norm) became (-?inf|nan)\. .*",
+        message,
     ), message
     assert "smaller learning rate" in message
     assert np.isfinite(result.max_abs_diff)
@@ -66,7 +73,11 @@ def test_lr_10_diverges_at_the_first_non_finite_step(batch_size, loss, capfd):
     # Stopping one step earlier gives a complete, finite run with exactly the same numbers.
     if k > 0:
         before = run_quietly(data, cfg.replace(iterations=k))
-        assert before.done and before.diverged_at is None and before.message() == f"Ran all {k:,} steps."
+        assert (
+            before.done
+            and before.diverged_at is None
+            and before.message() == f"Ran all {k:,} steps."
+        )
         for h, full in ((before.manual, result.manual), (before.torch, result.torch)):
             assert np.isfinite(h.loss).all() and np.isfinite(h.weights).all()
             np.testing.assert_array_equal(h.weights, full.weights[: k + 1])
@@ -86,9 +97,12 @@ def test_divergence_is_deterministic_and_the_frame_holds_the_finite_part():
 
 
 def test_a_step_that_overflows_the_weights_is_caught():
-    """Loss 1e288 and gradient 2e298 are finite, but lr * gradient is not: the weights after step 0 are -inf."""
+    """Loss 1e288 and gradient 2e298 are finite, but lr * gradient is not: the weights after step
+    0 are -inf."""
     data = lib.Dataset([[1e154]], [0.0])
-    result = run_quietly(data, lib.Config(lr=1e11, batch_size=1, iterations=5, init=[1e-10], bias=False))
+    result = run_quietly(
+        data, lib.Config(lr=1e11, batch_size=1, iterations=5, init=[1e-10], bias=False)
+    )
     k = check_diverged(result)
     assert k == 0
     assert np.isfinite(result.manual.loss[0]) and np.isneginf(result.manual.weights[1, 0])

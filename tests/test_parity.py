@@ -1,4 +1,5 @@
-"""lib.run: both loops see the same init and the same batches, and agree to 1e-10 on every recorded weight."""
+"""lib.run: both loops see the same init and the same batches, and agree to 1e-10 on every
+recorded weight."""
 
 import math
 
@@ -91,7 +92,10 @@ def test_run_parity_over_random_configurations(data, dataset):
     assert np.all(diff[finite_rows] <= 1e-10 * scale[finite_rows])
     np.testing.assert_array_equal(result.step_diff[finite_rows], diff[finite_rows])
     # The losses and gradient norms agree to the same standard, wherever they are finite.
-    for a, b in ((result.manual.loss, result.torch.loss), (result.manual.grad_norm, result.torch.grad_norm)):
+    for a, b in (
+        (result.manual.loss, result.torch.loss),
+        (result.manual.grad_norm, result.torch.grad_norm),
+    ):
         both = np.isfinite(a) & np.isfinite(b)
         np.testing.assert_allclose(a[both], b[both], rtol=1e-9, atol=1e-10)
 
@@ -117,7 +121,8 @@ def test_run_parity_is_absolute_1e_10_when_the_run_is_stable(data, dataset, frac
 
 
 def replay(data: lib.Dataset, cfg: lib.Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The run rebuilt from its parts: lib.batch_indices for the order, torch autograd for the gradients."""
+    """The run rebuilt from its parts: lib.batch_indices for the order, torch autograd for the
+    gradients."""
     A = torch.tensor(data.with_ones() if cfg.bias else data.X)
     y = torch.tensor(data.y)
     w = torch.from_numpy(lib.initial_weights(data, cfg))
@@ -128,7 +133,11 @@ def replay(data: lib.Dataset, cfg: lib.Config) -> tuple[np.ndarray, np.ndarray, 
         idx = next(order)
         leaf = w.clone().requires_grad_(True)
         errors = A[idx] @ leaf - y[idx]
-        loss = {"mse": (errors**2).mean(), "half_mse": (errors**2).mean() / 2, "sse": (errors**2).sum()}[cfg.loss]
+        loss = {
+            "mse": (errors**2).mean(),
+            "half_mse": (errors**2).mean() / 2,
+            "sse": (errors**2).sum(),
+        }[cfg.loss]
         loss.backward()
         total = leaf.grad if cfg.zero_grad else total + leaf.grad
         w = w - cfg.lr * total
@@ -142,15 +151,22 @@ def replay(data: lib.Dataset, cfg: lib.Config) -> tuple[np.ndarray, np.ndarray, 
     "cfg",
     [
         lib.Config(lr=0.05, batch_size=7, iterations=25, loss="mse", seed=3),
-        lib.Config(lr=0.1, batch_size=10, iterations=12, loss="half_mse", bias=False, init="normal", seed=8),
-        lib.Config(lr=0.002, batch_size=1, iterations=40, loss="sse", init=[1, -1, 0.5], bias=False),
-        lib.Config(lr=0.01, batch_size=6, iterations=15, loss="mse", zero_grad=False, init="normal", seed=1),
+        lib.Config(
+            lr=0.1, batch_size=10, iterations=12, loss="half_mse", bias=False, init="normal", seed=8
+        ),
+        lib.Config(
+            lr=0.002, batch_size=1, iterations=40, loss="sse", init=[1, -1, 0.5], bias=False
+        ),
+        lib.Config(
+            lr=0.01, batch_size=6, iterations=15, loss="mse", zero_grad=False, init="normal", seed=1
+        ),
         lib.Config(lr=0.05, batch_size=500, iterations=10, loss="half_mse"),
     ],
     ids=["mse-batch7", "half-nobias-normal", "sse-sgd-explicit", "no-zero-grad", "full-batch"],
 )
 def test_run_matches_a_replay_from_batch_indices(cfg):
-    """Both recorded histories follow lib.batch_indices' order from initial_weights, step for step."""
+    """Both recorded histories follow lib.batch_indices' order from initial_weights, step for
+    step."""
     data = lib.datasets.linear(m=20, n=3, noise=0.3, seed=4)
     result = lib.run(data, cfg)
     losses, weights, norms = replay(data, cfg)

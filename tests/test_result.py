@@ -1,4 +1,5 @@
-"""Result: the tidy frame, progress and stopping, the time limit, and the public API exactly as the issue writes it."""
+"""Result: the tidy frame, progress and stopping, the time limit, and the public API exactly as
+the issue writes it."""
 
 import ast
 import pathlib
@@ -10,8 +11,8 @@ import pytest
 
 import lib
 
-# The public API block of issue 2, verbatim except for one line: `result.torch.loss / .weights / .grad_norm`
-# is shorthand, not Python, so it is spelled out as three lines below it.
+# The public API block of issue 2, verbatim except for one line: `result.torch.loss / .weights /
+# .grad_norm` is shorthand, not Python, so it is spelled out as three lines below it.
 ISSUE_SNIPPET = """
 import lib
 data = lib.Dataset(X, y)          # X (m, n) numbers, y (m,); a clear ValueError for bad shapes, NaN, inf, m < 1
@@ -54,7 +55,9 @@ def test_the_issue_api_runs_as_written():
 
 
 def test_lib_never_imports_streamlit_or_prints():
-    for path in pathlib.Path(lib.__file__).parent.glob("*.py"):
+    paths = sorted(pathlib.Path(lib.__file__).parent.rglob("*.py"))  # every layer's modules
+    assert {"manual.py", "lockstep.py", "export.py", "runs.py"} <= {p.name for p in paths}
+    for path in paths:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -118,7 +121,9 @@ def test_progress_is_called_and_true_stops_the_run_keeping_what_was_computed():
 def test_progress_returning_false_lets_the_run_finish():
     data = lib.datasets.linear(m=20, n=1, seed=0)
     calls = []
-    result = lib.run(data, lib.Config(iterations=30), progress=lambda r: calls.append(r.steps), progress_every=0)
+    result = lib.run(
+        data, lib.Config(iterations=30), progress=lambda r: calls.append(r.steps), progress_every=0
+    )
     assert result.done and result.steps == 30 and len(calls) == 30
     assert result.message() == "Ran all 30 steps."
 
@@ -154,7 +159,11 @@ def test_run_refuses_a_config_that_is_not_a_config():
 
 def test_module_docstring_example_runs():
     """The example at the top of lib/__init__.py is real code."""
-    lines = [line for line in textwrap.dedent(lib.__doc__).splitlines() if line.startswith(("import", "data", "res"))]
+    lines = [
+        line
+        for line in textwrap.dedent(lib.__doc__).splitlines()
+        if line.startswith(("import", "data", "res"))
+    ]
     namespace: dict = {}
     exec("\n".join(lines), namespace)
     assert namespace["result"].max_abs_diff <= 1e-10

@@ -1,4 +1,5 @@
-"""Many users at once: ten browser sessions on one server, each with its own settings, each its own right answer."""
+"""Many users at once: ten browser sessions on one server, each with its own settings, each its
+own right answer."""
 
 from __future__ import annotations
 
@@ -19,10 +20,23 @@ from test_deploy import MEMORY_BUDGET_MB, ROOT, assert_no_error, rss_mb, serve, 
 import lib
 
 SESSIONS = 10
-# The Compare page's defaults (pages/compare.py): data lib.datasets.linear(m=200, n=3, noise=0.1, seed=0).
+# The Compare page's defaults (pages/compare.py): data lib.datasets.linear(m=200, n=3, noise=0.1,
+# seed=0).
 DEFAULT_DATA = dict(m=200, n=3, noise=0.1, seed=0)
 DEFAULT_ITERATIONS = 500
-IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, PurePath, np.generic, enum.Enum)
+IMMUTABLE = (
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    bool,
+    type(None),
+    range,
+    PurePath,
+    np.generic,
+    enum.Enum,
+)
 
 
 def session_config(i: int) -> tuple[float, int]:
@@ -53,13 +67,17 @@ def test_ten_sessions_each_get_their_own_correct_result(tmp_path, browser):
     expected = {}
     for i in range(SESSIONS):
         lr, batch_size = session_config(i)
-        result = lib.run(data, lib.Config(lr=lr, batch_size=batch_size, iterations=DEFAULT_ITERATIONS))
+        result = lib.run(
+            data, lib.Config(lr=lr, batch_size=batch_size, iterations=DEFAULT_ITERATIONS)
+        )
         expected[i] = f"{result.manual.loss[-1]:.6g}"  # the page's format for the final loss
     assert len(set(expected.values())) == SESSIONS, "the sessions must expect different numbers"
 
-    chromium = browser  # pytest-playwright's, launched as tests/conftest.py says (Debian's chromium)
+    # pytest-playwright's, launched as tests/conftest.py says (Debian's chromium).
+    chromium = browser
     with serve(tmp_path / "server.log") as (url, server):
-        contexts = [chromium.new_context() for _ in range(SESSIONS)]  # separate cookies: separate sessions
+        # Separate cookies: separate sessions.
+        contexts = [chromium.new_context() for _ in range(SESSIONS)]
         pages = [context.new_page() for context in contexts]
         for page in pages:
             page.goto(url, timeout=120_000)
@@ -72,9 +90,12 @@ def test_ten_sessions_each_get_their_own_correct_result(tmp_path, browser):
                 field = page.locator(f".st-key-{key} input")
                 field.fill(str(value))
                 field.press("Enter")
+            # Both values reached the server before Run.
             page.wait_for_function(
-                "() => document.body.innerText.includes('settings have changed')", timeout=60_000, polling=250
-            )  # both values reached the server before Run
+                "() => document.body.innerText.includes('settings have changed')",
+                timeout=60_000,
+                polling=250,
+            )
             page.locator(".st-key-run button").click()
         shown, missed = {}, {}
         for i, page in enumerate(pages):
@@ -87,7 +108,8 @@ def test_ten_sessions_each_get_their_own_correct_result(tmp_path, browser):
                     }""",
                     arg=expected[i],
                     timeout=120_000,
-                    polling=250,  # requestAnimationFrame, the default, stalls in pages not on screen
+                    # requestAnimationFrame, the default, stalls in pages not on screen.
+                    polling=250,
                 )
             except PlaywrightTimeout:  # keep going: the report below says what each session showed
                 body = page.inner_text("body")
@@ -99,11 +121,15 @@ def test_ten_sessions_each_get_their_own_correct_result(tmp_path, browser):
         (tmp_path / "rss.txt").write_text(f"{memory:.1f}\n")
         for context in contexts:
             context.close()
-    assert not missed, f"sessions whose run did not show: {missed}; shown {shown}, expected {expected}"
+    assert not missed, (
+        f"sessions whose run did not show: {missed}; shown {shown}, expected {expected}"
+    )
     for i in range(SESSIONS):
         assert shown[i].get("manual (numpy)") == expected[i], (i, shown[i], expected[i])
         assert shown[i].get("torch") == expected[i], (i, shown[i], expected[i])
-    assert memory < MEMORY_BUDGET_MB, f"server RSS {memory:.0f} MB is over the {MEMORY_BUDGET_MB} MB budget"
+    assert memory < MEMORY_BUDGET_MB, (
+        f"server RSS {memory:.0f} MB is over the {MEMORY_BUDGET_MB} MB budget"
+    )
 
 
 # ---------------------------------------------------------------- no shared mutable state
@@ -137,7 +163,8 @@ def _frozen(value, seen: set[int] | None = None) -> bool:
 
 
 def _helper_modules() -> list[str]:
-    """Modules in pages/ that are imported (shared by every session), not the page scripts st.Page runs."""
+    """Modules in pages/ that are imported (shared by every session), not the page scripts
+    st.Page runs."""
     page_files = {
         node.args[0].value
         for node in ast.walk(ast.parse((ROOT / "app.py").read_text()))
@@ -146,12 +173,23 @@ def _helper_modules() -> list[str]:
         and node.args
         and isinstance(node.args[0], ast.Constant)
     }
-    return [f"pages.{p.stem}" for p in sorted((ROOT / "pages").glob("*.py")) if f"pages/{p.name}" not in page_files]
+    paths = sorted((ROOT / "pages").rglob("*.py"))  # pages/parts/ holds the shared helpers
+    modules = [
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in paths
+        if p.relative_to(ROOT).as_posix() not in page_files
+    ]
+    assert "pages.parts.cached" in modules and "pages.compare" not in modules
+    return modules
 
 
 def test_no_module_level_mutable_state_in_lib_or_shared_page_modules():
-    """Every session shares these modules: their globals must be constants (tuple, frozenset, read-only mapping)."""
-    names = [f"lib.{m.name}" for m in pkgutil.iter_modules(lib.__path__)] + _helper_modules()
+    """Every session shares these modules: their globals must be constants (tuple, frozenset,
+    read-only mapping)."""
+    # Every module of every layer of lib (lib.twins.manual, lib.engine.lockstep, ...).
+    lib_modules = [m.name for m in pkgutil.walk_packages(lib.__path__, "lib.")]
+    assert {"lib.twins.manual", "lib.engine.frames", "lib.io.export"} <= set(lib_modules)
+    names = lib_modules + _helper_modules()
     mutable = {}
     for name in names:
         module = importlib.import_module(name)
@@ -160,18 +198,31 @@ def test_no_module_level_mutable_state_in_lib_or_shared_page_modules():
                 continue
             if not _frozen(value):
                 mutable[f"{name}.{attr}"] = type(value).__name__
-    assert not mutable, f"module-level mutable values shared by every session (use tuple/MappingProxyType): {mutable}"
+    assert not mutable, (
+        "module-level mutable values shared by every session (use tuple/MappingProxyType): "
+        f"{mutable}"
+    )
 
 
 def test_the_mutable_state_check_can_fail():
-    assert not _frozen({"a": 1}) and not _frozen([1]) and not _frozen((1, [2])) and not _frozen(np.zeros(2))
+    assert (
+        not _frozen({"a": 1})
+        and not _frozen([1])
+        and not _frozen((1, [2]))
+        and not _frozen(np.zeros(2))
+    )
     assert _frozen((1, "a", frozenset({2.0}))) and _frozen(types.MappingProxyType({"a": (1,)}))
 
 
 def test_no_globals_and_no_shared_resource_caches():
-    """No function rebinds a module global, and no st.cache_resource (one object handed to every session)."""
+    """No function rebinds a module global, and no st.cache_resource (one object handed to every
+    session)."""
     found = []
-    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "lib").glob("*.py"))]:
+    for path in [
+        ROOT / "app.py",
+        *sorted((ROOT / "pages").rglob("*.py")),
+        *sorted((ROOT / "lib").rglob("*.py")),
+    ]:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Global):
@@ -182,7 +233,8 @@ def test_no_globals_and_no_shared_resource_caches():
 
 
 def test_widget_keys_the_session_test_drives_exist():
-    """The session test drives the Compare page by these keys; fail here, clearly, if the page renames them."""
+    """The session test drives the Compare page by these keys; fail here, clearly, if the page
+    renames them."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     for key in ("lr", "batch_size", "iterations"):
         assert at.number_input(key=key).value > 0, key
