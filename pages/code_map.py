@@ -10,7 +10,7 @@ import streamlit as st
 import lib
 from lib import explain
 from lib.engine.trace import Stepper
-from pages.parts.cached import fingerprint
+from pages.parts.cached import fingerprint, twin_phases
 from pages.parts.labels import LOSS_LABELS
 from pages.parts.links import literal
 from pages.parts.navigation import PITFALLS_LINK, through_navigation
@@ -91,7 +91,8 @@ through_navigation()
 st.title("Code map")
 st.markdown(
     "The five lines of a PyTorch training step, each beside its hand-written twin. The code is "
-    "read from the two loop functions that the app runs (with `inspect`), so it is never a copy. "
+    "read from the two loop functions that the app runs, so it is never a copy, less the branches "
+    "the configuration in the sidebar does not take (the whole functions are at the bottom). "
     "Under each row: what the line computed at the step you pick, in a real run of the "
     "configuration in the sidebar, and the exact explanation — each sentence checked against "
     f"torch right now ({HELD} held, {FAILED} did not)."
@@ -152,8 +153,7 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
         cfg,
         stepper,
         step,
-        explain.phase_source(manual_fn),
-        explain.phase_source(torch_fn),
+        *twin_phases(data, cfg),
         evidence(data, data_key, cfg, step.t, stepper),
         agreement,
     )

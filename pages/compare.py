@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 import lib
-from pages.parts.cached import LAST_RUN, fingerprint, least_squares
+from lib.lessons.explain import phase_source
+from pages.parts.cached import LAST_RUN, fingerprint, least_squares, twin_phases
 from pages.parts.navigation import PITFALLS_LINK, through_navigation
 from pages.parts.sidebar import SOURCE, sidebar_config
 from pages.parts.twin_table import twin_lines_markdown
@@ -279,12 +280,17 @@ if picked is not None and not run_clicked and LAST_RUN not in state:
     if not start:
         waiting = (picked[1].iterations, rate, timed)
 # The twin table, drawn before a run starts so it stays fresh while a long run is live.
-on_show = picked[1] if start else state[LAST_RUN]["result"].config if LAST_RUN in state else None
-model = "linear" if on_show is None else on_show.model
+if start:
+    on_show = picked
+elif LAST_RUN in state:
+    on_show = state[LAST_RUN]["data"], state[LAST_RUN]["result"].config
+else:
+    on_show = picked
 st.subheader("The five lines, twin by twin")
 st.caption(
     "Each torch line beside its hand-written twin, taken from the source of the two functions "
-    "that ran. The Code map page explains each row."
+    "that run, less the branches this configuration does not take. The Code map page explains "
+    "each row."
 )
 # Code spans do not wrap, so on a phone the table ran off the screen: inside this table they may.
 st.html(
@@ -292,7 +298,11 @@ st.html(
     ".st-key-compare_twins table { table-layout: auto; width: 100%; }</style>"
 )
 with st.container(key="compare_twins"):
-    st.markdown(twin_lines_markdown(lib.manual_mlp_loop if model == "mlp" else lib.manual_loop))
+    if on_show is None:  # no run yet and the controls hold no valid configuration: every branch
+        phases = phase_source(lib.manual_loop), phase_source(lib.torch_loop)
+    else:
+        phases = twin_phases(*on_show)
+    st.markdown(twin_lines_markdown(*phases))
 
 if start:
     data, cfg = picked

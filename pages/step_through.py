@@ -9,8 +9,8 @@ import streamlit as st
 
 import lib
 from lib.engine.trace import SAMPLE_TERMS, Stepper
-from lib.lessons.explain import ROWS, phase_source, row_values, show
-from pages.parts.cached import fingerprint
+from lib.lessons.explain import ROWS, row_values, show
+from pages.parts.cached import fingerprint, twin_phases
 from pages.parts.labels import LOSS_LABELS
 from pages.parts.navigation import through_navigation
 from pages.parts.sidebar import sidebar_config
@@ -153,7 +153,7 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
     """The step's five lines in both loops, read from the loop functions that run, the current
     one highlighted."""
     manual_fn, torch_fn = stepper.functions
-    hand, twin = phase_source(manual_fn), phase_source(torch_fn)
+    hand, twin = twin_phases(stepper.data, stepper.config)
     row = ROWS[phase]
     st.markdown(f"#### The line that just ran: {row.title}")
     where = (
@@ -165,7 +165,7 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
     st.caption(
         f"Step {step.t}, {where}. Each torch line beside its hand-written twin, read from the "
         f"source of `lib.{manual_fn.__name__}` and `lib.{torch_fn.__name__}`, the functions that "
-        "run (comment lines left out). A loop runs a whole step at a time, from one `yield` to "
+        "run, less the branches this configuration does not take (comment lines left out). A loop runs a whole step at a time, from one `yield` to "
         "the next, so the page walks the lines afterwards: the values under the table are the "
         "ones the highlighted line produced in this step."
     )
@@ -189,8 +189,8 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
     right.code(watch(twin_values), language="python", wrap_lines=True)
     if row.key == "reset" and not cfg.zero_grad:
         st.caption(
-            "zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset: "
-            "after is before."
+            "zero_grad is off, so neither loop runs its reset line (`if zero_grad:` is false in "
+            "both) and nothing is reset: after is before."
         )
     elif row.key == "forward":
         st.caption(

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import lib
 from lib import explain
+from lib.io.export import twin_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "code_map.py")
@@ -56,33 +57,35 @@ def codes(at: AppTest) -> dict[str, str]:
     return dict(zip(names, blocks, strict=True))
 
 
-def assert_code_is_source(at: AppTest, manual_fn, hand_step) -> None:
+def assert_code_is_source(at: AppTest, cfg: lib.Config, hand_step) -> None:
+    """The whole functions are their source; each phase shown is a slice of the loops as this
+    configuration runs them (lib.io.export.twin_sources: the source less the branches not taken)."""
     blocks = codes(at)
-    manual, torch = inspect.getsource(manual_fn), inspect.getsource(lib.torch_loop)
+    manual, torch = inspect.getsource(lib.manual_loop), inspect.getsource(lib.torch_loop)
     # st.code drops the last newline
-    assert blocks["whole hand"] == manual.rstrip("\n") and blocks["whole torch"] == torch.rstrip(
-        "\n"
-    )
-    assert is_slice_of_source(blocks["setup hand"], manual) and is_slice_of_source(
-        blocks["setup torch"], torch
-    )
+    assert blocks["whole hand"] == manual.rstrip("\n")
+    assert blocks["whole torch"] == torch.rstrip("\n")
+    sources = twin_sources(DATA, cfg)
+    specialised = sources["manual_loop"], sources["torch_loop"]
+    assert is_slice_of_source(blocks["setup hand"], specialised[0])
+    assert is_slice_of_source(blocks["setup torch"], specialised[1])
     for row in explain.ROWS:
         hand, twin = blocks[f"{row.key} hand"], blocks[f"{row.key} torch"]
         assert hand.startswith(row.phase) and twin.startswith(row.phase)
-        assert is_slice_of_source(hand, manual), row.key
-        assert is_slice_of_source(twin, torch), row.key
+        assert is_slice_of_source(hand, specialised[0]), row.key
+        assert is_slice_of_source(twin, specialised[1]), row.key
         assert row.torch in twin
         heading = next(m.value for m in at.markdown if m.value.startswith(f"### {row.title}:"))
         # the hand line named in the row's heading is in the hand code shown
         shown = heading.split("`")[1]
         assert shown in hand, (row.key, shown)
-        if manual_fn is lib.manual_loop:
+        if cfg.model == "linear" and cfg.loss == "mse":
             assert shown == row.manual
     assert blocks["hand step"] == inspect.getsource(hand_step).rstrip("\n")
 
 
 def test_the_code_shown_is_the_source_of_the_loops(at):
-    assert_code_is_source(at, lib.manual_loop, lib.optim.SGD.step)
+    assert_code_is_source(at, CFG, lib.optim.SGD.step)
     assert codes(at)["torch optimizer"] == "optimizer = torch.optim.SGD(net.parameters(), lr=0.05)"
 
 
@@ -99,7 +102,7 @@ def test_the_chosen_optimizers_hand_written_step_is_shown(name, hand_class):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.selectbox(key="optimizer").set_value(name).run()
     assert not at.exception
-    assert_code_is_source(at, lib.manual_loop, hand_class.step)
+    assert_code_is_source(at, CFG.replace(optimizer=name), hand_class.step)
     assert (
         f"torch.optim.{lib.optim.TORCH_NAMES[name]}(net.parameters()"
         in codes(at)["torch optimizer"]
@@ -138,7 +141,7 @@ def test_the_mlp_shows_its_own_hand_loop():
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.selectbox(key="model").set_value("mlp").run()
     assert not at.exception
-    assert_code_is_source(at, lib.manual_mlp_loop, lib.optim.SGD.step)
+    assert_code_is_source(at, CFG.replace(model="mlp"), lib.optim.SGD.step)
     assert "dW1 += delta1.T @ inputs" in codes(at)["backward hand"]
     assert "does not hold here" not in "\n".join(m.value for m in at.markdown)
     result = lib.run(DATA, CFG.replace(model="mlp", iterations=2))
@@ -352,5 +355,5 @@ def test_a_classifier_shows_logits_not_predictions():
     at.run()
     assert not at.exception
     blocks = "\n".join(c.value for c in at.code)
-    assert "z (the logits) = " in blocks and "z (the predictions)" not in blocks
+    assert "outputs (the logits) = " in blocks and "outputs (the predictions)" not in blocks
     assert "4. Backward pass" in "\n".join(m.value for m in at.markdown)

@@ -13,7 +13,9 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 import lib
-from pages.parts.cached import LAST_RUN, linear_data
+from lib.io.export import twin_sources
+from lib.lessons.explain import phase_source
+from pages.parts.cached import LAST_RUN, SKIPPED, linear_data
 from pages.parts.twin_table import twin_lines_markdown
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -166,14 +168,21 @@ def test_an_interrupted_run_shows_its_partial_result(at):
 
 def test_the_twin_table_is_the_code_that_runs(at):
     table = next(md.value for md in at.markdown if md.value.startswith("| step | torch |"))
-    assert table == twin_lines_markdown()
+    # The loops as the default run executes them: their source, less the branches it skips.
+    sources = twin_sources(lib.datasets.linear(m=200, n=3, noise=0.1, seed=0), lib.Config())
+    hand, torch = (phase_source(sources[name], SKIPPED) for name in ("manual_loop", "torch_loop"))
+    assert table == twin_lines_markdown(hand, torch)
     for line in (
         "optimizer.zero_grad()",
         "outputs = net(inputs)",
         "loss.backward()",
         "optimizer.step()",
+        "loss = np.mean((labels - h) ** 2)",
+        "delta = 2 / len(labels) * (labels - h)",
+        "neg_grad += inputs.T @ delta",
     ):
         assert f"`{line}" in table or f" {line}" in table
+    assert "loss_name" not in table and "layout.model" not in table  # no branch left to choose
 
 
 def test_settings_and_result_survive_a_visit_to_another_page(at):

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import lib
 from lib import explain
+from lib.io.export import twin_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "step_through.py")
@@ -462,11 +463,11 @@ def test_leaving_the_page_pauses_play():
     assert shown_step(at) == 1
 
 
-def code_of(func, phase: str) -> str:
+def code_of(source: str, phase: str) -> str:
     """A phase's source without its comment lines: what the page's table shows for it."""
     kept = [
         line
-        for line in explain.phase_source(func)[phase].splitlines()
+        for line in explain.phase_source(source, missing="")[phase].splitlines()
         if not line.strip().startswith("#")
     ]
     return textwrap.dedent("\n".join(kept))
@@ -495,12 +496,12 @@ def assert_line_shown(
     )
     stepper = lib.trace.Stepper(data, cfg)
     step = stepper.run_to(t)
-    hand_fn, torch_fn = stepper.functions
+    # The loops as this configuration runs them: their source less the branches it skips.
+    sources = twin_sources(data, cfg)
     code = [c.value for c in at.main.code]
     for j, r in enumerate(explain.ROWS):
-        assert code[2 * j] == code_of(hand_fn, r.phase) and code[2 * j + 1] == code_of(
-            torch_fn, r.phase
-        )
+        assert code[2 * j] == code_of(sources["manual_loop"], r.phase)
+        assert code[2 * j + 1] == code_of(sources["torch_loop"], r.phase)
     hand, twin = explain.row_values(step, row.key)
     assert code[10] == watch_text(hand) and code[11] == watch_text(twin)
     assert any(m.value == f"##### What {row.title} computed in step {t}" for m in at.main.markdown)
@@ -510,7 +511,7 @@ def test_next_line_walks_the_five_lines_of_each_step_with_their_values():
     at = page()
     click(at, "step_line")  # from the init: step 0 runs, and its first line is the one on screen
     assert_line_shown(at, 0, 0)
-    assert "d_weights before the reset = [0. 0. 0. 0.]" in at.main.code[10].value
+    assert "neg_grad before the reset = [0. 0. 0. 0.]" in at.main.code[10].value
     assert ".grad before zero_grad() = None" in at.main.code[11].value
     for k in range(1, 5):
         click(at, "step_line")
@@ -558,11 +559,12 @@ def test_the_mlp_shows_its_own_loop_and_without_zero_grad_says_nothing_is_reset(
     cfg = at.session_state["step_config"][1]  # the page's Config: the sidebar's mlp defaults
     assert cfg.model == "mlp" and not cfg.zero_grad
     assert_line_shown(at, 1, 0, cfg)
-    assert lib.trace.Stepper(DATA, cfg).functions[0] is lib.manual_mlp_loop
+    assert lib.trace.Stepper(DATA, cfg).functions[0] is lib.manual_loop
+    assert at.main.code[0].value == "" and "if zero_grad" not in at.main.code[0].value
     assert "delta1 = np.outer(delta, W2)" in at.main.code[6].value  # the hand MLP's backward pass
     assert (
-        "zero_grad is off, so `if zero_grad:` is false in both loops and nothing is reset"
-        in captions(at)
+        "zero_grad is off, so neither loop runs its reset line (`if zero_grad:` is false in "
+        "both) and nothing is reset" in captions(at)
     )
 
 

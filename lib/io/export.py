@@ -2122,7 +2122,7 @@ def twin_sources(data: Dataset, cfg: Config) -> dict[str, str]:
     table and the script show the same lines. The phase comments stay, so lib.explain.phase_source
     reads them.
     """
-    text = to_script(data, cfg)
+    text = to_script(data, cfg, csv_name="data.csv")  # read from a file: no data to embed
     tree, lines = ast.parse(text), text.splitlines()
     found = {}
     for node in tree.body:

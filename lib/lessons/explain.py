@@ -256,12 +256,13 @@ class Claim:
 # ---------------------------------------------------------------- the code itself
 
 
-def phase_source(func: Callable | str) -> dict[str, str]:
+def phase_source(func: Callable | str, missing: str | None = None) -> dict[str, str]:
     """The lines of each phase of a loop function, dedented, keyed by its phase comment (and SETUP).
 
     A phase runs from its comment to the next phase comment; the last one stops before the yield.
     The lines are sliced from inspect.getsource, so they are the code that runs; or from the text
     given, such as lib.io.export.twin_sources' (the same source, less the branches a Config skips).
+    A phase the text leaves out is an error, or, given `missing`, that text.
     """
     lines = (func if isinstance(func, str) else inspect.getsource(func)).splitlines()
     name = "the loop" if isinstance(func, str) else func.__name__
@@ -271,9 +272,9 @@ def phase_source(func: Callable | str) -> dict[str, str]:
         for marker in (SETUP, *PHASES):
             if stripped.startswith(marker) and marker not in starts:
                 starts[marker] = i
-    missing = [m for m in (SETUP, *PHASES) if m not in starts]
-    if missing:
-        raise ValueError(f"{name} has no phase comment {', '.join(map(repr, missing))}")
+    absent = [m for m in (SETUP, *PHASES) if m not in starts]
+    if absent and missing is None:
+        raise ValueError(f"{name} has no phase comment {', '.join(map(repr, absent))}")
     ends = [i for i, line in enumerate(lines) if line.strip().startswith("yield ")]
     order = sorted(starts.items(), key=lambda kv: kv[1])
     out = {}
@@ -281,7 +282,7 @@ def phase_source(func: Callable | str) -> dict[str, str]:
         order, [*order[1:], (None, ends[-1] if ends else len(lines))], strict=True
     ):
         out[marker] = textwrap.dedent("\n".join(lines[start : nxt[1]])).rstrip()
-    return out
+    return {marker: out.get(marker, missing) for marker in (SETUP, *PHASES)}
 
 
 # ---------------------------------------------------------------- the live values of each row

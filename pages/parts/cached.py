@@ -11,6 +11,8 @@ import streamlit as st
 import lib
 from lib.io.csv_data import prepare, read_csv
 from lib.io.datasets import PRESETS
+from lib.io.export import twin_sources
+from lib.lessons.explain import phase_source
 from pages.parts.labels import DROP_LABEL
 
 # session_state key: {"data": Dataset, "result": Result, "source": dict}
@@ -98,3 +100,21 @@ def last_run() -> tuple[lib.Dataset, lib.Result] | None:
     or None."""
     record = st.session_state.get(LAST_RUN)
     return None if record is None else (record["data"], record["result"])
+
+
+# What a phase reads as when this configuration leaves it out (the reset, with zero_grad off).
+SKIPPED = "# (not in this configuration: it skips this line)"
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
+def _twin_sources(_data: lib.Dataset, key: tuple, cfg: lib.Config) -> dict[str, str]:
+    return twin_sources(_data, cfg)
+
+
+def twin_phases(data: lib.Dataset, cfg: lib.Config) -> tuple[dict[str, str], dict[str, str]]:
+    """Each loop's phases as this configuration runs them, (hand, torch): lib's own source, less
+    the branches the configuration does not take (lib.io.export.twin_sources)."""
+    # The loop functions read nothing of the iteration count: one entry serves every length.
+    sources = _twin_sources(data, fingerprint(data), cfg.replace(iterations=1))
+    hand, torch = (phase_source(sources[name], SKIPPED) for name in ("manual_loop", "torch_loop"))
+    return hand, torch

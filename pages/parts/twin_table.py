@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import lib
-from lib.lessons.explain import PHASES, phase_source
+from lib.lessons.explain import PHASES
 
 
 def _one_line(code: str) -> str:
@@ -19,14 +18,12 @@ def _one_line(code: str) -> str:
     return out.rstrip("; ").replace("|", "\\|")
 
 
-def twin_lines_markdown(manual=lib.manual_loop) -> str:
+def twin_lines_markdown(hand: dict[str, str], torch: dict[str, str]) -> str:
     """A markdown table of the five phases: the torch line beside its hand-written twin.
 
-    The cells are sliced from inspect.getsource of lib.torch_loop and the hand loop
-    (lib.manual_loop, or lib.manual_mlp_loop for the mlp), the functions lib.run calls, so the table
-    shows the code that runs.
+    hand and torch are the loops' phases (lib.explain.phase_source), as pages.parts.cached.twin_phases
+    gives them for the run on screen: lib's own source, so the table shows the code that runs.
     """
-    hand, torch = phase_source(manual), phase_source(lib.torch_loop)
     rows = ["| step | torch | by hand (numpy) |", "|---|---|---|"]
     for phase in PHASES:
         rows.append(
