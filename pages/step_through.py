@@ -165,9 +165,10 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
     st.caption(
         f"Step {step.t}, {where}. Each torch line beside its hand-written twin, read from the "
         f"source of `lib.{manual_fn.__name__}` and `lib.{torch_fn.__name__}`, the functions that "
-        "run, less the branches this configuration does not take (comment lines left out). A loop runs a whole step at a time, from one `yield` to "
-        "the next, so the page walks the lines afterwards: the values under the table are the "
-        "ones the highlighted line produced in this step."
+        "run, less the branches this configuration does not take (comment lines left out). A "
+        "loop runs a whole step at a time, from one `yield` to the next, so the page walks the "
+        "lines afterwards: the values under the table are the ones the highlighted line produced "
+        "in this step."
     )
     head = st.columns([1.1, 3, 3])
     head[0].markdown("**line**")

@@ -21,8 +21,9 @@ def _one_line(code: str) -> str:
 def twin_lines_markdown(hand: dict[str, str], torch: dict[str, str]) -> str:
     """A markdown table of the five phases: the torch line beside its hand-written twin.
 
-    hand and torch are the loops' phases (lib.explain.phase_source), as pages.parts.cached.twin_phases
-    gives them for the run on screen: lib's own source, so the table shows the code that runs.
+    hand and torch are the loops' phases (lib.explain.phase_source), as
+    pages.parts.cached.twin_phases gives them for the run on screen: lib's own source, so the table
+    shows the code that runs.
     """
     rows = ["| step | torch | by hand (numpy) |", "|---|---|---|"]
     for phase in PHASES:
