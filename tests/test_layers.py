@@ -20,7 +20,7 @@ LAYERS = tuple(RANK)
 
 
 def layer_of(module: str) -> str | None:
-    """The layer of a dotted module name inside lib ("lib.engine.data" -> "engine"), None for lib itself."""
+    """The layer of a dotted module name in lib ("lib.engine.data" -> "engine"); None for lib."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[1] in RANK else None
 
