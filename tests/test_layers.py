@@ -11,6 +11,7 @@ import pathlib
 import sys
 
 import pytest
+from test_pages_layout import MAX_LINES, long_functions
 
 import lib
 
@@ -124,3 +125,13 @@ def test_the_old_module_paths_still_import(old, name):
 def test_run_and_torch_loop_name_functions_and_nothing_else():
     assert callable(lib.run) and lib.run.__module__ == "lib.engine.lockstep"
     assert callable(lib.torch_loop) and lib.torch_loop.__module__ == "lib.twins.torch_side"
+
+
+
+def test_no_function_in_lib_is_longer_than_60_lines():
+    too_long = {
+        f"{path.relative_to(ROOT.parent)}:{line} {name}": length
+        for path in sorted(ROOT.rglob("*.py"))
+        for name, line, length in long_functions(path.read_text())
+    }
+    assert not too_long, f"functions over {MAX_LINES} lines (split them): {too_long}"

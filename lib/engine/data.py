@@ -25,54 +25,8 @@ class Dataset:
     true_weights: tuple[float, ...] | None = field(default=None, repr=False)  # [w.., b] if known
 
     def __post_init__(self) -> None:
-        X = _as_float_array("X", self.X)
-        y = _as_float_array("y", self.y)
-        if X.ndim == 1:
-            raise ValueError(
-                f"X must be 2-D, shape (samples, features); got 1-D of length {len(X)} "
-                "(for one feature use X.reshape(-1, 1))"
-            )
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D, shape (samples, features); got shape {X.shape}")
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D, shape (samples,); got shape {y.shape}")
-        m, n = X.shape
-        if m < 1:
-            raise ValueError("X must have at least one sample (row); got 0")
-        if n < 1:
-            raise ValueError("X must have at least one feature (column); got 0")
-        if len(y) != m:
-            raise ValueError(
-                f"X and y must have the same number of samples; got {m} rows in X and {len(y)} in y"
-            )
-        if m > MAX_SAMPLES or n > MAX_FEATURES:
-            raise ValueError(
-                f"data is too large: at most {MAX_SAMPLES:,} samples and {MAX_FEATURES:,} "
-                f"features; got {m:,} x {n:,}"
-            )
-        for label, arr in (("X", X), ("y", y)):
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                where = np.argwhere(bad)[0]
-                kind = "NaN" if np.isnan(arr[tuple(where)]) else "inf"
-                raise ValueError(
-                    f"{label} contains {kind} (first at index {tuple(int(i) for i in where)}); "
-                    "remove or fill non-finite values first"
-                )
-        if isinstance(self.feature_names, str):
-            raise ValueError(
-                "feature_names must be a list of names, one per feature; "
-                f"got the string {self.feature_names!r}"
-            )
-        names = tuple(str(s) for s in self.feature_names) or tuple(f"x{j + 1}" for j in range(n))
-        if len(names) != n:
-            raise ValueError(
-                f"feature_names must name each of the {n} features; got {len(names)} names"
-            )
-        X = np.ascontiguousarray(X)
-        y = np.ascontiguousarray(y)
+        X, y = _checked_arrays(self.X, self.y)
+        names = _checked_names(self.feature_names, X.shape[1])
         X.flags.writeable = False
         y.flags.writeable = False
         object.__setattr__(self, "X", X)
@@ -100,6 +54,65 @@ class Dataset:
     def with_ones(self) -> np.ndarray:
         """X with a column of ones appended: the bias is a weight whose input is always 1."""
         return np.hstack([self.X, np.ones((self.m, 1))])
+
+
+def _checked_arrays(X, y) -> tuple[np.ndarray, np.ndarray]:
+    """X (m, n) and y (m,) as contiguous float64 copies, or a ValueError saying what is wrong."""
+    X = _as_float_array("X", X)
+    y = _as_float_array("y", y)
+    if X.ndim == 1:
+        raise ValueError(
+            f"X must be 2-D, shape (samples, features); got 1-D of length {len(X)} "
+            "(for one feature use X.reshape(-1, 1))"
+        )
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, shape (samples, features); got shape {X.shape}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, shape (samples,); got shape {y.shape}")
+    _check_shape(X, y)
+    for label, arr in (("X", X), ("y", y)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            kind = "NaN" if np.isnan(arr[tuple(where)]) else "inf"
+            raise ValueError(
+                f"{label} contains {kind} (first at index {tuple(int(i) for i in where)}); "
+                "remove or fill non-finite values first"
+            )
+    return np.ascontiguousarray(X), np.ascontiguousarray(y)
+
+
+def _check_shape(X: np.ndarray, y: np.ndarray) -> None:
+    m, n = X.shape
+    if m < 1:
+        raise ValueError("X must have at least one sample (row); got 0")
+    if n < 1:
+        raise ValueError("X must have at least one feature (column); got 0")
+    if len(y) != m:
+        raise ValueError(
+            f"X and y must have the same number of samples; got {m} rows in X and {len(y)} in y"
+        )
+    if m > MAX_SAMPLES or n > MAX_FEATURES:
+        raise ValueError(
+            f"data is too large: at most {MAX_SAMPLES:,} samples and {MAX_FEATURES:,} "
+            f"features; got {m:,} x {n:,}"
+        )
+
+
+def _checked_names(feature_names, n: int) -> tuple[str, ...]:
+    if isinstance(feature_names, str):
+        raise ValueError(
+            "feature_names must be a list of names, one per feature; "
+            f"got the string {feature_names!r}"
+        )
+    names = tuple(str(s) for s in feature_names) or tuple(f"x{j + 1}" for j in range(n))
+    if len(names) != n:
+        raise ValueError(
+            f"feature_names must name each of the {n} features; got {len(names)} names"
+        )
+    return names
 
 
 def _as_float_array(label: str, values) -> np.ndarray:

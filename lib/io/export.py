@@ -1067,6 +1067,11 @@ def _join(a: str | None, b: str | None) -> str | None:
     return a if b is None else _M
 
 
+# Statements _reaching does not follow a name through, and expressions with a scope of their own.
+_OPAQUE = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Try, ast.Match, ast.Global)
+_NESTED = (ast.Lambda, ast.GeneratorExp, ast.ListComp, ast.DictComp, ast.SetComp)
+
+
 def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | None:
     """For each read of parameter `name` in func: does it see the argument (_P), a later value, or
     either? None where the function is beyond this small analysis."""
@@ -1085,17 +1090,7 @@ def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | N
 
     def walk(stmts, state):
         for s in stmts:
-            if isinstance(
-                s,
-                (
-                    ast.FunctionDef,
-                    ast.AsyncFunctionDef,
-                    ast.ClassDef,
-                    ast.Try,
-                    ast.Match,
-                    ast.Global,
-                ),
-            ):
+            if isinstance(s, _OPAQUE):
                 if _loads(s, name) or _stores(s, name):
                     raise _Unknown
             elif isinstance(s, ast.If):
@@ -1115,11 +1110,7 @@ def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | N
                 state = walk(s.body, state)
             else:
                 for scope in ast.walk(s):
-                    nested = isinstance(
-                        scope,
-                        (ast.Lambda, ast.GeneratorExp, ast.ListComp, ast.DictComp, ast.SetComp),
-                    )
-                    if nested and (_loads(scope, name) or _stores(scope, name)):
+                    if isinstance(scope, _NESTED) and (_loads(scope, name) or _stores(scope, name)):
                         raise _Unknown  # read later, or a name of its own
                 reads(s, state)
                 if _stores(s, name):

@@ -106,7 +106,8 @@ ROWS = (
 # Row.text is the text for the default configuration (linear model with a bias, MSELoss(), plain
 # SGD); row_text gives the one for any Config, which is what the Code map shows.
 
-SLOPES = MappingProxyType({"mse": "2/m", "half_mse": "1/m", "sse": "2", "bce": "1/m"})
+# k of each convention in words (lib.twins.manual.SLOPES has their values).
+SLOPE_TEXT = MappingProxyType({"mse": "2/m", "half_mse": "1/m", "sse": "2", "bce": "1/m"})
 LOSS_NAMES = MappingProxyType(
     {
         "mse": "`MSELoss()`",
@@ -124,102 +125,118 @@ def _plain_sgd(cfg: Config) -> bool:
     )
 
 
+def _reset_text(row: Row, cfg: Config) -> str:
+    if cfg.zero_grad:
+        return row.text
+    return row.text + (
+        " **In this configuration the reset is switched off in both loops** "
+        "(`zero_grad=False`): each step's gradient is added to the sum of all "
+        "the earlier ones."
+    )
+
+
+def _forward_text(row: Row, cfg: Config) -> str:
+    act = cfg.activation
+    if cfg.model == "mlp":
+        bias = " + b1" if cfg.bias else ""
+        out = " + b2" if cfg.bias else ""
+        layers = f"Linear, {'Tanh' if act == 'tanh' else 'ReLU'}, Linear"
+        layers += "" if cfg.bias else " (bias=False)"
+        text = (
+            "Both compute the predictions from the current weights, one layer at a time: by "
+            f"hand `a1 = inputs @ W1.T{bias}`, `h1 = {act}(a1)`, `outputs = h1 @ W2{out}`; "
+            f"`net` is an `nn.Sequential` of {layers}, and because its parameters require "
+            "grad, `net(inputs)` also records the graph that `backward()` will walk. The "
+            "hand loop keeps `a1` and `h1`: its backward pass needs them."
+        )
+    elif cfg.bias:
+        text = (
+            "Both compute the predictions from the current weights. The hand loop's "
+            "inputs carry a last column of ones, so the bias is one more weight; "
+            "`net(inputs)` computes `inputs @ weight.T + bias` and, because the "
+            "parameters require grad, records the graph that `backward()` will walk."
+        )
+    else:
+        text = (
+            "Both compute the predictions from the current weights. There is no bias here: "
+            "the hand loop's inputs are the features alone, and `net = nn.Linear(n, 1, "
+            "bias=False)` computes `inputs @ weight.T`; because its weight requires grad, "
+            "`net(inputs)` also records the graph that `backward()` will walk."
+        )
+    if cfg.loss == "bce":
+        text += (
+            " The outputs are logits: the hand loop takes `h = sigmoid(outputs)` "
+            "itself, and torch leaves the sigmoid to `BCEWithLogitsLoss`."
+        )
+    return text
+
+
+def _loss_text(row: Row, cfg: Config) -> str:
+    h = "sigmoid(outputs)" if cfg.loss == "bce" else "outputs"
+    return (
+        f"Both compare predictions with labels (h = {h}). The hand loop writes the "
+        "formula out and computes the loss only to report it; torch keeps the loss "
+        "*tensor*, the root of the graph."
+    )
+
+
+def _backward_text(row: Row, cfg: Config) -> str:
+    why = (
+        "a sum does not divide by the batch size m" if cfg.loss == "sse" else "m is the batch size"
+    )
+    k = f"`k` = {SLOPE_TEXT[cfg.loss]} for {LOSS_NAMES[cfg.loss]}, the convention here ({why})"
+    if cfg.model == "mlp":
+        text = (
+            "The hand loop writes the chain rule out, from the output back to the first layer: "
+            f"`delta = k · (labels − h)` is −dL/dz with {k}; then `dW2 += h1ᵀ · delta`, "
+            f"`delta1 = delta · W2 · {cfg.activation}'(a1)` and `dW1 += delta1ᵀ · inputs`"
+            + (", and the biases add up their deltas" if cfg.bias else "")
+            + "."
+        )
+    else:
+        text = (
+            "The hand loop writes the derivative out: `delta = k · (labels − h)` is "
+            f"−dL/doutputs, then `neg_grad += inputsᵀ · delta`, with {k}."
+        )
+    return text + (
+        " `loss.backward()` derives the same numbers with the opposite sign "
+        "(`.grad == -neg_grad`: the gradient itself) by walking the graph back from "
+        "the loss, and adds them into each parameter's `.grad`."
+    )
+
+
+def _update_text(row: Row, cfg: Config) -> str:
+    name = TORCH_NAMES[cfg.optimizer]
+    if _plain_sgd(cfg):
+        return row.text
+    return (
+        "The hand loop hands the gradient, `-neg_grad`, to its own "
+        f"`lib.optim.{name}`, which does `torch.optim.{name}`'s arithmetic in numpy; "
+        "torch's `step()` reads the same gradient from each parameter's `.grad` (it "
+        "points uphill; `neg_grad` points downhill) and updates the parameters in "
+        "place, from the optimizer's state as well as the gradient."
+    )
+
+
+_ROW_TEXTS = MappingProxyType(
+    {
+        "reset": _reset_text,
+        "forward": _forward_text,
+        "loss": _loss_text,
+        "backward": _backward_text,
+        "update": _update_text,
+    }
+)
+
+
 def row_text(row: Row, cfg: Config) -> str:
     """What the row's two lines do, exactly, for this Config.
 
     For its model, bias, loss, optimizer and switches.
     """
-    act = {"tanh": "tanh", "relu": "relu"}[cfg.activation]
-    if row.key == "reset":
-        text = row.text
-        if not cfg.zero_grad:
-            text += (
-                " **In this configuration the reset is switched off in both loops** "
-                "(`zero_grad=False`): each step's gradient is added to the sum of all "
-                "the earlier ones."
-            )
-        return text
-    if row.key == "forward":
-        if cfg.model == "mlp":
-            bias = " + b1" if cfg.bias else ""
-            out = " + b2" if cfg.bias else ""
-            layers = (
-                "Linear, "
-                + ("Tanh" if act == "tanh" else "ReLU")
-                + ", Linear"
-                + ("" if cfg.bias else " (bias=False)")
-            )
-            text = (
-                "Both compute the predictions from the current weights, one layer at a time: by "
-                f"hand `a1 = inputs @ W1.T{bias}`, `h1 = {act}(a1)`, `outputs = h1 @ W2{out}`; "
-                f"`net` is an `nn.Sequential` of {layers}, and because its parameters require "
-                "grad, `net(inputs)` also records the graph that `backward()` will walk. The "
-                "hand loop keeps `a1` and `h1`: its backward pass needs them."
-            )
-        elif cfg.bias:
-            text = (
-                "Both compute the predictions from the current weights. The hand loop's "
-                "inputs carry a last column of ones, so the bias is one more weight; "
-                "`net(inputs)` computes `inputs @ weight.T + bias` and, because the "
-                "parameters require grad, records the graph that `backward()` will walk."
-            )
-        else:
-            text = (
-                "Both compute the predictions from the current weights. There is no bias here: "
-                "the hand loop's inputs are the features alone, and `net = nn.Linear(n, 1, "
-                "bias=False)` computes `inputs @ weight.T`; because its weight requires grad, "
-                "`net(inputs)` also records the graph that `backward()` will walk."
-            )
-        if cfg.loss == "bce":
-            text += (
-                " The outputs are logits: the hand loop takes `h = sigmoid(outputs)` "
-                "itself, and torch leaves the sigmoid to `BCEWithLogitsLoss`."
-            )
-        return text
-    if row.key == "loss":
-        h = "sigmoid(outputs)" if cfg.loss == "bce" else "outputs"
-        return (
-            f"Both compare predictions with labels (h = {h}). The hand loop writes the "
-            "formula out and computes the loss only to report it; torch keeps the loss "
-            "*tensor*, the root of the graph."
-        )
-    if row.key == "backward":
-        why = (
-            "a sum does not divide by the batch size m"
-            if cfg.loss == "sse"
-            else "m is the batch size"
-        )
-        k = f"`k` = {SLOPES[cfg.loss]} for {LOSS_NAMES[cfg.loss]}, the convention here ({why})"
-        if cfg.model == "mlp":
-            text = (
-                "The hand loop writes the chain rule out, from the output back to the first layer: "
-                f"`delta = k · (labels − h)` is −dL/dz with {k}; then `dW2 += h1ᵀ · delta`, "
-                f"`delta1 = delta · W2 · {act}'(a1)` and `dW1 += delta1ᵀ · inputs`"
-                + (", and the biases add up their deltas" if cfg.bias else "")
-                + "."
-            )
-        else:
-            text = (
-                "The hand loop writes the derivative out: `delta = k · (labels − h)` is "
-                f"−dL/doutputs, then `neg_grad += inputsᵀ · delta`, with {k}."
-            )
-        return text + (
-            " `loss.backward()` derives the same numbers with the opposite sign "
-            "(`.grad == -neg_grad`: the gradient itself) by walking the graph back from "
-            "the loss, and adds them into each parameter's `.grad`."
-        )
-    if row.key == "update":
-        name = TORCH_NAMES[cfg.optimizer]
-        if _plain_sgd(cfg):
-            return row.text
-        return (
-            "The hand loop hands the gradient, `-neg_grad`, to its own "
-            f"`lib.optim.{name}`, which does `torch.optim.{name}`'s arithmetic in numpy; "
-            "torch's `step()` reads the same gradient from each parameter's `.grad` (it "
-            "points uphill; `neg_grad` points downhill) and updates the parameters in "
-            "place, from the optimizer's state as well as the gradient."
-        )
-    raise ValueError(f"row must be one of {', '.join(r.key for r in ROWS)}; got {row.key!r}")
+    if row.key not in _ROW_TEXTS:
+        raise ValueError(f"row must be one of {', '.join(r.key for r in ROWS)}; got {row.key!r}")
+    return _ROW_TEXTS[row.key](row, cfg)
 
 
 @dataclass(frozen=True)

@@ -365,6 +365,11 @@ def speed_sentence(costs: StepCosts) -> str:
             f"; at this size most of it grows with the batch: with one-row batches its step took "
             f"{us(one_row)} ({share:.0%} as long)"
         )
+    return f"{first}{_where_the_time_goes(c, fixed)}"
+
+
+def _where_the_time_goes(c: StepCosts, fixed: bool) -> str:
+    """The speed sentence's second part: the cost of one tiny call, and the phase that gaps most."""
     call = f"a 1-element torch.add ({us(c.call_us['torch'])}; np.add {us(c.call_us['numpy'])})"
     biggest = max(PHASES, key=lambda p: c.torch_phases[p] - c.manual_phases[p])
     torch_name, hand_name = PHASE_NAMES[biggest]
@@ -373,19 +378,19 @@ def speed_sentence(costs: StepCosts) -> str:
         gap += f" for {_operations(c.torch_ops[biggest])}"
     gap += f", against {us(c.manual_phases[biggest])} for {hand_name}"
     if c.torch_ops is None:
-        return f"{first}. Even a call as small as {call} costs torch more; the largest gap: {gap}."
+        return f". Even a call as small as {call} costs torch more; the largest gap: {gap}."
     ops = c.ops_per_step
     priced = (
         f"Its {ops} tensor operations would cost about {us(ops * c.call_us['torch'])} "
         f"at the price of {call}"
     )
     if not fixed:
-        return f"{first}. {priced}; the largest gap: {gap}."
+        return f". {priced}; the largest gap: {gap}."
     second = f"{priced}; the rest is the machinery around them: {gap}"
     idle = c.torch_phases["zero_grad"]
     if biggest != "zero_grad" and c.torch_ops["zero_grad"] == 0 and idle >= 1:
         second += f", and optimizer.zero_grad() took {us(idle)} with no tensor operation at all"
-    return f"{first}. {second}."
+    return f". {second}."
 
 
 def _operations(k: int) -> str:

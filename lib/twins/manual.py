@@ -1,4 +1,9 @@
-"""The hand-written training loop: numpy only, every derivative written out."""
+"""The hand-written training loop: numpy only, every derivative written out.
+
+neg_grad holds the negative gradient, as a hand loop written from (label - h) builds it. Linear
+models read inputs with a last column of ones when there is a bias: the bias is one more weight.
+The mlp's weights are laid out as torch's parameters (Layout.views).
+"""
 
 from __future__ import annotations
 
@@ -32,12 +37,7 @@ def manual_loop(
     optimizer_kwargs: Mapping[str, Any] | None = None,
     zero_grad: bool = True,
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
-    """Gradient descent by hand, yielding (loss, weights, gradient) after each step.
-
-    neg_grad is the negative gradient, as a hand loop written from (label - h) builds it. Linear
-    models read inputs with a last column of ones when there is a bias: the bias is one more weight.
-    The mlp's weights are laid out as torch's parameters (Layout.views).
-    """
+    """Gradient descent by hand, yielding (loss, weights, gradient) after each step."""
     # Model: the weights, started from the shared initial weights.
     weights = np.array(init, dtype=np.float64)
     if layout.model == "mlp":
