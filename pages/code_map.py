@@ -252,8 +252,8 @@ def show_row(row: explain.Row, view: View) -> None:
 def optimizer_step(left, right, view: View) -> None:
     """The optimizer's own update, beside the torch optimizer it mirrors."""
     cfg = view.cfg
-    hand_optimizer, torch_optimizer = view.stepper.optimizers
-    kind = type(hand_optimizer)
+    manual_optimizer, torch_optimizer = view.stepper.optimizers
+    kind = type(manual_optimizer)
     name = type(torch_optimizer).__name__
     left.markdown(f"What `optimizer.step(-d_weights)` runs: `lib.optim.{kind.step.__qualname__}`")
     left.code(inspect.getsource(kind.step), language="python")

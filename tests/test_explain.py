@@ -164,7 +164,7 @@ def test_forward_check_fails_on_the_wrong_layers_or_predictions(monkeypatch):
 
 
 def test_hand_loop_needs_no_loss_value():
-    e = explain.verify(CLAIM["hand_no_loss_value"], DATA, CFG, 4)
+    e = explain.verify(CLAIM["manual_no_loss_value"], DATA, CFG, 4)
     assert e.ok
     assert e.measured == {
         "loss values the loop saw": "NaN",
@@ -202,7 +202,7 @@ def test_hand_loss_check_fails_for_a_loop_that_uses_the_loss_value(monkeypatch):
         return greedy_loop(**arguments_of(manual)), twin, init
 
     monkeypatch.setattr(explain, "loops", greedy_loops)
-    e = explain.verify(CLAIM["hand_no_loss_value"], DATA, CFG, 2)
+    e = explain.verify(CLAIM["manual_no_loss_value"], DATA, CFG, 2)
     assert not e.ok
     assert e.measured["loss values the loop saw"] == "NaN"
     # The loop it was given, recompiled.

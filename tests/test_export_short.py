@@ -26,7 +26,7 @@ LIB_LINES = {
 OTHER_PATHS = (
     "mlp", "hidden", "activation", "tanh", "relu", "sigmoid", "logistic", "bce", "half", "sse",
     "adam", "rmsprop", "adagrad", "momentum", "nesterov", "dampening", "weight_decay", "maximize",
-    "amsgrad", "hand_optimizer", "torch_optimizer", "torch_loss", "make_model", "initial_weights",
+    "amsgrad", "manual_optimizer", "torch_optimizer", "torch_loss", "make_model", "initial_weights",
     "torch_names", "Layout", "views", "loss_name", "optimizer_name", "optimizer_kwargs", "delta1",
     "SLOPES",
 )  # fmt: skip
@@ -39,7 +39,7 @@ REWRITTEN = {
         "manual_loop's keyword-only choices (layout, loss_name, optimizer_name, ...) gone: one line"
     ),
     "optimizer = SGD(weights, lr)": (
-        "hand_optimizer('sgd', ...): HAND['sgd'](weights, lr) with no keywords"
+        "manual_optimizer('sgd', ...): MANUAL['sgd'](weights, lr) with no keywords"
     ),
     "h = outputs": "h = sigmoid(outputs) if loss_name == 'bce' else outputs, with loss_name 'mse'",
     "net = nn.Linear(3, 1, bias=True, dtype=dtype)": (
@@ -141,7 +141,7 @@ def test_the_default_runs_hold_no_code_for_other_paths(name):
     words = {w.lower() for w in code_words(text)}
     found = {other for other in OTHER_PATHS for w in words if other.lower() in w}
     assert not found, found
-    assert "HAND" not in code_words(text)  # the table of hand optimizers, looked up
+    assert "MANUAL" not in code_words(text)  # the table of hand optimizers, looked up
     for kept in ("manual_loop", "torch_loop", "SGD", "MSELoss", "zero_grad", "backward", "step"):
         assert kept in code_words(text), kept
     # else: is the loaders' full-batch test.

@@ -12,7 +12,7 @@ import lib
 from lib.engine import lockstep as run_module
 from lib.twins.layout import Layout
 from lib.twins.manual import manual_loop, sigmoid
-from lib.twins.optim import HAND, OPTIMIZERS
+from lib.twins.optim import MANUAL, OPTIMIZERS
 from lib.twins.torch_side import make_model, share_one_vector, torch_loss
 
 TOL = 1e-10
@@ -223,10 +223,10 @@ def test_bad_optimizer_and_model_settings_are_explained(kwargs, words):
         lib.Config(**kwargs)
 
 
-def test_hand_optimizers_accept_exactly_torchs_keywords():
+def test_manual_optimizers_accept_exactly_torchs_keywords():
     import inspect
 
-    for name, hand in HAND.items():
+    for name, hand in MANUAL.items():
         torch_cls = getattr(
             torch.optim,
             {

@@ -426,7 +426,7 @@ def _model(data: Dataset, cfg: Config, t: int = 0, loss: str | None = None):
     return net, torch_loss(loss or cfg.loss), inputs, labels
 
 
-def _hand_gradient(step: Step, cfg: Config, loss: str) -> np.ndarray:
+def _manual_gradient(step: Step, cfg: Config, loss: str) -> np.ndarray:
     """The gradient of one step of this Config's hand loop under `loss`.
 
     On step t's batch, from step t's weights.
@@ -602,7 +602,7 @@ def loss_blind_weights(
     return losses, np.array(weights)
 
 
-def check_hand_needs_no_loss_value(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+def check_manual_needs_no_loss_value(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     """The hand loop's weights up to step t are unchanged with every loss value replaced by NaN."""
     stepper = _stepper_at(data, cfg, t)
     steps = stepper.step + 1
@@ -712,7 +712,7 @@ def check_mse_no_half(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     loss.backward()
     torch_grad = _flat(_grads(net))
     step = _step(data, cfg, t)
-    hand = _hand_gradient(step, cfg, "half_mse")
+    hand = _manual_gradient(step, cfg, "half_mse")
     nonzero = np.abs(hand) > 0
     if not nonzero.any():
         return _zero("the gradient", step)
@@ -1009,11 +1009,11 @@ CLAIMS = (
         say=forward_text,
     ),
     Claim(
-        "hand_no_loss_value",
+        "manual_no_loss_value",
         "loss",
         "The hand loop never needs the loss value to get its gradient: replace every "
         "loss it computes by NaN and its weights do not change.",
-        check_hand_needs_no_loss_value,
+        check_manual_needs_no_loss_value,
     ),
     Claim(
         "torch_needs_root",

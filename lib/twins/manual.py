@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .layout import Layout
-from .optim import hand_optimizer
+from .optim import manual_optimizer
 
 # The locals a page may read at the yield (lib.engine.frames): a test sees each in the frame.
 # The mlp adds its layers' values; a linear model has none of a1, h1, W1, ...
@@ -42,7 +42,7 @@ def manual_loop(
     weights = np.array(init, dtype=np.float64)
     if layout.model == "mlp":
         W1, b1, W2, b2 = layout.views(weights)
-    optimizer = hand_optimizer(optimizer_name, weights, lr, optimizer_kwargs)
+    optimizer = manual_optimizer(optimizer_name, weights, lr, optimizer_kwargs)
     neg_grad = np.zeros_like(weights)
     for inputs, labels in batches:
         # Reset the gradient.

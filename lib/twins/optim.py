@@ -182,7 +182,7 @@ class Adagrad:
         self.weights -= clr * (g / (np.sqrt(self.state_sum) + self.eps))
 
 
-HAND = MappingProxyType(
+MANUAL = MappingProxyType(
     {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
 )
 
@@ -237,13 +237,13 @@ def state_pairs(
 
 def defaults(name: str) -> dict:
     """The optimizer's keyword arguments (torch's; the hand twin takes the same), with defaults."""
-    params = inspect.signature(HAND[name]).parameters.values()
+    params = inspect.signature(MANUAL[name]).parameters.values()
     return {p.name: p.default for p in params if p.name not in ("weights", "lr")}
 
 
-def hand_optimizer(name: str, weights: np.ndarray, lr: float, kwargs: Mapping | None = None):
+def manual_optimizer(name: str, weights: np.ndarray, lr: float, kwargs: Mapping | None = None):
     """The hand-written optimizer that updates `weights` in place, as torch.optim.<name> would."""
-    return HAND[name](weights, lr, **dict(kwargs or {}))
+    return MANUAL[name](weights, lr, **dict(kwargs or {}))
 
 
 def torch_optimizer(
