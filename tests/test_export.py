@@ -28,108 +28,51 @@ BIG = lib.datasets.linear(m=3_000, n=4, noise=0.5, seed=7)
 BLOBS = lib.datasets.blobs(m=60, seed=2)
 # Each script costs a torch import (seconds on a busy machine), so each case combines several
 # features.
+# fmt: off
 CASES = {
     "mse, float32 torch, big data": (
-        BIG,
-        lib.Config(lr=0.05, batch_size=64, iterations=40, torch_dtype="float32"),
+        BIG, lib.Config(lr=0.05, batch_size=64, iterations=40, torch_dtype="float32"),
     ),
     "half_mse, no bias, batch 1, normal init": (
-        DATA,
-        lib.Config(
-            lr=0.02, batch_size=1, iterations=90, loss="half_mse", bias=False, init="normal", seed=3
-        ),
+        DATA, lib.Config(lr=0.02, batch_size=1, iterations=90, loss="half_mse", bias=False,
+                         init="normal", seed=3),
     ),
     "sse, batch 7, no zero_grad, hand loop on mse": (
-        DATA,
-        lib.Config(
-            lr=0.001,
-            batch_size=7,
-            iterations=60,
-            loss="sse",
-            zero_grad=False,
-            manual_loss="mse",
-            seed=5,
-        ),
+        DATA, lib.Config(lr=0.001, batch_size=7, iterations=60, loss="sse", zero_grad=False,
+                         manual_loss="mse", seed=5),
     ),
     "full batch, adam, explicit init": (
-        DATA,
-        lib.Config(
-            lr=0.05,
-            batch_size=500,
-            iterations=60,
-            init=[0.5, -1.0, 2.0, 0.25],
-            optimizer="adam",
-            optimizer_kwargs={"betas": (0.8, 0.99)},
-        ),
+        DATA, lib.Config(lr=0.05, batch_size=500, iterations=60, init=[0.5, -1.0, 2.0, 0.25],
+                         optimizer="adam", optimizer_kwargs={"betas": (0.8, 0.99)}),
     ),
     "mlp relu, sgd nesterov": (
-        DATA,
-        lib.Config(
-            lr=0.01,
-            batch_size=8,
-            iterations=60,
-            model="mlp",
-            hidden=4,
-            activation="relu",
-            init="normal",
-            optimizer="sgd",
-            optimizer_kwargs={"momentum": 0.9, "nesterov": True},
-        ),
+        DATA, lib.Config(lr=0.01, batch_size=8, iterations=60, model="mlp", hidden=4,
+                         activation="relu", init="normal", optimizer="sgd",
+                         optimizer_kwargs={"momentum": 0.9, "nesterov": True}),
     ),
     "logistic, bce": (BLOBS, lib.Config(lr=0.1, batch_size=10, iterations=50, model="logistic")),
     "rmsprop centered with momentum, mlp tanh without bias": (
-        DATA,
-        lib.Config(
-            lr=0.01,
-            batch_size=8,
-            iterations=40,
-            model="mlp",
-            hidden=3,
-            bias=False,
-            init="normal",
-            optimizer="rmsprop",
-            optimizer_kwargs={"centered": True, "momentum": 0.5},
-        ),
+        DATA, lib.Config(lr=0.01, batch_size=8, iterations=40, model="mlp", hidden=3, bias=False,
+                         init="normal", optimizer="rmsprop",
+                         optimizer_kwargs={"centered": True, "momentum": 0.5}),
     ),
     "adagrad with decays, logistic without bias, no zero_grad": (
-        BLOBS,
-        lib.Config(
-            lr=0.1,
-            batch_size=10,
-            iterations=40,
-            model="logistic",
-            bias=False,
-            zero_grad=False,
-            optimizer="adagrad",
-            optimizer_kwargs={"lr_decay": 0.01, "weight_decay": 0.1},
-        ),
+        BLOBS, lib.Config(lr=0.1, batch_size=10, iterations=40, model="logistic", bias=False,
+                          zero_grad=False, optimizer="adagrad",
+                          optimizer_kwargs={"lr_decay": 0.01, "weight_decay": 0.1}),
     ),
     "adamw amsgrad, mlp bce": (
-        BLOBS,
-        lib.Config(
-            lr=0.01,
-            batch_size=16,
-            iterations=40,
-            model="mlp",
-            hidden=4,
-            loss="bce",
-            init="normal",
-            optimizer="adamw",
-            optimizer_kwargs={"amsgrad": True},
-        ),
+        BLOBS, lib.Config(lr=0.01, batch_size=16, iterations=40, model="mlp", hidden=4, loss="bce",
+                          init="normal", optimizer="adamw", optimizer_kwargs={"amsgrad": True}),
     ),
     "sgd momentum with dampening and weight decay": (
-        DATA,
-        lib.Config(
-            lr=0.001,
-            batch_size=5,
-            iterations=40,
-            optimizer_kwargs={"momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01},
-        ),
+        DATA, lib.Config(lr=1e-3, batch_size=5, iterations=40, optimizer_kwargs={
+            "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
     ),
     "the app's default run": (DATA, lib.Config(lr=0.05, batch_size=32, iterations=500)),
     "diverges": (DATA, lib.Config(lr=5.0, batch_size=40, iterations=200)),
 }
+# fmt: on
 # The Config and data the short script is written for: lib.Config()'s run on the default data set,
 # and the app's default sidebar run on it.
 DEFAULT_DATA = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
@@ -148,14 +91,9 @@ def run_script(text: str, folder: Path) -> tuple[str, dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     # -I: no PYTHONPATH, no user site-packages, and not even the script's own folder on sys.path.
     done = subprocess.run(
-        [PYTHON, "-I", path.name],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+        [PYTHON, "-I", path.name], cwd=folder, env=env, capture_output=True, text=True,
+        timeout=180, check=False,
+    )  # fmt: skip
     assert done.returncode == 0, f"script failed:\n{done.stdout}\n{done.stderr}"
     last = done.stdout.strip().splitlines()[-1]
     return done.stdout, json.loads(last)

@@ -71,15 +71,7 @@ def test_the_exact_surface_is_the_full_data_loss_at_random_cells(loss, bias):
     [
         lib.Config(model="logistic", lr=0.5, batch_size=16, iterations=30, init="normal"),
         lib.Config(model="logistic", lr=0.5, batch_size=60, iterations=30, bias=False),
-        lib.Config(
-            model="mlp",
-            hidden=3,
-            activation="tanh",
-            lr=0.2,
-            batch_size=16,
-            iterations=30,
-            init="normal",
-        ),
+        lib.Config(model="mlp", hidden=3, lr=0.2, batch_size=16, iterations=30, init="normal"),
         lib.Config(
             model="mlp",
             hidden=3,

@@ -15,20 +15,12 @@ DATA = lib.datasets.linear(m=40, n=3, noise=0.1, seed=1)
 _X = np.random.default_rng(2).normal(size=(40, 2))
 BLOBS = lib.Dataset(_X, (_X @ [1.0, -1.0] > 0).astype(float))  # two classes, 0 and 1
 
+SSE_FULL_BATCH = lib.Config(
+    lr=1e-3, batch_size=100, iterations=12, loss="sse", zero_grad=False, init="normal", seed=3
+)
 CASES = {
     "mse minibatch": (DATA, lib.Config(lr=0.05, batch_size=8, iterations=25)),
-    "sse full batch, no zero_grad, normal init": (
-        DATA,
-        lib.Config(
-            lr=0.001,
-            batch_size=100,
-            iterations=12,
-            loss="sse",
-            zero_grad=False,
-            init="normal",
-            seed=3,
-        ),
-    ),
+    "sse full batch, no zero_grad, normal init": (DATA, SSE_FULL_BATCH),
     "half_mse no bias": (
         DATA,
         lib.Config(lr=0.1, batch_size=7, iterations=20, loss="half_mse", bias=False),
