@@ -913,14 +913,17 @@ def test_loss_blind_weights_runs_only_the_loops_own_source(monkeypatch):
         compiled.append(tree)
         return compile(tree, *args, **kwargs)
 
-    monkeypatch.setattr(explain, "compile", spy, raising=False)  # the module's name shadows builtins
+    # A name in the module shadows the builtin.
+    monkeypatch.setattr(explain, "compile", spy, raising=False)
     manual = loops(lib.datasets.linear(m=20, n=2, seed=0), lib.Config(iterations=2))[0]
     func = function_of(manual)
     explain.loss_blind_weights(func, arguments_of(manual), 1)
     [tree] = compiled
     own = ast.parse(textwrap.dedent(inspect.getsource(func)))
     for node in ast.walk(own):
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["loss"]:
+        names = [getattr(t, "id", None) for t in getattr(node, "targets", ())]
+        if isinstance(node, ast.Assign) and names == ["loss"]:
             node.value = ast.Name("nan", ast.Load())
     assert ast.dump(tree) == ast.dump(own)
-    assert "loss = nan" in ast.unparse(tree) and "np.mean((labels - h) ** 2)" not in ast.unparse(tree)
+    text = ast.unparse(tree)
+    assert "loss = nan" in text and "np.mean((labels - h) ** 2)" not in text
