@@ -1,10 +1,11 @@
-"""The bad-input catalogue (issue 5, part 5): every bad input is answered in words, never with a traceback.
+"""The bad-input catalogue (issue 5, part 5): every bad input is answered in words, never with a
+traceback.
 
-Four surfaces, each a table: the lib API (a ValueError whose message names the field), CSV files (through
-lib.csv_data and through the Compare page's uploader), the Compare page's controls, and the URL's query
-parameters (AppTest of app.py). After every bad input on the page, a good one must still give a run.
-Two static checks close it: no non-constant text rendered with unsafe_allow_html (or st.html), and
-nothing in lib/, pages/ or app.py evaluates or unpickles anything.
+Four surfaces, each a table: the lib API (a ValueError whose message names the field), CSV files
+(through lib.csv_data and through the Compare page's uploader), the Compare page's controls, and the
+URL's query parameters (AppTest of app.py). After every bad input on the page, a good one must still
+give a run. Two static checks close it: no non-constant text rendered with unsafe_allow_html (or
+st.html), and nothing in lib/, pages/ or app.py evaluates or unpickles anything.
 """
 
 from __future__ import annotations
@@ -32,78 +33,189 @@ SMALL = lib.datasets.linear(m=20, n=2, seed=1)  # 2 features + bias: 3 weights
 
 
 def bug(reason: str, raises=None):
-    """A case that shows a real bug: it must fail until fixed (strict), so the marker goes when the fix lands."""
+    """A case that shows a real bug: it must fail until fixed (strict), so the marker goes when the
+    fix lands."""
     return pytest.mark.xfail(strict=True, reason=reason, raises=raises)
 
 
-# ====================================================================== 1. the lib API
+# ============================================================ 1. the lib API
 # (call, words the message must contain (regex), the names it must mention)
 
 LIB_CASES = [
     # --- Config: numbers
-    pytest.param(lambda: Config(lr="abc"), r"must be a finite number > 0", ["lr", "abc"], id="lr-text"),
-    pytest.param(lambda: Config(lr=math.nan), r"must be a finite number > 0", ["lr", "nan"], id="lr-nan"),
-    pytest.param(lambda: Config(lr=math.inf), r"must be a finite number > 0", ["lr", "inf"], id="lr-inf"),
-    pytest.param(lambda: Config(lr=1e308 * 10), r"must be a finite number", ["lr"], id="lr-overflow"),
-    pytest.param(lambda: Config(lr=-0.1), r"must be a finite number > 0", ["lr", "-0.1"], id="lr-negative"),
+    pytest.param(
+        lambda: Config(lr="abc"), r"must be a finite number > 0", ["lr", "abc"], id="lr-text"
+    ),
+    pytest.param(
+        lambda: Config(lr=math.nan), r"must be a finite number > 0", ["lr", "nan"], id="lr-nan"
+    ),
+    pytest.param(
+        lambda: Config(lr=math.inf), r"must be a finite number > 0", ["lr", "inf"], id="lr-inf"
+    ),
+    pytest.param(
+        lambda: Config(lr=1e308 * 10), r"must be a finite number", ["lr"], id="lr-overflow"
+    ),
+    pytest.param(
+        lambda: Config(lr=-0.1), r"must be a finite number > 0", ["lr", "-0.1"], id="lr-negative"
+    ),
     pytest.param(lambda: Config(lr=0), r"must be a finite number > 0", ["lr"], id="lr-zero"),
     pytest.param(lambda: Config(lr=None), r"must be a finite number", ["lr", "None"], id="lr-none"),
     pytest.param(lambda: Config(lr=True), r"must be a finite number", ["lr", "True"], id="lr-bool"),
     pytest.param(lambda: Config(lr=1j), r"must be a finite number", ["lr"], id="lr-complex"),
-    pytest.param(lambda: Config(batch_size=0), r"whole number >= 1", ["batch_size"], id="batch-zero"),
-    pytest.param(lambda: Config(batch_size=-3), r"whole number >= 1", ["batch_size", "-3"], id="batch-negative"),
-    pytest.param(lambda: Config(batch_size=2.5), r"whole number", ["batch_size", "2.5"], id="batch-fraction"),
-    pytest.param(lambda: Config(batch_size="32"), r"whole number", ["batch_size", "'32'"], id="batch-text"),
+    pytest.param(
+        lambda: Config(batch_size=0), r"whole number >= 1", ["batch_size"], id="batch-zero"
+    ),
+    pytest.param(
+        lambda: Config(batch_size=-3),
+        r"whole number >= 1",
+        ["batch_size", "-3"],
+        id="batch-negative",
+    ),
+    pytest.param(
+        lambda: Config(batch_size=2.5), r"whole number", ["batch_size", "2.5"], id="batch-fraction"
+    ),
+    pytest.param(
+        lambda: Config(batch_size="32"), r"whole number", ["batch_size", "'32'"], id="batch-text"
+    ),
     pytest.param(lambda: Config(batch_size=True), r"whole number", ["batch_size"], id="batch-bool"),
-    pytest.param(lambda: Config(iterations=0), r"whole number from 1 to 1,000,000", ["iterations"], id="iter-zero"),
-    pytest.param(lambda: Config(iterations=10**12), r"from 1 to 1,000,000", ["iterations"], id="iter-huge"),
-    pytest.param(lambda: Config(iterations=math.nan), r"whole number", ["iterations", "nan"], id="iter-nan"),
+    pytest.param(
+        lambda: Config(iterations=0),
+        r"whole number from 1 to 1,000,000",
+        ["iterations"],
+        id="iter-zero",
+    ),
+    pytest.param(
+        lambda: Config(iterations=10**12), r"from 1 to 1,000,000", ["iterations"], id="iter-huge"
+    ),
+    pytest.param(
+        lambda: Config(iterations=math.nan), r"whole number", ["iterations", "nan"], id="iter-nan"
+    ),
     pytest.param(lambda: Config(iterations=1e3), r"whole number", ["iterations"], id="iter-float"),
     pytest.param(lambda: Config(seed=-1), r"whole number from 0", ["seed"], id="seed-negative"),
-    pytest.param(lambda: Config(seed=2**40), r"whole number from 0 to 4,294,967,295", ["seed"], id="seed-huge"),
+    pytest.param(
+        lambda: Config(seed=2**40),
+        r"whole number from 0 to 4,294,967,295",
+        ["seed"],
+        id="seed-huge",
+    ),
     pytest.param(lambda: Config(seed=1.5), r"whole number", ["seed"], id="seed-fraction"),
-    pytest.param(lambda: Config(model="mlp", hidden=0), r"from 1 to 256", ["hidden"], id="hidden-zero"),
-    pytest.param(lambda: Config(model="mlp", hidden=10**6), r"from 1 to 256", ["hidden"], id="hidden-huge"),
-    pytest.param(lambda: Config(model="mlp", hidden=4.0), r"whole number", ["hidden"], id="hidden-float"),
+    pytest.param(
+        lambda: Config(model="mlp", hidden=0), r"from 1 to 256", ["hidden"], id="hidden-zero"
+    ),
+    pytest.param(
+        lambda: Config(model="mlp", hidden=10**6), r"from 1 to 256", ["hidden"], id="hidden-huge"
+    ),
+    pytest.param(
+        lambda: Config(model="mlp", hidden=4.0), r"whole number", ["hidden"], id="hidden-float"
+    ),
     # --- Config: names and switches
-    pytest.param(lambda: Config(loss="l1"), r"must be one of .*'mse'", ["loss", "'l1'"], id="loss-unknown"),
+    pytest.param(
+        lambda: Config(loss="l1"), r"must be one of .*'mse'", ["loss", "'l1'"], id="loss-unknown"
+    ),
     pytest.param(lambda: Config(loss=3), r"must be one of", ["loss"], id="loss-int"),
-    pytest.param(lambda: Config(optimizer="lbfgs"), r"one of .*'adam'", ["optimizer", "lbfgs"], id="optim-unknown"),
-    pytest.param(lambda: Config(optimizer=["sgd"]), r"must be one of", ["optimizer"], id="optim-list"),
-    pytest.param(lambda: Config(model="cnn"), r"one of .*'linear'", ["model", "cnn"], id="model-unknown"),
+    pytest.param(
+        lambda: Config(optimizer="lbfgs"),
+        r"one of .*'adam'",
+        ["optimizer", "lbfgs"],
+        id="optim-unknown",
+    ),
+    pytest.param(
+        lambda: Config(optimizer=["sgd"]), r"must be one of", ["optimizer"], id="optim-list"
+    ),
+    pytest.param(
+        lambda: Config(model="cnn"), r"one of .*'linear'", ["model", "cnn"], id="model-unknown"
+    ),
     pytest.param(lambda: Config(model=None), r"must be one of", ["model", "None"], id="model-none"),
-    pytest.param(lambda: Config(model="mlp", activation="sigmoid"), r"'tanh' or 'relu'", ["activation"], id="act"),
+    pytest.param(
+        lambda: Config(model="mlp", activation="sigmoid"),
+        r"'tanh' or 'relu'",
+        ["activation"],
+        id="act",
+    ),
     pytest.param(lambda: Config(bias="yes"), r"True or False", ["bias", "yes"], id="bias-text"),
     pytest.param(lambda: Config(zero_grad=1), r"True or False", ["zero_grad"], id="zero-grad-int"),
-    pytest.param(lambda: Config(torch_dtype="float16"), r"one of .*'float64'", ["torch_dtype"], id="dtype"),
-    pytest.param(lambda: Config(model="logistic", loss="mse"), r"classifier .*needs", ["logistic", "bce"], id="lg-mse"),
-    pytest.param(lambda: Config().replace(learning_rate=0.1), r"unknown Config field", ["learning_rate"], id="repl"),
+    pytest.param(
+        lambda: Config(torch_dtype="float16"), r"one of .*'float64'", ["torch_dtype"], id="dtype"
+    ),
+    pytest.param(
+        lambda: Config(model="logistic", loss="mse"),
+        r"classifier .*needs",
+        ["logistic", "bce"],
+        id="lg-mse",
+    ),
+    pytest.param(
+        lambda: Config().replace(learning_rate=0.1),
+        r"unknown Config field",
+        ["learning_rate"],
+        id="repl",
+    ),
     # --- Config: init
-    pytest.param(lambda: Config(init="ones"), r"'zeros', 'normal' or a list", ["init", "ones"], id="init-name"),
-    pytest.param(lambda: Config(init=[1.0, math.nan]), r"only finite numbers", ["init", "NaN"], id="init-nan"),
-    pytest.param(lambda: Config(init=[math.inf, 0.0]), r"only finite numbers", ["init", "inf"], id="init-inf"),
-    pytest.param(lambda: Config(init=[[1, 2], [3, 4]]), r"flat list of numbers", ["init"], id="init-2d"),
+    pytest.param(
+        lambda: Config(init="ones"),
+        r"'zeros', 'normal' or a list",
+        ["init", "ones"],
+        id="init-name",
+    ),
+    pytest.param(
+        lambda: Config(init=[1.0, math.nan]), r"only finite numbers", ["init", "NaN"], id="init-nan"
+    ),
+    pytest.param(
+        lambda: Config(init=[math.inf, 0.0]), r"only finite numbers", ["init", "inf"], id="init-inf"
+    ),
+    pytest.param(
+        lambda: Config(init=[[1, 2], [3, 4]]), r"flat list of numbers", ["init"], id="init-2d"
+    ),
     pytest.param(lambda: Config(init=[]), r"flat list of numbers", ["init"], id="init-empty"),
     pytest.param(lambda: Config(init=["a", "b"]), r"list of numbers", ["init"], id="init-text"),
     pytest.param(lambda: Config(init=None), r"list of numbers", ["init"], id="init-none"),
     # --- Config: optimizer_kwargs
-    pytest.param(lambda: Config(optimizer_kwargs=[1, 2]), r"must be a dict", ["optimizer_kwargs"], id="kw-list"),
     pytest.param(
-        lambda: Config(optimizer_kwargs={"foo": 1}), r"unknown argument 'foo'", ["optimizer_kwargs"], id="kw-unknown"
+        lambda: Config(optimizer_kwargs=[1, 2]),
+        r"must be a dict",
+        ["optimizer_kwargs"],
+        id="kw-list",
     ),
     pytest.param(
-        lambda: Config(optimizer_kwargs={"momentum": -1}), r"momentum", ["optimizer_kwargs"], id="kw-momentum-neg"
+        lambda: Config(optimizer_kwargs={"foo": 1}),
+        r"unknown argument 'foo'",
+        ["optimizer_kwargs"],
+        id="kw-unknown",
     ),
-    pytest.param(lambda: Config(optimizer_kwargs={"momentum": math.nan}), r"must be finite", ["momentum"], id="kw-nan"),
     pytest.param(
-        lambda: Config(optimizer_kwargs={"weight_decay": math.inf}), r"must be finite", ["weight_decay"], id="kw-inf"
+        lambda: Config(optimizer_kwargs={"momentum": -1}),
+        r"momentum",
+        ["optimizer_kwargs"],
+        id="kw-momentum-neg",
     ),
     pytest.param(
-        lambda: Config(optimizer_kwargs={"momentum": "0.9"}), r"a number or True/False", ["momentum"], id="kw-text"
+        lambda: Config(optimizer_kwargs={"momentum": math.nan}),
+        r"must be finite",
+        ["momentum"],
+        id="kw-nan",
     ),
-    pytest.param(lambda: Config(optimizer_kwargs={"lr": 0.1}), r"must not contain lr", ["Config.lr"], id="kw-lr"),
     pytest.param(
-        lambda: Config(optimizer_kwargs={"nesterov": True}), r"(?i)nesterov", ["optimizer_kwargs"], id="kw-nesterov"
+        lambda: Config(optimizer_kwargs={"weight_decay": math.inf}),
+        r"must be finite",
+        ["weight_decay"],
+        id="kw-inf",
+    ),
+    pytest.param(
+        lambda: Config(optimizer_kwargs={"momentum": "0.9"}),
+        r"a number or True/False",
+        ["momentum"],
+        id="kw-text",
+    ),
+    pytest.param(
+        lambda: Config(optimizer_kwargs={"lr": 0.1}),
+        r"must not contain lr",
+        ["Config.lr"],
+        id="kw-lr",
+    ),
+    pytest.param(
+        lambda: Config(optimizer_kwargs={"nesterov": True}),
+        r"(?i)nesterov",
+        ["optimizer_kwargs"],
+        id="kw-nesterov",
     ),
     pytest.param(
         lambda: Config(optimizer="adam", optimizer_kwargs={"betas": (0.9,)}),
@@ -113,19 +225,56 @@ LIB_CASES = [
     ),
     # --- Dataset
     pytest.param(lambda: Dataset(np.ones(5), np.ones(5)), r"2-D.*reshape", ["X"], id="X-1d"),
-    pytest.param(lambda: Dataset(np.ones((2, 2, 2)), np.ones(2)), r"must be 2-D", ["X", "(2, 2, 2)"], id="X-3d"),
-    pytest.param(lambda: Dataset(np.ones((5, 2)), np.ones((5, 2))), r"must be 1-D", ["y", "(5, 2)"], id="y-2d"),
-    pytest.param(lambda: Dataset(np.ones((5, 2)), np.ones(4)), r"same number of samples", ["X", "y"], id="X-y-lengths"),
-    pytest.param(lambda: Dataset(np.ones((0, 2)), np.ones(0)), r"at least one sample", ["X"], id="X-empty"),
-    pytest.param(lambda: Dataset(np.ones((3, 0)), np.ones(3)), r"at least one feature", ["X"], id="X-no-columns"),
-    pytest.param(lambda: Dataset([[1.0], [math.nan]], [1, 2]), r"contains NaN .*index \(1, 0\)", ["X"], id="X-nan"),
-    pytest.param(lambda: Dataset([[1.0], [2.0]], [1, math.inf]), r"contains inf", ["y"], id="y-inf"),
+    pytest.param(
+        lambda: Dataset(np.ones((2, 2, 2)), np.ones(2)),
+        r"must be 2-D",
+        ["X", "(2, 2, 2)"],
+        id="X-3d",
+    ),
+    pytest.param(
+        lambda: Dataset(np.ones((5, 2)), np.ones((5, 2))),
+        r"must be 1-D",
+        ["y", "(5, 2)"],
+        id="y-2d",
+    ),
+    pytest.param(
+        lambda: Dataset(np.ones((5, 2)), np.ones(4)),
+        r"same number of samples",
+        ["X", "y"],
+        id="X-y-lengths",
+    ),
+    pytest.param(
+        lambda: Dataset(np.ones((0, 2)), np.ones(0)), r"at least one sample", ["X"], id="X-empty"
+    ),
+    pytest.param(
+        lambda: Dataset(np.ones((3, 0)), np.ones(3)),
+        r"at least one feature",
+        ["X"],
+        id="X-no-columns",
+    ),
+    pytest.param(
+        lambda: Dataset([[1.0], [math.nan]], [1, 2]),
+        r"contains NaN .*index \(1, 0\)",
+        ["X"],
+        id="X-nan",
+    ),
+    pytest.param(
+        lambda: Dataset([[1.0], [2.0]], [1, math.inf]), r"contains inf", ["y"], id="y-inf"
+    ),
     pytest.param(lambda: Dataset([["a", "b"]], [1]), r"only numbers", ["X", "'a'"], id="X-text"),
     pytest.param(lambda: Dataset([[1, 2], [3]], [1, 2]), r"only numbers", ["X"], id="X-ragged"),
     pytest.param(lambda: Dataset(None, None), r"must be 2-D", ["X"], id="X-none"),
-    pytest.param(lambda: Dataset(np.ones((2, 1001)), np.ones(2)), r"too large", ["1,000 features"], id="X-wide"),
     pytest.param(
-        lambda: Dataset(np.ones((2, 2)), np.ones(2), feature_names=("a",)), r"name each", ["feature_names"], id="names"
+        lambda: Dataset(np.ones((2, 1001)), np.ones(2)),
+        r"too large",
+        ["1,000 features"],
+        id="X-wide",
+    ),
+    pytest.param(
+        lambda: Dataset(np.ones((2, 2)), np.ones(2), feature_names=("a",)),
+        r"name each",
+        ["feature_names"],
+        id="names",
     ),
     pytest.param(
         lambda: Dataset(np.ones((2, 1)) * (1 + 2j), np.ones(2)),
@@ -149,16 +298,32 @@ LIB_CASES = [
         id="true-weights-text",
     ),
     # --- lib.run
-    pytest.param(lambda: lib.run(None, Config()), r"must be a lib.Dataset", ["data", "NoneType"], id="run-data"),
-    pytest.param(lambda: lib.run(SMALL, {"lr": 0.1}), r"must be a lib.Config", ["cfg", "dict"], id="run-cfg"),
     pytest.param(
-        lambda: lib.run(SMALL, Config(iterations=2), time_limit=-1), r"seconds >= 0", ["time_limit"], id="run-tl-neg"
+        lambda: lib.run(None, Config()),
+        r"must be a lib.Dataset",
+        ["data", "NoneType"],
+        id="run-data",
     ),
     pytest.param(
-        lambda: lib.run(SMALL, Config(iterations=2), time_limit=math.nan), r"seconds", ["time_limit"], id="run-tl-nan"
+        lambda: lib.run(SMALL, {"lr": 0.1}), r"must be a lib.Config", ["cfg", "dict"], id="run-cfg"
     ),
     pytest.param(
-        lambda: lib.run(SMALL, Config(iterations=2), progress_every=-1), r"seconds", ["progress_every"], id="run-pe"
+        lambda: lib.run(SMALL, Config(iterations=2), time_limit=-1),
+        r"seconds >= 0",
+        ["time_limit"],
+        id="run-tl-neg",
+    ),
+    pytest.param(
+        lambda: lib.run(SMALL, Config(iterations=2), time_limit=math.nan),
+        r"seconds",
+        ["time_limit"],
+        id="run-tl-nan",
+    ),
+    pytest.param(
+        lambda: lib.run(SMALL, Config(iterations=2), progress_every=-1),
+        r"seconds",
+        ["progress_every"],
+        id="run-pe",
     ),
     pytest.param(
         lambda: lib.run(SMALL, Config(iterations=2), time_limit="5"),
@@ -179,10 +344,16 @@ LIB_CASES = [
         id="run-progress-int",
     ),
     pytest.param(
-        lambda: lib.run(SMALL, Config(iterations=2, init=[1.0])), r"must have 3 numbers", ["init"], id="run-init-len"
+        lambda: lib.run(SMALL, Config(iterations=2, init=[1.0])),
+        r"must have 3 numbers",
+        ["init"],
+        id="run-init-len",
     ),
     pytest.param(
-        lambda: lib.run(SMALL, Config(model="logistic", iterations=2)), r"0 or 1", ["bce"], id="run-bce-targets"
+        lambda: lib.run(SMALL, Config(model="logistic", iterations=2)),
+        r"0 or 1",
+        ["bce"],
+        id="run-bce-targets",
     ),
     pytest.param(
         lambda: lib.run(SMALL, Config(model="mlp", hidden=256, iterations=1_000_000)),
@@ -191,12 +362,32 @@ LIB_CASES = [
         id="run-memory-cap",
     ),
     # --- exports
-    pytest.param(lambda: lib.to_script("data", Config()), r"must be a lib.Dataset", ["data"], id="script-data"),
-    pytest.param(lambda: lib.to_script(SMALL, None), r"must be a lib.Config", ["cfg"], id="script-cfg"),
-    pytest.param(lambda: lib.to_script(SMALL, Config(), csv_name=5), r"file name", ["csv_name"], id="script-csv-int"),
-    pytest.param(lambda: lib.to_script(SMALL, Config(), csv_name="  "), r"file name", ["csv_name"], id="script-csv-sp"),
     pytest.param(
-        lambda: lib.to_script(SMALL, Config(), csv_name="d.csv", target=3), r"column name", ["target"], id="script-tg"
+        lambda: lib.to_script("data", Config()),
+        r"must be a lib.Dataset",
+        ["data"],
+        id="script-data",
+    ),
+    pytest.param(
+        lambda: lib.to_script(SMALL, None), r"must be a lib.Config", ["cfg"], id="script-cfg"
+    ),
+    pytest.param(
+        lambda: lib.to_script(SMALL, Config(), csv_name=5),
+        r"file name",
+        ["csv_name"],
+        id="script-csv-int",
+    ),
+    pytest.param(
+        lambda: lib.to_script(SMALL, Config(), csv_name="  "),
+        r"file name",
+        ["csv_name"],
+        id="script-csv-sp",
+    ),
+    pytest.param(
+        lambda: lib.to_script(SMALL, Config(), csv_name="d.csv", target=3),
+        r"column name",
+        ["target"],
+        id="script-tg",
     ),
     pytest.param(
         lambda: lib.to_script(Dataset(np.zeros((700_000, 2)), np.zeros(700_000)), Config()),
@@ -204,23 +395,66 @@ LIB_CASES = [
         ["csv_name"],
         id="script-too-big",
     ),
-    pytest.param(lambda: lib.to_script(SMALL, Config(model="logistic")), r"0 or 1", ["bce"], id="script-bce"),
-    pytest.param(lambda: lib.history_csv(None), r"must be a lib.Result", ["result"], id="history-csv"),
-    pytest.param(lambda: lib.history_json("run"), r"must be a lib.Result", ["result"], id="history-json"),
+    pytest.param(
+        lambda: lib.to_script(SMALL, Config(model="logistic")), r"0 or 1", ["bce"], id="script-bce"
+    ),
+    pytest.param(
+        lambda: lib.history_csv(None), r"must be a lib.Result", ["result"], id="history-csv"
+    ),
+    pytest.param(
+        lambda: lib.history_json("run"), r"must be a lib.Result", ["result"], id="history-json"
+    ),
     # --- lib.datasets.linear
-    pytest.param(lambda: lib.datasets.linear(m=0), r"whole number from 1", ["m"], id="linear-m-zero"),
-    pytest.param(lambda: lib.datasets.linear(m=-5), r"whole number from 1", ["m", "-5"], id="linear-m-negative"),
-    pytest.param(lambda: lib.datasets.linear(m=2.5), r"whole number", ["m", "2.5"], id="linear-m-fraction"),
-    pytest.param(lambda: lib.datasets.linear(m="10"), r"whole number", ["m", "'10'"], id="linear-m-text"),
+    pytest.param(
+        lambda: lib.datasets.linear(m=0), r"whole number from 1", ["m"], id="linear-m-zero"
+    ),
+    pytest.param(
+        lambda: lib.datasets.linear(m=-5),
+        r"whole number from 1",
+        ["m", "-5"],
+        id="linear-m-negative",
+    ),
+    pytest.param(
+        lambda: lib.datasets.linear(m=2.5), r"whole number", ["m", "2.5"], id="linear-m-fraction"
+    ),
+    pytest.param(
+        lambda: lib.datasets.linear(m="10"), r"whole number", ["m", "'10'"], id="linear-m-text"
+    ),
     pytest.param(lambda: lib.datasets.linear(m=10**9), r"to 1,000,000", ["m"], id="linear-m-huge"),
-    pytest.param(lambda: lib.datasets.linear(n=0), r"whole number from 1 to 1,000", ["n"], id="linear-n-zero"),
+    pytest.param(
+        lambda: lib.datasets.linear(n=0), r"whole number from 1 to 1,000", ["n"], id="linear-n-zero"
+    ),
     pytest.param(lambda: lib.datasets.linear(n=10**6), r"to 1,000", ["n"], id="linear-n-huge"),
-    pytest.param(lambda: lib.datasets.linear(n=None), r"whole number", ["n", "None"], id="linear-n-none"),
-    pytest.param(lambda: lib.datasets.linear(noise=-1), r"a number from 0", ["noise"], id="linear-noise-negative"),
-    pytest.param(lambda: lib.datasets.linear(noise=math.nan), r"a number from 0", ["noise", "nan"], id="noise-nan"),
-    pytest.param(lambda: lib.datasets.linear(noise=math.inf), r"a number from 0", ["noise", "inf"], id="noise-inf"),
-    pytest.param(lambda: lib.datasets.linear(noise="0.1"), r"a number", ["noise"], id="linear-noise-text"),
-    pytest.param(lambda: lib.datasets.linear(seed=-1), r"whole number from 0", ["seed"], id="linear-seed-negative"),
+    pytest.param(
+        lambda: lib.datasets.linear(n=None), r"whole number", ["n", "None"], id="linear-n-none"
+    ),
+    pytest.param(
+        lambda: lib.datasets.linear(noise=-1),
+        r"a number from 0",
+        ["noise"],
+        id="linear-noise-negative",
+    ),
+    pytest.param(
+        lambda: lib.datasets.linear(noise=math.nan),
+        r"a number from 0",
+        ["noise", "nan"],
+        id="noise-nan",
+    ),
+    pytest.param(
+        lambda: lib.datasets.linear(noise=math.inf),
+        r"a number from 0",
+        ["noise", "inf"],
+        id="noise-inf",
+    ),
+    pytest.param(
+        lambda: lib.datasets.linear(noise="0.1"), r"a number", ["noise"], id="linear-noise-text"
+    ),
+    pytest.param(
+        lambda: lib.datasets.linear(seed=-1),
+        r"whole number from 0",
+        ["seed"],
+        id="linear-seed-negative",
+    ),
     pytest.param(
         lambda: lib.least_squares("data", True),
         r"must be a lib.Dataset",
@@ -254,9 +488,11 @@ def test_lib_answers_bad_input_in_words(call, words, names):
     ],
 )
 def test_a_csv_name_cannot_inject_code_into_the_script(name):
-    """A file name is data: quotes and newlines in it must not become statements of the exported script.
+    """A file name is data: quotes and newlines in it must not become statements of the exported
+    script.
 
-    The page passes the uploaded file's name as csv_name, and a learner runs the script it downloads.
+    The page passes the uploaded file's name as csv_name, and a learner runs the script it
+    downloads.
     """
     try:
         script = lib.to_script(SMALL, Config(iterations=2), csv_name=name, target="y")
@@ -265,13 +501,18 @@ def test_a_csv_name_cannot_inject_code_into_the_script(name):
         return
     tree = ast.parse(script)
     assigned = {
-        t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in node.targets if hasattr(t, "id")
+        t.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if hasattr(t, "id")
     }
     assert "INJECTED" not in assigned
-    assert any(isinstance(n, ast.Constant) and n.value == name for n in ast.walk(tree))  # read by its very name
+    # read by its very name
+    assert any(isinstance(n, ast.Constant) and n.value == name for n in ast.walk(tree))
 
 
-# ====================================================================== 2. CSV files, through lib.csv_data
+# ============================================================ 2. CSV files, through lib.csv_data
 
 GOOD_CSV = b"x1,x2,y\n1,0.5,2.1\n2,0.1,3.9\n3,0.7,6.2\n4,0.2,7.8\n5,0.9,10.1\n"
 
@@ -279,19 +520,39 @@ READ_CASES = [
     pytest.param(b"", r"the file is empty", ["header row"], id="empty"),
     pytest.param(b" \n\n \r\n", r"the file is empty", [], id="blank-lines"),
     pytest.param(b"y\n1\n2\n", r"only one column", ["'y'", "feature column"], id="one-column"),
-    pytest.param(b"x;y\n1;2\n", r"only one column .*separated by semicolons", ["commas"], id="semicolons"),
+    pytest.param(
+        b"x;y\n1;2\n", r"only one column .*separated by semicolons", ["commas"], id="semicolons"
+    ),
     pytest.param(b"x\ty\n1\t2\n", r"separated by tabs", ["commas"], id="tabs"),
-    pytest.param(b"x,x,y\n1,2,3\n", r"duplicate column names", ["'x'", "columns 1, 2"], id="duplicate-header"),
-    pytest.param("x,y\n1,caf\xe9\n".encode("latin-1"), r"not UTF-8 .*byte 0xe9", ["CSV UTF-8"], id="latin-1"),
+    pytest.param(
+        b"x,x,y\n1,2,3\n", r"duplicate column names", ["'x'", "columns 1, 2"], id="duplicate-header"
+    ),
+    pytest.param(
+        "x,y\n1,caf\xe9\n".encode("latin-1"), r"not UTF-8 .*byte 0xe9", ["CSV UTF-8"], id="latin-1"
+    ),
     pytest.param(b"x,y\n1,\x002\n", r"contains NUL bytes", ["CSV UTF-8"], id="nul-bytes"),
-    pytest.param(b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), r"NUL bytes|not UTF-8", [], id="zip-xlsx"),
+    pytest.param(
+        b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), r"NUL bytes|not UTF-8", [], id="zip-xlsx"
+    ),
     pytest.param(bytes(range(256)) * 8, r"not UTF-8", [], id="binary-junk"),
     pytest.param(b"x,y\n", r"column names but no data rows", [], id="header-only"),
     pytest.param(b"1,2\n3,4\n", r"holds only numbers .*add a header row", [], id="no-header"),
-    pytest.param(b"x,y\n1,2\n3,4,5\n", r"line 3 has 3 fields .*2 columns", ["extra commas"], id="ragged-row"),
+    pytest.param(
+        b"x,y\n1,2\n3,4,5\n", r"line 3 has 3 fields .*2 columns", ["extra commas"], id="ragged-row"
+    ),
     pytest.param(b'x,y\n"1,2\n3,4\n', r"could not be read as CSV", [], id="unclosed-quote"),
-    pytest.param(b"x,y\n" + b"1,2\n" * 1_300_000, r"over the 5.0 MB limit", ["smaller sample"], id="oversized"),
-    pytest.param(b"x,y\n" + b"1,2\n" * (MAX_CSV_ROWS + 1), r"more than 100,000 data rows", [], id="too-many-rows"),
+    pytest.param(
+        b"x,y\n" + b"1,2\n" * 1_300_000,
+        r"over the 5.0 MB limit",
+        ["smaller sample"],
+        id="oversized",
+    ),
+    pytest.param(
+        b"x,y\n" + b"1,2\n" * (MAX_CSV_ROWS + 1),
+        r"more than 100,000 data rows",
+        [],
+        id="too-many-rows",
+    ),
     pytest.param("x,y\n1,2\n", r"must be given as bytes", ["str"], id="text-not-bytes"),
     pytest.param(None, r"must be given as bytes", ["NoneType"], id="none"),
 ]
@@ -305,23 +566,74 @@ def test_read_csv_answers_bad_files_in_words(raw, words, names):
 
 
 def test_the_size_limit_is_checked_before_parsing():
-    assert len(b"x,y\n" + b"1,2\n" * 1_300_000) > MAX_CSV_BYTES  # the oversized case above is over the limit
+    # the oversized case above is over the limit
+    assert len(b"x,y\n" + b"1,2\n" * 1_300_000) > MAX_CSV_BYTES
     with pytest.raises(ValueError, match=r"over the 100 bytes limit"):
         read_csv(GOOD_CSV * 10, max_bytes=100)
 
 
 PREPARE_CASES = [
-    pytest.param(b"x,y\n1,a\n2,b\n", "y", None, {}, r"not numeric \(data row 1 holds 'a'\)", ["'y'"], id="text-target"),
-    pytest.param(b"x,t,y\n1,a,2\n2,b,3\n", "y", ["t"], {}, r"is not numeric", ["'t'"], id="text-feature"),
-    pytest.param(b"t,y\na,2\nb,3\n", "y", None, {}, r"no numeric feature columns", ["'t'"], id="only-text-features"),
-    pytest.param(b"x,y\n1,\n2,3\n3,4\n", "y", None, {}, r"1 of 3 rows has missing values", ["'y': 1"], id="blank"),
-    pytest.param(b"x,y\nNaN,1\n2,3\n", "y", None, {}, r"missing values", ["'x': 1", "drop_missing"], id="nan-text"),
     pytest.param(
-        b"x,y\n1,\n2,\n", "y", None, {"drop_missing": True}, r"every row has a missing value", ["'y'"], id="all-blank"
+        b"x,y\n1,a\n2,b\n",
+        "y",
+        None,
+        {},
+        r"not numeric \(data row 1 holds 'a'\)",
+        ["'y'"],
+        id="text-target",
+    ),
+    pytest.param(
+        b"x,t,y\n1,a,2\n2,b,3\n", "y", ["t"], {}, r"is not numeric", ["'t'"], id="text-feature"
+    ),
+    pytest.param(
+        b"t,y\na,2\nb,3\n",
+        "y",
+        None,
+        {},
+        r"no numeric feature columns",
+        ["'t'"],
+        id="only-text-features",
+    ),
+    pytest.param(
+        b"x,y\n1,\n2,3\n3,4\n",
+        "y",
+        None,
+        {},
+        r"1 of 3 rows has missing values",
+        ["'y': 1"],
+        id="blank",
+    ),
+    pytest.param(
+        b"x,y\nNaN,1\n2,3\n",
+        "y",
+        None,
+        {},
+        r"missing values",
+        ["'x': 1", "drop_missing"],
+        id="nan-text",
+    ),
+    pytest.param(
+        b"x,y\n1,\n2,\n",
+        "y",
+        None,
+        {"drop_missing": True},
+        r"every row has a missing value",
+        ["'y'"],
+        id="all-blank",
     ),
     pytest.param(b"x,y\n1,0\ninf,1\n", "y", None, {}, r"holds infinite values", ["'x'"], id="inf"),
-    pytest.param(b"x,y\n1e400,0\n2,1\n", "y", None, {}, r"infinite values", ["'x'"], id="overflowing-number"),
-    pytest.param(b"x,y\n1,5\n2,5\n", "y", None, {}, r"is constant \(every row holds 5\)", ["'y'"], id="constant"),
+    pytest.param(
+        b"x,y\n1e400,0\n2,1\n", "y", None, {}, r"infinite values", ["'x'"], id="overflowing-number"
+    ),
+    pytest.param(
+        b"x,y\n1,5\n2,5\n",
+        "y",
+        None,
+        {},
+        r"is constant \(every row holds 5\)",
+        ["'y'"],
+        id="constant",
+    ),
     pytest.param(
         b"x,y\n1,0\n2,1\n3,2\n",
         "y",
@@ -331,13 +643,41 @@ PREPARE_CASES = [
         ["'y'"],
         id="non-binary-target",
     ),
-    pytest.param(b"x,y\n1,0\n2,1\n", "z", None, {}, r"no column named 'z'", ["'x', 'y'"], id="unknown-target"),
+    pytest.param(
+        b"x,y\n1,0\n2,1\n", "z", None, {}, r"no column named 'z'", ["'x', 'y'"], id="unknown-target"
+    ),
     pytest.param(b"x,y\n1,0\n2,1\n", 0, None, {}, r"no column named 0", [], id="target-int"),
-    pytest.param(b"x,y\n1,0\n2,1\n", "y", ["x", "y"], {}, r"also listed as a feature", ["'y'"], id="target-feature"),
-    pytest.param(b"x,y\n1,0\n2,1\n", "y", "x", {}, r"must be a list of column names", ["features"], id="features-str"),
+    pytest.param(
+        b"x,y\n1,0\n2,1\n",
+        "y",
+        ["x", "y"],
+        {},
+        r"also listed as a feature",
+        ["'y'"],
+        id="target-feature",
+    ),
+    pytest.param(
+        b"x,y\n1,0\n2,1\n",
+        "y",
+        "x",
+        {},
+        r"must be a list of column names",
+        ["features"],
+        id="features-str",
+    ),
     pytest.param(b"x,y\n1,0\n2,1\n", "y", [], {}, r"no features chosen", [], id="no-features"),
-    pytest.param(b"x,y\n1,0\n2,1\n", "y", ["x", "x"], {}, r"listed more than once", ["'x'"], id="feature-twice"),
-    pytest.param(b"x,y\n1,0\n2,1\n", "y", ["w"], {}, r"no column named 'w'", [], id="unknown-feature"),
+    pytest.param(
+        b"x,y\n1,0\n2,1\n",
+        "y",
+        ["x", "x"],
+        {},
+        r"listed more than once",
+        ["'x'"],
+        id="feature-twice",
+    ),
+    pytest.param(
+        b"x,y\n1,0\n2,1\n", "y", ["w"], {}, r"no column named 'w'", [], id="unknown-feature"
+    ),
 ]
 
 
@@ -354,7 +694,7 @@ def test_prepare_refuses_a_missing_table():
         prepare(None, "y")
 
 
-# ====================================================================== the page, driven by AppTest
+# ============================================================ the page, driven by AppTest
 
 
 def new_app(query: dict | None = None) -> AppTest:
@@ -367,7 +707,11 @@ def new_app(query: dict | None = None) -> AppTest:
 def texts(at: AppTest) -> list[str]:
     """Every piece of text the page shows: markdown, captions, alerts, exceptions."""
     kinds = ("markdown", "caption", "error", "warning", "info", "success", "exception", "text")
-    return [str(getattr(el, "value", None) or getattr(el, "message", "")) for kind in kinds for el in at.get(kind)]
+    return [
+        str(getattr(el, "value", None) or getattr(el, "message", ""))
+        for kind in kinds
+        for el in at.get(kind)
+    ]
 
 
 def alerts(at: AppTest, *kinds: str) -> list[str]:
@@ -385,14 +729,17 @@ def assert_no_traceback(at: AppTest) -> None:
 
 
 def expected_charts(at: AppTest) -> int:
-    """Four charts, and the parameter norms too where the weights chart shows only some weights (or the MLP)."""
+    """Four charts, and the parameter norms too where the weights chart shows only some weights (or
+    the MLP)."""
     result = at.session_state[LAST_RUN]["result"]
-    return 4 + (result.config.model == "mlp" or len(result.weight_names) > lib.charts.MAX_WEIGHT_SERIES)
+    return 4 + (
+        result.config.model == "mlp" or len(result.weight_names) > lib.charts.MAX_WEIGHT_SERIES
+    )
 
 
 def assert_usable(at: AppTest, *fixes: tuple[str, object]) -> None:
-    """Put the bad setting right (fixes: (key, value) pairs), pick a good lr and press Run, in one rerun:
-    the run appears, with its four charts and every step taken, and no error."""
+    """Put the bad setting right (fixes: (key, value) pairs), pick a good lr and press Run, in one
+    rerun: the run appears, with its four charts and every step taken, and no error."""
     for key, value in fixes:
         widget(at, key).set_value(value)
     at.number_input(key="lr").set_value(0.02)
@@ -412,7 +759,7 @@ def widget(at: AppTest, key: str):
     raise KeyError(f"no widget with key {key!r}")
 
 
-# ====================================================================== 3. the controls
+# ============================================================ 3. the controls
 
 
 def _set(**values):
@@ -532,7 +879,8 @@ def test_controls_answer_bad_settings_in_words(act, kind, words, fix):
     shown = alerts(at, kind)
     assert any(re.search(words, text) for text in shown), shown
     if kind == "error":
-        assert any("settings are kept" in text for text in shown)  # the page says nothing else was lost
+        # the page says nothing else was lost
+        assert any("settings are kept" in text for text in shown)
     assert_usable(at, *fix)
 
 
@@ -541,10 +889,18 @@ NUMBER_KEYS = ("lr", "batch_size", "iterations", "samples", "n_features", "noise
 
 @pytest.mark.parametrize(
     "key, value",
-    [("lr", 1000.0), ("lr", -1.0), ("lr", math.nan), ("batch_size", 0), ("iterations", 10**7), ("samples", 10**7)],
+    [
+        ("lr", 1000.0),
+        ("lr", -1.0),
+        ("lr", math.nan),
+        ("batch_size", 0),
+        ("iterations", 10**7),
+        ("samples", 10**7),
+    ],
 )
 def test_out_of_range_numbers_never_reach_the_run(key, value):
-    """The number inputs have bounds; a value outside them (which the browser refuses) is not used."""
+    """The number inputs have bounds; a value outside them (which the browser refuses) is not
+    used."""
     at = new_app()
     box = at.number_input(key=key)
     assert box.min is not None and box.max is not None
@@ -566,13 +922,27 @@ def test_every_number_input_has_bounds():
 
 # CSV uploads on the page: the sidebar's uploader (data source "csv"), then a good file must work.
 UPLOAD_CASES = [
-    pytest.param("semi.csv", b"x;y\n1;2\n3;4\n", "linear", r"separated by semicolons", id="semicolons"),
-    pytest.param("excel.csv", "x,y\n1,caf\xe9\n".encode("latin-1"), "linear", r"not UTF-8 text", id="latin-1"),
+    pytest.param(
+        "semi.csv", b"x;y\n1;2\n3;4\n", "linear", r"separated by semicolons", id="semicolons"
+    ),
+    pytest.param(
+        "excel.csv", "x,y\n1,caf\xe9\n".encode("latin-1"), "linear", r"not UTF-8 text", id="latin-1"
+    ),
     pytest.param("junk.csv", b"PK\x03\x04" + bytes(100), "linear", r"NUL bytes", id="binary"),
-    pytest.param("head.csv", b"x,y\n", "linear", r"column names but no data rows", id="header-only"),
+    pytest.param(
+        "head.csv", b"x,y\n", "linear", r"column names but no data rows", id="header-only"
+    ),
     pytest.param("empty.csv", b"", "linear", r"the file is empty", id="empty"),
-    pytest.param("const.csv", b"x,y\n1,5\n2,5\n3,5\n", "linear", r"'y' is constant", id="constant-target"),
-    pytest.param("gaps.csv", b"x,y\n1,\n2,3\n3,4\n", "linear", r"rows? (has|have) missing values", id="missing"),
+    pytest.param(
+        "const.csv", b"x,y\n1,5\n2,5\n3,5\n", "linear", r"'y' is constant", id="constant-target"
+    ),
+    pytest.param(
+        "gaps.csv",
+        b"x,y\n1,\n2,3\n3,4\n",
+        "linear",
+        r"rows? (has|have) missing values",
+        id="missing",
+    ),
     pytest.param(
         "txt.csv",
         b"x,y\n1,a\n2,b\n",
@@ -603,10 +973,11 @@ def test_a_bad_upload_is_named_in_words_and_a_good_one_then_runs(name, raw, mode
     at.file_uploader(key="csv_file").set_value(("good.csv", GOOD_CSV, "text/csv"))
     assert_usable(at, ("model", "linear"))
     assert widget(at, "target").value == "y"
-    assert "good" in " ".join(texts(at))  # the run is on the uploaded file (the data's name comes from it)
+    # the run is on the uploaded file (the data's name comes from it)
+    assert "good" in " ".join(texts(at))
 
 
-# ====================================================================== 4. the URL's query parameters
+# ============================================================ 4. the URL's query parameters
 # (query, the parameter the note must name); every other control keeps its default.
 
 URL_CASES = [
@@ -648,7 +1019,8 @@ _baselines: dict[tuple, dict] = {}
 
 
 def baseline(query: dict) -> dict:
-    """Each control's value when the link holds only the good parameters of a case: what a bad one falls back to."""
+    """Each control's value when the link holds only the good parameters of a case: what a bad one
+    falls back to."""
     key = tuple(sorted(query.items()))
     if key not in _baselines:
         at = new_app(query)
@@ -659,7 +1031,9 @@ def baseline(query: dict) -> dict:
 
 
 def note_for(at: AppTest, key: str) -> list[str]:
-    return [text for text in alerts(at, "warning", "info") if re.search(rf"\b{re.escape(key)}\b", text)]
+    return [
+        text for text in alerts(at, "warning", "info") if re.search(rf"\b{re.escape(key)}\b", text)
+    ]
 
 
 @pytest.mark.parametrize("query, key", URL_CASES)
@@ -698,8 +1072,9 @@ def test_a_good_link_is_taken_without_a_note():
 def outside_code_spans(markdown: str) -> str:
     """What markdown would still interpret: code spans and backslash-escaped characters taken out.
 
-    As CommonMark reads them: a run of n backticks opens a span that the next run of exactly n backticks
-    closes (an unmatched run is literal text), and a backslash before punctuation makes it literal.
+    As CommonMark reads them: a run of n backticks opens a span that the next run of exactly n
+    backticks closes (an unmatched run is literal text), and a backslash before punctuation makes it
+    literal.
     """
     out, i = [], 0
     while i < len(markdown):
@@ -749,16 +1124,18 @@ LINK = "[log in here](https://evil.example/login)"
     ],
 )
 def test_text_from_a_link_is_shown_as_text_not_as_markdown(query):
-    """A shared link must not put a clickable link (or any markdown) of its author's on the app's page."""
+    """A shared link must not put a clickable link (or any markdown) of its author's on the app's
+    page."""
     at = new_app(query)
     assert_no_traceback(at)
     shown = alerts(at, "markdown", "caption", "error", "warning", "info", "success")
-    assert any("evil.example" in text for text in shown)  # the bad value is named (or this test tests nothing)
+    # the bad value is named (or this test tests nothing)
+    assert any("evil.example" in text for text in shown)
     for text in shown:
         assert "](https://evil.example" not in outside_code_spans(text), text
 
 
-# ====================================================================== static checks: HTML, eval, unpickling
+# ============================================================ static checks: HTML, eval, unpickling
 
 PAGE_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
 CODE_FILES = [*PAGE_FILES, *sorted((ROOT / "lib").rglob("*.py"))]  # every layer of lib
@@ -787,7 +1164,11 @@ def html_calls(source: str) -> list[tuple[int, str, bool]]:
         unsafe = flag is not None and not (isinstance(flag, ast.Constant) and flag.value is False)
         if not unsafe and name.split(".")[-1] not in HTML_RENDERERS:
             continue
-        body = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "body"), None)
+        body = (
+            node.args[0]
+            if node.args
+            else next((k.value for k in node.keywords if k.arg == "body"), None)
+        )
         constant = isinstance(body, ast.Constant) and isinstance(body.value, str)
         found.append((node.lineno, name, constant))
     return sorted(found)
@@ -801,40 +1182,55 @@ def test_the_html_scan_sees_what_it_must():
         "st.html(page)\n"
         "st.caption(text, unsafe_allow_html=flag)\n"
     )
-    assert html_calls(snippet) == [(1, "st.markdown", True), (2, "st.markdown", False), (4, "st.html", False),
-                                   (5, "st.caption", False)]  # fmt: skip
+    assert html_calls(snippet) == [(1, "st.markdown", True), (2, "st.markdown", False),
+                                   (4, "st.html", False), (5, "st.caption", False)]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", PAGE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_html_is_rendered_only_from_constant_text(path):
-    """Every unsafe_allow_html=True or st.html call of a page renders a constant string (none of them today)."""
+    """Every unsafe_allow_html=True or st.html call of a page renders a constant string (none of
+    them today)."""
     for line, name, constant in html_calls(path.read_text()):
-        assert constant, f"{path.name}:{line}: {name}(..., unsafe_allow_html=True) renders text that is not a constant"
+        assert constant, (
+            f"{path.name}:{line}: {name}(..., unsafe_allow_html=True) "
+            "renders text that is not a constant"
+        )
 
 
 FORBIDDEN_CALLS = {
-    "eval", "exec", "compile", "__import__", "pickle.load", "pickle.loads", "marshal.load", "marshal.loads",
-    "torch.load", "pd.read_pickle", "pandas.read_pickle", "joblib.load", "dill.load", "dill.loads",
-    "shelve.open", "yaml.load", "yaml.unsafe_load", "cloudpickle.loads", "builtins.eval", "builtins.exec",
+    "eval", "exec", "compile", "__import__", "pickle.load", "pickle.loads", "marshal.load",
+    "marshal.loads", "torch.load", "pd.read_pickle", "pandas.read_pickle", "joblib.load",
+    "dill.load", "dill.loads", "shelve.open", "yaml.load", "yaml.unsafe_load", "cloudpickle.loads",
+    "builtins.eval", "builtins.exec",
 }  # fmt: skip
 FORBIDDEN_MODULES = {"pickle", "marshal", "shelve", "dill", "joblib", "cloudpickle"}
 
 
 def evaluations(source: str) -> list[str]:
-    """Every place that evaluates code or unpickles data: forbidden calls, np.load(allow_pickle=True), imports."""
+    """Every place that evaluates code or unpickles data: forbidden calls,
+    np.load(allow_pickle=True), imports."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call):
             name = _name(node.func)
             if name in FORBIDDEN_CALLS:
                 found.append(f"{node.lineno}: {name}()")
-            pickles = any(k.arg == "allow_pickle" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+            pickles = any(k.arg == "allow_pickle"
+                          and not (isinstance(k.value, ast.Constant) and k.value.value is False)
                           for k in node.keywords)  # fmt: skip
             if pickles:
                 found.append(f"{node.lineno}: {name}(allow_pickle=...)")
         elif isinstance(node, ast.Import | ast.ImportFrom):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            found += [f"{node.lineno}: import {m}" for m in modules if m.split(".")[0] in FORBIDDEN_MODULES]
+            modules = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
+            found += [
+                f"{node.lineno}: import {m}"
+                for m in modules
+                if m.split(".")[0] in FORBIDDEN_MODULES
+            ]
     return sorted(found, key=lambda text: int(text.split(":")[0]))
 
 
@@ -877,11 +1273,14 @@ def test_the_scan_reads_every_layer_of_lib_and_each_runner_is_there():
 @pytest.mark.parametrize("path", CODE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_nothing_is_evaluated_or_unpickled(path):
     allowed = OWN_SOURCE_RUNNERS.get(str(path.relative_to(ROOT)), set())
-    assert [found for found in evaluations(path.read_text()) if found.split(": ", 1)[1] not in allowed] == []
+    assert [
+        found for found in evaluations(path.read_text()) if found.split(": ", 1)[1] not in allowed
+    ] == []
 
 
 def test_the_speed_module_runs_only_the_loops_own_lines():
-    """What lib/speed.py compiles is, phase by phase, a slice of the running loop functions' source."""
+    """What lib/speed.py compiles is, phase by phase, a slice of the running loop functions'
+    source."""
     import inspect
 
     from lib.engine.frames import function_of
