@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-# Importing torch takes seconds; doing it here, once, keeps AppTest's per-script timeout for the app itself.
+# Importing torch takes seconds; doing it here, once, keeps AppTest's per-script timeout for the
+# app itself.
 import torch  # noqa: F401
 from hypothesis import HealthCheck, settings
 
@@ -26,12 +27,24 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
-    """pytest-playwright's launch arguments, pointed at Debian's chromium (Playwright's own cannot be downloaded)."""
+    """pytest-playwright's launch arguments, pointed at Debian's chromium (Playwright's own cannot
+    be downloaded)."""
     if not CHROMIUM.exists():
         if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and REQUIRE_BROWSER=1: install it with `apt-get install -y chromium`")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); set REQUIRE_BROWSER=1 to fail instead")
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+            pytest.fail(
+                f"{CHROMIUM} is missing and REQUIRE_BROWSER=1: "
+                "install it with `apt-get install -y chromium`"
+            )
+        pytest.skip(
+            f"{CHROMIUM} is missing (apt-get install -y chromium); "
+            "set REQUIRE_BROWSER=1 to fail instead"
+        )
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+    ]
     args += ["--disable-sync", "--no-first-run"]
     return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": args}
 

@@ -1,4 +1,5 @@
-"""Serving the app for a test: `streamlit run app.py` on a free port of 127.0.0.1, stopped afterwards."""
+"""Serving the app for a test: `streamlit run app.py` on a free port of 127.0.0.1, stopped
+afterwards."""
 
 import contextlib
 import socket
@@ -26,13 +27,21 @@ def free_port() -> int:
 def served_app(
     log: Path, extra: Sequence[str] = (), launcher: Sequence[str] | None = None, startup: float = 60
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start the app with its output in `log`, wait for its health check; yield (base URL, process), then stop it.
+    """Start the app with its output in `log`, wait for its health check; yield (base URL,
+    process), then stop it.
 
-    launcher: the command before "run app.py" (default: this interpreter's `-m streamlit`; a deployment test
-    passes the venv's `streamlit` script, as a host runs it). extra: more streamlit options.
+    launcher: the command before "run app.py" (default: this interpreter's `-m streamlit`; a
+    deployment test passes the venv's `streamlit` script, as a host runs it). extra: more streamlit
+    options.
     """
     port = free_port()
-    command = [*(launcher or (sys.executable, "-m", "streamlit")), "run", "app.py", "--server.headless", "true"]
+    command = [
+        *(launcher or (sys.executable, "-m", "streamlit")),
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+    ]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1", *extra]
     with log.open("w") as out:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -40,7 +49,10 @@ def served_app(
     try:
         deadline = time.monotonic() + startup
         while True:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply,
+            ):
                 if reply.read().strip() == b"ok":
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -57,7 +69,8 @@ def served_app(
 
 
 def settle(page: Page) -> None:
-    """Wait until the script has finished running (Streamlit shows a status widget while it runs)."""
+    """Wait until the script has finished running (Streamlit shows a status widget while it
+    runs)."""
     page.wait_for_timeout(300)
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=LOAD)
 

@@ -1,8 +1,8 @@
-"""The shared sidebar in a real browser: a second CSV file gets its own columns, presets apply (from the list
-and from a link), and the server logs no warning while a learner does all that.
+"""The shared sidebar in a real browser: a second CSV file gets its own columns, presets apply (from
+the list and from a link), and the server logs no warning while a learner does all that.
 
-Uses conftest.py's chromium settings; the server here writes its log to a file, which the tests read.
-Missing /usr/bin/chromium skips these tests, unless REQUIRE_BROWSER=1.
+Uses conftest.py's chromium settings; the server here writes its log to a file, which the tests
+read. Missing /usr/bin/chromium skips these tests, unless REQUIRE_BROWSER=1.
 """
 
 from pathlib import Path
@@ -22,15 +22,22 @@ OTHER_NAMES = b"a,b,label\n1,2,0\n2,1,1\n3,5,0\n4,4,1\n"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """`streamlit run app.py` on 127.0.0.1 with every log line prefixed by its level; yields (base URL, log path)."""
+    """`streamlit run app.py` on 127.0.0.1 with every log line prefixed by its level; yields (base
+    URL, log path)."""
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    with served_app(log, extra=("--logger.messageFormat", "%(levelname)s %(name)s: %(message)s")) as (base, _):
+    with served_app(
+        log, extra=("--logger.messageFormat", "%(levelname)s %(name)s: %(message)s")
+    ) as (base, _):
         yield base, log
 
 
 def problems(log: Path) -> list[str]:
     """The server log's warnings, errors and tracebacks."""
-    return [line for line in log.read_text().splitlines() if line.startswith(("WARNING", "ERROR", "Traceback"))]
+    return [
+        line
+        for line in log.read_text().splitlines()
+        if line.startswith(("WARNING", "ERROR", "Traceback"))
+    ]
 
 
 def open_app(page: Page, url: str) -> None:
@@ -49,7 +56,8 @@ def open_data(page: Page) -> None:
 
 def choose(page: Page, label: str, option: str) -> None:
     box = page.get_by_test_id("stSidebar").get_by_label(label, exact=True)
-    for _ in range(3):  # a rerun that redraws the sidebar while the list is open detaches it: open it again
+    # a rerun that redraws the sidebar while the list is open detaches it: open it again
+    for _ in range(3):
         box.click()
         box.fill(option)  # typing filters the list, so the option is drawn however long the list is
         try:
@@ -72,14 +80,19 @@ def upload(page: Page, name: str, content: bytes) -> None:
 
 def expect_features(page: Page, names: list[str]) -> None:
     """The Feature columns box shows exactly these columns as chosen."""
-    box = page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").filter(has_text="Feature columns")
+    box = (
+        page.get_by_test_id("stSidebar")
+        .get_by_test_id("stMultiSelect")
+        .filter(has_text="Feature columns")
+    )
     tags = box.locator("[data-tag]")
     expect(tags).to_have_count(len(names), timeout=LOAD)
     assert sorted(tag.get_attribute("aria-label") for tag in tags.all()) == sorted(names)
 
 
 def test_a_second_csv_file_trains_on_its_own_columns(served, page: Page):
-    """Issue 10, bug 4: x1, x2 stayed chosen after a file with x1, x2, x3 was uploaded, and x3 was left out."""
+    """Issue 10, bug 4: x1, x2 stayed chosen after a file with x1, x2, x3 was uploaded, and x3 was
+    left out."""
     base, log = served
     open_app(page, base)
     open_data(page)
@@ -92,7 +105,9 @@ def test_a_second_csv_file_trains_on_its_own_columns(served, page: Page):
     upload(page, "three.csv", THREE_FEATURES)
     expect(summary).to_contain_text("three: y ~ x1, x2, x3 ·", timeout=LOAD)
     expect_features(page, ["x1", "x2", "x3"])
-    expect(page.get_by_test_id("stSidebar").get_by_text("A new file, so the column choice starts over")).to_be_visible()
+    expect(
+        page.get_by_test_id("stSidebar").get_by_text("A new file, so the column choice starts over")
+    ).to_be_visible()
     assert parse_qs(urlparse(page.url).query).get("data") == ["csv"], page.url
 
     upload(page, "other.csv", OTHER_NAMES)  # other names: its own columns, not "no features chosen"
@@ -106,8 +121,9 @@ def test_a_second_csv_file_trains_on_its_own_columns(served, page: Page):
 
 
 def test_presets_from_the_list_and_from_a_link_log_no_warning(served, page: Page):
-    """Bugs 7 and 8: a preset sets lr without Streamlit's "set via the Session State API" warning, from the list
-    and from a link that names it, and going back to synthetic data restores the defaults."""
+    """Bugs 7 and 8: a preset sets lr without Streamlit's "set via the Session State API" warning,
+    from the list and from a link that names it, and going back to synthetic data restores the
+    defaults."""
     base, log = served
     open_app(page, base)
     open_data(page)
@@ -115,18 +131,22 @@ def test_presets_from_the_list_and_from_a_link_log_no_warning(served, page: Page
     expect(lr).to_have_value("0.05")
     choose(page, "Data source", "Preset: Classic hand-written loop")
     expect(lr).to_have_value("0.0001")
-    page.wait_for_url(lambda url: parse_qs(urlparse(url).query).get("data") == ["classic"], timeout=LOAD)
+    page.wait_for_url(
+        lambda url: parse_qs(urlparse(url).query).get("data") == ["classic"], timeout=LOAD
+    )
     choose(page, "Data source", "Synthetic: y = X·w + b + noise (you choose its size)")
     expect(lr).to_have_value("0.05")
-    expect(page.get_by_test_id("stSidebar").get_by_label("Batch size", exact=True)).to_have_value("32")
+    expect(page.get_by_test_id("stSidebar").get_by_label("Batch size", exact=True)).to_have_value(
+        "32"
+    )
     expect(page.get_by_text("Back to the defaults for what the")).to_be_visible()
     page.wait_for_url(lambda url: "data" not in parse_qs(urlparse(url).query), timeout=LOAD)
     assert_no_traceback(page)
 
     open_app(page, f"{base}/?data=classic")  # a new session from a link: the preset's settings
     expect(lr).to_have_value("0.0001", timeout=LOAD)
-    expect(page.get_by_test_id("stSidebar").get_by_label("Iterations (optimizer steps)", exact=True)).to_have_value(
-        "50000"
-    )
+    expect(
+        page.get_by_test_id("stSidebar").get_by_label("Iterations (optimizer steps)", exact=True)
+    ).to_have_value("50000")
     assert_no_traceback(page)
     assert problems(log) == []

@@ -1,9 +1,11 @@
-"""A page's first run after the sidebar navigation uses the settings the sidebar shows, in a real browser.
+"""A page's first run after the sidebar navigation uses the settings the sidebar shows, in a real
+browser.
 
-The settings are made on one page and read, on the next, from what that page's first run drew (the websocket's
-messages up to the end of that run), not from the page once it has settled. The navigation's rerun carries no
-widget states, which is what tests/page_switch.py imitates for AppTest (whose switch_page sends the old page's).
-Missing /usr/bin/chromium skips these tests (REQUIRE_BROWSER=1 fails instead; see conftest).
+The settings are made on one page and read, on the next, from what that page's first run drew (the
+websocket's messages up to the end of that run), not from the page once it has settled. The
+navigation's rerun carries no widget states, which is what tests/page_switch.py imitates for AppTest
+(whose switch_page sends the old page's). Missing /usr/bin/chromium skips these tests
+(REQUIRE_BROWSER=1 fails instead; see conftest).
 """
 
 import time
@@ -23,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`streamlit run app.py` on a free port of 127.0.0.1; yields its base URL and stops it afterwards."""
+    """`streamlit run app.py` on a free port of 127.0.0.1; yields its base URL and stops it
+    afterwards."""
     with served_app(tmp_path_factory.mktemp("streamlit") / "server.log") as (base, _):
         yield base
 
@@ -33,7 +36,10 @@ class Runs:
 
     def __init__(self, page: Page) -> None:
         self.runs: list[dict] = []  # {"widget_states": int, "words": [str], "finished": bool}
-        page.on("websocket", lambda ws: (ws.on("framesent", self._sent), ws.on("framereceived", self._received)))
+        page.on(
+            "websocket",
+            lambda ws: (ws.on("framesent", self._sent), ws.on("framereceived", self._received)),
+        )
 
     def _sent(self, payload) -> None:
         if isinstance(payload, bytes):
@@ -102,9 +108,12 @@ def test_step_through_and_code_map_run_with_the_lr_set_on_compare(server, page: 
     expect(page.get_by_label("Learning rate (lr)")).to_have_value("0.07")
     page.get_by_role("button", name="Start", exact=True).click()
     settle(page)
-    # A first run on lr 0.05 would have made Start's run a new configuration: "Not started" again, no step 0.
+    # A first run on lr 0.05 would have made Start's run a new configuration: "Not started" again,
+    # no step 0.
     expect(page.get_by_text("learning rate 0.07.", exact=False)).to_be_visible()
-    expect(page.get_by_role("heading", name="Step 0 · this run asks for steps 0 to 499")).to_be_visible()
+    expect(
+        page.get_by_role("heading", name="Step 0 · this run asks for steps 0 to 499")
+    ).to_be_visible()
 
     first = go(page, runs, "Code map")
     code = "\n".join(first["words"])
@@ -123,8 +132,13 @@ def test_the_pitfalls_labs_settings_and_the_sidebars_survive_other_pages(server,
     set_number(page, "Learning rate (lr)", 0.07)
     first = go(page, runs, "Pitfalls lab")
     data = lib.datasets.linear(m=200, n=3, noise=0.1, seed=0)
-    limit = pitfalls.stability_limit(data, lib.Config(lr=0.02, batch_size=50, iterations=20, loss="mse"))
-    said = f"**Stability limit: {limit:.4g}** · your learning rate is {0.02 / limit:.3g}× it (at or below)."
+    limit = pitfalls.stability_limit(
+        data, lib.Config(lr=0.02, batch_size=50, iterations=20, loss="mse")
+    )
+    said = (
+        f"**Stability limit: {limit:.4g}** · "
+        f"your learning rate is {0.02 / limit:.3g}× it (at or below)."
+    )
     assert said in first["words"]
 
     # Step through from the Pitfalls lab, whose URL does not hold lr: the session's 0.07 is used.

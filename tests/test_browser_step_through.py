@@ -1,8 +1,9 @@
-"""Step through's play mode in a real browser: the run_every fragment moves, pauses, stops at the end, and
-stops (without an exception) when the learner switches page or changes a sidebar setting.
+"""Step through's play mode in a real browser: the run_every fragment moves, pauses, stops at the
+end, and stops (without an exception) when the learner switches page or changes a sidebar setting.
 
-AppTest runs a fragment only as part of a whole script run, never on its timer, so the timer itself is
-checked here. Missing /usr/bin/chromium skips these tests (REQUIRE_BROWSER=1 fails instead; see conftest).
+AppTest runs a fragment only as part of a whole script run, never on its timer, so the timer itself
+is checked here. Missing /usr/bin/chromium skips these tests (REQUIRE_BROWSER=1 fails instead; see
+conftest).
 """
 
 import re
@@ -22,7 +23,8 @@ LOG: Path | None = None  # the server's output, quoted when a check fails
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`streamlit run app.py` on a free port of 127.0.0.1; yields its base URL and stops it afterwards."""
+    """`streamlit run app.py` on a free port of 127.0.0.1; yields its base URL and stops it
+    afterwards."""
     global LOG
     LOG = tmp_path_factory.mktemp("streamlit") / "server.log"
     with served_app(LOG) as (base, _):
@@ -48,7 +50,9 @@ def wait_for_step(page: Page, at_least: int, timeout: float = 20.0) -> int:
         if step is not None and step >= at_least:
             return step
         page.wait_for_timeout(100)
-    raise AssertionError(f"the page did not reach step {at_least}; it shows step {shown_step(page)}")
+    raise AssertionError(
+        f"the page did not reach step {at_least}; it shows step {shown_step(page)}"
+    )
 
 
 def button(page: Page, name: str):
@@ -89,7 +93,8 @@ def test_play_moves_pauses_stops_at_the_end_and_on_leaving(server, page: Page):
     assert shown_step(page) == paused
     assert_no_exception(page)
 
-    # Play, then leave for the Code map: no exception there, and back on Step through play is paused.
+    # Play, then leave for the Code map: no exception there, and back on Step through play is
+    # paused.
     button(page, "▶ Play").click()
     wait_for_step(page, paused + 1)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Code map").click()
@@ -112,7 +117,9 @@ def test_play_moves_pauses_stops_at_the_end_and_on_leaving(server, page: Page):
     button(page, "Run to step N").click()
     wait_for_step(page, 37)
     button(page, "▶ Play").click()
-    visible(main(page).get_by_text("Play stopped by itself at step 39, the run's last step"), 20_000)
+    visible(
+        main(page).get_by_text("Play stopped by itself at step 39, the run's last step"), 20_000
+    )
     assert shown_step(page) == 39
     expect(button(page, "▶ Play")).to_be_disabled()
     assert_no_exception(page)

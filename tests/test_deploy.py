@@ -1,4 +1,5 @@
-"""Deployable as is: the deployment command serves the app, in a real browser, within the memory budget."""
+"""Deployable as is: the deployment command serves the app, in a real browser, within the memory
+budget."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ TITLE = "Training-loop twins"  # app.py's page_title
 
 @contextlib.contextmanager
 def serve(log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`streamlit run app.py` from the repository root, as a deployment runs it; yields (url, process)."""
-    with served_app(log_path, launcher=[str(Path(sys.executable).parent / "streamlit")], startup=120) as served:
+    """`streamlit run app.py` from the repository root, as a deployment runs it; yields (url,
+    process)."""
+    with served_app(
+        log_path, launcher=[str(Path(sys.executable).parent / "streamlit")], startup=120
+    ) as served:
         yield served
 
 
@@ -38,7 +42,9 @@ def wait_for_first_run(page, timeout_ms: int = 120_000) -> None:
     page.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=timeout_ms)
     page.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=timeout_ms)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms, polling=250
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+        timeout=timeout_ms,
+        polling=250,
     )  # no "Running..." left; polled by timer: animation frames stall off screen
 
 
@@ -51,7 +57,8 @@ def assert_no_error(page) -> None:
 def test_server_config_is_fit_for_a_public_deployment():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     server, client = config.get("server", {}), config.get("client", {})
-    assert server.get("fileWatcherType") == "none"  # no file watcher on a server (and torch confuses them)
+    # no file watcher on a server (and torch confuses them)
+    assert server.get("fileWatcherType") == "none"
     assert isinstance(server.get("maxUploadSize"), int) and 1 <= server["maxUploadSize"] <= 50  # MB
     assert config.get("browser", {}).get("gatherUsageStats") is False
     assert client.get("showErrorDetails") in ("none", "type")  # visitors never see tracebacks
@@ -63,13 +70,16 @@ def test_torch_threads_are_bounded_in_app_py():
     calls = [
         n
         for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "set_num_threads"
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "set_num_threads"
     ]
     assert calls, "app.py does not call torch.set_num_threads(...)"
 
 
 def test_app_needs_only_requirements_txt():
-    """Every package app.py, pages/ and lib/ import is the standard library, the project, or in requirements.txt."""
+    """Every package app.py, pages/ and lib/ import is the standard library, the project, or in
+    requirements.txt."""
     wanted = {
         re.split(r"[=<>!~\[; ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
         for line in (ROOT / "requirements.txt").read_text().splitlines()
@@ -78,7 +88,11 @@ def test_app_needs_only_requirements_txt():
     providers = importlib.metadata.packages_distributions()
     local = {"lib", "pages", *(p.stem for p in (ROOT / "pages").glob("*.py"))}
     missing = {}
-    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "lib").glob("*.py"))]:
+    for path in [
+        ROOT / "app.py",
+        *sorted((ROOT / "pages").glob("*.py")),
+        *sorted((ROOT / "lib").glob("*.py")),
+    ]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -97,8 +111,10 @@ def test_app_needs_only_requirements_txt():
 
 
 def test_deployment_command_serves_the_app_within_budget(tmp_path, browser):
-    """streamlit run app.py: health 'ok', the first page loads in chromium, and RSS after the default run < 600 MB."""
-    chromium = browser  # pytest-playwright's, launched as tests/conftest.py says (Debian's chromium)
+    """streamlit run app.py: health 'ok', the first page loads in chromium, and RSS after the
+    default run < 600 MB."""
+    # pytest-playwright's, launched as tests/conftest.py says (Debian's chromium)
+    chromium = browser
     with serve(tmp_path / "server.log") as (url, server):
         page = chromium.new_page()
         page.goto(url, timeout=120_000)
@@ -108,4 +124,6 @@ def test_deployment_command_serves_the_app_within_budget(tmp_path, browser):
         memory = rss_mb(server)
         print(f"server RSS after the default run: {memory:.0f} MB")
         (tmp_path / "rss.txt").write_text(f"{memory:.1f}\n")
-        assert memory < MEMORY_BUDGET_MB, f"server RSS {memory:.0f} MB is over the {MEMORY_BUDGET_MB} MB budget"
+        assert memory < MEMORY_BUDGET_MB, (
+            f"server RSS {memory:.0f} MB is over the {MEMORY_BUDGET_MB} MB budget"
+        )

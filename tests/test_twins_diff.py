@@ -1,4 +1,5 @@
-"""The twins diff cleanly: the same parameters, the same phase headers, and a diff of only what differs.
+"""The twins diff cleanly: the same parameters, the same phase headers, and a diff of only what
+differs.
 
 Run with `pytest -s tests/test_twins_diff.py` to see the diff the README shows.
 """
@@ -25,7 +26,9 @@ def body(source: str) -> list[str]:
 
 def changed(manual: str, torch: str) -> list[str]:
     """The unified diff of the two bodies, without context lines."""
-    diff = difflib.unified_diff(body(manual), body(torch), "manual_loop", "torch_loop", lineterm="", n=0)
+    diff = difflib.unified_diff(
+        body(manual), body(torch), "manual_loop", "torch_loop", lineterm="", n=0
+    )
     return list(diff)
 
 
