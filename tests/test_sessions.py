@@ -9,6 +9,7 @@ import enum
 import importlib
 import inspect
 import pkgutil
+import threading
 import types
 from pathlib import Path, PurePath
 
@@ -153,6 +154,8 @@ def _frozen(value, seen: set[int] | None = None) -> bool:
         )
     if isinstance(value, np.ndarray):
         return not value.flags.writeable
+    if isinstance(value, type(threading.Lock())):
+        return True  # a lock guards code (lib.engine.source.PARSING); it holds no session's data
     # Code and namespaces: functions, classes, modules, typing constructs; their state is not data.
     return (
         inspect.isroutine(value)

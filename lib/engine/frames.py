@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 
 import numpy as np
 
 from ..twins import manual, torch_side
 
-EXPOSED = {"manual_loop": manual.EXPOSED + manual.EXPOSED_MLP, "torch_loop": torch_side.EXPOSED}
+EXPOSED = MappingProxyType(
+    {"manual_loop": manual.EXPOSED + manual.EXPOSED_MLP, "torch_loop": torch_side.EXPOSED}
+)
 
 
 def function_of(gen: Iterator) -> Callable:

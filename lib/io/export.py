@@ -24,6 +24,7 @@ from ..engine import lockstep as run_side
 from ..engine.config import Config
 from ..engine.data import Dataset, initial_weights, weight_names
 from ..engine.lockstep import Result
+from ..engine.source import parse
 from ..twins.layout import Layout
 
 # up to this many numbers the data is written as readable lists, beyond as base64
@@ -234,7 +235,7 @@ class _Assembler:
 
     def _scan(self, piece: _Piece) -> None:
         """Find what the piece's code refers to, resolve it in its own module, visit it first."""
-        tree = ast.parse(piece.text)
+        tree = parse(piece.text)
         top = tree.body[0]
         bound = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
         for node in ast.walk(tree):
@@ -448,7 +449,7 @@ def _assigned_in(module: ModuleType, name: str) -> bool:
 def _assignment_source(module: ModuleType, name: str) -> str:
     """The lines of the top-level statement that assigns name in module."""
     source = inspect.getsource(module)
-    for node in ast.parse(source).body:
+    for node in parse(source).body:
         targets = (
             node.targets
             if isinstance(node, ast.Assign)
@@ -860,7 +861,7 @@ class _Source:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tree = ast.parse(text)
+        self.tree = parse(text)
         self.lines = text.splitlines(keepends=True)
         self.starts = [0]
         for line in self.lines:
@@ -2086,7 +2087,7 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
     text = "\n\n\n".join([*defs, main]) + "\n"
     text = _Specialiser(text, cfg, data, protected=("main",)).run()
     text = _short_docstrings(text)
-    tree = ast.parse(text)
+    tree = parse(text)
     body = "\n\n\n".join(_top_level_blocks(text, tree))
     namespaces = _namespaces(tree, data, cfg)
     big = csv_name is None and data.m * (data.n + 1) > MAX_READABLE
@@ -2114,7 +2115,7 @@ def twin_sources(data: Dataset, cfg: Config) -> dict[str, str]:
     reads them.
     """
     text = to_script(data, cfg, csv_name="data.csv")  # read from a file: no data to embed
-    tree, lines = ast.parse(text), text.splitlines()
+    tree, lines = parse(text), text.splitlines()
     found = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name in ("manual_loop", "torch_loop"):
@@ -2216,7 +2217,7 @@ def _namespaces(tree: ast.Module, data: Dataset, cfg: Config) -> str:
 
 def _short_imports(code: _Assembler, text: str, big: bool) -> str:
     """The import lines whose names the script uses."""
-    tree = ast.parse(text)
+    tree = parse(text)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     lines = {"import json", "import math", "from types import SimpleNamespace"} | (
         {"import base64"} if big else set()

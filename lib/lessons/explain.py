@@ -24,6 +24,7 @@ from ..engine.config import Config
 from ..engine.data import Dataset
 from ..engine.frames import arguments_of, function_of
 from ..engine.lockstep import loops
+from ..engine.source import compile_tree, parse
 from ..engine.trace import Step, Stepper
 from ..twins.manual import effective_lr_ratio, manual_loop
 from ..twins.optim import TORCH_NAMES, defaults, torch_optimizer
@@ -587,12 +588,10 @@ def loss_blind_weights(
                 node.value = ast.copy_location(ast.Name("nan", ast.Load()), node.value)
             return node
 
-    tree = ast.fix_missing_locations(
-        Blind().visit(ast.parse(textwrap.dedent(inspect.getsource(func))))
-    )
+    tree = ast.fix_missing_locations(Blind().visit(parse(textwrap.dedent(inspect.getsource(func)))))
     scope = {**func.__globals__, "nan": math.nan}
     # the project's own source
-    exec(compile(tree, inspect.getsourcefile(func) or "<loop>", "exec"), scope)
+    exec(compile_tree(tree, inspect.getsourcefile(func) or "<loop>"), scope)
     gen = scope[func.__name__](**arguments)
     losses, weights = [], []
     for _ in range(steps):

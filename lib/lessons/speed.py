@@ -23,6 +23,7 @@ from ..engine.config import Config
 from ..engine.data import Dataset
 from ..engine.frames import function_of, scope_of
 from ..engine.lockstep import loops
+from ..engine.source import parse
 from . import explain
 
 # The parts of one step, in the order the loops run them. "batch" is the for statement fetching the
@@ -148,7 +149,7 @@ def step_times(
 
 def _yield_value(func) -> str:
     """The source of what the loop function yields after each step."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    tree = parse(textwrap.dedent(inspect.getsource(func)))
     yields = [node for node in ast.walk(tree) if isinstance(node, ast.Yield)]
     if len(yields) != 1:
         raise ValueError(f"{func.__name__} should yield in one place; found {len(yields)}")

@@ -8,6 +8,7 @@ The mlp's weights are laid out as torch's parameters (Layout.views).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -116,12 +117,14 @@ def manual_mlp_loop(
 
 # The slope k of each convention, as the backward pass writes it:
 # -dloss/doutputs = k * (labels - h).
-SLOPES = {
-    "mse": lambda m: 2 / m,
-    "half_mse": lambda m: 1 / m,
-    "sse": lambda m: 2,
-    "bce": lambda m: 1 / m,
-}
+SLOPES = MappingProxyType(
+    {
+        "mse": lambda m: 2 / m,
+        "half_mse": lambda m: 1 / m,
+        "sse": lambda m: 2,
+        "bce": lambda m: 1 / m,
+    }
+)
 
 
 def effective_lr_ratio(loss: str, other: str, batch_size: int) -> float:
