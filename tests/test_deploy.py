@@ -90,8 +90,8 @@ def test_app_needs_only_requirements_txt():
     missing = {}
     for path in [
         ROOT / "app.py",
-        *sorted((ROOT / "pages").glob("*.py")),
-        *sorted((ROOT / "lib").glob("*.py")),
+        *sorted((ROOT / "pages").rglob("*.py")),
+        *sorted((ROOT / "lib").rglob("*.py")),
     ]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

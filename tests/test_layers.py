@@ -127,7 +127,6 @@ def test_run_and_torch_loop_name_functions_and_nothing_else():
     assert callable(lib.torch_loop) and lib.torch_loop.__module__ == "lib.twins.torch_side"
 
 
-
 def test_no_function_in_lib_is_longer_than_60_lines():
     too_long = {
         f"{path.relative_to(ROOT.parent)}:{line} {name}": length
