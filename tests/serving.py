@@ -72,6 +72,10 @@ def settle(page: Page) -> None:
     """Wait until the script has finished running (Streamlit shows a status widget while it
     runs)."""
     page.wait_for_timeout(300)
+    # The app root says where the script is (initial, rerunRequested, running, notRunning) from the
+    # moment a widget asks for a rerun; the status widget only shows once a run has lasted a while.
+    idle = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    expect(idle).to_have_count(1, timeout=LOAD)
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=LOAD)
 
 

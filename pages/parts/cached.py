@@ -106,15 +106,31 @@ def last_run() -> tuple[lib.Dataset, lib.Result] | None:
 SKIPPED = "# (not in this configuration: it skips this line)"
 
 
-@st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
-def _twin_sources(_data: lib.Dataset, key: tuple, cfg: lib.Config) -> dict[str, str]:
-    return twin_sources(_data, cfg)
+def loop_key(data: lib.Dataset, cfg: lib.Config) -> tuple[int, lib.Config]:
+    """What decides the text of the loops as (data, cfg) runs them: the number of features, and the
+    Config with what the loops take as arguments (or never read) set to one value.
+
+    The data's values, the learning rate, the batch size, the seed, the init and the iteration
+    count are arguments or live outside the two loop functions; tests/test_common_caching.py
+    checks that changing them leaves the text as it is.
+    """
+    return data.n, cfg.replace(lr=0.01, batch_size=1, seed=0, init="zeros", iterations=1)
+
+
+def shape_data(n_features: int) -> lib.Dataset:
+    """Two rows of zeros with targets 0 and 1 (valid for every loss): data of this shape."""
+    return lib.Dataset(np.zeros((2, n_features)), np.array([0.0, 1.0]), name="shape")
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs={lib.Config: repr})
+def _twin_sources(n_features: int, cfg: lib.Config) -> dict[str, str]:
+    return twin_sources(shape_data(n_features), cfg)
 
 
 def twin_phases(data: lib.Dataset, cfg: lib.Config) -> tuple[dict[str, str], dict[str, str]]:
     """Each loop's phases as this configuration runs them, (hand, torch): lib's own source, less
-    the branches the configuration does not take (lib.io.export.twin_sources)."""
-    # The loop functions read nothing of the iteration count: one entry serves every length.
-    sources = _twin_sources(data, fingerprint(data), cfg.replace(iterations=1))
+    the branches the configuration does not take (lib.io.export.twin_sources). One cache entry
+    serves every configuration with the same loops (loop_key)."""
+    sources = _twin_sources(*loop_key(data, cfg))
     hand, torch = (phase_source(sources[name], SKIPPED) for name in ("manual_loop", "torch_loop"))
     return hand, torch
