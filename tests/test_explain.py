@@ -182,6 +182,9 @@ def greedy_loop(
     optimizer_name="sgd",
     optimizer_kwargs=None,
     zero_grad=True,
+    scheduler_name=None,
+    scheduler_kwargs=None,
+    clip_grad_norm=None,
 ):
     """A hand loop whose step depends on the loss value (scaled by it): the claim is false."""
     weights = np.array(init, dtype=np.float64)
@@ -618,3 +621,22 @@ def test_growth_warning_without_a_limit_for_momentum():
     assert result.diverged_at is None  # finite, 11 orders of magnitude up
     text = explain.growth_warning(data, result)
     assert "×10^11" in text and "stability limit" not in text and "smaller than 0.5" in text
+
+
+def test_the_forward_claim_names_where_backward_meets_the_outputs_and_sees_a_wrong_place(
+    monkeypatch,
+):
+    claim = next(c for c in explain.CLAIMS if c.check is explain.check_forward_same)
+    half = CFG.replace(loss="half_mse")
+    # half_mse: the loss's ½ comes first, so the outputs' node is the second step back.
+    assert "second from the loss" in claim.sentence(half)
+    assert "first from the loss" in claim.sentence(CFG)
+    for cfg, depth in ((CFG, 1), (half, 2)):
+        e = explain.verify(claim, DATA, cfg, 2)
+        assert e.ok and e.measured["steps from loss.grad_fn back to outputs.grad_fn"] == depth
+    # A criterion that adds a node of its own (×1) moves the outputs one step further back: the
+    # sentence for MSELoss() would then be false, and the check says so.
+    real = explain.torch_loss
+    monkeypatch.setattr(explain, "torch_loss", lambda name: lambda o, y: real(name)(o, y) * 1.0)
+    e = explain.verify(claim, DATA, CFG, 2)
+    assert not e.ok and e.measured["steps from loss.grad_fn back to outputs.grad_fn"] == 2

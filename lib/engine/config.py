@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..twins import schedules
 from ..twins.layout import Layout
 from ..twins.optim import OPTIMIZERS, check_kwargs
 
@@ -47,6 +48,16 @@ class Config:
     model: str = "linear"
     hidden: int = 8  # mlp only: width of the hidden layer
     activation: str = "tanh"  # mlp only: "tanh" | "relu"
+    # None | "step" | "multistep" | "exponential" | "cosine" | "linear" | "onecycle": torch's
+    # StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, OneCycleLR (and hand twins),
+    # stepped after every optimizer step
+    scheduler: str | None = None
+    # that class's constructor keywords, optimizer excluded; left out, CosineAnnealingLR's T_max
+    # and OneCycleLR's total_steps are iterations, OneCycleLR's max_lr is lr
+    scheduler_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # None | max_norm > 0: torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) before
+    # every step
+    clip_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         _check_number("lr", self.lr, "a finite number > 0, e.g. 0.01")
@@ -92,6 +103,7 @@ class Config:
         object.__setattr__(
             self, "optimizer_kwargs", check_kwargs(self.optimizer, self.optimizer_kwargs)
         )
+        self._check_schedule_and_clip()
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"bias must be True or False; got {self.bias!r}")
         if not isinstance(self.zero_grad, (bool, np.bool_)):
@@ -100,6 +112,36 @@ class Config:
         object.__setattr__(self, "bias", bool(self.bias))
         object.__setattr__(self, "zero_grad", bool(self.zero_grad))
         object.__setattr__(self, "init", _check_init(self.init))
+
+    def _check_schedule_and_clip(self) -> None:
+        if self.scheduler is not None and self.scheduler not in schedules.SCHEDULERS:
+            raise ValueError(
+                f"scheduler must be None or one of {', '.join(map(repr, schedules.SCHEDULERS))}; "
+                f"got {self.scheduler!r}"
+            )
+        if self.scheduler is None:
+            if not (isinstance(self.scheduler_kwargs, Mapping) and not self.scheduler_kwargs):
+                raise ValueError(
+                    "scheduler_kwargs must be empty when scheduler is None; "
+                    f"got {self.scheduler_kwargs!r}"
+                )
+            object.__setattr__(self, "scheduler_kwargs", {})
+        else:
+            kwargs = schedules.check_kwargs(
+                self.scheduler,
+                self.scheduler_kwargs,
+                lr=float(self.lr),
+                iterations=self.iterations,
+                optimizer_name=self.optimizer,
+                optimizer_kwargs=self.optimizer_kwargs,
+            )
+            object.__setattr__(self, "scheduler_kwargs", kwargs)
+        if self.clip_grad_norm is not None:
+            allowed = "None or a finite number > 0 (clip_grad_norm_'s max_norm), e.g. 1.0"
+            _check_number("clip_grad_norm", self.clip_grad_norm, allowed)
+            if not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0):
+                raise ValueError(f"clip_grad_norm must be {allowed}; got {self.clip_grad_norm!r}")
+            object.__setattr__(self, "clip_grad_norm", float(self.clip_grad_norm))
 
     def loss_for(self, loop: str) -> str:
         """The loss convention one loop ("manual" or "torch") uses.
@@ -124,6 +166,18 @@ class Config:
         unknown = set(changes) - set(values)
         if unknown:
             raise ValueError(f"unknown Config fields: {', '.join(sorted(unknown))}")
+        if "scheduler_kwargs" not in changes and values["scheduler"] is not None:
+            # the run's defaults follow the run: a T_max that was iterations is the new iterations
+            run = {"iterations": self.iterations, "lr": self.lr}
+            filled = schedules.RUN_DEFAULTS.get(values["scheduler"], {})
+            values["scheduler_kwargs"] = {
+                k: v
+                for k, v in self.scheduler_kwargs.items()
+                if not (k in filled and v == run[filled[k]])
+            }
+        new = changes.get("scheduler", self.scheduler)
+        if new != self.scheduler and "scheduler_kwargs" not in changes:
+            values["scheduler_kwargs"] = {}  # another class takes other keywords
         return Config(**{**values, **changes})
 
 

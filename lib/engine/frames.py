@@ -43,6 +43,13 @@ def values_of(gen: Iterator, *names: str) -> dict:
     return {n: f[n] for n in names if n in f}
 
 
+def step_values_of(gen: Iterator, names: tuple[str, ...]) -> dict[str, float]:
+    """Numbers a loop sets only in some configurations, as floats, at its yield: step_lr (the lr
+    the step used, with a scheduler) and norm (the gradient's norm before clipping)."""
+    f = gen.gi_frame.f_locals
+    return {n: float(f[n]) for n in names}
+
+
 def all_values(gen: Iterator) -> dict:
     """Every exposed local of a loop suspended at its yield that is set in this configuration (the
     mlp's layers only for the mlp)."""

@@ -16,6 +16,7 @@ from ..twins.manual import manual_loop
 from ..twins.torch_side import torch_loop
 from .config import Config
 from .data import Dataset, initial_weights, loader, torch_loader, weight_names
+from .frames import step_values_of
 
 LOOPS = ("manual", "torch")
 
@@ -27,12 +28,16 @@ class History:
     loss: np.ndarray  # (steps,) loss of each step's batch, before its update
     # (steps + 1, recorded weights): row 0 is the init, row t + 1 follows step t
     weights: np.ndarray
-    grad_norm: np.ndarray  # (steps,) L2 norm of each step's gradient
+    grad_norm: np.ndarray  # (steps,) L2 norm of each step's gradient (before any clipping)
     seconds: float = 0.0  # wall time spent inside this loop's steps
     # Where the parameter tensors start in the flat weights, and their norms when not every weight
     # is recorded.
     tensor_starts: tuple[int, ...] = field(default=(0,), repr=False)
     recorded_norms: np.ndarray | None = field(default=None, repr=False)
+    # (steps,) the lr each optimizer step used (torch's param_groups[0]["lr"]); None: not recorded
+    lr: np.ndarray | None = field(default=None, repr=False)
+    # (steps,) True where clip_grad_norm scaled the step's gradient down (its clip_coef < 1)
+    clipped: np.ndarray | None = field(default=None, repr=False)
 
     @functools.cached_property
     def param_norms(self) -> np.ndarray:
@@ -181,8 +186,17 @@ class _Recorder:
     """
 
     def __init__(
-        self, iterations: int, init: np.ndarray, columns: np.ndarray, chunk: int, starts: tuple
+        self, cfg: Config, init: np.ndarray, columns: np.ndarray, chunk: int, starts: tuple
     ) -> None:
+        iterations = cfg.iterations
+        # Without a schedule every step's lr is cfg.lr; with one, each step's lr is read at its
+        # yield, and with clipping the norm clip_grad_norm_ returned (the gradient yielded is the
+        # clipped one, which step() took).
+        self.max_norm = cfg.clip_grad_norm
+        self.read = ("step_lr",) * (cfg.scheduler is not None) + ("norm",) * (
+            self.max_norm is not None
+        )
+        self.lr = np.full(iterations, cfg.lr)
         self.loss = np.empty(iterations)
         self.grad_norm = np.empty(iterations)
         self.weights = np.empty((iterations + 1, len(columns)))
@@ -206,14 +220,31 @@ class _Recorder:
         n = stop - start
         loss, gradients = self.loss[start:stop], self.gradients[:n]
         every = self.weights[start + 1 : stop + 1] if self.everything else self.every[:n]
-        for i in range(n):
-            loss[i], every[i], gradients[i] = next(loop)
-        self.grad_norm[start:stop] = row_norms(gradients)
+        if self.read:
+            self._advance_reading(loop, start, stop, every)
+        else:
+            for i in range(n):
+                loss[i], every[i], gradients[i] = next(loop)
+            self.grad_norm[start:stop] = row_norms(gradients)
         if not self.everything:
             self.weights[start + 1 : stop + 1] = every[:, self.columns]
             self.norms[start + 1 : stop + 1] = _tensor_norms(every, self.starts)
         self.seconds += time.perf_counter() - t0
         return every
+
+    def _advance_reading(self, loop: Iterator, start: int, stop: int, every: np.ndarray) -> None:
+        """advance's steps for a schedule or clipping: each step's lr and norm read at its yield."""
+        loss, gradients = self.loss[start:stop], self.gradients[: stop - start]
+        lr, grad_norm = self.lr[start:stop], self.grad_norm[start:stop]
+        for i in range(stop - start):
+            loss[i], every[i], gradients[i] = next(loop)
+            values = step_values_of(loop, self.read)
+            if "step_lr" in values:
+                lr[i] = values["step_lr"]
+            if "norm" in values:
+                grad_norm[i] = values["norm"]
+        if self.max_norm is None:
+            grad_norm[:] = row_norms(gradients)
 
     def history(self, steps: int) -> History:
         norms = None if self.norms is None else self.norms[: steps + 1]
@@ -224,7 +255,16 @@ class _Recorder:
             self.seconds,
             self.starts,
             norms,
+            self.lr[:steps],
+            self.clipped(steps),
         )
+
+    def clipped(self, steps: int) -> np.ndarray:
+        """Where clip_grad_norm_ scaled the gradient: max_norm / (norm + 1e-6) < 1, its test."""
+        if self.max_norm is None:
+            return np.zeros(steps, dtype=bool)
+        with np.errstate(all="ignore"):
+            return self.max_norm / (self.grad_norm[:steps] + 1e-6) < 1.0
 
 
 def row_norms(rows: np.ndarray) -> np.ndarray:
@@ -303,6 +343,9 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
         optimizer_name=cfg.optimizer,
         optimizer_kwargs=cfg.optimizer_kwargs,
         zero_grad=cfg.zero_grad,
+        scheduler_name=cfg.scheduler,
+        scheduler_kwargs=cfg.scheduler_kwargs,
+        clip_grad_norm=cfg.clip_grad_norm,
     )
     dtype = getattr(torch, cfg.torch_dtype)
     twin = torch_loop(
@@ -314,6 +357,9 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
         optimizer_name=cfg.optimizer,
         optimizer_kwargs=cfg.optimizer_kwargs,
         zero_grad=cfg.zero_grad,
+        scheduler_name=cfg.scheduler,
+        scheduler_kwargs=cfg.scheduler_kwargs,
+        clip_grad_norm=cfg.clip_grad_norm,
         dtype=dtype,
     )
     return manual, twin, init
@@ -336,7 +382,7 @@ class _Lockstep:
         layout = cfg.layout(data.n)
         self.tensor_names = tuple(name for name, _ in layout.tensors)
         self.recorders = tuple(
-            _Recorder(cfg.iterations, init, self.columns, self.chunk, layout.starts) for _ in LOOPS
+            _Recorder(cfg, init, self.columns, self.chunk, layout.starts) for _ in LOOPS
         )
         self.step_diff = np.zeros(cfg.iterations + 1)
         self.steps, self.stopped, self.divergence = 0, None, ""

@@ -1,9 +1,10 @@
 """Step through both loops one step at a time, reading every line's values from the live generators.
 
-The loops are the very generators lib.run drives (built by lib.run.loops). After each next(), a
-suspended generator's frame holds the values its lines just computed (inputs, z, error, loss,
-d_weights; outputs, the loss tensor, the parameters' .grad); a Stepper copies them into a Step so
-any visited step can be shown again without running anything.
+The loops are the very generators lib.run drives (built by lib.engine.lockstep.loops). After each
+next(), a suspended generator's frame holds the values its lines just computed (inputs, outputs,
+h, loss, delta, neg_grad; outputs, the loss tensor, the parameters' .grad), read through
+lib.engine.frames; a Stepper copies them into a Step so any visited step can be shown again
+without running anything.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import torch
 from ..twins.optim import state_pairs
 from .config import Config
 from .data import Dataset, weight_names
-from .frames import all_values, arguments_of, batch_rows, function_of, values_of
+from .frames import (
+    all_values,
+    arguments_of,
+    batch_rows,
+    function_of,
+    step_values_of,
+    values_of,
+)
 from .lockstep import History, ends_run, loops, recorded_columns, row_norms
 
 # memory for cached steps; a step that left the cache is recomputed from the start
@@ -49,7 +57,7 @@ class LoopStep:
     predictions: np.ndarray  # (batch,) outputs: the hand loop's z, torch's outputs (bce: logits)
     sample_loss: np.ndarray  # (batch,) each sample's loss term; the loss is their mean (sse: sum)
     loss: float  # the batch loss under the loop's convention
-    # the gradient buffer (d_weights, or the flat .grad) before the reset line
+    # the gradient buffer (neg_grad, or the flat .grad) before the reset line
     reset_before: np.ndarray | None
     # ... and after it: zeros / None, or unchanged when zero_grad is off
     reset_after: np.ndarray | None
@@ -290,7 +298,7 @@ class Stepper:
         self._weights = np.empty((2, iterations + 1, len(self.columns)))
         self._weights[:, 0] = self.init[self.columns]
         self._before = (self.init.copy(), self.init.copy())
-        # What the first reset finds: the hand loop's d_weights starts as zeros, every .grad as
+        # What the first reset finds: the hand loop's neg_grad starts as zeros, every .grad as
         # None.
         self._buffers: tuple[np.ndarray, np.ndarray | None] = (np.zeros(len(self.init)), None)
 
@@ -343,6 +351,8 @@ class Stepper:
             loss_t, w_t, g_t = next(self._torch)
             g_m, g_t = np.array(g_m), np.array(g_t)
             norms = row_norms(np.stack([g_m, g_t]).astype(np.float64))  # as lib.run computes them
+            if self.config.clip_grad_norm is not None:  # lib.run's grad_norm: before clipping
+                norms = [step_values_of(g, ("norm",))["norm"] for g in (self._manual, self._torch)]
         for k, (loss, w) in enumerate(((loss_m, w_m), (loss_t, w_t))):
             self._loss[k, t], self._grad_norm[k, t] = loss, norms[k]
             self._weights[k, t + 1] = w[self.columns]

@@ -15,6 +15,7 @@ import numpy as np
 
 from .layout import Layout
 from .optim import manual_optimizer
+from .schedules import manual_scheduler
 
 # The locals a page may read at the yield (lib.engine.frames): a test sees each in the frame.
 # The mlp adds its layers' values; a linear model has none of a1, h1, W1, ...
@@ -28,22 +29,19 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def manual_loop(
-    batches: Iterable[tuple[np.ndarray, np.ndarray]],
-    init: np.ndarray,
-    lr: float,
-    *,
-    layout: Layout,
-    loss_name: str = "mse",
-    optimizer_name: str = "sgd",
-    optimizer_kwargs: Mapping[str, Any] | None = None,
-    zero_grad: bool = True,
-) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], init: np.ndarray, lr: float, *,
+    layout: Layout, loss_name: str = "mse", zero_grad: bool = True, optimizer_name: str = "sgd",
+    optimizer_kwargs: Mapping[str, Any] | None = None, scheduler_name: str | None = None,
+    scheduler_kwargs: Mapping[str, Any] | None = None, clip_grad_norm: float | None = None,
+) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:  # fmt: skip
     """Gradient descent by hand, yielding (loss, weights, gradient) after each step."""
     # Model: the weights, started from the shared initial weights.
     weights = np.array(init, dtype=np.float64)
     if layout.model == "mlp":
         W1, b1, W2, b2 = layout.views(weights)
     optimizer = manual_optimizer(optimizer_name, weights, lr, optimizer_kwargs)
+    if scheduler_name is not None:  # it sets the optimizer's lr, now and after every step
+        scheduler = manual_scheduler(scheduler_name, optimizer, scheduler_kwargs)
     neg_grad = np.zeros_like(weights)
     for inputs, labels in batches:
         # Reset the gradient.
@@ -82,9 +80,23 @@ def manual_loop(
             db1 += delta1.sum(axis=0)
         else:
             neg_grad += inputs.T @ delta
+        if clip_grad_norm is not None:  # the gradient's norm, before it is scaled down to max_norm
+            norm = clip_grad_norm_(neg_grad, clip_grad_norm)  # noqa: F841 (lib reads it)
         # Update.
         optimizer.step(-neg_grad)
+        if scheduler_name is not None:
+            step_lr = optimizer.lr  # the lr this step used  # noqa: F841
+            scheduler.step()  # the next step's lr (and OneCycleLR's momentum)
         yield loss, weights, -neg_grad
+
+
+def clip_grad_norm_(neg_grad: np.ndarray, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_ by hand: one norm over every weight's gradient, and the whole
+    gradient scaled, in place, to length max_norm where it is longer. Returns the norm before."""
+    norm = np.sqrt(np.sum(neg_grad**2))
+    clip_coef = max_norm / (norm + 1e-6)
+    neg_grad *= min(clip_coef, 1.0)  # as torch: times clip_coef clamped to 1, so never scaled up
+    return norm
 
 
 def manual_mlp_loop(

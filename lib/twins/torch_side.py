@@ -11,6 +11,7 @@ from torch import nn
 
 from .layout import Layout
 from .optim import torch_optimizer
+from .schedules import torch_scheduler
 
 # The locals a page may read at the yield (lib.engine.frames): a test sees each in the frame.
 EXPOSED = ("inputs", "labels", "weights", "optimizer", "net", "criterion", "outputs", "loss")
@@ -96,22 +97,19 @@ class GradReader:
 
 
 def torch_loop(
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    init: np.ndarray,
-    lr: float,
-    *,
-    layout: Layout,
-    loss_name: str = "mse",
-    optimizer_name: str = "sgd",
-    optimizer_kwargs: Mapping[str, Any] | None = None,
-    zero_grad: bool = True,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]], init: np.ndarray, lr: float, *,
+    layout: Layout, loss_name: str = "mse", zero_grad: bool = True, optimizer_name: str = "sgd",
+    optimizer_kwargs: Mapping[str, Any] | None = None, scheduler_name: str | None = None,
+    scheduler_kwargs: Mapping[str, Any] | None = None, clip_grad_norm: float | None = None,
     dtype: torch.dtype = torch.float64,
-) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:  # fmt: skip
     """The torch training loop, yielding (loss, weights, gradient) after each step."""
     # Model: the weights, started from the shared initial weights.
     net = make_model(layout, dtype)
     weights = share_one_vector(net, init, dtype).numpy()
     optimizer = torch_optimizer(optimizer_name, net.parameters(), lr, optimizer_kwargs)
+    if scheduler_name is not None:  # it sets the optimizer's lr, now and after every step
+        scheduler = torch_scheduler(scheduler_name, optimizer, scheduler_kwargs)
     criterion = torch_loss(loss_name)
     read_grad = GradReader(net, dtype)  # copies each step's .grad out, for the yield
     for inputs, labels in batches:
@@ -124,6 +122,11 @@ def torch_loop(
         loss = criterion(outputs, labels)
         # Backward pass.
         loss.backward()
+        if clip_grad_norm is not None:  # the gradient's norm, before it is scaled down to max_norm
+            norm = nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)  # noqa: F841 (lib reads it)
         # Update.
         optimizer.step()
+        if scheduler_name is not None:
+            step_lr = optimizer.param_groups[0]["lr"]  # the lr this step used  # noqa: F841
+            scheduler.step()  # the next step's lr (and OneCycleLR's momentum)
         yield loss.item(), weights, read_grad()
