@@ -65,7 +65,9 @@ def key_line(code: str, wanted: str) -> str:
         for line in code.splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    return wanted if any(wanted in line for line in lines) else (lines[0] if lines else wanted)
+    if not lines:
+        return "(no line: this configuration skips it)"
+    return wanted if wanted in lines else lines[0]
 
 
 def values(pairs: list[tuple[str, object]]) -> str:
@@ -118,7 +120,8 @@ with st.expander("The classic five-line mapping, and where it is not one for one
         "gradient is twice as large (the `half_mse` convention here is the classic one).\n"
         "- Its `h` has no bias, while `nn.Linear` has one by default (`bias=True`).\n"
         "- Its `d_weights` is the *negative* gradient (built from `label - h`), hence `+ alpha` "
-        "in the update; torch's `.grad` is the gradient itself and `step()` subtracts.\n"
+        "in the update; torch's `.grad` is the gradient itself and `step()` subtracts. The hand "
+        "loop here keeps that sign and says so in its name: `neg_grad`.\n"
         "- `optimizer.zero_grad()` sets `.grad` to `None`, not to zeros; the next `backward()` "
         "stores a fresh gradient there."
     )
@@ -255,7 +258,7 @@ def optimizer_step(left, right, view: View) -> None:
     manual_optimizer, torch_optimizer = view.stepper.optimizers
     kind = type(manual_optimizer)
     name = type(torch_optimizer).__name__
-    left.markdown(f"What `optimizer.step(-d_weights)` runs: `lib.optim.{kind.step.__qualname__}`")
+    left.markdown(f"What `optimizer.step(-neg_grad)` runs: `lib.optim.{kind.step.__qualname__}`")
     left.code(inspect.getsource(kind.step), language="python")
     settings = "".join(f", {k}={v!r}" for k, v in cfg.optimizer_kwargs.items())
     right.markdown(f"What `optimizer.step()` runs: `torch.optim.{name}.step`")

@@ -155,12 +155,12 @@ with st.sidebar:
 tabs = st.tabs(TABS, key="pitfall", bind="query-params")
 drawn["pitfall"] = (st.session_state.get("pitfall", TABS[0]), "the name of one of the five tabs")
 
-# 1. Forgot zero_grad() in the torch loop, and its twin, forgot to reset d_weights in the hand loop.
+# 1. Forgot zero_grad() in the torch loop, and its twin, forgot to reset neg_grad in the hand loop.
 with tabs[0]:
     st.markdown(
         "**The mistake.** Leave out `optimizer.zero_grad()` in the torch loop, and its twin "
-        "`d_weights = np.zeros_like(weights)` in the hand loop. `backward()` *adds* the new "
-        "gradient into `.grad` (as the hand loop's `+=` adds into `d_weights`), so without the "
+        "`neg_grad = np.zeros_like(weights)` in the hand loop. `backward()` *adds* the new "
+        "gradient into `.grad` (as the hand loop's `+=` adds into `neg_grad`), so without the "
         "reset each step uses the sum of every gradient so far."
     )
     if drawn.check("Forget zero_grad() in both loops", "pitfall_zero_grad", False, toggle=True):
@@ -241,7 +241,7 @@ with tabs[1]:
         "instead of `running_loss += loss.item()`. The number is the same; but `loss` is a "
         "tensor with a `grad_fn`, so `running_loss` becomes a tensor whose graph links every "
         "step's graph together. This is the real loop measured here (the code that runs, from "
-        "`lib/pitfalls.py`):"
+        "`lib/lessons/pitfalls.py`):"
     )
     st.code(inspect.getsource(pitfalls.running_loss_loop), language="python")
     if loss != "mse":

@@ -17,6 +17,7 @@ from pages.parts.sidebar import sidebar_config
 
 # Run to step N computes every step before N; this keeps it to a few seconds
 MAX_ITERATIONS = 10_000
+NO_LINE = "# none: this configuration skips this line"  # a phase the Config leaves out
 LAST = len(ROWS) - 1  # the update, the step's last line: after a whole step, the line that just ran
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0)  # play's moves per second
 DEFAULT_SPEED = 2.0
@@ -181,8 +182,8 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
             cols[0].markdown(f":orange-background[**▶ {r.title}**]")
         else:
             cols[0].markdown(f"{'✓' if k < phase else '·'} {r.title}")
-        cols[1].code(code_lines(hand[r.phase]), language="python", wrap_lines=True)
-        cols[2].code(code_lines(twin[r.phase]), language="python", wrap_lines=True)
+        for col, side in ((cols[1], hand), (cols[2], twin)):
+            col.code(code_lines(side[r.phase]) or NO_LINE, language="python", wrap_lines=True)
     hand_values, twin_values = row_values(step, row.key)
     st.markdown(f"##### What {row.title} computed in step {step.t}")
     left, right = st.columns(2)
@@ -190,8 +191,8 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
     right.code(watch(twin_values), language="python", wrap_lines=True)
     if row.key == "reset" and not cfg.zero_grad:
         st.caption(
-            "zero_grad is off, so neither loop runs its reset line (`if zero_grad:` is false in "
-            "both) and nothing is reset: after is before."
+            "zero_grad is off, so neither loop has a reset line in this configuration (in the "
+            "whole functions, `if zero_grad:` is false) and nothing is reset: after is before."
         )
     elif row.key == "forward":
         st.caption(
@@ -238,15 +239,13 @@ def batch_caption(step, cfg: lib.Config) -> str:
     bce = cfg.loss == "bce"
     if bce:
         output = (
-            "each loop's logit, the model's output (`z` in the hand loop, `outputs` in torch; "
+            "each loop's logit, the model's output (`outputs` in both loops; "
             "BCEWithLogitsLoss applies the sigmoid itself), and p = sigmoid(logit), the model's "
             "probability that the target is 1 (the hand loop's `h`)"
         )
         how = ", computed from the logit as log(1 + e^logit) − target·logit, which cannot overflow"
     else:
-        output = (
-            "each loop's prediction, the model's output (`z` in the hand loop, `outputs` in torch)"
-        )
+        output = "each loop's prediction, the model's output (`outputs` in both loops)"
         how = ""
     term, reduction = SAMPLE_TERMS[cfg.loss]
     m, t = step.manual.loss_from_terms, step.torch.loss_from_terms
@@ -265,15 +264,15 @@ def batch_caption(step, cfg: lib.Config) -> str:
 
 def weights_caption(cfg: lib.Config) -> str:
     """What the gradient and update columns hold, and what zero_grad off changes in them."""
-    h = "h = sigmoid(z)" if cfg.loss == "bce" else "h = z"
+    h = "h = sigmoid(outputs)" if cfg.loss == "bce" else "h = outputs"
     text = (
-        "Gradient, manual: the hand loop's −d_weights (it holds the negative gradient, built "
+        "Gradient, manual: the hand loop's −neg_grad (it holds the negative gradient, built "
         f"from target − h, {h}). Gradient, torch: each parameter's .grad after loss.backward(). "
         "Update = after − before."
     )
     if not cfg.zero_grad:
         text += (
-            " zero_grad is off, so neither d_weights nor .grad is reset: both hold the sum of "
+            " zero_grad is off, so neither neg_grad nor .grad is reset: both hold the sum of "
             "this step's gradient and every earlier step's, and the optimizer steps with that "
             "sum."
         )
@@ -544,7 +543,7 @@ def show_optimizer_state(step, weight_names: tuple[str, ...], cfg: lib.Config) -
     optimizer = lib.optim.TORCH_NAMES[cfg.optimizer]
     kwargs = {**lib.optim.defaults(cfg.optimizer), **cfg.optimizer_kwargs}
     carried = (
-        "zero_grad is off, so .grad (and the hand loop's d_weights) is never reset: it holds the "
+        "zero_grad is off, so .grad (and the hand loop's neg_grad) is never reset: it holds the "
         "sum of the gradients of every step so far, and each update uses that sum."
     )
     if not step.optimizer_state:

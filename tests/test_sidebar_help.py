@@ -370,7 +370,7 @@ def test_the_sidebar_help_names_what_it_does():
         in at.selectbox(key="init").set_value("custom").run().text_input(key="init_values").help
     )
     assert (
-        "d_weights and .grad hold the sum of every step's gradient so far"
+        "neg_grad and .grad hold the sum of every step's gradient so far"
         in at.checkbox(key="zero_grad").help
     )
 

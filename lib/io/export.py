@@ -84,14 +84,15 @@ def to_script(
 ) -> str:
     """A standalone Python script (numpy and torch only) that reruns both loops.
 
-    It prints their final weights. The script is assembled from the source of lib.run.loops and of
-    every lib function it reaches, so it cannot drift from what lib.run executes. By default that
-    source is specialised to this Config: its choices are written where the code reads them and the
-    branches it does not take are left out (the default run: 192 lines besides its data, against 550
-    with every branch); full=True keeps them all, with stand-ins for lib's Config and Dataset. The
-    data is embedded, or, given csv_name (or a Dataset with a `source` file name), read from that
-    CSV file by column name: the features by data.feature_names, the target by `target` (default:
-    the last other column). The last printed line is JSON {"manual": [...], "torch": [...]}.
+    It prints their final weights. The script is assembled from the source of
+    lib.engine.lockstep.loops and of every lib function it reaches, so it cannot drift from what
+    lib.run executes. By default that source is specialised to this Config: its choices are
+    written where the code reads them and the branches it does not take are left out (the
+    default run: about 205 lines besides its data, against 650 with every branch); full=True
+    keeps them all, with stand-ins for lib's Config and Dataset. The data is embedded, or, given
+    csv_name (or a Dataset with a `source` file name), read from that CSV file by column name:
+    the features by data.feature_names, the target by `target` (default: the last other column).
+    The last printed line is JSON {"manual": [...], "torch": [...]}.
     """
     if not isinstance(data, Dataset):
         raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
@@ -126,7 +127,7 @@ def to_script(
         "this script ----",
         *code.standins(init_how=_init_how(cfg)),
         "# ---- The code lib.run executes, copied from lib's source "
-        "(lib/run.py, lib/manual.py, ...) ----",
+        "(lib/engine/lockstep.py, lib/twins/manual.py, ...) ----",
         *code.pieces(),
         _settings(data, cfg, init),
         _csv_data(data, csv_name, target) if csv_name is not None else _embedded_data(data),
@@ -671,13 +672,13 @@ if __name__ == "__main__":
 
 # ---- The short script: lib's source specialised to one Config ----
 #
-# The functions lib.run.loops reaches are copied as for the long script, then rewritten, one kind of
-# rewrite at a time and parsed again after each, until none applies: the Config's choices (names,
-# switches, None, the optimizer's keywords) are written where the code reads them; an `if` whose
-# test is then known keeps only the branch taken; a function left as one `return` of a dispatch goes
-# to its call; whatever is no longer read (parameters, attributes, locals, functions, tables) is
-# left out. Every edit replaces a span of the text, so what remains is lib's own lines with their
-# comments; numbers keep their names.
+# The functions lib.engine.lockstep.loops reaches are copied as for the long script, then
+# rewritten, one kind of rewrite at a time and parsed again after each, until none applies: the
+# Config's choices (names, switches, None, the optimizer's keywords) are written where the code
+# reads them; an `if` whose test is then known keeps only the branch taken; a function left as one
+# `return` of a dispatch goes to its call; whatever is no longer read (parameters, attributes,
+# locals, functions, tables) is left out. Every edit replaces a span of the text, so what remains
+# is lib's own lines with their comments; numbers keep their names.
 
 # the run's Config and Dataset: in the script, two SimpleNamespace objects
 _SPECIALS = ("cfg", "data")
@@ -2124,9 +2125,9 @@ def twin_sources(data: Dataset, cfg: Config) -> dict[str, str]:
 
 
 def _main_from(loops_text: str, loops_name: str) -> str:
-    """main(): the body of lib.run.loops, then the lockstep.
+    """main(): the body of lib.engine.lockstep.loops, then the lockstep.
 
-    lib.run.loops' checks already passed, and its return is left out.
+    lib.engine.lockstep.loops' checks already passed, and its return is left out.
     """
     src = _Source(loops_text)
     func = src.tree.body[0]
@@ -2142,7 +2143,7 @@ def _main_from(loops_text: str, loops_name: str) -> str:
         raise ValueError(f"to_script: {loops_name} no longer ends by returning its loops")
     lines = "".join(src.lines[src.first_line(body[0]) - 1 : src.first_line(body[-1]) - 1])
     doc = (
-        '    """Both loops on the same batches from the same init (lib.run.loops), '
+        '    """Both loops on the same batches from the same init (lib.engine.lockstep.loops), '
         'run in lockstep (lib.run)."""\n'
     )
     return f"def main() -> None:\n{doc}{lines}{_LOCKSTEP.strip(chr(10))}\n"

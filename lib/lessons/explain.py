@@ -189,7 +189,7 @@ def _backward_text(row: Row, cfg: Config) -> str:
     if cfg.model == "mlp":
         text = (
             "The hand loop writes the chain rule out, from the output back to the first layer: "
-            f"`delta = k · (labels − h)` is −dL/dz with {k}; then `dW2 += h1ᵀ · delta`, "
+            f"`delta = k · (labels − h)` is −dL/doutputs with {k}; then `dW2 += h1ᵀ · delta`, "
             f"`delta1 = delta · W2 · {cfg.activation}'(a1)` and `dW1 += delta1ᵀ · inputs`"
             + (", and the biases add up their deltas" if cfg.bias else "")
             + "."
@@ -518,9 +518,14 @@ def check_backward_adds(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
 def forward_text(cfg: Config) -> str:
     """The forward claim for this model and bias."""
     what = "logits (the sigmoid comes later)" if cfg.loss == "bce" else "predictions"
+    reached = (
+        "first from the loss"
+        if cfg.loss != "half_mse"
+        else "second from the loss, after the ½ that `HalfMSELoss` divides by (`DivBackward0`)"
+    )
     node = (
         "and its result carries a `grad_fn`, the node the forward pass recorded last, "
-        "which `backward()` reaches first from the loss."
+        f"which `backward()` reaches {reached}."
     )
     if cfg.model == "mlp":
         b1, b2 = (" + b1", " + b2") if cfg.bias else ("", "")
@@ -536,6 +541,18 @@ def forward_text(cfg: Config) -> str:
     return f"`net(inputs)` gives the same {what} as `inputs @ weights` {ones}, " + node
 
 
+def _steps_back(root, node) -> int | None:
+    """How many edges of the graph lie between root and node, walking back (None: never reached)."""
+    level, seen, depth = [root], set(), 0
+    while level:
+        if node in level:
+            return depth
+        seen.update(level)
+        level = [p for n in level for p, _ in n.next_functions if p is not None and p not in seen]
+        depth += 1
+    return None
+
+
 def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     """The hand loop's outputs equal net(inputs); the hand inputs have the ones column exactly when
     there is a bias (linear models) or the net has the layers named (mlp); only torch's result
@@ -549,7 +566,9 @@ def check_forward_same(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     loss = criterion(outputs, labels)
     first = [parent for parent, _ in loss.grad_fn.next_functions if parent is not None]
     measured["loss.grad_fn's first step back"] = " + ".join(type(p).__name__ for p in first)
-    reached = outputs.grad_fn in first
+    depth = _steps_back(loss.grad_fn, outputs.grad_fn)
+    measured["steps from loss.grad_fn back to outputs.grad_fn"] = depth
+    reached = depth == (2 if cfg.loss == "half_mse" else 1)  # as forward_text says
     if cfg.model == "mlp":
         layers = [type(module).__name__ for module in net]
         measured["net"] = " → ".join(layers)

@@ -131,6 +131,12 @@ def twin_phases(data: lib.Dataset, cfg: lib.Config) -> tuple[dict[str, str], dic
     """Each loop's phases as this configuration runs them, (hand, torch): lib's own source, less
     the branches the configuration does not take (lib.io.export.twin_sources). One cache entry
     serves every configuration with the same loops (loop_key)."""
-    sources = _twin_sources(*loop_key(data, cfg))
-    hand, torch = (phase_source(sources[name], SKIPPED) for name in ("manual_loop", "torch_loop"))
+    try:
+        sources = _twin_sources(*loop_key(data, cfg))
+        texts = sources["manual_loop"], sources["torch_loop"]
+    except (KeyError, ValueError, SyntaxError):
+        # The specialised text could not be made (lib's files changed under a running server,
+        # say): the whole functions, every branch, are still the code that runs.
+        texts = lib.manual_loop, lib.torch_loop
+    hand, torch = (phase_source(text, SKIPPED) for text in texts)
     return hand, torch

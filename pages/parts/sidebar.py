@@ -175,7 +175,7 @@ def _start_controls(drawn: Drawn) -> dict:
         "Reset the gradient each step (zero_grad)",
         "zero_grad",
         DEFAULTS["zero_grad"],
-        help="Off: both loops skip the reset, so d_weights and .grad hold the sum of every "
+        help="Off: both loops skip the reset, so neg_grad and .grad hold the sum of every "
         "step's gradient so far, and each update uses that sum.",
     )
     seed = drawn.number(

@@ -27,7 +27,7 @@ def twin_lines_markdown(hand: dict[str, str], torch: dict[str, str]) -> str:
     """
     rows = ["| step | torch | by hand (numpy) |", "|---|---|---|"]
     for phase in PHASES:
-        rows.append(
-            f"| {phase.lstrip('# ')} | `{_one_line(torch[phase])}` | `{_one_line(hand[phase])}` |"
-        )
+        cells = [_one_line(side[phase]) for side in (torch, hand)]
+        shown = [f"`{cell}`" if cell else "none: this configuration skips it" for cell in cells]
+        rows.append(f"| {phase.lstrip('# ')} | {shown[0]} | {shown[1]} |")
     return "\n".join(rows)
