@@ -225,7 +225,10 @@ def torch_scheduler(name: str, optimizer: torch.optim.Optimizer, kwargs: Mapping
 
 # The keywords whose default is the run's: {scheduler: {keyword: Config field}}.
 RUN_DEFAULTS = MappingProxyType(
-    {"cosine": {"T_max": "iterations"}, "onecycle": {"total_steps": "iterations", "max_lr": "lr"}}
+    {
+        "cosine": MappingProxyType({"T_max": "iterations"}),
+        "onecycle": MappingProxyType({"total_steps": "iterations", "max_lr": "lr"}),
+    }
 )
 _TEXT = ("anneal_strategy",)  # the only keyword that is not a number or True/False
 
