@@ -129,7 +129,9 @@ class Step:
         under each loop's convention (SAMPLE_TERMS).
         """
         m, t = self.manual, self.torch
-        frame = pd.DataFrame({"sample (row)": m.indices})
+        # The columns are gathered first and made a frame once: adding them to a frame one at a
+        # time fragments it (pandas warns at about a hundred features).
+        frame = {"sample (row)": m.indices}
         for j, name in enumerate(feature_names):
             frame[name] = m.inputs[:, j]
         frame["target"] = m.labels
@@ -147,7 +149,7 @@ class Step:
         frame["|Δ inputs, target|"] = np.maximum(
             self.diff("inputs").max(axis=1), self.diff("labels")
         )
-        return frame
+        return pd.DataFrame(frame)
 
     def weights_frame(self, weight_names: tuple[str, ...]) -> pd.DataFrame:
         """One row per weight: before, gradient, update and after in both loops.
