@@ -21,6 +21,8 @@ INITS = ("zeros", "normal")
 DTYPES = ("float64", "float32")
 MAX_ITERATIONS = 1_000_000  # a million steps of a small model record about 100 MB; more is refused
 MAX_SEED = 2**32 - 1
+MAX_ACCUMULATE = 1_024  # micro-batches per optimizer step
+EVALS_PER_RUN = 200  # validation passes in a run when eval_every is None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,14 @@ class Config:
     # None | max_norm > 0: torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) before
     # every step
     clip_grad_norm: float | None = None
+    # micro-batches per optimizer step (>= 1): zero_grad() once, loss / accumulate and backward()
+    # per micro-batch, step() once; `iterations` counts optimizer steps
+    accumulate: int = 1
+    # 0 <= f < 1: a seeded share of the rows held out, the same rows in both loops
+    val_fraction: float = 0.0
+    # optimizer steps between validation passes; None: about 200 passes over the run
+    eval_every: int | None = None
+    drop_last: bool = False  # DataLoader's drop_last (the last short batch of an epoch), and twin
 
     def __post_init__(self) -> None:
         _check_number("lr", self.lr, "a finite number > 0, e.g. 0.01")
@@ -104,6 +114,7 @@ class Config:
             self, "optimizer_kwargs", check_kwargs(self.optimizer, self.optimizer_kwargs)
         )
         self._check_schedule_and_clip()
+        self._check_loader_and_validation()
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"bias must be True or False; got {self.bias!r}")
         if not isinstance(self.zero_grad, (bool, np.bool_)):
@@ -142,6 +153,27 @@ class Config:
             if not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0):
                 raise ValueError(f"clip_grad_norm must be {allowed}; got {self.clip_grad_norm!r}")
             object.__setattr__(self, "clip_grad_norm", float(self.clip_grad_norm))
+
+    def _check_loader_and_validation(self) -> None:
+        _check_int("accumulate", self.accumulate, 1, MAX_ACCUMULATE)
+        allowed = "a number from 0 up to but not including 1, e.g. 0.2"
+        _check_number("val_fraction", self.val_fraction, allowed)
+        if not (0 <= self.val_fraction < 1):
+            raise ValueError(f"val_fraction must be {allowed}; got {self.val_fraction!r}")
+        if self.eval_every is not None:
+            _check_int("eval_every", self.eval_every, 1, MAX_ITERATIONS)
+        if not isinstance(self.drop_last, (bool, np.bool_)):
+            raise ValueError(f"drop_last must be True or False; got {self.drop_last!r}")
+        object.__setattr__(self, "accumulate", int(self.accumulate))
+        object.__setattr__(self, "val_fraction", float(self.val_fraction))
+        object.__setattr__(self, "drop_last", bool(self.drop_last))
+
+    @property
+    def eval_interval(self) -> int:
+        """Optimizer steps between validation passes: eval_every, or about 200 passes in the run."""
+        if self.eval_every is not None:
+            return self.eval_every
+        return max(1, math.ceil(self.iterations / EVALS_PER_RUN))
 
     def loss_for(self, loop: str) -> str:
         """The loss convention one loop ("manual" or "torch") uses.

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from .config import Config
 
@@ -148,6 +149,21 @@ def rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(init_seq), np.random.default_rng(batch_seq)
 
 
+def split_rows(m: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a run trains on and the rows it holds out for validation, each sorted.
+
+    round(val_fraction * m) rows (at least one when val_fraction > 0) are drawn without
+    replacement by a generator of their own, the seed's third: the batch order and the init do not
+    move when validation is switched on.
+    """
+    if val_fraction == 0:
+        return np.arange(m), np.arange(0)
+    n_val = max(1, round(val_fraction * m))
+    split_seq = np.random.SeedSequence(seed).spawn(3)[2]  # children 0 and 1 are rngs'
+    held_out = np.sort(np.random.default_rng(split_seq).choice(m, size=n_val, replace=False))
+    return np.setdiff1d(np.arange(m), held_out), held_out
+
+
 def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
     """The one initial weight vector both loops start from, laid out as weight_names:
     [w_1 .. w_n, bias], or [W1 row by row, b1, W2, b2] for the mlp (no biases without bias)."""
@@ -178,27 +194,62 @@ def initial_weights(data: Dataset, cfg: Config) -> np.ndarray:
     return np.array(cfg.init, dtype=np.float64)
 
 
-def batch_indices(m: int, batch_size: int, seed: int) -> Iterator[np.ndarray | slice]:
-    """Endless batch order: full batch in natural order, or one seeded permutation per epoch.
+def epoch_batches(
+    rng: np.random.Generator, m: int, batch_size: int, drop_last: bool = False
+) -> list[np.ndarray | slice]:
+    """One epoch's batches: full batch in natural order, or slices of one seeded permutation.
 
-    As DataLoader(shuffle=True, drop_last=False) does, the last short batch of an epoch is kept.
+    As DataLoader(shuffle=True) does, the last short batch is kept unless drop_last.
     """
     if batch_size >= m:
-        while True:
-            yield slice(None)
+        return [slice(None)] if batch_size == m or not drop_last else []
+    order = rng.permutation(m)
+    stop = m - m % batch_size if drop_last else m
+    return [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+
+
+def batch_indices(
+    m: int, batch_size: int, seed: int, drop_last: bool = False
+) -> Iterator[np.ndarray | slice]:
+    """Endless batch order, epoch after epoch (epoch_batches with the seed's batch generator)."""
     rng = rngs(seed)[1]
     while True:
-        order = rng.permutation(m)
-        for start in range(0, m, batch_size):
-            yield order[start : start + batch_size]
+        batches = epoch_batches(rng, m, batch_size, drop_last)
+        if not batches:
+            raise ValueError(
+                f"drop_last with batch_size {batch_size:,} > {m:,} rows leaves no batch"
+            )
+        yield from batches
 
 
 def loader(
-    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+    inputs: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, drop_last: bool = False
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless (inputs, labels) batches in the shared order."""
-    for idx in batch_indices(len(inputs), batch_size, seed):
+    """The hand DataLoader: endless (inputs, labels) batches, an index permutation per epoch."""
+    for idx in batch_indices(len(inputs), batch_size, seed, drop_last):
         yield inputs[idx], labels[idx]
+
+
+class SharedOrder(torch.utils.data.Sampler):
+    """The shared batch order as a DataLoader sampler that yields whole batches of indices.
+
+    With batch_size=None the DataLoader indexes the TensorDataset once per batch with these
+    indices: one indexing call makes a batch, where batch_size=b would fetch b samples one by one
+    and stack them. Each pass over it is an epoch, drawn from the same generator as the hand loader.
+    """
+
+    def __init__(self, m: int, batch_size: int, seed: int, drop_last: bool = False) -> None:
+        self.m, self.batch_size, self.drop_last = m, batch_size, drop_last
+        self.rng = rngs(seed)[1]
+
+    def __iter__(self) -> Iterator[torch.Tensor | slice]:
+        for idx in epoch_batches(self.rng, self.m, self.batch_size, self.drop_last):
+            yield idx if isinstance(idx, slice) else torch.from_numpy(idx)
+
+    def __len__(self) -> int:
+        if self.batch_size >= self.m:
+            return int(self.batch_size == self.m or not self.drop_last)
+        return self.m // self.batch_size if self.drop_last else -(-self.m // self.batch_size)
 
 
 def torch_loader(
@@ -207,19 +258,22 @@ def torch_loader(
     batch_size: int,
     seed: int,
     dtype: torch.dtype = torch.float64,
+    drop_last: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The same batches as tensors; labels shaped (batch, 1) like the torch model's outputs."""
+    """A torch DataLoader over the same batches, epoch after epoch; labels shaped (batch, 1)."""
     # Shares the numpy memory when writable float64; read-only memory is copied (torch would warn).
     inputs, labels = (
         torch.as_tensor(a if a.flags.writeable else a.copy()).to(dtype) for a in (inputs, labels)
     )
-    labels = labels.unsqueeze(1)
-    for idx in batch_indices(len(inputs), batch_size, seed):
-        if isinstance(idx, slice):  # full batch: the very tensors (indexing costs microseconds)
-            yield inputs, labels
-        else:
-            index = torch.from_numpy(idx)
-            yield inputs[index], labels[index]
+    dataset = TensorDataset(inputs, labels.unsqueeze(1))
+    order = SharedOrder(len(inputs), batch_size, seed, drop_last)
+    loader = DataLoader(dataset, sampler=order, batch_size=None)
+    if not len(order):
+        raise ValueError(
+            f"drop_last with batch_size {batch_size:,} > {len(inputs):,} rows leaves no batch"
+        )
+    while True:  # every epoch
+        yield from loader
 
 
 def least_squares(data: Dataset, bias: bool) -> np.ndarray:

@@ -45,7 +45,8 @@ def values_of(gen: Iterator, *names: str) -> dict:
 
 def step_values_of(gen: Iterator, names: tuple[str, ...]) -> dict[str, float]:
     """Numbers a loop sets only in some configurations, as floats, at its yield: step_lr (the lr
-    the step used, with a scheduler) and norm (the gradient's norm before clipping)."""
+    the step used, with a scheduler), norm (the gradient's norm before clipping) and val_loss (the
+    held-out rows' loss, on the steps that evaluate)."""
     f = gen.gi_frame.f_locals
     return {n: float(f[n]) for n in names}
 

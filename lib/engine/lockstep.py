@@ -15,7 +15,7 @@ import torch
 from ..twins.manual import manual_loop
 from ..twins.torch_side import torch_loop
 from .config import Config
-from .data import Dataset, initial_weights, loader, torch_loader, weight_names
+from .data import Dataset, initial_weights, loader, split_rows, torch_loader, weight_names
 from .frames import step_values_of
 
 LOOPS = ("manual", "torch")
@@ -38,6 +38,9 @@ class History:
     lr: np.ndarray | None = field(default=None, repr=False)
     # (steps,) True where clip_grad_norm scaled the step's gradient down (its clip_coef < 1)
     clipped: np.ndarray | None = field(default=None, repr=False)
+    # (n_evals,) the criterion on the held-out rows after step Result.val_steps[i]; empty without
+    # a validation split
+    val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     @functools.cached_property
     def param_norms(self) -> np.ndarray:
@@ -77,6 +80,10 @@ class Result:
     # indices of the weights whose history is kept
     recorded: np.ndarray = field(default=None, repr=False)
     tensor_names: tuple[str, ...] = ()  # the parameter tensors, as History.param_norms' columns
+    # (n_evals,) the steps after which the held-out rows were evaluated: weights[val_steps[i] + 1]
+    val_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)
+    # sorted indices of the Dataset's held-out rows (empty without val_fraction)
+    val_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)
 
     @property
     def steps(self) -> int:
@@ -135,12 +142,17 @@ class Result:
         """Tidy history: one row per (step, loop, metric) with its value.
 
         Metrics: "loss" and "grad_norm" at steps 0 .. steps-1 (step t's batch, before its update);
-        each weight name at steps 0 .. steps (step 0 is the init, step t + 1 follows step t).
+        each weight name at steps 0 .. steps (step 0 is the init, step t + 1 follows step t). With
+        a schedule, "lr" at steps 0 .. steps-1 (the lr step t used); with a validation split,
+        "val_loss" at steps val_steps + 1 (the weights it evaluated, as the weight rows count).
         """
         parts = []
         for loop in LOOPS:
             h: History = getattr(self, loop)
-            for metric, values in (("loss", h.loss), ("grad_norm", h.grad_norm)):
+            series = [("loss", h.loss), ("grad_norm", h.grad_norm)]
+            if self.config.scheduler is not None:
+                series.append(("lr", h.lr))
+            for metric, values in series:
                 parts.append(
                     pd.DataFrame(
                         {
@@ -148,6 +160,17 @@ class Result:
                             "loop": loop,
                             "metric": metric,
                             "value": values,
+                        }
+                    )
+                )
+            if len(self.val_rows):
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "step": np.asarray(self.val_steps) + 1,
+                            "loop": loop,
+                            "metric": "val_loss",
+                            "value": h.val_loss,
                         }
                     )
                 )
@@ -196,6 +219,9 @@ class _Recorder:
         self.read = ("step_lr",) * (cfg.scheduler is not None) + ("norm",) * (
             self.max_norm is not None
         )
+        # with a validation split, val_loss is read at the yield of every eval_interval-th step
+        self.eval_every = cfg.eval_interval if cfg.val_fraction > 0 else 0
+        self.val_loss = np.empty(iterations // self.eval_every if self.eval_every else 0)
         self.lr = np.full(iterations, cfg.lr)
         self.loss = np.empty(iterations)
         self.grad_norm = np.empty(iterations)
@@ -220,7 +246,7 @@ class _Recorder:
         n = stop - start
         loss, gradients = self.loss[start:stop], self.gradients[:n]
         every = self.weights[start + 1 : stop + 1] if self.everything else self.every[:n]
-        if self.read:
+        if self.read or self.eval_every:
             self._advance_reading(loop, start, stop, every)
         else:
             for i in range(n):
@@ -238,11 +264,14 @@ class _Recorder:
         lr, grad_norm = self.lr[start:stop], self.grad_norm[start:stop]
         for i in range(stop - start):
             loss[i], every[i], gradients[i] = next(loop)
-            values = step_values_of(loop, self.read)
+            evaluated = self.eval_every and (start + i + 1) % self.eval_every == 0
+            values = step_values_of(loop, self.read + ("val_loss",) * bool(evaluated))
             if "step_lr" in values:
                 lr[i] = values["step_lr"]
             if "norm" in values:
                 grad_norm[i] = values["norm"]
+            if evaluated:
+                self.val_loss[(start + i + 1) // self.eval_every - 1] = values["val_loss"]
         if self.max_norm is None:
             grad_norm[:] = row_norms(gradients)
 
@@ -257,6 +286,7 @@ class _Recorder:
             norms,
             self.lr[:steps],
             self.clipped(steps),
+            self.val_loss[: steps // self.eval_every if self.eval_every else 0],
         )
 
     def clipped(self, steps: int) -> np.ndarray:
@@ -313,6 +343,17 @@ def check_run(data: Dataset, cfg: Config) -> None:
         raise ValueError(
             "loss 'bce' needs targets that are 0 or 1 (a two-class problem); these are not"
         )
+    train = split_rows(data.m, cfg.val_fraction, cfg.seed)[0]
+    if not len(train):
+        raise ValueError(
+            f"val_fraction {cfg.val_fraction:g} holds out all {data.m:,} rows and leaves no "
+            "training rows: use a smaller val_fraction"
+        )
+    if cfg.drop_last and cfg.batch_size > len(train):
+        raise ValueError(
+            f"drop_last with batch_size {cfg.batch_size:,} > {len(train):,} training rows leaves "
+            "no batch: use a batch_size of at most the training rows, or drop_last=False"
+        )
     columns = len(recorded_columns(cfg.n_params(data.n)))
     if cfg.iterations * columns > MAX_RECORDED_VALUES:
         most = MAX_RECORDED_VALUES // columns
@@ -329,13 +370,9 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
     """
     check_run(data, cfg)
     init = initial_weights(data, cfg)
-    # One copy of the inputs for both loops: [X, 1] (the bias is a weight on a constant input of 1);
-    # torch and the MLP read it without the ones. Two copies would evict each other from the caches.
-    X1 = data.with_ones()
-    X, labels = X1[:, : data.n], np.array(data.y)
-    inputs = X1 if cfg.bias and cfg.model != "mlp" else X
+    inputs, labels, X, validation = training_arrays(data, cfg)
     manual = manual_loop(
-        loader(inputs, labels, cfg.batch_size, cfg.seed),
+        loader(inputs, labels, cfg.batch_size, cfg.seed, cfg.drop_last),
         init,
         cfg.lr,
         layout=cfg.layout(data.n),
@@ -346,10 +383,20 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
         scheduler_name=cfg.scheduler,
         scheduler_kwargs=cfg.scheduler_kwargs,
         clip_grad_norm=cfg.clip_grad_norm,
+        accumulate=cfg.accumulate,
+        validation=validation,
+        eval_every=cfg.eval_interval,
     )
     dtype = getattr(torch, cfg.torch_dtype)
+    if validation is not None:  # as the torch loader's batches: the model's inputs, labels (m, 1)
+        val_inputs, val_labels = validation
+        val_inputs = val_inputs[:, : data.n]
+        validation = (
+            torch.tensor(val_inputs, dtype=dtype),
+            torch.tensor(val_labels, dtype=dtype)[:, None],
+        )
     twin = torch_loop(
-        torch_loader(X, labels, cfg.batch_size, cfg.seed, dtype),
+        torch_loader(X, labels, cfg.batch_size, cfg.seed, dtype, cfg.drop_last),
         init,
         cfg.lr,
         layout=cfg.layout(data.n),
@@ -360,9 +407,30 @@ def loops(data: Dataset, cfg: Config) -> tuple[Iterator, Iterator, np.ndarray]:
         scheduler_name=cfg.scheduler,
         scheduler_kwargs=cfg.scheduler_kwargs,
         clip_grad_norm=cfg.clip_grad_norm,
+        accumulate=cfg.accumulate,
+        validation=validation,
+        eval_every=cfg.eval_interval,
         dtype=dtype,
     )
     return manual, twin, init
+
+
+def training_arrays(data: Dataset, cfg: Config) -> tuple:
+    """(inputs, labels, X, validation): the training rows as the hand loop reads them, the same
+    rows without the column of ones, and the held-out (inputs, labels), or None."""
+    # One copy of the inputs for both loops: [X, 1] (the bias is a weight on a constant input of 1);
+    # torch and the MLP read it without the ones. Two copies would evict each other from the caches.
+    X1, y = data.with_ones(), np.array(data.y)
+    train, held_out = split_rows(data.m, cfg.val_fraction, cfg.seed)
+    validation = None
+    if len(held_out):
+        validation = (X1[held_out], y[held_out])
+        X1, y = X1[train], y[train]
+    X = X1[:, : data.n]
+    if not (cfg.bias and cfg.model != "mlp"):
+        X1 = X
+        validation = validation and (validation[0][:, : data.n], validation[1])
+    return X1, y, X, validation
 
 
 class _Lockstep:
@@ -385,6 +453,9 @@ class _Lockstep:
             _Recorder(cfg, init, self.columns, self.chunk, layout.starts) for _ in LOOPS
         )
         self.step_diff = np.zeros(cfg.iterations + 1)
+        self.val_rows = split_rows(data.m, cfg.val_fraction, cfg.seed)[1]
+        every = cfg.eval_interval if len(self.val_rows) else cfg.iterations + 1
+        self.val_steps = np.arange(every - 1, cfg.iterations, every)  # empty without validation
         self.steps, self.stopped, self.divergence = 0, None, ""
 
     def advance(self) -> bool:
@@ -420,6 +491,8 @@ class _Lockstep:
             self.step_diff[: steps + 1],
             self.columns,
             self.tensor_names,
+            self.val_steps[: steps // rec_m.eval_every if rec_m.eval_every else 0],
+            self.val_rows,
         )
 
 

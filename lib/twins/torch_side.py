@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import count
 from typing import Any
 
 import numpy as np
@@ -101,9 +102,11 @@ def torch_loop(
     layout: Layout, loss_name: str = "mse", zero_grad: bool = True, optimizer_name: str = "sgd",
     optimizer_kwargs: Mapping[str, Any] | None = None, scheduler_name: str | None = None,
     scheduler_kwargs: Mapping[str, Any] | None = None, clip_grad_norm: float | None = None,
+    accumulate: int = 1, validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    eval_every: int = 1,
     dtype: torch.dtype = torch.float64,
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:  # fmt: skip
-    """The torch training loop, yielding (loss, weights, gradient) after each step."""
+    """The torch training loop, yielding (loss, weights, gradient) after each optimizer step."""
     # Model: the weights, started from the shared initial weights.
     net = make_model(layout, dtype)
     weights = share_one_vector(net, init, dtype).numpy()
@@ -112,16 +115,24 @@ def torch_loop(
         scheduler = torch_scheduler(scheduler_name, optimizer, scheduler_kwargs)
     criterion = torch_loss(loss_name)
     read_grad = GradReader(net, dtype)  # copies each step's .grad out, for the yield
-    for inputs, labels in batches:
+    batches = iter(batches)  # endless: every epoch of the DataLoader, in the shared order
+    for step in count():  # the caller stops after `iterations` optimizer steps
+        net.train()  # training mode: no-op here (no dropout, no batch norm)
         # Reset the gradient.
         if zero_grad:
             optimizer.zero_grad()  # backward() adds into each .grad
-        # Forward pass.
-        outputs = net(inputs)
-        # Loss.
-        loss = criterion(outputs, labels)
-        # Backward pass.
-        loss.backward()
+        step_loss = 0.0
+        for micro in range(accumulate):  # noqa: B007 (a page reads it) the step's micro-batches
+            inputs, labels = next(batches)
+            # Forward pass.
+            outputs = net(inputs)
+            # Loss.
+            loss = criterion(outputs, labels)
+            if accumulate > 1:  # each micro-batch's share of the step's loss
+                loss = loss / accumulate
+            step_loss += loss.item()
+            # Backward pass.
+            loss.backward()
         if clip_grad_norm is not None:  # the gradient's norm, before it is scaled down to max_norm
             norm = nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)  # noqa: F841 (lib reads it)
         # Update.
@@ -129,4 +140,8 @@ def torch_loop(
         if scheduler_name is not None:
             step_lr = optimizer.param_groups[0]["lr"]  # the lr this step used  # noqa: F841
             scheduler.step()  # the next step's lr (and OneCycleLR's momentum)
-        yield loss.item(), weights, read_grad()
+        if validation is not None and (step + 1) % eval_every == 0:  # no gradient, no update
+            net.eval()  # evaluation mode: no-op here (no dropout, no batch norm)
+            with torch.no_grad():  # builds no graph
+                val_loss = criterion(net(validation[0]), validation[1]).item()  # noqa: F841
+        yield step_loss, weights, read_grad()
