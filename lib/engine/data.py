@@ -241,9 +241,11 @@ class SharedOrder(torch.utils.data.Sampler):
     def __init__(self, m: int, batch_size: int, seed: int, drop_last: bool = False) -> None:
         self.m, self.batch_size, self.drop_last = m, batch_size, drop_last
         self.rng = rngs(seed)[1]
+        self.last: np.ndarray | slice | None = None  # the batch handed out last (for a page)
 
     def __iter__(self) -> Iterator[torch.Tensor | slice]:
         for idx in epoch_batches(self.rng, self.m, self.batch_size, self.drop_last):
+            self.last = idx
             yield idx if isinstance(idx, slice) else torch.from_numpy(idx)
 
     def __len__(self) -> int:

@@ -58,8 +58,10 @@ def all_values(gen: Iterator) -> dict:
 
 
 def batch_rows(batches: Iterator, m: int) -> np.ndarray:
-    """The rows of the data set the batch generator (lib.engine.data.loader) just yielded."""
-    idx = batches.gi_frame.f_locals["idx"]
+    """The rows of the training arrays that a batch generator just yielded: the hand loader's
+    (lib.engine.data.loader, its `idx`) or the torch loader's (its sampler's last batch)."""
+    f = batches.gi_frame.f_locals
+    idx = f["idx"] if "idx" in f else f["order"].last
     return np.arange(m) if isinstance(idx, slice) else np.array(idx)
 
 
