@@ -8,7 +8,6 @@ The mlp's weights are laid out as torch's parameters (Layout.views).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import count
 from types import MappingProxyType
 from typing import Any
 
@@ -46,63 +45,60 @@ def manual_loop(
     if scheduler_name is not None:  # it sets the optimizer's lr, now and after every step
         scheduler = manual_scheduler(scheduler_name, optimizer, scheduler_kwargs)
     neg_grad = np.zeros_like(weights)
-    batches = iter(batches)  # endless: epoch after epoch, in the shared order
-    for step in count():  # the caller stops after `iterations` optimizer steps
+    step_loss = 0.0  # with accumulate: the sum of the step's micro-batch losses
+    for i, (inputs, labels) in enumerate(batches):  # i counts batches (micro-batches, accumulating)
         # Reset the gradient.
-        if zero_grad:
+        if zero_grad and (accumulate == 1 or i % accumulate == 0):  # once per optimizer step
             neg_grad = np.zeros_like(weights)  # the backward pass adds into it
-        step_loss = 0.0
-        for micro in range(accumulate):  # noqa: B007 (a page reads it) the step's micro-batches
-            inputs, labels = next(batches)
-            # Forward pass.
-            if layout.model == "mlp":  # outputs are logits for bce; h is the prediction
-                a1 = inputs @ W1.T + b1
-                h1 = np.tanh(a1) if layout.activation == "tanh" else np.maximum(a1, 0.0)
-                outputs = h1 @ W2 + b2
-            else:
-                outputs = inputs @ weights
-            h = sigmoid(outputs) if loss_name == "bce" else outputs
-            # Loss.
-            if loss_name == "mse":
-                loss = np.mean((labels - h) ** 2)
-            elif loss_name == "half_mse":
-                loss = np.mean((labels - h) ** 2) / 2
-            elif loss_name == "sse":
-                loss = np.sum((labels - h) ** 2)
-            else:  # bce from the logits: log(1 + e^z) - y z, which never overflows
-                loss = np.mean(np.logaddexp(0.0, outputs) - labels * outputs)
-            if accumulate > 1:  # each micro-batch's share of the step's loss
-                loss = loss / accumulate
-            step_loss += loss
-            # Backward pass.
-            if loss_name == "mse":
-                delta = 2 / len(labels) * (labels - h)  # -dloss/doutputs
-            elif loss_name == "sse":
-                delta = 2 * (labels - h)
-            else:  # half_mse; and bce, as -d/dz of log(1 + e^z) - y z is y - sigmoid(z)
-                delta = (labels - h) / len(labels)
-            if accumulate > 1:  # the derivative of loss / accumulate
-                delta = delta / accumulate
-            if layout.model == "mlp":  # the chain rule, from the output back to the first layer
-                dW1, db1, dW2, db2 = layout.views(neg_grad)
-                dW2 += h1.T @ delta
-                db2 += delta.sum()
-                slope1 = 1 - h1**2 if layout.activation == "tanh" else a1 > 0  # dh1/da1
-                delta1 = np.outer(delta, W2) * slope1
-                dW1 += delta1.T @ inputs
-                db1 += delta1.sum(axis=0)
-            else:
-                neg_grad += inputs.T @ delta
-        if clip_grad_norm is not None:  # the gradient's norm, before it is scaled down to max_norm
-            norm = clip_grad_norm_(neg_grad, clip_grad_norm)  # noqa: F841 (lib reads it)
+        # Forward pass.
+        if layout.model == "mlp":  # outputs are logits for bce; h is the prediction
+            a1 = inputs @ W1.T + b1
+            h1 = np.tanh(a1) if layout.activation == "tanh" else np.maximum(a1, 0.0)
+            outputs = h1 @ W2 + b2
+        else:
+            outputs = inputs @ weights
+        h = sigmoid(outputs) if loss_name == "bce" else outputs
+        # Loss.
+        if loss_name == "mse":
+            loss = np.mean((labels - h) ** 2)
+        elif loss_name == "half_mse":
+            loss = np.mean((labels - h) ** 2) / 2
+        elif loss_name == "sse":
+            loss = np.sum((labels - h) ** 2)
+        else:  # bce from the logits: log(1 + e^z) - y z, which never overflows
+            loss = np.mean(np.logaddexp(0.0, outputs) - labels * outputs)
+        if accumulate > 1:  # each micro-batch's share: the step's loss is their sum
+            loss = loss / accumulate
+            step_loss = loss if i % accumulate == 0 else step_loss + loss
+        # Backward pass.
+        if loss_name == "mse":
+            delta = 2 / len(labels) * (labels - h)  # -dloss/doutputs
+        elif loss_name == "sse":
+            delta = 2 * (labels - h)
+        else:  # half_mse; and bce, as -d/dz of log(1 + e^z) - y z is y - sigmoid(z)
+            delta = (labels - h) / len(labels)
+        if accumulate > 1:  # the derivative of loss / accumulate
+            delta = delta / accumulate
+        if layout.model == "mlp":  # the chain rule, from the output back to the first layer
+            dW1, db1, dW2, db2 = layout.views(neg_grad)
+            dW2 += h1.T @ delta
+            db2 += delta.sum()
+            delta1 = np.outer(delta, W2) * (1 - h1**2 if layout.activation == "tanh" else a1 > 0)
+            dW1 += delta1.T @ inputs
+            db1 += delta1.sum(axis=0)
+        else:
+            neg_grad += inputs.T @ delta
         # Update.
-        optimizer.step(-neg_grad)
-        if scheduler_name is not None:
-            step_lr = optimizer.lr  # the lr this step used  # noqa: F841
-            scheduler.step()  # the next step's lr (and OneCycleLR's momentum)
-        if validation is not None and (step + 1) % eval_every == 0:  # no gradient, no update
-            val_loss = evaluate(validation, weights, layout, loss_name)  # noqa: F841
-        yield step_loss, weights, -neg_grad
+        if accumulate == 1 or (i + 1) % accumulate == 0:  # the step's last micro-batch
+            if clip_grad_norm is not None:  # the norm before it is scaled down to max_norm
+                norm = clip_grad_norm_(neg_grad, clip_grad_norm)  # noqa: F841 (lib reads it)
+            optimizer.step(-neg_grad)
+            if scheduler_name is not None:
+                step_lr = optimizer.lr  # the lr this step used  # noqa: F841
+                scheduler.step()  # the next step's lr (and OneCycleLR's momentum)
+            if validation is not None and (i // accumulate + 1) % eval_every == 0:
+                val_loss = evaluate(validation, weights, layout, loss_name)  # noqa: F841
+            yield (step_loss if accumulate > 1 else loss), weights, -neg_grad
 
 
 def evaluate(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import count
 from typing import Any
 
 import numpy as np
@@ -115,33 +114,31 @@ def torch_loop(
         scheduler = torch_scheduler(scheduler_name, optimizer, scheduler_kwargs)
     criterion = torch_loss(loss_name)
     read_grad = GradReader(net, dtype)  # copies each step's .grad out, for the yield
-    batches = iter(batches)  # endless: every epoch of the DataLoader, in the shared order
-    for step in count():  # the caller stops after `iterations` optimizer steps
-        net.train()  # training mode: no-op here (no dropout, no batch norm)
+    step_loss = 0.0  # with accumulate: the sum of the step's micro-batch losses
+    for i, (inputs, labels) in enumerate(batches):  # i counts batches (micro-batches, accumulating)
+        net.train()  # training mode: a no-op here (no dropout, no batch norm)
         # Reset the gradient.
-        if zero_grad:
+        if zero_grad and (accumulate == 1 or i % accumulate == 0):  # once per optimizer step
             optimizer.zero_grad()  # backward() adds into each .grad
-        step_loss = 0.0
-        for micro in range(accumulate):  # noqa: B007 (a page reads it) the step's micro-batches
-            inputs, labels = next(batches)
-            # Forward pass.
-            outputs = net(inputs)
-            # Loss.
-            loss = criterion(outputs, labels)
-            if accumulate > 1:  # each micro-batch's share of the step's loss
-                loss = loss / accumulate
-            step_loss += loss.item()
-            # Backward pass.
-            loss.backward()
-        if clip_grad_norm is not None:  # the gradient's norm, before it is scaled down to max_norm
-            norm = nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)  # noqa: F841 (lib reads it)
+        # Forward pass.
+        outputs = net(inputs)
+        # Loss.
+        loss = criterion(outputs, labels)
+        if accumulate > 1:  # each micro-batch's share: the step's loss is their sum
+            loss = loss / accumulate
+            step_loss = loss.item() if i % accumulate == 0 else step_loss + loss.item()
+        # Backward pass.
+        loss.backward()
         # Update.
-        optimizer.step()
-        if scheduler_name is not None:
-            step_lr = optimizer.param_groups[0]["lr"]  # the lr this step used  # noqa: F841
-            scheduler.step()  # the next step's lr (and OneCycleLR's momentum)
-        if validation is not None and (step + 1) % eval_every == 0:  # no gradient, no update
-            net.eval()  # evaluation mode: no-op here (no dropout, no batch norm)
-            with torch.no_grad():  # builds no graph
-                val_loss = criterion(net(validation[0]), validation[1]).item()  # noqa: F841
-        yield step_loss, weights, read_grad()
+        if accumulate == 1 or (i + 1) % accumulate == 0:  # the step's last micro-batch
+            if clip_grad_norm is not None:  # the norm before it is scaled down to max_norm
+                norm = nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)  # noqa: F841 (lib reads it)
+            optimizer.step()
+            if scheduler_name is not None:
+                step_lr = optimizer.param_groups[0]["lr"]  # the lr this step used  # noqa: F841
+                scheduler.step()  # the next step's lr (and OneCycleLR's momentum)
+            if validation is not None and (i // accumulate + 1) % eval_every == 0:
+                net.eval()  # evaluation mode: a no-op here (no dropout, no batch norm)
+                with torch.no_grad():  # builds no graph
+                    val_loss = criterion(net(validation[0]), validation[1]).item()  # noqa: F841
+            yield (step_loss if accumulate > 1 else loss.item()), weights, read_grad()
