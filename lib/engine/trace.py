@@ -9,6 +9,7 @@ without running anything.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import torch
 
 from ..twins.optim import state_pairs
 from .config import Config
-from .data import Dataset, weight_names
+from .data import Dataset, batch_indices, split_rows, weight_names
 from .frames import (
     all_values,
     arguments_of,
@@ -68,6 +69,21 @@ class LoopStep:
     convention: str = "mse"  # the loss convention this loop uses (a key of SAMPLE_TERMS)
     # (batch,) bce only: p = sigmoid(prediction), the model's P(target = 1)
     probabilities: np.ndarray | None = None
+    # The whole optimizer step. With accumulate > 1 the fields above are the step's last
+    # micro-batch's (the loop's locals at its yield; `loss` is that micro-batch's loss / accumulate)
+    # and step_loss is the step's loss, the sum of every micro-batch's share (what lib.run records).
+    step_loss: float = math.nan
+    # (accumulate,) the Dataset rows of each micro-batch of the step, in order (the last: indices)
+    micro_indices: tuple = ()
+    lr: float | None = None  # with a scheduler: the lr this step used (the loop's step_lr)
+    norm: float | None = None  # with clip_grad_norm: the gradient's norm before clipping
+    clip_factor: float | None = None  # with clip_grad_norm: min(1, max_norm / (norm + 1e-6))
+    val_loss: float | None = None  # on a step that evaluated: the held-out rows' loss after it
+
+    @property
+    def clipped(self) -> bool | None:
+        """With clip_grad_norm: whether clipping scaled this step's gradient down (factor < 1)."""
+        return None if self.clip_factor is None else bool(self.clip_factor < 1.0)
 
     @property
     def loss_from_terms(self) -> float:
@@ -235,6 +251,105 @@ def sample_loss_torch(loss: str, outputs: torch.Tensor, labels: torch.Tensor) ->
     return terms.numpy().astype(np.float64).ravel()
 
 
+# How close the micro-batches' sum must come to the step's gradient and loss: relative to the
+# largest of the numbers added (the loop adds them one by one, the check all at once).
+SUM_TOLERANCE = 1e-10
+# micro-batch tables the Stepper keeps (each runs every micro-batch of its step again)
+MICRO_KEEP = 8
+
+
+@dataclass(frozen=True, eq=False)
+class MicroBatches:
+    """The micro-batches of one optimizer step, each run again alone from the step's weights by
+    the loop functions themselves (accumulate=1, plain SGD): its rows, its share of the loss
+    (loss / accumulate) and its share of the gradient (the gradient of loss / accumulate).
+
+    Arrays with a first axis of 2 hold (manual, torch). A loop adds the shares into one buffer:
+    on top of what the reset left there (zeros; with zero_grad off, the previous step's gradient),
+    and clip_grad_norm_ then scales the sum by the clip factor before step() uses it.
+    """
+
+    t: int
+    rows: tuple  # (accumulate,) the Dataset rows of each micro-batch
+    loss: np.ndarray  # (2, accumulate) each micro-batch's loss / accumulate
+    gradient: np.ndarray  # (2, accumulate, n_params) each micro-batch's gradient share
+    carried: np.ndarray  # (2, n_params) what the reset left in the buffer
+    factor: np.ndarray  # (2,) the clip factor each loop applied (1 without clipping)
+    step_loss: np.ndarray  # (2,) the step's loss, as the loops yielded it
+    step_gradient: np.ndarray  # (2, n_params) the gradient step() used, as the loops yielded it
+    norm: np.ndarray | None = None  # (2,) with clipping: the norm the loops computed before it
+
+    @property
+    def accumulate(self) -> int:
+        """Micro-batches in the step."""
+        return len(self.rows)
+
+    @property
+    def summed(self) -> np.ndarray:
+        """(2, n_params) what the buffer holds before clipping: carried + every share."""
+        return self.carried + self.gradient.sum(axis=1)
+
+    def _scale(self, values: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.maximum(1.0, np.abs(values).max(axis=tuple(range(1, values.ndim))))
+
+    @property
+    def gradient_gap(self) -> np.ndarray:
+        """(2,) max |clip factor × (carried + Σ shares) − the gradient step() used|, per loop."""
+        with np.errstate(all="ignore"):
+            gap = np.abs(self.factor[:, None] * self.summed - self.step_gradient).max(axis=1)
+        return gap / np.maximum(self._scale(self.gradient), self._scale(self.carried))
+
+    @property
+    def loss_gap(self) -> np.ndarray:
+        """(2,) |Σ loss shares − the step's loss|, relative to the largest share (or 1)."""
+        with np.errstate(all="ignore"):
+            return np.abs(self.loss.sum(axis=1) - self.step_loss) / self._scale(self.loss)
+
+    @property
+    def norm_gap(self) -> np.ndarray | None:
+        """(2,) with clipping: |‖carried + Σ shares‖ − the norm the loop clipped with|, relative."""
+        if self.norm is None:
+            return None
+        with np.errstate(all="ignore"):
+            norms = np.sqrt(np.sum(self.summed**2, axis=1))
+            return np.abs(norms - self.norm) / np.maximum(1.0, np.abs(self.norm))
+
+    @property
+    def adds_up(self) -> bool:
+        """True when, in both loops, the shares add up to the step's gradient and loss (and, with
+        clipping, to the norm it clipped with), to SUM_TOLERANCE; False for a non-finite step."""
+        gaps = [self.gradient_gap, self.loss_gap]
+        if self.norm is not None:
+            gaps.append(self.norm_gap)
+        return bool(all(np.all(np.isfinite(g) & (g <= SUM_TOLERANCE)) for g in gaps))
+
+    def frame(self, shown_rows: int = 8) -> pd.DataFrame:
+        """One row per micro-batch: its rows, both loops' loss share and gradient share, |Δ|."""
+        with np.errstate(all="ignore"):
+            norms = np.sqrt(np.sum(self.gradient**2, axis=2))
+            grad_diff = np.abs(self.gradient[0] - self.gradient[1]).max(axis=1)
+        return pd.DataFrame(
+            {
+                "micro-batch": np.arange(1, self.accumulate + 1),
+                "rows": [_rows_text(r, shown_rows) for r in self.rows],
+                "samples": [len(r) for r in self.rows],
+                "loss / accumulate (manual)": self.loss[0],
+                "loss / accumulate (torch)": self.loss[1],
+                "|Δ loss|": np.abs(self.loss[0] - self.loss[1]),
+                "‖gradient share‖ (manual)": norms[0],
+                "‖gradient share‖ (torch)": norms[1],
+                "|Δ gradient share|": grad_diff,
+            }
+        )
+
+
+def _rows_text(rows: np.ndarray, shown: int) -> str:
+    """A micro-batch's rows as text: all of them, or the first `shown` and how many more."""
+    head = ", ".join(str(int(r)) for r in rows[:shown])
+    return head if len(rows) <= shown else f"{head}, … ({len(rows) - shown:,} more)"
+
+
 class Stepper:
     """Both loops of one (data, cfg) run, advanced a step at a time, with a cache of visited steps.
 
@@ -249,9 +364,12 @@ class Stepper:
         n_params = len(self.init)
         self.weight_names = tuple(weight_names(data, cfg))
         self.columns = recorded_columns(n_params)
-        batch = min(cfg.batch_size, data.m)
-        # 12: weights, gradients, optimizer state
-        step_bytes = 2 * 8 * (batch * (data.n + 8) + 12 * n_params) + 8192
+        # The loops see the training rows only: their batches index these (sorted) Dataset rows.
+        self.train_rows, self.val_rows = split_rows(data.m, cfg.val_fraction, cfg.seed)
+        batch = min(cfg.batch_size, len(self.train_rows))
+        # 12: weights, gradients, optimizer state; and the step's micro-batches' rows
+        step_bytes = 2 * 8 * (batch * (data.n + 8) + 12 * n_params) + 8 * cfg.accumulate * batch
+        step_bytes += 8192
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
             raise ValueError(f"keep must be a whole number >= 1; got {keep!r}")
         self.keep = keep if keep is not None else max(2, min(1000, SNAPSHOT_BYTES // step_bytes))
@@ -285,18 +403,30 @@ class Stepper:
         """The current step's numbers (None before the first step)."""
         return None if self.step < 0 else self._get(self.step)
 
+    def evaluates(self, t: int) -> bool:
+        """Whether step t ends with a validation pass (a val_fraction, and t + 1 a multiple of
+        Config.eval_interval), as both loops decide it."""
+        return bool(len(self.val_rows)) and (t + 1) % self.config.eval_interval == 0
+
     def reset(self) -> None:
         """Back to the init: fresh generators, empty cache and history."""
         self._manual, self._torch, _ = loops(self.data, self.config)
         self._manual_batches = arguments_of(self._manual)["batches"]
         self._torch_batches = arguments_of(self._torch)["batches"]
+        cfg = self.config
+        # The shared batch order, drawn again beside the loaders: a loop takes `accumulate`
+        # batches per step, and its frame holds only the last one's (each step checks it is this).
+        self._order = batch_indices(len(self.train_rows), cfg.batch_size, cfg.seed, cfg.drop_last)
         self.step = -1
         self.taken = 0  # steps the generators have run
         self.diverged_at: int | None = None
         self._cache: OrderedDict[int, Step] = OrderedDict()
-        iterations = self.config.iterations
+        self._micro: OrderedDict[int, MicroBatches] = OrderedDict()
+        iterations = cfg.iterations
         self._loss = np.empty((2, iterations))
         self._grad_norm = np.empty((2, iterations))
+        self._lr = np.full((2, iterations), cfg.lr)
+        self._val_loss: tuple[list, list] = ([], [])
         self._weights = np.empty((2, iterations + 1, len(self.columns)))
         self._weights[:, 0] = self.init[self.columns]
         self._before = (self.init.copy(), self.init.copy())
@@ -336,32 +466,119 @@ class Stepper:
         """What one loop ("manual" or "torch") has done so far, in lib.run's History layout."""
         k = ("manual", "torch").index(loop)
         s = self.taken
+        max_norm = self.config.clip_grad_norm
+        with np.errstate(all="ignore"):
+            clipped = (
+                max_norm / (self._grad_norm[k, :s] + 1e-6) < 1.0
+                if max_norm is not None
+                else np.zeros(s, dtype=bool)
+            )
         return History(
             self._loss[k, :s].copy(),
             self._weights[k, : s + 1].copy(),
             self._grad_norm[k, :s].copy(),
+            lr=self._lr[k, :s].copy(),
+            clipped=clipped,
+            val_loss=np.array(self._val_loss[k], dtype=np.float64),
+        )
+
+    def micro_batches(self, t: int | None = None) -> MicroBatches:
+        """The micro-batches of step t (the current step if None), each run again alone by the
+        loop functions that run, from the step's weights (see MicroBatches)."""
+        t = self.step if t is None else t
+        if t < 0 or t not in self._cache:
+            raise ValueError(f"step {t} is not one the Stepper holds: run to it first")
+        if t not in self._micro:
+            self._micro[t] = self._rerun_micro_batches(self._get(t))
+            while len(self._micro) > MICRO_KEEP:
+                self._micro.popitem(last=False)
+        self._micro.move_to_end(t)
+        return self._micro[t]
+
+    def _rerun_micro_batches(self, step: Step) -> MicroBatches:
+        cfg, data = self.config, self.data
+        k = cfg.accumulate
+        hand, twin = self.functions
+        layout = cfg.layout(data.n)
+        X1 = data.with_ones() if cfg.bias and cfg.model != "mlp" else data.X
+        dtype = getattr(torch, cfg.torch_dtype)
+        loss, grads = np.empty((2, k)), np.empty((2, k, len(self.init)))
+        with np.errstate(all="ignore"):
+            for j, rows in enumerate(step.manual.micro_indices):
+                batch = (X1[rows], data.y[rows])
+                alone = hand(
+                    iter([batch]),
+                    step.manual.weights_before,
+                    cfg.lr,
+                    layout=layout,
+                    loss_name=cfg.loss_for("manual"),
+                )
+                value, _, grad = next(alone)
+                loss[0, j], grads[0, j] = value / k, np.asarray(grad) / k
+                inputs = torch.tensor(data.X[rows], dtype=dtype)
+                labels = torch.tensor(data.y[rows], dtype=dtype)[:, None]
+                alone = twin(
+                    iter([(inputs, labels)]),
+                    step.torch.weights_before,
+                    cfg.lr,
+                    layout=layout,
+                    loss_name=cfg.loss,
+                    dtype=dtype,
+                )
+                value, _, grad = next(alone)
+                loss[1, j], grads[1, j] = value / k, np.asarray(grad, dtype=np.float64) / k
+        m, t = step.manual, step.torch
+        carried = np.stack([-m.reset_after, np.zeros(len(self.init)) if t.reset_after is None
+                            else t.reset_after])  # fmt: skip
+        clipping = cfg.clip_grad_norm is not None
+        return MicroBatches(
+            step.t,
+            tuple(m.micro_indices),
+            loss,
+            grads,
+            carried,
+            np.array([m.clip_factor, t.clip_factor]) if clipping else np.ones(2),
+            np.array([m.step_loss, t.step_loss]),
+            np.stack([m.gradient, t.gradient]),
+            np.array([m.norm, t.norm]) if clipping else None,
         )
 
     def _get(self, t: int) -> Step:
         self._cache.move_to_end(t)
         return self._cache[t]
 
+    def _step_values(self, t: int) -> tuple[dict, dict]:
+        """Each loop's step_lr, norm and val_loss at its yield, where this configuration sets them
+        (val_loss only on a step that evaluated: the local keeps the last pass's value)."""
+        cfg = self.config
+        names = ("step_lr",) * (cfg.scheduler is not None)
+        names += ("norm",) * (cfg.clip_grad_norm is not None)
+        names += ("val_loss",) * self.evaluates(t)
+        return tuple(step_values_of(g, names) for g in (self._manual, self._torch))
+
     def _advance(self, snapshot: bool) -> None:
         t = self.taken
+        # the rows of this step's micro-batches, as indices into the training rows
+        micro = [next(self._order) for _ in range(self.config.accumulate)]
         with np.errstate(all="ignore"):
             loss_m, w_m, g_m = next(self._manual)
             loss_t, w_t, g_t = next(self._torch)
             g_m, g_t = np.array(g_m), np.array(g_t)
             norms = row_norms(np.stack([g_m, g_t]).astype(np.float64))  # as lib.run computes them
-            if self.config.clip_grad_norm is not None:  # lib.run's grad_norm: before clipping
-                norms = [step_values_of(g, ("norm",))["norm"] for g in (self._manual, self._torch)]
+        values = self._step_values(t)
         for k, (loss, w) in enumerate(((loss_m, w_m), (loss_t, w_t))):
-            self._loss[k, t], self._grad_norm[k, t] = loss, norms[k]
+            self._loss[k, t], self._grad_norm[k, t] = loss, values[k].get("norm", norms[k])
+            self._lr[k, t] = values[k].get("step_lr", self.config.lr)
+            if "val_loss" in values[k]:
+                self._val_loss[k].append(values[k]["val_loss"])
             self._weights[k, t + 1] = w[self.columns]
         if snapshot:
+            rows = tuple(self.train_rows[idx] for idx in micro)
             with np.errstate(all="ignore"):
                 state = tuple(state_pairs(self.config.optimizer, *self.optimizers))
-                self._cache[t] = Step(t, self._manual_step(g_m), self._torch_step(g_t), state)
+                hand = self._manual_step(g_m, loss_m, values[0], rows)
+                twin = self._torch_step(g_t, loss_t, values[1], rows)
+                self._cache[t] = Step(t, hand, twin, state)
             while len(self._cache) > self.keep:
                 self._cache.popitem(last=False)
         self._before = (np.array(w_m), np.array(w_t))
@@ -370,12 +587,30 @@ class Stepper:
         if ends_run(loss_m, loss_t, w_m, w_t, g_m, g_t):  # the step rule of lib.run
             self.diverged_at = t
 
-    def _manual_step(self, gradient: np.ndarray) -> LoopStep:
+    def _whole_step(self, loss, values: dict, rows: tuple) -> dict:
+        """The LoopStep fields of the whole optimizer step: its loss, micro-batches, lr, norm,
+        clip factor and validation loss."""
+        max_norm = self.config.clip_grad_norm
+        norm = values.get("norm")
+        return {
+            "step_loss": float(loss),
+            "micro_indices": rows,
+            "lr": values.get("step_lr"),
+            "norm": norm,
+            "clip_factor": None if max_norm is None else min(1.0, max_norm / (norm + 1e-6)),
+            "val_loss": values.get("val_loss"),
+        }
+
+    def _rows(self, batches) -> np.ndarray:
+        """The Dataset rows of the batch a loader handed out last (it indexes the training rows)."""
+        return self.train_rows[batch_rows(batches, len(self.train_rows))]
+
+    def _manual_step(self, gradient: np.ndarray, step_loss, values: dict, rows) -> LoopStep:
         f = all_values(self._manual)
         lines = {k: v for k, v in ((k, _copy(v)) for k, v in f.items()) if v is not None}
         z, labels = lines["outputs"], lines["labels"]
         return LoopStep(
-            indices=batch_rows(self._manual_batches, self.data.m),
+            indices=self._rows(self._manual_batches),
             inputs=lines["inputs"][:, : self.data.n],
             labels=labels,
             predictions=z,
@@ -392,9 +627,10 @@ class Stepper:
             convention=self.config.loss_for("manual"),
             # its own sigmoid
             probabilities=lines["h"] if self.config.loss_for("manual") == "bce" else None,
+            **self._whole_step(step_loss, values, rows),
         )
 
-    def _torch_step(self, gradient: np.ndarray) -> LoopStep:
+    def _torch_step(self, gradient: np.ndarray, step_loss, values: dict, rows) -> LoopStep:
         f = all_values(self._torch)
         net, loss = f["net"], f["loss"]
         lines = {
@@ -410,7 +646,7 @@ class Stepper:
             "weights": _copy(f["weights"]),
         }
         return LoopStep(
-            indices=batch_rows(self._torch_batches, self.data.m),
+            indices=self._rows(self._torch_batches),
             inputs=lines["inputs"],
             labels=lines["labels"][:, 0],
             predictions=lines["outputs"][:, 0],
@@ -426,4 +662,5 @@ class Stepper:
             probabilities=torch.sigmoid(f["outputs"]).detach().numpy()[:, 0].astype(np.float64)
             if self.config.loss == "bce"
             else None,
+            **self._whole_step(step_loss, values, rows),
         )
