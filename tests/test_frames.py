@@ -181,3 +181,25 @@ def test_the_rule_on_one_step_of_numbers_and_vectors(name):
         values[name] = values[name].copy()
         values[name][1] = np.inf
     assert ends_run(*values.values())
+
+
+@pytest.mark.parametrize("batch_size", [5, 100], ids=["minibatch", "full batch"])
+def test_batch_rows_index_the_training_rows_with_a_validation_split(batch_size):
+    # The loops see the training rows only: batch_rows counts in them, m is their number, and the
+    # training rows map its indices to the Dataset's rows.
+    cfg = lib.Config(batch_size=batch_size, iterations=10, seed=4, val_fraction=0.4)
+    train, held_out = lib.engine.data.split_rows(REGRESSION.m, cfg.val_fraction, cfg.seed)
+    hand, twin, _ = loops(REGRESSION, cfg)
+    loaders = arguments_of(hand)["batches"], arguments_of(twin)["batches"]
+    order = lib.batch_indices(len(train), cfg.batch_size, cfg.seed)
+    for idx in itertools.islice(order, 6):
+        next(hand), next(twin)
+        expected = np.arange(len(train))[idx]
+        for batches, gen in zip(loaders, (hand, twin), strict=True):
+            rows = batch_rows(batches, len(train))
+            np.testing.assert_array_equal(rows, expected)
+            inputs = values_of(gen, "inputs")["inputs"]
+            inputs = inputs.numpy() if isinstance(inputs, torch.Tensor) else inputs
+            # the rows are the data rows the batch used, and none of them is held out
+            np.testing.assert_array_equal(inputs[:, :3], REGRESSION.X[train[rows]])
+            assert not np.isin(train[rows], held_out).any()
