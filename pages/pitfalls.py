@@ -39,6 +39,7 @@ TABS = (
     "3 · mixed 1/2 and mean/sum",
     "4 · lr above the limit",
     "5 · float32 in one loop",
+    "6 · validation without no_grad()",
 )
 DIFF = lib.explain.DIFF_NAME + " over the run"  # named as on every page
 # a metric's second line, not a change
@@ -87,6 +88,263 @@ def lines(series: dict, title: str, y_title: str, **kw) -> None:
     st.altair_chart(lib.charts.series_chart(series, title, y_title, **kw), width="stretch")
 
 
+HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
+
+
+def checked(evidence, sentence: str, failed: str) -> None:
+    """A sentence with its check: ✓ and the sentence when the check held, ✗ and `failed` when not,
+    then the numbers it measured; nothing where it does not apply."""
+    if not evidence.applies:
+        return
+    st.markdown(f"{HELD} {sentence}" if evidence.ok else f"{FAILED} **Not here:** {failed}")
+    shown = " · ".join(f"{k}: `{lib.explain.show(v, 6)}`" for k, v in evidence.measured.items())
+    st.caption(f"Measured ({evidence.note}): {shown}")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def validation_graph(data_args: tuple, no_grad: bool, **cfg) -> pitfalls.ValidationGraph:
+    return pitfalls.validation_graph(dataset(*data_args), lib.Config(**cfg), no_grad)
+
+
+KEPT_PASSES = 10  # validation passes kept in a list, in tab 6
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def kept_history(data_args: tuple, passes: int, **cfg) -> tuple[int, int]:
+    return pitfalls.kept_history(dataset(*data_args), lib.Config(**cfg), passes)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def mode_gaps(data_args: tuple, **cfg) -> list[pitfalls.ModeGap]:
+    return pitfalls.mode_gaps(dataset(*data_args), lib.Config(**cfg))
+
+
+def accumulation(data_args: tuple, base: dict, k: int, b: int) -> None:
+    """accumulate=k with batch b beside batch k·b: both runs, their gap and what it means."""
+    acc = run(data_args, **(base | {"batch_size": b, "accumulate": k}))
+    big = run(data_args, **(base | {"batch_size": k * b}))
+    gap = pitfalls.accumulation_gap(acc, big, data_args[0])
+    for result, name in ((acc, f"accumulate={k}, batch {b}"), (big, f"batch {k * b}")):
+        if not result.done:
+            st.warning(f"The run with {name}: {result.message()}")
+    c1, c2, c3 = st.columns(3)
+    c1.metric(
+        f"largest |w difference|, accumulate={k} × batch {b} against batch {k * b}",
+        f"{gap.max_weight_diff:.1e}",
+        f"over {plural(gap.steps, 'step')}, both loops",
+        **QUIET,
+    )
+    c2.metric("largest loss difference", f"{gap.max_loss_diff:.1e}", "per step", **QUIET)
+    c3.metric(f"{DIFF}, accumulate={k}", f"{acc.max_abs_diff:.1e}", relative(acc), **QUIET)
+    if gap.steps == 0:
+        st.warning("No step to compare: a run's weights were not finite after its first step.")
+        return
+    lines(
+        {"|w, accumulated − w, batch k·b|": gap.per_step},
+        f"Largest weight difference after each step, accumulate={k} × {b} against {k * b}",
+        "max |diff| (log)",
+    )
+    if gap.scale == 1.0:
+        accumulation_equal(gap)
+    elif gap.scale is not None:
+        scaled = run(data_args, **(base | {"batch_size": k * b, "lr": base["lr"] * gap.scale}))
+        accumulation_scaled(gap, pitfalls.accumulation_gap(acc, scaled, data_args[0]), base["lr"])
+    else:
+        accumulation_apart(gap)
+
+
+def plural(count: int, word: str) -> str:
+    """'1 step', '2 steps' (the count with thousands separators)."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def accumulation_equal(gap: pitfalls.AccumulationGap) -> None:
+    """The sentence when every compared step's rows weigh the same in both losses."""
+    k, b, n = gap.k, gap.b, plural(gap.steps, "step")
+    same_order = (
+        " lib's loader draws the same permutation for the same seed and m, and"
+        if "permutation splits" in gap.why
+        else ""
+    )
+    rows = (
+        f"{gap.why}.{same_order} On each of the {n} every row weighs the same in both losses "
+        "(measured from lib's batch order)"
+        if gap.same_rows
+        else f"over this run's {n} every row weighs the same in both losses (measured from "
+        f"lib's batch order), although in general they do not: {gap.why}, and this run ends "
+        "before that"
+    )
+    rounding = (
+        "exactly the same numbers"
+        if gap.max_weight_diff == 0 and gap.max_loss_diff == 0
+        else "rounding, as the k micro-batch gradients are added up in another order than one "
+        "batch's rows"
+    )
+    diverged = (
+        f" Relative to the weights' size the difference is {gap.max_relative:.1e}: the weights "
+        "grew, and with them the rounding."
+        if gap.max_relative <= pitfalls.EQUAL_TOL
+        else ""
+    )
+    checked(
+        pitfalls.check_accumulation_equal(gap),
+        f"**accumulate={k} with batch {b} trains as batch {k * b}:** {rows}. The weights of "
+        f"both loops differ by at most **{gap.max_weight_diff:.1e}** (≤ "
+        f"{pitfalls.EQUAL_TOL:g}), the losses by at most {gap.max_loss_diff:.1e}: {rounding}.",
+        f"every row weighs the same in both losses on each of the {n} ({gap.why}), yet the "
+        f"weights differ by up to {gap.max_weight_diff:.3g}"
+        + (f", first after step {gap.first_apart:,}." if gap.first_apart is not None else ".")
+        + diverged,
+    )
+
+
+def accumulation_scaled(
+    gap: pitfalls.AccumulationGap, scaled: pitfalls.AccumulationGap, lr: float
+) -> None:
+    """The sentences when the accumulated loss weighs every row c times the batch's (sse)."""
+    k, b, c = gap.k, gap.b, gap.scale
+    st.markdown(
+        f"The steps see the same rows ({gap.why}), but sse is a sum, and lib divides each "
+        "micro-batch's loss by k whatever the convention: measured from lib's batch order, every "
+        f"row weighs {c:g}× in the accumulated loss what it weighs in the loss of the batch of "
+        f"{k * b}, so the accumulated gradient is {c:g}× the batch's. At the same learning rate "
+        f"the weights differ by up to {gap.max_weight_diff:.3g}"
+        + (f", from step {gap.first_apart:,} on." if gap.first_apart is not None else ".")
+    )
+    checked(
+        pitfalls.check_accumulation_equal(scaled),
+        f"**accumulate={k} with batch {b} at lr {lr:g} trains as batch {k * b} at lr × {c:g} = "
+        f"{lr * c:g}:** over {plural(scaled.steps, 'step')} the weights of both loops differ by "
+        f"at most **{scaled.max_weight_diff:.1e}** (≤ {pitfalls.EQUAL_TOL:g}).",
+        f"batch {k * b} at lr × {c:g} = {lr * c:g} still differs from accumulate={k} with batch "
+        f"{b} by up to {scaled.max_weight_diff:.3g} over {plural(scaled.steps, 'step')}.",
+    )
+
+
+def accumulation_apart(gap: pitfalls.AccumulationGap) -> None:
+    """The sentence when some step's micro-batches are not the rows of its batch of k·b."""
+    agreed = (
+        f"the weights agree to {pitfalls.EQUAL_TOL:g} for the first "
+        f"{plural(gap.first_apart - 1, 'step')} and differ from step {gap.first_apart:,} on"
+        if gap.first_apart is not None and gap.first_apart > 1
+        else "the weights differ from the first step on"
+        if gap.first_apart == 1
+        else f"the weights still stay within {pitfalls.EQUAL_TOL:g} over these steps"
+    )
+    st.markdown(
+        f"**Here they do not cover the same rows:** {gap.why}. Measured from lib's batch order, "
+        f"step {gap.shares_apart:,} is the first whose micro-batches are not the rows of its batch "
+        f"of {gap.k * gap.b:,} (each weighted as in its loss); {agreed}, by up to "
+        f"**{gap.max_weight_diff:.3g}** over {plural(gap.steps, 'step')} (the losses by up to "
+        f"{gap.max_loss_diff:.3g}). Equal rows need b ≥ m, or m a multiple of k·b."
+    )
+
+
+def graph_words(g: pitfalls.ValidationGraph) -> str:
+    """What the pass without no_grad built, from its measurement."""
+    first = g.node_types[0] if g.node_types else "none"
+    return (
+        "Without `torch.no_grad()`, the validation loss on the "
+        f"{plural(g.rows, 'held-out row')} has "
+        f"`requires_grad={g.requires_grad}` and a `grad_fn` (`{first}`); walking "
+        f"`grad_fn.next_functions` reaches **{g.nodes} nodes** ({', '.join(g.node_types)}). "
+        f"torch's `saved_tensors_hooks` saw the pass save {g.saved_tensors} tensors "
+        f"({g.saved_bytes:,} bytes), and the graph holds **{g.held_bytes:,} bytes** of storage, "
+        f"{g.intermediate_bytes:,} of them besides the inputs, the labels and the weights: "
+        "results of the forward pass that nothing but the graph refers to."
+    )
+
+
+def validation(data_args: tuple, cfg: dict) -> None:
+    """Tab 6's measurements: the graph a validation pass builds without no_grad, and none with."""
+    leaky = validation_graph(data_args, False, **cfg)
+    clean = validation_graph(data_args, True, **cfg)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("autograd nodes, without no_grad", f"{leaky.nodes}", f"with: {clean.nodes}", **QUIET)
+    c2.metric(
+        "bytes the graph holds, without no_grad",
+        f"{leaky.held_bytes:,}",
+        f"with: {clean.held_bytes:,}",
+        **QUIET,
+    )
+    c3.metric("held-out rows", f"{leaky.rows:,}", f"of m = {data_args[0]:,}", **QUIET)
+    checked(
+        pitfalls.check_graph_built(leaky),
+        graph_words(leaky),
+        "the pass without `torch.no_grad()` built no graph here "
+        f"(`requires_grad={leaky.requires_grad}`, {leaky.nodes} nodes).",
+    )
+    checked(
+        pitfalls.check_no_graph(clean),
+        "With `torch.no_grad()` the same pass builds **no graph**: `val_loss.grad_fn` is "
+        "`None`, `requires_grad` is `False`, and the hooks saw no tensor saved.",
+        f"with `torch.no_grad()` the pass still left {clean.nodes} nodes and "
+        f"{clean.saved_tensors} saved tensors.",
+    )
+    checked(
+        pitfalls.check_same_value(leaky, clean),
+        f"The loss is the same number either way ({clean.val_loss:.17g}): `no_grad` changes "
+        "what is recorded, not what is computed.",
+        f"the two passes gave different losses ({leaky.val_loss:.17g} against "
+        f"{clean.val_loss:.17g}).",
+    )
+    mlp_cfg = cfg | {"model": "mlp", "init": "normal"}
+    mlp = validation_graph(data_args, False, **mlp_cfg)
+    nodes, kept = kept_history(data_args, KEPT_PASSES, **cfg)
+    hidden = f"{lib.Config().hidden} {lib.Config().activation} units"
+    st.markdown(
+        f"With a hidden layer ({hidden}), the same pass without `no_grad` keeps {mlp.nodes} "
+        f"nodes and {mlp.held_bytes:,} bytes, {mlp.intermediate_bytes:,} of them the forward "
+        "pass's own results. And the graph lives as long as something refers to `val_loss`: "
+        f"{KEPT_PASSES} passes of this lab's model appended to a list as tensors "
+        f"(`val_losses.append(val_loss)`) hold {nodes} nodes and {kept:,} bytes of forward "
+        "results between them.\n\n"
+        "**The fix.** Wrap the validation pass in `with torch.no_grad():` (or decorate it "
+        "with `@torch.no_grad()`), and keep the number with `val_loss.item()`."
+    )
+
+
+def eval_mode(data_args: tuple, cfg: dict) -> None:
+    """The second classic: the same rows through each model in eval mode and in train mode."""
+    gaps = mode_gaps(data_args, **cfg)
+    st.table(
+        pd.DataFrame(
+            {
+                "layers": [g.layers for g in gaps],
+                "max |train − eval| of the outputs": [
+                    "not measured" if g.max_diff is None else f"{g.max_diff:.3g}" for g in gaps
+                ],
+                "buffers moved by the train-mode pass": [f"{g.buffers_moved:.3g}" for g in gaps],
+            },
+            index=[g.model for g in gaps],
+        )
+    )
+    for g in gaps:
+        if g.max_diff is None:
+            st.caption(f"Left out here: {g.model}, since torch raised: {g.note}")
+            continue
+        if "Dropout" in g.layers or "BatchNorm" in g.layers:
+            moved = (
+                f"; and the train-mode pass itself changed its running statistics by up to "
+                f"{g.buffers_moved:.3g}: validating in train mode changes the model it validates"
+                if g.buffers_moved > 0
+                else ""
+            )
+            checked(
+                pitfalls.check_modes_differ(g),
+                f"**{g.model}**: forgetting `model.eval()` changes its outputs, by up to "
+                f"**{g.max_diff:.3g}** on these rows{moved}.",
+                f"{g.model} gave the same outputs in both modes.",
+            )
+        else:
+            checked(
+                pitfalls.check_modes_equal(g),
+                f"**{g.model}** ({g.layers}): the outputs in train and eval mode are equal "
+                "(difference 0): for it, `model.train()` and `model.eval()` are no-ops.",
+                f"{g.model}'s outputs differ between the modes by {g.max_diff:.3g}.",
+            )
+
+
 through_navigation()
 st.title("Pitfalls lab")
 st.markdown(
@@ -94,8 +352,9 @@ st.markdown(
     "trained by plain SGD. In tabs 1 and 4 the mistake is in the loop itself, so **both** loops "
     "make it: red is the mistaken run (manual solid, torch dashed on top), grey the correct run "
     "for contrast. In tabs 3 and 5 the mistake is a mismatch between the loops, and the tab "
-    "measures by how much they stop agreeing. Tab 2's mistake lives in torch's autograd graph, "
-    "which the hand loop does not have: it measures a torch loop alone."
+    "measures by how much they stop agreeing. The mistakes of tabs 2 and 6 live in torch's "
+    "autograd graph (and its train/eval modes), which the hand loop does not have: they measure "
+    "torch alone."
 )
 
 # Every control here is in the URL under its key (pitfall_...), so a teacher's link opens a tab with
@@ -153,7 +412,7 @@ with st.sidebar:
         )
 
 tabs = st.tabs(TABS, key="pitfall", bind="query-params")
-drawn["pitfall"] = (st.session_state.get("pitfall", TABS[0]), "the name of one of the five tabs")
+drawn["pitfall"] = (st.session_state.get("pitfall", TABS[0]), "the name of one of the six tabs")
 
 # 1. Forgot zero_grad() in the torch loop, and its twin, forgot to reset neg_grad in the hand loop.
 with tabs[0]:
@@ -233,6 +492,27 @@ with tabs[0]:
         )
     else:
         st.caption("Switch on to run both loops with the mistake, beside the correct run.")
+    st.markdown(
+        "**Skipping the reset on purpose: gradient accumulation.** With `accumulate=k` both "
+        "loops reset the gradient once, then run forward, the loss divided by k and `backward()` "
+        "on k micro-batches of b rows, and take one `step()`: `.grad` adds up the k gradients. "
+        "Where the k micro-batches are the rows of one batch of k·b, that sum is the gradient of "
+        "the batch of k·b, and the runs should be the same run. Measured with `lib.run`:"
+    )
+    if drawn.check(
+        "Accumulate k micro-batches per step, beside one batch of k·b",
+        "pitfall_accumulate",
+        False,
+        toggle=True,
+    ):
+        c1, c2 = st.columns(2)
+        with c1:
+            k = drawn.number("micro-batches per step, k", "pitfall_accumulate_k", 1, 16, 4)
+        with c2:
+            micro = drawn.number("micro-batch size, b", "pitfall_micro_batch", 1, 5_000, 10)
+        accumulation(data_args, base, int(k), int(micro))
+    else:
+        st.caption("Switch on to run accumulate=k with batch b beside batch k·b.")
 
 # 2. running_loss += loss keeps the tensor, and with it every step's autograd graph.
 with tabs[1]:
@@ -669,6 +949,33 @@ with tabs[4]:
         )
     else:
         st.caption("Switch on to run the torch loop in single precision.")
+
+# 6. Validation without torch.no_grad(), and without model.eval().
+with tabs[5]:
+    st.markdown(
+        "**The mistake.** Running the validation pass without `torch.no_grad()`. The weights "
+        "require grad, so every operation on them is recorded for a `backward()` that never "
+        "comes: the loss gets a `grad_fn`, and the graph keeps the tensors saved for it alive. "
+        "This is the validation pass measured here (the code that runs, from "
+        "`lib/lessons/pitfalls.py`), on this lab's model at its initial weights and the data in "
+        "the sidebar:"
+    )
+    st.code(inspect.getsource(pitfalls.validation_pass), language="python")
+    share = drawn.slider(
+        "held-out share of the rows (val_fraction)", "pitfall_val_fraction", 0.05, 0.5, 0.2, 0.05
+    )
+    cfg6 = base | {"val_fraction": float(share)}
+    if drawn.check("Validate without torch.no_grad()", "pitfall_no_grad", False, toggle=True):
+        validation(data_args, cfg6)
+        st.markdown(
+            "**The second classic: forgetting `model.eval()`.** It matters only for layers that "
+            "behave differently in training, dropout and batch norm. The held-out rows through "
+            "each model in eval mode, then in train mode (torch's generator seeded, so dropout "
+            f"draws the same mask every time; the dropout rate is {pitfalls.DROPOUT_P:g}):"
+        )
+        eval_mode(data_args, cfg6)
+    else:
+        st.caption("Switch on to measure the graph a validation pass builds, and the two modes.")
 
 if asked is not None:
     with link_notes:
