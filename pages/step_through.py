@@ -5,11 +5,14 @@ import textwrap
 import time
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import lib
-from lib.engine.trace import SAMPLE_TERMS, Stepper
-from lib.lessons.explain import ROWS, row_values, show
+from lib.engine.data import SharedOrder
+from lib.engine.trace import SAMPLE_TERMS, SUM_TOLERANCE, Stepper
+from lib.lessons.explain import ROWS, SETUP, row_values, show
+from lib.twins.schedules import TORCH_NAMES as SCHEDULER_NAMES
 from pages.parts.cached import fingerprint, twin_phases
 from pages.parts.labels import LOSS_LABELS
 from pages.parts.navigation import through_navigation
@@ -169,12 +172,16 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
         "run, less the branches this configuration does not take (comment lines left out). A "
         "loop runs a whole step at a time, from one `yield` to the next, so the page walks the "
         "lines afterwards: the values under the table are the ones the highlighted line produced "
-        "in this step."
+        "in this step." + accumulate_note(cfg)
     )
     head = st.columns([1.1, 3, 3])
     head[0].markdown("**line**")
     head[1].markdown(f"**by hand (numpy)**, `lib.{manual_fn.__name__}`")
     head[2].markdown(f"**PyTorch**, `lib.{torch_fn.__name__}`")
+    cols = st.columns([1.1, 3, 3])
+    cols[0].markdown("each batch")
+    for col, side in ((cols[1], hand), (cols[2], twin)):
+        col.code(per_batch(side[SETUP]), language="python", wrap_lines=True)
     for k, r in enumerate(ROWS):
         cells = st.container(border=True) if k == phase else st.container()
         cols = cells.columns([1.1, 3, 3])
@@ -185,6 +192,11 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
         for col, side in ((cols[1], hand), (cols[2], twin)):
             col.code(code_lines(side[r.phase]) or NO_LINE, language="python", wrap_lines=True)
     hand_values, twin_values = row_values(step, row.key)
+    if row.key == "update":
+        hand_values, twin_values = (
+            hand_values + update_extras(step.manual),
+            twin_values + (update_extras(step.torch)),
+        )
     st.markdown(f"##### What {row.title} computed in step {step.t}")
     left, right = st.columns(2)
     left.code(watch(hand_values), language="python", wrap_lines=True)
@@ -198,6 +210,39 @@ def show_lines(step, stepper: Stepper, cfg: lib.Config, phase: int) -> None:
         st.caption(
             "`weights` are the weights before this step's update: the ones the forward pass used."
         )
+
+
+def accumulate_note(cfg: lib.Config) -> str:
+    """With accumulate > 1: which lines ran how often in a step, and whose values are shown."""
+    k = cfg.accumulate
+    if k == 1:
+        return ""
+    reset = "the reset once, before the first" if cfg.zero_grad else "no reset (zero_grad is off)"
+    return (
+        f" With accumulate = {k}, the forward pass, the loss and the backward pass ran once for "
+        f"each of the step's {k} micro-batches ({reset}) and the update once, after the last: the "
+        "values of lines 2 to 4 are the last micro-batch's."
+    )
+
+
+def per_batch(setup: str) -> str:
+    """The lines the loop runs for every batch before the reset: the `for` line, and torch's
+    `net.train()` (from the loop's setup phase, as the source has them)."""
+    lines = setup.splitlines()
+    start = next((i for i, text in enumerate(lines) if text.strip().startswith("for ")), None)
+    return code_lines("\n".join(lines[start:])) if start is not None else NO_LINE
+
+
+def update_extras(side) -> list[tuple[str, object]]:
+    """The values the update's other lines set in this step, where the configuration runs them."""
+    values = []
+    if side.norm is not None:
+        values += [("norm (before clipping)", side.norm), ("clip factor", side.clip_factor)]
+    if side.lr is not None:
+        values.append(("step_lr (the lr this step used)", side.lr))
+    if side.val_loss is not None:
+        values.append(("val_loss", side.val_loss))
+    return values
 
 
 def number_columns(frame, *skip: str) -> dict:
@@ -249,15 +294,26 @@ def batch_caption(step, cfg: lib.Config) -> str:
         how = ""
     term, reduction = SAMPLE_TERMS[cfg.loss]
     m, t = step.manual.loss_from_terms, step.torch.loss_from_terms
+    k = cfg.accumulate
     measured = f"Here the {reduction} of the column is {m:.6g} (manual) and {t:.6g} (torch)"
     agree = all(
-        math.isclose(a, b, rel_tol=1e-9) for a, b in ((m, step.manual.loss), (t, step.torch.loss))
+        math.isclose(a / k, b, rel_tol=1e-9)
+        for a, b in ((m, step.manual.loss), (t, step.torch.loss))
+    )
+    which = "One row per sample"
+    if k > 1:
+        which = (
+            f"The step's last micro-batch ({k} of {k}), whose values the loops hold at their "
+            "`yield`; one row per sample"
+        )
+    shown = (
+        ", the losses shown above" if k == 1 else f"; divided by {k}, the `loss` each loop holds"
     )
     return (
-        "One row per sample: its row in the data, its inputs and target (as the hand loop holds "
+        f"{which}: its row in the data, its inputs and target (as the hand loop holds "
         f"them; the last column says how far torch's copies are from them), {output}, and the "
         f"sample's term of the loss, {term}{how}: {CRITERIA[cfg.loss]}. {measured}"
-        + (", the losses shown above." if agree else ".")
+        + (f"{shown}." if agree else ".")
         + " The |Δ| columns are |manual − torch|."
     )
 
@@ -313,7 +369,13 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
             f"This page steps through the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} "
             "iterations."
         )
-        cfg = cfg.replace(iterations=MAX_ITERATIONS)
+        # What the run decides from its length stays the whole run's (the validation interval, a
+        # schedule's T_max or total_steps): the steps shown are lib.run's first steps.
+        cfg = cfg.replace(
+            iterations=MAX_ITERATIONS,
+            eval_every=cfg.eval_interval,
+            scheduler_kwargs=dict(cfg.scheduler_kwargs),
+        )
     settings = (fingerprint(data), cfg)
     if state.get("step_config") != settings:
         # A new configuration is a new run: start it from the init, paused. The same one keeps its
@@ -440,6 +502,9 @@ def draw_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     st.caption(weights_caption(cfg))
     weights = step.weights_frame(stepper.weight_names)
     st.dataframe(weights, column_config=number_columns(weights), width="stretch")
+    if cfg.accumulate > 1:
+        show_micro_batches(stepper, step, cfg)
+    show_step_extras(stepper, step, cfg)
     show_optimizer_state(step, stepper.weight_names, cfg)
 
 
@@ -493,35 +558,68 @@ def line_buttons(stepper: Stepper) -> None:
 
 
 def step_heading(step, stepper: Stepper, data: lib.Dataset, cfg: lib.Config) -> None:
-    """Which step this is, of which epoch and batch, with which settings; why the run stopped
+    """Which step this is, of which epoch and batches, with which settings; why the run stopped
     there."""
-    batch = len(step.manual.indices)
-    epoch_steps = -(-data.m // cfg.batch_size)
     if stepper.diverged_at is None:
         st.subheader(f"Step {step.t}  ·  this run asks for steps 0 to {cfg.iterations - 1}")
     else:  # known once the run has reached it
         st.subheader(
             f"Step {step.t}  ·  this run diverged at step {stepper.diverged_at}, its last step"
         )
+    lr = f"learning rate {cfg.lr:g}"
+    if cfg.scheduler is not None:
+        lr = (
+            f"{SCHEDULER_NAMES[cfg.scheduler]} from learning rate {cfg.lr:g} (this step's lr is "
+            "below)"
+        )
     st.caption(
-        f"Epoch {step.t // epoch_steps + 1}, batch {step.t % epoch_steps + 1} of {epoch_steps}: "
-        f"{batch} samples. Model {cfg.model} · loss convention "
+        f"{where_in_epochs(step, stepper, cfg)} Model {cfg.model} · loss convention "
         f"{LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer}"
         + "".join(
             f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}"
             for k, v in cfg.optimizer_kwargs.items()
         )
-        + f" · learning rate {cfg.lr:g}."
+        + f" · {lr}."
     )
     if stepper.diverged_at is not None and step.t == stepper.diverged_at:
         st.warning(diverged_text(step, cfg))
 
 
+def where_in_epochs(step, stepper: Stepper, cfg: lib.Config) -> str:
+    """The epoch and batch (or, accumulating, the batches) of this step, its samples, and the
+    training rows the loops see."""
+    train, held_out = len(stepper.train_rows), len(stepper.val_rows)
+    per_epoch = len(SharedOrder(train, cfg.batch_size, cfg.seed, cfg.drop_last))
+    k = cfg.accumulate
+    first, last = step.t * k, step.t * k + k - 1  # batches of the run, counted from 0
+    samples = sum(len(rows) for rows in step.manual.micro_indices)
+    plural = "s" if samples != 1 else ""
+    if k == 1:
+        text = f"Epoch {first // per_epoch + 1}, batch {first % per_epoch + 1} of {per_epoch}: "
+        text += f"{samples:,} sample{plural}."
+    else:
+        (e1, b1), (e2, b2) = divmod(first, per_epoch), divmod(last, per_epoch)
+        span = (
+            f"epoch {e1 + 1}, batches {b1 + 1} to {b2 + 1} of {per_epoch}"
+            if e1 == e2
+            else f"epoch {e1 + 1} batch {b1 + 1} to epoch {e2 + 1} batch {b2 + 1} ({per_epoch} "
+            "batches an epoch)"
+        )
+        text = f"{k} micro-batches, {span}: {samples:,} sample{plural}."
+    if held_out:
+        text += (
+            f" The loops train on {train:,} of the {stepper.data.m:,} rows; {held_out:,} are "
+            "held out for validation."
+        )
+    return text
+
+
 def step_metrics(step) -> None:
     """Both loops' loss of this step, and how far apart the loops are in it."""
     cols = st.columns(3)
-    cols[0].metric("loss, manual loop", f"{step.manual.loss:.6g}")
-    cols[1].metric("loss, torch loop", f"{step.torch.loss:.6g}")
+    # the step's loss, as lib.run records it (accumulating: the sum of the micro-batches' shares)
+    cols[0].metric("loss, manual loop", f"{step.manual.step_loss:.6g}")
+    cols[1].metric("loss, torch loop", f"{step.torch.step_loss:.6g}")
     rel = lib.explain.relative(
         step.max_diff, np.concatenate([step.manual.weights_after, step.torch.weights_after])
     )
@@ -533,6 +631,184 @@ def step_metrics(step) -> None:
         delta_arrow="off",
         help="Over every number of the step: batch, predictions, losses, gradient, weights, "
         "optimizer state.",
+    )
+
+
+def show_micro_batches(stepper: Stepper, step, cfg: lib.Config) -> None:
+    """Every micro-batch of an accumulated step: its rows, its loss share and its gradient share,
+    and whether the shares add up to the step's gradient and loss (measured)."""
+    k = cfg.accumulate
+    st.markdown(f"#### The step's {k} micro-batches")
+    micro = stepper.micro_batches(step.t)
+    st.caption(
+        f"accumulate = {k}: each optimizer step runs the forward pass, the loss and "
+        f"`backward()` on {k} batches in turn, dividing each loss by {k}, and every backward adds "
+        "its gradient into the same buffer (`neg_grad`, `.grad`); `optimizer.step()` runs once, "
+        "after the last. The tables above are the last micro-batch's: its values are the ones "
+        f"the loops hold at their `yield`. Here each micro-batch is run again alone from the "
+        "step's weights by the same two loop functions, its loss and gradient divided by "
+        f"{k}: its share. The |Δ| columns are |manual − torch|."
+    )
+    frame = micro.frame()
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config=number_columns(frame, "micro-batch", "rows", "samples"),
+        width="stretch",
+    )
+    ok, text = micro_sum_text(micro, step, cfg)
+    (st.success if ok else st.error)(text)
+
+
+def micro_sum_text(micro, step, cfg: lib.Config) -> tuple[bool, str]:
+    """Whether the shares add up (and the last micro-batch is the loaders'), in words."""
+    k, gaps = cfg.accumulate, (micro.gradient_gap, micro.loss_gap)
+    if not all(np.isfinite(g).all() for g in gaps):
+        return False, "The shares cannot be added up: a number of this step is not finite."
+    rows_ok = all(
+        np.array_equal(micro.rows[-1], side.indices) for side in (step.manual, step.torch)
+    )
+    carried = (
+        ""
+        if cfg.zero_grad
+        else "what the skipped reset left in the buffer (the previous step's gradient: zero_grad "
+        "is off) plus "
+    )
+    clip = ", once scaled by the clip factor," if cfg.clip_grad_norm is not None else ""
+    gap = max(float(np.max(g)) for g in gaps)
+    if micro.norm is not None:
+        gap = max(gap, float(np.max(micro.norm_gap)))
+    said = (
+        f"In both loops {carried}the {k} gradient shares add up to the gradient{clip} that "
+        f"`optimizer.step()` used, and the {k} loss shares to the step's loss "
+        f"({step.manual.step_loss:.6g} manual, {step.torch.step_loss:.6g} torch, the loss "
+        f"`lib.run` records)"
+        + (" and their sum's norm to the norm clipping measured" if micro.norm is not None else "")
+        + f": the largest gap is {gap:.1e} of the largest share (allowed: {SUM_TOLERANCE:g})."
+    )
+    if micro.adds_up and rows_ok:
+        return True, "✓ " + said
+    if not rows_ok:
+        return False, (
+            "✗ The last micro-batch run again is not the batch the loaders handed out last, so "
+            "these shares are not this step's."
+        )
+    return False, (
+        f"✗ The shares do not add up: the largest gap is {gap:.1e} of the largest share "
+        f"(allowed: {SUM_TOLERANCE:g})."
+    )
+
+
+def show_step_extras(stepper: Stepper, step, cfg: lib.Config) -> None:
+    """The update's other lines, where this configuration runs them: clipping, the schedule's lr
+    and the validation pass, both loops side by side."""
+    rows = extras_rows(stepper, step, cfg)
+    validating = len(stepper.val_rows) > 0
+    if not rows and not validating:
+        return
+    parts = [
+        name
+        for name, on in (
+            ("clipping", cfg.clip_grad_norm is not None),
+            ("the learning rate", cfg.scheduler is not None),
+            ("validation", validating),
+        )
+        if on
+    ]
+    heading = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    st.markdown(f"#### The update's other lines: {heading}")
+    if rows:
+        frame = pd.DataFrame(rows, columns=["value", "manual", "torch", "|Δ|"]).set_index("value")
+        st.dataframe(frame, column_config=number_columns(frame), width="stretch")
+    if cfg.clip_grad_norm is not None:
+        ok, text = clip_text(step, cfg)
+        (st.success if ok else st.error)(text)
+    if cfg.scheduler is not None:
+        st.caption(lr_text(step, cfg))
+    if validating:
+        st.caption(validation_text(stepper, step, cfg))
+
+
+def extras_rows(stepper: Stepper, step, cfg: lib.Config) -> list[tuple]:
+    """(what, manual, torch, |Δ|) for each number of the update's other lines this step set."""
+    m, t = step.manual, step.torch
+    values = []
+    if cfg.clip_grad_norm is not None:
+        lengths = [float(np.linalg.norm(side.gradient)) for side in (m, t)]
+        values += [
+            ("norm = ‖gradient‖ before clipping", m.norm, t.norm),
+            ("max_norm", cfg.clip_grad_norm, cfg.clip_grad_norm),
+            ("clip factor = min(1, max_norm / (norm + 1e-6))", m.clip_factor, t.clip_factor),
+            ("‖gradient‖ optimizer.step() used", *lengths),
+        ]
+    if cfg.scheduler is not None:
+        values.append(("lr this step used", m.lr, t.lr))
+    if m.val_loss is not None:
+        values.append(("val_loss after this step", m.val_loss, t.val_loss))
+    with np.errstate(invalid="ignore"):
+        return [(name, a, b, abs(a - b)) for name, a, b in values]
+
+
+def clip_text(step, cfg: lib.Config) -> tuple[bool, str]:
+    """What clip_grad_norm_ did in this step, and whether the gradient step() used shows it."""
+    m, t = step.manual, step.torch
+    gaps = (m.clip_gap, t.clip_gap)
+    if not all(math.isfinite(g) for g in gaps):
+        return False, "Clipping cannot be checked at this step: its norm is not finite."
+    said = {True: "yes", False: "no"}
+    clipped = (
+        f"clipped: {said[m.clipped]} in both loops"
+        if m.clipped == t.clipped
+        else f"clipped: {said[m.clipped]} (manual), {said[t.clipped]} (torch)"
+    )
+    text = (
+        "`clip_grad_norm_` measures one norm over every weight's gradient after the last "
+        f"`backward()` and scales the whole gradient, in place, by the clip factor, so "
+        f"`optimizer.step()` gets a gradient no longer than max_norm = {cfg.clip_grad_norm:g}. "
+        f"This step's norm is {m.norm:.6g} (manual) and {t.norm:.6g} (torch): {clipped}."
+    )
+    gap = max(gaps)
+    if gap <= SUM_TOLERANCE:
+        return True, (
+            f"✓ {text} The gradient `optimizer.step()` used is clip factor × norm long in both "
+            f"loops (gap {gap:.1e} of the norm)."
+        )
+    return False, (
+        f"✗ {text} But the gradient `optimizer.step()` used is not clip factor × norm long: "
+        f"the gap is {gap:.1e} of the norm."
+    )
+
+
+def lr_text(step, cfg: lib.Config) -> str:
+    """The lr this step used under the schedule, and who set it."""
+    return (
+        f"With {SCHEDULER_NAMES[cfg.scheduler]}, `scheduler.step()` runs after every "
+        "`optimizer.step()` and sets the next step's lr. This step used lr = "
+        f"{step.manual.lr:.6g} in the hand loop (its optimizer's `lr`) and {step.torch.lr:.6g} "
+        'in torch (`optimizer.param_groups[0]["lr"]`), both read as `step_lr` at the yield; '
+        f"the Config's lr, {cfg.lr:g}, is the schedule's starting point."
+    )
+
+
+def validation_text(stepper: Stepper, step, cfg: lib.Config) -> str:
+    """Whether this step evaluated the held-out rows, and when the loops do."""
+    every, n = cfg.eval_interval, len(stepper.val_rows)
+    rows = f"the {n:,} held-out row{'s' if n != 1 else ''}"
+    if step.manual.val_loss is not None:
+        return (
+            f"After this step's update both loops computed the loss on {rows} (every {every:,} "
+            "steps): torch under `net.eval()` and `torch.no_grad()`, the hand loop by the forward "
+            "pass and the loss alone (`evaluate`); no gradient comes of it."
+        )
+    nxt = ((step.t + 1) // every + 1) * every - 1  # evaluating steps: (t + 1) % every == 0
+    later = (
+        f"the next is step {nxt:,}"
+        if nxt <= cfg.iterations - 1
+        else "no later step of this run does"
+    )
+    return (
+        f"This step did not evaluate {rows}: the loops do after steps {every - 1:,}, "
+        f"{2 * every - 1:,}, … (every {every:,} steps); {later}."
     )
 
 

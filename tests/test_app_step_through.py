@@ -473,6 +473,15 @@ def code_of(source: str, phase: str) -> str:
     return textwrap.dedent("\n".join(kept)) or "# none: this configuration skips this line"
 
 
+def per_batch_of(source: str) -> str:
+    """The loop's lines from its `for` line to the reset, less comment lines: the page's first
+    row."""
+    setup = explain.phase_source(source, missing="")[explain.SETUP].splitlines()
+    start = next(i for i, line in enumerate(setup) if line.strip().startswith("for "))
+    kept = [line for line in setup[start:] if line.strip() and not line.strip().startswith("#")]
+    return textwrap.dedent("\n".join(kept))
+
+
 def watch_text(pairs) -> str:
     return "\n".join(f"{name} = {explain.show(value)}" for name, value in pairs)
 
@@ -499,11 +508,15 @@ def assert_line_shown(
     # The loops as this configuration runs them: their source less the branches it skips.
     sources = twin_sources(data, cfg)
     code = [c.value for c in at.main.code]
+    # first the lines each batch runs before the reset: the for line (torch: and net.train())
+    assert code[0] == per_batch_of(sources["manual_loop"])
+    assert code[1] == per_batch_of(sources["torch_loop"])
+    assert "net.train()" in code[1] and "net.train()" not in code[0]
     for j, r in enumerate(explain.ROWS):
-        assert code[2 * j] == code_of(sources["manual_loop"], r.phase)
-        assert code[2 * j + 1] == code_of(sources["torch_loop"], r.phase)
+        assert code[2 + 2 * j] == code_of(sources["manual_loop"], r.phase)
+        assert code[3 + 2 * j] == code_of(sources["torch_loop"], r.phase)
     hand, twin = explain.row_values(step, row.key)
-    assert code[10] == watch_text(hand) and code[11] == watch_text(twin)
+    assert code[12] == watch_text(hand) and code[13] == watch_text(twin)
     assert any(m.value == f"##### What {row.title} computed in step {t}" for m in at.main.markdown)
 
 
@@ -511,8 +524,8 @@ def test_next_line_walks_the_five_lines_of_each_step_with_their_values():
     at = page()
     click(at, "step_line")  # from the init: step 0 runs, and its first line is the one on screen
     assert_line_shown(at, 0, 0)
-    assert "neg_grad before the reset = [0. 0. 0. 0.]" in at.main.code[10].value
-    assert ".grad before zero_grad() = None" in at.main.code[11].value
+    assert "neg_grad before the reset = [0. 0. 0. 0.]" in at.main.code[12].value
+    assert ".grad before zero_grad() = None" in at.main.code[13].value
     for k in range(1, 5):
         click(at, "step_line")
         assert_line_shown(at, 0, k)
@@ -560,8 +573,8 @@ def test_the_mlp_shows_its_own_loop_and_without_zero_grad_says_nothing_is_reset(
     assert cfg.model == "mlp" and not cfg.zero_grad
     assert_line_shown(at, 1, 0, cfg)
     assert lib.trace.Stepper(DATA, cfg).functions[0] is lib.manual_loop
-    assert at.main.code[0].value == "# none: this configuration skips this line"
-    assert "delta1 = np.outer(delta, W2)" in at.main.code[6].value  # the hand MLP's backward pass
+    assert at.main.code[2].value == "# none: this configuration skips this line"
+    assert "delta1 = np.outer(delta, W2)" in at.main.code[8].value  # the hand MLP's backward pass
     assert (
         "zero_grad is off, so neither loop has a reset line in this configuration (in the "
         "whole functions, `if zero_grad:` is false) and nothing is reset" in captions(at)

@@ -239,3 +239,13 @@ def test_a_micro_batches_frame_names_its_rows():
     )  # fmt: skip
     assert micro.adds_up
     assert list(micro.frame()["rows"]) == ["0, 1, 2", "3, 4, 5, 6, 7, 8, 9, 10, … (4 more)"]
+
+
+def test_the_clip_gap_measures_that_the_gradient_was_scaled_by_the_factor():
+    cfg = lib.Config(lr=0.05, batch_size=6, iterations=3, clip_grad_norm=1e-3)
+    side = Stepper(DATA, cfg).next().manual
+    assert side.clipped and side.clip_gap <= SUM_TOLERANCE
+    # a gradient that was not scaled is as long as the norm, not factor × norm
+    unscaled = dataclasses.replace(side, gradient=side.gradient / side.clip_factor)
+    assert unscaled.clip_gap > 0.1
+    assert Stepper(DATA, cfg.replace(clip_grad_norm=None)).next().manual.clip_gap is None

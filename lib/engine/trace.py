@@ -81,6 +81,17 @@ class LoopStep:
     val_loss: float | None = None  # on a step that evaluated: the held-out rows' loss after it
 
     @property
+    def clip_gap(self) -> float | None:
+        """With clip_grad_norm: |‖gradient‖ − clip_factor × norm|, relative to max(1, norm): how
+        far the gradient step() used is from the norm scaled by the clip factor (0 up to rounding
+        when clipping scaled the buffer by it)."""
+        if self.clip_factor is None:
+            return None
+        with np.errstate(all="ignore"):
+            length = float(np.sqrt(np.sum(np.asarray(self.gradient, dtype=np.float64) ** 2)))
+            return abs(length - self.clip_factor * self.norm) / max(1.0, abs(self.norm))
+
+    @property
     def clipped(self) -> bool | None:
         """With clip_grad_norm: whether clipping scaled this step's gradient down (factor < 1)."""
         return None if self.clip_factor is None else bool(self.clip_factor < 1.0)
