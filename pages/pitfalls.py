@@ -1,6 +1,7 @@
 """Pitfalls lab: each classic training-loop mistake one switch away, beside the correct run."""
 
 import inspect
+import textwrap
 from types import MappingProxyType
 
 import numpy as np
@@ -151,6 +152,18 @@ def accumulation(data_args: tuple, base: dict, k: int, b: int) -> None:
         accumulation_scaled(gap, pitfalls.accumulation_gap(acc, scaled, data_args[0]), base["lr"])
     else:
         accumulation_apart(gap)
+
+
+def loop_lines(func, first: str, last: str) -> str:
+    """The lines of func's source from the first that contains `first` to the next that contains
+    `last`, dedented; the whole source if either is not there."""
+    source = inspect.getsource(func)
+    lines = source.splitlines()
+    start = next((i for i, line in enumerate(lines) if first in line), None)
+    stop = next((i for i in range(start or 0, len(lines)) if last in lines[i]), None)
+    if start is None or stop is None:
+        return source
+    return textwrap.dedent("\n".join(lines[start : stop + 1]))
 
 
 def plural(count: int, word: str) -> str:
@@ -497,7 +510,11 @@ with tabs[0]:
         "loops reset the gradient once, then run forward, the loss divided by k and `backward()` "
         "on k micro-batches of b rows, and take one `step()`: `.grad` adds up the k gradients. "
         "Where the k micro-batches are the rows of one batch of k·b, that sum is the gradient of "
-        "the batch of k·b, and the runs should be the same run. Measured with `lib.run`:"
+        "the batch of k·b, and the runs should be the same run. The torch loop's lines that do "
+        "it (read from `lib/twins/torch_side.py`, the code `lib.run` runs):"
+    )
+    st.code(
+        loop_lines(lib.torch_loop, "# Reset the gradient", "optimizer.step()"), language="python"
     )
     if drawn.check(
         "Accumulate k micro-batches per step, beside one batch of k·b",

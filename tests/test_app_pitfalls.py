@@ -13,12 +13,14 @@ import lib
 from lib import pitfalls
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "pitfalls.py")
-TOGGLES = {
+TOGGLES = {  # in the order the page draws them
     "zero_grad": "pitfall_zero_grad",
+    "accumulate": "pitfall_accumulate",
     "running_loss": "pitfall_running_loss",
     "mixed": "pitfall_mixed",
     "limit": "pitfall_limit",
     "float32": "pitfall_float32",
+    "no_grad": "pitfall_no_grad",
 }
 
 
@@ -199,8 +201,8 @@ def test_a_teachers_link_opens_a_tab_with_its_switch_on_and_the_same_settings():
             "pitfall_steps must be a number from 10 to 500",
         ),
         (
-            {"pitfall": "6 · a tab that is not there"},
-            "pitfall must be the name of one of the five tabs",
+            {"pitfall": "7 · a tab that is not there"},
+            "pitfall must be the name of one of the six tabs",
         ),
         ({"pitfall_colour": "red"}, "is not a setting that applies here"),
     ],
@@ -360,6 +362,9 @@ ENDS = {
     "pitfall_loss": ("mse", "half_mse", "sse"),
     "pitfall_hand_loss": ("mse", "sse"),
     "pitfall_torch_loss": ("half_mse", "sse"),
+    "pitfall_accumulate_k": (1, 16),
+    "pitfall_micro_batch": (1, 5_000),
+    "pitfall_val_fraction": (0.05, 0.5),
 }
 
 
@@ -391,3 +396,169 @@ def test_forgotten_zero_grad_sentence_gives_the_measured_medians():
     )
     # the old text claimed it without measuring it
     assert "swing around the minimum" not in sentence
+
+
+# Issue 12: accumulate=k x batch b beside batch k·b (tab 1), validation without no_grad (tab 6).
+
+HELD, FAILED = ":green[**✓**]", ":red[**✗**]"
+
+
+def accumulated(**values) -> AppTest:
+    """The page with the accumulation switch on, after setting these widgets."""
+    return set_and_run(page(), pitfall_accumulate=True, **values)
+
+
+def lib_gap(k: int, b: int, data=DEFAULT_DATA, **cfg) -> pitfalls.AccumulationGap:
+    cfg = lib.Config(**{"lr": 0.01, "iterations": 60, **cfg})
+    acc = lib.run(data, cfg.replace(accumulate=k, batch_size=b))
+    return pitfalls.accumulation_gap(acc, lib.run(data, cfg.replace(batch_size=k * b)), data.m)
+
+
+def test_accumulation_is_off_until_switched_on(default):
+    assert find(default, "pitfall_accumulate_k") is None
+    assert not any("trains as batch" in md.value for md in default.markdown)
+
+
+def test_accumulation_on_the_same_rows_is_called_equal_with_libs_numbers():
+    at = accumulated()
+    gap = lib_gap(4, 10)
+    assert gap.max_weight_diff <= 1e-10
+    shown = metrics(at)
+    assert shown["largest |w difference|, accumulate=4 × batch 10 against batch 40"] == (
+        f"{gap.max_weight_diff:.1e}"
+    )
+    sentence = markdown_with(at, "trains as batch 40")
+    assert sentence.startswith(HELD)
+    assert "m = 200 is a multiple of k·b = 40" in sentence
+    assert "the same permutation for the same seed and m" in sentence
+    assert f"differ by at most **{gap.max_weight_diff:.1e}** (≤ 1e-10)" in sentence
+    assert len(at.tabs[0].get("vega_lite_chart")) >= 1
+
+
+def test_accumulation_on_other_rows_says_where_and_by_how_much():
+    at = accumulated(pitfall_micro_batch=32)
+    gap = lib_gap(4, 32)
+    sentence = markdown_with(at, "do not cover the same rows")
+    assert "m = 200 is not a multiple of k·b = 128" in sentence
+    assert f"step {gap.shares_apart} is the first" in sentence
+    assert f"differ from step {gap.first_apart} on, by up to **{gap.max_weight_diff:.3g}**" in (
+        sentence
+    )
+    assert not any("trains as batch" in md.value for md in at.markdown)  # no claim of equal
+
+
+def test_accumulation_with_sse_is_the_bigger_batch_at_lr_over_k():
+    at = accumulated(pitfall_loss="sse", pitfall_lr=0.001)
+    assert "every row weighs 0.25× in the accumulated loss" in text(at)
+    sentence = markdown_with(at, "at lr × 0.25 = 0.00025")
+    assert sentence.startswith(HELD)
+    assert not any(
+        md.value.startswith(HELD + " **accumulate=4 with batch 10 trains") for md in at.markdown
+    )
+
+
+def test_a_diverged_accumulation_is_not_called_equal():
+    at = accumulated(pitfall_lr=1000.0)
+    sentence = markdown_with(at, "yet the weights differ by up to")
+    assert sentence.startswith(FAILED)
+    assert "Relative to the weights' size" in sentence
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"pitfall_accumulate_k": 1, "pitfall_micro_batch": 7}, "k = 1: no accumulation"),
+        ({"pitfall_accumulate_k": 16, "pitfall_micro_batch": 5_000}, "b = 5,000 ≥ m = 200"),
+        ({"pitfall_accumulate_k": 16, "pitfall_micro_batch": 1}, "not a multiple of k·b = 16"),
+        ({"pitfall_m": 2, "pitfall_micro_batch": 1}, "k·b = 4 ≥ m = 2"),
+        ({"pitfall_iterations": 1, "pitfall_micro_batch": 32}, "this run ends before that"),
+    ],
+)
+def test_accumulation_at_extreme_controls_says_what_it_measured(values, words):
+    at = accumulated(**values)
+    assert words in text(at)
+
+
+def no_grad_tab(**values) -> AppTest:
+    return set_and_run(page(), pitfall_no_grad=True, **values)
+
+
+def test_validation_tab_shows_the_code_that_runs_and_the_measured_graph():
+    at = no_grad_tab()
+    assert any(c.value == inspect.getsource(pitfalls.validation_pass).rstrip("\n") for c in at.code)
+    cfg = lib.Config(batch_size=32, iterations=60, val_fraction=0.2)
+    leaky = pitfalls.validation_graph(DEFAULT_DATA, cfg, no_grad=False)
+    shown = metrics(at)
+    assert shown["autograd nodes, without no_grad"] == "5" == str(leaky.nodes)
+    assert shown["bytes the graph holds, without no_grad"] == f"{leaky.held_bytes:,}"
+    built = markdown_with(at, "Without `torch.no_grad()`, the validation loss")
+    assert built.startswith(HELD) and "on the 40 held-out rows" in built
+    assert f"the graph holds **{leaky.held_bytes:,} bytes**" in built
+    assert markdown_with(at, "builds **no graph**").startswith(HELD)
+    assert markdown_with(at, "same number either way").startswith(HELD)
+    nodes, kept = pitfalls.kept_history(DEFAULT_DATA, cfg, 10)
+    assert f"hold {nodes} nodes and {kept:,} bytes" in text(at)
+
+
+def test_validation_tab_uses_the_held_out_share_on_screen():
+    at = no_grad_tab(pitfall_val_fraction=0.5)
+    assert "on the 100 held-out rows" in markdown_with(at, "Without `torch.no_grad()`")
+
+
+def without_no_grad(net, criterion, inputs, labels, no_grad=True):
+    """A validation pass that ignores no_grad: the mistake, whatever the caller asks."""
+    net.eval()
+    return criterion(net(inputs), labels)
+
+
+def test_the_no_graph_claim_fails_on_the_page_when_no_grad_is_removed(monkeypatch):
+    monkeypatch.setattr(pitfalls, "validation_pass", without_no_grad)
+    at = no_grad_tab(pitfall_seed=9_001)  # a seed of its own: no cached measurement
+    sentence = markdown_with(at, "with `torch.no_grad()` the pass still left")
+    assert sentence.startswith(FAILED) and "5 nodes" in sentence
+    assert not any("builds **no graph**" in md.value for md in at.markdown)
+
+
+def test_train_and_eval_claims_are_measured_per_model():
+    at = no_grad_tab()
+    for model in ("this lab's model", "lib's MLP"):
+        sentence = markdown_with(at, f"**{model}**")
+        assert sentence.startswith(HELD) and "are no-ops" in sentence
+    dropout = markdown_with(at, "**the MLP with nn.Dropout**")
+    assert dropout.startswith(HELD) and "changes its outputs, by up to" in dropout
+    norm = markdown_with(at, "**the MLP with nn.BatchNorm1d**")
+    assert "changed its running statistics" in norm
+
+
+def test_the_dropout_claim_fails_on_the_page_with_a_rate_of_zero(monkeypatch):
+    monkeypatch.setattr(pitfalls, "DROPOUT_P", 0.0)
+    at = no_grad_tab(pitfall_seed=9_002)
+    sentence = markdown_with(at, "the MLP with nn.Dropout gave the same outputs")
+    assert sentence.startswith(FAILED)
+
+
+def test_batch_norm_on_one_held_out_row_is_left_out_in_words():
+    at = no_grad_tab(pitfall_m=2, pitfall_val_fraction=0.05)
+    assert "on the 1 held-out row has" in text(at)
+    assert any("Left out here: the MLP with nn.BatchNorm1d" in c.value for c in at.caption)
+
+
+def test_a_link_opens_the_validation_tab_with_its_switch_on():
+    at = linked(
+        pitfall="6 · validation without no_grad()",
+        pitfall_no_grad="true",
+        pitfall_val_fraction="0.3",
+        pitfall_iterations="20",
+    )
+    assert at.session_state["pitfall"] == "6 · validation without no_grad()"
+    assert at.toggle(key="pitfall_no_grad").value is True
+    assert "on the 60 held-out rows" in markdown_with(at, "Without `torch.no_grad()`")
+
+
+def test_the_accumulation_lines_shown_are_the_torch_loops_own():
+    at = accumulated()
+    shown = next(c.value for c in at.tabs[0].code if "optimizer.step()" in c.value)
+    assert shown.startswith("# Reset the gradient")
+    assert "loss / accumulate" in shown
+    source = inspect.getsource(lib.torch_loop)
+    assert all(line.strip() in source for line in shown.splitlines())
