@@ -380,7 +380,12 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     if state.get("step_config") != settings:
         # A new configuration is a new run: start it from the init, paused. The same one keeps its
         # place.
-        state["step_stepper"] = Stepper(data, cfg)
+        try:
+            state["step_stepper"] = Stepper(data, cfg)
+        except ValueError as err:  # lib.run's checks of data and Config together
+            state.pop("step_config", None)
+            st.error(f"Cannot step through these settings: {err}.")
+            return
         state["step_config"] = settings
         state.update(step_phase=LAST, step_playing=False, step_play_note=None)
     if "step_speed" not in state:

@@ -1,6 +1,7 @@
 """AppTest of the Step-through page: the buttons move both loops, and every number shown is
 lib.run's."""
 
+import itertools
 import re
 import textwrap
 from pathlib import Path
@@ -601,3 +602,201 @@ def test_the_steps_difference_is_shown_absolute_and_relative_as_every_page_names
     assert float(diff.value) == pytest.approx(step.max_diff, rel=0.05, abs=1e-300)
     weights = np.concatenate([step.manual.weights_after, step.torch.weights_after])
     assert diff.delta == f"{explain.RELATIVE_NAME}: {explain.relative(step.max_diff, weights):.2g}"
+
+
+# ------------------------------------------------------------ the whole loop (issue 12)
+# The sidebar has no controls for these settings yet: the tests hand the page its Config through
+# sidebar_config, the one call the page gets its data and Config from.
+WHOLE = lib.Config(
+    lr=0.05, batch_size=16, iterations=40, accumulate=3, clip_grad_norm=0.5, scheduler="step",
+    scheduler_kwargs={"step_size": 4}, val_fraction=0.25, eval_every=3,
+)  # fmt: skip
+
+
+def whole_page(monkeypatch, cfg: lib.Config, data: lib.Dataset = DATA) -> AppTest:
+    import pages.parts.sidebar as sidebar
+
+    monkeypatch.setattr(sidebar, "sidebar_config", lambda page, own=(): (data, cfg))
+    return page()
+
+
+def frame_with(at: AppTest, column: str):
+    """The one table on the page that has this column (or this index name)."""
+    frames = [
+        d.value for d in at.dataframe if column in d.value.columns or d.value.index.name == column
+    ]
+    assert len(frames) == 1, [list(d.value.columns) for d in at.dataframe]
+    return frames[0]
+
+
+def run_to(at: AppTest, t: int) -> AppTest:
+    at.number_input(key="step_target").set_value(t)
+    return click(at, "step_run_to")
+
+
+def test_an_accumulated_clipped_scheduled_validated_step_shows_lib_runs_numbers(monkeypatch):
+    result = lib.run(DATA, WHOLE)
+    at = run_to(whole_page(monkeypatch, WHOLE), 2)  # step 2 evaluates: (2 + 1) % 3 == 0
+    t = shown_step(at)
+    assert t == 2
+    train = lib.engine.data.split_rows(DATA.m, WHOLE.val_fraction, WHOLE.seed)[0]
+    order = lib.batch_indices(len(train), WHOLE.batch_size, WHOLE.seed)
+    micro = [train[idx] for idx in itertools.islice(order, 9)][6:]  # batches 6, 7, 8: step 2's
+    assert (
+        "3 micro-batches, epoch 1, batches 7 to 9 of 10: 48 samples. The loops train on 150 of "
+        "the 200 rows; 50 are held out for validation." in captions(at)
+    )
+    batch = frame_with(at, "sample (row)")  # the last micro-batch's rows, from the Dataset
+    np.testing.assert_array_equal(batch["sample (row)"], micro[-1])
+    np.testing.assert_array_equal(batch[["x1", "x2", "x3"]], DATA.X[micro[-1]])
+    assert not np.isin(batch["sample (row)"], result.val_rows).any()
+    shares = frame_with(at, "micro-batch")
+    assert list(shares["samples"]) == [16, 16, 16]
+    assert list(shares["rows"]) == [
+        ", ".join(map(str, rows[:8])) + ", … (8 more)" for rows in micro
+    ]
+    for loop in ("manual", "torch"):
+        total = shares[f"loss / accumulate ({loop})"].sum()
+        assert total == pytest.approx(getattr(result, loop).loss[t], rel=1e-12)
+    assert float(at.metric[0].value) == pytest.approx(result.manual.loss[t], rel=1e-5)
+    assert any(
+        s.value.startswith("✓ In both loops the 3 gradient shares add up") for s in at.success
+    )
+    extras = frame_with(at, "value")
+    for loop, history in (("manual", result.manual), ("torch", result.torch)):
+        assert extras.loc["norm = ‖gradient‖ before clipping", loop] == history.grad_norm[t]
+        factor = min(1.0, 0.5 / (history.grad_norm[t] + 1e-6))
+        assert extras.loc["clip factor = min(1, max_norm / (norm + 1e-6))", loop] == factor
+        assert extras.loc["‖gradient‖ optimizer.step() used", loop] == pytest.approx(0.5)
+        assert extras.loc["lr this step used", loop] == history.lr[t]
+        assert extras.loc["val_loss after this step", loop] == history.val_loss[0]
+    assert result.manual.clipped[t]
+    assert any("clipped: yes in both loops" in s.value for s in at.success)
+    assert any(s.value.startswith("✓ `clip_grad_norm_` measures") for s in at.success)
+    assert (
+        "After this step's update both loops computed the loss on the 50 held-out rows (every 3 "
+        "steps)" in captions(at)
+    )
+    assert not at.error
+
+
+def test_a_step_that_does_not_evaluate_says_when_the_next_one_does(monkeypatch):
+    result = lib.run(DATA, WHOLE)
+    at = run_to(whole_page(monkeypatch, WHOLE), 6)
+    assert (
+        "This step did not evaluate the 50 held-out rows: the loops do after steps 2, 5, … "
+        "(every 3 steps); the next is step 8." in captions(at)
+    )
+    extras = frame_with(at, "value")
+    assert "val_loss after this step" not in extras.index
+    assert extras.loc["lr this step used", "torch"] == result.torch.lr[6] == 0.05 * 0.1
+    click(at, "step_next")
+    click(at, "step_next")
+    extras = frame_with(at, "value")
+    assert extras.loc["val_loss after this step", "manual"] == result.manual.val_loss[2]
+    at = run_to(at, 39)
+    assert "no later step of this run does" in captions(at)
+
+
+def test_the_update_row_shows_the_lines_the_configuration_runs_and_their_values(monkeypatch):
+    at = click(whole_page(monkeypatch, WHOLE), "step_start")
+    code = [c.value for c in at.main.code]
+    update_hand, update_torch = code[10], code[11]
+    assert "clip_grad_norm_(neg_grad, clip_grad_norm)" in update_hand
+    assert "nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)" in update_torch
+    assert "scheduler.step()" in update_hand and "scheduler.step()" in update_torch
+    assert "torch.no_grad()" in update_torch and "net.eval()" in update_torch
+    step = lib.trace.Stepper(DATA, WHOLE).next()
+    assert f"norm (before clipping) = {explain.show(step.manual.norm)}" in code[12]
+    assert f"step_lr (the lr this step used) = {explain.show(step.torch.lr)}" in code[13]
+    assert "With accumulate = 3, the forward pass, the loss and the backward pass ran once" in (
+        captions(at)
+    )
+    # without these settings, none of their lines, tables or sentences
+    at = click(whole_page(monkeypatch, CFG), "step_start")
+    code = [c.value for c in at.main.code]
+    for text in ("clip_grad_norm_", "scheduler.step()", "no_grad", "val_loss", "accumulate"):
+        assert not any(text in c for c in code[:12]), text
+    assert not any(m.value.startswith("#### The update's other lines") for m in at.markdown)
+    assert not any(m.value.startswith("#### The step's") for m in at.markdown)
+    assert "micro-batch" not in captions(at)
+
+
+def test_a_hand_clip_that_does_not_scale_is_caught_on_the_page(monkeypatch):
+    # The claim is false when clip_grad_norm_ measures the norm but leaves the gradient as it is.
+    import lib.twins.manual as manual
+
+    monkeypatch.setattr(
+        manual, "clip_grad_norm_", lambda neg_grad, max_norm: np.linalg.norm(neg_grad)
+    )
+    at = click(whole_page(monkeypatch, WHOLE), "step_start")
+    errors = [e.value for e in at.error]
+    assert any("✗" in e and "is not clip factor × norm long" in e for e in errors), errors
+    assert any(e.startswith("✗ The shares do not add up") for e in errors), errors
+
+
+def test_micro_batches_that_are_not_the_steps_are_caught_on_the_page(monkeypatch):
+    real = lib.engine.trace.batch_indices
+    monkeypatch.setattr(
+        lib.engine.trace, "batch_indices", lambda m, b, seed, d: real(m, b, seed + 1, d)
+    )
+    at = click(whole_page(monkeypatch, WHOLE), "step_start")
+    assert any(
+        e.value.startswith("✗ The last micro-batch run again is not the batch") for e in at.error
+    )
+    assert not at.success or not any(s.value.startswith("✓ In both loops") for s in at.success)
+
+
+def test_accumulate_at_its_largest_spans_epochs_and_adds_up(monkeypatch):
+    cfg = lib.Config(
+        lr=0.01, batch_size=1, iterations=2, accumulate=lib.engine.config.MAX_ACCUMULATE
+    )
+    result = lib.run(DATA, cfg)
+    at = click(whole_page(monkeypatch, cfg), "step_start")
+    assert (
+        "1024 micro-batches, epoch 1 batch 1 to epoch 6 batch 24 (200 batches an epoch): 1,024 "
+        "samples." in captions(at)
+    )
+    shares = frame_with(at, "micro-batch")
+    assert len(shares) == 1024 and (shares["samples"] == 1).all()
+    assert shares["loss / accumulate (torch)"].sum() == pytest.approx(result.torch.loss[0])
+    assert any(s.value.startswith("✓ In both loops the 1024 gradient shares") for s in at.success)
+
+
+def test_a_validation_split_near_one_trains_on_the_few_rows_left(monkeypatch):
+    cfg = lib.Config(lr=0.05, batch_size=32, iterations=5, val_fraction=0.99, eval_every=1)
+    result = lib.run(DATA, cfg)
+    at = click(whole_page(monkeypatch, cfg), "step_start")
+    assert (
+        "Epoch 1, batch 1 of 1: 2 samples. The loops train on 2 of the 200 rows; 198 are held "
+        "out for validation." in captions(at)
+    )
+    rows = frame_with(at, "sample (row)")["sample (row)"].to_numpy()
+    np.testing.assert_array_equal(rows, np.setdiff1d(np.arange(DATA.m), result.val_rows))
+    extras = frame_with(at, "value")
+    assert list(extras.index) == ["val_loss after this step"]
+    assert extras.loc["val_loss after this step", "torch"] == result.torch.val_loss[0]
+    assert "the 198 held-out rows" in captions(at)
+
+
+def test_settings_that_leave_no_training_rows_are_refused_in_words(monkeypatch):
+    cfg = lib.Config(lr=0.05, batch_size=32, iterations=5, val_fraction=0.999)
+    at = whole_page(monkeypatch, cfg)
+    assert not at.exception
+    assert at.error[0].value.startswith("Cannot step through these settings: val_fraction 0.999")
+
+
+def test_a_capped_run_keeps_the_whole_runs_schedule_and_eval_interval(monkeypatch):
+    cfg = lib.Config(
+        lr=0.05, batch_size=16, iterations=20_000, scheduler="cosine", val_fraction=0.1
+    )
+    at = run_to(whole_page(monkeypatch, cfg), 1)
+    capped = at.session_state["step_config"][1]
+    assert capped.iterations == MAX_ITERATIONS
+    assert capped.eval_interval == cfg.eval_interval == 100
+    assert capped.scheduler_kwargs["T_max"] == 20_000
+    # step 1's lr is the one of a 20,000-step cosine, not of a 10,000-step one
+    whole = cfg.replace(iterations=3, eval_every=100, scheduler_kwargs=dict(cfg.scheduler_kwargs))
+    lr = lib.run(DATA, whole).manual.lr[1]
+    assert lr != lib.run(DATA, cfg.replace(iterations=MAX_ITERATIONS)).manual.lr[1]
+    assert frame_with(at, "value").loc["lr this step used", "manual"] == lr
