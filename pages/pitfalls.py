@@ -217,7 +217,13 @@ def accumulation_scaled(
     """The sentences when the accumulated loss weighs every row c times the batch's (sse)."""
     k, b, c = gap.k, gap.b, gap.scale
     st.markdown(
-        f"The steps see the same rows ({gap.why}), but sse is a sum, and lib divides each "
+        (
+            f"The steps see the same rows ({gap.why})"
+            if gap.same_rows
+            else f"Over this run's {plural(gap.steps, 'step')} the steps see the same rows, "
+            f"although in general they do not ({gap.why}, and this run ends before that)"
+        )
+        + ", but sse is a sum, and lib divides each "
         "micro-batch's loss by k whatever the convention: measured from lib's batch order, every "
         f"row weighs {c:g}× in the accumulated loss what it weighs in the loss of the batch of "
         f"{k * b}, so the accumulated gradient is {c:g}× the batch's. At the same learning rate "
@@ -249,7 +255,7 @@ def accumulation_apart(gap: pitfalls.AccumulationGap) -> None:
         f"step {gap.shares_apart:,} is the first whose micro-batches are not the rows of its batch "
         f"of {gap.k * gap.b:,} (each weighted as in its loss); {agreed}, by up to "
         f"**{gap.max_weight_diff:.3g}** over {plural(gap.steps, 'step')} (the losses by up to "
-        f"{gap.max_loss_diff:.3g}). Equal rows need b ≥ m, or m a multiple of k·b."
+        f"{gap.max_loss_diff:.3g}). Equal rows need k = 1, b ≥ m, or m a multiple of k·b."
     )
 
 
@@ -261,7 +267,7 @@ def graph_words(g: pitfalls.ValidationGraph) -> str:
         f"{plural(g.rows, 'held-out row')} has "
         f"`requires_grad={g.requires_grad}` and a `grad_fn` (`{first}`); walking "
         f"`grad_fn.next_functions` reaches **{g.nodes} nodes** ({', '.join(g.node_types)}). "
-        f"torch's `saved_tensors_hooks` saw the pass save {g.saved_tensors} tensors "
+        f"torch's `saved_tensors_hooks` saw the pass save {plural(g.saved_tensors, 'tensor')} "
         f"({g.saved_bytes:,} bytes), and the graph holds **{g.held_bytes:,} bytes** of storage, "
         f"{g.intermediate_bytes:,} of them besides the inputs, the labels and the weights: "
         "results of the forward pass that nothing but the graph refers to."
@@ -986,9 +992,9 @@ with tabs[5]:
         validation(data_args, cfg6)
         st.markdown(
             "**The second classic: forgetting `model.eval()`.** It matters only for layers that "
-            "behave differently in training, dropout and batch norm. The held-out rows through "
-            "each model in eval mode, then in train mode (torch's generator seeded, so dropout "
-            f"draws the same mask every time; the dropout rate is {pitfalls.DROPOUT_P:g}):"
+            "behave differently in training, such as dropout and batch norm. The held-out rows "
+            "through each model in eval mode, then in train mode (torch's generator seeded, so "
+            f"dropout draws the same mask every time; the dropout rate is {pitfalls.DROPOUT_P:g}):"
         )
         eval_mode(data_args, cfg6)
     else:
