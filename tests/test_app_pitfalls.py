@@ -562,3 +562,12 @@ def test_the_accumulation_lines_shown_are_the_torch_loops_own():
     assert "loss / accumulate" in shown
     source = inspect.getsource(lib.torch_loop)
     assert all(line.strip() in source for line in shown.splitlines())
+
+
+def test_sse_on_a_run_too_short_to_reach_the_epochs_end_says_so():
+    at = accumulated(
+        pitfall_loss="sse", pitfall_lr=0.001, pitfall_iterations=1, pitfall_micro_batch=32
+    )
+    sentence = markdown_with(at, "but sse is a sum")
+    assert sentence.startswith("Over this run's 1 step the steps see the same rows")
+    assert "this run ends before that" in sentence
