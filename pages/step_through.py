@@ -319,18 +319,33 @@ def batch_caption(step, cfg: lib.Config) -> str:
 
 
 def weights_caption(cfg: lib.Config) -> str:
-    """What the gradient and update columns hold, and what zero_grad off changes in them."""
+    """What the gradient and update columns hold, and what accumulation, clipping and zero_grad
+    off change in them."""
     h = "h = sigmoid(outputs)" if cfg.loss == "bce" else "h = outputs"
+    backward = "loss.backward()"
+    if cfg.accumulate > 1:
+        backward = f"the last micro-batch's loss.backward(): the sum of the {cfg.accumulate} shares"
     text = (
         "Gradient, manual: the hand loop's −neg_grad (it holds the negative gradient, built "
-        f"from target − h, {h}). Gradient, torch: each parameter's .grad after loss.backward(). "
-        "Update = after − before."
+        f"from target − h, {h}). Gradient, torch: each parameter's .grad after {backward}."
     )
-    if not cfg.zero_grad:
+    if cfg.clip_grad_norm is not None:
+        text += (
+            " Both are the gradient the optimizer used, after clip_grad_norm_ scaled it by this "
+            "step's clip factor (below)."
+        )
+    text += " Update = after − before."
+    if not cfg.zero_grad and cfg.clip_grad_norm is None:
         text += (
             " zero_grad is off, so neither neg_grad nor .grad is reset: both hold the sum of "
             "this step's gradient and every earlier step's, and the optimizer steps with that "
             "sum."
+        )
+    elif not cfg.zero_grad:
+        text += (
+            " zero_grad is off, so neither neg_grad nor .grad is reset: this step's gradient is "
+            "added to what the previous step left there (its clipped gradient), and "
+            "clip_grad_norm_ scales that sum before the optimizer steps with it."
         )
     return text
 

@@ -671,6 +671,13 @@ def test_an_accumulated_clipped_scheduled_validated_step_shows_lib_runs_numbers(
         assert extras.loc["lr this step used", loop] == history.lr[t]
         assert extras.loc["val_loss after this step", loop] == history.val_loss[0]
     assert result.manual.clipped[t]
+    weights = frame_with(at, "gradient (manual)")  # the gradient step() used: clipped to 0.5
+    assert np.linalg.norm(weights["gradient (torch)"]) == pytest.approx(0.5)
+    assert (
+        "Gradient, torch: each parameter's .grad after the last micro-batch's loss.backward(): "
+        "the sum of the 3 shares. Both are the gradient the optimizer used, after "
+        "clip_grad_norm_ scaled it by this step's clip factor (below)." in captions(at)
+    )
     assert any("clipped: yes in both loops" in s.value for s in at.success)
     assert any(s.value.startswith("✓ `clip_grad_norm_` measures") for s in at.success)
     assert (
@@ -800,3 +807,17 @@ def test_a_capped_run_keeps_the_whole_runs_schedule_and_eval_interval(monkeypatc
     lr = lib.run(DATA, whole).manual.lr[1]
     assert lr != lib.run(DATA, cfg.replace(iterations=MAX_ITERATIONS)).manual.lr[1]
     assert frame_with(at, "value").loc["lr this step used", "manual"] == lr
+
+
+def test_without_zero_grad_the_shares_add_up_with_what_the_reset_left(monkeypatch):
+    cfg = lib.Config(
+        lr=0.01, batch_size=8, iterations=5, accumulate=2, zero_grad=False, clip_grad_norm=0.2
+    )
+    at = run_to(whole_page(monkeypatch, cfg), 3)
+    ok = [s.value for s in at.success if s.value.startswith("✓ In both loops")]
+    assert ok and "what the skipped reset left in the buffer (the previous step's gradient" in ok[0]
+    assert (
+        "this step's gradient is added to what the previous step left there (its clipped "
+        "gradient), and clip_grad_norm_ scales that sum" in captions(at)
+    )
+    assert "no reset (zero_grad is off)" in captions(at)

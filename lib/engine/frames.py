@@ -59,7 +59,12 @@ def all_values(gen: Iterator) -> dict:
 
 def batch_rows(batches: Iterator, m: int) -> np.ndarray:
     """The rows of the training arrays that a batch generator just yielded: the hand loader's
-    (lib.engine.data.loader, its `idx`) or the torch loader's (its sampler's last batch)."""
+    (lib.engine.data.loader, its `idx`) or the torch loader's (its sampler's last batch).
+
+    m is the number of training rows; with a validation split they are not the Dataset's rows, so
+    map the indices through them (lib.engine.data.split_rows' first array) to name Dataset rows.
+    With accumulate > 1 it is the step's last micro-batch: the loader is read at the loop's yield.
+    """
     f = batches.gi_frame.f_locals
     idx = f["idx"] if "idx" in f else f["order"].last
     return np.arange(m) if isinstance(idx, slice) else np.array(idx)
