@@ -7,6 +7,8 @@ python -m bench --profile  also print where lib.run spends its time, stage by st
 python -m bench --gap      only torch's time per step against numpy's as the batch and the
                            features grow (bench/gap.py), written as the last section of
                            bench/RESULTS.md
+python -m bench --only "whole loop" --skip-memory --skip-gap --out /tmp/rows.md
+                           only the rows whose label contains the text (here issue 12's)
 """
 
 from __future__ import annotations
@@ -53,11 +55,31 @@ def parse_args() -> argparse.Namespace:
         help="only the torch / numpy time per step grid (bench/gap.py); --quick: 2 x 2",
     )
     parser.add_argument(
+        "--only",
+        default=None,
+        metavar="TEXT",
+        help="only the rows whose label contains TEXT, e.g. 'whole loop' (give --out with it)",
+    )
+    parser.add_argument(
         "--skip-gap",
         action="store_true",
         help="leave out the grid (an earlier one in --out is kept)",
     )
     return parser.parse_args()
+
+
+def selected(args: argparse.Namespace) -> list:
+    """The cases to time: every row, or those whose label contains --only."""
+    from . import timing
+
+    rows = timing.cases(args.quick) + timing.breadth_cases(args.quick)
+    rows += timing.whole_loop_cases(args.quick)
+    if args.only is None:
+        return rows
+    chosen = [case for case in rows if args.only in case.label]
+    if not chosen:
+        raise SystemExit(f"no benchmark row's label contains {args.only!r}")
+    return chosen
 
 
 def gap_lines(quick: bool) -> list[str]:
@@ -136,6 +158,8 @@ def memory_lines(mem: dict) -> list[str]:
 
 def main() -> None:
     args = parse_args()
+    if args.only is not None and args.out is None and not args.quick:
+        raise SystemExit("--only writes a partial table: give --out too (RESULTS.md is kept whole)")
     # BLAS and OpenMP read these when numpy and torch are first imported, so set them before that.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -158,10 +182,10 @@ def main() -> None:
     print("\n".join(header), flush=True)
 
     results = []
-    for case in timing.cases(args.quick) + timing.breadth_cases(args.quick):
+    for case in selected(args):
         log(f"{case.label}: {case.cfg.iterations:,} steps x {case.rounds} interleaved rounds")
         results.append(timing.time_case(case, lambda s: print(s, flush=True)))
-        if args.profile and not case.breadth:
+        if args.profile and not (case.breadth or case.whole):
             from .diagnose import profile
 
             profile(case)
@@ -188,6 +212,15 @@ def main() -> None:
         "ratio measures what",
         "lib.run's lockstep, recording and comparing add. TensorBoard is timed for the plain-SGD "
         "rows only.",
+        "The whole-loop rows (issue 12) pair the same hand loop with the whole torch loop a user "
+        "writes for that Config",
+        "(model.train(), zero_grad every `accumulate` micro-batches, loss / accumulate, "
+        "clip_grad_norm_, step, scheduler.step(),",
+        "model.eval() and torch.no_grad() on the held-out rows every eval_every steps). Every bare "
+        "torch loop iterates a",
+        "DataLoader as lib's does, in the fast form both use: TensorDataset, a sampler yielding "
+        "whole batches of indices",
+        "(lib's shared order), batch_size=None, so one indexing call makes a batch.",
         "",
         *timing.table(results),
         "",

@@ -5,6 +5,15 @@ on the same batches (lib.batch_indices with the Config's seed) from the same ini
 returns the final weights so tests/test_bench_smoke.py can check that they are like for like with
 lib.run.
 Both bare loops still compute each step's loss, as their lib twins do, but keep nothing.
+
+Every bare torch loop iterates a DataLoader, `for inputs, labels in loader:` epoch after epoch, as
+users write it and as lib's torch loop does, in the same fast form lib uses: a TensorDataset and
+a sampler that yields whole batches of indices, with batch_size=None, so one indexing call makes a
+batch (batch_size=b would fetch b rows one by one and collate them, several times the cost of a
+small model's step). The sampler is lib.engine.data.SharedOrder, the permutation per epoch the hand
+loop draws too, so the final weights can be checked against lib.run's; the comparison is then like
+for like: the same loader on both sides, and lib.run's lockstep, recording and comparing are what
+the ratio measures.
 """
 
 from __future__ import annotations
@@ -14,11 +23,14 @@ import tempfile
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import lib
 from lib.engine import lockstep as run_module
+from lib.engine.data import SharedOrder, split_rows
 from lib.twins.manual import SLOPES
 from lib.twins.optim import torch_optimizer
+from lib.twins.schedules import TORCH_NAMES
 from lib.twins.torch_side import make_model, torch_loss
 
 # The losses the bare loops implement: the squared ones, whose -dL/doutputs is
@@ -40,6 +52,12 @@ def check_supported(cfg: lib.Config) -> None:
         raise ValueError(
             f"the bare loops support the losses {', '.join(SQUARED)}; got {cfg.loss!r}"
         )
+
+
+def data_loader(inputs: torch.Tensor, labels: torch.Tensor, cfg: lib.Config) -> DataLoader:
+    """The DataLoader a torch script iterates, in its fast form (see the module docstring)."""
+    order = SharedOrder(len(inputs), cfg.batch_size, cfg.seed, cfg.drop_last)
+    return DataLoader(TensorDataset(inputs, labels), sampler=order, batch_size=None)
 
 
 def bare_numpy(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
@@ -94,19 +112,21 @@ def bare_torch(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
     """The canonical zero_grad / forward / loss / backward / step loop; returns the last weights."""
     inputs_all, labels_all, net, criterion, optimizer = _torch_setup(data, cfg)
     half = cfg.loss == "half_mse"
-    batches = lib.batch_indices(len(inputs_all), cfg.batch_size, cfg.seed)
-    for _ in range(cfg.iterations):
-        idx = next(batches)
-        index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
-        inputs, labels = inputs_all[index], labels_all[index]
-        if cfg.zero_grad:
-            optimizer.zero_grad()
-        outputs = net(inputs)
-        loss = criterion(outputs, labels)
-        if half:
-            loss = loss / 2
-        loss.backward()
-        optimizer.step()
+    loader = data_loader(inputs_all, labels_all, cfg)
+    steps = 0
+    while steps < cfg.iterations:  # epoch after epoch
+        for inputs, labels in loader:
+            if cfg.zero_grad:
+                optimizer.zero_grad()
+            outputs = net(inputs)
+            loss = criterion(outputs, labels)
+            if half:
+                loss = loss / 2
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            if steps == cfg.iterations:
+                break
     return _flat_weights(net)
 
 
@@ -124,25 +144,28 @@ def torch_tensorboard(data: lib.Dataset, cfg: lib.Config, logdir: str | None = N
         inputs_all, labels_all, net, criterion, optimizer = _torch_setup(data, cfg)
         params = list(net.parameters())
         half = cfg.loss == "half_mse"
-        batches = lib.batch_indices(len(inputs_all), cfg.batch_size, cfg.seed)
-        for step in range(cfg.iterations):
-            idx = next(batches)
-            index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
-            inputs, labels = inputs_all[index], labels_all[index]
-            if cfg.zero_grad:
-                optimizer.zero_grad()
-            outputs = net(inputs)
-            loss = criterion(outputs, labels)
-            if half:
-                loss = loss / 2
-            loss.backward()
-            grad_norm = torch.linalg.vector_norm(torch.cat([p.grad.ravel() for p in params])).item()
-            optimizer.step()
-            writer.add_scalar("loss", loss.item(), step)
-            writer.add_scalar("grad_norm", grad_norm, step)
-            weights = torch.cat([p.detach().ravel() for p in params]).tolist()
-            for name, value in zip(names, weights, strict=True):
-                writer.add_scalar(f"weights/{name}", value, step + 1)
+        loader = data_loader(inputs_all, labels_all, cfg)
+        step = 0
+        while step < cfg.iterations:  # epoch after epoch
+            for inputs, labels in loader:
+                if cfg.zero_grad:
+                    optimizer.zero_grad()
+                outputs = net(inputs)
+                loss = criterion(outputs, labels)
+                if half:
+                    loss = loss / 2
+                loss.backward()
+                grads = torch.cat([p.grad.ravel() for p in params])
+                grad_norm = torch.linalg.vector_norm(grads).item()
+                optimizer.step()
+                writer.add_scalar("loss", loss.item(), step)
+                writer.add_scalar("grad_norm", grad_norm, step)
+                weights = torch.cat([p.detach().ravel() for p in params]).tolist()
+                for name, value in zip(names, weights, strict=True):
+                    writer.add_scalar(f"weights/{name}", value, step + 1)
+                step += 1
+                if step == cfg.iterations:
+                    break
         writer.close()
         return _flat_weights(net)
 
@@ -167,7 +190,7 @@ def bare_lockstep(
         inputs_all = torch.from_numpy(X)[:, : data.n]
         labels_all = torch.from_numpy(np.array(y)).unsqueeze(1)
     batches_m = lib.batch_indices(len(X), cfg.batch_size, cfg.seed)
-    batches_t = lib.batch_indices(len(X), cfg.batch_size, cfg.seed)
+    batches_t = _endless(data_loader(inputs_all, labels_all, cfg))
     neg_grad = np.zeros_like(weights)
     for _ in range(cfg.iterations):
         # The numpy step.
@@ -182,9 +205,7 @@ def bare_lockstep(
         neg_grad += inputs.T @ (slope(len(labels)) * error)
         weights += cfg.lr * neg_grad
         # The torch step.
-        idx = next(batches_t)
-        index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
-        inputs, labels = inputs_all[index], labels_all[index]
+        inputs, labels = next(batches_t)
         if cfg.zero_grad:
             optimizer.zero_grad()
         loss = criterion(net(inputs), labels)
@@ -209,16 +230,71 @@ def bare_torch_any(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
     )
     criterion = torch_loss(cfg.loss)
     optimizer = torch_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.optimizer_kwargs)
-    batches = lib.batch_indices(len(inputs_all), cfg.batch_size, cfg.seed)
-    for _ in range(cfg.iterations):
-        idx = next(batches)
-        index = idx if isinstance(idx, slice) else torch.from_numpy(idx)
-        inputs, labels = inputs_all[index], labels_all[index]
-        optimizer.zero_grad()
-        loss = criterion(net(inputs), labels)
-        loss.backward()
-        optimizer.step()
+    loader = data_loader(inputs_all, labels_all, cfg)
+    steps = 0
+    while steps < cfg.iterations:  # epoch after epoch
+        for inputs, labels in loader:
+            optimizer.zero_grad()
+            loss = criterion(net(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            if steps == cfg.iterations:
+                break
     return nn.utils.parameters_to_vector(net.parameters()).detach().numpy().copy()
+
+
+def bare_torch_whole(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:
+    """The whole torch loop a user writes for the Config: its DataLoader over the training rows,
+    model.train(), zero_grad once per `accumulate` micro-batches, loss / accumulate, backward,
+    clip_grad_norm_, step, scheduler.step(), and every eval_interval steps model.eval() with
+    torch.no_grad() on the held-out rows. Records nothing; returns the final weights."""
+    train, held_out = split_rows(data.m, cfg.val_fraction, cfg.seed)
+    X, y = torch.from_numpy(data.X.copy()), torch.from_numpy(data.y.copy()).unsqueeze(1)
+    net = make_model(cfg.layout(data.n), torch.float64)
+    nn.utils.vector_to_parameters(
+        torch.from_numpy(lib.initial_weights(data, cfg)), net.parameters()
+    )
+    criterion = torch_loss(cfg.loss)
+    optimizer = torch_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.optimizer_kwargs)
+    scheduler = None
+    if cfg.scheduler is not None:
+        scheduler_class = getattr(torch.optim.lr_scheduler, TORCH_NAMES[cfg.scheduler])
+        scheduler = scheduler_class(optimizer, **cfg.scheduler_kwargs)
+    loader = data_loader(X[train], y[train], cfg)
+    X_val, y_val = X[held_out], y[held_out]
+    k, steps, batch = cfg.accumulate, 0, 0
+    while steps < cfg.iterations:  # epoch after epoch
+        for inputs, labels in loader:
+            net.train()
+            if batch % k == 0:
+                optimizer.zero_grad()
+            loss = criterion(net(inputs), labels)
+            if k > 1:
+                loss = loss / k
+            loss.backward()
+            batch += 1
+            if batch % k:
+                continue  # more micro-batches to add before this step
+            if cfg.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            steps += 1
+            if len(held_out) and steps % cfg.eval_interval == 0:
+                net.eval()
+                with torch.no_grad():
+                    criterion(net(X_val), y_val).item()
+            if steps == cfg.iterations:
+                break
+    return nn.utils.parameters_to_vector(net.parameters()).detach().numpy().copy()
+
+
+def _endless(loader: DataLoader):
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
 
 
 def hand_loop_alone(data: lib.Dataset, cfg: lib.Config) -> np.ndarray:

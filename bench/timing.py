@@ -15,7 +15,14 @@ import torch
 
 import lib
 
-from .loops import bare_numpy, bare_torch, bare_torch_any, hand_loop_alone, torch_tensorboard
+from .loops import (
+    bare_numpy,
+    bare_torch,
+    bare_torch_any,
+    bare_torch_whole,
+    hand_loop_alone,
+    torch_tensorboard,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class Case:
     rounds: int
     # An optimizer or model of issue 4: bare pair = hand loop alone + bare torch, no TensorBoard.
     breadth: bool = False
+    # A line of the whole loop (issue 12): bare pair = hand loop alone + the whole bare torch loop.
+    whole: bool = False
 
 
 def cases(quick: bool) -> list[Case]:
@@ -109,6 +118,70 @@ def breadth_cases(quick: bool) -> list[Case]:
     return out
 
 
+def whole_loop_cases(quick: bool) -> list[Case]:
+    """Each line of the whole loop (issue 12) on row (a)'s data, then all of them at once.
+
+    2,000 optimizer steps (200 with quick=True); accumulate 4 x batch 8 is row (a)'s batch of 32.
+    """
+    steps = 200 if quick else 2_000
+    rounds = 3 if quick else 15
+    linear = lambda: lib.datasets.linear(m=256, n=3, noise=0.1, seed=0)  # noqa: E731
+    base = lib.Config(lr=0.01, batch_size=32, iterations=steps)
+    step = {"step_size": 100, "gamma": 0.9}
+    rows = (
+        ("cosine schedule, batch 32", {"scheduler": "cosine"}),
+        (
+            "step schedule, sgd momentum 0.9, batch 32",
+            {"scheduler": "step", "scheduler_kwargs": step, "optimizer_kwargs": {"momentum": 0.9}},
+        ),
+        ("clip_grad_norm 0.05, batch 32", {"clip_grad_norm": 0.05}),
+        ("accumulate 4 x batch 8", {"accumulate": 4, "batch_size": 8}),
+        ("val_fraction 0.2, eval_every 10, batch 32", {"val_fraction": 0.2, "eval_every": 10}),
+    )
+    out = [
+        Case(
+            f"whole loop, {name}: n=3, m=256, mse, lr 0.01",
+            linear,
+            base.replace(**kw),
+            rounds,
+            whole=True,
+        )
+        for name, kw in rows
+    ]
+    everything = lib.Config(
+        model="mlp",
+        hidden=16,
+        loss="bce",
+        init="normal",
+        lr=0.05,
+        batch_size=16,
+        iterations=steps,
+        optimizer="adam",
+        scheduler="onecycle",
+        clip_grad_norm=1.0,
+        accumulate=2,
+        val_fraction=0.2,
+        drop_last=True,
+    )
+    out.append(
+        Case(
+            "whole loop, all at once: mlp (16 tanh), moons, adam, onecycle, clip 1.0, "
+            "accumulate 2 x batch 16, val_fraction 0.2, drop_last, bce, lr 0.05",
+            lib.datasets.PRESETS["moons"].make,
+            everything,
+            rounds,
+            whole=True,
+        )
+    )
+    return out
+
+
+WHOLE_CONTENDERS: dict[str, Callable[[lib.Dataset, lib.Config], object]] = {
+    "lib.run": lib.run,
+    "bare numpy": hand_loop_alone,
+    "bare torch": bare_torch_whole,
+}
+
 BREADTH_CONTENDERS: dict[str, Callable[[lib.Dataset, lib.Config], object]] = {
     "lib.run": lib.run,
     "bare numpy": hand_loop_alone,
@@ -180,7 +253,9 @@ def time_case(case: Case, log: Callable[[str], None]) -> Timing:
     """Time every contender on one case, interleaved: each round runs them all, in a rotated
     order."""
     data = case.data()
-    contenders = BREADTH_CONTENDERS if case.breadth else CONTENDERS
+    contenders = (
+        WHOLE_CONTENDERS if case.whole else BREADTH_CONTENDERS if case.breadth else CONTENDERS
+    )
     warm = case.cfg.replace(iterations=min(50, case.cfg.iterations))
     for run in contenders.values():
         run(data, warm)  # first calls pay for lazy imports and torch's first-op set-up
@@ -244,7 +319,7 @@ def table(timings: list[Timing]) -> list[str]:
             f"{t.cpu_ratio:.2f} "
             + (
                 f"| {t.median('torch + TensorBoard'):.3f} | {t.tb_ratio:.2f} |"
-                if not t.case.breadth
+                if not (t.case.breadth or t.case.whole)
                 else "| — | — |"
             )
         )
