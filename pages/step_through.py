@@ -18,7 +18,8 @@ from pages.parts.labels import LOSS_LABELS
 from pages.parts.navigation import through_navigation
 from pages.parts.sidebar import sidebar_config
 
-# Run to step N computes every step before N; this keeps it to a few seconds
+# Run to step N computes every step before N; this keeps it to a few seconds (micro-batches, when
+# accumulating: a step runs `accumulate` of them)
 MAX_ITERATIONS = 10_000
 NO_LINE = "# none: this configuration skips this line"  # a phase the Config leaves out
 LAST = len(ROWS) - 1  # the update, the step's last line: after a whole step, the line that just ran
@@ -379,15 +380,22 @@ def show_steps(data: lib.Dataset, cfg: lib.Config) -> None:
     steps."""
     state = st.session_state
     total = cfg.iterations
-    if cfg.iterations > MAX_ITERATIONS:
+    # Every step runs `accumulate` micro-batches: the page's limit counts micro-batches.
+    most = max(1, MAX_ITERATIONS // cfg.accumulate)
+    if cfg.iterations > most:
+        micro = (
+            f" ({most * cfg.accumulate:,} micro-batches: each step runs {cfg.accumulate:,})"
+            if cfg.accumulate > 1
+            else ""
+        )
         st.caption(
-            f"This page steps through the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} "
-            "iterations."
+            f"This page steps through the first {most:,} of the {cfg.iterations:,} "
+            f"iterations{micro}."
         )
         # What the run decides from its length stays the whole run's (the validation interval, a
         # schedule's T_max or total_steps): the steps shown are lib.run's first steps.
         cfg = cfg.replace(
-            iterations=MAX_ITERATIONS,
+            iterations=most,
             eval_every=cfg.eval_interval,
             scheduler_kwargs=dict(cfg.scheduler_kwargs),
         )

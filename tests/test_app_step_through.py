@@ -821,3 +821,14 @@ def test_without_zero_grad_the_shares_add_up_with_what_the_reset_left(monkeypatc
         "gradient), and clip_grad_norm_ scales that sum" in captions(at)
     )
     assert "no reset (zero_grad is off)" in captions(at)
+
+
+def test_a_large_accumulate_caps_the_steps_by_their_micro_batches(monkeypatch):
+    cfg = lib.Config(lr=0.01, batch_size=4, iterations=50, accumulate=1024)
+    at = whole_page(monkeypatch, cfg)
+    assert (
+        "This page steps through the first 9 of the 50 iterations (9,216 micro-batches: each "
+        "step runs 1,024)." in captions(at)
+    )
+    assert at.number_input(key="step_target").max == 8
+    assert at.session_state["step_config"][1].iterations == 9
