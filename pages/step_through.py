@@ -597,7 +597,7 @@ def step_heading(step, stepper: Stepper, data: lib.Dataset, cfg: lib.Config) -> 
     lr = f"learning rate {cfg.lr:g}"
     if cfg.scheduler is not None:
         lr = (
-            f"{SCHEDULER_NAMES[cfg.scheduler]} from learning rate {cfg.lr:g} (this step's lr is "
+            f"learning rate {cfg.lr:g} under {SCHEDULER_NAMES[cfg.scheduler]} (this step's lr is "
             "below)"
         )
     st.caption(
@@ -814,7 +814,7 @@ def lr_text(step, cfg: lib.Config) -> str:
         "`optimizer.step()` and sets the next step's lr. This step used lr = "
         f"{step.manual.lr:.6g} in the hand loop (its optimizer's `lr`) and {step.torch.lr:.6g} "
         'in torch (`optimizer.param_groups[0]["lr"]`), both read as `step_lr` at the yield; '
-        f"the Config's lr, {cfg.lr:g}, is the schedule's starting point."
+        f"both optimizers were built with the Config's lr, {cfg.lr:g}."
     )
 
 

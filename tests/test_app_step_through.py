@@ -832,3 +832,21 @@ def test_a_large_accumulate_caps_the_steps_by_their_micro_batches(monkeypatch):
     )
     assert at.number_input(key="step_target").max == 8
     assert at.session_state["step_config"][1].iterations == 9
+
+
+def test_every_steps_lr_under_onecycle_is_lib_runs_in_both_loops(monkeypatch):
+    cfg = lib.Config(lr=0.1, batch_size=16, iterations=6, scheduler="onecycle")
+    result = lib.run(DATA, cfg)
+    assert len(set(result.torch.lr)) == 6  # the lr moves every step
+    at = whole_page(monkeypatch, cfg)
+    for t in range(6):
+        click(at, "step_next" if t else "step_start")
+        extras = frame_with(at, "value")
+        assert list(extras.index) == ["lr this step used"]
+        assert extras.loc["lr this step used", "manual"] == result.manual.lr[t]
+        assert extras.loc["lr this step used", "torch"] == result.torch.lr[t]
+        assert (
+            f"This step used lr = {result.manual.lr[t]:.6g} in the hand loop (its optimizer's "
+            f"`lr`) and {result.torch.lr[t]:.6g} in torch" in captions(at)
+        )
+    assert "learning rate 0.1 under OneCycleLR (this step's lr is below)." in captions(at)
