@@ -826,7 +826,7 @@ def validation_text(stepper: Stepper, step, cfg: lib.Config) -> str:
         return (
             f"After this step's update both loops computed the loss on {rows} (every {every:,} "
             "steps): torch under `net.eval()` and `torch.no_grad()`, the hand loop by the forward "
-            "pass and the loss alone (`evaluate`); no gradient comes of it."
+            "pass and the loss alone (`evaluate`)."
         )
     nxt = ((step.t + 1) // every + 1) * every - 1  # evaluating steps: (t + 1) % every == 0
     later = (
