@@ -10,7 +10,7 @@ import streamlit as st
 
 import lib
 from lib.engine.data import SharedOrder
-from lib.engine.trace import SAMPLE_TERMS, SUM_TOLERANCE, Stepper
+from lib.engine.trace import SAMPLE_TERMS, Stepper
 from lib.lessons.explain import ROWS, SETUP, row_values, show
 from lib.twins.schedules import TORCH_NAMES as SCHEDULER_NAMES
 from pages.parts.cached import fingerprint, twin_phases
@@ -712,7 +712,7 @@ def micro_sum_text(micro, step, cfg: lib.Config) -> tuple[bool, str]:
         f"({step.manual.step_loss:.6g} manual, {step.torch.step_loss:.6g} torch, the loss "
         f"`lib.run` records)"
         + (" and their sum's norm to the norm clipping measured" if micro.norm is not None else "")
-        + f": the largest gap is {gap:.1e} of the largest share (allowed: {SUM_TOLERANCE:g})."
+        + f": the largest gap is {gap:.1e} of the largest share (allowed: {allowed(micro)})."
     )
     if micro.adds_up and rows_ok:
         return True, "✓ " + said
@@ -723,8 +723,14 @@ def micro_sum_text(micro, step, cfg: lib.Config) -> tuple[bool, str]:
         )
     return False, (
         f"✗ The shares do not add up: the largest gap is {gap:.1e} of the largest share "
-        f"(allowed: {SUM_TOLERANCE:g})."
+        f"(allowed: {allowed(micro)})."
     )
+
+
+def allowed(holder) -> str:
+    """The gap a check allows, in words: one number, or the hand loop's and torch's (float32)."""
+    hand, twin = holder.tolerance
+    return f"{hand:.0e}" if hand == twin else f"{hand:.0e} manual, {twin:.0e} torch in float32"
 
 
 def show_step_extras(stepper: Stepper, step, cfg: lib.Config) -> None:
@@ -749,7 +755,7 @@ def show_step_extras(stepper: Stepper, step, cfg: lib.Config) -> None:
         frame = pd.DataFrame(rows, columns=["value", "manual", "torch", "|Δ|"]).set_index("value")
         st.dataframe(frame, column_config=number_columns(frame), width="stretch")
     if cfg.clip_grad_norm is not None:
-        ok, text = clip_text(step, cfg)
+        ok, text = clip_text(stepper, step, cfg)
         (st.success if ok else st.error)(text)
     if cfg.scheduler is not None:
         st.caption(lr_text(step, cfg))
@@ -777,7 +783,7 @@ def extras_rows(stepper: Stepper, step, cfg: lib.Config) -> list[tuple]:
         return [(name, a, b, abs(a - b)) for name, a, b in values]
 
 
-def clip_text(step, cfg: lib.Config) -> tuple[bool, str]:
+def clip_text(stepper: Stepper, step, cfg: lib.Config) -> tuple[bool, str]:
     """What clip_grad_norm_ did in this step, and whether the gradient step() used shows it."""
     m, t = step.manual, step.torch
     gaps = (m.clip_gap, t.clip_gap)
@@ -796,14 +802,14 @@ def clip_text(step, cfg: lib.Config) -> tuple[bool, str]:
         f"This step's norm is {m.norm:.6g} (manual) and {t.norm:.6g} (torch): {clipped}."
     )
     gap = max(gaps)
-    if gap <= SUM_TOLERANCE:
+    if all(g <= tol for g, tol in zip(gaps, stepper.tolerance, strict=True)):
         return True, (
             f"✓ {text} The gradient `optimizer.step()` used is clip factor × norm long in both "
-            f"loops (gap {gap:.1e} of the norm)."
+            f"loops (gap {gap:.1e} of the norm; allowed: {allowed(stepper)})."
         )
     return False, (
         f"✗ {text} But the gradient `optimizer.step()` used is not clip factor × norm long: "
-        f"the gap is {gap:.1e} of the norm."
+        f"the gap is {gap:.1e} of the norm (allowed: {allowed(stepper)})."
     )
 
 

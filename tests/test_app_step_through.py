@@ -850,3 +850,13 @@ def test_every_steps_lr_under_onecycle_is_lib_runs_in_both_loops(monkeypatch):
             f"`lr`) and {result.torch.lr[t]:.6g} in torch" in captions(at)
         )
     assert "learning rate 0.1 under OneCycleLR (this step's lr is below)." in captions(at)
+
+
+def test_a_float32_torch_loop_adds_up_at_float32s_tolerance_and_says_so(monkeypatch):
+    cfg = WHOLE.replace(torch_dtype="float32")
+    at = click(whole_page(monkeypatch, cfg), "step_start")
+    ok = [s.value for s in at.success]
+    assert any(s.startswith("✓ In both loops the 3 gradient shares") for s in ok), ok
+    twin = lib.engine.trace.sum_tolerance("float32", 3)  # 16 float32 roundings per share
+    assert f"{twin:.0e}" == "6e-06"
+    assert all("allowed: 1e-10 manual, 6e-06 torch in float32)" in s for s in ok), ok

@@ -249,3 +249,23 @@ def test_the_clip_gap_measures_that_the_gradient_was_scaled_by_the_factor():
     unscaled = dataclasses.replace(side, gradient=side.gradient / side.clip_factor)
     assert unscaled.clip_gap > 0.1
     assert Stepper(DATA, cfg.replace(clip_grad_norm=None)).next().manual.clip_gap is None
+
+
+def test_a_float32_torch_loop_is_held_to_its_own_rounding_and_no_looser_for_the_hand_loop():
+    cfg = lib.Config(
+        lr=0.05, batch_size=8, iterations=3, accumulate=3, clip_grad_norm=0.5, torch_dtype="float32"
+    )
+    stepper = Stepper(DATA, cfg)
+    step = stepper.next()
+    micro = stepper.micro_batches()
+    hand, twin = micro.tolerance
+    assert hand == SUM_TOLERANCE and 1e-6 < twin < 1e-4
+    assert micro.adds_up and step.torch.clip_gap <= twin
+    # float32 rounding is far above the float64 tolerance: held to that, the torch sums fail
+    assert micro.gradient_gap[1] > SUM_TOLERANCE
+    assert not dataclasses.replace(micro, tolerance=(SUM_TOLERANCE, SUM_TOLERANCE)).adds_up
+    # and a share left out fails at float32's tolerance too
+    fewer = dataclasses.replace(
+        micro, rows=micro.rows[:-1], loss=micro.loss[:, :-1], gradient=micro.gradient[:, :-1]
+    )
+    assert not fewer.adds_up

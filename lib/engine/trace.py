@@ -265,6 +265,14 @@ def sample_loss_torch(loss: str, outputs: torch.Tensor, labels: torch.Tensor) ->
 # How close the micro-batches' sum must come to the step's gradient and loss: relative to the
 # largest of the numbers added (the loop adds them one by one, the check all at once).
 SUM_TOLERANCE = 1e-10
+
+
+def sum_tolerance(dtype: str, accumulate: int) -> float:
+    """How close a loop computing in dtype ("float64", "float32") must come: SUM_TOLERANCE, or,
+    where that dtype's rounding over `accumulate` additions is coarser, 16 roundings per share."""
+    return max(SUM_TOLERANCE, 16 * float(np.finfo(dtype).eps) * accumulate)
+
+
 # micro-batch tables the Stepper keeps (each runs every micro-batch of its step again)
 MICRO_KEEP = 8
 
@@ -289,6 +297,8 @@ class MicroBatches:
     step_loss: np.ndarray  # (2,) the step's loss, as the loops yielded it
     step_gradient: np.ndarray  # (2, n_params) the gradient step() used, as the loops yielded it
     norm: np.ndarray | None = None  # (2,) with clipping: the norm the loops computed before it
+    # (2,) the gap allowed in each loop (sum_tolerance of its dtype: torch may run in float32)
+    tolerance: tuple = (SUM_TOLERANCE, SUM_TOLERANCE)
 
     @property
     def accumulate(self) -> int:
@@ -329,11 +339,13 @@ class MicroBatches:
     @property
     def adds_up(self) -> bool:
         """True when, in both loops, the shares add up to the step's gradient and loss (and, with
-        clipping, to the norm it clipped with), to SUM_TOLERANCE; False for a non-finite step."""
+        clipping, to the norm it clipped with), to each loop's tolerance; False for a non-finite
+        step."""
         gaps = [self.gradient_gap, self.loss_gap]
         if self.norm is not None:
             gaps.append(self.norm_gap)
-        return bool(all(np.all(np.isfinite(g) & (g <= SUM_TOLERANCE)) for g in gaps))
+        allowed = np.asarray(self.tolerance, dtype=np.float64)
+        return bool(all(np.all(np.isfinite(g) & (g <= allowed)) for g in gaps))
 
     def frame(self, shown_rows: int = 8) -> pd.DataFrame:
         """One row per micro-batch: its rows, both loops' loss share and gradient share, |Δ|."""
@@ -384,6 +396,11 @@ class Stepper:
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
             raise ValueError(f"keep must be a whole number >= 1; got {keep!r}")
         self.keep = keep if keep is not None else max(2, min(1000, SNAPSHOT_BYTES // step_bytes))
+        # the gaps the sums and the clip may leave: (manual, float64; torch, in its dtype)
+        self.tolerance = (
+            sum_tolerance("float64", cfg.accumulate),
+            sum_tolerance(cfg.torch_dtype, cfg.accumulate),
+        )
         self.reset()
 
     @property
@@ -552,6 +569,7 @@ class Stepper:
             np.array([m.step_loss, t.step_loss]),
             np.stack([m.gradient, t.gradient]),
             np.array([m.norm, t.norm]) if clipping else None,
+            self.tolerance,
         )
 
     def _get(self, t: int) -> Step:
