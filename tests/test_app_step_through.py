@@ -860,3 +860,14 @@ def test_a_float32_torch_loop_adds_up_at_float32s_tolerance_and_says_so(monkeypa
     twin = lib.engine.trace.sum_tolerance("float32", 3)  # 16 float32 roundings per share
     assert f"{twin:.0e}" == "6e-06"
     assert all("allowed: 1e-10 manual, 6e-06 torch in float32)" in s for s in ok), ok
+
+
+def test_a_diverged_accumulated_clipped_step_says_its_sums_cannot_be_checked(monkeypatch):
+    cfg = lib.Config(lr=1e30, batch_size=16, iterations=50, accumulate=2, clip_grad_norm=1e300)
+    result = lib.run(DATA, cfg)
+    assert result.stopped == "diverged"
+    at = run_to(whole_page(monkeypatch, cfg), 49)
+    assert shown_step(at) == result.diverged_at
+    errors = [e.value for e in at.error]
+    assert "The shares cannot be added up: a number of this step is not finite." in errors
+    assert not any(s.value.startswith("✓ In both loops") for s in at.success)

@@ -352,6 +352,7 @@ class MicroBatches:
         with np.errstate(all="ignore"):
             norms = np.sqrt(np.sum(self.gradient**2, axis=2))
             grad_diff = np.abs(self.gradient[0] - self.gradient[1]).max(axis=1)
+            loss_diff = np.abs(self.loss[0] - self.loss[1])
         return pd.DataFrame(
             {
                 "micro-batch": np.arange(1, self.accumulate + 1),
@@ -359,7 +360,7 @@ class MicroBatches:
                 "samples": [len(r) for r in self.rows],
                 "loss / accumulate (manual)": self.loss[0],
                 "loss / accumulate (torch)": self.loss[1],
-                "|Δ loss|": np.abs(self.loss[0] - self.loss[1]),
+                "|Δ loss|": loss_diff,
                 "‖gradient share‖ (manual)": norms[0],
                 "‖gradient share‖ (torch)": norms[1],
                 "|Δ gradient share|": grad_diff,
