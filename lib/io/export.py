@@ -19,6 +19,7 @@ import tokenize
 from types import MappingProxyType, ModuleType
 
 import numpy as np
+import pandas as pd
 
 from ..engine import lockstep as run_side
 from ..engine.config import Config
@@ -35,13 +36,31 @@ MAX_EMBEDDED = 2_000_000  # about 21 MB of script; larger data must be reference
 
 
 def history_csv(result: Result) -> bytes:
-    """The run's tidy history (step, loop, metric, value) as UTF-8 CSV.
+    """The run's tidy history (step, loop, metric, value) as UTF-8 CSV: Result.frame().
 
-    Floats round-trip exactly.
+    Floats round-trip exactly. The frame has "lr" with a scheduler and "val_loss" with a
+    validation split; with clip_grad_norm, "clipped" rows follow (1.0 at each step whose gradient
+    clip_grad_norm_ scaled down, else 0.0).
     """
     if not isinstance(result, Result):
         raise ValueError(f"result must be a lib.Result; got {type(result).__name__}")
-    return result.frame().to_csv(index=False).encode("utf-8")
+    frame = result.frame()
+    if result.config.clip_grad_norm is not None:
+        parts = [frame]
+        for loop in ("manual", "torch"):
+            clipped = np.asarray(getattr(result, loop).clipped, dtype=np.float64)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "step": np.arange(len(clipped)),
+                        "loop": loop,
+                        "metric": "clipped",
+                        "value": clipped,
+                    }
+                )
+            )
+        frame = pd.concat(parts, ignore_index=True)
+    return frame.to_csv(index=False).encode("utf-8")
 
 
 def history_json(result: Result, data: Dataset | None = None) -> bytes:
@@ -63,6 +82,11 @@ def history_json(result: Result, data: Dataset | None = None) -> bytes:
         "max_abs_diff": _finite_or_none(result.max_abs_diff),
         "step_diff": _finite_or_none(result.step_diff),
     }
+    cfg = result.config
+    validation = len(result.val_rows) > 0
+    if validation:  # the steps after which the held-out rows (of the Dataset) were evaluated
+        doc["val_steps"] = np.asarray(result.val_steps).tolist()
+        doc["val_rows"] = np.asarray(result.val_rows).tolist()
     for loop in ("manual", "torch"):
         h = getattr(result, loop)
         doc[loop] = {
@@ -71,6 +95,12 @@ def history_json(result: Result, data: Dataset | None = None) -> bytes:
             "weights": _finite_or_none(h.weights),
             "seconds": h.seconds,
         }
+        if cfg.scheduler is not None and h.lr is not None:  # the lr each step used
+            doc[loop]["lr"] = _finite_or_none(h.lr)
+        if cfg.clip_grad_norm is not None and h.clipped is not None:
+            doc[loop]["clipped"] = np.asarray(h.clipped, dtype=bool).tolist()
+        if validation:
+            doc[loop]["val_loss"] = _finite_or_none(h.val_loss)
     return json.dumps(doc, allow_nan=False, indent=1).encode("utf-8")
 
 
@@ -88,11 +118,12 @@ def to_script(
     lib.engine.lockstep.loops and of every lib function it reaches, so it cannot drift from what
     lib.run executes. By default that source is specialised to this Config: its choices are
     written where the code reads them and the branches it does not take are left out (the
-    default run: about 205 lines besides its data, against 650 with every branch); full=True
+    default run: about 240 lines besides its data, against 1,030 with every branch); full=True
     keeps them all, with stand-ins for lib's Config and Dataset. The data is embedded, or, given
     csv_name (or a Dataset with a `source` file name), read from that CSV file by column name:
     the features by data.feature_names, the target by `target` (default: the last other column).
-    The last printed line is JSON {"manual": [...], "torch": [...]}.
+    The last printed line is JSON {"manual": [...], "torch": [...]}, with "val_loss": {"manual":
+    [...], "torch": [...]} (each evaluation's loss on the held-out rows) given val_fraction > 0.
     """
     if not isinstance(data, Dataset):
         raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
@@ -131,7 +162,7 @@ def to_script(
         *code.pieces(),
         _settings(data, cfg, init),
         _csv_data(data, csv_name, target) if csv_name is not None else _embedded_data(data),
-        _MAIN.replace("LOOPS", loops_name),
+        _with_validation(_MAIN.replace("LOOPS", loops_name), cfg, "CONFIG"),
     ]
     return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
@@ -523,9 +554,23 @@ def _header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
         "Needs only numpy and torch: python this_file.py\n"
         f"Data: {_one_line(data.name)}, {data.m:,} samples x {data.n} features, {where}.\n"
         f"{_one_line(_config_call(cfg))}\n"
-        'The last printed line is JSON {"manual": [...], "torch": [...]}: '
-        "each loop's final weights.\n"
+        f"{_last_line(cfg)}\n"
         '"""'
+    )
+
+
+def _last_line(cfg: Config) -> str:
+    """The script's docstring on its last printed line."""
+    if cfg.val_fraction == 0:
+        return (
+            'The last printed line is JSON {"manual": [...], "torch": [...]}: '
+            "each loop's final weights."
+        )
+    return (
+        'The last printed line is JSON {"manual": [...], "torch": [...], "val_loss": '
+        '{"manual": [...], "torch": [...]}}:\n'
+        "each loop's final weights, and its loss on the held-out rows after every "
+        f"{cfg.eval_interval:,} steps."
     )
 
 
@@ -645,11 +690,13 @@ def main() -> None:
     """Run both loops on the same batches from the same init, then print each loop's final weights."""
     manual, twin, init = LOOPS(DATA, CONFIG)
     steps, w_m, w_t = 0, init, init
+VAL_INIT
     with np.errstate(all="ignore"):
         for step in range(CONFIG.iterations):
             loss_m, w_m, g_m = next(manual)
             loss_t, w_t, g_t = next(twin)
             steps = step + 1
+VAL_READ
             if ends_run(loss_m, loss_t, w_m, w_t, g_m, g_t):  # lib.run's step rule
                 print(f"diverged at step {step}: try a smaller learning rate than {CONFIG.lr:g}")
                 break
@@ -662,7 +709,8 @@ def main() -> None:
     diff = np.max(np.abs(w_m - w_t))
     relative = diff / max(1.0, np.max(np.abs(np.concatenate([w_m, w_t]))))
     print(f"largest |manual − torch| after the last step: {diff:.3g} (relative: ÷ max(1, largest |w|): {relative:.3g})")
-    print(json.dumps({"manual": w_m.tolist(), "torch": w_t.tolist()}))
+VAL_PRINT
+    print(json.dumps({"manual": w_m.tolist(), "torch": w_t.tolist()VAL_JSON}))
 
 
 if __name__ == "__main__":
@@ -689,6 +737,7 @@ _TYPES = MappingProxyType(
     {"str": str, "int": int, "float": float, "bool": bool, "slice": slice, "tuple": tuple}
 )
 _PURE_CALLS = (
+    "np.arange",
     "np.zeros_like",
     "np.zeros",
     "np.full_like",
@@ -704,6 +753,13 @@ _FAILS = (TypeError, KeyError, IndexError, ValueError, ZeroDivisionError, Attrib
 
 class _Unknown(Exception):
     """The expression's value is not known when the script is written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Length:
+    """What is known of a local set to np.arange(n): its len()."""
+
+    n: int
 
 
 def _is_literal(value) -> bool:
@@ -756,6 +812,13 @@ def _is_display(node) -> bool:
             for k, v in zip(node.keys, node.values, strict=True)
         )
     return False
+
+
+def _is_constant_display(node) -> bool:
+    """_is_display, without lists and dicts: a value nothing can change after it is made."""
+    if isinstance(node, ast.Tuple):
+        return all(_is_constant_display(e) for e in node.elts)
+    return _is_display(node) and not isinstance(node, (ast.List, ast.Dict))
 
 
 def _precedence(node) -> int:
@@ -1126,6 +1189,56 @@ def _reaching(func, name: str, src: _Source | None = None) -> dict[int, str] | N
     return seen
 
 
+def _reads_before_stores(stmt, name: str) -> list:
+    """The reads of name in a statement of a function's body that see the value it had before.
+
+    All of them where the statement does not set it; else those evaluated first (an assignment's
+    value, an if's test), none in a loop, a with or a try that sets it.
+    """
+    if not _stores(stmt, name):
+        region = stmt
+    elif isinstance(stmt, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and stmt.value is not None:
+        region = stmt.value
+    elif isinstance(stmt, ast.If):
+        region = stmt.test
+    else:
+        return []
+    # a function, lambda or generator defined here may read it later, when it is something else
+    late = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.GeneratorExp, ast.ClassDef)
+    later = {
+        id(n) for scope in ast.walk(region) if isinstance(scope, late) for n in ast.walk(scope)
+    }
+    return [n for n in _loads(region, name) if id(n) not in later]
+
+
+# a comment that heads a few lines, as "# Update." does: one short sentence
+_HEADING = re.compile(r"\s*# [A-Z][\w ,'-]{0,40}\.\n?$")
+
+
+def _is_bool(node) -> bool:
+    """An expression whose value is True or False."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, bool)
+    if isinstance(node, ast.Compare) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
+    ):
+        return True
+    if isinstance(node, ast.BoolOp):
+        return all(map(_is_bool, node.values))
+    return isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "bool")
+
+
+def _harmless(node) -> bool:
+    """An expression whose evaluation does nothing but give its value (no call but len())."""
+    for inner in ast.walk(node):
+        if isinstance(inner, ast.Call):
+            if getattr(inner.func, "id", None) not in ("len", "isinstance"):
+                return False
+        elif isinstance(inner, (ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom, *_NESTED)):
+            return False
+    return True
+
+
 def _pairs(target, value) -> list:
     """(target, value) pairs of an assignment.
 
@@ -1236,9 +1349,11 @@ class _Specialiser:
         self.specialised: set[str] = set()  # top-level definitions changed so far
         self.rules = [
             self._fold_tests,
+            self._fold_boolops,
             self._dead_code,
             self._substitute,
             self._fold_literals,
+            self._drop_counters,
             self._expand_starred,
             self._propagate_literals,
             self._inline,
@@ -1289,6 +1404,7 @@ class _Specialiser:
         ]
         self.locals = {id(f): src.scope(f)[1] | {p.arg for p in _params(f)} for f in self.functions}
         self.call_cache: dict[str, list | None] = {}
+        self.returned_cache: dict[str, object] = {}
         self.known: dict[int, object] = {}
         self.known = self._facts()
 
@@ -1392,6 +1508,8 @@ class _Specialiser:
         """The reads whose value is known: parameters that every call passes the same literal (or
         the run's cfg or data), and attributes that __init__ sets once from such."""
         known = self.known  # filled as it goes, callers first (they come after what they call)
+        for func in self.functions:
+            self._local_facts(func, known)
         for name in reversed(list(self.defs)):
             sites = self._calls_of(name)
             if not sites:
@@ -1419,6 +1537,111 @@ class _Specialiser:
                         known[id(node)] = seen[0]
         self._attribute_facts(known)
         return known
+
+    def _local_facts(self, func, known: dict) -> None:
+        """Reads of a local that see one literal: statement by statement down the function's body,
+        a name set to a literal (or to a literal a function always returns) is known until a
+        statement sets it again; len() of a local set to np.arange(n) is n."""
+        if any(isinstance(n, (ast.Global, ast.Nonlocal)) for n in ast.walk(func)):
+            return
+        params = {p.arg for p in _params(func)}
+        current: dict[str, object] = {}
+        for stmt in func.body:
+            for name, value in current.items():
+                for node in _reads_before_stores(stmt, name):
+                    if not isinstance(value, _Length):
+                        known[id(node)] = value
+                        continue
+                    call = self.src.parent.get(id(node))
+                    if getattr(getattr(call, "func", None), "id", None) == "len":
+                        known[id(call)] = value.n
+            for name in [n for n in current if _stores(stmt, n)]:
+                del current[name]
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                for target, value in self._assigned_facts(func, stmt):
+                    if target.id not in params:
+                        current[target.id] = value
+
+    def _assigned_facts(self, func, stmt) -> list:
+        """(name, what is known of its value) for each name the assignment sets to a known value."""
+        out = []
+        for target, value in _pairs(stmt.targets[0], stmt.value):
+            if isinstance(target, ast.Name) and _is_constant_display(value):
+                out.append((target, _value_of(value, {})))
+            elif (
+                isinstance(target, ast.Name)
+                and isinstance(value, ast.Call)
+                and ast.unparse(value.func) == "np.arange"
+                and len(value.args) == 1
+                and not value.keywords
+            ):
+                try:
+                    n = _value_of(value.args[0], self._with_specials(value.args[0]))
+                except _Unknown:
+                    continue
+                if type(n) is int:
+                    out.append((target, _Length(max(n, 0))))
+            elif isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+                returned = self._returned(func, value.func.id)
+                if returned is None:
+                    continue
+                if isinstance(target, ast.Tuple) and isinstance(returned, tuple):
+                    if len(target.elts) == len(returned):
+                        out += [
+                            (t, v)
+                            for t, v in zip(target.elts, returned, strict=True)
+                            if isinstance(t, ast.Name) and v is not _Unknown
+                        ]
+                elif isinstance(target, ast.Name) and returned is not _Unknown:
+                    out.append((target, returned))
+        return out
+
+    def _returned(self, caller, name: str):
+        """What every return of the top-level function `name` gives: a literal, a tuple of literals
+        or _Unknown (element by element), or None when nothing is known."""
+        func = self.defs.get(name)
+        if not isinstance(func, ast.FunctionDef) or name in self.locals[id(caller)]:
+            return None
+        if name not in self.returned_cache:
+            self.returned_cache[name] = self._returns_of(func)
+        return self.returned_cache[name]
+
+    def _returns_of(self, func):
+        returns = [
+            n
+            for n in ast.walk(func)
+            if isinstance(n, ast.Return) and self.src.function_of(n) is func
+        ]
+        if not returns or any(
+            isinstance(n, (ast.Yield, ast.YieldFrom)) and self.src.function_of(n) is func
+            for n in ast.walk(func)
+        ):
+            return None
+        if any(r.value is None for r in returns):
+            return None
+        if all(isinstance(r.value, ast.Tuple) for r in returns):
+            sizes = {len(r.value.elts) for r in returns}
+            if len(sizes) != 1 or any(
+                isinstance(e, ast.Starred) for r in returns for e in r.value.elts
+            ):
+                return None
+            out = []
+            for j in range(sizes.pop()):
+                seen = [r.value.elts[j] for r in returns]
+                values = [_value_of(e, {}) if _is_constant_display(e) else _Unknown for e in seen]
+                same = _Unknown not in values and all(
+                    type(v) is type(values[0]) and v == values[0] for v in values
+                )
+                out.append(values[0] if same else _Unknown)
+            return tuple(out) if any(v is not _Unknown for v in out) else None
+        values = [
+            _value_of(r.value, {}) if _is_constant_display(r.value) else _Unknown for r in returns
+        ]
+        if _Unknown in values or any(
+            type(v) is not type(values[0]) or v != values[0] for v in values
+        ):
+            return None
+        return values[0]
 
     def _attribute_facts(self, known: dict) -> None:
         stores: dict[str, int] = {}
@@ -1496,10 +1719,69 @@ class _Specialiser:
                 continue
             if isinstance(node, ast.IfExp):
                 taken = node.body if value else node.orelse
-                groups.append((*src.span(node), src.fits(taken, node, src.seg(taken))))
+                groups.append(self._replace(node, taken, src.seg(taken)))
             else:
                 groups.append(self._flatten(node, value))
         return groups
+
+    def _fold_boolops(self) -> list:
+        """`x or True` as True, `x and False` as False, and `False or x`, `True and x` as x.
+
+        Where the operands dropped do nothing when evaluated, and either the value is read as
+        true or false only (an if's test) or every operand is True or False itself.
+        """
+        src, groups = self.src, []
+        for node in src.nodes:
+            if not isinstance(node, ast.BoolOp):
+                continue
+            if not (self._as_truth(node) or all(map(_is_bool, node.values))):
+                continue
+            known = self._with_specials(node)
+            values = []
+            for operand in node.values:
+                try:
+                    values.append(bool(_value_of(operand, known)))
+                except _Unknown:
+                    values.append(None)
+            stops = isinstance(node.op, ast.Or)  # the value that decides an `or`
+            kept = []
+            for operand, value in zip(node.values, values, strict=True):
+                if value is None:
+                    kept.append(operand)
+                elif value is stops:
+                    if all(_harmless(k) for k in kept):
+                        kept = [operand]
+                    else:
+                        kept.append(operand)
+                    break
+                elif not _harmless(operand):
+                    kept.append(operand)
+            if len(kept) == len(node.values) or not kept:
+                continue
+            if len(kept) == 1:
+                text = src.seg(kept[0])
+                if values[node.values.index(kept[0])] is not None:
+                    text = repr(values[node.values.index(kept[0])])
+                groups.append(self._replace(node, kept[0], text))
+                continue
+            word = " or " if stops else " and "
+            text = word.join(
+                f"({src.seg(k)})" if _precedence(k) <= _precedence(node) else src.seg(k)
+                for k in kept
+            )
+            groups.append((*src.span(node), src.fits(node, node, text)))
+        return groups
+
+    def _as_truth(self, node) -> bool:
+        """Whether only the truth of the value is read (an if's test, the operand of not)."""
+        parent = self.src.parent.get(id(node))
+        if isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.Assert)):
+            return parent.test is node
+        if isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.Not):
+            return True
+        if isinstance(parent, ast.BoolOp):
+            return self._as_truth(parent)
+        return False
 
     def _with_specials(self, expr) -> dict:
         known = self.known
@@ -1530,8 +1812,9 @@ class _Specialiser:
                 "elif", "if", 1
             )
             return start, end, lead + text
-        if not block:
-            return start, end, self._empty_block(node)
+        if not block:  # the if goes; a heading above it stays for what follows
+            headings = [line for line in lead.splitlines(keepends=True) if _HEADING.match(line)]
+            return start, end, "".join(headings) + self._empty_block(node)
         body = "".join(src.lines[src.first_line(block[0]) - 1 : block[-1].end_lineno])
         deeper = src.indent(block[0].lineno)
         if not deeper.startswith(indent) or any(
@@ -1700,13 +1983,19 @@ class _Specialiser:
             ast.Sub,
             ast.Mult,
             ast.FloorDiv,
+            ast.Div,
         ):
             return None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            return self._float_of_ratio(node)
         for number, other in ((node.right, node.left), (node.left, node.right)):
             try:
                 value = _value_of(number, {})
             except _Unknown:
-                continue
+                # a Config integer known by its name: accumulate == 1 makes i // accumulate i
+                value = self.known.get(id(number)) if isinstance(number, ast.Name) else None
+                if type(value) is not int:
+                    continue
             if not isinstance(value, (int, float)) or not self._whole(other):
                 continue
             if value == 0 and isinstance(node.op, ast.Mult):
@@ -1717,6 +2006,45 @@ class _Specialiser:
             ):
                 return self._replace(node, other, self.src.seg(other))
         return None
+
+    def _float_of_ratio(self, node) -> tuple[int, int, str] | None:
+        """float(x / 1) as float(x): the same number, whatever x is."""
+        parent = self.src.parent.get(id(node))
+        if not (
+            isinstance(parent, ast.Call)
+            and getattr(parent.func, "id", None) == "float"
+            and len(parent.args) == 1
+            and not parent.keywords
+        ):
+            return None
+        try:
+            one = _value_of(node.right, {})
+        except _Unknown:
+            return None
+        if not isinstance(one, (int, float)) or isinstance(one, bool) or one != 1:
+            return None
+        return self._replace(node, node.left, self.src.seg(node.left))
+
+    def _counter(self, node) -> bool:
+        """A name that only `for name, ... in enumerate(...)` sets: a whole number."""
+        func = self.src.function_of(node)
+        if func is None:
+            return False
+        stores = _stores(func, node.id)
+        if len(stores) != 1:
+            return False
+        target = self.src.parent.get(id(stores[0]))
+        loop = self.src.parent.get(id(target))
+        return (
+            isinstance(target, ast.Tuple)
+            and target.elts[0] is stores[0]
+            and isinstance(loop, ast.For)
+            and loop.target is target
+            and isinstance(loop.iter, ast.Call)
+            and getattr(loop.iter.func, "id", None) == "enumerate"
+            and all(k.arg == "start" and _is_display(k.value) for k in loop.iter.keywords)
+            and len(loop.iter.args) == 1
+        )
 
     def _whole(self, node) -> bool:
         """Whether the expression is surely a whole number (a Python int), so that n + 0 is n."""
@@ -1736,7 +2064,7 @@ class _Specialiser:
                 and not self._argument_rebound(func, p.arg)
             ):
                 return True
-            return type(self.known.get(id(node))) is int
+            return type(self.known.get(id(node))) is int or self._counter(node)
         if isinstance(node, ast.BinOp) and type(node.op) in (
             ast.Add,
             ast.Sub,
@@ -1757,7 +2085,8 @@ class _Specialiser:
         src = self.src
         start, end = src.span(old)
         parent = src.parent.get(id(old))
-        own_parens = isinstance(parent, (ast.Call, ast.Tuple, ast.GeneratorExp))
+        # parentheses right around an element of a tuple are the element's own
+        own_parens = isinstance(parent, (ast.Call, ast.GeneratorExp))
         if (
             _precedence(new) == 20
             and not own_parens
@@ -1799,6 +2128,43 @@ class _Specialiser:
         indent = src.indent(call.lineno)
         return f"{head}(\n" + "".join(f"{indent}    {p},\n" for p in parts) + f"{indent})"
 
+    def _drop_counters(self) -> list:
+        """`for i, x in enumerate(xs):` where nothing reads i: `for x in xs:` (and a comment on
+        the line that names i goes with it)."""
+        src, groups = self.src, []
+        for loop in src.nodes:
+            if not (
+                isinstance(loop, ast.For)
+                and isinstance(loop.target, ast.Tuple)
+                and len(loop.target.elts) == 2
+                and isinstance(loop.target.elts[0], ast.Name)
+                and isinstance(loop.iter, ast.Call)
+                and getattr(loop.iter.func, "id", None) == "enumerate"
+                and len(loop.iter.args) == 1
+                and not loop.iter.keywords
+                and loop.lineno == loop.iter.end_lineno < loop.body[0].lineno
+            ):
+                continue
+            func = src.function_of(loop)
+            counter = loop.target.elts[0].id
+            if func is None or src.loads(func, counter) or len(_stores(func, counter)) != 1:
+                continue
+            item = loop.target.elts[1]
+            target = (
+                ", ".join(src.seg(e) for e in item.elts)
+                if isinstance(item, ast.Tuple)
+                else src.seg(item)
+            )
+            line = src.lines[loop.lineno - 1]
+            comment = _trailing_comment(line)
+            if re.search(rf"\b{re.escape(counter)}\b", comment):
+                comment = ""
+            text = f"{src.indent(loop.lineno)}for {target} in {src.seg(loop.iter.args[0])}:"
+            text += f"  {comment}\n" if comment else "\n"
+            start = src.starts[loop.lineno - 1]
+            groups.append((start, start + len(line), text))
+        return groups
+
     def _expand_starred(self) -> list:
         """f(*common), where common is set once to a tuple of plain values: f(a, b, c)."""
         src, groups = self.src, []
@@ -1839,7 +2205,9 @@ class _Specialiser:
                 gone = [
                     t
                     for t, v in pairs
-                    if isinstance(t, ast.Name) and _is_display(v) and len(_stores(func, t.id)) == 1
+                    if isinstance(t, ast.Name)
+                    and _is_constant_display(v)
+                    and len(_stores(func, t.id)) == 1
                 ]
                 if gone:
                     values = {id(t): src.seg(v) for t, v in pairs}
@@ -2060,10 +2428,12 @@ def _agree(seen: list, specials: tuple) -> bool:
 # The script's own lines, up to _WIDTH wide: not held to lib's 100 columns.
 _LOCKSTEP = """
     # Both loops in lockstep, stopped where lib.run stops.
+VAL_INIT
     with np.errstate(all="ignore"):
         for step in range(cfg.iterations):
             loss_m, w_m, g_m = next(manual)
             loss_t, w_t, g_t = next(twin)
+VAL_READ
             if ends_run(loss_m, loss_t, w_m, w_t, g_m, g_t):
                 print(f"diverged at step {step}: try a smaller learning rate than {cfg.lr:g}")
                 break
@@ -2071,8 +2441,39 @@ _LOCKSTEP = """
     relative = diff / max(1.0, np.max(np.abs(np.concatenate([w_m, w_t]))))
     print(f"{step + 1:,} steps of {cfg.iterations:,}")
     print(f"largest |manual − torch| after the last step: {diff:.3g} (relative: ÷ max(1, largest |w|): {relative:.3g})")
-    print(json.dumps({"manual": w_m.tolist(), "torch": w_t.tolist()}))
+VAL_PRINT
+    print(json.dumps({"manual": w_m.tolist(), "torch": w_t.tolist()VAL_JSON}))
 """  # noqa: E501
+
+# With a validation split: the loops' val_loss, read where lib.run reads it (lib.engine.frames):
+# from each suspended loop's locals, after every step that evaluated the held-out rows.
+_VALIDATION = MappingProxyType(
+    {
+        "VAL_INIT": "    val_m, val_t = [], []  # each loop's val_loss, every eval_interval steps",
+        "VAL_READ": (
+            "            if (step + 1) % CFG.eval_interval == 0:"
+            "  # the step evaluated held-out rows\n"
+            '                val_m.append(manual.gi_frame.f_locals["val_loss"])\n'
+            '                val_t.append(twin.gi_frame.f_locals["val_loss"])'
+        ),
+        "VAL_PRINT": (
+            "    if val_m:\n"
+            '        print(f"validation loss after step {len(val_m) * CFG.eval_interval:,}: '
+            'manual {val_m[-1]!r}, torch {val_t[-1]!r}")'
+        ),
+        "VAL_JSON": ', "val_loss": {"manual": val_m, "torch": val_t}',
+    }
+)  # fmt: skip
+
+
+def _with_validation(template: str, cfg: Config, cfg_name: str) -> str:
+    """The script's lockstep with the lines that read the validation loss, if the run has any."""
+    on = cfg.val_fraction > 0
+    for marker, text in _VALIDATION.items():
+        line = f"{marker}\n" if marker != "VAL_JSON" else marker
+        new = text.replace("CFG", cfg_name) + ("\n" if line != marker else "")
+        template = template.replace(line, new if on else "")
+    return template
 
 
 def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str | None) -> str:
@@ -2084,7 +2485,7 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
     code.add_entry(run_side.ends_run)
     loops_key = code._lib_key(run_side.loops)
     defs = [code._emit(code.found[key], key) for key in code.order if key != loops_key]
-    main = _main_from(code._emit(code.found[loops_key], loops_key), loops_name)
+    main = _main_from(code._emit(code.found[loops_key], loops_key), loops_name, cfg)
     text = "\n\n\n".join([*defs, main]) + "\n"
     text = _Specialiser(text, cfg, data, protected=("main",)).run()
     text = _short_docstrings(text)
@@ -2124,7 +2525,7 @@ def twin_sources(data: Dataset, cfg: Config) -> dict[str, str]:
     return found
 
 
-def _main_from(loops_text: str, loops_name: str) -> str:
+def _main_from(loops_text: str, loops_name: str, cfg: Config) -> str:
     """main(): the body of lib.engine.lockstep.loops, then the lockstep.
 
     lib.engine.lockstep.loops' checks already passed, and its return is left out.
@@ -2146,7 +2547,8 @@ def _main_from(loops_text: str, loops_name: str) -> str:
         '    """Both loops on the same batches from the same init (lib.engine.lockstep.loops), '
         'run in lockstep (lib.run)."""\n'
     )
-    return f"def main() -> None:\n{doc}{lines}{_LOCKSTEP.strip(chr(10))}\n"
+    lockstep = _with_validation(_LOCKSTEP, cfg, "cfg").strip("\n")
+    return f"def main() -> None:\n{doc}{lines}{lockstep}\n"
 
 
 def _short_docstrings(text: str) -> str:
@@ -2276,7 +2678,6 @@ def _short_header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
         f"{run}\n"
         "Every function is lib's own source, less the branches this Config does not take. "
         "Needs numpy and torch.\n"
-        'The last printed line is JSON {"manual": [...], "torch": [...]}: '
-        "each loop's final weights.\n"
+        f"{_last_line(cfg)}\n"
         '"""'
     )
