@@ -8,6 +8,7 @@ measured. The Code map page shows both, so the text cannot drift from what the c
 from __future__ import annotations
 
 import ast
+import bisect
 import contextlib
 import dataclasses
 import inspect
@@ -19,13 +20,18 @@ from types import MappingProxyType
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
+from ..engine import data as data_module
 from ..engine.config import Config
-from ..engine.data import Dataset
-from ..engine.frames import arguments_of, function_of
+from ..engine.data import Dataset, split_rows
+from ..engine.frames import arguments_of, function_of, values_of
 from ..engine.lockstep import loops
 from ..engine.source import compile_tree, parse
 from ..engine.trace import Step, Stepper
+from ..twins import manual as manual_module
+from ..twins import schedules as schedules_module
+from ..twins import torch_side as torch_module
 from ..twins.manual import effective_lr_ratio, manual_loop
 from ..twins.optim import TORCH_NAMES, defaults, torch_optimizer
 from ..twins.torch_side import make_model, share_one_vector, torch_loss
@@ -33,6 +39,7 @@ from ..twins.torch_side import make_model, share_one_vector, torch_loss
 # The phase comments both loops carry, in order; each opens one row of the code map.
 PHASES = ("# Reset the gradient", "# Forward pass", "# Loss", "# Backward pass", "# Update")
 SETUP = "# Model"  # the comment that opens the lines before the loop
+SCHEDULE_NAMES = schedules_module.TORCH_NAMES  # "step" -> "StepLR", ...
 
 
 @dataclass(frozen=True)
@@ -121,9 +128,21 @@ LOSS_NAMES = MappingProxyType(
 
 def _plain_sgd(cfg: Config) -> bool:
     """SGD with no momentum, weight decay or maximize: every step is p -= lr * grad."""
-    return cfg.optimizer == "sgd" and not any(
-        _kwarg(cfg, k) for k in ("momentum", "weight_decay", "maximize")
+    return (
+        cfg.optimizer == "sgd"
+        and not any(_kwarg(cfg, k) for k in ("momentum", "weight_decay", "maximize"))
+        and not _cycles_momentum(cfg)
     )
+
+
+def _cycles_momentum(cfg: Config) -> bool:
+    """OneCycleLR with cycle_momentum: it sets the optimizer's momentum (Adam's beta1) each step."""
+    return cfg.scheduler == "onecycle" and bool(_schedule_kwargs(cfg)["cycle_momentum"])
+
+
+def _step_lr(step: Step, cfg: Config) -> float:
+    """The lr the step used: the schedule's (the loops' step_lr), else the Config's."""
+    return step.torch.lr if step.torch.lr is not None else cfg.lr
 
 
 def _reset_text(row: Row, cfg: Config) -> str:
@@ -178,6 +197,11 @@ def _loss_text(row: Row, cfg: Config) -> str:
         f"Both compare predictions with labels (h = {h}). The hand loop writes the "
         "formula out and computes the loss only to report it; torch keeps the loss "
         "*tensor*, the root of the graph."
+    ) + (
+        f" With `accumulate = {cfg.accumulate}` both then divide it by {cfg.accumulate} "
+        "(`loss / accumulate`): each micro-batch's share of the step's loss."
+        if cfg.accumulate > 1
+        else ""
     )
 
 
@@ -199,23 +223,47 @@ def _backward_text(row: Row, cfg: Config) -> str:
             "The hand loop writes the derivative out: `delta = k · (labels − h)` is "
             f"−dL/doutputs, then `neg_grad += inputsᵀ · delta`, with {k}."
         )
-    return text + (
-        " `loss.backward()` derives the same numbers with the opposite sign "
-        "(`.grad == -neg_grad`: the gradient itself) by walking the graph back from "
-        "the loss, and adds them into each parameter's `.grad`."
+    return (
+        text
+        + (
+            " `loss.backward()` derives the same numbers with the opposite sign "
+            "(`.grad == -neg_grad`: the gradient itself) by walking the graph back from "
+            "the loss, and adds them into each parameter's `.grad`."
+        )
+        + (
+            f" With `accumulate = {cfg.accumulate}` the hand loop divides `delta` by "
+            f"{cfg.accumulate} too, the derivative of `loss / accumulate`."
+            if cfg.accumulate > 1
+            else ""
+        )
     )
 
 
 def _update_text(row: Row, cfg: Config) -> str:
     name = TORCH_NAMES[cfg.optimizer]
+    clip = (
+        f" Before it, both loops clip the gradient to norm {_n(cfg.clip_grad_norm)} (the "
+        "clipping row below)."
+        if cfg.clip_grad_norm is not None
+        else ""
+    )
+    lr = (
+        " `lr` is the step's own: the schedule sets it (the schedule row below)."
+        if cfg.scheduler is not None
+        else ""
+    )
     if _plain_sgd(cfg):
-        return row.text
+        return row.text + clip + lr
     return (
-        "The hand loop hands the gradient, `-neg_grad`, to its own "
-        f"`lib.optim.{name}`, which does `torch.optim.{name}`'s arithmetic in numpy; "
-        "torch's `step()` reads the same gradient from each parameter's `.grad` (it "
-        "points uphill; `neg_grad` points downhill) and updates the parameters in "
-        "place, from the optimizer's state as well as the gradient."
+        (
+            "The hand loop hands the gradient, `-neg_grad`, to its own "
+            f"`lib.optim.{name}`, which does `torch.optim.{name}`'s arithmetic in numpy; "
+            "torch's `step()` reads the same gradient from each parameter's `.grad` (it "
+            "points uphill; `neg_grad` points downhill) and updates the parameters in "
+            "place, from the optimizer's state as well as the gradient."
+        )
+        + clip
+        + lr
     )
 
 
@@ -774,12 +822,11 @@ def check_same_update(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     step = _step(data, cfg, t)
     torch_grad = _dot_grad(step)
     neg_grad = step.manual.lines["neg_grad"]
+    lr = _step_lr(step, cfg)
     measured = {
-        "max |torch update + lr * .grad|": float(
-            np.abs(step.torch.update + cfg.lr * torch_grad).max()
-        ),
+        "max |torch update + lr * .grad|": float(np.abs(step.torch.update + lr * torch_grad).max()),
         "max |manual update - lr * neg_grad|": float(
-            np.abs(step.manual.update - cfg.lr * neg_grad).max()
+            np.abs(step.manual.update - lr * neg_grad).max()
         ),
         "max |manual update - torch update|": float(
             np.abs(step.manual.update - step.torch.update).max()
@@ -803,7 +850,7 @@ ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad")  # they divide by a running s
 
 
 def first_step_prediction(
-    cfg: Config, g: np.ndarray, weights: np.ndarray | None = None
+    cfg: Config, g: np.ndarray, weights: np.ndarray | None = None, lr: float | None = None
 ) -> np.ndarray:
     """The first update each optimizer makes from gradient g, weights w and zero state, on paper.
 
@@ -814,7 +861,7 @@ def first_step_prediction(
     v = (1 - alpha) g^2, so -lr g / (sqrt(1 - alpha) |g| + eps); centered subtracts the mean's
     square, (1 - alpha)^2 g^2. Adagrad: the sum is initial_accumulator_value + g^2.
     """
-    lr, name = cfg.lr, cfg.optimizer
+    lr, name = (cfg.lr if lr is None else lr), cfg.optimizer  # lr: the step's (a schedule's)
     g = np.asarray(g, dtype=np.float64)
     w = np.zeros_like(g) if weights is None else np.asarray(weights, dtype=np.float64)
     g = -g if _kwarg(cfg, "maximize") else g
@@ -872,6 +919,18 @@ def effective_lr(data: Dataset, cfg: Config, other: str = "half_mse") -> Evidenc
     return Evidence(ok, measured, note)
 
 
+def _compares_conventions(cfg: Config) -> bool:
+    """Whether the step of two loss conventions differs by lib.effective_lr_ratio's factor alone:
+    not for bce, maximize, clipping (it scales both to max_norm) or accumulation (the factor of
+    the sum convention is a micro-batch's size, which can differ between them)."""
+    return (
+        cfg.loss != "bce"
+        and not _kwarg(cfg, "maximize")
+        and cfg.clip_grad_norm is None
+        and cfg.accumulate == 1
+    )
+
+
 def effective_lr_text(cfg: Config) -> str:
     """The sentence on how the loss convention scales the step, for this optimizer."""
     if cfg.optimizer in ADAPTIVE:
@@ -915,7 +974,11 @@ FAR = 1e3  # |g| >= FAR * eps: "far above eps", where |g| / (|g| + eps) is withi
 
 
 def first_step_evidence(
-    cfg: Config, g: np.ndarray, update: np.ndarray, weights: np.ndarray | None = None
+    cfg: Config,
+    g: np.ndarray,
+    update: np.ndarray,
+    weights: np.ndarray | None = None,
+    lr: float | None = None,
 ) -> Evidence:
     """Does a first update match first_step_prediction?
 
@@ -923,13 +986,14 @@ def first_step_evidence(
     must move by the sentence's multiple of lr to 0.1 %, one with g = 0 must not move, and none may
     move by more than that multiple.
     """
-    predicted = first_step_prediction(cfg, g, weights)
+    lr = cfg.lr if lr is None else lr
+    predicted = first_step_prediction(cfg, g, weights, lr)
     diff = float(np.abs(update - predicted).max())
     ok = diff <= 1e-12 * max(1.0, float(np.abs(update).max()))
     measured = {"max |torch's update − predicted|": diff}
     if cfg.optimizer in ADAPTIVE:
         eps, multiple = _kwarg(cfg, "eps"), first_step_multiple(cfg)
-        moved = np.abs(update) / (cfg.lr * multiple)
+        moved = np.abs(update) / (lr * multiple)
         far, zero = np.abs(g) >= FAR * eps, g == 0
         measured[f"weights moved by {multiple:.4g}·lr (to 0.1 %)"] = f"{int(far.sum())} of {g.size}"
         measured["moved less (|g| near or below eps)"] = int((~far & ~zero).sum())
@@ -961,7 +1025,9 @@ def check_first_step(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
         data, cfg.replace(iterations=max(2, cfg.iterations), torch_dtype="float64"), keep=2
     )
     step = stepper.next()
-    e = first_step_evidence(cfg, step.torch.gradient, step.torch.update, step.torch.weights_before)
+    e = first_step_evidence(
+        cfg, step.torch.gradient, step.torch.update, step.torch.weights_before, _step_lr(step, cfg)
+    )
     measured, ok = dict(e.measured), e.ok
     if cfg.optimizer == "sgd" and _kwarg(cfg, "momentum"):
         buffers = [dict((k, twin) for _, k, _, twin in step.optimizer_state)["momentum_buffer"]]
@@ -1001,6 +1067,840 @@ def rmsprop_text(cfg: Config) -> str:
         f"gradient is far above `eps` moves by `lr / sqrt(1 - alpha)`, {multiple:.4g} "
         f"times `lr` at `alpha = {alpha:g}`, whatever the size of its gradient; one with a "
         "gradient near or below `eps` moves less, and one with `g = 0` not at all."
+    )
+
+
+# ---------------------------------------------------------------- the rest of the loop
+
+
+@dataclass(frozen=True)
+class LoopRow:
+    """One row of the code map for a line of the whole loop beyond the five: its twin, and when the
+    configuration on screen runs it."""
+
+    key: str
+    title: str
+    manual: str  # the hand twin, as the row's heading names it
+    torch: str  # the torch line, as the row's heading names it
+    shown: Callable[[Config], bool]  # False: the configuration does not run this line
+
+
+LOOP_ROWS = (
+    LoopRow(
+        "loader",
+        "The batches",
+        "loader(...): an index permutation per epoch",
+        "DataLoader(TensorDataset(...), sampler=SharedOrder(...), batch_size=None)",
+        lambda cfg: True,
+    ),
+    LoopRow(
+        "modes",
+        "Training and evaluation mode",
+        "(nothing)",
+        "net.train() / net.eval()",
+        lambda cfg: True,
+    ),
+    LoopRow(
+        "accumulate",
+        "Gradient accumulation",
+        "loss / accumulate, summed in neg_grad",
+        "loss / accumulate; backward() per micro-batch",
+        lambda cfg: cfg.accumulate > 1,
+    ),
+    LoopRow(
+        "clip",
+        "Gradient clipping",
+        "clip_grad_norm_(neg_grad, max_norm)",
+        "nn.utils.clip_grad_norm_(net.parameters(), max_norm)",
+        lambda cfg: cfg.clip_grad_norm is not None,
+    ),
+    LoopRow(
+        "schedule",
+        "The learning-rate schedule",
+        "scheduler.step(): the schedule's formula",
+        "scheduler.step()",
+        lambda cfg: cfg.scheduler is not None,
+    ),
+    LoopRow(
+        "validation",
+        "Validation without a graph",
+        "evaluate(...): the forward pass and the loss alone",
+        "with torch.no_grad(): criterion(net(X_val), y_val)",
+        lambda cfg: cfg.val_fraction > 0,
+    ),
+)
+_LOOP_ROW = MappingProxyType({r.key: r for r in LOOP_ROWS})
+
+
+def loop_rows_for(cfg: Config) -> tuple[LoopRow, ...]:
+    """The rows of the whole loop's lines that this configuration runs, in the loop's order."""
+    return tuple(r for r in LOOP_ROWS if r.shown(cfg))
+
+
+def _n(x) -> str:
+    """A number exactly as Python writes it back (0.1, not 0.1000000000000000055)."""
+    return repr(float(x)) if isinstance(x, (float, np.floating)) else str(x)
+
+
+def _train_rows(data: Dataset, cfg: Config) -> tuple[int, int]:
+    """(training rows, held-out rows) of this Config's split."""
+    train, held_out = split_rows(data.m, cfg.val_fraction, cfg.seed)
+    return len(train), len(held_out)
+
+
+def _loader_text(data: Dataset, cfg: Config) -> str:
+    m, held = _train_rows(data, cfg)
+    b = cfg.batch_size
+    rows = f"the {m:,} training rows" + (f" (the {held:,} held-out rows are never in one)"
+                                         if held else "")  # fmt: skip
+    if b >= m:
+        order = (
+            f"With a batch size of {b:,}, at least the {m:,} training rows, every batch is all of "
+            "them in their own order: there is no permutation to draw."
+        )
+    else:
+        full, rest = divmod(m, b)
+        batches = f"{full:,} batch{'es' if full != 1 else ''}"
+        order = f"Each epoch is one permutation of {rows}, cut into {batches} of {b:,}"
+        if rest and cfg.drop_last:
+            order += f"; `drop_last=True` drops the last {rest:,} rows of each permutation."
+        else:
+            order += f" and a last one of {rest:,}." if rest else "."
+    steps = (f" An optimizer step takes {cfg.accumulate} consecutive batches (its micro-batches)."
+             if cfg.accumulate > 1 else "")  # fmt: skip
+    return (
+        "Both loops' `for` line runs over the same batches. The hand loop's "
+        "`batches` is `lib.engine.data.loader`, which indexes `inputs[idx], labels[idx]` with "
+        "the indices `epoch_batches` draws; torch's is `lib.engine.data.torch_loader`, a real "
+        "`DataLoader(TensorDataset(X, y), sampler=SharedOrder(...), batch_size=None)` iterated "
+        f"epoch after epoch. {order}{steps} `SharedOrder` is a sampler that yields whole batches "
+        "of indices, drawn from the same generator as the hand loader's (the seed's batch "
+        "generator), and `batch_size=None` turns the DataLoader's own batching off, so one "
+        "indexing call, `dataset[idx]`, makes each batch. The textbook "
+        f"`DataLoader(dataset, batch_size={b}, shuffle=True)` fetches a batch's samples one by "
+        "one and stacks them, and draws its permutation from torch's own generator, so its "
+        "batches could not be the hand loop's."
+    )
+
+
+def _model_words(cfg: Config) -> str:
+    if cfg.model == "mlp":
+        act = "Tanh" if cfg.activation == "tanh" else "ReLU"
+        return f"an `nn.Sequential` of Linear, {act}, Linear"
+    return "one `nn.Linear`"
+
+
+def _modes_text(data: Dataset, cfg: Config) -> str:
+    where = "`net.train()` runs at the top of every batch"
+    if cfg.val_fraction > 0:
+        where += " and `net.eval()` before every validation pass"
+    else:
+        where += " (`net.eval()` is not in this configuration: there is no validation pass)"
+    return (
+        f"{where}. The hand loop has no twin for them, because here they change nothing: they "
+        "only set each module's `.training` flag, and only some layers read it: `nn.Dropout` "
+        "(random zeros in training, none in evaluation) and batch norm (the batch's own mean "
+        "and variance in training, running estimates in evaluation). This model, "
+        f"{_model_words(cfg)}, has none of them, so the hand loop's one forward pass serves "
+        "both. Keep the calls in a loop of your own: add dropout or batch norm and they matter."
+    )
+
+
+def _accumulate_text(data: Dataset, cfg: Config) -> str:
+    k, b = cfg.accumulate, cfg.batch_size
+    reset = (
+        "`zero_grad()` runs on its first only (`i % accumulate == 0`)"
+        if cfg.zero_grad
+        else "`zero_grad()` is switched off here, so the sum also carries every earlier step's"
+    )
+    return (
+        f"With `accumulate = {k}` one optimizer step takes {k} micro-batches of (up to) {b:,} "
+        f"rows: {reset}; each micro-batch's loss is divided by {k} (`loss / accumulate`) before "
+        "`backward()`, which adds its gradient into `.grad`; and `step()` runs after the last "
+        "(`(i + 1) % accumulate == 0`). The gradient the step uses is the sum of the scaled "
+        "gradients, the mean of the micro-batches' gradients. The hand loop keeps the same "
+        "running sum in `neg_grad` (its `delta / accumulate` is the derivative of "
+        "`loss / accumulate`), and `step_loss` adds up the scaled losses: the loss the run "
+        "records for the step."
+    )
+
+
+def _clip_text(data: Dataset, cfg: Config) -> str:
+    c = _n(cfg.clip_grad_norm)
+    return (
+        f"After the step's last `backward()`, `clip_grad_norm_(net.parameters(), {c})` takes one "
+        "norm over every parameter's gradient together, `norm = sqrt(Σ g²)`, and multiplies "
+        f"every `.grad` in place by `clip_coef = {c} / (norm + 1e-6)`, clamped to at most 1: a "
+        f"gradient longer than {c} is scaled to (just under) length {c}, a shorter one is left "
+        "as it is, and the direction never changes. The hand `clip_grad_norm_` does the same "
+        "to `neg_grad`. Both return the norm before clipping, which the run records as "
+        "`grad_norm`."
+    )
+
+
+def _schedule_text(data: Dataset, cfg: Config) -> str:
+    name = SCHEDULE_NAMES[cfg.scheduler]
+    settings = ", ".join(f"{k}={v!r}" for k, v in cfg.scheduler_kwargs.items())
+    text = (
+        f"`scheduler.step()`, after every `optimizer.step()`, sets the next step's lr: torch's "
+        f"`{name}(optimizer, {settings})` writes it into `optimizer.param_groups[0]['lr']`, the "
+        f"hand `lib.twins.schedules.{name}` into the hand optimizer's `lr`. Both compute it from "
+        "the previous lr, as torch does (its chainable form), so they agree to the last bits; "
+        f"the closed formula is {schedule_formula(cfg)[0]}, t counting optimizer steps from 0. "
+        "`step_lr` is the lr the step used, read before `scheduler.step()` changes it."
+    )
+    if cfg.scheduler == "onecycle" and _schedule_kwargs(cfg)["cycle_momentum"]:
+        what = "beta1" if cfg.optimizer in ("adam", "adamw") else "momentum"
+        text += f" `OneCycleLR` also cycles the optimizer's {what} the other way, in both loops."
+    return text
+
+
+def _validation_text(data: Dataset, cfg: Config) -> str:
+    _, held = _train_rows(data, cfg)
+    e = cfg.eval_interval
+    passes = cfg.iterations // e
+    return (
+        f"Every {e:,} optimizer step{'s' if e != 1 else ''} ({passes:,} pass"
+        f"{'es' if passes != 1 else ''} in this run of {cfg.iterations:,}) both loops take the "
+        f"loss on the {held:,} held-out rows (`val_fraction = {_n(cfg.val_fraction)}`), which no "
+        "batch ever contains. Torch calls `net.eval()` and runs the forward pass and the loss "
+        "under `torch.no_grad()`, which records no graph: nothing will call `backward()` on it, "
+        "and a graph would keep every intermediate tensor alive until the result is dropped. "
+        "The hand loop's twin is `evaluate(...)`: the forward pass and the loss alone, with no "
+        "backward pass; numpy records nothing, so it needs no switch."
+    )
+
+
+_LOOP_TEXTS = MappingProxyType(
+    {
+        "loader": _loader_text,
+        "modes": _modes_text,
+        "accumulate": _accumulate_text,
+        "clip": _clip_text,
+        "schedule": _schedule_text,
+        "validation": _validation_text,
+    }
+)
+
+
+def loop_row_text(row: LoopRow | str, cfg: Config, data: Dataset) -> str:
+    """What a line of the whole loop and its twin do, exactly, for this Config and data."""
+    key = row.key if isinstance(row, LoopRow) else row
+    if key not in _LOOP_TEXTS:
+        raise ValueError(f"row must be one of {', '.join(_LOOP_TEXTS)}; got {key!r}")
+    return _LOOP_TEXTS[key](data, cfg)
+
+
+# ---------------------------------------------------------------- the rest of the loop: its code
+
+
+def source_lines(text: str, needles: tuple[str, ...], blocks: tuple[str, ...] = (),
+                 unless: tuple[str, ...] = ()) -> str | None:  # fmt: skip
+    """The lines of a loop's text (from its `# Model` comment on) whose code holds a needle, with
+    the comments just above them, and the whole body of a header that holds one of `blocks`;
+    leaving out lines that hold one of `unless`. Gaps read as `...`; None when nothing matches.
+
+    The lines are the text's own, so what the Code map shows is the source that runs."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().startswith(SETUP)), 0)
+    keep: set[int] = set()
+    for i in range(start, len(lines)):
+        code = lines[i].split("  #")[0]
+        if not code.strip() or code.strip().startswith("#") or any(u in code for u in unless):
+            continue
+        if any(n in code for n in (*needles, *blocks)):
+            keep.add(i)
+        if any(n in code for n in blocks) and code.rstrip().endswith(":"):
+            indent = len(code) - len(code.lstrip())
+            j = i + 1
+            while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > indent):
+                keep.add(j)
+                j += 1
+    for i in sorted(keep):  # the comments that introduce a kept line
+        j = i - 1
+        while j > start and lines[j].strip().startswith("#") and not _is_phase(lines[j]):
+            keep.add(j)
+            j -= 1
+    if not keep:
+        return None
+    out, last = [], None
+    for i in sorted(keep):
+        if last is not None and i != last + 1:
+            out.append(" " * _indent(lines[i]) + "...")
+        out.append(lines[i])
+        last = i
+    return textwrap.dedent("\n".join(out)).rstrip()
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _is_phase(line: str) -> bool:
+    return any(line.strip().startswith(marker) for marker in (SETUP, *PHASES))
+
+
+# (needles, blocks, unless) of each row's lines in the loops: (hand, torch); None: no twin line
+_LINES = MappingProxyType(
+    {
+        "loader": (((" in enumerate(batches)", " in batches:"),),) * 2,
+        "modes": (None, (("net.train()", "net.eval()"),)),
+        "accumulate": (
+            (("accumulate", "step_loss", " in enumerate(batches)"), ("i % accumulate == 0",),
+             ("validation",)),
+        ) * 2,
+        "clip": ((("clip_grad_norm_(",), ("clip_grad_norm is not None",)),) * 2,
+        "schedule": ((("scheduler", "step_lr"), (), ("def ",)),) * 2,
+        "validation": (((), ("validation is not None",)),) * 2,
+    }
+)  # fmt: skip
+NO_TWIN = "# (no line: numpy has no training or evaluation mode)"
+
+
+def _helpers(key: str, cfg: Config) -> tuple[list, list]:
+    """The functions a row's lines call, as (title, function or class), (hand, torch)."""
+    if key == "loader":
+        return (
+            [("lib.engine.data.loader", data_module.loader),
+             ("lib.engine.data.epoch_batches", data_module.epoch_batches)],
+            [("lib.engine.data.torch_loader", data_module.torch_loader),
+             ("lib.engine.data.SharedOrder", data_module.SharedOrder)],
+        )  # fmt: skip
+    if key == "clip":
+        return [("lib.twins.manual.clip_grad_norm_", manual_module.clip_grad_norm_)], []
+    if key == "schedule":
+        name = SCHEDULE_NAMES[cfg.scheduler]
+        return [(f"lib.twins.schedules.{name}", schedules_module.MANUAL[cfg.scheduler])], []
+    if key == "validation":
+        return [("lib.twins.manual.evaluate", manual_module.evaluate)], []
+    return [], []
+
+
+def loop_row_code(
+    row: LoopRow | str, cfg: Config, hand_text: str | None = None, torch_text: str | None = None
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The code of one row, as [(title, code)] for (the hand loop, torch): its lines in the loops
+    (from the texts given, such as lib.io.export.twin_sources', else the whole functions), then
+    the functions they call, read with inspect. A line the given text lacks is looked for in the
+    whole function, the code that runs."""
+    key = row.key if isinstance(row, LoopRow) else row
+    if key not in _LINES:
+        raise ValueError(f"row must be one of {', '.join(_LINES)}; got {key!r}")
+    sides = []
+    for spec, text, func, helpers in zip(
+        _LINES[key], (hand_text, torch_text), (manual_loop, torch_module.torch_loop),
+        _helpers(key, cfg), strict=True,
+    ):  # fmt: skip
+        blocks = []
+        if spec is None:
+            blocks.append((f"In {func.__name__}", NO_TWIN))
+        else:
+            found = None if text is None else source_lines(text, *spec)
+            found = found or source_lines(inspect.getsource(func), *spec)
+            blocks.append((f"In {func.__name__}", found or "# (no line in this configuration)"))
+        blocks += [(title, inspect.getsource(obj).rstrip()) for title, obj in helpers]
+        sides.append(blocks)
+    return sides[0], sides[1]
+
+
+def loop_row_values(step: Step, key: str) -> tuple[list, list]:
+    """The values a row's lines produced in the step: ([(name, value)] of the hand loop, torch's).
+
+    Empty for the modes row: they compute nothing."""
+    m, t = step.manual, step.torch
+    if key == "loader":
+        return tuple(
+            [("rows of the batch (Dataset rows)", s.indices), ("inputs", s.inputs)] for s in (m, t)
+        )
+    if key == "modes":
+        return [], []
+    if key == "accumulate":
+        return tuple(
+            [(f"micro-batch {j} rows", rows) for j, rows in enumerate(s.micro_indices)]
+            + [("loss (the last micro-batch's share)", s.loss), ("step_loss", s.step_loss)]
+            for s in (m, t)
+        )
+    if key == "clip":
+        return tuple(
+            [("norm (before clipping)", s.norm), ("min(1, max_norm / (norm + 1e-6))",
+             s.clip_factor), ("‖gradient step() used‖", float(np.linalg.norm(s.gradient)))]
+            for s in (m, t)
+        )  # fmt: skip
+    if key == "schedule":
+        return tuple([("step_lr (the lr this step used)", s.lr)] for s in (m, t))
+    if key == "validation":
+        return tuple(
+            [("val_loss", s.val_loss if s.val_loss is not None else
+              "(this step does not evaluate)")] for s in (m, t)
+        )  # fmt: skip
+    raise ValueError(f"row must be one of {', '.join(_LINES)}; got {key!r}")
+
+
+# ---------------------------------------------------------------- the rest of the loop: checks
+
+
+def check_loader_rows(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """Both loops received the same rows at step t: the hand loader's (its `idx`), the
+    DataLoader's (its sampler's last batch), and the shared order drawn again beside them; and
+    the inputs each loop read are those rows of the Dataset."""
+    step = _step(data, cfg, t)
+    m, tw = step.manual, step.torch
+    shared = np.asarray(m.micro_indices[-1]) if m.micro_indices else np.zeros(0, dtype=int)
+    same = np.array_equal(m.indices, tw.indices) and np.array_equal(m.indices, shared)
+    dtype = np.float32 if cfg.torch_dtype == "float32" else np.float64
+    X, y = data.X[m.indices], data.y[m.indices]
+    with np.errstate(invalid="ignore"):
+        hand_gap = max(float(np.abs(m.inputs - X).max()), float(np.abs(m.labels - y).max()))
+        twin_gap = max(
+            float(np.abs(tw.inputs - X.astype(dtype)).max()),
+            float(np.abs(tw.labels - y.astype(dtype)).max()),
+        )
+    which = "the last micro-batch's rows" if cfg.accumulate > 1 else "rows"
+    measured = {
+        f"hand loader's {which}": m.indices,
+        f"DataLoader's {which}": tw.indices,
+        "the same rows, in the same order": "yes" if same else "no",
+        "max |hand inputs, labels − the Dataset's rows|": hand_gap,
+        "max |torch inputs, labels − the Dataset's rows|": twin_gap,
+    }
+    ok = same and len(shared) == len(m.indices) and hand_gap == 0.0 and twin_gap == 0.0
+    return Evidence(bool(ok), measured, _where(step) + ", both loaders")
+
+
+def loader_text(cfg: Config) -> str:
+    """The sentence on the rows both loops received, for this configuration."""
+    what = "each micro-batch of the step" if cfg.accumulate > 1 else "the step's batch"
+    return (
+        f"At this step both loops received the same rows of the data set, in the same order "
+        f"({what}; shown: the last): the hand loader's slice of its permutation and the "
+        "DataLoader's batch from `SharedOrder`, whose inputs are those rows of the Dataset."
+    )
+
+
+class _CountingTensorDataset(TensorDataset):
+    """A TensorDataset that counts how often it is indexed (in its own `calls`)."""
+
+    def __getitem__(self, index):
+        self.calls = getattr(self, "calls", 0) + 1
+        return super().__getitem__(index)
+
+
+def fetch_calls(torch_batches) -> tuple[int, object, int]:
+    """How many times a torch loop's DataLoader indexes its dataset for one batch, measured on the
+    DataLoader itself: (calls, the loader, rows of that batch). torch_batches is a fresh
+    lib.engine.data.torch_loader generator; it is started, and its dataset counted from then on."""
+    next(torch_batches)  # starts it: the DataLoader now exists in its frame
+    loader = torch_batches.gi_frame.f_locals["loader"]
+    loader.dataset.__class__ = _CountingTensorDataset  # this fresh copy only
+    loader.dataset.calls = 0
+    inputs, _ = next(torch_batches)
+    return loader.dataset.calls, loader, len(inputs)
+
+
+def check_loader_one_index(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """The torch loop's DataLoader indexes its TensorDataset once per batch; the textbook
+    DataLoader(batch_size=b, shuffle=True) indexes it once per sample."""
+    twin = loops(data, cfg)[1]  # a fresh copy of this run's torch loop
+    calls, loader, rows = fetch_calls(arguments_of(twin)["batches"])
+    tensors = loader.dataset.tensors
+    b = min(cfg.batch_size, len(tensors[0]))  # the same batch size, by the textbook
+    generator = torch.Generator().manual_seed(cfg.seed)
+    textbook = DataLoader(
+        _CountingTensorDataset(*tensors), batch_size=b, shuffle=True, generator=generator
+    )
+    first = next(iter(textbook))
+    measured = {
+        "the torch loop's DataLoader": f"batch_size={loader.batch_size}, sampler="
+        f"{type(loader.sampler).__name__}, dataset {type(loader.dataset).__bases__[0].__name__}",
+        "dataset indexing calls for one batch": calls,
+        "rows in that batch": rows,
+        f"calls with DataLoader(batch_size={textbook.batch_size}, shuffle=True)": (
+            textbook.dataset.calls
+        ),
+        "rows in its batch": len(first[0]),
+    }
+    ok = loader.batch_size is None and calls == 1 and textbook.dataset.calls == len(first[0])
+    return Evidence(bool(ok), measured, "one batch of a fresh copy of this run's torch loader")
+
+
+LOADER_ONE_INDEX = (
+    "The DataLoader indexes its `TensorDataset` once per batch (`batch_size=None`, with a "
+    "sampler of whole batches); `DataLoader(batch_size=b, shuffle=True)` indexes it once per "
+    "sample, b times, and stacks the results."
+)
+
+
+def _reads_training(module: torch.nn.Module) -> bool:
+    """Whether the module's own forward reads `.training` (dropout, batch norm), from its source."""
+    try:
+        tree = parse(textwrap.dedent(inspect.getsource(type(module).forward)))
+    except (OSError, TypeError):  # no source: assume it may
+        return True
+    return any(isinstance(n, ast.Attribute) and n.attr == "training" for n in ast.walk(tree))
+
+
+def mode_evidence(net: torch.nn.Module, inputs: torch.Tensor, seed: int = 0) -> Evidence:
+    """Are train() and eval() no-ops for this net? No module's forward reads .training, and its
+    outputs on the inputs are equal, to the bit, in training and in evaluation mode."""
+    readers = [type(m).__name__ for m in net.modules() if _reads_training(m)]
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # a dropout's draws stay here
+        torch.manual_seed(seed)
+        net.train()
+        trained = net(inputs)
+        net.eval()
+        evaluated = net(inputs)
+    diff = float((trained - evaluated).abs().max())
+    measured = {
+        "modules whose forward reads .training": ", ".join(readers) or "none",
+        "max |outputs in train mode − outputs in eval mode|": diff,
+    }
+    return Evidence(not readers and diff == 0.0, measured)
+
+
+def check_modes_no_op(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """net.train() and net.eval() change nothing for this model (on step t's batch and weights)."""
+    net, _, inputs, _ = _model(data, cfg, t)
+    e = mode_evidence(net, inputs, cfg.seed)
+    return dataclasses.replace(
+        e, note=f"this model at the weights and batch of {_where(_step(data, cfg, t))}"
+    )
+
+
+def modes_text(cfg: Config) -> str:
+    """The sentence on why the modes change nothing for this model."""
+    return (
+        f"`net.train()` and `net.eval()` only set the `.training` flag of each module; no module "
+        f"of this model ({_model_words(cfg)}) reads it in its forward pass, so its outputs on "
+        "this step's batch are the same in both modes, to the bit."
+    )
+
+
+def modes_matter_evidence(inputs: torch.Tensor, layers=None, seed: int = 0) -> Evidence:
+    """Do the modes change what dropout and batch norm compute? Measured on the inputs: each layer
+    in training mode and in eval mode (a fresh nn.Dropout(0.5) and nn.BatchNorm1d by default)."""
+    if layers is None:
+        layers = (torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(inputs.shape[1], dtype=inputs.dtype))
+    measured, ok = {}, True
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for layer in layers:
+            name = type(layer).__name__
+            layer.eval()
+            evaluated = layer(inputs)
+            layer.train()
+            try:
+                diff = float((layer(inputs) - evaluated).abs().max())
+            except ValueError as err:  # batch norm refuses one row in training mode
+                measured[f"{name} in train mode"] = f"refused: {err}"
+                continue
+            measured[f"{name}: max |train-mode − eval-mode output|"] = diff
+            ok = ok and diff > 0
+    return Evidence(ok, measured)
+
+
+def check_modes_matter(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """With dropout or batch norm the modes differ: measured on step t's batch."""
+    _, _, inputs, _ = _model(data, cfg, t)
+    e = modes_matter_evidence(inputs, seed=cfg.seed)
+    return dataclasses.replace(
+        e, note=f"nn.Dropout(0.5) and nn.BatchNorm1d on the inputs of {_where(_step(data, cfg, t))}"
+    )
+
+
+MODES_MATTER = (
+    "They matter for dropout and batch norm: on this step's inputs, `nn.Dropout(0.5)` zeroes "
+    "some values and doubles the rest in training mode and passes them unchanged in eval "
+    "mode, and `nn.BatchNorm1d` normalises by the batch's own mean and variance in training "
+    "mode (it refuses a batch of one row) and by its running estimates in eval mode."
+)
+
+
+def _evaluating_step(cfg: Config, after: int) -> int:
+    """The first step after `after` that ends with a validation pass."""
+    e = cfg.eval_interval
+    return (after + 1) // e * e + e - 1
+
+
+def watched_validation(data: Dataset, cfg: Config) -> tuple[int, list, tuple]:
+    """Run a fresh copy of this run's torch loop to its first validation pass after step 0, with a
+    forward hook on its net: (that step, each call of the net as (was it the validation inputs,
+    grad enabled, output's grad_fn, output.requires_grad, net.training)), the net, the criterion,
+    the validation tensors). The hook goes on after step 0, once the net exists."""
+    twin = loops(data, cfg)[1]
+    validation = arguments_of(twin)["validation"]
+    next(twin)
+    net, criterion = values_of(twin, "net", "criterion").values()
+    calls = []
+
+    def hook(module, args, output):
+        calls.append((args[0] is validation[0], torch.is_grad_enabled(), output.grad_fn,
+                      output.requires_grad, module.training))  # fmt: skip
+
+    handle = net.register_forward_hook(hook)
+    target = _evaluating_step(cfg, 0)
+    try:
+        for _ in range(target):
+            next(twin)
+    finally:
+        handle.remove()
+    return target, calls, (net, criterion, validation)
+
+
+def check_no_graph(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """The torch loop's validation forward pass builds no graph (its output has grad_fn None and
+    requires_grad False, grad mode off); the same pass without torch.no_grad() builds one that
+    reaches every parameter. The net is in eval mode there and in train mode on the batches."""
+    target, calls, (net, criterion, (X_val, y_val)) = watched_validation(data, cfg)
+    val = [c for c in calls if c[0]]
+    train = [c for c in calls if not c[0]]
+    if not val:
+        return Evidence(False, {"validation calls seen": 0}, f"steps 1 to {target} of this run")
+    _, grad_on, grad_fn, requires, training = val[-1]
+    loss = criterion(net(X_val), y_val)  # the same line, without no_grad()
+    params = list(net.parameters())
+    reached = _parameters_reached(loss.grad_fn)
+    count = sum(any(p is leaf for leaf in reached) for p in params)
+    measured = {
+        "validation output's grad_fn": type(grad_fn).__name__ if grad_fn is not None else "None",
+        "its requires_grad": requires,
+        "grad mode during it": "on" if grad_on else "off",
+        "without torch.no_grad(): the loss's grad_fn": type(loss.grad_fn).__name__,
+        "parameters its graph reaches": f"{count} of {len(params)}",
+        "net.training: on the batches / in validation": f"{train[-1][4] if train else '?'} / "
+        f"{training}",
+    }
+    ok = grad_fn is None and not requires and not grad_on and loss.grad_fn is not None
+    ok = ok and count == len(params) and not training and bool(train) and train[-1][4]
+    note = f"the validation pass after step {target} of a fresh copy of this run, its net watched"
+    return Evidence(bool(ok), measured, note)
+
+
+NO_GRAPH = (
+    "Under `torch.no_grad()` the validation forward pass records no graph: its output has "
+    "`grad_fn` None and `requires_grad` False, so nothing is kept for a backward pass; the same "
+    "line without it builds a graph that reaches every parameter. `net.eval()` has put the net "
+    "in evaluation mode for it, and `net.train()` back for the batches."
+)
+
+
+def check_val_loss_twin(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """Every validation pass up to step t: the hand evaluate() equals torch's no_grad loss."""
+    stepper = _stepper_at(data, cfg, t)
+    n = (stepper.step + 1) // cfg.eval_interval
+    if n == 0:
+        first = cfg.eval_interval - 1
+        return Evidence(
+            False, {}, f"no validation pass yet: the first follows step {first:,}", False
+        )
+    hand = stepper.history("manual").val_loss[:n]
+    twin = stepper.history("torch").val_loss[:n]
+    with np.errstate(invalid="ignore"):
+        diff = float(np.abs(hand - twin).max())
+        scale = max(1.0, float(np.abs(twin).max()))
+    measured = {
+        "validation passes so far": n,
+        "last val_loss (hand, torch)": f"{hand[-1]:.10g}, {twin[-1]:.10g}",
+        "max |hand − torch| over them": diff,
+    }
+    return Evidence(bool(diff <= 1e-10 * scale), measured, f"steps 0 to {stepper.step} of this run")
+
+
+VAL_LOSS_TWIN = (
+    "At every validation pass so far the hand `evaluate(...)` gives the held-out loss that "
+    "torch computes under `no_grad()`, to within 1e-10 of its size: the same forward pass and "
+    "loss, without a graph in either loop."
+)
+
+
+def clip_evidence(step: Step, micro, max_norm: float) -> Evidence:
+    """Did both loops clip step t as clip_grad_norm_ does? The norm each returned equals the norm
+    of the unclipped gradient (its micro-batches run again and summed); the gradient step() used
+    is that sum times min(1, max_norm / (norm + 1e-6)), the same direction."""
+    m, t = step.manual, step.torch
+    factor = min(1.0, max_norm / (t.norm + 1e-6))
+    clipped = factor < 1.0
+    measured = {
+        "norm clip_grad_norm_ returned (hand, torch)": f"{m.norm:.10g}, {t.norm:.10g}",
+        "clip factor min(1, max_norm / (norm + 1e-6))": factor,
+        "this step": f"clipped: every gradient × {factor:.6g}"
+        if clipped
+        else f"not clipped: its norm is at most {_n(max_norm)}, factor 1",
+        "‖gradient step() used‖": float(np.linalg.norm(t.gradient)),
+    }
+    gaps = [*micro.norm_gap, *micro.gradient_gap]
+    measured["max relative gap (norm of the sum; factor × sum − gradient used)"] = float(max(gaps))
+    scale = max(1.0, abs(t.norm))
+    ok = abs(m.norm - t.norm) <= 1e-10 * scale and all(g <= 1e-10 for g in gaps)
+    ok = ok and max(abs(m.clip_factor - factor), abs(t.clip_factor - factor)) <= 1e-12
+    ok = ok and t.clip_gap <= 1e-10 and m.clip_gap <= 1e-10
+    return Evidence(bool(ok), measured)
+
+
+def check_clip(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """clip_grad_norm_ at step t, in both loops, against the gradient rebuilt from its parts."""
+    stepper = _stepper_at(data, cfg, t)
+    step = stepper.current
+    e = clip_evidence(step, stepper.micro_batches(step.t), cfg.clip_grad_norm)
+    return dataclasses.replace(e, note=_where(step) + ", both loops")
+
+
+def clip_text(cfg: Config) -> str:
+    """The clipping sentence at this max_norm."""
+    c = _n(cfg.clip_grad_norm)
+    return (
+        f"Both loops clip as `clip_grad_norm_(..., {c})` does: the norm they return is the "
+        "gradient's before clipping, and the gradient `step()` uses is that gradient times "
+        f"`min(1, {c} / (norm + 1e-6))`, in the same direction."
+    )
+
+
+def _schedule_kwargs(cfg: Config) -> dict:
+    """The scheduler's keywords as torch reads them: the Config's, then torch's defaults."""
+    defaults_ = schedules_module.torch_keywords(cfg.scheduler)
+    kept = {k: v for k, v in defaults_.items() if v is not inspect.Parameter.empty}
+    return {**kept, **cfg.scheduler_kwargs}
+
+
+def _onecycle(cfg: Config, kw: dict) -> tuple[str, Callable[[int], float]]:
+    """OneCycleLR's closed form: phases of (last step, lr from, lr to), annealed in each."""
+    total = kw["total_steps"] or kw["epochs"] * kw["steps_per_epoch"]
+    top, p = kw["max_lr"], kw["pct_start"]
+    start = top / kw["div_factor"]
+    low = start / kw["final_div_factor"]
+    ends = [float(p * total) - 1]
+    lrs = [(start, top)]
+    if kw["three_phase"]:
+        ends.append(float(2 * p * total) - 2)
+        lrs.append((top, start))
+        lrs.append((start, low))
+    else:
+        lrs.append((top, low))
+    ends.append(total - 1)
+    cos = kw["anneal_strategy"] == "cos"
+
+    def anneal(a: float, b: float, pct: float) -> float:
+        return b + (a - b) / 2 * (math.cos(math.pi * pct) + 1) if cos else a + (b - a) * pct
+
+    def lr(t: int) -> float:
+        begin = 0.0
+        for i, end in enumerate(ends):
+            if t <= end or i == len(ends) - 1:
+                return anneal(*lrs[i], (t - begin) / (end - begin))
+            begin = end
+        raise AssertionError("unreachable")
+
+    shape = "a half cosine" if cos else "a straight line"
+    text = (
+        f"`lr_t` going from {_n(start)} (max_lr / div_factor) to {_n(top)} (max_lr) by step "
+        f"{_n(ends[0])} and then to {_n(low)} by step {_n(ends[-1])}"
+        + (f" (via {_n(start)} at step {_n(ends[1])})" if kw["three_phase"] else "")
+        + f", along {shape} in each phase"
+    )
+    return text, lr
+
+
+def schedule_formula(cfg: Config) -> tuple[str, Callable[[int], float]]:
+    """The closed form of this Config's schedule, in words with its numbers, and as a function of
+    the step t (from 0): torch's documented formulas, written here apart from both loops."""
+    kw, lr0, name = _schedule_kwargs(cfg), cfg.lr, cfg.scheduler
+    if name == "step":
+        g, s = kw["gamma"], kw["step_size"]
+        return f"`lr_t = {_n(lr0)} · {_n(g)}^⌊t / {s}⌋`", lambda t: lr0 * g ** (t // s)
+    if name == "multistep":
+        g, ms = kw["gamma"], sorted(kw["milestones"])
+        text = f"`lr_t = {_n(lr0)} · {_n(g)}^(milestones ≤ t)`, milestones {list(ms)}"
+        return text, lambda t: lr0 * g ** bisect.bisect_right(ms, t)
+    if name == "exponential":
+        g = kw["gamma"]
+        return f"`lr_t = {_n(lr0)} · {_n(g)}^t`", lambda t: lr0 * g**t
+    if name == "cosine":
+        T, lo = kw["T_max"], kw["eta_min"]
+        text = f"`lr_t = {_n(lo)} + ({_n(lr0)} − {_n(lo)}) · (1 + cos(π t / {T})) / 2`"
+        return text, lambda t: lo + (lr0 - lo) * (1 + math.cos(math.pi * t / T)) / 2
+    if name == "linear":
+        a, b, n = kw["start_factor"], kw["end_factor"], kw["total_iters"]
+        text = f"`lr_t = {_n(lr0)} · ({_n(a)} + ({_n(b)} − {_n(a)}) · min(t, {n}) / {n})`"
+        return text, lambda t: lr0 * (a + (b - a) * min(t, n) / n)
+    if name == "onecycle":
+        return _onecycle(cfg, kw)
+    raise ValueError(f"no schedule in this configuration (scheduler={name!r})")
+
+
+def schedule_evidence(step: Step, cfg: Config) -> Evidence:
+    """The lr step t used: the same in both loops (to rounding) and equal to the closed form."""
+    formula = schedule_formula(cfg)[1]
+    expected = formula(step.t)
+    hand, twin = step.manual.lr, step.torch.lr
+    scale = max(abs(expected), 1e-300)
+    measured = {
+        "lr this step used (hand, torch)": f"{hand!r}, {twin!r}",
+        f"the formula at t = {step.t}": expected,
+        "|hand − torch| / lr": abs(hand - twin) / scale,
+        "|torch − formula| / lr": abs(twin - expected) / scale,
+    }
+    ok = abs(hand - twin) <= 1e-12 * scale and abs(twin - expected) <= 1e-9 * scale
+    return Evidence(bool(ok), measured)
+
+
+def check_schedule(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """The scheduler's lr at step t, in both loops, against its closed form."""
+    step = _step(data, cfg, t)
+    return dataclasses.replace(schedule_evidence(step, cfg), note=_where(step) + ", both loops")
+
+
+def schedule_text(cfg: Config) -> str:
+    """The schedule sentence for this Config."""
+    return (
+        f"The lr this step used is the same in both loops, torch's "
+        f"`optimizer.param_groups[0]['lr']` and the hand optimizer's `lr`, and equal to "
+        f"`{SCHEDULE_NAMES[cfg.scheduler]}`'s formula at this step (to 1e-9 of its size: the "
+        "loops compute it step from step, the formula at once)."
+    )
+
+
+def accumulation_evidence(micro) -> Evidence:
+    """Does the gradient of an accumulated step equal the sum of its micro-batches' scaled
+    gradients (the mean of their gradients; with clipping, that times the clip factor) and its
+    loss the sum of the scaled losses, in both loops?"""
+    measured = {
+        "micro-batches": micro.accumulate,
+        "rows in each": ", ".join(str(len(r)) for r in micro.rows),
+        "max |Σ gradient shares − gradient step() used| (hand, torch), relative": ", ".join(
+            f"{g:.3g}" for g in micro.gradient_gap
+        ),
+        "|Σ loss shares − step_loss| (hand, torch), relative": ", ".join(
+            f"{g:.3g}" for g in micro.loss_gap
+        ),
+    }
+    if not np.allclose(micro.factor, 1.0):
+        measured["clip factor applied to the sum (hand, torch)"] = ", ".join(
+            f"{f:.6g}" for f in micro.factor
+        )
+    return Evidence(bool(micro.adds_up), measured)
+
+
+def check_accumulation(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
+    """Step t's micro-batches, each run again alone, add up to the step's gradient and loss."""
+    stepper = _stepper_at(data, cfg, t)
+    step = stepper.current
+    e = accumulation_evidence(stepper.micro_batches(step.t))
+    note = _where(step) + ", each micro-batch run again alone by both loop functions"
+    return dataclasses.replace(e, note=note)
+
+
+def accumulation_text(cfg: Config) -> str:
+    """The accumulation sentence for this Config."""
+    k = cfg.accumulate
+    extra = ""
+    if not cfg.zero_grad:
+        extra += ", on top of what the earlier steps left (`zero_grad` is off)"
+    if cfg.clip_grad_norm is not None:
+        extra += ", then scaled by the clip factor"
+    return (
+        f"The gradient `step()` used is the sum of the {k} micro-batches' gradients of "
+        f"`loss / {k}`, the mean of their gradients{extra}; the step's loss is the sum of the "
+        f"{k} scaled losses. Measured by running each micro-batch again alone from the step's "
+        "weights."
     )
 
 
@@ -1077,7 +1977,7 @@ CLAIMS = (
         "update",
         effective_lr_text(Config()),
         check_effective_lr,
-        about=lambda cfg: cfg.loss != "bce" and not _kwarg(cfg, "maximize"),
+        about=_compares_conventions,
         say=effective_lr_text,
     ),
     Claim(
@@ -1089,7 +1989,10 @@ CLAIMS = (
         "`momentum * buffer + (1 - dampening) * .grad`.",
         check_first_step,
         about=lambda cfg: (
-            cfg.optimizer == "sgd" and bool(_kwarg(cfg, "momentum")) and _plain_first_step(cfg)
+            cfg.optimizer == "sgd"
+            and bool(_kwarg(cfg, "momentum"))
+            and _plain_first_step(cfg)
+            and not _cycles_momentum(cfg)
         ),
     ),
     Claim(
@@ -1129,6 +2032,50 @@ CLAIMS = (
         about=lambda cfg: (
             cfg.optimizer == "adagrad" and _plain_first_step(cfg) and _kwarg(cfg, "eps") > 0
         ),
+    ),
+    Claim(
+        "loader_same_rows",
+        "loader",
+        loader_text(Config()),
+        check_loader_rows,
+        say=loader_text,
+    ),
+    Claim("loader_one_index", "loader", LOADER_ONE_INDEX, check_loader_one_index),
+    Claim("modes_no_op", "modes", modes_text(Config()), check_modes_no_op, say=modes_text),
+    Claim("modes_matter", "modes", MODES_MATTER, check_modes_matter),
+    Claim(
+        "accumulate_sum",
+        "accumulate",
+        accumulation_text(Config(accumulate=2)),
+        check_accumulation,
+        applies=_LOOP_ROW["accumulate"].shown,
+        say=accumulation_text,
+    ),
+    Claim(
+        "clip_factor",
+        "clip",
+        clip_text(Config(clip_grad_norm=1.0)),
+        check_clip,
+        applies=_LOOP_ROW["clip"].shown,
+        say=clip_text,
+    ),
+    Claim(
+        "schedule_lr",
+        "schedule",
+        schedule_text(Config(scheduler="exponential", scheduler_kwargs={"gamma": 0.99})),
+        check_schedule,
+        applies=_LOOP_ROW["schedule"].shown,
+        say=schedule_text,
+    ),
+    Claim(
+        "no_graph", "validation", NO_GRAPH, check_no_graph, applies=_LOOP_ROW["validation"].shown
+    ),
+    Claim(
+        "val_loss_twin",
+        "validation",
+        VAL_LOSS_TWIN,
+        check_val_loss_twin,
+        applies=_LOOP_ROW["validation"].shown,
     ),
 )
 
@@ -1313,11 +2260,13 @@ __all__ = [
     "AGREE",
     "CLAIMS",
     "DIFF_NAME",
+    "LOOP_ROWS",
     "PHASES",
     "RELATIVE_NAME",
     "ROWS",
     "Claim",
     "Evidence",
+    "LoopRow",
     "Row",
     "agreement",
     "agreement_text",
@@ -1326,6 +2275,10 @@ __all__ = [
     "first_step_evidence",
     "first_step_prediction",
     "growth_warning",
+    "loop_row_code",
+    "loop_row_text",
+    "loop_row_values",
+    "loop_rows_for",
     "loss_blind_weights",
     "loss_growth",
     "phase_source",
@@ -1333,8 +2286,10 @@ __all__ = [
     "root_evidence",
     "row_text",
     "row_values",
+    "schedule_formula",
     "show",
     "sign_evidence",
+    "source_lines",
     "verify",
     "verify_all",
 ]
