@@ -10,6 +10,7 @@ import streamlit as st
 import lib
 from lib import explain
 from lib.engine.trace import Stepper
+from pages.parts import cached
 from pages.parts.cached import fingerprint, twin_phases
 from pages.parts.labels import LOSS_LABELS
 from pages.parts.links import literal
@@ -97,7 +98,9 @@ st.markdown(
     "the configuration in the sidebar does not take (the whole functions are at the bottom). "
     "Under each row: what the line computed at the step you pick, in a real run of the "
     "configuration in the sidebar, and the exact explanation — each sentence checked against "
-    f"torch right now ({HELD} held, {FAILED} did not)."
+    f"torch right now ({HELD} held, {FAILED} did not). After the five, the rest of the loop "
+    "this configuration runs: the DataLoader, `net.train()` / `net.eval()`, and, where they are "
+    "switched on, gradient accumulation, clipping, the learning-rate schedule and validation."
 )
 
 with st.expander("The classic five-line mapping, and where it is not one for one"):
@@ -163,8 +166,15 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
     left, right = st.columns(2)
     left.markdown(f"### Hand-written: `lib.{manual_fn.__name__}` (numpy)")
     right.markdown(f"### PyTorch: `lib.{torch_fn.__name__}`")
+    sizes = [len(rows) for rows in step.manual.micro_indices] or [len(step.manual.indices)]
+    batch = (
+        f"{len(sizes)} micro-batches of {', '.join(map(str, sizes))} samples (the values below "
+        "are the last one's)"
+        if cfg.accumulate > 1
+        else f"a batch of {sizes[-1]} samples"
+    )
     st.caption(
-        f"Step {step.t}: a batch of {len(step.manual.indices)} samples · model {cfg.model} · "
+        f"Step {step.t}: {batch} · model {cfg.model} · "
         f"loss convention {LOSS_LABELS[cfg.loss]} · optimizer {cfg.optimizer}."
     )
     with st.expander("Before the loop: the model, the loss, the optimizer"):
@@ -173,6 +183,7 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
         right.code(view.twin[explain.SETUP], language="python", wrap_lines=True)
     for row in explain.ROWS:
         show_row(row, view)
+    whole_loop(view)
     st.divider()
     with st.expander("The two functions, whole"):
         left, right = st.columns(2)
@@ -249,7 +260,74 @@ def show_row(row: explain.Row, view: View) -> None:
     for c in explain.claims_for(row.key, view.cfg):
         claim(c, view.checks.get(c.key), view.cfg)
     if row.key == "update" and view.cfg.loss != "bce":
-        loss_comparison(view)
+        if view.cfg.clip_grad_norm is None and view.cfg.accumulate == 1:
+            loss_comparison(view)
+        else:
+            st.caption(
+                "The step-size comparison of two loss conventions is left out here: clipping "
+                "scales both steps to the same norm, and with accumulation the sum convention's "
+                "factor is each micro-batch's size."
+            )
+
+
+# How each row of the rest of the loop is switched on (lib.Config's fields).
+SWITCHES = {
+    "accumulate": "`accumulate` > 1",
+    "clip": "`clip_grad_norm`",
+    "schedule": "a `scheduler`",
+    "validation": "`val_fraction` > 0",
+}
+
+
+def loop_texts(data: lib.Dataset, cfg: lib.Config) -> tuple[str | None, str | None]:
+    """The two loops' whole text as this configuration runs them (the cache the twin table uses);
+    (None, None) if it cannot be made: the rows then read the whole functions."""
+    try:
+        sources = cached._twin_sources(*cached.loop_key(data, cfg))
+        return sources["manual_loop"], sources["torch_loop"]
+    except (AttributeError, KeyError, ValueError, SyntaxError):
+        return None, None
+
+
+def whole_loop(view: View) -> None:
+    """The rows of the whole loop's lines that this configuration runs, each beside its twin."""
+    cfg = view.cfg
+    st.divider()
+    st.markdown("## The rest of the loop")
+    st.markdown(
+        "The lines a real loop has beyond the five, each beside what the hand loop does instead, "
+        "read from the code that runs; the sentences are checked on this run at the step picked."
+    )
+    absent = [r for r in explain.LOOP_ROWS if not r.shown(cfg)]
+    if absent:
+        st.caption(
+            "Not in this configuration, so not shown: "
+            + "; ".join(f"{r.title.lower()} (switched on by {SWITCHES[r.key]})" for r in absent)
+            + "."
+        )
+    texts = loop_texts(view.data, cfg)
+    for row in explain.loop_rows_for(cfg):
+        show_loop_row(row, view, texts)
+
+
+def show_loop_row(row: explain.LoopRow, view: View, texts: tuple) -> None:
+    """One line of the whole loop: both loops' code (and what it calls), values, text, checks."""
+    st.divider()
+    st.markdown(f"### {row.title}: `{row.manual}` ↔ `{row.torch}`")
+    hand, twin = explain.loop_row_code(row, view.cfg, *texts)
+    left, right = st.columns(2)
+    for column, blocks in ((left, hand), (right, twin)):
+        for k, (title, code) in enumerate(blocks):
+            column.caption(f"`{title[3:]}`, as this configuration runs it" if k == 0 else
+                           f"`{title}`, read from its source")  # fmt: skip
+            column.code(code, language="python", wrap_lines=True)
+    hand_values, twin_values = explain.loop_row_values(view.step, row.key)
+    if hand_values or twin_values:
+        left.code(values(hand_values), language="python", wrap_lines=True)
+        right.code(values(twin_values), language="python", wrap_lines=True)
+    st.markdown(explain.loop_row_text(row, view.cfg, view.data))
+    for c in explain.claims_for(row.key, view.cfg):
+        claim(c, view.checks.get(c.key), view.cfg)
 
 
 def optimizer_step(left, right, view: View) -> None:

@@ -1455,10 +1455,10 @@ def check_loader_rows(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
             float(np.abs(tw.inputs - X.astype(dtype)).max()),
             float(np.abs(tw.labels - y.astype(dtype)).max()),
         )
-    which = "the last micro-batch's rows" if cfg.accumulate > 1 else "rows"
+    which = " (the step's last micro-batch)" if cfg.accumulate > 1 else ""
     measured = {
-        f"hand loader's {which}": m.indices,
-        f"DataLoader's {which}": tw.indices,
+        f"hand loader's rows{which}": m.indices,
+        f"DataLoader's rows{which}": tw.indices,
         "the same rows, in the same order": "yes" if same else "no",
         "max |hand inputs, labels − the Dataset's rows|": hand_gap,
         "max |torch inputs, labels − the Dataset's rows|": twin_gap,
@@ -1746,7 +1746,7 @@ def check_clip(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
 
 def clip_text(cfg: Config) -> str:
     """The clipping sentence at this max_norm."""
-    c = _n(cfg.clip_grad_norm)
+    c = "max_norm" if cfg.clip_grad_norm is None else _n(cfg.clip_grad_norm)
     return (
         f"Both loops clip as `clip_grad_norm_(..., {c})` does: the norm they return is the "
         "gradient's before clipping, and the gradient `step()` uses is that gradient times "
@@ -1853,7 +1853,8 @@ def schedule_text(cfg: Config) -> str:
     return (
         f"The lr this step used is the same in both loops, torch's "
         f"`optimizer.param_groups[0]['lr']` and the hand optimizer's `lr`, and equal to "
-        f"`{SCHEDULE_NAMES[cfg.scheduler]}`'s formula at this step (to 1e-9 of its size: the "
+        f"`{SCHEDULE_NAMES.get(cfg.scheduler, 'the scheduler')}`'s formula at this step (to 1e-9 "
+        "of its size: the "
         "loops compute it step from step, the formula at once)."
     )
 
