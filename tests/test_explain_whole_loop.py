@@ -423,3 +423,14 @@ def test_the_update_row_and_its_claims_follow_a_schedule_and_clipping():
         optimizer="adam", scheduler="linear", scheduler_kwargs={"start_factor": 0.1}
     )
     assert evidence("first_step_adam", adam).ok  # at the schedule's first lr, lr / 10 here
+
+
+def test_a_run_without_a_pass_to_watch_leaves_the_validation_sentences_out():
+    rare = WHOLE.replace(eval_every=50)  # 20 steps: no validation pass at all
+    for key in ("no_graph", "val_loss_twin"):
+        e = evidence(key, rare)
+        assert not e.applies and not e.ok, key
+    one = BASE.replace(iterations=1, val_fraction=0.2, eval_every=1)
+    e = evidence("no_graph", one, t=0)
+    assert not e.applies and "no validation pass after step 0" in e.note
+    assert evidence("val_loss_twin", one, t=0).ok  # the pass after step 0, compared

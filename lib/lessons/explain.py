@@ -1615,10 +1615,11 @@ MODES_MATTER = (
 )
 
 
-def _evaluating_step(cfg: Config, after: int) -> int:
-    """The first step after `after` that ends with a validation pass."""
+def _watched_step(cfg: Config) -> int:
+    """The first step after step 0 that ends with a validation pass (the net exists only once
+    step 0 has run, so a hook can watch no earlier pass)."""
     e = cfg.eval_interval
-    return (after + 1) // e * e + e - 1
+    return e - 1 if e > 1 else 1
 
 
 def watched_validation(data: Dataset, cfg: Config) -> tuple[int, list, tuple]:
@@ -1637,7 +1638,7 @@ def watched_validation(data: Dataset, cfg: Config) -> tuple[int, list, tuple]:
                       output.requires_grad, module.training))  # fmt: skip
 
     handle = net.register_forward_hook(hook)
-    target = _evaluating_step(cfg, 0)
+    target = _watched_step(cfg)
     try:
         for _ in range(target):
             next(twin)
@@ -1650,6 +1651,9 @@ def check_no_graph(data: Dataset, cfg: Config, t: int = 0) -> Evidence:
     """The torch loop's validation forward pass builds no graph (its output has grad_fn None and
     requires_grad False, grad mode off); the same pass without torch.no_grad() builds one that
     reaches every parameter. The net is in eval mode there and in train mode on the batches."""
+    if _watched_step(cfg) >= cfg.iterations:
+        note = f"this run of {cfg.iterations:,} steps has no validation pass after step 0 to watch"
+        return Evidence(False, {}, note, False)
     target, calls, (net, criterion, (X_val, y_val)) = watched_validation(data, cfg)
     val = [c for c in calls if c[0]]
     train = [c for c in calls if not c[0]]
