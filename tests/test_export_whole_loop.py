@@ -209,3 +209,24 @@ def test_history_json_and_csv_hold_no_empty_extras(cfg):
     assert not {"lr", "clipped", "val_loss"} & set(doc["manual"])
     frame = pd.read_csv(io.BytesIO(lib.history_csv(result)))
     assert not {"lr", "clipped", "val_loss"} & set(frame["metric"])
+
+
+def test_the_twin_table_shows_an_accumulating_step_as_code():
+    """A line that ends in a colon before its comment reads `if ...: body` in a cell."""
+    from lib.lessons.explain import phase_source
+    from pages.parts.twin_table import twin_lines_markdown
+
+    def table(cfg):
+        sources = twin_sources(DATA, cfg)
+        hand, torch = (phase_source(sources[n], missing="") for n in ("manual_loop", "torch_loop"))
+        return twin_lines_markdown(hand, torch)
+
+    accumulating = table(CASES["accumulate 3"])
+    assert "`if i % accumulate == 0: optimizer.zero_grad()`" in accumulating
+    assert "`if i % accumulate == 0: neg_grad = np.zeros_like(weights)`" in accumulating
+    assert ":;" not in accumulating
+    plain = table(lib.Config())
+    assert "| `optimizer.zero_grad()` | `neg_grad = np.zeros_like(weights)` |" in plain
+    assert "accumulate" not in plain and "val_loss" not in plain
+    validating = table(CASES["validation every 4 steps"])
+    assert "with torch.no_grad(): val_loss = criterion(" in validating

@@ -1215,6 +1215,22 @@ def _reads_before_stores(stmt, name: str) -> list:
 _HEADING = re.compile(r"\s*# [A-Z][\w ,'-]{0,40}\.\n?$")
 
 
+# layers without parameters: making one draws no random numbers and changes nothing else
+_NO_EFFECT_CALLS = ("nn.Tanh", "nn.ReLU", "nn.Sigmoid", "nn.Identity")
+
+
+def _no_effect(node) -> bool:
+    """A constant, or a parameterless layer made from constants (nn.Tanh())."""
+    if _is_constant_display(node):
+        return True
+    return (
+        isinstance(node, ast.Call)
+        and ast.unparse(node.func) in _NO_EFFECT_CALLS
+        and all(_is_constant_display(a) for a in node.args)
+        and all(_is_constant_display(k.value) for k in node.keywords)
+    )
+
+
 def _is_bool(node) -> bool:
     """An expression whose value is True or False."""
     if isinstance(node, ast.Constant):
@@ -1356,11 +1372,13 @@ class _Specialiser:
             self._drop_counters,
             self._expand_starred,
             self._propagate_literals,
+            self._inline_locals,
             self._inline,
             self._drop_params,
             self._drop_attributes,
             self._drop_locals,
             self._drop_definitions,
+            self._drop_methods,
         ]
 
     def run(self) -> str:
@@ -2287,6 +2305,66 @@ class _Specialiser:
                 groups.append((*src.span(call), src.fits(expr, call, text)))
         return groups
 
+    def _inline_locals(self) -> list:
+        """A function that sets locals and returns them, each read once, as one `return` (which
+        _inline then writes at its calls): make_model's layers as the nn.Sequential they make.
+
+        Only where what has an effect still happens in the same order: each value that calls
+        anything but a layer without parameters (nn.Tanh()) is read in the order it was set, and
+        before any other call of the return that does not take it.
+        """
+        src, groups = self.src, []
+        for func in self.defs.values():
+            if not isinstance(func, ast.FunctionDef) or func.decorator_list:
+                continue
+            body = [s for s in func.body if not _is_docstring(s, func)]
+            if len(body) < 2 or not isinstance(body[-1], ast.Return) or body[-1].value is None:
+                continue
+            sets, ret = body[:-1], body[-1].value
+            if not all(
+                isinstance(a, ast.Assign)
+                and len(a.targets) == 1
+                and isinstance(a.targets[0], ast.Name)
+                for a in sets
+            ):
+                continue
+            names = [a.targets[0].id for a in sets]
+            reads = {n: src.loads(func, n) for n in names}
+            inside = {id(n) for n in ast.walk(ret)}
+            if (
+                len(set(names)) != len(names)
+                or set(names) & {p.arg for p in _params(func)}
+                or any(len(r) != 1 or id(r[0]) not in inside for r in reads.values())
+                or any(len(_stores(func, n)) != 1 for n in names)
+            ):
+                continue
+            effects = [
+                src.span(reads[a.targets[0].id][0])[0] for a in sets if not _no_effect(a.value)
+            ]
+            moved = {id(n) for r in reads.values() for node in r for n in ast.walk(node)}
+            others = [
+                c
+                for c in ast.walk(ret)
+                if isinstance(c, ast.Call)
+                and not any(id(n) in moved for n in ast.walk(c))
+                and not _no_effect(c)
+            ]
+            if effects != sorted(effects) or any(
+                src.span(c)[0] < max(effects, default=-1) for c in others
+            ):
+                continue
+            values = {a.targets[0].id: a.value for a in sets}
+            inner = [
+                (*src.span(r[0]), src.fits(values[n], r[0], src.seg(values[n])))
+                for n, r in reads.items()
+            ]
+            text = _segment_with(src, ret, inner)
+            text = " ".join(text.split()) if "\n" in text else text
+            indent = src.indent(body[-1].lineno)
+            start = src.stmt_span(sets[0])[0]
+            groups.append((start, src.stmt_span(body[-1])[1], f"{indent}return {text}\n"))
+        return groups
+
     def _drop_params(self) -> list:
         """Parameters that nothing reads leave the signature and every call.
 
@@ -2403,6 +2481,10 @@ class _Specialiser:
                     groups.append(self._reassign(node, pairs, drop))
         return groups
 
+    def _drop_methods(self) -> list:
+        """Methods of the script's own classes that nothing reads are left out."""
+        return _drop_methods_of(self.src, self.classes)
+
     def _drop_definitions(self) -> list:
         """Top-level functions, classes and constants that nothing uses are left out."""
         src, groups = self.src, []
@@ -2413,6 +2495,36 @@ class _Specialiser:
             if not [n for n in src.name_loads.get(name, []) if not first <= src.span(n)[0] < last]:
                 groups.append((first, last, ""))
         return groups
+
+
+def _drop_methods_of(src: _Source, classes: dict) -> list:
+    """Methods nothing reads, of the script's own classes (no base from a library, whose code
+    might call them by name): Layout less names() and description() where the loop reads views.
+
+    A method counts as read where any attribute or string anywhere else has its name.
+    """
+    groups = []
+    for cls in classes.values():
+        if any(getattr(b, "id", None) not in classes for b in cls.bases) or cls.keywords:
+            continue
+        methods = [n for n in cls.body if isinstance(n, ast.FunctionDef)]
+        for method in methods:
+            if method.name.startswith("__") or len(methods) < 2:
+                continue
+            first, last = src.stmt_span(method)
+            used = [
+                n
+                for n in src.nodes
+                if (
+                    (isinstance(n, ast.Attribute) and n.attr == method.name)
+                    or (isinstance(n, ast.Constant) and n.value == method.name)
+                )
+                and hasattr(n, "lineno")
+                and not first <= src.span(n)[0] < last
+            ]
+            if not used:
+                groups.append((first, last, ""))
+    return groups
 
 
 def _agree(seen: list, specials: tuple) -> bool:

@@ -14,7 +14,8 @@ def _one_line(code: str) -> str:
     ]
     out = ""
     for line in lines:
-        out += line.split("  #")[0] + (" " if line.endswith(":") else "; ")
+        code = line.split("  #")[0].rstrip()  # a trailing comment goes, then the colon shows
+        out += code + (" " if code.endswith(":") else "; ")
     return out.rstrip("; ").replace("|", "\\|")
 
 
