@@ -138,7 +138,7 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
         st.caption(
             f"This page follows the first {MAX_ITERATIONS:,} of the {cfg.iterations:,} iterations."
         )
-        cfg = cfg.replace(iterations=MAX_ITERATIONS)
+        cfg = first_steps(cfg)
     data_key = fingerprint(data)
     stepper = page_stepper(data, cfg, data_key)
     wanted = picked_step(cfg.iterations - 1)
@@ -189,6 +189,13 @@ def show_map(data: lib.Dataset, cfg: lib.Config) -> None:
         left, right = st.columns(2)
         left.code(inspect.getsource(manual_fn), language="python")
         right.code(inspect.getsource(torch_fn), language="python")
+
+
+def first_steps(cfg: lib.Config) -> lib.Config:
+    """The first MAX_ITERATIONS steps of the run cfg describes: the same schedule (its lengths
+    kept, not shortened with the run) and the same validation interval."""
+    kept = {"scheduler_kwargs": dict(cfg.scheduler_kwargs)} if cfg.scheduler is not None else {}
+    return cfg.replace(iterations=MAX_ITERATIONS, eval_every=cfg.eval_interval, **kept)
 
 
 @dataclasses.dataclass(frozen=True)

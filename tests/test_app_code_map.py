@@ -474,3 +474,18 @@ def test_a_false_sentence_of_the_rest_of_the_loop_shows_as_not_holding(monkeypat
     markdown = "\n".join(m.value for m in at.markdown)
     sentence = explain.loader_text(cfg)
     assert f":red[**✗**] **does not hold here:** {sentence}" in markdown
+
+
+def test_a_long_run_is_followed_for_its_first_steps_with_its_own_schedule_and_interval(
+    monkeypatch,
+):
+    long = CFG.replace(iterations=20_000, scheduler="cosine", val_fraction=0.2)
+    at = whole_page(monkeypatch, long, 150)
+    markdown = "\n".join(m.value for m in at.markdown)
+    assert "This page follows the first 10,000 of the 20,000 iterations." in [
+        c.value for c in at.caption
+    ]
+    # T_max and the validation interval are the whole run's, not the first steps'
+    assert "CosineAnnealingLR(optimizer, T_max=20000)" in markdown
+    assert "Every 100 optimizer steps (100 passes in this run of 10,000)" in markdown
+    assert "does not hold here" not in markdown
