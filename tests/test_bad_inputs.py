@@ -223,6 +223,108 @@ LIB_CASES = [
         ["optimizer_kwargs"],
         id="kw-betas-one",
     ),
+    # --- Config: the whole loop (issue 12): accumulation, the validation split, drop_last
+    pytest.param(
+        lambda: Config(accumulate=0),
+        r"whole number from 1 to 1,024",
+        ["accumulate", "0"],
+        id="acc-zero",
+    ),
+    pytest.param(
+        lambda: Config(accumulate=-2),
+        r"whole number from 1 to 1,024",
+        ["accumulate", "-2"],
+        id="acc-negative",
+    ),
+    pytest.param(
+        lambda: Config(accumulate=1_025),
+        r"whole number from 1 to 1,024",
+        ["accumulate", "1,025"],
+        id="acc-huge",
+    ),
+    pytest.param(
+        lambda: Config(accumulate=2.0), r"whole number", ["accumulate", "2.0"], id="acc-float"
+    ),
+    pytest.param(
+        lambda: Config(accumulate="4"), r"whole number", ["accumulate", "'4'"], id="acc-text"
+    ),
+    pytest.param(lambda: Config(accumulate=True), r"whole number", ["accumulate"], id="acc-bool"),
+    pytest.param(
+        lambda: Config(accumulate=None), r"whole number", ["accumulate", "None"], id="acc-none"
+    ),
+    pytest.param(
+        lambda: Config(val_fraction=1.0),
+        r"from 0 up to but not including 1",
+        ["val_fraction", "1.0"],
+        id="val-one",
+    ),
+    pytest.param(
+        lambda: Config(val_fraction=1.5),
+        r"from 0 up to but not including 1",
+        ["val_fraction", "1.5"],
+        id="val-above",
+    ),
+    pytest.param(
+        lambda: Config(val_fraction=-0.1),
+        r"from 0 up to but not including 1",
+        ["val_fraction", "-0.1"],
+        id="val-negative",
+    ),
+    pytest.param(
+        lambda: Config(val_fraction=math.nan),
+        r"from 0 up to but not including 1",
+        ["val_fraction", "nan"],
+        id="val-nan",
+    ),
+    pytest.param(
+        lambda: Config(val_fraction=math.inf),
+        r"from 0 up to but not including 1",
+        ["val_fraction", "inf"],
+        id="val-inf",
+    ),
+    pytest.param(
+        lambda: Config(val_fraction=True), r"a number from 0", ["val_fraction"], id="val-bool"
+    ),
+    pytest.param(
+        lambda: Config(val_fraction="0.2"),
+        r"a number from 0",
+        ["val_fraction", "'0.2'"],
+        id="val-text",
+    ),
+    pytest.param(
+        lambda: Config(val_fraction=None), r"a number from 0", ["val_fraction"], id="val-none"
+    ),
+    pytest.param(
+        lambda: Config(eval_every=0),
+        r"whole number from 1 to 1,000,000",
+        ["eval_every", "0"],
+        id="eval-zero",
+    ),
+    pytest.param(
+        lambda: Config(eval_every=-5),
+        r"whole number from 1",
+        ["eval_every", "-5"],
+        id="eval-negative",
+    ),
+    pytest.param(
+        lambda: Config(eval_every=2.5), r"whole number", ["eval_every", "2.5"], id="eval-fraction"
+    ),
+    pytest.param(
+        lambda: Config(eval_every=10.0), r"whole number", ["eval_every", "10.0"], id="eval-float"
+    ),
+    pytest.param(
+        lambda: Config(eval_every="10"), r"whole number", ["eval_every", "'10'"], id="eval-text"
+    ),
+    pytest.param(lambda: Config(eval_every=True), r"whole number", ["eval_every"], id="eval-bool"),
+    pytest.param(
+        lambda: Config(drop_last=1), r"True or False", ["drop_last", "1"], id="drop-last-int"
+    ),
+    pytest.param(
+        lambda: Config(drop_last="yes"), r"True or False", ["drop_last", "yes"], id="drop-last-text"
+    ),
+    pytest.param(
+        lambda: Config(drop_last=None), r"True or False", ["drop_last", "None"], id="drop-last-none"
+    ),
     # --- Dataset
     pytest.param(lambda: Dataset(np.ones(5), np.ones(5)), r"2-D.*reshape", ["X"], id="X-1d"),
     pytest.param(
@@ -360,6 +462,30 @@ LIB_CASES = [
         r"capped .* at most 62,500 iterations",
         ["iterations"],
         id="run-memory-cap",
+    ),
+    pytest.param(
+        lambda: lib.run(Dataset([[1.0], [2.0]], [1.0, 2.0]), Config(val_fraction=0.9)),
+        r"holds out all 2 rows and leaves no training rows",
+        ["val_fraction", "0.9"],
+        id="run-val-no-training-rows",
+    ),
+    pytest.param(
+        lambda: lib.run(Dataset([[1.0]], [1.0]), Config(val_fraction=0.01)),
+        r"leaves no training rows",
+        ["val_fraction"],
+        id="run-val-one-row",
+    ),
+    pytest.param(
+        lambda: lib.run(SMALL, Config(batch_size=21, drop_last=True)),
+        r"drop_last with batch_size 21 > 20 training rows leaves no batch",
+        ["drop_last", "batch_size"],
+        id="run-drop-last-too-big",
+    ),
+    pytest.param(
+        lambda: lib.run(SMALL, Config(batch_size=17, drop_last=True, val_fraction=0.2)),
+        r"batch_size 17 > 16 training rows",
+        ["drop_last", "batch_size"],
+        id="run-drop-last-after-split",
     ),
     # --- exports
     pytest.param(

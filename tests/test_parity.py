@@ -34,10 +34,17 @@ def configs(draw, data: lib.Dataset, lr=None, zero_grad=None):
             st.lists(st.floats(-5, 5), min_size=data.n + int(bias), max_size=data.n + int(bias)),
         )
     )
+    # The whole loop's data side (issue 12): a held-out share, micro-batches, drop_last.
+    val_fraction = draw(st.sampled_from([0.0, 0.0, 0.2])) if data.m > 1 else 0.0
+    train_rows = len(lib.engine.data.split_rows(data.m, val_fraction, 0)[0])
+    # Up to 80 against m <= 60: full batch (batch_size >= m) is drawn often.
+    batch_size = draw(st.integers(1, 80))
     return lib.Config(
         lr=lr if lr is not None else 10 ** draw(st.floats(-4, 0.5)),
-        # Up to 80 against m <= 60: full batch (batch_size >= m) is drawn often.
-        batch_size=draw(st.integers(1, 80)),
+        batch_size=batch_size,
+        accumulate=draw(st.sampled_from([1, 1, 2, 3])),
+        val_fraction=val_fraction,
+        drop_last=draw(st.booleans()) and batch_size <= train_rows,
         iterations=draw(st.integers(1, 30)),
         loss=draw(st.sampled_from(LOSSES)),
         bias=bias,
@@ -103,7 +110,7 @@ def test_run_parity_over_random_configurations(data, dataset):
 def stable_lr(data: lib.Dataset, cfg: lib.Config, fraction: float) -> float:
     """A learning rate below 2 / (largest curvature of any batch's loss), so no step can blow up."""
     A = data.with_ones() if cfg.bias else data.X
-    b = min(cfg.batch_size, data.m)
+    b = min(cfg.batch_size, len(lib.engine.data.split_rows(data.m, cfg.val_fraction, cfg.seed)[0]))
     k = {"mse": 2 / b, "half_mse": 1 / b, "sse": 2.0}[cfg.loss]
     # Any batch's Hessian k * A_b^T A_b has its largest eigenvalue below k * ||A||_F^2.
     return fraction * 2 / (k * float((A**2).sum()))
