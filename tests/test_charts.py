@@ -542,3 +542,120 @@ def test_series_chart_styles_series_by_name_then_by_first_word():
     assert encoding["color"]["scale"] == {"domain": ["a", "b"]}
     assert encoding["strokeWidth"]["scale"]["range"] == [2.0, 2.0]
     assert encoding["y"]["scale"] == {"zero": False}
+
+
+# ------------------------------------------- the whole loop (issue 12): validation and the lr
+
+
+def _val_run(**changes) -> tuple[lib.Dataset, Result]:
+    data = lib.io.datasets.linear(m=200)
+    cfg = lib.Config(lr=0.05, iterations=300, val_fraction=0.2, **changes)
+    return data, lib.run(data, cfg)
+
+
+def test_the_loss_chart_draws_both_loops_validation_loss_dashed_at_the_step_after():
+    data, result = _val_run()
+    chart = lib.charts.loss_chart(result, log=True, samples=data.m)
+    spec = chart.to_dict()
+    layers = _layer_rows(chart)
+    found = {(rows[0]["loop"], rows[0]["series"]): rows for _, rows in layers}
+    val = lib.charts.runs.VAL_SERIES
+    for loop, label in (("manual", "manual (numpy)"), ("torch", "torch")):
+        rows = found[(label, val)]
+        history = getattr(result, loop)
+        assert [r["step"] for r in rows] == list(result.val_steps + 1)
+        np.testing.assert_array_equal([r["value"] for r in rows], history.val_loss)
+        train = found[(label, lib.charts.runs.TRAIN_SERIES)]
+        np.testing.assert_array_equal([r["value"] for r in train], history.loss)
+    # colour: the loops; dash: training or validation, each in a labelled legend
+    assert spec["encoding"]["color"]["field"] == "loop"
+    dash = spec["encoding"]["strokeDash"]
+    assert dash["field"] == "series" and dash["scale"]["domain"][:2] == [
+        lib.charts.runs.TRAIN_SERIES,
+        val,
+    ]
+    assert dash["scale"]["range"][1] == list(lib.charts.runs.VAL_DASH)
+    assert dash["scale"]["range"][0] == [1, 0]
+    title = str(spec["title"])
+    assert "the loss on the 40 held-out rows" in title and "after every 2 steps" in title
+    # 160 training rows in batches of 32: five whole batches an epoch
+    assert "one pass over the 160 training rows" in title and "in 5 batches, each of 32" in title
+    # without a split: the loops' dashes as before, no validation line
+    plain = lib.charts.loss_chart(lib.run(data, result.config.replace(val_fraction=0.0)))
+    assert plain.to_dict()["encoding"]["strokeDash"]["field"] == "loop"
+    assert "held-out" not in str(plain.to_dict())
+
+
+def test_a_long_validation_history_is_thinned_to_the_budget():
+    result = fake_result(200_000, 4, np.random.default_rng(12))
+    steps = np.arange(result.steps)
+    rng = np.random.default_rng(13)
+
+    def with_val(h: History) -> History:
+        return dataclasses.replace(h, val_loss=h.loss + 0.1 * rng.random(result.steps))
+
+    cfg = lib.Config(iterations=result.steps, val_fraction=0.2, eval_every=1)
+    result = dataclasses.replace(
+        result,
+        manual=with_val(result.manual),
+        torch=with_val(result.torch),
+        config=cfg,
+        val_steps=steps,
+        val_rows=np.arange(20),
+    )
+    chart = lib.charts.loss_chart(result, samples=100, max_points=MAX_POINTS)
+    for _, rows in _layer_rows(chart):
+        assert len(rows) <= MAX_POINTS
+    live = lib.charts.live_points(result, samples=100)
+    rows = sum(len(r) for _, r in _layer_rows(lib.charts.loss_chart(result, max_points=live)))
+    assert rows <= 6 * live  # train, validation and epoch means of both loops
+
+
+def test_epoch_means_follow_the_training_rows_drop_last_and_accumulation():
+    data = lib.io.datasets.linear(m=200)
+    cases = [
+        ({"val_fraction": 0.2}, 5),  # 160 rows / 32
+        ({"val_fraction": 0.2, "batch_size": 30, "drop_last": True}, 5),  # 150 of 160 kept
+        ({"val_fraction": 0.2, "batch_size": 30}, 6),  # the last of 10
+        ({"accumulate": 7}, None),  # 7 batches of 200: one step an epoch, its mean the loss
+        ({"accumulate": 2}, None),  # 7 batches make no whole number of steps
+        ({"batch_size": 20, "accumulate": 5}, 2),
+    ]
+    for changes, length in cases:
+        result = lib.run(data, lib.Config(iterations=20, **changes))
+        assert lib.charts.epoch_length(result, data.m) == length, changes
+    result = lib.run(
+        data, lib.Config(iterations=20, batch_size=30, val_fraction=0.2, drop_last=True)
+    )
+    title = str(lib.charts.loss_chart(result, samples=data.m).to_dict()["title"])
+    assert "in 5 batches, each of 30" in title
+    assert "drop_last leaves out the other 10 rows of each epoch" in title
+    acc = lib.run(data, lib.Config(iterations=20, batch_size=20, accumulate=5))
+    title = str(lib.charts.loss_chart(acc, samples=data.m).to_dict()["title"])
+    assert (
+        "each epoch's 2 step losses" in title and "in 10 batches, each of 20, 5 to a step" in title
+    )
+
+
+def test_the_lr_chart_draws_both_loops_lr_and_their_largest_gap():
+    data = lib.io.datasets.linear(m=200)
+    cfg = lib.Config(iterations=300, scheduler="cosine", scheduler_kwargs={"T_max": 100})
+    result = lib.run(data, cfg)
+    charts = all_charts(result)
+    assert set(charts) == {"loss", "weights", "grad_norm", "diff", "lr"}
+    layers = _layer_rows(charts["lr"])
+    for (_, rows), history in zip(layers, (result.manual, result.torch), strict=True):
+        np.testing.assert_array_equal([r["value"] for r in rows], history.lr)
+        assert [r["step"] for r in rows] == list(range(result.steps))
+    title = str(charts["lr"].to_dict()["title"])
+    gap = float(np.max(np.abs(result.manual.lr - result.torch.lr)))
+    assert "Learning rate per step: CosineAnnealingLR" in title
+    assert f"Largest |manual − torch| over the steps: {gap:.3g}." in title
+    # a torch lr that is off shows in the note
+    off = dataclasses.replace(result.torch, lr=result.torch.lr * (1 + 1e-3))
+    title = str(lib.charts.runs.lr_chart(dataclasses.replace(result, torch=off)).to_dict()["title"])
+    assert f"{float(np.max(np.abs(result.manual.lr * 1e-3))):.3g}" in title
+    # no schedule: no lr chart, and the live budget counts its two lines only with one
+    plain = lib.run(data, cfg.replace(scheduler=None, scheduler_kwargs={}))
+    assert "lr" not in all_charts(plain)
+    assert lib.charts.live_points(plain) >= lib.charts.live_points(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 import altair as alt
@@ -11,6 +12,7 @@ import pandas as pd
 from ..engine.data import Dataset
 from ..engine.lockstep import Result
 from ..lessons import classify
+from ..twins.schedules import TORCH_NAMES as TORCH_SCHEDULES
 
 # A line needs no more than about two points per horizontal pixel: the first, last, lowest and
 # highest value of each bucket two pixels wide draw the same picture as every point would.
@@ -46,6 +48,11 @@ EPOCH_LABELS = MappingProxyType({"manual": "manual: epoch mean", "torch": "torch
 EPOCH_COLORS = MappingProxyType({"manual": "#08306b", "torch": "#a63603"})
 # Their stroke widths; torch dashed, as its batch line.
 EPOCH_STYLE = MappingProxyType({"manual": 2.5, "torch": 1.2})
+# With a validation split the loss chart tells train from validation by the dash, the loops by
+# colour (and width: manual thick underneath, torch thin on top).
+TRAIN_SERIES, VAL_SERIES = "training batches", "held-out rows (validation)"
+EPOCH_SERIES = "mean of the epoch's batch losses"
+VAL_DASH = (6, 3)
 FADED = 0.45  # opacity of the batch-loss lines under the epoch means, so the means stand out
 # Accuracy is measured at ACCURACY_POINTS steps at most (a line of 400 points on a ~600 px chart),
 # and with at most ACCURACY_WORK (sample x weight) products in all, so a big data set stays quick.
@@ -143,11 +150,14 @@ def _loop_encoding(
     x_title: str = "step",
     epochs: bool = False,
     y_format: str | None = None,
+    series_dash: Mapping[str, Sequence[float]] | None = None,
 ) -> alt.FacetedEncoding:
     """x = step, y = value, one colour and one dash pattern per loop (one legend), and a tooltip.
 
     epochs: the legend also names the two epoch-mean lines (EPOCH_LABELS).
     y_format: the y axis's labels.
+    series_dash: {series name: dash}: the dash tells the series apart instead of the loops (a
+    legend of its own), the colour the loops.
     """
     domain = [LABELS["manual"], LABELS["torch"]]
     colors = [COLORS["manual"], COLORS["torch"]]
@@ -177,18 +187,35 @@ def _loop_encoding(
                 **columns,
             ),
         ),
-        strokeDash=_n(
-            alt.StrokeDash,
-            "loop",
-            legend=alt.Legend(orient="top", title=None, **columns),
-            scale=alt.Scale(domain=domain, range=dashes),
-        ),
+        strokeDash=_dash_channel(domain, dashes, columns, series_dash),
         tooltip=[
             _n(alt.Tooltip, "loop"),
             _n(alt.Tooltip, "series"),
             _q(alt.Tooltip, "step", format=","),
             _q(alt.Tooltip, "value", format=".6g"),
         ],
+    )
+
+
+def _dash_channel(
+    domain: list[str],
+    dashes: list,
+    columns: dict,
+    series_dash: Mapping[str, Sequence[float]] | None,
+) -> alt.StrokeDash:
+    """The dash of _loop_encoding: one per loop (torch dashed), or one per series (series_dash)."""
+    if series_dash is None:
+        return _n(
+            alt.StrokeDash,
+            "loop",
+            legend=alt.Legend(orient="top", title=None, **columns),
+            scale=alt.Scale(domain=domain, range=dashes),
+        )
+    return _n(
+        alt.StrokeDash,
+        "series",
+        legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=2, columns=2),
+        scale=alt.Scale(domain=list(series_dash), range=[list(d) for d in series_dash.values()]),
     )
 
 
@@ -238,9 +265,7 @@ def _lines(
             )
         )
     for loop, steps, vals in sorted(epochs, key=lambda s: s[0] != "manual"):
-        frame = _frame(
-            steps, vals, loop=EPOCH_LABELS[loop], series="mean of the epoch's batch losses"
-        )
+        frame = _frame(steps, vals, loop=EPOCH_LABELS[loop], series=EPOCH_SERIES)
         mark = alt.MarkDef(type="line", clip=True, strokeWidth=EPOCH_STYLE[loop])
         layers.append(alt.Chart(frame, mark=mark))
     return alt.LayerChart(layer=layers, encoding=encoding, **props)
@@ -277,15 +302,23 @@ def _per_step_chart(
     log: bool,
     max_points: int,
     samples: int | None = None,
+    validation: bool = False,
 ):
-    """One value per step for both loops (loss or grad_norm), overlaid; samples: epoch means too."""
+    """One value per step for both loops (loss or grad_norm), overlaid; samples: epoch means too;
+    validation: the held-out rows' loss too, where the run has a validation split."""
+    validation = validation and len(result.val_rows) > 0
     series, dropped = [], 0
     for loop in ("manual", "torch"):
         [(steps, vals)], lost = _thin(
             getattr(getattr(result, loop), metric), max_points, positive=log
         )
-        series.append((loop, y_title, steps, vals))
+        series.append((loop, TRAIN_SERIES if validation else y_title, steps, vals))
         dropped = max(dropped, lost)
+    if validation and len(result.val_steps):
+        for loop in ("manual", "torch"):
+            [(idx, vals)], lost = _thin(getattr(result, loop).val_loss, max_points, positive=log)
+            series.append((loop, VAL_SERIES, np.asarray(result.val_steps)[idx] + 1, vals))
+            dropped = max(dropped, lost)
     epochs, notes = [], _notes(result, max_points, dropped, log)
     length = epoch_length(result, samples)
     if length is not None:
@@ -294,10 +327,16 @@ def _per_step_chart(
             [(idx, vals)] = downsample(means, max_points, positive=log)
             epochs.append((loop, ends[idx], vals))
         notes = _epoch_note(result, samples, length) + notes
+    dash = None
+    if validation:
+        notes = _validation_note(result) + notes
+        dash = {TRAIN_SERIES: (1, 0), VAL_SERIES: VAL_DASH}
+        if epochs:
+            dash[EPOCH_SERIES] = (1, 0)
     heading = _title(f"{title}{' (log scale)' if log else ''}", notes)
     return _lines(
         series,
-        _loop_encoding(y_title, log, epochs=bool(epochs)),
+        _loop_encoding(y_title, log, epochs=bool(epochs), series_dash=dash),
         _dense(result, max_points),
         epochs,
         title=heading,
@@ -306,17 +345,44 @@ def _per_step_chart(
     )
 
 
-def epoch_length(result: Result, samples: int | None) -> int | None:
-    """Steps per epoch (one pass over the samples) where the loss chart draws epoch means, or None.
+def _validation_note(result: Result) -> list[str]:
+    """What the dashed lines are: subtitle lines short enough for a half-width chart."""
+    every, held = result.config.eval_interval, len(result.val_rows)
+    lines = [
+        f"Solid: each step's training batch. Dashed: the loss on the {held:,} held-out rows",
+        f"after every {every:,} steps, drawn at the next step (its batch loss uses those weights).",
+    ]
+    if not len(result.val_steps):
+        lines.append(
+            f"No validation pass: eval_every {every:,} is more than the run's {result.steps:,} "
+            "steps."
+            if result.done
+            else f"No validation pass in these first {result.steps:,} steps yet."
+        )
+    return lines
 
-    Minibatches only (a full batch makes every step an epoch, its mean the loss itself), and two
-    whole epochs at least, so the means make a line.
+
+def epoch_length(result: Result, samples: int | None) -> int | None:
+    """Steps per epoch (one pass over the training rows) where the loss chart draws epoch means,
+    or None.
+
+    samples is the data's; the held-out rows (Result.val_rows) are not trained on. Minibatches
+    only (a full batch makes every step an epoch, its mean the loss itself), with accumulate > 1
+    only where a whole number of steps (two or more) makes an epoch, and two whole epochs at
+    least, so the means make a line.
     """
-    if samples is None or result.config.batch_size >= samples:
+    cfg = result.config
+    if samples is None:
         return None
-    # The last batch of an epoch may be short, as in lib.data.
-    length = -(-samples // result.config.batch_size)
-    return length if result.steps >= 2 * length else None
+    train = samples - len(result.val_rows)
+    if cfg.batch_size >= train:
+        return None
+    # The last batch of an epoch may be short, as in lib.data, unless drop_last leaves it out.
+    batches = train // cfg.batch_size if cfg.drop_last else -(-train // cfg.batch_size)
+    if batches % cfg.accumulate:
+        return None
+    length = batches // cfg.accumulate
+    return length if length >= 2 and result.steps >= 2 * length else None
 
 
 def epoch_means(loss: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,30 +399,41 @@ def epoch_means(loss: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _epoch_note(result: Result, samples: int, length: int) -> list[str]:
     """What this run's epoch-mean lines are: subtitle lines short enough for a half-width chart."""
-    batch = result.config.batch_size
-    last = samples - batch * (length - 1)
+    cfg = result.config
+    batch, k = cfg.batch_size, cfg.accumulate
+    train = samples - len(result.val_rows)
+    batches = length * k
+    last = batch if cfg.drop_last else train - batch * (batches - 1)
     size = f"the last of {last:,}" if last != batch else f"each of {batch:,}"
+    if k > 1:
+        size += f", {k:,} to a step"
+    rows = f"the {train:,} training rows" if len(result.val_rows) else f"the {samples:,} samples"
+    losses = "batch losses" if k == 1 else "step losses"
     lines = [
-        f"Dark lines: the plain mean of each epoch's {length:,} batch losses,",
-        f"drawn at the epoch's last step (an epoch: one pass over the {samples:,} samples,",
-        f"in {length:,} batches, {size}).",
+        f"Dark lines: the plain mean of each epoch's {length:,} {losses},",
+        f"drawn at the epoch's last step (an epoch: one pass over {rows},",
+        f"in {batches:,} batches, {size}).",
     ]
+    if cfg.drop_last and train % batch:
+        lines[-1] += f" drop_last leaves out the other {train % batch:,} rows of each epoch."
     left = result.steps % length
     if left:
-        lines[-1] += f" The unfinished last epoch ({left:,} of {length:,} batches) is left out."
+        unit = "batches" if k == 1 else "steps"
+        lines[-1] += f" The unfinished last epoch ({left:,} of {length:,} {unit}) is left out."
     return lines
 
 
 def loss_chart(
     result: Result, log: bool = True, max_points: int = MAX_POINTS, samples: int | None = None
 ) -> alt.LayerChart:
-    """Loss of each step's batch, before its update, for both loops.
+    """Loss of each step's batch, before its update, for both loops; with a validation split, the
+    held-out rows' loss of both loops too, dashed.
 
     samples: the data's number of samples; given, each epoch's mean batch loss is drawn over them.
     """
     name = LOSS_NAMES[result.config.loss]
     return _per_step_chart(
-        result, "loss", f"Loss per step: {name}", "loss", log, max_points, samples
+        result, "loss", f"Loss per step: {name}", "loss", log, max_points, samples, validation=True
     )
 
 
@@ -366,6 +443,36 @@ def grad_norm_chart(
     """L2 norm of each step's gradient for both loops."""
     return _per_step_chart(
         result, "grad_norm", "Gradient norm per step", "‖gradient‖", log, max_points
+    )
+
+
+def lr_chart(result: Result, max_points: int = MAX_POINTS) -> alt.LayerChart:
+    """The learning rate each optimizer step used, for both loops: History.lr (torch's
+    optimizer.param_groups[0]["lr"], the hand schedule's own number)."""
+    name = TORCH_SCHEDULES.get(result.config.scheduler, "no schedule")
+    series, dropped = [], 0
+    for loop in ("manual", "torch"):
+        values = getattr(result, loop).lr
+        values = np.zeros(0) if values is None else values
+        [(steps, vals)], lost = _thin(values, max_points)
+        series.append((loop, "lr", steps, vals))
+        dropped = max(dropped, lost)
+    gap = np.abs(np.asarray(result.manual.lr) - np.asarray(result.torch.lr))
+    gap = gap[np.isfinite(gap)]
+    notes = [
+        "The lr each optimizer step used: torch's optimizer.param_groups[0]['lr'] as",
+        f"{name} set it, and the hand loop's from the same formula.",
+        f"Largest |manual − torch| over the steps: {float(gap.max()) if gap.size else 0.0:.3g}.",
+    ]
+    return _lines(
+        series,
+        _loop_encoding("lr", False),
+        _dense(result, max_points),
+        title=_title(
+            f"Learning rate per step: {name}", notes + _notes(result, max_points, dropped, False)
+        ),
+        height=HEIGHT,
+        autosize=alt.AutoSizeParams(**AUTOSIZE),
     )
 
 
@@ -559,6 +666,8 @@ def live_points(result: Result, param_norms: bool = False, samples: int | None =
     lines = 2 + 2 + 1 + 2 * min(len(result.weight_names), MAX_WEIGHT_SERIES)
     lines += 2 * len(result.tensor_names) if param_norms else 0
     lines += 2 if epoch_length(result, samples) is not None else 0
+    lines += 2 if len(result.val_rows) else 0  # the validation loss
+    lines += 2 if result.config.scheduler is not None else 0  # the lr chart
     return min(LIVE_POINTS, LIVE_ROWS // lines)
 
 
@@ -570,17 +679,21 @@ def all_charts(
     max_points: int = MAX_POINTS,
     samples: int | None = None,
 ) -> dict[str, alt.TopLevelMixin]:
-    """The four charts of a Result by name: "loss", "weights", "grad_norm", "diff".
+    """The four charts of a Result by name: "loss", "weights", "grad_norm", "diff", and "lr"
+    when the run has a schedule.
 
     log_loss puts the loss and the gradient norm on log scales; samples (the data's) adds the epoch
     means to the loss chart.
     """
-    return {
+    charts = {
         "loss": loss_chart(result, log=log_loss, max_points=max_points, samples=samples),
         "weights": weights_chart(result, reference, reference_label, max_points=max_points),
         "grad_norm": grad_norm_chart(result, log=log_loss, max_points=max_points),
         "diff": diff_chart(result, max_points=max_points),
     }
+    if result.config.scheduler is not None:
+        charts["lr"] = lr_chart(result, max_points=max_points)
+    return charts
 
 
 # ---------------------------------------------------------------- two-class runs (loss "bce")
