@@ -42,9 +42,11 @@ st.markdown(
     "Two training loops run side by side on the same data, the same batches and the same "
     "starting weights: one written by hand in numpy, every derivative worked out on paper, and "
     "the standard PyTorch loop (`zero_grad`, forward, loss, `backward`, `step`).  \n"
-    "Solid blue is the hand loop, dashed orange is torch: where the loops agree, the lines lie "
-    "on top of each other, and the last chart shows by how much they differ at each step (the "
-    "summary says it relative to the weights too, and from which step, if any, they part). "
+    "Solid blue is the hand loop, dashed orange is torch (on the loss chart of a run with a "
+    "validation split, the dash marks the held-out rows' loss instead, and torch's is the thin "
+    "line): where the loops agree, the lines lie on top of each other, and the last chart shows "
+    "by how much they differ at each step (the summary says it relative to the weights too, and "
+    "from which step, if any, they part). "
     "Change the settings in the sidebar and press **Run** (on a narrow screen the sidebar hides: "
     "the » button opens it, « closes it)."
 )
@@ -130,6 +132,7 @@ slots = {
 }
 # full width, below: only where the weights chart cannot show every weight
 slots["param_norms"] = st.empty()
+slots["lr"] = st.empty()  # full width, below: the learning rate per step, with a schedule
 classes = st.empty()  # accuracy and the decision boundary, for a two-class run (loss "bce")
 extras = st.empty()  # the downloads of the run on show
 
@@ -151,6 +154,8 @@ def draw_charts(result: lib.Result, data: lib.Dataset, live: bool = False) -> No
         charts["param_norms"] = lib.charts.param_norms_chart(result, max_points=points)
     else:
         slots["param_norms"].empty()
+    if "lr" not in charts:
+        slots["lr"].empty()
     for name, chart in charts.items():
         slots[name].altair_chart(chart, width="stretch")
 
@@ -498,6 +503,11 @@ if result is not None:
             return f"{h.loss[-1]:.6g}" if h.steps else "none"
 
         cols = st.columns([1, 1, 3])
+        columns = {"final loss": [final(m), final(t)]}
+        if len(result.val_rows):
+            columns["final validation loss"] = [
+                f"{h.val_loss[-1]:.6g}" if len(h.val_loss) else "none" for h in (m, t)
+            ]
         cols[0].metric("Steps taken", f"{result.steps:,}")
         agreement = lib.explain.agreement(result)
         cols[1].metric(
@@ -513,7 +523,7 @@ if result is not None:
         cols[2].table(
             pd.DataFrame(
                 {
-                    "final loss": [final(m), final(t)],
+                    **columns,
                     "wall time": [f"{m.seconds:.3f} s", f"{t.seconds:.3f} s"],
                     "steps per second": [
                         f"{m.steps_per_second:,.0f}",

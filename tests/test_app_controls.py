@@ -157,6 +157,7 @@ def test_the_data_source_list_shows_words_and_the_url_keeps_the_keys():
     labels = at.selectbox(key="data").options
     assert labels[0].startswith("Synthetic") and labels[-1] == "Your own CSV file"
     assert "Preset: Sine with polynomial features (standardised)" in labels
+    assert "Preset: Overfitting: a wide network on 40 noisy rows" in labels  # the app's own
     assert not any(
         key in labels for key in ("synthetic", "csv", "linear", "sine_poly_standardized")
     )
@@ -187,7 +188,7 @@ def test_choosing_presets_and_files_logs_no_warning(monkeypatch):
     for logger in loggers:
         monkeypatch.setattr(logger, "handlers", [*logger.handlers, handler])
     at = app(data="moons")
-    for source in ("classic", "escape_velocity", "synthetic", "blobs", "csv"):
+    for source in ("classic", "escape_velocity", "overfitting", "synthetic", "blobs", "csv"):
         at.selectbox(key="data").set_value(source).run()
     upload(at, GOOD_CSV)
     upload(at, b"a,b,y\n1,2,3\n2,1,4\n3,5,9\n", "other.csv")

@@ -1,6 +1,7 @@
 """The sidebar's help texts (pages.parts.labels): every formula in them is the one torch.optim
 computes."""
 
+import inspect
 import math
 
 import numpy as np
@@ -390,3 +391,139 @@ def test_the_csv_help_says_blanks_are_allowed_when_dropped():
     with pytest.raises(ValueError, match="missing values"):
         lib.csv_data.prepare(frame, "y", ["x"])
     assert lib.csv_data.prepare(frame, "y", ["x"], drop_missing=True).dropped_rows == 1
+
+
+# ------------------------------------------------- the whole loop's help (issue 12): torch's own
+
+
+def torch_lrs(name: str, kwargs: dict, steps: int, optimizer: str = "sgd", lr: float = LR):
+    """The lr each of `steps` optimizer steps uses under torch's scheduler, and the optimizer's
+    momentum (or beta1) at each step."""
+    from pages.parts.labels import SCHEDULE_CLASSES
+
+    w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = lib.optim.torch_optimizer(optimizer, [w], lr, {})
+    scheduler = getattr(torch.optim.lr_scheduler, SCHEDULE_CLASSES[name])(opt, **kwargs)
+    lrs, momenta = [], []
+    for _ in range(steps):
+        group = opt.param_groups[0]
+        lrs.append(group["lr"])
+        momenta.append(group["betas"][0] if "betas" in group else group.get("momentum"))
+        w.grad = torch.ones(1, dtype=torch.float64)
+        opt.step()
+        scheduler.step()
+    return np.array(lrs), momenta
+
+
+def test_each_schedules_formula_is_torchs_lr_at_every_step():
+    from pages.parts.labels import SCHEDULE_FORMULAS, SCHEDULE_KWARG_HELP
+
+    t = np.arange(300)
+    cases = {
+        "step": ({"step_size": 40, "gamma": 0.5}, LR * 0.5 ** (t // 40)),
+        "multistep": (
+            {"milestones": [50, 120, 120], "gamma": 0.5},
+            LR * 0.5 ** ((t >= 50).astype(int) + 2 * (t >= 120)),
+        ),
+        "exponential": ({"gamma": 0.99}, LR * 0.99**t),
+        # past T_max the cosine climbs again, as the help says
+        "cosine": (
+            {"T_max": 100, "eta_min": 0.01},
+            0.01 + (LR - 0.01) * (1 + np.cos(np.pi * t / 100)) / 2,
+        ),
+        "linear": (
+            {"start_factor": 0.25, "end_factor": 0.75, "total_iters": 80},
+            LR * (0.25 + 0.5 * np.minimum(t, 80) / 80),
+        ),
+    }
+    for name, (kwargs, formula) in cases.items():
+        got, _ = torch_lrs(name, kwargs, len(t))
+        np.testing.assert_allclose(got, formula, rtol=1e-12, err_msg=name)
+    assert "lr₀ · gamma^⌊t / step_size⌋" in SCHEDULE_FORMULAS["step"]
+    assert "a milestone listed twice counts twice" in SCHEDULE_KWARG_HELP["multistep_milestones"]
+    assert "lr₀ · gamma^t" in SCHEDULE_FORMULAS["exponential"]
+    assert "(1 + cos(π·t / T_max)) / 2" in SCHEDULE_FORMULAS["cosine"]
+    assert "and up again after it" in SCHEDULE_KWARG_HELP["cosine_T_max"]
+    assert "min(t, total_iters) / total_iters" in SCHEDULE_FORMULAS["linear"]
+    cosine, _ = torch_lrs("cosine", {"T_max": 100, "eta_min": 0.01}, 201)
+    assert cosine[100] == pytest.approx(0.01) and cosine[200] == pytest.approx(LR)
+    # a formula that is not torch's fails: StepLR's first multiplication is at step step_size
+    got, _ = torch_lrs("step", {"step_size": 40, "gamma": 0.5}, 80)
+    assert not np.allclose(got, LR * 0.5 ** ((np.arange(80) + 1) // 40))
+
+
+def test_onecycle_help_its_start_peak_end_and_the_momentum_it_sets():
+    from pages.parts.labels import SCHEDULE_KWARG_HELP
+
+    steps, max_lr, div, final = 500, 0.2, 25.0, 1e4
+    kwargs = {"max_lr": max_lr, "total_steps": steps, "pct_start": 0.3}
+    lrs, momenta = torch_lrs("onecycle", kwargs, steps)
+    assert "step 0 uses max_lr / div_factor" in SCHEDULE_KWARG_HELP["onecycle_div_factor"]
+    assert lrs[0] == pytest.approx(max_lr / div, rel=1e-12)
+    assert "reached at step pct_start · iterations − 1" in SCHEDULE_KWARG_HELP["onecycle_pct_start"]
+    assert int(np.argmax(lrs)) == round(0.3 * steps) - 1 and lrs.max() == pytest.approx(max_lr)
+    assert (
+        "max_lr / (div_factor · final_div_factor)"
+        in SCHEDULE_KWARG_HELP["onecycle_final_div_factor"]
+    )
+    assert lrs[-1] == pytest.approx(max_lr / (div * final), rel=1e-9)
+    # SGD at momentum 0 trains with momentum: 0.95 at step 0, 0.85 at the peak, 0.95 at the end
+    help_ = SCHEDULE_KWARG_HELP["onecycle_cycle_momentum"]
+    assert "SGD with momentum 0 trains with momentum then" in help_
+    assert momenta[0] == pytest.approx(0.95) and momenta[149] == pytest.approx(0.85)
+    assert momenta[-1] == pytest.approx(0.95)
+    _, betas = torch_lrs("onecycle", kwargs, 2, optimizer="adam")
+    assert betas[0] == pytest.approx(0.95)  # Adam's beta1, not its 0.9
+    assert "Adagrad has neither, so with Adagrad switch this off" in help_
+    with pytest.raises(ValueError, match="momentum"):
+        lib.Config(optimizer="adagrad", scheduler="onecycle")
+    lib.Config(
+        optimizer="adagrad", scheduler="onecycle", scheduler_kwargs={"cycle_momentum": False}
+    )
+    assert "0: the lr set above" in SCHEDULE_KWARG_HELP["onecycle_max_lr"]
+    assert lib.Config(lr=0.3, scheduler="onecycle").scheduler_kwargs["max_lr"] == 0.3
+
+
+def test_the_clip_help_is_clip_grad_norm_s_factor_even_just_below_max_norm():
+    from pages.parts.labels import CLIP_HELP
+
+    assert "multiplied by min(1, max_norm / (norm + 1e-6))" in CLIP_HELP
+    assert "keeps the norm before clipping" in CLIP_HELP and "0: no clipping" in CLIP_HELP
+    for norm, max_norm in ((5.0, 1.0), (1.0 - 1e-7, 1.0), (0.5, 1.0)):
+        g = torch.tensor([norm * 0.6, norm * 0.8], dtype=torch.float64)
+        w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        w.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_([w], max_norm)
+        factor = min(1.0, max_norm / (norm + 1e-6))
+        np.testing.assert_allclose(w.grad.numpy(), g.numpy() * factor, rtol=1e-14)
+    # just below max_norm it still scales: "only above max_norm" would be false
+    w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    w.grad = torch.tensor([1.0 - 1e-7], dtype=torch.float64)
+    torch.nn.utils.clip_grad_norm_([w], 1.0)
+    assert float(w.grad[0]) < 1.0 - 1e-7
+
+
+def test_the_loader_and_validation_help_say_what_lib_does():
+    from pages.parts.labels import (
+        ACCUMULATE_HELP,
+        DROP_LAST_HELP,
+        EVAL_EVERY_HELP,
+        VAL_FRACTION_HELP,
+    )
+
+    assert "round(val_fraction × rows) of them, at least one" in VAL_FRACTION_HELP
+    assert len(lib.engine.data.split_rows(200, 0.2, 0)[1]) == 40
+    assert len(lib.engine.data.split_rows(3, 0.1, 0)[1]) == 1  # round(0.3) is 0: at least one
+    assert "every ⌈iterations / 200⌉ steps" in EVAL_EVERY_HELP
+    assert lib.Config(iterations=1001, val_fraction=0.2).eval_interval == math.ceil(1001 / 200)
+    data = lib.io.datasets.linear(m=50)
+    result = lib.run(data, lib.Config(iterations=12, val_fraction=0.2, eval_every=5))
+    assert list(result.val_steps) == [4, 9]  # after step eval_every, 2·eval_every
+    assert "optimizer.zero_grad() before a step's first micro-batch" in ACCUMULATE_HELP
+    assert "loss = criterion(outputs, labels) / accumulate" in ACCUMULATE_HELP
+    source = inspect.getsource(lib.torch_loop)
+    assert "loss = loss / accumulate" in source and "i % accumulate == 0" in source
+    assert "each epoch's last, shorter batch is left out" in DROP_LAST_HELP
+    kept = list(lib.engine.data.SharedOrder(10, 4, 0, drop_last=False))
+    dropped = list(lib.engine.data.SharedOrder(10, 4, 0, drop_last=True))
+    assert [len(b) for b in kept] == [4, 4, 2] and [len(b) for b in dropped] == [4, 4]

@@ -3,11 +3,16 @@ ValueError that says in words why they cannot be used."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 import lib
 from lib.engine import lockstep as run_checks
-from pages.parts.cached import csv_arrays, linear_data, preset_data
+from lib.twins.schedules import torch_keywords
+from pages.parts.cached import csv_arrays, linear_data
+from pages.parts.labels import RUN_DECIDED
+from pages.parts.presets import preset_dataset
 
 MAX_NUMBERS = 5_000_000  # samples x features of the synthetic data: 40 MB of float64, plenty here
 
@@ -53,7 +58,48 @@ def _config(v: dict) -> lib.Config:
         model=v["model"],
         hidden=int(v["hidden"]),
         activation=v["activation"],
+        scheduler=v.get("scheduler"),
+        scheduler_kwargs=schedule_kwargs(v.get("scheduler"), v.get("scheduler_raw", {})),
+        # 0 in these widgets stands for None: no clipping, lib's own eval interval
+        clip_grad_norm=v.get("clip_grad_norm") or None,
+        accumulate=int(v.get("accumulate", 1)),
+        val_fraction=v.get("val_fraction", 0.0),
+        eval_every=int(v["eval_every"]) if v.get("eval_every") else None,
+        drop_last=v.get("drop_last", False),
     )
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """MultiStepLR's milestones from the text typed in: "250, 400" -> (250, 400)."""
+    parts = [part.strip() for part in str(text).replace(";", ",").split(",") if part.strip()]
+    try:
+        steps = tuple(int(part) for part in parts)
+    except ValueError:
+        raise ValueError(
+            f"milestones must be whole step numbers separated by commas; got {text!r}"
+        ) from None
+    if not steps:
+        raise ValueError("MultiStepLR needs at least one milestone, e.g. 250, 400")
+    return steps
+
+
+def schedule_kwargs(name: str | None, raw: dict) -> dict:
+    """scheduler_kwargs of the schedule widgets' values: milestones parsed, a run-decided setting
+    at 0 (T_max, max_lr) and a setting at torch's own default left out, as a user's call does."""
+    if name is None:
+        return {}
+    defaults = torch_keywords(name)
+    kwargs = {}
+    for arg, value in raw.items():
+        if arg == "milestones":
+            value = parse_steps(value)
+        if f"{name}_{arg}" in RUN_DECIDED and value == 0:
+            continue
+        default = defaults.get(arg, inspect.Parameter.empty)
+        if type(default) is type(value) and default == value:
+            continue
+        kwargs[arg] = value
+    return kwargs
 
 
 def _data(v: dict, cfg: lib.Config) -> tuple[lib.Dataset, dict]:
@@ -67,7 +113,7 @@ def _data(v: dict, cfg: lib.Config) -> tuple[lib.Dataset, dict]:
             )
         return linear_data(v["n"], v["samples"], v["noise"], v["seed"]), source
     if v["source"] != "csv":
-        return preset_data(v["source"], v["seed"]), source
+        return preset_dataset(v["source"], v["seed"]), source
     args = (v["standardize"], v["drop"], cfg.loss == "bce")
     X, y, names, name, dropped = csv_arrays(v["raw"], v["name"], v["target"], v["features"], *args)
     # The exported script reads the file itself: as is only when nothing was rescaled or left out.

@@ -14,12 +14,52 @@ from lib.io.datasets import PRESETS
 
 # The CSV checkbox: messages name it instead of drop_missing=True.
 DROP_LABEL = "Drop rows with missing values"
-SOURCES = ("synthetic", *PRESETS, "csv")
+
+
+def few_noisy_rows(m: int = 40, n: int = 4, noise: float = 1.0, seed: int = 0) -> lib.Dataset:
+    """lib.io.datasets.linear with few rows and much noise: a set a wide network memorises."""
+    return lib.io.datasets.linear(m=m, n=n, noise=noise, seed=seed)
+
+
+# The app's own presets, beside lib.io.datasets.PRESETS: the overfitting one needs a validation
+# split, which a data set's preset in lib does not set. Its numbers are measured by
+# tests/test_app_whole_loop.py.
+PAGE_PRESETS = MappingProxyType(
+    {
+        "overfitting": lib.io.datasets.Preset(
+            "overfitting",
+            "Overfitting: a wide network on 40 noisy rows",
+            few_noisy_rows,
+            MappingProxyType(
+                {
+                    "lr": 0.01,
+                    "batch_size": lib.io.datasets.FULL_BATCH,
+                    "iterations": 600,
+                    "loss": "mse",
+                    "model": "mlp",
+                    "hidden": 64,
+                    "activation": "tanh",
+                    "init": "normal",
+                    "optimizer": "adam",
+                    "val_fraction": 0.3,
+                }
+            ),
+            about="40 rows of y = X·w + b + noise (4 features, noise of standard deviation 1), "
+            "12 of them held out for validation (val_fraction 0.3). The suggested network, 64 "
+            "tanh units and 385 weights for the 28 training rows, trained full batch by Adam at "
+            "lr 0.01, memorises them: its training loss falls below 1e-05 by step 600, "
+            "while the validation loss is lowest after 39 steps (1.18) and then climbs to 2.18 "
+            "(seed 0).",
+        ),
+    }
+)
+ALL_PRESETS = MappingProxyType({**PRESETS, **PAGE_PRESETS})
+SOURCES = ("synthetic", *ALL_PRESETS, "csv")
 # What the data-source list shows; the URL keeps the keys (?data=classic), which links already hold.
 SOURCE_LABELS = MappingProxyType(
     {
         "synthetic": "Synthetic: y = X·w + b + noise (you choose its size)",
-        **{key: f"Preset: {preset.title}" for key, preset in PRESETS.items()},
+        **{key: f"Preset: {preset.title}" for key, preset in ALL_PRESETS.items()},
         "csv": "Your own CSV file",
     }
 )
@@ -155,6 +195,13 @@ DEFAULTS = MappingProxyType(
         "init": "zeros",
         "zero_grad": True,
         "seed": 0,
+        # the whole loop (issue 12): "none" and 0 stand for Config's None
+        "scheduler": "none",
+        "clip_grad_norm": 0.0,
+        "accumulate": 1,
+        "val_fraction": 0.0,
+        "eval_every": 0,
+        "drop_last": False,
     }
 )
 
@@ -224,3 +271,190 @@ def optimizer_defaults(name: str) -> dict:
 # The warning for the MLP the sidebar offers first (tanh, a bias, plain SGD, zero_grad on), as a
 # name to look for.
 ZERO_MLP = zero_mlp_warning(lib.Config(model="mlp"))
+
+
+# ------------------------------------------------------------------ the whole loop (issue 12)
+
+MAX_STEPS = lib.MAX_ITERATIONS
+# The schedule list: "none" (Config's scheduler=None) and lib's six, by their Config names.
+SCHEDULE_CHOICES = ("none", *lib.twins.schedules.SCHEDULERS)
+SCHEDULE_CLASSES = lib.twins.schedules.TORCH_NAMES
+# t is the optimizer step, counted from 0 as History.lr counts it; lr₀ the lr set above.
+SCHEDULE_FORMULAS = MappingProxyType(
+    {
+        "none": "Every step uses the lr set above; no scheduler is made.",
+        "step": "StepLR: step t uses lr₀ · gamma^⌊t / step_size⌋.",
+        "multistep": "MultiStepLR: step t uses lr₀ · gamma^k, k the number of milestones ≤ t.",
+        "exponential": "ExponentialLR: step t uses lr₀ · gamma^t.",
+        "cosine": "CosineAnnealingLR: step t uses eta_min + (lr₀ − eta_min) · "
+        "(1 + cos(π·t / T_max)) / 2.",
+        "linear": "LinearLR: step t uses lr₀ · (start_factor + (end_factor − start_factor) · "
+        "min(t, total_iters) / total_iters).",
+        "onecycle": "OneCycleLR: from max_lr / div_factor up to max_lr, then down to "
+        "max_lr / (div_factor · final_div_factor) at the last step; lr₀ is not used.",
+    }
+)
+SCHEDULE_HELP = (
+    "None, or torch.optim.lr_scheduler's class of that name: scheduler = <class>(optimizer, "
+    "**its settings below) is made after the optimizer, and scheduler.step() runs after every "
+    "optimizer.step(). The hand loop's twin sets its lr by the same formula, computed from the "
+    "step before as torch does; the learning-rate chart shows the lr each step used in both loops."
+)
+# Each schedule's settings in the sidebar: (keyword, kind, low, high, default, step); kinds are
+# "int", "float", "steps" (a comma-separated list), "choice" (low holds the options) and "bool".
+# Defaults are torch's where it has one. T_max and max_lr at 0 are left out of scheduler_kwargs,
+# so that the run's own value is used (lib.twins.schedules.RUN_DEFAULTS).
+SCHEDULE_SETTINGS = MappingProxyType(
+    {
+        "step": (("step_size", "int", 1, MAX_STEPS, 100, 1),
+                 ("gamma", "float", 0.0, 10.0, 0.1, 0.05)),
+        "multistep": (("milestones", "steps", None, None, "250, 400", None),
+                      ("gamma", "float", 0.0, 10.0, 0.1, 0.05)),
+        "exponential": (("gamma", "float", 0.0, 10.0, 0.99, 0.001),),
+        "cosine": (("T_max", "int", 0, MAX_STEPS, 0, 100),
+                   ("eta_min", "float", 0.0, 100.0, 0.0, 0.001)),
+        "linear": (("start_factor", "float", 0.0, 1.0, 1.0 / 3, 0.05),
+                   ("end_factor", "float", 0.0, 1.0, 1.0, 0.05),
+                   ("total_iters", "int", 1, MAX_STEPS, 5, 1)),
+        "onecycle": (("max_lr", "float", 0.0, 100.0, 0.0, 0.01),
+                     ("pct_start", "float", 0.0, 1.0, 0.3, 0.05),
+                     ("anneal_strategy", "choice", ("cos", "linear"), None, "cos", None),
+                     ("div_factor", "float", 1e-6, 1e6, 25.0, 1.0),
+                     ("final_div_factor", "float", 1e-6, 1e12, 1e4, 100.0),
+                     ("cycle_momentum", "bool", None, None, True, None)),
+    }
+)  # fmt: skip
+# Left out of scheduler_kwargs at 0: the run decides them (T_max = iterations, max_lr = lr).
+RUN_DECIDED = MappingProxyType({"cosine_T_max": "iterations", "onecycle_max_lr": "lr"})
+SCHEDULE_KWARG_HELP = MappingProxyType(
+    {
+        "step_step_size": "StepLR(optimizer, step_size, gamma): step t uses "
+        "lr₀ · gamma^⌊t / step_size⌋, so the lr is multiplied by gamma after every step_size "
+        "steps (first at step step_size).",
+        "step_gamma": "StepLR: the factor the lr is multiplied by every step_size steps.",
+        "multistep_milestones": "MultiStepLR(optimizer, milestones, gamma): the steps, "
+        "comma-separated, from which the lr is multiplied by gamma. Step t uses lr₀ · gamma^k, "
+        "k the number of milestones ≤ t (a milestone listed twice counts twice).",
+        "multistep_gamma": "MultiStepLR: the factor the lr is multiplied by at each milestone.",
+        "exponential_gamma": "ExponentialLR(optimizer, gamma): step t uses lr₀ · gamma^t. Above 1 "
+        "the lr grows every step.",
+        "cosine_T_max": "CosineAnnealingLR(optimizer, T_max, eta_min): step t uses eta_min + "
+        "(lr₀ − eta_min) · (1 + cos(π·t / T_max)) / 2, from lr₀ at step 0 down to eta_min at "
+        "step T_max, and up again after it. 0: T_max is the run's iterations.",
+        "cosine_eta_min": "CosineAnnealingLR: the lowest lr, reached at step T_max.",
+        "linear_start_factor": "LinearLR(optimizer, start_factor, end_factor, total_iters): step "
+        "t uses lr₀ · (start_factor + (end_factor − start_factor) · min(t, total_iters) / "
+        "total_iters). torch needs 0 < start_factor ≤ 1.",
+        "linear_end_factor": "LinearLR: the factor of lr₀ from step total_iters on.",
+        "linear_total_iters": "LinearLR: the steps over which the factor goes from start_factor "
+        "to end_factor.",
+        "onecycle_max_lr": "OneCycleLR(optimizer, max_lr, total_steps=iterations, ...): the peak "
+        "lr. 0: the lr set above. OneCycleLR sets the lr itself from the first step on: step 0 "
+        "uses max_lr / div_factor.",
+        "onecycle_pct_start": "OneCycleLR: the share of the run's steps spent rising from "
+        "max_lr / div_factor to max_lr, reached at step pct_start · iterations − 1; the lr then "
+        "falls until the last step.",
+        "onecycle_anneal_strategy": "OneCycleLR: cos: the lr rises and falls along half a cosine; "
+        "linear: along straight lines.",
+        "onecycle_div_factor": "OneCycleLR: step 0 uses max_lr / div_factor.",
+        "onecycle_final_div_factor": "OneCycleLR: the last step uses "
+        "max_lr / (div_factor · final_div_factor).",
+        "onecycle_cycle_momentum": "OneCycleLR: on (torch's default), it also sets SGD's and "
+        "RMSprop's momentum (Adam's and AdamW's beta1) at every step, from max_momentum 0.95 at "
+        "step 0 down to base_momentum 0.85 at the peak and back to 0.95 at the last step, "
+        "whatever the optimizer's own setting: SGD with momentum 0 trains with momentum then. "
+        "Adagrad has neither, so with Adagrad switch this off.",
+    }
+)
+CLIP_HELP = (
+    "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) between loss.backward() and "
+    "optimizer.step(): norm is the L2 norm of every weight's gradient together, and each gradient "
+    "is multiplied by min(1, max_norm / (norm + 1e-6)). The hand loop computes the same norm and "
+    "factor. The gradient-norm chart keeps the norm before clipping. 0: no clipping."
+)
+ACCUMULATE_HELP = (
+    "Micro-batches per optimizer step: optimizer.zero_grad() before a step's first micro-batch, "
+    "then for each micro-batch loss = criterion(outputs, labels) / accumulate and "
+    "loss.backward(), which adds its share to .grad; optimizer.step() after the last. Each "
+    "micro-batch is one batch of the batch size above, and iterations counts optimizer steps. "
+    "1: an ordinary step per batch."
+)
+VAL_FRACTION_HELP = (
+    "The share of the rows held out for validation: round(val_fraction × rows) of them, at "
+    "least one, drawn by the seed, the same rows in both loops. The loops train on the rest: the "
+    "DataLoader (and the hand loader) draw their batches from the training rows only. Every "
+    "eval_every steps, model.eval(), then with torch.no_grad(): val_loss = criterion(model(X_val), "
+    "y_val); the hand loop runs its forward pass and loss on the same rows. 0: no validation."
+)
+EVAL_EVERY_HELP = (
+    "Optimizer steps between validation passes: one after step eval_every, 2·eval_every, and so "
+    "on. 0: about 200 passes over the run, every ⌈iterations / 200⌉ steps."
+)
+DROP_LAST_HELP = (
+    "DataLoader(..., drop_last=True), and the hand loader's twin: when the training rows do not "
+    "split into whole batches, each epoch's last, shorter batch is left out. Off: it is kept."
+)
+
+
+def _shown(value) -> str:
+    """A scheduler keyword's value as a call writes it."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, (bool, str)):
+        return repr(value)
+    return f"{value:g}"
+
+
+def loop_summary(data: lib.Dataset, cfg: lib.Config) -> list[str]:
+    """The sidebar's sentences on the whole loop's options, each only where it applies: the
+    schedule's call, clipping, the micro-batches of a step, the last short batch drop_last leaves
+    out, and the validation split."""
+    lines = []
+    if cfg.scheduler is not None:
+        call = ", ".join(f"{k}={_shown(v)}" for k, v in cfg.scheduler_kwargs.items())
+        lines.append(f"Schedule: {SCHEDULE_CLASSES[cfg.scheduler]}(optimizer, {call}).")
+    if cfg.clip_grad_norm is not None:
+        lines.append(
+            f"clip_grad_norm_ scales each step's gradient to a norm of at most "
+            f"{cfg.clip_grad_norm:g}."
+        )
+    train, held = lib.engine.data.split_rows(data.m, cfg.val_fraction, cfg.seed)
+    lines += _batch_lines(cfg, len(train))
+    if len(held):
+        passes = cfg.iterations // cfg.eval_interval
+        when = (
+            f"val_loss after every {cfg.eval_interval:,} steps ({passes:,} passes)"
+            if passes
+            else f"eval_every {cfg.eval_interval:,} is more than the {cfg.iterations:,} steps, so "
+            "no validation pass runs"
+        )
+        lines.append(
+            f"{len(held):,} of the {data.m:,} rows held out for validation, training on the other "
+            f"{len(train):,}; {when}."
+        )
+    return lines
+
+
+def _batch_lines(cfg: lib.Config, train: int) -> list[str]:
+    """The micro-batches of an accumulated step and what drop_last leaves out, for `train`
+    training rows."""
+    b, k, lines = cfg.batch_size, cfg.accumulate, []
+    short = train % b if b < train else 0  # the rows of each epoch's last batch, if it is short
+    if k > 1:
+        if b >= train:
+            rows = f"each of all {train:,} training rows"
+        elif short and not cfg.drop_last:
+            rows = f"of {b:,} rows (each epoch's last batch has {short:,})"
+        else:
+            rows = f"of {b:,} rows"
+        lines.append(
+            f"Each optimizer step sums {k:,} micro-batches {rows}, each micro-batch's loss "
+            f"divided by {k:,}: {cfg.iterations * k:,} micro-batches in the run's "
+            f"{cfg.iterations:,} steps."
+        )
+    if cfg.drop_last and short:
+        lines.append(
+            f"drop_last: each epoch leaves out its last, short batch of {short:,} of the "
+            f"{train:,} training rows."
+        )
+    return lines

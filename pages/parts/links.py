@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from lib.io.datasets import PRESETS
-from pages.parts.labels import SOURCES
+from pages.parts.labels import ALL_PRESETS, SOURCES
 from pages.parts.presets import PRESET_SET, SETTING_NAMES, preset_values, set_note
 
 
@@ -38,7 +37,7 @@ def open_link(asked: dict[str, list[str]]) -> None:
     if source not in SOURCES:
         return  # none asked, or url_notes names it
     st.session_state.update({"data": source})
-    if source not in PRESETS:
+    if source not in ALL_PRESETS:
         return
     values = {key: value for key, value in preset_values(source).items() if key not in asked}
     st.session_state.update(values)

@@ -7,9 +7,16 @@ from types import MappingProxyType
 
 import streamlit as st
 
+import lib
 from lib.io.datasets import PRESETS
 from pages.parts.cached import preset_data
-from pages.parts.labels import DEFAULTS, optimizer_defaults
+from pages.parts.labels import (
+    ALL_PRESETS,
+    DEFAULTS,
+    RUN_DECIDED,
+    SCHEDULE_SETTINGS,
+    optimizer_defaults,
+)
 from pages.parts.widgets import same
 
 # session_state key: {"preset": key, "values": {widget key: value it set}}
@@ -44,8 +51,29 @@ SETTING_NAMES = MappingProxyType(
         "init": "initial weights",
         "init_values": "the initial weights typed in",
         "zero_grad": "zero_grad",
+        "scheduler": "learning-rate schedule",
+        "clip_grad_norm": "clip max_norm",
+        "accumulate": "accumulate",
+        "val_fraction": "val_fraction",
+        "eval_every": "eval_every",
+        "drop_last": "drop_last",
     }
 )
+# Every schedule setting's widget key and default: {"step_gamma": 0.1, ...}.
+SCHEDULE_DEFAULTS = MappingProxyType(
+    {
+        f"{name}_{arg}": default
+        for name, settings in SCHEDULE_SETTINGS.items()
+        for arg, _, _, _, default, _ in settings
+    }
+)
+
+
+def preset_dataset(key: str, seed: int = 0) -> lib.Dataset:
+    """The data of a preset of lib's (built once per server) or of the app's own (a few rows)."""
+    if key in PRESETS:
+        return preset_data(key, seed)
+    return ALL_PRESETS[key].make(int(seed))
 
 
 def _setting(key: str, value) -> str:
@@ -68,6 +96,8 @@ def _default_value(key: str):
         return DEFAULTS[key]
     if key == "init_values":
         return ""
+    if key in SCHEDULE_DEFAULTS:
+        return SCHEDULE_DEFAULTS[key]
     name = key.split("_", 1)[0]
     return _widget_values(name, optimizer_defaults(name))[key]
 
@@ -75,9 +105,9 @@ def _default_value(key: str):
 def preset_values(key: str, seed: int = 0) -> dict:
     """A preset's suggested settings as widget values by key: everything the data source's help
     says it sets."""
-    preset = PRESETS[key]
+    preset = ALL_PRESETS[key]
     # the data's size is all it reads (a full batch becomes m)
-    cfg = preset.config(preset_data(key, seed))
+    cfg = preset.config(preset_dataset(key, seed))
     values = {
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
@@ -97,6 +127,28 @@ def preset_values(key: str, seed: int = 0) -> dict:
     values.update(
         _widget_values(cfg.optimizer, {**optimizer_defaults(cfg.optimizer), **cfg.optimizer_kwargs})
     )
+    values.update(_loop_values(cfg))
+    return values
+
+
+def _loop_values(cfg: lib.Config) -> dict:
+    """The whole loop's widget values of a Config: the schedule (with its settings), clipping,
+    accumulation, the validation split, eval_every and drop_last; 0 and "none" stand for None."""
+    values = {
+        "scheduler": cfg.scheduler or "none",
+        "clip_grad_norm": cfg.clip_grad_norm or 0.0,
+        "accumulate": cfg.accumulate,
+        "val_fraction": cfg.val_fraction,
+        "eval_every": cfg.eval_every or 0,
+        "drop_last": cfg.drop_last,
+    }
+    if cfg.scheduler is not None:
+        for arg, *_ in SCHEDULE_SETTINGS[cfg.scheduler]:
+            key = f"{cfg.scheduler}_{arg}"
+            value = cfg.scheduler_kwargs.get(arg, SCHEDULE_DEFAULTS[key])
+            if key in RUN_DECIDED and value == getattr(cfg, RUN_DECIDED[key]):
+                value = SCHEDULE_DEFAULTS[key]  # 0: the run's own, as the widget says
+            values[key] = ", ".join(map(str, value)) if arg == "milestones" else value
     return values
 
 
@@ -107,7 +159,7 @@ def change_source() -> None:
     state = st.session_state
     source, before = state.get("data"), state.pop(PRESET_SET, None)
     state.pop(PRESET_NOTE, None)
-    if source in PRESETS:
+    if source in ALL_PRESETS:
         values = preset_values(source, int(state.get("seed", 0)))
         st.session_state.update(values)
         state[PRESET_SET] = {"preset": source, "values": values}
@@ -119,7 +171,7 @@ def change_source() -> None:
         return
     if before is None:
         return
-    title = PRESETS[before["preset"]].title
+    title = ALL_PRESETS[before["preset"]].title
     reset, kept = {}, []
     for key, value in before["values"].items():
         if not same(state.get(key), value):

@@ -11,19 +11,31 @@ import numpy as np
 import streamlit as st
 
 import lib
-from lib.io.datasets import PRESETS
 from pages.parts.build import build
 from pages.parts.csv_controls import csv_controls
 from pages.parts.labels import (
+    ACCUMULATE_HELP,
+    ALL_PRESETS,
+    CLIP_HELP,
     DEFAULTS,
+    DROP_LAST_HELP,
+    EVAL_EVERY_HELP,
     KWARG_RANGES,
     LOSS_LABELS,
     LOSSES_FOR,
     MODEL_LABELS,
     OPTIMIZER_LABELS,
+    SCHEDULE_CHOICES,
+    SCHEDULE_CLASSES,
+    SCHEDULE_FORMULAS,
+    SCHEDULE_HELP,
+    SCHEDULE_KWARG_HELP,
+    SCHEDULE_SETTINGS,
     SOURCE_LABELS,
     SOURCES,
+    VAL_FRACTION_HELP,
     kwarg_help,
+    loop_summary,
     optimizer_defaults,
     zero_mlp_warning,
 )
@@ -84,9 +96,10 @@ def _data_controls(drawn: Drawn) -> dict:
         on_change=change_source,
         format_func=SOURCE_LABELS.__getitem__,
         help="A preset also sets lr, batch size, iterations, the model (with its hidden layer), "
-        "loss, bias, optimizer (with its settings), initial weights and zero_grad to values that "
-        "suit it; going back to synthetic data or a CSV file puts back the defaults of those you "
-        "have not changed since.",
+        "loss, bias, optimizer (with its settings), initial weights, zero_grad, the schedule, "
+        "clipping, accumulation and the validation split to values that suit it; going back to "
+        "synthetic data or a CSV file puts back the defaults of those you have not changed "
+        "since.",
     )
     _source_to_url(source)
     note = shown_note(source)
@@ -106,7 +119,7 @@ def _data_controls(drawn: Drawn) -> dict:
         st.caption(note)
     if source == "csv":
         return {"source": source, **csv_controls(drawn)}
-    preset = PRESETS[source]
+    preset = ALL_PRESETS[source]
     st.caption(f"**{preset.title}.** {preset.about}")
     return {"source": source}
 
@@ -194,6 +207,85 @@ def _start_controls(drawn: Drawn) -> dict:
     }
 
 
+def _schedule_controls(drawn: Drawn) -> dict:
+    """The scheduler and the chosen one's settings, as the widgets hold them (see
+    build.schedule_kwargs)."""
+    name = drawn.select(
+        "Scheduler", SCHEDULE_CHOICES, "scheduler", DEFAULTS["scheduler"], help=SCHEDULE_HELP
+    )
+    st.caption(SCHEDULE_FORMULAS[name])
+    if name == "none":
+        return {"scheduler": None, "scheduler_raw": {}}
+    st.caption(f"torch.optim.lr_scheduler.{SCHEDULE_CLASSES[name]}, and its hand-written twin.")
+    raw = {}
+    for arg, kind, low, high, default, step in SCHEDULE_SETTINGS[name]:
+        key, tip = f"{name}_{arg}", SCHEDULE_KWARG_HELP[f"{name}_{arg}"]
+        if kind == "bool":
+            raw[arg] = drawn.check(arg, key, default, help=tip)
+        elif kind == "choice":
+            raw[arg] = drawn.select(arg, low, key, default, help=tip)
+        elif kind == "steps":
+            raw[arg] = drawn.text(arg, key, default, help=tip)
+        elif kind == "int":
+            raw[arg] = drawn.number(arg, key, low, high, default, step=step, help=tip)
+        else:
+            raw[arg] = drawn.number(arg, key, low, high, default, step=step, format="%g", help=tip)
+    return {"scheduler": name, "scheduler_raw": raw}
+
+
+def _step_controls(drawn: Drawn) -> dict:
+    """Gradient clipping (0: off) and gradient accumulation."""
+    clip = drawn.number(
+        "Clip the gradient norm at max_norm (0: no clipping)",
+        "clip_grad_norm",
+        0.0,
+        1e6,
+        DEFAULTS["clip_grad_norm"],
+        step=0.1,
+        format="%g",
+        help=CLIP_HELP,
+    )
+    accumulate = drawn.number(
+        "Micro-batches per step (accumulate)",
+        "accumulate",
+        1,
+        lib.engine.config.MAX_ACCUMULATE,
+        DEFAULTS["accumulate"],
+        help=ACCUMULATE_HELP,
+    )
+    return {"clip_grad_norm": clip, "accumulate": accumulate}
+
+
+def _validation_controls(drawn: Drawn) -> dict:
+    """The held-out share, how often it is evaluated (0: lib's about 200 passes), drop_last."""
+    share = drawn.number(
+        "Held-out share for validation (val_fraction)",
+        "val_fraction",
+        0.0,
+        0.99,
+        DEFAULTS["val_fraction"],
+        step=0.05,
+        format="%g",
+        help=VAL_FRACTION_HELP,
+    )
+    every = drawn.number(
+        "Validate every (steps; 0: about 200 passes)",
+        "eval_every",
+        0,
+        lib.MAX_ITERATIONS,
+        DEFAULTS["eval_every"],
+        disabled=share == 0,
+        help=EVAL_EVERY_HELP,
+    )
+    drop_last = drawn.check(
+        "Drop each epoch's last short batch (drop_last)",
+        "drop_last",
+        DEFAULTS["drop_last"],
+        help=DROP_LAST_HELP,
+    )
+    return {"val_fraction": share, "eval_every": every, "drop_last": drop_last}
+
+
 def sidebar_config(page: str, own: tuple[str, ...] = ()) -> tuple[lib.Dataset, lib.Config] | None:
     """Draw the training controls in the sidebar; the Dataset and Config they describe, or None
     (said in words).
@@ -256,6 +348,12 @@ def _training_controls(drawn: Drawn, page: str) -> tuple[dict, st.delta_generato
         v["optimizer_kwargs"] = _optimizer_controls(drawn, v["optimizer"])
     with st.expander("Start: weights, seed, zero_grad"):
         v.update(_start_controls(drawn))
+    with st.expander("Learning-rate schedule"):
+        v.update(_schedule_controls(drawn))
+    with st.expander("Clipping and accumulation"):
+        v.update(_step_controls(drawn))
+    with st.expander("DataLoader and validation"):
+        v.update(_validation_controls(drawn))
     if page == "compare":
         _display_controls(drawn, linear=v.get("model") == "linear")
     return v, summary
@@ -316,4 +414,5 @@ def _summary(
     summary.caption(
         f"{data.name} · {data.m:,} samples · model {cfg.model} · loss {cfg.loss} · {cfg.optimizer}"
         + (f" ({kwargs})" if kwargs else "")
+        + "".join(f"  \n{line}" for line in loop_summary(data, cfg))
     )

@@ -81,8 +81,9 @@ class Drawn(dict):
         self[key] = (value, "true or false")
         return value
 
-    def text(self, label: str, key: str, **kw) -> str:
-        value = st.text_input(label, key=key, **KEEP, **kw)
+    def text(self, label: str, key: str, default: str = "", **kw) -> str:
+        shown = None if set_by_state_api(key) else default
+        value = st.text_input(label, shown, key=key, **KEEP, **kw) or ""
         self[key] = (value, "text")
         return value
 
