@@ -344,3 +344,50 @@ def test_the_new_controls_are_kept_on_every_page():
         assert widget(at, "accumulate").value == 2, page
         assert widget(at, "val_fraction").value == 0.2, page
         assert widget(at, "scheduler").value == "exponential", page
+
+
+# ------------------------------------------------------------------ the builder and the sentences
+
+
+def test_schedule_kwargs_are_what_a_users_call_passes():
+    from pages.parts.build import schedule_kwargs
+
+    assert schedule_kwargs(None, {}) == {}
+    # torch's own defaults are left out, required keywords kept, milestones parsed
+    assert schedule_kwargs("step", {"step_size": 100, "gamma": 0.1}) == {"step_size": 100}
+    assert schedule_kwargs("multistep", {"milestones": "30; 10", "gamma": 0.5}) == {
+        "milestones": (30, 10),
+        "gamma": 0.5,
+    }
+    # T_max and max_lr at 0 are the run's (lib fills them), a typed value is passed on
+    assert schedule_kwargs("cosine", {"T_max": 0, "eta_min": 0.0}) == {}
+    assert schedule_kwargs("cosine", {"T_max": 50, "eta_min": 0.0}) == {"T_max": 50}
+    cfg = lib.Config(
+        iterations=300,
+        scheduler="onecycle",
+        scheduler_kwargs=schedule_kwargs(
+            "onecycle", {"max_lr": 0.0, "pct_start": 0.3, "cycle_momentum": False}
+        ),
+    )
+    assert dict(cfg.scheduler_kwargs) == {
+        "cycle_momentum": False,
+        "total_steps": 300,
+        "max_lr": 0.01,
+    }
+    assert schedule_kwargs("linear", {"start_factor": 1.0 / 3, "total_iters": 5}) == {}
+    with pytest.raises(ValueError, match="whole step numbers"):
+        schedule_kwargs("multistep", {"milestones": "1.5"})
+
+
+def test_the_batch_sentences_of_a_full_batch_and_of_no_accumulation():
+    from pages.parts.labels import loop_summary
+
+    data = linear_data(3, 200, 0.1, 0)
+    [line] = loop_summary(data, lib.Config(batch_size=500, accumulate=2, iterations=10))
+    assert line.startswith("Each optimizer step sums 2 micro-batches (each all 200 training rows)")
+    assert "20 micro-batches in the run's 10 steps" in line
+    assert loop_summary(data, lib.Config()) == []  # nothing of these options applies
+    # drop_last with a full batch drops nothing: no sentence
+    assert loop_summary(data, lib.Config(batch_size=200, drop_last=True)) == []
+    [line] = loop_summary(data, lib.Config(scheduler="cosine", iterations=300))
+    assert line == "Schedule: CosineAnnealingLR(optimizer, T_max=300)."

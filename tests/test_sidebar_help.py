@@ -453,7 +453,7 @@ def test_each_schedules_formula_is_torchs_lr_at_every_step():
 
 
 def test_onecycle_help_its_start_peak_end_and_the_momentum_it_sets():
-    from pages.parts.labels import SCHEDULE_KWARG_HELP
+    from pages.parts.labels import SCHEDULE_FORMULAS, SCHEDULE_KWARG_HELP
 
     steps, max_lr, div, final = 500, 0.2, 25.0, 1e4
     kwargs = {"max_lr": max_lr, "total_steps": steps, "pct_start": 0.3}
@@ -462,6 +462,14 @@ def test_onecycle_help_its_start_peak_end_and_the_momentum_it_sets():
     assert lrs[0] == pytest.approx(max_lr / div, rel=1e-12)
     assert "reached at step pct_start · iterations − 1" in SCHEDULE_KWARG_HELP["onecycle_pct_start"]
     assert int(np.argmax(lrs)) == round(0.3 * steps) - 1 and lrs.max() == pytest.approx(max_lr)
+    assert "when max_lr is 0" in SCHEDULE_FORMULAS["onecycle"]
+    # pct_start · iterations − 1 = 148.5 is between steps 148 and 149: neither reaches max_lr
+    odd, _ = torch_lrs("onecycle", {**kwargs, "pct_start": 0.299}, steps)
+    assert (
+        "between two steps when that is not a whole number"
+        in SCHEDULE_KWARG_HELP["onecycle_pct_start"]
+    )
+    assert odd.max() < max_lr and int(np.argmax(odd)) in (148, 149)
     assert (
         "max_lr / (div_factor · final_div_factor)"
         in SCHEDULE_KWARG_HELP["onecycle_final_div_factor"]

@@ -291,7 +291,8 @@ SCHEDULE_FORMULAS = MappingProxyType(
         "linear": "LinearLR: step t uses lr₀ · (start_factor + (end_factor − start_factor) · "
         "min(t, total_iters) / total_iters).",
         "onecycle": "OneCycleLR: from max_lr / div_factor up to max_lr, then down to "
-        "max_lr / (div_factor · final_div_factor) at the last step; lr₀ is not used.",
+        "max_lr / (div_factor · final_div_factor) at the last step; lr₀ serves only as max_lr "
+        "when max_lr is 0.",
     }
 )
 SCHEDULE_HELP = (
@@ -352,8 +353,8 @@ SCHEDULE_KWARG_HELP = MappingProxyType(
         "lr. 0: the lr set above. OneCycleLR sets the lr itself from the first step on: step 0 "
         "uses max_lr / div_factor.",
         "onecycle_pct_start": "OneCycleLR: the share of the run's steps spent rising from "
-        "max_lr / div_factor to max_lr, reached at step pct_start · iterations − 1; the lr then "
-        "falls until the last step.",
+        "max_lr / div_factor to max_lr, reached at step pct_start · iterations − 1 (between two "
+        "steps when that is not a whole number); the lr then falls until the last step.",
         "onecycle_anneal_strategy": "OneCycleLR: cos: the lr rises and falls along half a cosine; "
         "linear: along straight lines.",
         "onecycle_div_factor": "OneCycleLR: step 0 uses max_lr / div_factor.",
@@ -442,7 +443,7 @@ def _batch_lines(cfg: lib.Config, train: int) -> list[str]:
     short = train % b if b < train else 0  # the rows of each epoch's last batch, if it is short
     if k > 1:
         if b >= train:
-            rows = f"each of all {train:,} training rows"
+            rows = f"(each all {train:,} training rows)"
         elif short and not cfg.drop_last:
             rows = f"of {b:,} rows (each epoch's last batch has {short:,})"
         else:
