@@ -567,6 +567,13 @@ def test_the_loss_chart_draws_both_loops_validation_loss_dashed_at_the_step_afte
         np.testing.assert_array_equal([r["value"] for r in rows], history.val_loss)
         train = found[(label, lib.charts.runs.TRAIN_SERIES)]
         np.testing.assert_array_equal([r["value"] for r in train], history.loss)
+    # the training lines fade under the epoch means, the validation lines do not
+    for layer, rows in layers:
+        faded = layer["mark"].get("opacity", 1.0) < 1
+        if rows[0]["series"] == val:
+            assert not faded
+        elif rows[0]["series"] == lib.charts.runs.TRAIN_SERIES:
+            assert faded
     # colour: the loops; dash: training or validation, each in a labelled legend
     assert spec["encoding"]["color"]["field"] == "loop"
     dash = spec["encoding"]["strokeDash"]

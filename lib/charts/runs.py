@@ -50,8 +50,8 @@ EPOCH_COLORS = MappingProxyType({"manual": "#08306b", "torch": "#a63603"})
 EPOCH_STYLE = MappingProxyType({"manual": 2.5, "torch": 1.2})
 # With a validation split the loss chart tells train from validation by the dash, the loops by
 # colour (and width: manual thick underneath, torch thin on top).
-TRAIN_SERIES, VAL_SERIES = "training batches", "held-out rows (validation)"
-EPOCH_SERIES = "mean of the epoch's batch losses"
+TRAIN_SERIES, VAL_SERIES = "training batch", "validation"
+EPOCH_SERIES = "epoch mean"  # the dash legend's name of the epoch-mean lines
 VAL_DASH = (6, 3)
 FADED = 0.45  # opacity of the batch-loss lines under the epoch means, so the means stand out
 # Accuracy is measured at ACCURACY_POINTS steps at most (a line of 400 points on a ~600 px chart),
@@ -214,7 +214,7 @@ def _dash_channel(
     return _n(
         alt.StrokeDash,
         "series",
-        legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=2, columns=2),
+        legend=alt.Legend(orient="top", title=None, symbolStrokeWidth=2, columns=len(series_dash)),
         scale=alt.Scale(domain=list(series_dash), range=[list(d) for d in series_dash.values()]),
     )
 
@@ -256,7 +256,7 @@ def _lines(
             "strokeWidth": STYLE[loop]["strokeWidth"],
             **(DENSE_TORCH if dense and loop == "torch" else {}),
         }
-        if epochs:
+        if epochs and name != VAL_SERIES:  # the validation loss is not under the means
             mark["opacity"] = FADED * mark.get("opacity", 1.0)
         layers.append(
             alt.Chart(
