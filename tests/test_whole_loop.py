@@ -8,6 +8,7 @@ own modules and criteria on the held-out rows, the lr sequence with torch's own 
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -517,12 +518,6 @@ def test_the_split_is_seeded_and_does_not_depend_on_the_batch():
     assert len(lib.run(lib.datasets.linear(m=3, n=1), cfg.replace(val_fraction=0.01)).val_rows) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lib bug (lib/engine/lockstep.py check_run): on a 1-row Dataset every val_fraction > 0 "
-    "holds out that row (at least one is held out), yet the message advises 'use a smaller "
-    "val_fraction', which cannot help, and reads 'all 1 rows'",
-)
 def test_the_no_training_rows_message_is_exact_for_a_one_row_dataset():
     one_row = lib.Dataset([[1.0]], [2.0])
     for fraction in (0.5, 0.01, 1e-9):  # every one of them holds out the only row
@@ -530,6 +525,17 @@ def test_the_no_training_rows_message_is_exact_for_a_one_row_dataset():
             lib.run(one_row, lib.Config(val_fraction=fraction))
         assert "smaller val_fraction" not in str(info.value)
         assert "all 1 rows" not in str(info.value)
+        assert "use val_fraction=0" in str(info.value)
+
+
+def test_the_no_training_rows_advice_names_a_fraction_that_works():
+    data = lib.datasets.linear(m=10, n=1, seed=0)
+    with pytest.raises(ValueError, match=r"below (\S+)") as info:
+        lib.run(data, lib.Config(val_fraction=0.96, iterations=2))
+    limit = float(re.search(r"below (\S+)", str(info.value)).group(1))
+    lib.run(data, lib.Config(val_fraction=limit - 1e-9, iterations=2))  # just below: it trains
+    with pytest.raises(ValueError, match="no training rows"):
+        lib.run(data, lib.Config(val_fraction=limit, iterations=2))
 
 
 # ---------------------------------------------------------------- drop_last

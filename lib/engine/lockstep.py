@@ -345,9 +345,14 @@ def check_run(data: Dataset, cfg: Config) -> None:
         )
     train = split_rows(data.m, cfg.val_fraction, cfg.seed)[0]
     if not len(train):
+        if data.m == 1:
+            raise ValueError(
+                "val_fraction > 0 holds out at least one row, and this data has only one: "
+                "use val_fraction=0"
+            )
         raise ValueError(
             f"val_fraction {cfg.val_fraction:g} holds out all {data.m:,} rows and leaves no "
-            "training rows: use a smaller val_fraction"
+            f"training rows: use a val_fraction below {(data.m - 0.5) / data.m:.4g}"
         )
     if cfg.drop_last and cfg.batch_size > len(train):
         raise ValueError(
