@@ -391,3 +391,31 @@ def test_the_batch_sentences_of_a_full_batch_and_of_no_accumulation():
     assert loop_summary(data, lib.Config(batch_size=200, drop_last=True)) == []
     [line] = loop_summary(data, lib.Config(scheduler="cosine", iterations=300))
     assert line == "Schedule: CosineAnnealingLR(optimizer, T_max=300)."
+
+
+@pytest.mark.parametrize("name", [name for name in SCHEDULE_CHOICES if name != "none"])
+def test_every_schedule_setting_at_both_ends_of_its_widget_runs_or_is_refused_in_words(name):
+    """What the Run button does with the Config: lib.run, which the page catches ValueError of."""
+    from pages.parts.build import schedule_kwargs
+    from pages.parts.labels import SCHEDULE_SETTINGS
+
+    data = linear_data(3, 50, 0.1, 0)
+    settings = SCHEDULE_SETTINGS[name]
+    for arg, kind, low, high, _, _ in settings:
+        if kind not in ("int", "float"):
+            continue
+        for value in (low, high):
+            raw = {a: default for a, _, _, _, default, _ in settings} | {arg: value}
+            for optimizer in ("sgd", "adam"):
+                try:
+                    cfg = lib.Config(
+                        iterations=30,
+                        optimizer=optimizer,
+                        scheduler=name,
+                        scheduler_kwargs=schedule_kwargs(name, raw),
+                    )
+                except ValueError as err:
+                    assert str(err), (arg, value)  # said in words on the page
+                    continue
+                result = lib.run(data, cfg)  # anything but a ValueError would be a traceback
+                assert result.steps >= 1, (arg, value)

@@ -318,13 +318,15 @@ SCHEDULE_SETTINGS = MappingProxyType(
                    ("end_factor", "float", 0.0, 1.0, 1.0, 0.05),
                    ("total_iters", "int", 1, MAX_STEPS, 5, 1)),
         "onecycle": (("max_lr", "float", 0.0, 100.0, 0.0, 0.01),
-                     ("pct_start", "float", 0.0, 1.0, 0.3, 0.05),
+                     ("pct_start", "float", 0.0, 0.999, 0.3, 0.05),
                      ("anneal_strategy", "choice", ("cos", "linear"), None, "cos", None),
                      ("div_factor", "float", 1e-6, 1e6, 25.0, 1.0),
                      ("final_div_factor", "float", 1e-6, 1e12, 1e4, 100.0),
                      ("cycle_momentum", "bool", None, None, True, None)),
     }
 )  # fmt: skip
+# OneCycleLR's pct_start stops below 1: at 1 the falling phase has no length, and torch's (and
+# the twin's) last scheduler.step() divides by zero.
 # Left out of scheduler_kwargs at 0: the run decides them (T_max = iterations, max_lr = lr).
 RUN_DECIDED = MappingProxyType({"cosine_T_max": "iterations", "onecycle_max_lr": "lr"})
 SCHEDULE_KWARG_HELP = MappingProxyType(
