@@ -1423,6 +1423,11 @@ class _Specialiser:
         self.locals = {id(f): src.scope(f)[1] | {p.arg for p in _params(f)} for f in self.functions}
         self.call_cache: dict[str, list | None] = {}
         self.returned_cache: dict[str, object] = {}
+        self.counters: dict[int, set[str]] = {}
+        # functions with a global or nonlocal statement: _local_facts leaves them alone
+        self.scoped = {
+            id(src.function_of(n)) for n in src.nodes if isinstance(n, (ast.Global, ast.Nonlocal))
+        }
         self.known: dict[int, object] = {}
         self.known = self._facts()
 
@@ -1560,25 +1565,53 @@ class _Specialiser:
         """Reads of a local that see one literal: statement by statement down the function's body,
         a name set to a literal (or to a literal a function always returns) is known until a
         statement sets it again; len() of a local set to np.arange(n) is n."""
-        if any(isinstance(n, (ast.Global, ast.Nonlocal)) for n in ast.walk(func)):
+        if id(func) in self.scoped or not any(map(self._may_know, func.body)):
             return
         params = {p.arg for p in _params(func)}
         current: dict[str, object] = {}
         for stmt in func.body:
-            for name, value in current.items():
-                for node in _reads_before_stores(stmt, name):
-                    if not isinstance(value, _Length):
-                        known[id(node)] = value
-                        continue
-                    call = self.src.parent.get(id(node))
-                    if getattr(getattr(call, "func", None), "id", None) == "len":
-                        known[id(call)] = value.n
-            for name in [n for n in current if _stores(stmt, n)]:
-                del current[name]
+            if current:
+                named = {
+                    n.id if isinstance(n, ast.Name) else n.arg
+                    for n in ast.walk(stmt)
+                    if isinstance(n, (ast.Name, ast.arg))
+                }
+                self._see_facts(func, stmt, {k: v for k, v in current.items() if k in named}, known)
+                for name in [n for n in current if n in named and _stores(stmt, n)]:
+                    del current[name]
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
                 for target, value in self._assigned_facts(func, stmt):
                     if target.id not in params:
                         current[target.id] = value
+
+    def _may_know(self, stmt) -> bool:
+        """Whether the statement may set a local to something _assigned_facts knows (cheap)."""
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+            return False
+        values = stmt.value.elts if isinstance(stmt.value, ast.Tuple) else [stmt.value]
+        for value in values:
+            if _is_constant_display(value):
+                return True
+            if isinstance(value, ast.Call):
+                head = value.func
+                if isinstance(head, ast.Name) and isinstance(
+                    self.defs.get(head.id), ast.FunctionDef
+                ):
+                    return True
+                if isinstance(head, ast.Attribute) and head.attr == "arange":
+                    return True
+        return False
+
+    def _see_facts(self, func, stmt, current: dict, known: dict) -> None:
+        """The reads in stmt that see what current holds, known."""
+        for name, value in current.items():
+            for node in _reads_before_stores(stmt, name):
+                if not isinstance(value, _Length):
+                    known[id(node)] = value
+                    continue
+                call = self.src.parent.get(id(node))
+                if getattr(getattr(call, "func", None), "id", None) == "len":
+                    known[id(call)] = value.n
 
     def _assigned_facts(self, func, stmt) -> list:
         """(name, what is known of its value) for each name the assignment sets to a known value."""
@@ -2048,6 +2081,18 @@ class _Specialiser:
         func = self.src.function_of(node)
         if func is None:
             return False
+        if id(func) not in self.counters:
+            self.counters[id(func)] = {
+                loop.target.elts[0].id
+                for loop in ast.walk(func)
+                if isinstance(loop, ast.For)
+                and isinstance(loop.target, ast.Tuple)
+                and loop.target.elts
+                and isinstance(loop.target.elts[0], ast.Name)
+                and getattr(getattr(loop.iter, "func", None), "id", None) == "enumerate"
+            }
+        if node.id not in self.counters[id(func)]:
+            return False
         stores = _stores(func, node.id)
         if len(stores) != 1:
             return False
@@ -2368,9 +2413,9 @@ class _Specialiser:
     def _drop_params(self) -> list:
         """Parameters that nothing reads leave the signature and every call.
 
-        One function per pass.
+        A function's signature and its calls are one group; groups that overlap wait a pass.
         """
-        src = self.src
+        src, groups = self.src, []
         for name in self.defs:
             sites = self._calls_of(name)
             if not sites:
@@ -2394,9 +2439,9 @@ class _Specialiser:
                     break
                 if drop:
                     group.append((*src.span(call), self._call_text(call, drop=drop)))
-            if ok and _accept([group]):
-                return [group]
-        return []
+            if ok:
+                groups.append(group)
+        return groups
 
     def _argument_read(self, func, name: str) -> bool:
         """Whether any read of the parameter may see the argument (not only values set later)."""
@@ -2503,7 +2548,7 @@ def _drop_methods_of(src: _Source, classes: dict) -> list:
 
     A method counts as read where any attribute or string anywhere else has its name.
     """
-    groups = []
+    groups, where = [], None
     for cls in classes.values():
         if any(getattr(b, "id", None) not in classes for b in cls.bases) or cls.keywords:
             continue
@@ -2511,19 +2556,15 @@ def _drop_methods_of(src: _Source, classes: dict) -> list:
         for method in methods:
             if method.name.startswith("__") or len(methods) < 2:
                 continue
-            first, last = src.stmt_span(method)
-            used = [
-                n
-                for n in src.nodes
-                if (
-                    (isinstance(n, ast.Attribute) and n.attr == method.name)
-                    or (isinstance(n, ast.Constant) and n.value == method.name)
-                )
-                and hasattr(n, "lineno")
-                and not first <= src.span(n)[0] < last
-            ]
-            if not used:
-                groups.append((first, last, ""))
+            if where is None:  # each attribute's and string's name: the lines it is on
+                where = {}
+                for n in src.nodes:
+                    name = n.attr if isinstance(n, ast.Attribute) else getattr(n, "value", None)
+                    if isinstance(name, str) and hasattr(n, "lineno"):
+                        where.setdefault(name, []).append(n.lineno)
+            first, last = method.lineno, method.end_lineno
+            if not [line for line in where.get(method.name, []) if not first <= line <= last]:
+                groups.append((*src.stmt_span(method), ""))
     return groups
 
 
