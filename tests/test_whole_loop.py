@@ -655,3 +655,12 @@ def test_the_whole_loop_bench_rows_compare_like_with_like(case):
     assert close_weights(bare_torch_whole(data, cfg), result.torch.weights[-1]) < 1e-10
     assert close_weights(hand_loop_alone(data, cfg), result.manual.weights[-1]) < 1e-10
     assert math.isfinite(result.max_abs_diff)
+
+
+def test_onecycle_with_no_annealing_steps_is_refused_in_words_not_at_the_last_step():
+    # pct_start 1.0: torch's OneCycleLR divides by zero at the run's last scheduler.step()
+    with pytest.raises(ValueError, match="pct_start 1 leaves the annealing phase no steps"):
+        lib.Config(scheduler="onecycle", scheduler_kwargs={"pct_start": 1.0}, iterations=50)
+    cfg = lib.Config(scheduler="onecycle", scheduler_kwargs={"pct_start": 0.999}, iterations=50)
+    result = lib.run(lib.datasets.linear(m=40, n=2, seed=1), cfg)
+    assert result.done and result.max_abs_diff < 1e-10
