@@ -103,6 +103,9 @@ def test_validation_shows_its_lines_and_only_them():
         'val_m.append(manual.gi_frame.f_locals["val_loss"])',
     ):
         assert line in text, line
+    header = text.split('"""')[1]
+    assert "its loss on the held-out rows after every 4 steps" in header
+    assert "held-out" not in lib.to_script(DATA, lib.Config()).split('"""')[1]
     # accumulate == 1: the counter counts steps, so `i // accumulate` reads as i
     assert "accumulate" not in text and "drop_last" not in code_words(text)
 
