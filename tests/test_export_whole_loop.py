@@ -64,9 +64,7 @@ def test_the_scripts_rerun_the_whole_loop(tmp_path):
 
 def test_the_default_script_holds_none_of_the_whole_loops_options():
     text = lib.to_script(DATA, lib.Config())
-    # lib's loaders check that drop_last leaves a batch: that raise's message stays (the
-    # specialiser cannot see that without drop_last a batch is never empty)
-    words = {w.lower() for w in code_words(text) if not w.startswith("drop_last with batch_size")}
+    words = {w.lower() for w in code_words(text)}
     for absent in ("accumulate", "eval", "val_loss", "held_out", "drop_last", "no_grad",
                    "step_loss", "split_rows", "micro"):  # fmt: skip
         assert not [w for w in words if absent in w], absent

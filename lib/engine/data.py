@@ -215,7 +215,7 @@ def batch_indices(
     rng = rngs(seed)[1]
     while True:
         batches = epoch_batches(rng, m, batch_size, drop_last)
-        if not batches:
+        if drop_last and not batches:  # without drop_last an epoch always has a batch
             raise ValueError(
                 f"drop_last with batch_size {batch_size:,} > {m:,} rows leaves no batch"
             )
@@ -270,7 +270,7 @@ def torch_loader(
     dataset = TensorDataset(inputs, labels.unsqueeze(1))
     order = SharedOrder(len(inputs), batch_size, seed, drop_last)
     loader = DataLoader(dataset, sampler=order, batch_size=None)
-    if not len(order):
+    if drop_last and not len(order):
         raise ValueError(
             f"drop_last with batch_size {batch_size:,} > {len(inputs):,} rows leaves no batch"
         )
