@@ -16,7 +16,7 @@ from ..twins.manual import manual_loop
 from ..twins.torch_side import torch_loop
 from .config import Config
 from .data import Dataset, initial_weights, loader, split_rows, torch_loader, weight_names
-from .frames import step_values_of
+from .frames import current_lr, step_values_of, values_of
 
 LOOPS = ("manual", "torch")
 
@@ -216,9 +216,12 @@ class _Recorder:
         # yield, and with clipping the norm clip_grad_norm_ returned (the gradient yielded is the
         # clipped one, which step() took).
         self.max_norm = cfg.clip_grad_norm
-        self.read = ("step_lr",) * (cfg.scheduler is not None) + ("norm",) * (
-            self.max_norm is not None
-        )
+        self.read = ("norm",) * (self.max_norm is not None)
+        # With a schedule, step 0's lr is read at its yield (step_lr) together with the loop's
+        # optimizer; after that, step t's lr is the lr the optimizer holds at the yield of step
+        # t - 1 (scheduler.step() set it, and nothing else does), read from the object: reading
+        # the frame every step cost several times more (`python -m bench`, the schedule rows).
+        self.schedule, self.optimizer = cfg.scheduler is not None, None
         # with a validation split, val_loss is read at the yield of every eval_interval-th step
         self.eval_every = cfg.eval_interval if cfg.val_fraction > 0 else 0
         self.val_loss = np.empty(iterations // self.eval_every if self.eval_every else 0)
@@ -246,7 +249,7 @@ class _Recorder:
         n = stop - start
         loss, gradients = self.loss[start:stop], self.gradients[:n]
         every = self.weights[start + 1 : stop + 1] if self.everything else self.every[:n]
-        if self.read or self.eval_every:
+        if self.read or self.eval_every or self.schedule:
             self._advance_reading(loop, start, stop, every)
         else:
             for i in range(n):
@@ -264,10 +267,16 @@ class _Recorder:
         lr, grad_norm = self.lr[start:stop], self.grad_norm[start:stop]
         for i in range(stop - start):
             loss[i], every[i], gradients[i] = next(loop)
+            if self.schedule:
+                if self.optimizer is None:  # step 0
+                    self.optimizer = values_of(loop, "optimizer")["optimizer"]
+                    lr[i] = step_values_of(loop, ("step_lr",))["step_lr"]
+                else:
+                    lr[i] = self.next_lr
+                self.next_lr = current_lr(self.optimizer)
             evaluated = self.eval_every and (start + i + 1) % self.eval_every == 0
-            values = step_values_of(loop, self.read + ("val_loss",) * bool(evaluated))
-            if "step_lr" in values:
-                lr[i] = values["step_lr"]
+            names = self.read + ("val_loss",) * bool(evaluated)
+            values = step_values_of(loop, names) if names else {}
             if "norm" in values:
                 grad_norm[i] = values["norm"]
             if evaluated:
