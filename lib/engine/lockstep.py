@@ -356,8 +356,8 @@ def check_run(data: Dataset, cfg: Config) -> None:
     if not len(train):
         if data.m == 1:
             raise ValueError(
-                "val_fraction > 0 holds out at least one row, and this data has only one: "
-                "use val_fraction=0"
+                "val_fraction > 0 holds out at least one row, and this data has only one: that "
+                "leaves no training rows; use val_fraction=0"
             )
         raise ValueError(
             f"val_fraction {cfg.val_fraction:g} holds out all {data.m:,} rows and leaves no "
