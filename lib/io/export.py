@@ -1212,7 +1212,7 @@ def _reads_before_stores(stmt, name: str) -> list:
 
 
 # a comment that heads a few lines, as "# Update." does: one short sentence
-_HEADING = re.compile(r"\s*# [A-Z][\w ,'-]{0,40}\.\n?$")
+_HEADING = r"\s*# [A-Z][\w ,'-]{0,40}\.\n?$"  # a phase heading line (re caches the compiled form)
 
 
 # layers without parameters: making one draws no random numbers and changes nothing else
@@ -1864,7 +1864,7 @@ class _Specialiser:
             )
             return start, end, lead + text
         if not block:  # the if goes; a heading above it stays for what follows
-            headings = [line for line in lead.splitlines(keepends=True) if _HEADING.match(line)]
+            headings = [line for line in lead.splitlines(keepends=True) if re.match(_HEADING, line)]
             return start, end, "".join(headings) + self._empty_block(node)
         body = "".join(src.lines[src.first_line(block[0]) - 1 : block[-1].end_lineno])
         deeper = src.indent(block[0].lineno)
