@@ -112,9 +112,8 @@ def to_script(
     target: str | None = None,
     full: bool = False,
 ) -> str:
-    """A standalone Python script (numpy and torch only) that reruns both loops.
-
-    It prints their final weights. The script is assembled from the source of
+    """A standalone Python script (numpy and torch only) that reruns both loops and prints their
+    final weights. The script is assembled from the source of
     lib.engine.lockstep.loops and of every lib function it reaches, so it cannot drift from what
     lib.run executes. By default that source is specialised to this Config: its choices are
     written where the code reads them and the branches it does not take are left out (the

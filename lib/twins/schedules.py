@@ -304,17 +304,23 @@ def check_kwargs(
             f"scheduler_kwargs: OneCycleLR's total_steps ({scheduler.total_steps:,}) must be at "
             f"least iterations ({iterations:,}): torch refuses to step past them"
         )
-    if name == "onecycle" and iterations > 2:  # the run's last step too, where a phase of no
-        try:  # length (pct_start 1.0) divides by zero
-            scheduler.last_epoch = iterations - 1
-            scheduler.step()
-        except ZeroDivisionError:
-            raise ValueError(
-                f"scheduler_kwargs for onecycle ({torch_name}): pct_start "
-                f"{kwargs.get('pct_start', 0.3):g} leaves the annealing phase no steps, and "
-                "torch divides by zero at the run's last step: use a pct_start below 1"
-            ) from None
+    if name == "onecycle" and iterations > 2:
+        _check_last_step(scheduler, kwargs, iterations, torch_name)
     return kwargs
+
+
+def _check_last_step(scheduler, kwargs: Mapping, iterations: int, torch_name: str) -> None:
+    """OneCycleLR at the run's last step, where a phase of no length (pct_start 1.0) divides by
+    zero; a ValueError in words then."""
+    try:
+        scheduler.last_epoch = iterations - 1
+        scheduler.step()
+    except ZeroDivisionError:
+        raise ValueError(
+            f"scheduler_kwargs for onecycle ({torch_name}): pct_start "
+            f"{kwargs.get('pct_start', 0.3):g} leaves the annealing phase no steps, and "
+            "torch divides by zero at the run's last step: use a pct_start below 1"
+        ) from None
 
 
 def _check_value(key: str, value) -> None:
