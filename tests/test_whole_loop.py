@@ -433,6 +433,23 @@ def test_val_loss_is_the_criterion_on_the_held_out_rows_with_the_weights_after_v
     np.testing.assert_array_equal(torch_val, result.torch.val_loss)
 
 
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_val_loss_is_read_at_every_evaluating_step_across_the_recorders_chunks(clip):
+    """lib.run records steps in chunks of CHUNK_STEPS: an eval_every that does not divide it puts
+    evaluations on both sides of every chunk boundary (with clipping, the per-step reading path;
+    without, the tight loop cut at the evaluating steps)."""
+    data = lib.datasets.linear(m=64, n=3, seed=2)
+    cfg = lib.Config(lr=0.05, batch_size=8, iterations=700, val_fraction=0.25, eval_every=7,
+                     clip_grad_norm=clip, seed=3)  # fmt: skip
+    assert lib.engine.lockstep.CHUNK_STEPS % 7
+    result = lib.run(data, cfg)
+    np.testing.assert_array_equal(result.val_steps, np.arange(6, 700, 7))
+    for h in (result.manual, result.torch):
+        expected = [held_out_loss(data, cfg, h.weights[s + 1], result.val_rows)
+                    for s in result.val_steps]  # fmt: skip
+        np.testing.assert_allclose(h.val_loss, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_the_default_eval_interval_is_about_200_passes_and_no_split_means_no_validation():
     data = lib.datasets.linear(m=30, n=1, seed=0)
     cfg = lib.Config(lr=0.01, batch_size=8, iterations=450, val_fraction=0.2)
