@@ -12,7 +12,11 @@ import streamlit as st
 import lib
 from lib.lessons.explain import phase_source
 from pages.parts.cached import LAST_RUN, fingerprint, least_squares, twin_phases
-from pages.parts.navigation import PITFALLS_LINK, through_navigation
+from pages.parts.navigation import (
+    PITFALLS_LINK,
+    close_sidebar_on_a_narrow_screen,
+    through_navigation,
+)
 from pages.parts.sidebar import SOURCE, sidebar_config
 from pages.parts.twin_table import twin_lines_markdown
 
@@ -309,6 +313,8 @@ with st.container(key="compare_twins"):
         phases = twin_phases(*on_show)
     st.markdown(twin_lines_markdown(*phases))
 
+if start and run_clicked:  # on a phone the open sidebar would cover the run about to be drawn
+    close_sidebar_on_a_narrow_screen()
 if start:
     data, cfg = picked
     record = {"data": data, "source": state.get(SOURCE), "settings": settings}

@@ -387,3 +387,32 @@ def test_on_a_phone_the_twin_table_fits_and_the_intro_names_the_sidebar(server, 
         screenshot(page, "compare_phone")
     finally:
         context.close()
+
+
+def sidebar_collapsed(page: Page) -> bool:
+    return page.get_by_test_id("stSidebar").get_attribute("data-collapsed") == "true"
+
+
+@pytest.mark.parametrize("width, closes", [(390, True), (1400, False)], ids=["phone", "desktop"])
+def test_run_closes_the_sidebar_on_a_phone_and_keeps_it_open_beside_the_page(
+    server, browser, width, closes
+):
+    """Issue 10, phone: after Run the sidebar stayed over the results. On a narrow screen Run now
+    closes it, so the live run is what the learner sees; on a wide one it stays where it is, beside
+    the page."""
+    context = browser.new_context(viewport={"width": width, "height": 844}, has_touch=True)
+    try:
+        page = context.new_page()
+        open_compare(page, server, "?iterations=300")
+        expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=LOAD)
+        if sidebar_collapsed(page):  # a phone opens with it closed: the learner opens it
+            page.get_by_test_id("stExpandSidebarButton").click()
+        expect(page.get_by_test_id("stSidebar")).to_have_attribute("data-collapsed", "false")
+        page.get_by_test_id("stSidebar").get_by_role("button", name="Run", exact=True).click()
+        settle(page)
+        expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=LOAD)
+        expected = "true" if closes else "false"
+        expect(page.get_by_test_id("stSidebar")).to_have_attribute("data-collapsed", expected)
+        assert_no_traceback(page)
+    finally:
+        context.close()

@@ -36,3 +36,30 @@ def through_navigation() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+# Streamlit's own breakpoint: at this width and below the sidebar lies over the page instead of
+# beside it (its theme's "md" breakpoint, 768 px, as the sidebar's own layout code compares).
+NARROW = 768
+# Runs in the browser once, where it is drawn: no Python of the user's is ever in it.
+_CLOSE_ON_A_NARROW_SCREEN = (
+    "<script>(() => {"
+    f"if (window.innerWidth > {NARROW}) return;"
+    "const sidebar = document.querySelector('[data-testid=\"stSidebar\"]');"
+    "if (!sidebar || sidebar.getAttribute('data-collapsed') !== 'false') return;"
+    "const button = document.querySelector("
+    "'[data-testid=\"stSidebarCollapseButton\"] button');"
+    "if (button) button.click();"
+    "})();</script>"
+)
+
+
+def close_sidebar_on_a_narrow_screen() -> None:
+    """Close the sidebar after a click in it started work, where it lies over the page (a phone).
+
+    On a narrow screen the sidebar covers the results the click is about to draw, and Streamlit has
+    no call that closes it (st.set_page_config's initial_sidebar_state loses to the user's own
+    toggle, which the browser remembers), so a line of script presses its « button, as the
+    learner would. Wider screens keep it open: there it sits beside the page.
+    """
+    st.html(_CLOSE_ON_A_NARROW_SCREEN, unsafe_allow_javascript=True)
