@@ -24,6 +24,7 @@ from .io import csv_data, datasets, export
 from .io.export import history_csv, history_json, to_script
 from .lessons import classify, explain, landscape, pitfalls, speed
 from .lessons.pitfalls import stability_limit
+from .lessons.sweep import Sweep, sweep
 from .twins import manual, optim
 from .twins.manual import effective_lr_ratio, manual_loop, manual_mlp_loop
 from .twins.optim import OPTIMIZERS
@@ -57,6 +58,7 @@ __all__ = [
     "Dataset",
     "History",
     "Result",
+    "Sweep",
     "batch_indices",
     "charts",
     "classify",
@@ -74,6 +76,7 @@ __all__ = [
     "run",
     "speed",
     "stability_limit",
+    "sweep",
     "to_script",
     "torch_loop",
     "trace",

@@ -1,0 +1,330 @@
+"""The learning-rate x batch-size map: one lib.run per cell, cells spread over the cores.
+
+sweep = lib.sweep(data, lib.Config(iterations=500), lrs=[0.01, 0.1, 1.0], batch_sizes=[8, 200])
+sweep.frame()   # one row per (lr, batch_size, loop): final and best loss, divergence, agreement
+
+Each cell is lib.run of the Config with that lr and batch size (every other field as given), in a
+worker process of a concurrent.futures pool: one torch thread per worker, one worker per core.
+Workers are forked from the caller, so they share its imported torch instead of importing their
+own (bench/sweep.py measures both start methods; tests/test_sweep.py keeps a sweep in the server's
+memory budget). Results come back as cells finish; progress(partial Sweep) returning True stops
+the sweep, which keeps the finished cells. Every worker has ended when sweep() returns or raises.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..engine.config import Config
+from ..engine.data import Dataset
+from ..engine.lockstep import LOOPS, Result, check_run, run
+from .explain import agreement
+
+MAX_CELLS = 400  # learning rates x batch sizes in one sweep
+MAX_SWEEP_STEPS = 2_000_000  # cells x iterations: about a quarter of an hour of one core's work
+# "fork": a worker shares the caller's imported torch (about 60 MB PSS each, measured by
+# bench/sweep.py); "spawn" would import torch again in each (about 230 MB RSS each).
+START_METHOD = "fork"
+STOP_EVERY = 0.2  # seconds between a running cell's looks at the stop flag
+COLUMNS = (
+    "lr",
+    "batch_size",
+    "loop",
+    "final_loss",
+    "best_loss",
+    "diverged_at",
+    "max_abs_diff",
+    "seconds",
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One finished run of the map: its lr and batch size and what both loops did."""
+
+    lr: float
+    batch_size: int
+    steps: int  # steps both loops took
+    final_loss: tuple[float, float]  # (manual, torch): the last step's batch loss
+    best_loss: tuple[float, float]  # (manual, torch): the lowest finite batch loss of the run
+    diverged_at: int | None  # the step whose loss, gradient or weights went non-finite
+    divergence: str  # what went non-finite, in words ("" if nothing did)
+    max_abs_diff: float  # largest |manual - torch| over every weight and finite step
+    max_relative_diff: float  # the same, divided by max(1, largest |weight|) at each step
+    seconds: tuple[float, float]  # (manual, torch): each loop's time inside its own steps
+    wall: float  # seconds of the whole lib.run in its worker
+    pid: int  # the worker process that ran it
+
+
+@dataclass(frozen=True, eq=False)
+class Sweep:
+    """The cells of a learning-rate x batch-size map that have finished, and how it ended."""
+
+    config: Config  # every field but lr and batch_size is each cell's
+    lrs: tuple[float, ...]  # sorted, each once
+    batch_sizes: tuple[int, ...]  # sorted, each once
+    cells: tuple[Cell, ...]  # in the order they finished
+    stopped: str | None = None  # None: every cell ran | "stopped" | "time limit"
+    seconds: float = 0.0  # wall time of the sweep so far, pool start-up included
+    workers: int = 1
+
+    @property
+    def total(self) -> int:
+        """Cells in the grid."""
+        return len(self.lrs) * len(self.batch_sizes)
+
+    @property
+    def done(self) -> bool:
+        """True when every cell of the grid has finished."""
+        return len(self.cells) == self.total
+
+    def cell(self, lr: float, batch_size: int) -> Cell | None:
+        """The finished cell at (lr, batch_size), or None."""
+        for c in self.cells:
+            if math.isclose(c.lr, lr, rel_tol=1e-12) and c.batch_size == batch_size:
+                return c
+        return None
+
+    def frame(self) -> pd.DataFrame:
+        """Tidy: one row per finished (lr, batch_size, loop), sorted, with the columns COLUMNS.
+
+        final_loss is the last step's batch loss, best_loss the lowest finite one; diverged_at is
+        <NA> where the run did not diverge; max_abs_diff is the cell's (the same on both rows);
+        seconds is that loop's own time inside its steps.
+        """
+        rows = [
+            (
+                c.lr,
+                c.batch_size,
+                loop,
+                c.final_loss[i],
+                c.best_loss[i],
+                c.diverged_at,
+                c.max_abs_diff,
+                c.seconds[i],
+            )
+            for c in self.cells
+            for i, loop in enumerate(LOOPS)
+        ]
+        frame = pd.DataFrame(rows, columns=list(COLUMNS))
+        frame["lr"] = frame["lr"].astype(np.float64)
+        frame["batch_size"] = frame["batch_size"].astype(np.int64)
+        frame["diverged_at"] = frame["diverged_at"].astype("Int64")
+        frame = frame.sort_values(["lr", "batch_size", "loop"], ignore_index=True)
+        frame["loop"] = pd.Categorical(frame["loop"], categories=list(LOOPS))
+        return frame
+
+    def message(self) -> str:
+        """One sentence on how the sweep ended."""
+        done = f"{len(self.cells):,} of {self.total:,} cells"
+        if self.stopped == "stopped":
+            return f"Stopped with {done} finished; the finished cells are kept."
+        if self.stopped == "time limit":
+            return f"Hit the time limit with {done} finished; the finished cells are kept."
+        return f"All {self.total:,} cells ran, on {self.workers} worker process(es)."
+
+
+def _numbers(name: str, values, whole: bool) -> tuple:
+    """The grid's values, sorted, each once; a ValueError in words for a bad grid."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValueError(f"{name} must be a list of numbers; got {values!r}")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} is empty: give at least one value")
+    kind = "whole numbers >= 1" if whole else "finite numbers > 0"
+    for v in values:
+        number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+            v, (bool, np.bool_)
+        )
+        if not number or not math.isfinite(v) or v <= 0 or (whole and v != int(v)):
+            raise ValueError(f"{name} must be {kind}; got {v!r}")
+    return tuple(sorted({int(v) if whole else float(v) for v in values}))
+
+
+def check_sweep(data: Dataset, cfg: Config, lrs, batch_sizes) -> tuple[tuple, tuple]:
+    """The grid (lrs, batch_sizes), sorted; a ValueError in words for a bad grid or for a cell
+    lib.run would refuse."""
+    if not isinstance(cfg, Config):
+        raise ValueError(f"cfg must be a lib.Config; got {type(cfg).__name__}")
+    lrs, sizes = _numbers("lrs", lrs, whole=False), _numbers("batch_sizes", batch_sizes, True)
+    cells = len(lrs) * len(sizes)
+    if cells > MAX_CELLS:
+        raise ValueError(
+            f"the map is capped at {MAX_CELLS:,} cells (learning rates x batch sizes); got "
+            f"{len(lrs):,} x {len(sizes):,} = {cells:,}"
+        )
+    if cells * cfg.iterations > MAX_SWEEP_STEPS:
+        raise ValueError(
+            f"cells x iterations is capped at {MAX_SWEEP_STEPS:,} (MAX_SWEEP_STEPS) to bound a "
+            f"sweep's time: {cells:,} cells x {cfg.iterations:,} iterations is "
+            f"{cells * cfg.iterations:,}; with {cells:,} cells, at most "
+            f"{MAX_SWEEP_STEPS // cells:,} iterations"
+        )
+    for lr in lrs:
+        for b in sizes:
+            try:
+                check_run(data, cfg.replace(lr=lr, batch_size=b))
+            except ValueError as err:
+                raise ValueError(
+                    f"the cell lr {lr:g}, batch size {b:,} cannot run: {err}"
+                ) from None
+    return lrs, sizes
+
+
+def summarise(result: Result, wall: float) -> Cell:
+    """The Cell of one finished lib.run."""
+    cfg = result.config
+
+    def best(loss: np.ndarray) -> float:
+        finite = loss[np.isfinite(loss)]
+        return float(finite.min()) if finite.size else math.nan
+
+    histories = [getattr(result, loop) for loop in LOOPS]
+    return Cell(
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        steps=result.steps,
+        final_loss=tuple(float(h.loss[-1]) if h.steps else math.nan for h in histories),
+        best_loss=tuple(best(h.loss) for h in histories),
+        diverged_at=result.diverged_at,
+        divergence=result.divergence,
+        max_abs_diff=result.max_abs_diff,
+        max_relative_diff=agreement(result)["max_relative"],
+        seconds=tuple(h.seconds for h in histories),
+        wall=wall,
+        pid=os.getpid(),
+    )
+
+
+def _start_worker(data: Dataset, cfg: Config, stop) -> None:
+    """A worker's set-up: one torch thread, and the sweep's data, Config and stop flag.
+
+    They are kept in this module's globals of the worker process only (forked workers inherit the
+    arguments without pickling them); the caller's module never holds them.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    globals()["_WORKER_INPUTS"] = (data, cfg, stop)
+
+
+def _run_cell(lr: float, batch_size: int) -> Cell | None:
+    """One cell, in a worker; None if the sweep was stopped before it finished."""
+    data, cfg, stop = globals()["_WORKER_INPUTS"]
+    if stop.is_set():
+        return None
+    began = time.perf_counter()
+    result = run(
+        data,
+        cfg.replace(lr=lr, batch_size=batch_size),
+        progress=lambda _: stop.is_set(),
+        progress_every=STOP_EVERY,
+    )
+    if result.stopped == "stopped":
+        return None
+    return summarise(result, time.perf_counter() - began)
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_options(progress, workers, time_limit) -> None:
+    if progress is not None and not callable(progress):
+        raise ValueError(
+            f"progress must be a function of the partial Sweep, or None; got {progress!r}"
+        )
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1
+    ):
+        raise ValueError(
+            f"workers must be None (one per core) or a whole number >= 1; got {workers!r}"
+        )
+    if time_limit is not None and not (
+        isinstance(time_limit, (int, float))
+        and not isinstance(time_limit, bool)
+        and time_limit >= 0
+    ):
+        raise ValueError(f"time_limit must be None or a number of seconds >= 0; got {time_limit!r}")
+
+
+def sweep(
+    data: Dataset,
+    cfg: Config,
+    lrs: Iterable[float],
+    batch_sizes: Iterable[int],
+    progress: Callable[[Sweep], object] | None = None,
+    *,
+    workers: int | None = None,
+    time_limit: float | None = None,
+) -> Sweep:
+    """lib.run of cfg at every (lr, batch_size) of the grid, on a pool of worker processes.
+
+    progress, if given, is called with the partial Sweep each time a cell finishes; returning
+    True stops the sweep (cells still running stop within STOP_EVERY seconds and are dropped;
+    the finished ones are kept). time_limit (seconds) stops it too. workers: one per core by
+    default, never more than the cells.
+    """
+    _check_options(progress, workers, time_limit)
+    lrs, sizes = check_sweep(data, cfg, lrs, batch_sizes)
+    # Big batches and small learning rates first: they take longest (a large lr often diverges
+    # within a few steps), so the last cells to start are short ones and no core idles long.
+    grid = sorted(((lr, b) for lr in lrs for b in sizes), key=lambda c: (c[0], -c[1]))
+    n_workers = min(workers or cores(), len(grid))
+    began = time.perf_counter()
+    context = multiprocessing.get_context(START_METHOD)
+    stop = context.Event()
+    cells: list[Cell] = []
+    stopped = None
+
+    def partial() -> Sweep:
+        seconds = time.perf_counter() - began
+        return Sweep(cfg, lrs, sizes, tuple(cells), stopped, seconds, n_workers)
+
+    pool = ProcessPoolExecutor(n_workers, context, _start_worker, (data, cfg, stop))
+    try:
+        pending: set[Future] = {pool.submit(_run_cell, lr, b) for lr, b in grid}
+        while pending and stopped is None:
+            left = None if time_limit is None else time_limit - (time.perf_counter() - began)
+            finished, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+            if not finished:
+                stopped = "time limit"
+                break
+            for future in finished:
+                cell = _result_of(future)
+                if cell is not None:
+                    cells.append(cell)
+            if progress is not None and progress(partial()) is True:
+                stopped = "stopped"
+    finally:
+        # Stop, time limit, an error or an exception from progress (a page's rerun): the cells
+        # still running see the flag within STOP_EVERY seconds, and the pool waits for its
+        # workers to end.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+    return partial()
+
+
+def _result_of(future: Future) -> Cell | None:
+    """A finished future's Cell; a worker that died is a RuntimeError in words."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise RuntimeError(
+            "a worker process of the sweep ended abruptly (killed, or out of memory); the map "
+            "was not finished"
+        ) from None
