@@ -49,8 +49,9 @@ from .lockstep import (
 MIN_WORKERS, MAX_WORKERS = 2, 4
 MAX_VALUES = 2_000_000  # iterations x weights: each worker's record is 16 MB at most
 STARTUP_TIMEOUT = 60.0  # seconds for the workers to start and join the process group
-# PSS of a worker forked from a process that has imported torch, measured (tests/test_parallel.py)
-WORKER_MB = 75.0
+# MB of PSS a worker forked from a process that has imported torch adds, at most: about 60 alone;
+# the tree of parent and workers, which share torch's pages, grows less (tests/test_parallel.py)
+WORKER_MB = 60.0
 GROUP_TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails
 
 
@@ -202,11 +203,9 @@ def _worker_main(rank: int, job: _Job, record: _Record, errors) -> None:
         dist.init_process_group(
             "gloo", store=store, rank=rank, world_size=job.workers, timeout=GROUP_TIMEOUT
         )
-        try:
-            ddp_train(rank, job, record)
-        finally:
-            dist.destroy_process_group()
-    except BaseException as err:  # told to the parent, which ends the run and the other workers
+        ddp_train(rank, job, record)
+        dist.destroy_process_group()
+    except BaseException as err:  # told to the parent first, which then ends the other workers
         errors.put((rank, f"{type(err).__name__}: {err}", traceback.format_exc()))
         os._exit(1)
 
