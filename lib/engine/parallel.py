@@ -473,3 +473,27 @@ def _result(data, cfg, record, hand, steps, stopped, wall_started) -> ParallelRe
         startup_seconds=float(ready.max() - wall_started) if ready.all() else math.nan,
         step_seconds=float(record.seconds.max()),
     )  # fmt: skip
+
+
+def torchrun_main(data: Dataset, cfg: Config, set_epoch: bool = True) -> dict | None:
+    """What a torchrun script runs in each of its processes: the DDP loop, and on rank 0 the hand
+    twin of the same steps. Returns rank 0's final weights of both loops (None on the others).
+
+    torchrun sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT, which init_process_group reads.
+    """
+    dist.init_process_group("gloo")
+    rank, workers = dist.get_rank(), dist.get_world_size()
+    init = initial_weights(data, cfg)
+    inputs, labels, X, _ = training_arrays(data, cfg)
+    record = _Record(workers, cfg.iterations, len(init))
+    try:
+        job = _Job(np.ascontiguousarray(X), labels, init, cfg, workers, 0, set_epoch)
+        ddp_train(rank, job, record)
+    finally:
+        dist.destroy_process_group()
+    if rank != 0:
+        return None
+    steps = int(record.done[0])
+    hand = _Hand(inputs, labels, init, cfg, workers, set_epoch)
+    hand.advance(steps)
+    return {"manual": hand.weights[steps].tolist(), "torch": record.weights[0, steps].tolist()}
