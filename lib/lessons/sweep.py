@@ -243,7 +243,15 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _check_options(progress, workers, time_limit) -> None:
+def _seconds(value) -> bool:
+    """A finite number (not a bool)."""
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    return number and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def _check_options(progress, progress_every, workers, time_limit) -> None:
+    if not (_seconds(progress_every) and progress_every > 0):
+        raise ValueError(f"progress_every must be a number of seconds > 0; got {progress_every!r}")
     if progress is not None and not callable(progress):
         raise ValueError(
             f"progress must be a function of the partial Sweep, or None; got {progress!r}"
@@ -254,11 +262,7 @@ def _check_options(progress, workers, time_limit) -> None:
         raise ValueError(
             f"workers must be None (one per core) or a whole number >= 1; got {workers!r}"
         )
-    if time_limit is not None and not (
-        isinstance(time_limit, (int, float))
-        and not isinstance(time_limit, bool)
-        and time_limit >= 0
-    ):
+    if time_limit is not None and not (_seconds(time_limit) and time_limit >= 0):
         raise ValueError(f"time_limit must be None or a number of seconds >= 0; got {time_limit!r}")
 
 
@@ -269,17 +273,18 @@ def sweep(
     batch_sizes: Iterable[int],
     progress: Callable[[Sweep], object] | None = None,
     *,
+    progress_every: float = 0.25,
     workers: int | None = None,
     time_limit: float | None = None,
 ) -> Sweep:
     """lib.run of cfg at every (lr, batch_size) of the grid, on a pool of worker processes.
 
-    progress, if given, is called with the partial Sweep each time a cell finishes; returning
-    True stops the sweep (cells still running stop within STOP_EVERY seconds and are dropped;
-    the finished ones are kept). time_limit (seconds) stops it too. workers: one per core by
-    default, never more than the cells.
+    progress, if given, is called with the partial Sweep each time cells finish, and at least
+    every progress_every seconds while they run; returning True stops the sweep (cells still
+    running stop within STOP_EVERY seconds and are dropped; the finished ones are kept).
+    time_limit (seconds) stops it too. workers: one per core by default, never more than cells.
     """
-    _check_options(progress, workers, time_limit)
+    _check_options(progress, progress_every, workers, time_limit)
     lrs, sizes = check_sweep(data, cfg, lrs, batch_sizes)
     # Big batches and small learning rates first: they take longest (a large lr often diverges
     # within a few steps), so the last cells to start are short ones and no core idles long.
@@ -299,16 +304,15 @@ def sweep(
     try:
         pending: set[Future] = {pool.submit(_run_cell, lr, b) for lr, b in grid}
         while pending and stopped is None:
-            left = None if time_limit is None else time_limit - (time.perf_counter() - began)
-            finished, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
-            if not finished:
+            timeout = progress_every if progress is not None else None
+            if time_limit is not None:
+                left = max(0.0, time_limit - (time.perf_counter() - began))
+                timeout = left if timeout is None else min(timeout, left)
+            finished, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            cells.extend(c for c in map(_result_of, finished) if c is not None)
+            if time_limit is not None and time.perf_counter() - began >= time_limit and pending:
                 stopped = "time limit"
-                break
-            for future in finished:
-                cell = _result_of(future)
-                if cell is not None:
-                    cells.append(cell)
-            if progress is not None and progress(partial()) is True:
+            elif progress is not None and progress(partial()) is True and pending:
                 stopped = "stopped"
     finally:
         # Stop, time limit, an error or an exception from progress (a page's rerun): the cells
