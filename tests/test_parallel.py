@@ -221,3 +221,18 @@ def test_an_error_in_a_worker_ends_the_run_in_words(monkeypatch):
     with pytest.raises(RuntimeError, match="worker 1 failed: ArithmeticError: a worker's own"):
         run_parallel(_data(), lib.Config(), progress=watch, progress_every=0.0)
     assert _gone(seen)
+
+
+def test_step_rows_are_the_batches_of_the_run():
+    from lib.twins.parallel import step_rows
+
+    for m, workers, b in [(7, 3, 2), (41, 2, 5), (9, 4, 3)]:
+        batches = worker_batches(m, workers, b, 2)
+        marked = {}  # epoch -> the (worker, row) pairs marked as padding
+        for index in range(12):
+            epoch, rows, padded = step_rows(m, workers, b, 2, index)
+            assert [r.tolist() for r in rows] == [r.tolist() for r in next(batches)]
+            for rank, (taken, pad) in enumerate(zip(rows, padded, strict=True)):
+                marked.setdefault(epoch, []).extend((rank, int(row)) for row in taken[pad])
+        for epoch, pairs in list(marked.items())[:-1]:  # the epochs seen whole
+            assert sorted(pairs) == sorted(padded_rows(m, workers, 2, epoch))

@@ -68,6 +68,20 @@ def worker_batches(
         epoch += 1
 
 
+def step_rows(
+    m: int, workers: int, batch_size: int, seed: int, index: int, *, set_epoch: bool = True,
+    drop_last: bool = False,
+) -> tuple[int, list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """Batch `index` of worker_batches: its epoch, each worker's rows, and which are padding."""
+    per_worker = -(-m // workers)
+    stop = per_worker - per_worker % batch_size if drop_last else per_worker
+    epoch, k = divmod(index, -(-stop // batch_size))  # batches per epoch: ceil(stop / batch_size)
+    order = sampler_order(m, workers, seed, epoch if set_epoch else 0)
+    positions = np.arange(len(order)).reshape(per_worker, workers).T  # [rank, j]: the j-th of rank
+    taken = positions[:, k * batch_size : min(k * batch_size + batch_size, stop)]
+    return epoch, [order[p] for p in taken], [p >= m for p in taken]
+
+
 def shard_gradient(
     inputs: np.ndarray, labels: np.ndarray, weights: np.ndarray, layout: Layout, loss_name: str
 ) -> tuple[float, np.ndarray]:
