@@ -290,9 +290,8 @@ def loop_texts(data: lib.Dataset, cfg: lib.Config) -> tuple[str | None, str | No
     """The two loops' whole text as this configuration runs them (the cache the twin table uses);
     (None, None) if it cannot be made: the rows then read the whole functions."""
     try:
-        sources = cached._twin_sources(*cached.loop_key(data, cfg))
-        return sources["manual_loop"], sources["torch_loop"]
-    except (AttributeError, KeyError, ValueError, SyntaxError):
+        return cached.twin_texts(data, cfg)
+    except (KeyError, ValueError, SyntaxError):
         return None, None
 
 

@@ -91,11 +91,17 @@ class Page:
     # widget id -> value set on opening (e.g. a cheaper map)
     start: dict = field(default_factory=dict)
     switches_on: bool = (
-        False  # start with every toggle on (the pitfall lab's five tabs do their work only then)
+        False  # start with every toggle on (the pitfall lab's tabs do their work only then)
     )
     allowed_errors: tuple[
         re.Pattern, ...
     ] = ()  # st.error texts that quote a Python error on purpose
+    # Whether the controls a sidebar case reveals in the sidebar are walked here. The shared sidebar
+    # is one piece of code (pages/parts/sidebar.py): its revealed controls (each optimizer's and
+    # schedule's settings, the mlp's layer, ...) are walked on one page; the other pages that show
+    # it walk each of its controls to both ends from the page as opened, and every control of their
+    # own, however it was revealed.
+    explore_sidebar: bool = True
 
 
 @dataclass
@@ -121,6 +127,11 @@ def widgets(at: AppTest) -> dict[str, Widget]:
             if isinstance(node, Widget):
                 found.setdefault(widget_id(node), node)
     return found
+
+
+def sidebar_ids(at: AppTest) -> set[str]:
+    """The ids of the widgets drawn in the sidebar."""
+    return {widget_id(node) for node in at.sidebar if isinstance(node, Widget)}
 
 
 def signature(w: Widget) -> tuple:
@@ -420,6 +431,9 @@ class Walker:
                 sigs, snap = self.run_case(at, path, case)
                 new = sigs - base_sigs
                 revealed = frozenset(s for s in new if not s[2] and s[1] not in NOT_WALKED)
+                if not self.page.explore_sidebar:
+                    in_sidebar = sidebar_ids(at)
+                    revealed = frozenset(s for s in revealed if s[0] not in in_sidebar)
                 if revealed and revealed not in seen and len(path) < MAX_DEPTH:
                     seen.add(revealed)
                     queue.append(((*path, case), {s[0] for s in revealed}))

@@ -452,7 +452,8 @@ def training_arrays(data: Dataset, cfg: Config) -> tuple:
     X = X1[:, : data.n]
     if not (cfg.bias and cfg.model != "mlp"):
         X1 = X
-        validation = validation and (validation[0][:, : data.n], validation[1])
+        if validation is not None:
+            validation = (validation[0][:, : data.n], validation[1])
     return X1, y, X, validation
 
 

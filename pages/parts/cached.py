@@ -127,13 +127,20 @@ def _twin_sources(n_features: int, cfg: lib.Config) -> dict[str, str]:
     return twin_sources(shape_data(n_features), cfg)
 
 
+def twin_texts(data: lib.Dataset, cfg: lib.Config) -> tuple[str, str]:
+    """The two loops' whole text as this configuration runs them, (hand, torch): lib's own source,
+    less the branches the configuration does not take (cached: see twin_phases). Raises KeyError,
+    ValueError or SyntaxError if it cannot be made."""
+    sources = _twin_sources(*loop_key(data, cfg))
+    return sources["manual_loop"], sources["torch_loop"]
+
+
 def twin_phases(data: lib.Dataset, cfg: lib.Config) -> tuple[dict[str, str], dict[str, str]]:
     """Each loop's phases as this configuration runs them, (hand, torch): lib's own source, less
     the branches the configuration does not take (lib.io.export.twin_sources). One cache entry
     serves every configuration with the same loops (loop_key)."""
     try:
-        sources = _twin_sources(*loop_key(data, cfg))
-        texts = sources["manual_loop"], sources["torch_loop"]
+        texts = twin_texts(data, cfg)
     except (KeyError, ValueError, SyntaxError):
         # The specialised text could not be made (lib's files changed under a running server,
         # say): the whole functions, every branch, are still the code that runs.
