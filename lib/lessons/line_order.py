@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -39,25 +40,29 @@ ORDER = ("zero_grad", "forward", "loss", "backward", "clip", "step", "scheduler"
 WITH_GRAD = "validation_with_grad"
 # The update block's lines: each keeps the block's guard (one optimizer step per batch here).
 UPDATE = ("clip", "step", "scheduler", "validation")
-PHASES = {
-    "# Reset the gradient.": "zero_grad",
-    "# Forward pass.": "forward",
-    "# Loss.": "loss",
-    "# Backward pass.": "backward",
-    "# Update.": "update",
-}
+PHASES = MappingProxyType(
+    {
+        "# Reset the gradient.": "zero_grad",
+        "# Forward pass.": "forward",
+        "# Loss.": "loss",
+        "# Backward pass.": "backward",
+        "# Update.": "update",
+    }
+)
 # Lines named in words, as the lab shows them.
-TITLES = {
-    "zero_grad": "reset the gradient",
-    "forward": "forward pass",
-    "loss": "loss",
-    "backward": "backward pass",
-    "clip": "clip the gradient",
-    "step": "optimizer step",
-    "scheduler": "scheduler step",
-    "validation": "validation",
-    WITH_GRAD: "validation (without torch.no_grad())",
-}
+TITLES = MappingProxyType(
+    {
+        "zero_grad": "reset the gradient",
+        "forward": "forward pass",
+        "loss": "loss",
+        "backward": "backward pass",
+        "clip": "clip the gradient",
+        "step": "optimizer step",
+        "scheduler": "scheduler step",
+        "validation": "validation",
+        WITH_GRAD: "validation (without torch.no_grad())",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ def _drop_with(rows: list[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------ which orders can run
-def _names(order) -> tuple[str, ...]:
+def parse_order(order) -> tuple[str, ...]:
     """order as a tuple of names, or a ValueError in words when it is not a permutation of ORDER."""
     if isinstance(order, str) or not isinstance(order, Sequence):
         raise ValueError(f"order must be a list of line names such as {list(ORDER)}; got {order!r}")
@@ -247,7 +252,7 @@ def _skips_like_torch(cfg: Config) -> bool:
 
 def check_order(order, cfg: Config) -> tuple[str, ...]:
     """The order's names, or a ValueError in words saying why that order cannot run."""
-    names = _names(order)
+    names = parse_order(order)
     where = {("validation" if n == WITH_GRAD else n): i for i, n in enumerate(names)}
     if names == ORDER:
         return names
