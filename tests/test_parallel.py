@@ -1,5 +1,7 @@
-"""run_parallel: DDP in real gloo workers against its hand twin, the sampler, the agreements, and
-no process left behind (by pid)."""
+"""run_parallel: DDP in real gloo workers against its hand twin, the sampler, the agreements, the
+checks the page shows, and no process left behind (by pid)."""
+
+import dataclasses
 
 import numpy as np
 import psutil
@@ -236,3 +238,24 @@ def test_step_rows_are_the_batches_of_the_run():
                 marked.setdefault(epoch, []).extend((rank, int(row)) for row in taken[pad])
         for epoch, pairs in list(marked.items())[:-1]:  # the epochs seen whole
             assert sorted(pairs) == sorted(padded_rows(m, workers, 2, epoch))
+
+
+def test_each_check_says_when_it_fails():
+    result = run_parallel(_data(8), lib.Config(batch_size=2, iterations=3))
+    assert [ok for ok, _ in parallel.checks(result)] == [True, True, True]
+    broken = dataclasses.replace(
+        result,
+        step_diff=result.step_diff + 1.0,
+        torch_reduced=result.torch_reduced + 1.0,
+        replica_diff=0.5,
+    )
+    verdicts = parallel.checks(broken)
+    assert [ok for ok, _ in verdicts] == [False, False, False]
+    assert (
+        "DDP part" in verdicts[0][1] and "differ from worker 0's by at most 0.5" in verdicts[2][1]
+    )
+    # the one-process agreement, false: sse divides by the workers (words say so), 8 rows even
+    sse = run_parallel(_data(8), lib.Config(loss="sse", batch_size=4, iterations=3, lr=0.01))
+    one = lib.run(_data(8), sse.config.replace(batch_size=8))
+    text = parallel.one_process_text(8, sse, one)
+    assert text.startswith("This run differs") and "1/2 of the one-process step" in text

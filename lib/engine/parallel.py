@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ..twins.optim import torch_optimizer
-from ..twins.parallel import manual_ddp_loop
+from ..twins.parallel import manual_ddp_loop, padded_rows, shard_indices
 from ..twins.schedules import torch_scheduler
 from ..twins.torch_side import make_model, share_one_vector, torch_loss
 from .config import Config
@@ -497,3 +497,116 @@ def torchrun_main(data: Dataset, cfg: Config, set_epoch: bool = True) -> dict | 
     hand = _Hand(inputs, labels, init, cfg, workers, set_epoch)
     hand.advance(steps)
     return {"manual": hand.weights[steps].tolist(), "torch": record.weights[0, steps].tolist()}
+
+
+# ---- The page's sentences on a run, each with the check that decides it ----
+
+AGREE = 1e-10  # the twins' tolerance, and the one-process agreement's
+
+
+def checks(result: ParallelResult) -> list[tuple[bool, str]]:
+    """The run's measured checks, as (passed, sentence); each sentence is true either way."""
+    workers, steps = result.workers, result.steps
+    mean = result.worker_gradients.sum(axis=1) / workers
+    reduce_diff = float(np.abs(result.torch_reduced - mean).max()) if steps else 0.0
+    twins = result.max_abs_diff
+    return [
+        (
+            twins < AGREE,
+            f"The hand twin and DDP {'agree' if twins < AGREE else 'part'}: the largest "
+            f"|manual − torch| over every weight at every one of the {steps:,} steps is "
+            f"{twins:.3g}.",
+        ),
+        (
+            reduce_diff < AGREE,
+            f"torch's `.grad` after `backward()` and the sum of the {workers} workers' gradients "
+            f"divided by {workers} differ by at most {reduce_diff:.3g}.",
+        ),
+        (
+            result.replica_diff == 0,
+            "The workers' weights after each step differ from worker 0's by at most "
+            f"{result.replica_diff:.3g}.",
+        ),
+    ]
+
+
+def one_process_reasons(m: int, result: ParallelResult) -> list[str]:
+    """Why a run with full shards moves otherwise than one process on all m rows, in words."""
+    cfg, workers, seed = result.config, result.workers, result.config.seed
+    reasons, per = [], -(-m // workers)
+    if per * workers != m:
+        # with full shards every step is an epoch; without set_epoch every epoch is epoch 0's
+        epochs = min(3, result.steps) if result.set_epoch else 1
+        named = "; ".join(
+            ("every epoch" if not result.set_epoch else f"epoch {e}")
+            + ": "
+            + ", ".join(f"row {row} on worker {r}" for r, row in padded_rows(m, workers, seed, e))
+            for e in range(epochs)
+        )
+        more = "; ..." if result.set_epoch and result.steps > epochs else ""
+        reasons.append(
+            f"{m} rows do not split evenly over {workers} workers: DistributedSampler pads each "
+            f"epoch to {per * workers} by repeating {per * workers - m} sample(s) ({named}{more}), "
+            "so DDP's mean counts them more than once"
+        )
+    if cfg.loss == "sse":
+        reasons.append(
+            f"with loss sse each worker's gradient is a sum over its rows, and DDP's division by "
+            f"{workers} makes every step 1/{workers} of the one-process step"
+        )
+    return reasons
+
+
+def one_process_text(m: int, result: ParallelResult, one: Result | None) -> str:
+    """The agreement with one process on all m rows (`one`: lib.run with batch_size m), or why
+    there is none to compare: each worker's batch is smaller than its shard (`one` is None)."""
+    cfg, workers = result.config, result.workers
+    per = -(-m // workers)
+    if one is None:
+        return (
+            f"Each worker's batch of {cfg.batch_size} is less than its shard of {per} rows: a "
+            f"step sees {workers} x {cfg.batch_size} = {workers * cfg.batch_size} rows, DDP's "
+            "effective batch. Make the per-worker batch at least the shard to compare with one "
+            "process on every row."
+        )
+    steps = min(result.steps, one.steps)
+    diff = float(np.abs(result.torch.weights[: steps + 1] - one.torch.weights[: steps + 1]).max())
+    if diff < AGREE:
+        return (
+            f"✓ Each worker's batch is its whole shard and the rows split evenly: the mean of the "
+            f"workers' means is the mean over all {m} rows, and this run equals the one-process "
+            f"full-batch `lib.run` to {diff:.3g} over {steps:,} steps."
+        )
+    reasons = one_process_reasons(m, result)
+    return (
+        f"This run differs from the one-process full-batch `lib.run` by up to {diff:.3g} (the "
+        f"largest weight difference over {steps:,} steps)"
+        + (": " + "; and ".join(reasons) + "." if reasons else ".")
+    )
+
+
+def epochs_text(m: int, result: ParallelResult) -> str:
+    """Worker 0's order in epochs 0 and 1, and whether set_epoch reshuffled it ("" if the run
+    never reached epoch 1)."""
+    cfg, workers = result.config, result.workers
+    per = -(-m // workers)
+    if result.steps <= -(-per // cfg.batch_size):  # batches per epoch
+        return ""
+    first = shard_indices(m, workers, 0, cfg.seed, 0)
+    second = shard_indices(m, workers, 0, cfg.seed, 1 if result.set_epoch else 0)
+
+    def rows(order: np.ndarray, shown: int = 12) -> str:
+        return ", ".join(map(str, order[:shown])) + (", ..." if len(order) > shown else "")
+
+    orders = f"epoch 0: {rows(first)}; epoch 1: {rows(second)}"
+    if not result.set_epoch:
+        return (
+            f"⚠ `sampler.set_epoch(epoch)` is not called: the sampler shuffles with seed + 0 "
+            f"every epoch, so epoch 1 repeats epoch 0's order exactly (worker 0, {orders})."
+        )
+    if np.array_equal(first, second):
+        return (
+            f"`set_epoch(epoch)` is called, yet worker 0's shard came out in the same order in "
+            f"epoch 1 ({orders}): a new shuffle can come out the same, as it did here."
+        )
+    return f"✓ `set_epoch(epoch)` reshuffles each epoch (worker 0, {orders})."
