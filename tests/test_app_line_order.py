@@ -1,0 +1,118 @@
+"""AppTest of the line-order lab (pages/line_order.py): the lines shown are the loops' source, a
+moved line runs in both loops and the verdict on screen is lib's for that order, a refused order
+says why and runs nothing, the order is bound to the URL; and one short browser test that moves two
+lines and sees the verdict change."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import lib
+from lib.lessons import line_order as lo
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "line_order.py")
+DATA = lib.datasets.linear(m=120, n=2, noise=0.1, seed=0)
+ITERATIONS = 12
+LAG = ["step", "zero_grad", "forward", "loss", "backward", "clip", "scheduler", "validation"]
+
+
+def page(**query) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params.update({"order_iterations": str(ITERATIONS), **query})
+    return at.run()
+
+
+def config(**changes) -> lib.Config:
+    """The Config the page describes with its controls as opened (iterations from the URL)."""
+    settings = dict(
+        lr=0.05, batch_size=16, iterations=ITERATIONS, model="linear", hidden=4, optimizer="sgd",
+        clip_grad_norm=0.5, scheduler="step", scheduler_kwargs={"step_size": 1, "gamma": 0.9},
+        val_fraction=0.2, eval_every=1,
+    )  # fmt: skip
+    return lib.Config(**{**settings, **changes})
+
+
+def said(at: AppTest) -> dict[str, list[str]]:
+    return {
+        "error": [e.value for e in at.error],
+        "success": [s.value for s in at.success],
+        "warning": [w.value for w in at.warning],
+        "markdown": [m.value for m in at.markdown],
+    }
+
+
+def torch_lines(at: AppTest) -> list[str]:
+    """The torch column's code blocks, in the order on screen (the hand twin follows each)."""
+    return [block.value for block in at.code][0:16:2]
+
+
+@pytest.fixture(scope="module")
+def opened() -> AppTest:
+    return page()
+
+
+def test_the_page_shows_the_loops_own_lines_in_order_and_the_graph(opened):
+    assert not opened.exception
+    assert torch_lines(opened) == [lo.line_source("torch", name) for name in lo.ORDER]
+    hand = [block.value for block in opened.code][1:16:2]
+    assert hand == [lo.line_source("manual", name) for name in lo.ORDER]
+    lab = lo.lab(DATA, config(), lo.ORDER)
+    assert said(opened)["success"] == [v.text for v in lab.shown]  # "own", measured
+    assert not said(opened)["error"]
+    graph = opened.get("graphviz_chart")[0].proto.spec
+    assert graph == lib.autograd_graph(*_loss_and_names(config()))
+
+
+def _loss_and_names(cfg):
+    from lib.lessons import autograd_graph as graphs
+
+    loss, net = graphs.step_loss(DATA, cfg)
+    return loss, graphs.parameter_names(net, cfg, DATA.n)
+
+
+def test_moving_zero_grad_down_three_places_stops_every_update(opened):
+    at = page()
+    for _ in range(3):  # zero_grad: from first to after backward()
+        at.button(key="order_down_zero_grad").click().run()
+    order = ["forward", "loss", "backward", "zero_grad", "clip", "step", "scheduler", "validation"]
+    assert at.query_params["order"] == ",".join(order)
+    assert torch_lines(at) == [lo.line_source("torch", name) for name in order]
+    errors = said(at)["error"]
+    lab = lo.lab(DATA, config(), order)
+    assert errors == [v.text for v in lab.shown if v.key != "own"]
+    assert "no update ever happens" in errors and "clipping has no effect" in errors
+    agreement = next(m for m in said(at)["markdown"] if "agree with each other" in m)
+    assert f"**{lab.chosen.result.max_abs_diff:.2g}**" in agreement
+
+
+def test_a_classic_mistake_and_a_refused_order():
+    at = page()
+    at.button(key="order_mistake_scheduler.step() before step()").click().run()
+    errors = said(at)["error"]
+    assert any(e.startswith("the first lr of the schedule is skipped; torch warned: “Detected call")
+               for e in errors)  # fmt: skip
+    at.button(key="order_mistake_step() before backward()").click().run()
+    assert (
+        "each step uses the previous batch's gradient (the update lags one step)"
+        in said(at)["error"]
+    )
+    at.selectbox(key="order_optimizer").set_value("adam").run()
+    (refusal,) = said(at)["error"]
+    with pytest.raises(ValueError) as expected:
+        lo.check_order(LAG, config(optimizer="adam"))
+    assert refusal.startswith("Nothing ran. In this order optimizer.step() runs while")
+    assert str(expected.value)[1:] in refusal
+    assert not at.get("arrow_vega_lite_chart")  # nothing ran, so nothing is charted
+    assert not at.exception
+
+
+def test_the_link_sets_the_order_and_a_bad_one_is_named():
+    with_grad = [lo.WITH_GRAD if n == "validation" else n for n in lo.ORDER]
+    at = page(order=",".join(with_grad))
+    assert torch_lines(at)[-1] == lo.line_source("torch", lo.WITH_GRAD)
+    assert "validation built a graph of 5 nodes" in said(at)["error"]
+    bad = page(order="forward,loss,<b>oops</b>")
+    (note,) = said(bad)["warning"]
+    assert note.startswith("The link's order `forward,loss,<b>oops</b>` is not an order")
+    assert torch_lines(bad) == [lo.line_source("torch", name) for name in lo.ORDER]
