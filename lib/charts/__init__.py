@@ -50,3 +50,4 @@ from .runs import (
     spread,
     weights_chart,
 )
+from .sweep import diff_map_chart, loss_map_chart, map_cells

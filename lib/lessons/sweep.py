@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from ..engine.config import Config
-from ..engine.data import Dataset
+from ..engine.data import Dataset, split_rows
 from ..engine.lockstep import LOOPS, Result, check_run, run
-from .explain import agreement
+from .explain import AGREE, agreement
+from .pitfalls import SQUARED_LOSSES, stability_limit
 
 MAX_CELLS = 400  # learning rates x batch sizes in one sweep
 MAX_SWEEP_STEPS = 2_000_000  # cells x iterations: about a quarter of an hour of one core's work
@@ -332,3 +333,101 @@ def _result_of(future: Future) -> Cell | None:
             "a worker process of the sweep ended abruptly (killed, or out of memory); the map "
             "was not finished"
         ) from None
+
+
+# ---------------------------------------------------------------- what the map shows, in words
+
+
+def lr_edges(lrs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each learning rate's cell edges on a log axis: halfway (in log) to its neighbours."""
+    logs = np.log10(np.asarray(lrs, dtype=np.float64))
+    half = np.diff(logs) / 2 if len(logs) > 1 else np.array([0.5])
+    lo = logs - np.concatenate([[half[0]], half])
+    hi = logs + np.concatenate([half, [half[-1]]])
+    return 10**lo, 10**hi
+
+
+def full_batch_limit(data: Dataset, cfg: Config) -> tuple[float | None, str]:
+    """(2/λ_max of full-batch gradient descent on the training rows, "") where that theory
+    applies to both loops of cfg: a linear model, one squared loss, plain SGD at a constant lr;
+    else (None, what here is not that, in words)."""
+    why = [
+        (cfg.model != "linear", f"the model is {cfg.model}"),
+        (cfg.loss not in SQUARED_LOSSES, f"the loss is {cfg.loss}"),
+        (cfg.loss_for("manual") != cfg.loss, "the hand loop uses another loss convention"),
+        (cfg.optimizer != "sgd", f"the optimizer is {cfg.optimizer}"),
+        (bool(cfg.optimizer_kwargs.get("momentum")), "SGD has momentum"),
+        (bool(cfg.optimizer_kwargs.get("weight_decay")), "SGD has weight decay"),
+        (cfg.scheduler is not None, "a schedule changes the lr"),
+        (cfg.clip_grad_norm is not None, "the gradient is clipped"),
+        (cfg.accumulate != 1, "gradients are accumulated"),
+        (not cfg.zero_grad, "zero_grad is off"),
+    ]
+    reasons = [text for failed, text in why if failed]
+    if reasons:
+        return None, ", ".join(reasons)
+    train = split_rows(data.m, cfg.val_fraction, cfg.seed)[0]
+    rows = Dataset(data.X[train], data.y[train], name=data.name)
+    return stability_limit(rows, cfg.replace(batch_size=len(train))), ""
+
+
+def limit_sentence(limit: float | None, why: str, sweep: Sweep, rows: int) -> str:
+    """The sentence on the 2/λ_max line (full_batch_limit): where it is and what it means, or why
+    there is none. rows: the training rows (a full batch)."""
+    if limit is None:
+        return (
+            "No 2/λ_max line: it is the edge of stability of plain SGD at a constant lr on a "
+            f"linear model with a squared loss, and here {why}."
+        )
+    if not math.isfinite(limit):
+        return "No 2/λ_max line: the Hessian of this loss is zero, so no lr is too large for it."
+    lo, hi = lr_edges(sweep.lrs)
+    if not lo[0] < limit < hi[-1]:
+        return (
+            f"2/λ_max = {limit:.3g} for full batch lies outside this range of learning rates, so "
+            "it is not drawn."
+        )
+    row = (
+        "on the full-batch row"
+        if sweep.batch_sizes[-1] >= rows
+        else "at full batch (not in this grid: add the batch size full to see its row)"
+    )
+    return (
+        f"The dashed red line is 2/λ_max = {limit:.3g}, λ_max the largest eigenvalue of the "
+        f"Hessian of the loss on all {rows:,} training rows: {row}, gradient descent shrinks the "
+        "error along the top eigenvector at every step left of the line and grows it right of "
+        "it. Smaller batches' steps each see their own batch's Hessian, so for them the line is a "
+        "guide, not a sharp edge."
+    )
+
+
+def agreement_sentence(sweep: Sweep) -> str:
+    """Whether the two loops agree on every finished cell, as measured on each (relative to the
+    weights' size, as explain.agreement does for one run); "" before any cell has finished."""
+    cells = sweep.cells
+    if not cells:
+        return ""
+    apart = [c for c in cells if not c.max_relative_diff <= AGREE]
+    if not apart:
+        worst = max(c.max_relative_diff for c in cells)
+        diverged = [c for c in cells if c.diverged_at is not None]
+        text = (
+            f"✓ On every one of the {len(cells):,} finished cells the two loops agree at every "
+            f"step to within {AGREE:g} of the weights' size (the largest difference relative to "
+            f"max(1, |largest weight|) is {worst:.2g})"
+        )
+        if not diverged:
+            return text + "."
+        big = max(c.max_abs_diff for c in diverged)
+        return text + (
+            ", the diverged cells included up to their last finite step: there the weights grow "
+            f"huge before the run stops, and the difference grows with them (up to {big:.2g}), "
+            "but relative to the weights it stays that small."
+        )
+    shown = ", ".join(f"lr {c.lr:g} with batch {c.batch_size:,}" for c in apart[:5])
+    more = f" and {len(apart) - 5:,} more" if len(apart) > 5 else ""
+    return (
+        f"On {len(apart):,} of the {len(cells):,} cells the two loops differ by more than "
+        f"{AGREE:g} of the weights' size at some step: {shown}{more}. Open one on the Compare "
+        "page: its agreement paragraph says from which step they part, and why."
+    )
