@@ -15,6 +15,7 @@ pages = [
     st.Page("pages/code_map.py", title="Code map", icon="🗺️"),
     st.Page("pages/step_through.py", title="Step through", icon="👣"),
     st.Page("pages/landscape.py", title="Loss landscape", icon="🗻"),
+    st.Page("pages/line_order.py", title="Line-order lab", icon="🔀"),
     st.Page("pages/lr_map.py", title="Learning-rate map", icon="🌡️"),
 ]
 st.navigation(pages).run()
