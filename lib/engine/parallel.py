@@ -399,14 +399,11 @@ def run_parallel(
     def partial(steps: int, stopped: str | None) -> ParallelResult:
         return _result(data, cfg, record, hand, steps, stopped, wall_started)
 
+    # The hand twin needs nothing from the workers: it takes its steps when a report is due and
+    # at the end, so that it does not compete with the workers for the cores while they run.
     with _Workers(job, record) as processes:  # leaving the block kills every worker left
         last_report = started
-        while True:
-            done = int(record.done.min())
-            hand.advance(done)
-            error = processes.failure()
-            if error or (not processes.running() and hand.steps >= int(record.done.min())):
-                break
+        while not (error := processes.failure()) and processes.running():
             now = time.perf_counter()
             if not record.ready_at.all() and now - started > STARTUP_TIMEOUT:
                 error = f"the workers did not join their process group within {STARTUP_TIMEOUT:g} s"
@@ -416,13 +413,16 @@ def run_parallel(
                 break
             if progress is not None and now - last_report >= progress_every:
                 last_report = now
+                hand.advance(int(record.done.min()))
                 if progress(partial(hand.steps, None)) is True:
                     stopped = "stopped"
                     break
-            time.sleep(0.002)
+            time.sleep(0.005)
     if error:
         raise RuntimeError(f"The data-parallel run failed: {error}")
-    return partial(min(hand.steps, int(record.done.min())), stopped)
+    steps = int(record.done.min())
+    hand.advance(steps)
+    return partial(steps, stopped)
 
 
 def _result(data, cfg, record, hand, steps, stopped, wall_started) -> ParallelResult:
