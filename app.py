@@ -17,6 +17,6 @@ pages = [
     st.Page("pages/landscape.py", title="Loss landscape", icon="🗻"),
     st.Page("pages/line_order.py", title="Line-order lab", icon="🔀"),
     st.Page("pages/lr_map.py", title="Learning-rate map", icon="🌡️"),
-    st.Page("pages/data_parallel.py", title="Data parallel", icon="🖧"),
+    st.Page("pages/data_parallel.py", title="Data parallel", icon="🕸️"),
 ]
 st.navigation(pages).run()
