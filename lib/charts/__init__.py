@@ -4,6 +4,7 @@ The top layer: it imports the others.
 """
 
 from .landscape import landscape_chart, marker_frame, path_frame, path_rows, surface_cells
+from .parallel import WORKER_COLORS, shards_chart, shards_frame
 from .pitfalls import series_chart
 from .runs import (
     ACCURACY_POINTS,
