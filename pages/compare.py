@@ -499,6 +499,23 @@ def script_download(col, data: lib.Dataset, result: lib.Result, source: dict) ->
         width="stretch",
     )
     col.caption(note if embeddable else "This data set is too large to write into a script.")
+    col.download_button(
+        "Notebook that reruns it (.ipynb)",
+        lambda: lib.to_notebook(data, result.config, **csv_kwargs),
+        "twins_run.ipynb",
+        "application/x-ipynb+json",
+        key="download_notebook",
+        on_click="ignore",
+        disabled=not embeddable,
+        width="stretch",
+    )
+    reads = f" It reads **{source['file']}** by name too." if csv_kwargs else ""
+    col.caption(
+        "The same code as a Jupyter notebook, a cell per phase, with an Altair chart of both "
+        f"loops' loss; needs numpy, torch and altair.{reads}"
+        if embeddable
+        else "This data set is too large to write into a notebook."
+    )
 
 
 if result is not None:
