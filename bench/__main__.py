@@ -7,6 +7,8 @@ python -m bench --profile  also print where lib.run spends its time, stage by st
 python -m bench --gap      only torch's time per step against numpy's as the batch and the
                            features grow (bench/gap.py), written as the last section of
                            bench/RESULTS.md
+python -m bench --parallel only lib.run_parallel against a bare DDP loop (bench/parallel.py),
+                           its section of bench/RESULTS.md replaced
 python -m bench --only "whole loop" --skip-memory --skip-gap --out /tmp/rows.md
                            only the rows whose label contains the text (here issue 12's)
 """
@@ -59,6 +61,14 @@ def parse_args() -> argparse.Namespace:
         default=None,
         metavar="TEXT",
         help="only the rows whose label contains TEXT, e.g. 'whole loop' (give --out with it)",
+    )
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="only run_parallel against a bare DDP loop (bench/parallel.py); --quick: 300 steps",
+    )
+    parser.add_argument(
+        "--skip-parallel", action="store_true", help="leave out the data-parallel section"
     )
     parser.add_argument(
         "--skip-gap",
@@ -176,6 +186,16 @@ def main() -> None:
             gap.write_section(out, lines)
             print(f"\nwritten to {out}")
         return
+    if args.parallel:
+        from . import parallel
+
+        lines = parallel.lines(args.quick)
+        print("\n" + "\n".join(lines))
+        out = args.out or (None if args.quick else HERE / "RESULTS.md")
+        if out is not None:
+            parallel.write_section(out, lines)
+            print(f"\nwritten to {out}")
+        return
     began = time.perf_counter()
     log = print
     header = ["# Benchmark: lib.run against the bare loops", "", *timing.machine(), ""]
@@ -229,12 +249,18 @@ def main() -> None:
         steps = args.memory_steps or (5_000 if args.quick else 1_000_000)
         print(f"memory run: {steps:,} steps of lib.run in a subprocess ...", flush=True)
         body += memory_lines(memory_run(steps, args.threads))
+    ddp = []  # the data-parallel section, after the line that says how long all of it took
+    if not args.skip_parallel and args.only is None:
+        from . import parallel
+
+        ddp = ["", *parallel.lines(args.quick)]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     took = time.perf_counter() - began
     body.append(
         f"- `python -m bench{' --quick' if args.quick else ''}` took {took:.0f} s; load average at "
         f"the end {load}."
     )
+    body += ddp
     print("\n" + "\n".join(body))
     out = args.out or (None if args.quick else HERE / "RESULTS.md")
     tail = (

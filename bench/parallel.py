@@ -142,12 +142,26 @@ def section(row: dict, machine: list[str]) -> list[str]:
 
 
 def write_section(path, lines: list[str]) -> None:
-    """Put the section in path, replacing an earlier copy of it (up to the next heading)."""
+    """Put the section in path in place of an earlier copy of it (up to the next heading), or else
+    before the torch / numpy grid, which bench/gap.py keeps last."""
+    from .gap import HEADING as GAP
+
     text = path.read_text() if path.exists() else ""
+    section = "\n".join(lines) + "\n"
     if HEADING in text:
         head, rest = text.split(HEADING, 1)
-        tail = rest[rest.index("\n## ") :] if "\n## " in rest else ""
-        text = head.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n" + tail
+        tail = rest[rest.index("\n## ") + 1 :] if "\n## " in rest else ""
+    elif GAP in text:
+        head, tail = text[: text.index(GAP)], text[text.index(GAP) :]
     else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+        head, tail = text, ""
+    head = head.rstrip("\n") + "\n\n" if head.strip() else ""
+    path.write_text(head + section + ("\n" + tail if tail else ""))
+
+
+def lines(quick: bool) -> list[str]:
+    """Measure and return the RESULTS.md section (`python -m bench` and `--parallel`)."""
+    from . import timing
+
+    print("parallel: run_parallel against a bare DDP loop, 2 workers ...", flush=True)
+    return section(measure(quick), timing.machine())
