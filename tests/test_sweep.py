@@ -1,6 +1,7 @@
 """lib.sweep: every cell is the lib.run of its Config, the grid is checked in words, Stop keeps what
 finished, no worker outlives a sweep, and a sweep keeps the server's memory budget."""
 
+import dataclasses
 import math
 import os
 
@@ -220,3 +221,70 @@ def test_a_sweep_keeps_the_server_memory_budget():
     # the measurement counts the workers: the tree grew while they ran
     assert m["processes"] == 1 + min(sweeping.cores(), 6) and m["peak_mb"] > m["baseline_mb"]
     assert m["peak_mb"] < MEMORY_BUDGET_MB, m
+
+
+# ---------------------------------------------------------------- the map's sentences and charts
+
+
+@pytest.fixture(scope="module")
+def the_map() -> lib.Sweep:
+    return lib.sweep(DATA, lib.Config(iterations=80), [0.01, 0.3, 1000.0], [8, 40])
+
+
+def test_the_agreement_sentence_checks_every_cell_and_can_say_they_part(the_map):
+    MAP = the_map
+    assert sweeping.agreement_sentence(MAP).startswith("✓ On every one of the 6 finished cells")
+    assert "the diverged cells included" in sweeping.agreement_sentence(MAP)
+    data = RUNS["logistic"][0]
+    cfg = lib.Config(model="logistic", optimizer="adagrad", iterations=15)
+    apart = sweeping.agreement_sentence(lib.sweep(data, cfg, [0.01], [40]))
+    assert "✓" not in apart and apart.startswith("On 1 of the 1 cells the two loops differ")
+    assert "lr 0.01 with batch 40" in apart
+    assert sweeping.agreement_sentence(dataclasses.replace(MAP, cells=())) == ""
+
+
+def test_the_limit_line_is_the_training_rows_full_batch_limit_and_says_when_it_is_not_drawn(
+    the_map,
+):
+    MAP = the_map
+    cfg = lib.Config(val_fraction=0.25)
+    limit, why = sweeping.full_batch_limit(DATA, cfg)
+    train = lib.engine.data.split_rows(DATA.m, 0.25, 0)[0]
+    rows = lib.Dataset(DATA.X[train], DATA.y[train])
+    assert why == "" and limit == lib.stability_limit(rows, cfg.replace(batch_size=len(train)))
+    assert limit != lib.stability_limit(DATA, lib.Config(batch_size=DATA.m))  # the rows matter
+    text = sweeping.limit_sentence(limit, why, MAP, DATA.m)
+    assert f"2/λ_max = {limit:.3g}" in text and "on the full-batch row" in text
+    narrow = dataclasses.replace(MAP, batch_sizes=(8,))
+    assert "not in this grid" in sweeping.limit_sentence(limit, why, narrow, DATA.m)
+    far = dataclasses.replace(MAP, lrs=(1e-5, 1e-4))
+    assert "lies outside this range" in sweeping.limit_sentence(limit, why, far, DATA.m)
+    none, why = sweeping.full_batch_limit(DATA, lib.Config(optimizer="adam", scheduler="cosine"))
+    assert none is None and why == "the optimizer is adam, a schedule changes the lr"
+    assert "No 2/λ_max line" in sweeping.limit_sentence(none, why, MAP, DATA.m)
+
+
+def test_the_maps_mark_diverged_cells_with_their_step_and_draw_the_line_only_inside(the_map):
+    MAP = the_map
+    from lib.charts import diff_map_chart, loss_map_chart, map_cells
+
+    cells = map_cells(MAP, full=40)
+    bad = cells[cells["diverged"]]
+    assert len(bad) == 4 and bad["log_loss"].isna().all()
+    for row in bad.itertuples():
+        assert row.text == f"✕ {MAP.cell(row.lr, row.batch_size).diverged_at}"
+    assert set(cells["batch"]) == {"8", "full (40)"}
+
+    def layers(chart) -> str:
+        return str(chart.to_dict())
+
+    limit = 0.5
+    assert "2/λ_max = 0.5" in layers(loss_map_chart(MAP, "manual", full=40, limit=limit))
+    assert "2/λ_max" not in layers(loss_map_chart(MAP, "manual", full=40, limit=1e6))
+    # A map still filling in keeps the whole grid's axes.
+    partial = dataclasses.replace(MAP, cells=MAP.cells[:1])
+    spec = loss_map_chart(partial, "torch", full=40, select=True).to_dict()
+    lo, hi = sweeping.lr_edges(MAP.lrs)
+    assert [lo[0], hi[-1]] == spec["layer"][0]["encoding"]["x"]["scale"]["domain"]
+    assert [p["name"] for p in spec["params"]] == ["cell"]  # the click selection
+    assert diff_map_chart(partial, full=40).to_dict()
