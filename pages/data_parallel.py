@@ -11,6 +11,7 @@ from lib.charts.parallel import shards_chart
 from lib.engine import parallel
 from lib.engine.lockstep import training_arrays
 from lib.twins.parallel import manual_ddp_loop, shard_gradient, step_rows
+from pages.parts.navigation import through_navigation
 
 MAX_ROWS = 400  # rows of data the page offers
 MAX_ITERATIONS = 2_000  # optimizer steps per run: a few ms each with 2 to 4 workers here
@@ -139,6 +140,7 @@ def run(data: lib.Dataset, cfg: lib.Config, values: dict) -> None:
     bar.empty()
 
 
+through_navigation()
 st.title("Data parallel")
 st.markdown(
     "When a model outgrows one process, the training loop gains one invisible line: during "

@@ -7,12 +7,14 @@ from streamlit.testing.v1 import AppTest
 
 from lib.twins.parallel import padded_rows, shard_indices
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "data_parallel.py")
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGE = "pages/data_parallel.py"
 TIMEOUT = 90  # s: torch's import and the workers' start on a shared machine
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(PAGE).run()
     assert not at.exception
     return at
 
