@@ -111,21 +111,25 @@ def toggle_no_grad() -> None:
 
 
 def editor(cfg: lib.Config) -> list[str]:
-    """The step's lines in the order on screen, each with its hand twin and ↑ ↓ buttons."""
+    """The step's lines in the order on screen, each with ↑ ↓ buttons (and its hand twin)."""
     names = state[ORDER_KEY]
-    head = st.columns((0.5, 4, 4, 0.6, 0.6))
+    twins = st.toggle("show each line's hand twin beside it", False, key="order_twins")
+    widths = (0.4, 4, 4, 0.5, 0.5) if twins else (0.4, 8, 0.5, 0.5)
+    head = st.columns(widths)
     head[1].markdown("**torch loop**")
-    head[2].markdown("**hand loop (its twin)**")
+    if twins:
+        head[2].markdown("**hand loop (its twin)**")
     for position, name in enumerate(names):
-        row = st.columns((0.5, 4, 4, 0.6, 0.6), vertical_alignment="center")
+        row = st.columns(widths, vertical_alignment="center")
         row[0].markdown(f"**{position + 1}**")
-        row[1].code(lo.line_source("torch", name), language="python")
-        row[2].code(lo.line_source("manual", name), language="python")
-        row[3].button(
+        row[1].code(lo.line_source("torch", name), language="python", wrap_lines=True)
+        if twins:
+            row[2].code(lo.line_source("manual", name), language="python", wrap_lines=True)
+        row[-2].button(
             "↑", key=f"order_up_{name}", on_click=move, args=(position, -1),
             disabled=position == 0, help=f"Move {lo.TITLES[name]} up",
         )  # fmt: skip
-        row[4].button(
+        row[-1].button(
             "↓", key=f"order_down_{name}", on_click=move, args=(position, 1),
             disabled=position == len(names) - 1, help=f"Move {lo.TITLES[name]} down",
         )  # fmt: skip
@@ -241,7 +245,7 @@ def graph_section(cfg: lib.Config) -> None:
     )
     dot, nodes = step_dot(**cfg_dict(cfg))
     left, right = st.columns((3, 2))
-    left.graphviz_chart(dot, width="stretch")
+    left.graphviz_chart(dot)
     left.caption(
         f"{nodes} nodes, read from the graph of this model's loss (batch 0, initial weights)."
     )
@@ -255,7 +259,7 @@ def graph_section(cfg: lib.Config) -> None:
         )
         k = st.slider("steps taken", 1, 4, 2, key="order_growth")
         dots = growing(4, **cfg_dict(cfg))
-        st.graphviz_chart(dots[k - 1], width="stretch")
+        st.graphviz_chart(dots[k - 1])
         st.caption(f"{dots[k - 1].count('[label=') - 1} nodes after {k} step{'s' * (k > 1)}.")
 
 

@@ -3,6 +3,7 @@ moved line runs in both loops and the verdict on screen is lib's for that order,
 says why and runs nothing, the order is bound to the URL; and one short browser test that moves two
 lines and sees the verdict change."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,8 @@ def said(at: AppTest) -> dict[str, list[str]]:
 
 
 def torch_lines(at: AppTest) -> list[str]:
-    """The torch column's code blocks, in the order on screen (the hand twin follows each)."""
-    return [block.value for block in at.code][0:16:2]
+    """The torch loop's lines, in the order on screen (the first eight code blocks)."""
+    return [block.value for block in at.code][:8]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,9 @@ def opened() -> AppTest:
 def test_the_page_shows_the_loops_own_lines_in_order_and_the_graph(opened):
     assert not opened.exception
     assert torch_lines(opened) == [lo.line_source("torch", name) for name in lo.ORDER]
-    hand = [block.value for block in opened.code][1:16:2]
+    at = page()
+    at.toggle(key="order_twins").set_value(True).run()  # each hand twin after its torch line
+    hand = [block.value for block in at.code][1:16:2]
     assert hand == [lo.line_source("manual", name) for name in lo.ORDER]
     lab = lo.lab(DATA, config(), lo.ORDER)
     assert said(opened)["success"] == [v.text for v in lab.shown]  # "own", measured
@@ -116,3 +119,26 @@ def test_the_link_sets_the_order_and_a_bad_one_is_named():
     (note,) = said(bad)["warning"]
     assert note.startswith("The link's order `forward,loss,<b>oops</b>` is not an order")
     assert torch_lines(bad) == [lo.line_source("torch", name) for name in lo.ORDER]
+
+
+@pytest.mark.serial
+def test_browser_moving_one_line_changes_the_verdict(tmp_path, page):
+    """In a real browser: step() moved below scheduler.step() by its ↓ button, and the verdict on
+    screen changes from the loop as written's to the skipped first lr, with torch's warning."""
+    from playwright.sync_api import expect
+    from serving import LOAD, assert_no_traceback, served_app, settle
+
+    with served_app(tmp_path / "server.log") as (base, _):
+        page.goto(f"{base}/line_order?order_iterations={ITERATIONS}", timeout=LOAD)
+        settle(page)
+        expect(page.get_by_text("This is the loop as written.")).to_have_count(1, timeout=LOAD)
+        skipped = page.get_by_text("the first lr of the schedule is skipped; torch warned:")
+        expect(skipped).to_have_count(0)
+        page.locator(".st-key-order_down_step button").first.click()
+        settle(page)
+        expect(skipped).to_have_count(1, timeout=LOAD)
+        expect(page.get_by_text("This is the loop as written.")).to_have_count(0)
+        if os.environ.get("SCREENSHOTS"):
+            page.screenshot(path=f"{os.environ['SCREENSHOTS']}/line_order.png", full_page=True)
+        assert "order=zero_grad%2Cforward%2Closs%2Cbackward%2Cclip%2Cscheduler%2Cstep" in page.url
+        assert_no_traceback(page)
