@@ -14,8 +14,8 @@ from lib.twins.parallel import manual_ddp_loop, shard_gradient, step_rows
 from pages.parts.navigation import through_navigation
 
 MAX_ROWS = 400  # rows of data the page offers
-MAX_ITERATIONS = 2_000  # optimizer steps per run: a few ms each with 2 to 4 workers here
-TIME_LIMIT = 30.0  # seconds a run may hold the shared server's cores
+MAX_ITERATIONS = 1_000  # optimizer steps per run: 2 to 15 ms each with 2 to 4 workers here
+TIME_LIMIT = 20.0  # seconds a run may hold the shared server's cores
 BUDGET_MB = 600  # the deployment's memory budget (README, Deploy): the server and its workers
 DATA_KINDS = ("regression: a noisy line (2 features)", "classification: two blobs")
 RUN = "parallel_run"  # session_state: (the controls' values, the result, the one-process result)

@@ -259,3 +259,12 @@ def test_each_check_says_when_it_fails():
     one = lib.run(_data(8), sse.config.replace(batch_size=8))
     text = parallel.one_process_text(8, sse, one)
     assert text.startswith("This run differs") and "1/2 of the one-process step" in text
+
+
+def test_padding_that_repeats_every_row_equally_leaves_one_process_equal():
+    data = _data(2)  # 2 rows over 4 workers: each row twice, the mean unchanged
+    result = run_parallel(data, lib.Config(batch_size=1, iterations=5), workers=4)
+    one = lib.run(data, result.config.replace(batch_size=2))
+    text = parallel.one_process_text(2, result, one)
+    assert text.startswith("✓") and "repeating every row equally often (2 times each)" in text
+    assert "the rows split evenly" not in text

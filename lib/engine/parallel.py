@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ..twins.optim import torch_optimizer
-from ..twins.parallel import manual_ddp_loop, padded_rows, shard_indices
+from ..twins.parallel import manual_ddp_loop, padded_rows, sampler_order, shard_indices
 from ..twins.schedules import torch_scheduler
 from ..twins.torch_side import make_model, share_one_vector, torch_loss
 from .config import Config
@@ -504,23 +504,39 @@ def torchrun_main(data: Dataset, cfg: Config, set_epoch: bool = True) -> dict | 
 AGREE = 1e-10  # the twins' tolerance, and the one-process agreement's
 
 
+def _steps(n: int) -> str:
+    return f"{n:,} step" + ("" if n == 1 else "s")
+
+
+def _relative(diff: float, *values: np.ndarray) -> float:
+    """diff / max(1, the largest finite |value|): a difference measured against the numbers'
+    size, as the Compare page says it (near a divergence the weights reach 1e100 and more)."""
+    finite = [np.abs(v[np.isfinite(v)]).max() for v in values if np.isfinite(v).any()]
+    return diff / max(1.0, *finite)
+
+
 def checks(result: ParallelResult) -> list[tuple[bool, str]]:
     """The run's measured checks, as (passed, sentence); each sentence is true either way."""
     workers, steps = result.workers, result.steps
     mean = result.worker_gradients.sum(axis=1) / workers
-    reduce_diff = float(np.abs(result.torch_reduced - mean).max()) if steps else 0.0
+    with np.errstate(all="ignore"):
+        gaps = np.abs(result.torch_reduced - mean)
+    reduce_diff = float(gaps[np.isfinite(gaps)].max()) if np.isfinite(gaps).any() else 0.0
+    reduce_rel = _relative(reduce_diff, mean, result.torch_reduced)
     twins = result.max_abs_diff
+    twins_rel = _relative(twins, result.manual.weights, result.torch.weights)
     return [
         (
-            twins < AGREE,
-            f"The hand twin and DDP {'agree' if twins < AGREE else 'part'}: the largest "
-            f"|manual − torch| over every weight at every one of the {steps:,} steps is "
-            f"{twins:.3g}.",
+            twins_rel < AGREE,
+            f"The hand twin and DDP {'agree' if twins_rel < AGREE else 'part'}: the largest "
+            f"|manual − torch| over every weight at every one of the {_steps(steps)} is "
+            f"{twins:.3g} ({twins_rel:.3g} relative to the largest |weight|, or to 1).",
         ),
         (
-            reduce_diff < AGREE,
+            reduce_rel < AGREE,
             f"torch's `.grad` after `backward()` and the sum of the {workers} workers' gradients "
-            f"divided by {workers} differ by at most {reduce_diff:.3g}.",
+            f"divided by {workers} differ by at most {reduce_diff:.3g} ({reduce_rel:.3g} relative "
+            "to the largest |gradient|, or to 1).",
         ),
         (
             result.replica_diff == 0,
@@ -572,16 +588,37 @@ def one_process_text(m: int, result: ParallelResult, one: Result | None) -> str:
     steps = min(result.steps, one.steps)
     diff = float(np.abs(result.torch.weights[: steps + 1] - one.torch.weights[: steps + 1]).max())
     if diff < AGREE:
-        return (
-            f"✓ Each worker's batch is its whole shard and the rows split evenly: the mean of the "
-            f"workers' means is the mean over all {m} rows, and this run equals the one-process "
-            f"full-batch `lib.run` to {diff:.3g} over {steps:,} steps."
+        return f"✓ {_why_equal(m, result)}, and this run equals the one-process full-batch " + (
+            f"`lib.run` to {diff:.3g} over {_steps(steps)}."
         )
     reasons = one_process_reasons(m, result)
     return (
         f"This run differs from the one-process full-batch `lib.run` by up to {diff:.3g} (the "
-        f"largest weight difference over {steps:,} steps)"
+        f"largest weight difference over {_steps(steps)})"
         + (": " + "; and ".join(reasons) + "." if reasons else ".")
+    )
+
+
+def _why_equal(m: int, result: ParallelResult) -> str:
+    """Why full shards give one process's steps, as this run's numbers have it."""
+    workers, seed = result.workers, result.config.seed
+    counts = np.bincount(sampler_order(m, workers, seed, 0), minlength=m)
+    if result.config.loss == "sse":
+        return "Each worker's batch is its whole shard"
+    if counts.min() == counts.max() == 1:
+        return (
+            "Each worker's batch is its whole shard and the rows split evenly: the mean of the "
+            f"workers' means is the mean over all {m} rows"
+        )
+    if counts.min() == counts.max():
+        return (
+            f"Each worker's batch is its whole shard; DistributedSampler pads {m} rows to "
+            f"{m * counts[0]} by repeating every row equally often ({counts[0]} times each), which "
+            "leaves the mean unchanged"
+        )
+    return (
+        "Each worker's batch is its whole shard; the samples DistributedSampler repeats to even "
+        "the shards happen to move the mean by less than 1e-10"
     )
 
 
