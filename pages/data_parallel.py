@@ -114,7 +114,8 @@ def show_timing(result) -> None:
     st.markdown(
         f"Wall time: starting the {result.workers} worker processes, joining their gloo process "
         f"group on 127.0.0.1 and building DDP took {result.startup_seconds:.2f} s; the "
-        f"{result.steps:,} steps then took {result.step_seconds:.2f} s ({per_step:.2f} ms a step)."
+        f"{result.steps:,} step{'s' if result.steps != 1 else ''} then took "
+        f"{result.step_seconds:.2f} s ({per_step:.2f} ms a step)."
     )
 
 
