@@ -10,6 +10,7 @@ from lib.twins.parallel import padded_rows, shard_indices
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/data_parallel.py"
 TIMEOUT = 90  # s: torch's import and the workers' start on a shared machine
+LOAD = 90_000  # ms: a fresh server's first page imports torch
 
 
 def _page() -> AppTest:
@@ -61,3 +62,36 @@ def test_forgotten_set_epoch_and_small_batches():
     at.number_input(key="parallel_batch").set_value(1)
     assert "✓ `set_epoch(epoch)` reshuffles" not in (text := _run(at))
     assert "yet worker 0's shard came out in the same order" in text
+
+
+def test_in_a_browser_the_servers_tree_stays_in_budget_and_keeps_no_worker(page, tmp_path):
+    """A real server: a 2-worker run from the page keeps the server and its workers within the
+    deployment's 600 MB (sum of PSS), and leaves no worker behind (by pid)."""
+    import time
+
+    import psutil
+    from playwright.sync_api import expect
+    from serving import served_app
+
+    from lib.engine.parallel import tree_pss_mb
+
+    with served_app(tmp_path / "server.log") as (base, server):
+        page.goto(f"{base}/data_parallel", timeout=LOAD)
+        main = page.get_by_test_id("stMain")
+        expect(main.get_by_text("to train with these settings")).to_be_visible(timeout=LOAD)
+        iterations = main.get_by_label("Iterations")
+        iterations.fill("500")
+        iterations.press("Enter")
+        page.wait_for_timeout(500)
+        main.get_by_role("button", name="Run", exact=True).click()
+        done = main.get_by_text("The hand twin and DDP agree")
+        peak, workers, deadline = 0.0, set(), time.monotonic() + 60
+        while not done.count() and time.monotonic() < deadline:
+            peak = max(peak, tree_pss_mb(server.pid))
+            workers.update(c.pid for c in psutil.Process(server.pid).children(recursive=True))
+            time.sleep(0.1)
+        expect(done).to_be_visible(timeout=5_000)
+        assert len(workers) >= 2  # the run's workers were seen
+        assert 0 < peak < 600, f"server tree PSS peaked at {peak:.0f} MB"
+        assert not any(psutil.pid_exists(pid) for pid in workers)
+        print(f"server tree PSS peak during the run: {peak:.0f} MB")
