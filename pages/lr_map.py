@@ -11,7 +11,7 @@ import streamlit as st
 import lib
 from lib.charts.sweep import SELECTION, diff_map_chart, loss_map_chart
 from lib.engine.data import split_rows
-from lib.lessons.sweep import agreement_sentence, full_batch_limit, limit_sentence
+from lib.lessons.sweep import agreement_sentence, cap_sentence, full_batch_limit, limit_sentence
 from pages.parts.cached import fingerprint
 from pages.parts.links import link_asked, note_link
 from pages.parts.navigation import through_navigation
@@ -189,6 +189,8 @@ def notes(sweep: lib.Sweep, limit, why: str, rows: int) -> list[str]:
             f"Grey cells diverged ({diverged:,} of {len(sweep.cells):,}): ✕ k is the step at "
             "which a loss, a gradient or a weight of either loop first became non-finite."
         )
+    if cap_sentence(sweep):
+        out.append(cap_sentence(sweep))
     out.append(limit_sentence(limit, why, sweep, rows))
     if sweep.cells:
         out.append(agreement_sentence(sweep))

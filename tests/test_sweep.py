@@ -288,3 +288,19 @@ def test_the_maps_mark_diverged_cells_with_their_step_and_draw_the_line_only_ins
     assert [lo[0], hi[-1]] == spec["layer"][0]["encoding"]["x"]["scale"]["domain"]
     assert [p["name"] for p in spec["params"]] == ["cell"]  # the click selection
     assert diff_map_chart(partial, full=40).to_dict()
+
+
+def test_the_colours_stop_at_the_largest_first_loss_and_the_page_says_so_only_then(the_map):
+    from lib.charts.sweep import loss_domain
+
+    grown = lib.sweep(DATA, CFG, [0.01, 100.0], [8, 40])  # lr 100 grows for 30 steps, still finite
+    cap = sweeping.color_cap(grown)
+    assert cap == max(x for c in grown.cells for x in c.first_loss)
+    over = [c for c in grown.cells if c.diverged_at is None and max(c.final_loss) >= cap]
+    assert len(over) == 2 and all(c.lr == 100.0 for c in over)
+    assert loss_domain(grown)[1] == math.log10(cap)
+    assert sweeping.cap_sentence(grown).startswith(f"The colours stop at {cap:.3g}")
+    assert "the 2 cells that ended at or above it are" in sweeping.cap_sentence(grown)
+    calm = lib.sweep(DATA, CFG, [0.01, 0.1], [8])
+    assert sweeping.cap_sentence(calm) == "" and loss_domain(calm)[1] < math.log10(cap)
+    assert sweeping.cap_sentence(the_map) == ""  # its big-lr cells diverged: grey, not capped

@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from ..lessons.sweep import Sweep, lr_edges
+from ..lessons.sweep import Sweep, color_cap, lr_edges
 from .runs import AUTOSIZE, LABELS
 
 MAP_HEIGHT = 40  # px per batch-size row
@@ -70,12 +70,16 @@ def _axes(sweep: Sweep, full: int | None) -> tuple[alt.X, alt.Y, list[str], alt.
 
 
 def loss_domain(sweep: Sweep) -> tuple[float, float] | None:
-    """The log10 final-loss range over both loops' finished cells, shared by their two maps."""
+    """The log10 final-loss range of the colours, shared by the two loops' maps: from the lowest
+    finished cell to the highest, but at most color_cap (the largest first-step loss)."""
     values = map_cells(sweep)["log_loss"].dropna()
     if values.empty:
         return None
     low, high = float(values.min()), float(values.max())
-    return (low, high) if high > low else (low - 0.5, high + 0.5)
+    cap = color_cap(sweep)
+    if cap is not None:
+        high = min(high, math.log10(cap))
+    return (low, high) if high > low else (low - 0.5, low + 0.5)
 
 
 def loss_map_chart(
@@ -105,7 +109,7 @@ def loss_map_chart(
     color = alt.Color(
         "log_loss:Q",
         title="log10 final loss",
-        scale=alt.Scale(scheme="viridis", domain=list(domain) if domain else None),
+        scale=alt.Scale(scheme="viridis", domain=list(domain) if domain else None, clamp=True),
     )
     base = alt.Chart(cells).encode(x=x, x2="lr_hi", y=y, tooltip=tooltip)
     finished = base.transform_filter("!datum.diverged").mark_rect().encode(color=color)

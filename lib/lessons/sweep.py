@@ -56,6 +56,7 @@ class Cell:
     lr: float
     batch_size: int
     steps: int  # steps both loops took
+    first_loss: tuple[float, float]  # (manual, torch): the first step's batch loss
     final_loss: tuple[float, float]  # (manual, torch): the last step's batch loss
     best_loss: tuple[float, float]  # (manual, torch): the lowest finite batch loss of the run
     diverged_at: int | None  # the step whose loss, gradient or weights went non-finite
@@ -195,6 +196,7 @@ def summarise(result: Result, wall: float) -> Cell:
         lr=cfg.lr,
         batch_size=cfg.batch_size,
         steps=result.steps,
+        first_loss=tuple(float(h.loss[0]) if h.steps else math.nan for h in histories),
         final_loss=tuple(float(h.loss[-1]) if h.steps else math.nan for h in histories),
         best_loss=tuple(best(h.loss) for h in histories),
         diverged_at=result.diverged_at,
@@ -338,6 +340,13 @@ def _result_of(future: Future) -> Cell | None:
 # ---------------------------------------------------------------- what the map shows, in words
 
 
+def color_cap(sweep: Sweep) -> float | None:
+    """The largest finite first-step loss of the map's cells: its loss colours stop there, so
+    that one run that blew up does not wash out the rest. None before any cell has one."""
+    first = [x for c in sweep.cells for x in c.first_loss if math.isfinite(x) and x > 0]
+    return max(first) if first else None
+
+
 def lr_edges(lrs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Each learning rate's cell edges on a log axis: halfway (in log) to its neighbours."""
     logs = np.log10(np.asarray(lrs, dtype=np.float64))
@@ -430,4 +439,22 @@ def agreement_sentence(sweep: Sweep) -> str:
         f"On {len(apart):,} of the {len(cells):,} cells the two loops differ by more than "
         f"{AGREE:g} of the weights' size at some step: {shown}{more}. Open one on the Compare "
         "page: its agreement paragraph says from which step they part, and why."
+    )
+
+
+def cap_sentence(sweep: Sweep) -> str:
+    """The sentence on the colour cap (color_cap), where a finished cell reaches it; else ""."""
+    cap = color_cap(sweep)
+    over = [
+        c
+        for c in sweep.cells
+        if cap is not None and c.diverged_at is None and max(c.final_loss) >= cap
+    ]
+    if not over:
+        return ""
+    return (
+        f"The colours stop at {cap:.3g}, the largest first-step loss on the map: the "
+        f"{len(over):,} cell{'s' if len(over) != 1 else ''} that ended at or above it "
+        f"{'are' if len(over) != 1 else 'is'} drawn in its colour, the brightest yellow (each "
+        "ended no lower than it started)."
     )
