@@ -70,7 +70,6 @@ class ParallelResult(Result):
     replica_diff: float = 0.0  # max |weights of worker r - weights of worker 0|, every step
     startup_seconds: float = 0.0  # from starting the processes to every worker's DDP model built
     step_seconds: float = 0.0  # the slowest worker's time in its training loop
-    error: str = ""  # a worker's error, in words (the run then has stopped="error")
 
 
 def ddp_train(rank: int, job: _Job, record: _Record) -> None:
