@@ -89,3 +89,20 @@ def test_quotes_in_names_are_escaped():
     w = nn.Parameter(torch.ones(1))
     dot = lib.autograd_graph(w * 2, {'a "quoted" name': w})
     assert 'a \\"quoted\\" name' in dot
+
+
+def test_a_later_step_and_accumulation():
+    cfg = lib.Config(batch_size=16, iterations=10, accumulate=3)  # 40 rows: micro-batches 16, 16, 8
+    loss, _ = ag.step_loss(DATA, cfg, step=0)  # step 0's last micro-batch is the epoch's third
+    dot = ag.step_graph(DATA, cfg, step=0)
+    assert boxes(dot)["n0"] == "DivBackward0\\nsaved other ()"  # loss / accumulate
+    assert "saved self (8, 1)" in dot and len(boxes(dot)) == real_graph(loss)[0]
+    plain = lib.Config(batch_size=16, iterations=10)
+    assert "saved self (16, 1)" in ag.step_graph(DATA, plain, step=3)  # the next epoch's first
+    for bad in (-1, 10, 1.5):
+        try:
+            ag.step_loss(DATA, cfg, step=bad)
+        except ValueError as error:
+            assert "step must be a whole number from 0 to 9" in str(error)
+        else:
+            raise AssertionError(f"step={bad!r} was accepted")

@@ -4,6 +4,7 @@ leaves, drawn as Graphviz DOT text (st.graphviz_chart renders it; no Graphviz in
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -120,18 +121,23 @@ def autograd_graph(
 
 
 def step_loss(data: Dataset, cfg: Config, step: int = 0) -> tuple[torch.Tensor, nn.Module]:
-    """(loss, net) of one training step of cfg as the torch loop computes it: the model of cfg's
-    layout at the run's initial weights, on batch `step` of the run's batch order, its graph built
-    and not yet walked."""
+    """(loss, net) of optimizer step `step` of cfg as the torch loop computes it: the model of cfg's
+    layout at the run's initial weights, on that step's batch of the run's batch order (with
+    accumulate > 1 its last micro-batch, the loss divided by accumulate), its graph built and not
+    yet walked. The graph's nodes and shapes do not depend on the weights."""
+    if not (isinstance(step, int) and 0 <= step < cfg.iterations):
+        raise ValueError(
+            f"step must be a whole number from 0 to {cfg.iterations - 1}; got {step!r}"
+        )
     dtype = getattr(torch, cfg.torch_dtype)
     net = torch_side.make_model(cfg.layout(data.n), dtype)
     torch_side.share_one_vector(net, initial_weights(data, cfg), dtype)
     _, labels, X, _ = training_arrays(data, cfg)  # the training rows lib.run batches
     batches = torch_loader(X, labels, cfg.batch_size, cfg.seed, dtype, cfg.drop_last)
-    for t, (inputs, labels) in enumerate(batches):
-        if t == step:
-            return torch_side.torch_loss(cfg.loss)(net(inputs), labels), net
-    raise ValueError(f"step must be below the run's number of batches; got {step}")
+    wanted = (step + 1) * cfg.accumulate - 1
+    inputs, labels = next(itertools.islice(batches, wanted, None))  # the loader never runs out
+    loss = torch_side.torch_loss(cfg.loss)(net(inputs), labels)
+    return (loss / cfg.accumulate if cfg.accumulate > 1 else loss), net
 
 
 def parameter_names(net: nn.Module, cfg: Config, n: int) -> dict[str, torch.Tensor]:
@@ -144,9 +150,9 @@ def parameter_names(net: nn.Module, cfg: Config, n: int) -> dict[str, torch.Tens
     }
 
 
-def step_graph(data: Dataset, cfg: Config) -> str:
-    """DOT of the graph the first step's loss.backward() walks, for cfg's model and loss."""
-    loss, net = step_loss(data, cfg)
+def step_graph(data: Dataset, cfg: Config, step: int = 0) -> str:
+    """DOT of the graph loss.backward() walks at optimizer step `step` of cfg (see step_loss)."""
+    loss, net = step_loss(data, cfg, step)
     return autograd_graph(loss, parameter_names(net, cfg, data.n))
 
 
