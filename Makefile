@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+TEST_WORKERS ?= auto
 
 .PHONY: run test lint format bench screenshots clean
 
@@ -20,8 +21,11 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py
 
+# Two passes: the tests that can share the machine on every core (pytest-xdist), then the serial
+# ones (servers, browsers, wall-clock measurements) alone. `pytest` by itself still runs everything.
 test: $(VENV)/.dev
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial"
+	$(PY) -m pytest -m serial
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

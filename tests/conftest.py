@@ -24,6 +24,33 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 CHROMIUM = Path("/usr/bin/chromium")
 
+# Test files that start servers and browsers, or time what they measure in wall-clock terms (a
+# Stop's latency, a page settling after its loops): `make test` runs them on their own, after the
+# rest has run on every core (pytest -n), so another test's load does not stretch their clocks.
+SERIAL_FILES = frozenset(
+    {
+        "test_browser.py",
+        "test_browser_csv.py",
+        "test_browser_pages.py",
+        "test_browser_step_through.py",
+        "test_deploy.py",
+        "test_sessions.py",
+    }
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "serial: run apart from the other tests (make test's second pass), not beside them",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
+
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
