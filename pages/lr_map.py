@@ -161,6 +161,11 @@ def run_live(data, cfg, grid, key, slots, rows, limit) -> None:
         state["lrmap_partial"] = partial
         done = len(partial.cells)
         text = f"{done:,} of {partial.total:,} cells · {partial.seconds:.0f} s"
+        if partial.waiting:
+            text = (
+                "Waiting for another map on this server to finish (one runs at a time, on every "
+                f"core) · {partial.seconds:.0f} s"
+            )
         bar.progress(done / partial.total, text=text)
         if done and time.perf_counter() - drawn_at[0] >= REDRAW_EVERY:
             draw_maps(partial, slots, rows, limit, final=False)

@@ -304,3 +304,22 @@ def test_the_colours_stop_at_the_largest_first_loss_and_the_page_says_so_only_th
     calm = lib.sweep(DATA, CFG, [0.01, 0.1], [8])
     assert sweeping.cap_sentence(calm) == "" and loss_domain(calm)[1] < math.log10(cap)
     assert sweeping.cap_sentence(the_map) == ""  # its big-lr cells diverged: grey, not capped
+
+
+def test_one_sweep_at_a_time_holds_the_cores_and_a_waiting_one_can_be_stopped():
+    seen = []
+
+    def progress(partial):
+        seen.append((partial.waiting, len(partial.cells)))
+        return len(seen) >= 2
+
+    assert sweeping.CORES.acquire(timeout=5)  # another sweep of this process is running
+    try:
+        s = lib.sweep(DATA, CFG, [0.01], [8], progress, progress_every=0.05)
+        assert seen == [(True, 0), (True, 0)] and s.stopped == "stopped" and s.cells == ()
+        late = lib.sweep(DATA, CFG, [0.01], [8], time_limit=0.2)
+        assert late.stopped == "time limit" and late.waiting and late.cells == ()
+    finally:
+        sweeping.CORES.release()
+    free = lib.sweep(DATA, CFG, [0.01], [8])
+    assert free.done and not free.waiting and not sweeping.CORES.locked()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -37,6 +38,9 @@ MAX_SWEEP_STEPS = 2_000_000  # cells x iterations: about a quarter of an hour of
 # bench/sweep.py); "spawn" would import torch again in each (about 230 MB RSS each).
 START_METHOD = "fork"
 STOP_EVERY = 0.2  # seconds between a running cell's looks at the stop flag
+# Held by the one sweep of this process that is running: each uses every core, and on a shared
+# server two at once would only share them, with twice the workers' memory.
+CORES = threading.Lock()
 COLUMNS = (
     "lr",
     "batch_size",
@@ -79,6 +83,7 @@ class Sweep:
     stopped: str | None = None  # None: every cell ran | "stopped" | "time limit"
     seconds: float = 0.0  # wall time of the sweep so far, pool start-up included
     workers: int = 1
+    waiting: bool = False  # True while another sweep of this process holds the cores
 
     @property
     def total(self) -> int:
@@ -286,44 +291,90 @@ def sweep(
     every progress_every seconds while they run; returning True stops the sweep (cells still
     running stop within STOP_EVERY seconds and are dropped; the finished ones are kept).
     time_limit (seconds) stops it too. workers: one per core by default, never more than cells.
+    One sweep of the process runs at a time (each uses every core): another one waits for it,
+    with Sweep.waiting set, and progress reports and the time limit apply while it waits.
     """
     _check_options(progress, progress_every, workers, time_limit)
     lrs, sizes = check_sweep(data, cfg, lrs, batch_sizes)
-    # Big batches and small learning rates first: they take longest (a large lr often diverges
-    # within a few steps), so the last cells to start are short ones and no core idles long.
-    grid = sorted(((lr, b) for lr in lrs for b in sizes), key=lambda c: (c[0], -c[1]))
-    n_workers = min(workers or cores(), len(grid))
-    began = time.perf_counter()
-    context = multiprocessing.get_context(START_METHOD)
-    stop = context.Event()
-    cells: list[Cell] = []
-    stopped = None
+    n_workers = min(workers or cores(), len(lrs) * len(sizes))
+    run = _Run(cfg, lrs, sizes, n_workers, progress, progress_every, time_limit)
+    if run.wait_for_the_cores():
+        try:
+            run.pool(data)
+        finally:
+            CORES.release()
+    return run.partial()
 
-    def partial() -> Sweep:
-        seconds = time.perf_counter() - began
-        return Sweep(cfg, lrs, sizes, tuple(cells), stopped, seconds, n_workers)
 
-    pool = ProcessPoolExecutor(n_workers, context, _start_worker, (data, cfg, stop))
-    try:
-        pending: set[Future] = {pool.submit(_run_cell, lr, b) for lr, b in grid}
-        while pending and stopped is None:
-            timeout = progress_every if progress is not None else None
-            if time_limit is not None:
-                left = max(0.0, time_limit - (time.perf_counter() - began))
-                timeout = left if timeout is None else min(timeout, left)
-            finished, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-            cells.extend(c for c in map(_result_of, finished) if c is not None)
-            if time_limit is not None and time.perf_counter() - began >= time_limit and pending:
-                stopped = "time limit"
-            elif progress is not None and progress(partial()) is True and pending:
-                stopped = "stopped"
-    finally:
-        # Stop, time limit, an error or an exception from progress (a page's rerun): the cells
-        # still running see the flag within STOP_EVERY seconds, and the pool waits for its
-        # workers to end.
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-    return partial()
+class _Run:
+    """One call of sweep: its grid, the cells finished so far, how it ended."""
+
+    def __init__(self, cfg, lrs, sizes, n_workers, progress, progress_every, time_limit) -> None:
+        self.cfg, self.lrs, self.sizes, self.n_workers = cfg, lrs, sizes, n_workers
+        self.progress, self.every, self.limit = progress, progress_every, time_limit
+        self.began = time.perf_counter()
+        self.cells: list[Cell] = []
+        self.stopped: str | None = None
+        self.waiting = False
+
+    def partial(self) -> Sweep:
+        seconds = time.perf_counter() - self.began
+        return Sweep(
+            self.cfg,
+            self.lrs,
+            self.sizes,
+            tuple(self.cells),
+            self.stopped,
+            seconds,
+            self.n_workers,
+            self.waiting,
+        )
+
+    def timeout(self) -> float | None:
+        """Seconds until the next progress report or the time limit, whichever is first."""
+        timeout = self.every if self.progress is not None else None
+        if self.limit is not None:
+            left = max(0.0, self.limit - (time.perf_counter() - self.began))
+            timeout = left if timeout is None else min(timeout, left)
+        return timeout
+
+    def report(self, more_to_do: bool) -> None:
+        """The time limit, then progress: either may stop the sweep while there is more to do."""
+        if self.limit is not None and time.perf_counter() - self.began >= self.limit:
+            self.stopped = "time limit" if more_to_do else None
+        elif self.progress is not None and self.progress(self.partial()) is True and more_to_do:
+            self.stopped = "stopped"
+
+    def wait_for_the_cores(self) -> bool:
+        """Take CORES (another sweep may hold it); False if the sweep was stopped first."""
+        while not CORES.acquire(timeout=-1 if self.timeout() is None else self.timeout()):
+            self.waiting = True
+            self.report(more_to_do=True)
+            if self.stopped is not None:
+                return False
+        self.waiting = False
+        return True
+
+    def pool(self, data: Dataset) -> None:
+        """Run the grid's cells on the worker processes until done or stopped."""
+        # Big batches and small learning rates first: they take longest (a large lr often
+        # diverges within a few steps), so the last cells to start are short ones.
+        grid = sorted(((lr, b) for lr in self.lrs for b in self.sizes), key=lambda c: (c[0], -c[1]))
+        context = multiprocessing.get_context(START_METHOD)
+        stop = context.Event()
+        pool = ProcessPoolExecutor(self.n_workers, context, _start_worker, (data, self.cfg, stop))
+        try:
+            pending: set[Future] = {pool.submit(_run_cell, lr, b) for lr, b in grid}
+            while pending and self.stopped is None:
+                done, pending = wait(pending, timeout=self.timeout(), return_when=FIRST_COMPLETED)
+                self.cells.extend(c for c in map(_result_of, done) if c is not None)
+                self.report(more_to_do=bool(pending))
+        finally:
+            # Stop, the time limit, an error or an exception from progress (a page's rerun): the
+            # cells still running see the flag within STOP_EVERY seconds, and the pool waits for
+            # its workers to end.
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _result_of(future: Future) -> Cell | None:
