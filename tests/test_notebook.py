@@ -17,10 +17,13 @@ import lib
 from lib.io import notebook
 
 SMALL = lib.datasets.linear(m=40, n=2, noise=0.1, seed=1)
+_MOONS = lib.datasets.moons(m=60, seed=2)
+# The moons as a CSV file's columns: the second case's notebook reads them from "moons.csv".
+MOONS = lib.Dataset(_MOONS.X, _MOONS.y, feature_names=("x1", "x2"), name="moons.csv")
 CASES = {
     "linear sgd": (SMALL, lib.Config(lr=0.05, batch_size=8, iterations=30)),
-    "mlp adam cosine validation": (
-        lib.datasets.moons(m=60, seed=2),
+    "mlp adam cosine validation, from a CSV file": (
+        MOONS,
         lib.Config(
             lr=0.02,
             batch_size=16,
@@ -36,26 +39,29 @@ CASES = {
             eval_every=4,
         ),
     ),
-    "logistic rmsprop clip accumulate": (
-        lib.datasets.blobs(m=50, seed=3),
-        lib.Config(
-            lr=0.05,
-            batch_size=10,
-            iterations=12,
-            model="logistic",
-            loss="bce",
-            optimizer="rmsprop",
-            clip_grad_norm=0.5,
-            accumulate=2,
-        ),
-    ),
 }
+CSV_CASE = "mlp adam cosine validation, from a CSV file"
 
 
 @functools.cache
 def notebook_of(case: str) -> str:
     """The notebook of a case, made once (to_script takes seconds on a busy machine)."""
-    return notebook.to_notebook(*CASES[case])
+    data, cfg = CASES[case]
+    if case == CSV_CASE:
+        return notebook.to_notebook(data, cfg, csv_name="moons.csv", target="label")
+    return notebook.to_notebook(data, cfg)
+
+
+def write_moons_csv(folder) -> None:
+    """MOONS as moons.csv in folder, every number exactly (repr of a float round-trips)."""
+    rows = [
+        "x1,x2,label",
+        *(
+            f"{float(a)!r},{float(b)!r},{float(t)!r}"
+            for (a, b), t in zip(MOONS.X, MOONS.y, strict=True)
+        ),
+    ]
+    (folder / "moons.csv").write_text("\n".join(rows) + "\n")
 
 
 def code_cells(text: str) -> list[str]:
@@ -123,9 +129,11 @@ def test_code_cells_are_the_scripts_own_lines_besides_the_notebooks_marked_ones(
     assert "import streamlit" not in imports and "import lib" not in imports
 
 
-@pytest.mark.parametrize("case", ["linear sgd", "mlp adam cosine validation"])
-def test_cells_run_in_order_reproduce_lib_run(case, capsys):
+@pytest.mark.parametrize("case", list(CASES))
+def test_cells_run_in_order_reproduce_lib_run(case, capsys, tmp_path, monkeypatch):
     data, cfg = CASES[case]
+    write_moons_csv(tmp_path)  # next to the "notebook": the folder its cells run in
+    monkeypatch.chdir(tmp_path)
     printed = run_cells(code_cells(notebook_of(case)), capsys)
     assert_matches(printed.strip().splitlines()[-1], lib.run(data, cfg))
 
@@ -140,8 +148,8 @@ def test_the_comparison_fails_for_another_run(capsys):
 
 
 def test_markdown_names_what_the_cells_hold_for_this_config():
-    _, cfg = CASES["mlp adam cosine validation"]
-    nb = nbformat.reads(notebook_of("mlp adam cosine validation"), as_version=4)
+    _, cfg = CASES[CSV_CASE]
+    nb = nbformat.reads(notebook_of(CSV_CASE), as_version=4)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "`torch.optim.Adam` updates the weights" in text
     assert "the `bce` loss" in text and "the `adam` update" in text
@@ -154,23 +162,16 @@ def test_markdown_names_what_the_cells_hold_for_this_config():
     assert "`torch.optim.SGD` updates the weights" in plain
 
 
-def test_data_from_a_csv_file_is_read_by_name(tmp_path, capsys, monkeypatch):
-    """The third case, read from a CSV file next to the notebook."""
-    data, cfg = CASES["logistic rmsprop clip accumulate"]
-    rows = [
-        "x1,x2,label",
-        *(
-            f"{float(a)!r},{float(b)!r},{float(t)!r}"
-            for (a, b), t in zip(data.X, data.y, strict=True)
-        ),
+def test_the_data_cell_says_where_the_data_comes_from():
+    csv = nbformat.reads(notebook_of(CSV_CASE), as_version=4)
+    embedded = nbformat.reads(notebook_of("linear sgd"), as_version=4)
+    data_cells = [
+        next(c.source for c in nb.cells if c.source.startswith("## The data"))
+        for nb in (csv, embedded)
     ]
-    (tmp_path / "small.csv").write_text("\n".join(rows) + "\n")
-    named = lib.Dataset(data.X, data.y, feature_names=("x1", "x2"), name="small.csv")
-    text = notebook.to_notebook(named, cfg, csv_name="small.csv", target="label")
-    assert "read from a CSV file by column name" in text
-    monkeypatch.chdir(tmp_path)
-    printed = run_cells(code_cells(text), capsys)
-    assert_matches(printed.strip().splitlines()[-1], lib.run(named, cfg))
+    assert "read from a CSV file by column name" in data_cells[0]
+    assert "written in below, every number exactly as lib holds it" in data_cells[1]
+    assert "CSV_FILE = 'moons.csv'" in "\n".join(code_cells(notebook_of(CSV_CASE)))
 
 
 def test_bad_arguments_are_explained():
@@ -184,8 +185,9 @@ def test_bad_arguments_are_explained():
 def test_the_notebook_executes_in_a_kernel_and_matches_lib_run(tmp_path):
     from nbclient import NotebookClient
 
-    data, cfg = CASES["mlp adam cosine validation"]
-    nb = nbformat.reads(notebook_of("mlp adam cosine validation"), as_version=4)
+    data, cfg = CASES[CSV_CASE]
+    nb = nbformat.reads(notebook_of(CSV_CASE), as_version=4)
+    write_moons_csv(tmp_path)
     client = NotebookClient(
         nb,
         kernel_name="python3",
