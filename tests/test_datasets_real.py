@@ -26,7 +26,7 @@ def test_every_shipped_file_is_inside_the_package_and_read_by_name():
     assert package.parent == (datasets.Path(lib.__file__).resolve().parent / "io")
     for name in ("planets.csv", "diabetes.csv", "breast_cancer.csv"):
         assert datasets.data_file(name).is_file()
-    with pytest.raises(ValueError, match="ships no data file named 'iris.csv'; it ships "):
+    with pytest.raises(ValueError, match=r"ships no data file named 'iris\.csv'; it ships "):
         datasets.data_file("iris.csv")
     with pytest.raises(ValueError, match="ships no data file"):
         datasets.data_file("../datasets.py")
