@@ -11,6 +11,7 @@ import ast
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from ..engine.config import Config
 from ..engine.data import Dataset, weight_names
@@ -19,13 +20,9 @@ from .export import to_script
 
 # At most this many points a loop in the chart: beyond, every k-th step.
 CHART_POINTS = 2_000
-_TORCH_OPTIMIZERS = {
-    "sgd": "SGD",
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "rmsprop": "RMSprop",
-    "adagrad": "Adagrad",
-}
+_TORCH_OPTIMIZERS = MappingProxyType(
+    {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+)
 _RECORD = (
     "losses.append((step, loss_m, loss_t))  # this notebook's line: both losses, for the chart"
 )
