@@ -103,8 +103,10 @@ def ddp_train(rank: int, job: _Job, record: _Record) -> None:
             with contextlib.nullcontext() if last else model.no_sync():
                 # Forward pass.
                 outputs = model(inputs)
-                # Loss: each micro-batch's share of the step's.
-                loss = criterion(outputs, labels) / cfg.accumulate
+                # Loss.
+                loss = criterion(outputs, labels)
+                if cfg.accumulate > 1:  # each micro-batch's share of the step's loss
+                    loss = loss / cfg.accumulate
                 # Backward pass: DDP adds every worker's gradient and divides by their number.
                 loss.backward()
             record.add_loss(rank, step, loss.item())
