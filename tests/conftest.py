@@ -25,8 +25,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 CHROMIUM = Path("/usr/bin/chromium")
 
 # Test files that start servers and browsers, or time what they measure in wall-clock terms (a
-# Stop's latency, a page settling after its loops): `make test` runs them on their own, after the
-# rest has run on every core (pytest -n), so another test's load does not stretch their clocks.
+# Stop's latency, a page settling after its loops), and every test anywhere that drives a browser:
+# `make test` runs them on their own, after the rest has run on every core (pytest -n), so another
+# test's load does not stretch their clocks.
 SERIAL_FILES = frozenset(
     {
         "test_browser.py",
@@ -46,9 +47,13 @@ def pytest_configure(config):
     )
 
 
+# pytest-playwright's fixtures: a test that asks for one drives a real browser
+BROWSER_FIXTURES = frozenset({"page", "browser", "context", "browser_type"})
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in SERIAL_FILES:
+        if item.path.name in SERIAL_FILES or BROWSER_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.serial)
 
 
