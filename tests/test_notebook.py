@@ -204,3 +204,19 @@ def test_the_notebook_executes_in_a_kernel_and_matches_lib_run(tmp_path):
     last = nb.cells[-1].outputs[-1]
     assert last["name"] == "stdout"
     assert_matches(last["text"].strip().splitlines()[-1], lib.run(data, cfg))
+
+
+def test_the_same_phase_comments_are_claimed_only_when_they_are_the_same():
+    cfg = lib.Config()
+    loop = "def manual_loop():\n    # Forward pass.\n    x = 1\n    # Loss.\n    y = 2\n"
+    twin = "def torch_loop():\n    # Forward pass.\n    x = 1\n    # Loss.\n    y = 2\n"
+    parts = notebook._Parts(
+        manual={"manual_loop": loop},
+        torch={"torch_loop": twin},
+        loop_names=("manual_loop", "torch_loop"),
+    )
+    claim = "the same phase comments in the same order as in the torch loop below"
+    assert claim in notebook._manual_text(cfg, parts)
+    parts.torch["torch_loop"] = twin.replace("# Loss.", "# Backward pass.")
+    assert claim not in notebook._manual_text(cfg, parts)
+    assert notebook._manual_text(cfg, parts).startswith("## The hand-written loop\n`manual_loop`: ")

@@ -8,6 +8,7 @@ cell, and adds the lines that record both losses and draw them with Altair.
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from ..engine.data import Dataset, weight_names
 from ..engine.source import parse
 from .export import to_script
 
+# A phase heading in a loop: "# Forward pass." (the form lib.explain reads)
+_HEADING = r"\s*# [A-Z][\w ,'-]{0,40}\."
 # At most this many points a loop in the chart: beyond, every k-th step.
 CHART_POINTS = 2_000
 _TORCH_OPTIMIZERS = MappingProxyType(
@@ -253,8 +256,15 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 # --- The cells ---------------------------------------------------------------------------------
 
 
-def _names(defs: dict[str, str]) -> str:
-    return ", ".join(f"`{name}`" for name in defs)
+def _names(defs, leave_out: str = "") -> str:
+    return ", ".join(f"`{name}`" for name in defs if name != leave_out)
+
+
+def _reaches(parts: _Parts, side: int) -> str:
+    """ "`manual_loop` and what it alone reaches (`a`, `b`)", or without the brackets if nothing."""
+    root, defs = parts.loop_names[side], (parts.manual, parts.torch)[side]
+    others = _names(defs, leave_out=root)
+    return f"`{root}` and what it alone reaches ({others})" if others else f"`{root}`"
 
 
 def _cells(data: Dataset, cfg: Config, parts: _Parts) -> list[tuple[str, str]]:
@@ -354,12 +364,25 @@ def _shared_text(parts: _Parts) -> str:
 
 
 def _manual_text(cfg: Config, parts: _Parts) -> str:
-    return (
-        f"## The hand-written loop\n`{parts.loop_names[0]}` and what it alone reaches "
-        f"({_names(parts.manual)}): numpy only. The forward pass, the `{cfg.loss}` loss, its "
-        f"gradient and the `{cfg.optimizer}` update are written out by hand; each phase starts "
-        "with a comment, the same comments as in the torch loop below."
+    manual, torch = (
+        _phase_comments(defs.get(name, ""))
+        for defs, name in zip((parts.manual, parts.torch), parts.loop_names, strict=True)
     )
+    same = (
+        ", the same phase comments in the same order as in the torch loop below"
+        if manual and manual == torch
+        else ""
+    )
+    return (
+        f"## The hand-written loop\n{_reaches(parts, 0)}: numpy only. The forward pass, the "
+        f"`{cfg.loss}` loss, its gradient and the `{cfg.optimizer}` update are written out by "
+        f"hand; each phase starts with a comment{same}."
+    )
+
+
+def _phase_comments(text: str) -> list[str]:
+    """The loop's phase headings: its comment lines that are one short sentence each."""
+    return [line.strip() for line in text.splitlines() if re.fullmatch(_HEADING, line)]
 
 
 def _torch_text(cfg: Config, parts: _Parts) -> str:
@@ -373,10 +396,7 @@ def _torch_text(cfg: Config, parts: _Parts) -> str:
     backward = (
         f" Autograd computes the gradient (`.backward()`){update}." if ".backward()" in code else ""
     )
-    return (
-        f"## The torch loop\n`{parts.loop_names[1]}` and what it alone reaches "
-        f"({_names(parts.torch)}): the canonical torch loop.{backward}"
-    )
+    return f"## The torch loop\n{_reaches(parts, 1)}: the canonical torch loop.{backward}"
 
 
 def _other_text(parts: _Parts) -> str:
@@ -439,7 +459,7 @@ def _last_text(data: Dataset, cfg: Config) -> str:
     order = (
         f"in the order {', '.join(f'`{n}`' for n in names)}"
         if len(names) <= 12
-        else f"all {len(names):,} of them, in lib's weight order"
+        else f"(all {len(names):,}, in lib's weight order)"
     )
     held_out = (
         f', and under "val_loss" each loop\'s loss on the held-out rows after every '
