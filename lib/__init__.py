@@ -20,9 +20,14 @@ from .engine import config, data, trace
 from .engine.config import LOSSES, MAX_ITERATIONS, MODELS, Config
 from .engine.data import Dataset, batch_indices, initial_weights, least_squares, weight_names
 from .engine.lockstep import History, Result, run
+from .engine.parallel import ParallelResult, run_parallel
 from .io import csv_data, datasets, export
 from .io.export import history_csv, history_json, to_script
+from .io.notebook import to_notebook
+from .io.torchrun import to_torchrun_script
 from .lessons import classify, explain, landscape, pitfalls, speed
+from .lessons.autograd_graph import autograd_graph
+from .lessons.line_order import ORDER
 from .lessons.pitfalls import stability_limit
 from .lessons.sweep import Sweep, sweep
 from .twins import manual, optim
@@ -54,11 +59,14 @@ __all__ = [
     "MAX_ITERATIONS",
     "MODELS",
     "OPTIMIZERS",
+    "ORDER",
     "Config",
     "Dataset",
     "History",
+    "ParallelResult",
     "Result",
     "Sweep",
+    "autograd_graph",
     "batch_indices",
     "charts",
     "classify",
@@ -74,10 +82,13 @@ __all__ = [
     "manual_mlp_loop",
     "pitfalls",
     "run",
+    "run_parallel",
     "speed",
     "stability_limit",
     "sweep",
+    "to_notebook",
     "to_script",
+    "to_torchrun_script",
     "torch_loop",
     "trace",
     "weight_names",
