@@ -182,11 +182,12 @@ def verdicts(found: lo.Lab, names: list[str]) -> None:
         say = st.success if verdict.key == "own" else st.error
         say(verdict.text)
         st.caption(f"Measured: {verdict.measured}.")
-    gap = float(np.abs(result.torch.weights[-1] - right.torch.weights[-1]).max())
+    last = min(result.steps, right.steps)  # the same step in both runs
+    gap = float(np.abs(result.torch.weights[last] - right.torch.weights[last]).max())
     agree = "agree" if result.max_abs_diff <= 1e-10 else "do not agree"
     st.markdown(
         f"The two loops {agree} with each other in this order: the largest |hand − torch| weight "
-        f"over the {result.steps:,} steps is **{result.max_abs_diff:.2g}**. After the last step "
+        f"over the {result.steps:,} steps is **{result.max_abs_diff:.2g}**. After {last:,} steps "
         f"the torch loop's weights differ from the loop as written by up to **{gap:.3g}**."
     )
     if not result.done:
@@ -269,8 +270,9 @@ st.markdown(
     "The lines of one training step, in the order both loops run them. Move a line with ↑ ↓ (or "
     "pick a classic mistake): the torch loop runs its lines in that order and the hand loop runs "
     "their twins in the same order, both rebuilt from the very source the Code map shows, on the "
-    f"same batches of {DATA_ARGS['m']} rows (y = w·x + b + noise, 2 features, batch 16). Beside "
-    "them, the loop as written. What broke is measured on the run."
+    f"same batches of 16 rows from one data set ({DATA_ARGS['m']} rows of y = w·x + b + noise, 2 "
+    "features; a fifth of them held out when validation is on). Beside them, the loop as written. "
+    "What broke is measured on the run."
 )
 cfg = config()
 order_from_link()
