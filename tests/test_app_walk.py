@@ -40,6 +40,14 @@ PAGES = {
             re.compile(r"^RuntimeError: Trying to backward through the graph a second time"),
         ),
     ),
+    # each run starts real worker processes: the shortest run the page takes, its Run pressed
+    "data_parallel": Page(
+        "data_parallel",
+        "pages/data_parallel.py",
+        action="parallel_go",
+        start={"parallel_iters": SHORT},
+        short={"parallel_iters": SHORT},
+    ),
     # The coarsest grid while walking: every map is cheaper; the grid control itself is still walked
     # to both ends.
     "landscape": Page("landscape", "pages/landscape.py", start={"landscape_size": "20"}),
@@ -89,17 +97,19 @@ def assert_walked(walker: Walker, least: int = 2) -> None:
 # states the walk visits on the three pages that show it: a walk takes several minutes, past the
 # suite's 600 s default on a busy machine.
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("name", ["compare", "code_map", "step_through", "pitfalls"])
+@pytest.mark.parametrize(
+    "name", ["compare", "code_map", "step_through", "pitfalls", "data_parallel"]
+)
 def test_every_control_at_both_ends(name):
     walker = walk(PAGES[name])
     assert_walked(walker)
     walked = {c.split(" | ")[-1].split("=")[0] for c in walker.report.cases}
-    if PAGES[name].explore_sidebar and name != "pitfalls":
+    if name == "compare":
         # the shared sidebar, walked whole here: its optimizer settings for every optimizer
         for optimizer in ("sgd", "adam", "adamw", "rmsprop", "adagrad"):
             assert any(w.startswith(optimizer + "_") for w in walked), optimizer
         assert {"hidden", "activation", "init_values"} <= walked
-    elif name != "pitfalls":  # each of the sidebar's own controls, to both ends, from the page
+    elif name in ("code_map", "step_through"):  # each sidebar control, both ends, from the page
         assert {"lr", "batch_size", "iterations", "optimizer", "model"} <= walked
 
 
