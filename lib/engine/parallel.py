@@ -52,7 +52,7 @@ STARTUP_TIMEOUT = 60.0  # seconds for the workers to start and join the process 
 # MB of PSS a worker forked from a process that has imported torch adds, at most: about 60 alone;
 # the tree of parent and workers, which share torch's pages, grows less (tests/test_parallel.py)
 WORKER_MB = 60.0
-GROUP_TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails
+GROUP_TIMEOUT_SECONDS = 60  # a collective that waits longer than this fails
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,9 +200,10 @@ def _worker_main(rank: int, job: _Job, record: _Record, errors) -> None:
     if loopback:
         os.environ["GLOO_SOCKET_IFNAME"] = loopback[0]  # gloo's sockets on the loopback device
     try:
-        store = dist.TCPStore("127.0.0.1", job.port, None, False, timeout=GROUP_TIMEOUT)
+        timeout = timedelta(seconds=GROUP_TIMEOUT_SECONDS)
+        store = dist.TCPStore("127.0.0.1", job.port, None, False, timeout=timeout)
         dist.init_process_group(
-            "gloo", store=store, rank=rank, world_size=job.workers, timeout=GROUP_TIMEOUT
+            "gloo", store=store, rank=rank, world_size=job.workers, timeout=timeout
         )
         ddp_train(rank, job, record)
         dist.destroy_process_group()
@@ -290,7 +291,8 @@ class _Workers:
         listener.listen(64)
         job.port = listener.getsockname()[1]
         self.store = dist.TCPStore(
-            "127.0.0.1", job.port, None, True, timeout=GROUP_TIMEOUT, wait_for_workers=False,
+            "127.0.0.1", job.port, None, True, wait_for_workers=False,
+            timeout=timedelta(seconds=GROUP_TIMEOUT_SECONDS),
             master_listen_fd=listener.detach(),  # the store owns the socket from now on
         )  # fmt: skip
         context = mp.get_context("fork")
