@@ -7,8 +7,13 @@ import pytest
 
 # Importing torch takes seconds; doing it here, once, keeps AppTest's per-script timeout for the
 # app itself.
-import torch  # noqa: F401
+import torch
 from hypothesis import HealthCheck, settings
+
+# One intra-op thread, as app.py sets for the server: on a 2-core machine running two test workers,
+# torch's default threads oversubscribe the cores and tiny ops wait on each other (a logistic run's
+# loss call took 10 ms instead of 10 us).
+torch.set_num_threads(1)
 
 # deadline=None: a lib.run call includes torch start-up work whose time varies on a shared machine.
 # derandomize=True: the same examples every run, so a red test is reproducible and CI never flakes.

@@ -585,7 +585,12 @@ def test_last_run_is_the_compare_pages_run():
 def test_the_three_downloads_are_offered_for_the_run_on_show():
     at = app()
     buttons = {b.key: b for b in at.get("download_button")}
-    assert set(buttons) == {"download_csv", "download_json", "download_script"}
+    assert set(buttons) == {
+        "download_csv",
+        "download_json",
+        "download_script",
+        "download_notebook",
+    }
     assert not any(b.proto.disabled for b in buttons.values())
     assert any("the data is written into the script" in c.value for c in at.caption)
 
