@@ -11,6 +11,8 @@ python -m bench --parallel only lib.run_parallel against a bare DDP loop (bench/
                            its section of bench/RESULTS.md replaced
 python -m bench --only "whole loop" --skip-memory --skip-gap --out /tmp/rows.md
                            only the rows whose label contains the text (here issue 12's)
+python -m bench --sweep    only lib.sweep's 6 x 6 map against its cells run one by one, and its
+                           memory (bench/sweep.py), written as its section of bench/RESULTS.md
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-parallel", action="store_true", help="leave out the data-parallel section"
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="only lib.sweep's speed ratio, pool overhead and memory (bench/sweep.py)",
+    )
+    parser.add_argument(
+        "--skip-sweep",
+        action="store_true",
+        help="leave out lib.sweep's section (an earlier one in --out is kept)",
     )
     parser.add_argument(
         "--skip-gap",
@@ -178,6 +190,16 @@ def main() -> None:
     from . import gap, timing
 
     torch.set_num_threads(args.threads)
+    from . import sweep as sweeping
+
+    if args.sweep:
+        lines = sweeping.measure(args.quick)
+        print("\n" + "\n".join(lines))
+        out = args.out or (None if args.quick else HERE / "RESULTS.md")
+        if out is not None:
+            sweeping.write_section(out, lines)
+            print(f"\nwritten to {out}")
+        return
     if args.gap:
         lines = gap_lines(args.quick)
         print("\n" + "\n".join(lines))
@@ -263,6 +285,14 @@ def main() -> None:
     body += ddp
     print("\n" + "\n".join(body))
     out = args.out or (None if args.quick else HERE / "RESULTS.md")
+    keep_sweep = args.skip_sweep or args.only is not None
+    swept = (
+        (sweeping.kept_section(out) if out is not None else [])
+        if keep_sweep
+        else sweeping.measure(args.quick)
+    )
+    if swept and not keep_sweep:
+        print("\n" + "\n".join(swept))
     tail = (
         (gap.kept_section(out) if out is not None else [])
         if args.skip_gap
@@ -271,7 +301,8 @@ def main() -> None:
     if tail and not args.skip_gap:
         print("\n" + "\n".join(tail))
     if out is not None:
-        out.write_text("\n".join(header + body + (["", *tail] if tail else [])) + "\n")
+        sections = (["", *swept] if swept else []) + (["", *tail] if tail else [])
+        out.write_text("\n".join(header + body + sections) + "\n")
         print(f"\nwritten to {out}")
 
 

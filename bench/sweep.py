@@ -79,6 +79,7 @@ def speed(quick: bool = False, rounds: int = 3, log: Callable = print) -> dict:
     best_alone, best_swept = min(alone), min(swept)
     return {
         "grid": f"{len(lrs)} x {len(sizes)}",
+        "sizes": sizes,
         "iterations": cfg.iterations,
         "cells": len(lrs) * len(sizes),
         "workers": workers,
@@ -176,7 +177,7 @@ def lines(result: dict, memory: list[dict]) -> list[str]:
         "",
         f"`python -m bench --sweep`: a {r['grid']} grid of {r['iterations']:,}-step runs (linear "
         "data, m=200, n=3, mse, sgd; learning rates 1e-3 to 0.3, batch sizes "
-        f"{', '.join(map(str, SIZES))}) as one lib.sweep on {r['workers']} worker processes, "
+        f"{', '.join(map(str, r['sizes']))}) as one lib.sweep on {r['workers']} worker processes, "
         f"against the same {r['cells']} cells run one by one with lib.run in one process; "
         f"{r['rounds']} interleaved rounds.",
         "",
@@ -202,8 +203,10 @@ def lines(result: dict, memory: list[dict]) -> list[str]:
 
 
 def write_section(path: Path, section: list[str]) -> None:
-    """Put the section into path in place of an earlier copy, before any later '## ' section
-    (the gap grid is always last), or at the end."""
+    """Put the section into path in place of an earlier copy, else just before the gap grid
+    (bench/gap.py's section, always last), else at the end."""
+    from .gap import HEADING as GAP_HEADING
+
     text = path.read_text() if path.exists() else ""
     after = ""
     if HEADING in text:
@@ -211,9 +214,9 @@ def write_section(path: Path, section: list[str]) -> None:
         nxt = rest.find("\n## ")
         after = rest[nxt + 1 :] if nxt >= 0 else ""
         text = head
-    elif "\n## " in text:  # before the first later section (the gap grid)
-        cut = text.index("\n## ")
-        text, after = text[: cut + 1], text[cut + 1 :]
+    elif GAP_HEADING in text:
+        cut = text.index(GAP_HEADING)
+        text, after = text[:cut], text[cut:]
     body = text.rstrip("\n") + "\n\n" if text.strip() else ""
     path.write_text(body + "\n".join(section) + "\n" + ("\n" + after if after else ""))
 

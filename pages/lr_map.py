@@ -2,6 +2,7 @@
 on every core (lib.sweep), with the stability limit 2/λ_max drawn across it."""
 
 import dataclasses
+import math
 import time
 import urllib.parse
 
@@ -26,10 +27,12 @@ BATCH_OPTIONS = ("1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "102
 DEFAULT_BATCHES = ("8", "32", "full")
 OWN = ("lrmap_lr_low", "lrmap_lr_high", "lrmap_lr_count", "lrmap_batches")
 # Caps, so that the page never holds a shared server long
-MAX_STEPS = 120_000  # cells x iterations
+MAX_STEPS = 120_000  # cells x iterations (x micro-batches per step, with accumulation)
 MAX_CELL_ITERATIONS = 20_000  # per cell: a worker's recorded history stays small
 TIME_LIMIT = 60.0  # seconds for the whole sweep
-AUTO_STEPS = 10_000  # cells x iterations the page runs by itself when it opens or a setting changes
+# seconds of estimated wall time of a map the page runs by itself (on opening, after a change)
+AUTO_SECONDS = 5.0
+PROBE_STEPS, PROBE_SECONDS = 50, 0.3  # a cell's first steps, timed, for that estimate
 REDRAW_EVERY = 1.0  # seconds between live redraws of the maps
 state = st.session_state  # this page's own keys start with "lrmap_"
 
@@ -89,14 +92,39 @@ def caps(cfg: lib.Config, cells: int) -> str | None:
             f"This page runs at most {MAX_CELL_ITERATIONS:,} iterations per cell; the sidebar asks "
             f"for {cfg.iterations:,}. Lower the iterations in the sidebar."
         )
-    if cells * cfg.iterations > MAX_STEPS:
+    work = cells * cfg.iterations * cfg.accumulate
+    if work > MAX_STEPS:
+        what, parts = "cells × iterations", f"{cells:,} cells × {cfg.iterations:,} iterations"
+        if cfg.accumulate > 1:
+            what += " × micro-batches per step"
+            parts += f" × {cfg.accumulate:,} micro-batches"
         return (
-            f"This page runs at most {MAX_STEPS:,} steps in all (cells × iterations); "
-            f"{cells:,} cells × {cfg.iterations:,} iterations is {cells * cfg.iterations:,}. "
-            f"Use at most {MAX_STEPS // cells:,} iterations, or fewer cells. (lib.sweep in a "
-            "notebook goes further.)"
+            f"This page runs at most {MAX_STEPS:,} steps in all ({what}); {parts} is {work:,}. "
+            f"Use at most {max(1, MAX_STEPS // (cells * cfg.accumulate)):,} iterations, or fewer "
+            "cells. (lib.sweep in a notebook goes further.)"
         )
     return None
+
+
+def estimate(data: lib.Dataset, cfg: lib.Config, grid, key) -> float:
+    """Seconds the map should take on this machine's cores: the slowest cell (smallest lr,
+    largest batch) timed over its first steps, in this thread's CPU time (a busy server's wall
+    time says more about the other visitors); inf if that cell cannot be timed."""
+    cached = state.get("lrmap_estimate")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    lrs, batches = grid
+    first = cfg.replace(
+        lr=lrs[0], batch_size=batches[-1], iterations=min(cfg.iterations, PROBE_STEPS)
+    )
+    cpu = time.thread_time()
+    probe = lib.run(data, first, progress_every=0, time_limit=PROBE_SECONDS)
+    seconds = time.thread_time() - cpu
+    per_step = seconds / probe.steps if probe.steps and seconds > 0 else math.inf
+    cells = len(lrs) * len(batches)
+    guess = per_step * cfg.iterations * cells / min(lib.lessons.sweep.cores(), cells)
+    state["lrmap_estimate"] = (key, guess)
+    return guess
 
 
 def compare_link(cell: lib.lessons.sweep.Cell) -> str:
@@ -186,7 +214,12 @@ def run_live(data, cfg, grid, key, slots, rows, limit) -> None:
 def notes(sweep: lib.Sweep, limit, why: str, rows: int) -> list[str]:
     """What the maps show, in words, for this sweep."""
     out = [sweep.message() + f" The sweep took {sweep.seconds:.1f} s."]
-    if not sweep.done:
+    if sweep.stopped == "time limit":
+        out.append(
+            f"Blank cells did not finish within this page's {TIME_LIMIT:.0f} s: use fewer cells or "
+            "fewer iterations (lib.sweep in a notebook has no such limit)."
+        )
+    elif not sweep.done:
         out.append("Blank cells did not finish; press **Draw the map** to run them all.")
     diverged = sum(c.diverged_at is not None for c in sweep.cells)
     if diverged:
@@ -221,10 +254,13 @@ def chooser(sweep: lib.Sweep, picked: list, rows: int) -> None:
     )
     cell = cells[labels.index(label)]
     st.link_button("Open it on the Compare page ↗", compare_link(cell))
-    st.caption(
+    caption = (
         "Opens a new tab with this page's sidebar settings and the cell's lr and batch size; the "
         "Compare page runs it as it opens if it is short (a long run waits for **Run**)."
     )
+    if state.get("data") == "csv":
+        caption += " A link cannot carry your CSV file: upload it there again."
+    st.caption(caption)
 
 
 # ------------------------------------------------------------------ controls
@@ -276,12 +312,14 @@ slots["diff"] = st.empty()
 limit, why = full_batch_limit(data, cfg)
 shown = state.get("lrmap_result")
 fresh = shown is not None and shown[0] == key
-if clicked or (not fresh and cells * cfg.iterations <= AUTO_STEPS):
+if clicked or (not fresh and estimate(data, cfg, grid, key) <= AUTO_SECONDS):
     run_live(data, cfg, grid, key, slots, rows, limit)
 elif not fresh:
+    guess = estimate(data, cfg, grid, key)
+    about = f" (about {guess:.0f} s here)" if math.isfinite(guess) else ""
     slots["status"].info(
-        f"This map is {cells:,} runs of {cfg.iterations:,} steps: press **Draw the map** to run "
-        "them (a Stop button keeps the cells that have finished)."
+        f"This map is {cells:,} runs of {cfg.iterations:,} steps{about}: press **Draw the map** "
+        "to run them (a Stop button keeps the cells that have finished)."
     )
     st.stop()
 sweep = state["lrmap_result"][1]

@@ -84,8 +84,14 @@ def test_caps_and_bad_grids_are_refused_in_words_and_a_long_map_waits_for_its_bu
     at.number_input(key="iterations").set_value(10_000).run()
     assert "at most 120,000 steps in all (cells × iterations)" in words(at)
     assert "18 cells × 10,000 iterations is 180,000" in words(at)
-    at.number_input(key="iterations").set_value(2_000).run()
+    at.number_input(key="iterations").set_value(1_000)
+    at.number_input(key="accumulate").set_value(8).run()
+    assert "(cells × iterations × micro-batches per step)" in words(at)
+    assert "18 cells × 1,000 iterations × 8 micro-batches is 144,000" in words(at)
+    at.number_input(key="accumulate").set_value(1)
+    at.number_input(key="iterations").set_value(6_000).run()  # about 10 s or more of work
     assert "press **Draw the map**" in words(at) and len(at.get("vega_lite_chart")) == 0
+    assert "This map is 18 runs of 6,000 steps (about " in words(at)
     at.number_input(key="lrmap_lr_low").set_value(5.0).run()
     assert "The largest lr (3) must be above the smallest (5)." in words(at)
     at.number_input(key="lrmap_lr_low").set_value(0.01).run()
