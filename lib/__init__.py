@@ -19,7 +19,7 @@ from . import charts
 from .engine import config, data, trace
 from .engine.config import LOSSES, MAX_ITERATIONS, MODELS, Config
 from .engine.data import Dataset, batch_indices, initial_weights, least_squares, weight_names
-from .engine.lockstep import History, Result, run
+from .engine.lockstep import History, Result
 from .engine.parallel import ParallelResult, run_parallel
 from .io import csv_data, datasets, export
 from .io.export import history_csv, history_json, to_script
@@ -27,7 +27,7 @@ from .io.notebook import to_notebook
 from .io.torchrun import to_torchrun_script
 from .lessons import classify, explain, landscape, pitfalls, speed
 from .lessons.autograd_graph import autograd_graph
-from .lessons.line_order import ORDER
+from .lessons.line_order import ORDER, run  # lib.run: lockstep's run, and order= for the lab
 from .lessons.pitfalls import stability_limit
 from .lessons.sweep import Sweep, sweep
 from .twins import manual, optim

@@ -123,7 +123,10 @@ def test_the_old_module_paths_still_import(old, name):
 
 
 def test_run_and_torch_loop_name_functions_and_nothing_else():
-    assert callable(lib.run) and lib.run.__module__ == "lib.engine.lockstep"
+    # lib.run is the lockstep run, reached through the line-order lab's run for its order= (an
+    # order of None or lib.ORDER is lib.engine.lockstep.run itself)
+    assert callable(lib.run) and lib.run.__module__ == "lib.lessons.line_order"
+    assert lib.lessons.line_order.lockstep_run is lib.engine.lockstep.run
     assert callable(lib.torch_loop) and lib.torch_loop.__module__ == "lib.twins.torch_side"
 
 
