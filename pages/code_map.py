@@ -10,6 +10,7 @@ import streamlit as st
 import lib
 from lib import explain
 from lib.engine.trace import Stepper
+from lib.lessons.autograd_graph import step_graph
 from pages.parts import cached
 from pages.parts.cached import fingerprint, twin_phases
 from pages.parts.labels import LOSS_LABELS
@@ -251,6 +252,28 @@ def picked_step(last: int) -> int:
     return wanted
 
 
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs={lib.Config: repr})
+def backward_graph(_data: lib.Dataset, data_key: tuple, cfg: lib.Config, step: int) -> str:
+    """DOT of the graph loss.backward() walks at this step (its nodes and the shapes they saved)."""
+    return step_graph(_data, cfg, step)
+
+
+def show_graph(view: View) -> None:
+    """The backward row's drawing: the autograd graph of the step on show."""
+    with st.expander("The graph `loss.backward()` walks at this step"):
+        try:
+            dot = backward_graph(view.data, view.data_key, view.cfg, view.step.t)
+        except ValueError as err:
+            st.info(f"No graph to draw for this step: {err}")
+            return
+        st.graphviz_chart(dot)
+        st.caption(
+            "From `loss.grad_fn` through each node's `next_functions` to the `AccumulateGrad` "
+            "leaves (shaded, named by parameter), each box with the shapes it saved; the hand "
+            "loop's backward pass above, on the left, computes the same derivatives."
+        )
+
+
 def show_row(row: explain.Row, view: View) -> None:
     """One of the five rows: both loops' code and values, then the explanation and its checks."""
     st.divider()
@@ -263,6 +286,8 @@ def show_row(row: explain.Row, view: View) -> None:
     right.code(values(twin_values), language="python", wrap_lines=True)
     if row.key == "update":
         optimizer_step(left, right, view)
+    if row.key == "backward":
+        show_graph(view)
     st.markdown(explain.row_text(row, view.cfg))
     for c in explain.claims_for(row.key, view.cfg):
         claim(c, view.checks.get(c.key), view.cfg)

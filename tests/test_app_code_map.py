@@ -2,6 +2,7 @@
 are lib.run's."""
 
 import inspect
+import re
 import textwrap
 from pathlib import Path
 
@@ -489,3 +490,30 @@ def test_a_long_run_is_followed_for_its_first_steps_with_its_own_schedule_and_in
     assert "CosineAnnealingLR(optimizer, T_max=20000)" in markdown
     assert "Every 100 optimizer steps (100 passes in this run of 10,000)" in markdown
     assert "does not hold here" not in markdown
+
+
+@pytest.mark.parametrize("model", ["linear", "mlp"])
+def test_the_backward_row_draws_the_graph_backward_walks_for_the_step_on_show(model):
+    """Issue 13: the backward row's drawing is the autograd graph of the step shown, from the loss
+    to one AccumulateGrad leaf per parameter tensor, each named; the MLP's chain shows both
+    layers."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["iterations"] = "20"
+    at.run()
+    if model == "mlp":
+        at.selectbox(key="model").set_value("mlp").run()
+    at.number_input(key="map_step").set_value(3).run()
+    assert not at.exception
+    [chart] = at.get("graphviz_chart")
+    dot = chart.proto.spec
+    assert dot.startswith("digraph") and "loss ->" in dot
+    leaves = re.findall(r"AccumulateGrad", dot)
+    tensors = 4 if model == "mlp" else 2  # weight and bias of each Linear
+    assert len(leaves) == tensors, dot
+    if model == "mlp":
+        assert "TanhBackward0" in dot and dot.count("AddmmBackward0") == 2, dot
+    # the graph of this step, as lib builds it (not some fixed picture)
+    cfg = at.session_state["map_config"][1]
+    assert cfg.model == model
+    assert dot == lib.lessons.autograd_graph.step_graph(DATA, cfg, 3)
+    assert dot != lib.lessons.autograd_graph.step_graph(DATA, cfg.replace(bias=False), 3)
