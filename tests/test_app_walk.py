@@ -48,6 +48,12 @@ PAGES = {
         start={"parallel_iters": SHORT},
         short={"parallel_iters": SHORT},
     ),
+    "line_order": Page(
+        "line_order",
+        "pages/line_order.py",
+        query={"order_iterations": str(SHORT)},
+        short={"order_iterations": float(SHORT)},
+    ),
     # The coarsest grid while walking: every map is cheaper; the grid control itself is still walked
     # to both ends.
     "landscape": Page("landscape", "pages/landscape.py", start={"landscape_size": "20"}),
@@ -98,7 +104,7 @@ def assert_walked(walker: Walker, least: int = 2) -> None:
 # suite's 600 s default on a busy machine.
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
-    "name", ["compare", "code_map", "step_through", "pitfalls", "data_parallel"]
+    "name", ["compare", "code_map", "step_through", "pitfalls", "data_parallel", "line_order"]
 )
 def test_every_control_at_both_ends(name):
     walker = walk(PAGES[name])
