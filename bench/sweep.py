@@ -15,6 +15,7 @@ workers is summed and sampled every 20 ms. `python -m bench.sweep --child fork` 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -45,13 +46,18 @@ def case(quick: bool = False, iterations: int | None = None):
 
 def singles(data, cfg, lrs, sizes) -> float:
     """Seconds to run every cell one after the other with lib.run in this process."""
+    return singles_cpu(data, cfg, lrs, sizes)[0]
+
+
+def singles_cpu(data, cfg, lrs, sizes) -> tuple[float, float]:
+    """(wall, CPU) seconds to run every cell one after the other with lib.run in this process."""
     import lib
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for lr in lrs:
         for b in sizes:
             lib.run(data, cfg.replace(lr=lr, batch_size=b))
-    return time.perf_counter() - began
+    return time.perf_counter() - began, time.process_time() - cpu
 
 
 def speed(quick: bool = False, rounds: int = 3, log: Callable = print) -> dict:
@@ -60,12 +66,17 @@ def speed(quick: bool = False, rounds: int = 3, log: Callable = print) -> dict:
 
     data, cfg, lrs, sizes = case(quick)
     lib.run(data, cfg)  # warm-up: torch's first step
-    alone, swept, inside, workers = [], [], [], 1
+    alone, swept, inside, workers, cpu_alone, cpu_inside, single = [], [], [], 1, [], [], []
+    load = os.getloadavg()
     for r in range(rounds):
-        alone.append(singles(data, cfg, lrs, sizes))
+        wall, cpu = singles_cpu(data, cfg, lrs, sizes)
+        alone.append(wall)
+        cpu_alone.append(cpu)
         s = lib.sweep(data, cfg, lrs, sizes)
         swept.append(s.seconds)
         inside.append(sum(c.wall for c in s.cells))
+        cpu_inside.append(sum(c.cpu for c in s.cells))
+        single.append(lib.sweep(data, cfg, lrs, sizes, workers=1).seconds)
         workers = s.workers
         log(
             f"  round {r + 1}: alone {alone[-1]:.2f} s, sweep {swept[-1]:.2f} s ({workers} workers)"
@@ -90,6 +101,9 @@ def speed(quick: bool = False, rounds: int = 3, log: Callable = print) -> dict:
         "ratio_median": statistics.median(swept) / (statistics.median(alone) / workers),
         "ratios": [s / (a / workers) for a, s in zip(alone, swept, strict=True)],
         "inside_over_alone": min(inside) / best_alone,
+        "one_worker": min(single) / best_alone,
+        "cpu_inside_over_alone": statistics.median(cpu_inside) / statistics.median(cpu_alone),
+        "load": (load, os.getloadavg()),
         "overhead_ms": 1e3 * min(overhead),
     }
 
@@ -186,8 +200,17 @@ def lines(result: dict, memory: list[dict]) -> list[str]:
         f"per round {spread}. Fastest sweep {r['sweep_s']:.2f} s, fastest single-run total "
         f"{r['alone_s']:.2f} s.",
         f"- the cells' lib.run time inside the workers / the same runs alone: "
-        f"{r['inside_over_alone']:.2f} (above 1: a worker's run is slower than the same run "
-        "alone, as when the cores are shared with other processes).",
+        f"{r['inside_over_alone']:.2f} by wall time (fastest rounds), "
+        f"**{r['cpu_inside_over_alone']:.2f}** by CPU time (medians; the workers' first "
+        "touches of the memory they share with the caller count there too); wall time above "
+        "CPU time is time the workers waited for a core (load average "
+        + ", ".join(f"{x:.2f}" for x in r["load"][0])
+        + " at the start, "
+        + ", ".join(f"{x:.2f}" for x in r["load"][1])
+        + " at the end).",
+        f"- the same sweep on one worker process / the cells run alone: **{r['one_worker']:.2f}** "
+        "(fastest rounds): the pool's own cost, measured where one free core is enough (the "
+        "sweep on every worker needs them all free).",
         f"- pool overhead per cell (a sweep of 1-step cells: its core time beyond those cells run "
         f"alone, per cell; pool start and shut-down included): **{r['overhead_ms']:.1f} ms**.",
     ]
@@ -234,7 +257,7 @@ def kept_section(path: Path) -> list[str]:
 def measure(quick: bool, log: Callable = print) -> list[str]:
     """Everything above, as the section's lines."""
     log("sweep: speed ...")
-    result = speed(quick, rounds=2 if quick else 3, log=log)
+    result = speed(quick, rounds=2 if quick else 5, log=log)
     memory = []
     for method in ("fork", "spawn"):
         log(f"sweep: memory with {method} ...")

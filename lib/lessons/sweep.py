@@ -69,6 +69,7 @@ class Cell:
     max_relative_diff: float  # the same, divided by max(1, largest |weight|) at each step
     seconds: tuple[float, float]  # (manual, torch): each loop's time inside its own steps
     wall: float  # seconds of the whole lib.run in its worker
+    cpu: float  # CPU seconds of the worker process during that lib.run
     pid: int  # the worker process that ran it
 
 
@@ -188,7 +189,7 @@ def check_sweep(data: Dataset, cfg: Config, lrs, batch_sizes) -> tuple[tuple, tu
     return lrs, sizes
 
 
-def summarise(result: Result, wall: float) -> Cell:
+def summarise(result: Result, wall: float, cpu: float = math.nan) -> Cell:
     """The Cell of one finished lib.run."""
     cfg = result.config
 
@@ -210,6 +211,7 @@ def summarise(result: Result, wall: float) -> Cell:
         max_relative_diff=agreement(result)["max_relative"],
         seconds=tuple(h.seconds for h in histories),
         wall=wall,
+        cpu=cpu,
         pid=os.getpid(),
     )
 
@@ -231,7 +233,7 @@ def _run_cell(lr: float, batch_size: int) -> Cell | None:
     data, cfg, stop = globals()["_WORKER_INPUTS"]
     if stop.is_set():
         return None
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     result = run(
         data,
         cfg.replace(lr=lr, batch_size=batch_size),
@@ -240,7 +242,7 @@ def _run_cell(lr: float, batch_size: int) -> Cell | None:
     )
     if result.stopped == "stopped":
         return None
-    return summarise(result, time.perf_counter() - began)
+    return summarise(result, time.perf_counter() - began, time.process_time() - cpu)
 
 
 def cores() -> int:
