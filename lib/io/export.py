@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import bisect
 import builtins
 import dataclasses
 import importlib
@@ -919,33 +920,160 @@ def _value_of(node, known: dict):
         raise _Unknown from None
 
 
-class _Source:
-    """The script being specialised: its text, its parse, and where each node is in the text."""
+@dataclasses.dataclass(eq=False)
+class _Block:
+    """Whole lines of the script that hold whole top-level statements, parsed on their own: a
+    rewrite reparses only the blocks it touches (their nodes are what a parse of the whole text
+    would give, lines counted from the script's start)."""
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tree = parse(text)
-        self.lines = text.splitlines(keepends=True)
-        self.starts = [0]
-        for line in self.lines:
-            self.starts.append(self.starts[-1] + len(line))
-        self.parent: dict[int, ast.AST] = {}
-        self.name_loads: dict[str, list[ast.Name]] = {}
-        self.nodes = [self.tree]
-        for node in self.nodes:  # grows as it goes: every node, parents before children
+    text: str
+    first: int  # its first line in the script (1-based)
+    body: list  # its top-level statements
+    levels: list  # the nodes below them, level by level, as a breadth-first walk meets them
+    parent: dict  # id(node) -> its parent, below the top-level statements
+    placed: list  # the nodes that have a line number
+    functions: tuple  # id() of every function in it
+    scopes: dict = dataclasses.field(default_factory=dict)  # _Source.scope, per function
+
+    @property
+    def n_lines(self) -> int:
+        return len(_lines_of(self.text))
+
+    def move(self, first: int) -> None:
+        """Renumber its lines to start at first (the text above it grew or shrank)."""
+        shift, self.first = first - self.first, first
+        if shift:
+            for node in self.placed:
+                node.lineno += shift
+                node.end_lineno += shift
+
+
+def _blocks(text: str, body: list, first: int) -> list[_Block]:
+    """text (whole lines from line `first` of the script, parsed as body) cut into blocks: a cut
+    before each top-level statement that starts on a line of its own."""
+    lines = _lines_of(text)
+    groups: list[list] = []
+    for stmt in body:
+        if groups and _start_line(stmt) <= groups[-1][-1].end_lineno:
+            groups[-1].append(stmt)  # `a = 1; b = 2`: one line, one block
+        else:
+            groups.append([stmt])
+    cuts = [first] + [_start_line(g[0]) for g in groups[1:]] + [first + len(lines)]
+    if not groups:
+        groups = [[]]
+    blocks = []
+    for group, start, end in zip(groups, cuts[:-1], cuts[1:], strict=True):
+        block_text = "".join(lines[start - first : end - first])
+        blocks.append(_index_block(block_text, start, group))
+    return blocks
+
+
+def _lines_of(text: str) -> list[str]:
+    """The text's lines as the parser counts them (at each newline), with their ends."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _start_line(stmt) -> int:
+    return stmt.decorator_list[0].lineno if getattr(stmt, "decorator_list", None) else stmt.lineno
+
+
+def _index_block(text: str, first: int, body: list) -> _Block:
+    """The block's nodes level by level with their parents (as _Source's walk of the whole tree
+    meets them), the ones with line numbers, and its functions."""
+    levels, parent, level = [], {}, list(body)
+    while level:
+        levels.append(level)
+        below = []
+        for node in level:
             for field in node._fields:
                 value = getattr(node, field, None)
                 for child in value if isinstance(value, list) else (value,):
                     if isinstance(child, ast.AST):
-                        self.parent[id(child)] = node
-                        self.nodes.append(child)
+                        parent[id(child)] = node
+                        below.append(child)
+        level = below
+    nodes = [n for level in levels for n in level]
+    placed = [n for n in nodes if hasattr(n, "lineno")]
+    functions = tuple(
+        id(n) for n in nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    )
+    return _Block(text, first, body, levels, parent, placed, functions)
+
+
+def _parsed_blocks(text: str, first: int) -> list[_Block]:
+    """text parsed on its own, as lines from line `first` of the script, cut into blocks."""
+    tree = parse(text)
+    blocks = _blocks(text, tree.body, 1)
+    for block in blocks:
+        block.move(block.first + first - 1)
+    return blocks
+
+
+class _Source:
+    """The script being specialised: its text, its parse, and where each node is in the text."""
+
+    def __init__(self, text: str, blocks: list[_Block] | None = None) -> None:
+        if blocks is None:
+            tree = parse(text)
+            blocks = _blocks(text, tree.body, 1)
+        else:
+            tree = ast.Module(body=[s for b in blocks for s in b.body], type_ignores=[])
+        self.text, self.tree, self.blocks = text, tree, blocks
+        self.lines = text.splitlines(keepends=True)
+        self.starts = [0, *itertools.accumulate(map(len, self.lines))]
+        self.parent: dict[int, ast.AST] = {}
+        for block in blocks:
+            self.parent.update(block.parent)
+        self.parent.update((id(stmt), tree) for stmt in tree.body)
+        # every node, parents before children: the order of a breadth-first walk of the tree
+        self.nodes = [tree]
+        for depth in range(max((len(b.levels) for b in blocks), default=0)):
+            for block in blocks:
+                if depth < len(block.levels):
+                    self.nodes += block.levels[depth]
+        self.name_loads: dict[str, list[ast.Name]] = {}
+        for node in self.nodes:
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 self.name_loads.setdefault(node.id, []).append(node)
-        self._scopes: dict[int, tuple[dict, set]] = {}
+        self._scopes = {f: b.scopes for b in blocks for f in b.functions}
+
+    def edited(self, edits: list[tuple[int, int, str]]) -> _Source:
+        """The source after the edits (as _apply makes them): only the blocks they touch are
+        parsed again, the others keep their nodes, renumbered."""
+        starts = [0, *itertools.accumulate(len(b.text) for b in self.blocks)]
+        touched = set()
+        for start, end, _ in edits:
+            first = min(max(bisect.bisect_right(starts, start) - 1, 0), len(self.blocks) - 1)
+            touched.update(range(first, max(bisect.bisect_left(starts, end) - 1, first) + 1))
+        blocks, i = [], 0
+        while i < len(self.blocks):
+            line = blocks[-1].first + blocks[-1].n_lines if blocks else 1
+            if i not in touched:
+                self.blocks[i].move(line)
+                blocks.append(self.blocks[i])
+                i += 1
+                continue
+            j = i
+            while j + 1 in touched:
+                j += 1
+            low, high = starts[i], starts[j + 1]
+            inside = [
+                (s - low, e - low, t)
+                for s, e, t in edits
+                if low <= s and (s < high or j == len(self.blocks) - 1)
+            ]
+            try:
+                blocks += _parsed_blocks(_apply(self.text[low:high], inside), line)
+            except SyntaxError:  # as the whole text would say it
+                return _Source(_apply(self.text, edits))
+            i = j + 1
+        return _Source("".join(b.text for b in blocks), blocks)
 
     def scope(self, func) -> tuple[dict[str, list], set[str]]:
         """The reads (name -> nodes, as _loads) and bound names (as _stores) within func, cached."""
-        if id(func) not in self._scopes:
+        cache = self._scopes.setdefault(id(func), {})
+        if id(func) not in cache:
             loads: dict[str, list] = {}
             stores: set[str] = set()
             own = _params(func) + [a for a in (func.args.vararg, func.args.kwarg) if a]
@@ -959,8 +1087,8 @@ class _Source:
                     loads.setdefault(node.target.id, []).append(node.target)
                 elif isinstance(node, ast.arg) and not any(node is p for p in own):
                     stores.add(node.arg)  # a nested function's or lambda's parameter
-            self._scopes[id(func)] = (loads, stores)
-        return self._scopes[id(func)]
+            cache[id(func)] = (loads, stores)
+        return cache[id(func)]
 
     def loads(self, func, name: str) -> list:
         return self.scope(func)[0].get(name, [])
@@ -1381,15 +1509,16 @@ class _Specialiser:
         ]
 
     def run(self) -> str:
+        self.src = _Source(self.text)
         for _ in range(5000):
-            self.src = _Source(self.text)
             self._index()
             for rule in self.rules:
                 edits = _accept(rule())
                 if edits:
                     for start, _end, _new in edits:
                         self.specialised.update(n for s, e, n in self.top_spans if s <= start < e)
-                    self.text = _apply(self.text, edits)
+                    self.src = self.src.edited(edits)
+                    self.text = self.src.text
                     break
             else:
                 return self.text
