@@ -323,3 +323,13 @@ def test_one_sweep_at_a_time_holds_the_cores_and_a_waiting_one_can_be_stopped():
         sweeping.CORES.release()
     free = lib.sweep(DATA, CFG, [0.01], [8])
     assert free.done and not free.waiting and not sweeping.CORES.locked()
+
+
+def test_a_map_where_every_cell_diverged_still_draws():
+    from lib.charts import loss_map_chart
+    from lib.charts.sweep import loss_domain
+
+    wild = lib.sweep(DATA, lib.Config(iterations=80), [1000.0, 2000.0], [40])
+    assert all(c.diverged_at is not None for c in wild.cells) and loss_domain(wild) is None
+    spec = loss_map_chart(wild, "manual", full=40, select=True).to_dict()
+    assert "✕" in str(spec["datasets"])  # the grey cells and their steps are drawn

@@ -109,7 +109,10 @@ def loss_map_chart(
     color = alt.Color(
         "log_loss:Q",
         title="log10 final loss",
-        scale=alt.Scale(scheme="viridis", domain=list(domain) if domain else None, clamp=True),
+        # no domain when no cell has a finite positive loss (every one diverged, say)
+        scale=alt.Scale(
+            scheme="viridis", clamp=True, **({"domain": list(domain)} if domain else {})
+        ),
     )
     base = alt.Chart(cells).encode(x=x, x2="lr_hi", y=y, tooltip=tooltip)
     finished = base.transform_filter("!datum.diverged").mark_rect().encode(color=color)
