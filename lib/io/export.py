@@ -7,6 +7,7 @@ import base64
 import bisect
 import builtins
 import dataclasses
+import functools
 import importlib
 import inspect
 import io
@@ -481,6 +482,22 @@ def _assigned_in(module: ModuleType, name: str) -> bool:
 def _assignment_source(module: ModuleType, name: str) -> str:
     """The lines of the top-level statement that assigns name in module."""
     source = inspect.getsource(module)
+    for targets, first, last in _top_level_assignments(source):
+        if name in targets:
+            if len(targets) != 1:
+                raise ValueError(
+                    f"to_script: {module.__name__}.{name} is assigned with others; "
+                    "cannot copy it alone"
+                )
+            return "\n".join(source.split("\n")[first - 1 : last])
+    raise ValueError(f"to_script: cannot find where {module.__name__}.{name} is assigned")
+
+
+@functools.lru_cache(maxsize=64)
+def _top_level_assignments(source: str) -> tuple[tuple[tuple[str | None, ...], int, int], ...]:
+    """Each top-level assignment of a module's source: (its targets' names, None for a target
+    that is no name; first line; last line). Parsed once per text."""
+    found = []
     for node in parse(source).body:
         targets = (
             node.targets
@@ -489,14 +506,10 @@ def _assignment_source(module: ModuleType, name: str) -> str:
             if isinstance(node, ast.AnnAssign)
             else []
         )
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-            if len(targets) != 1:
-                raise ValueError(
-                    f"to_script: {module.__name__}.{name} is assigned with others; "
-                    "cannot copy it alone"
-                )
-            return "\n".join(source.split("\n")[node.lineno - 1 : node.end_lineno])
-    raise ValueError(f"to_script: cannot find where {module.__name__}.{name} is assigned")
+        if targets:
+            names = tuple(t.id if isinstance(t, ast.Name) else None for t in targets)
+            found.append((names, node.lineno, node.end_lineno))
+    return tuple(found)
 
 
 def _import_line(value, name: str) -> str:
@@ -912,6 +925,69 @@ def _static(node, known: dict):
     raise _Unknown
 
 
+def _unknowable(nodes: list) -> set[int]:
+    """id() of the nodes whose _static value, knowing nothing, is surely _Unknown: they or an
+    operand evaluated first are of a kind it cannot evaluate (a name, an attribute ...)."""
+    out: set[int] = set()
+    for node in reversed(nodes):  # children before their parents
+        if isinstance(node, (ast.Tuple, ast.List)):
+            first = node.elts
+        elif isinstance(node, ast.Dict):
+            first = [*node.keys, *node.values]
+        elif isinstance(node, ast.UnaryOp):
+            first = [node.operand] if type(node.op) in _OPS else [None]
+        elif isinstance(node, ast.BinOp):
+            first = [node.left, node.right] if type(node.op) in _OPS else [None]
+        # these short-circuit: only what is surely evaluated counts
+        elif isinstance(node, ast.BoolOp):
+            first = node.values[:1]
+        elif isinstance(node, ast.Compare):
+            first = [node.left, node.comparators[0]]
+        elif isinstance(node, ast.IfExp):
+            first = [node.test]
+        elif isinstance(node, ast.Subscript):
+            first = [node.value, node.slice]
+        elif isinstance(node, ast.Call):
+            first = _call_operands(node)
+        elif isinstance(node, ast.Constant) or not isinstance(node, ast.expr):
+            continue
+        else:
+            first = [None]
+        if any(n is None or id(n) in out for n in first):
+            out.add(id(node))
+    return out
+
+
+def _block_literals(nodes: list) -> dict[int, object]:
+    """id() -> value of the expressions among nodes (a block's, parents first) that _fold_literals
+    writes as their value."""
+    unknowable, found = _unknowable(nodes), {}
+    for node in nodes:
+        if (
+            isinstance(node, ast.expr)
+            and id(node) not in unknowable
+            and not _is_display(node)
+            and isinstance(getattr(node, "ctx", None), (ast.Load, type(None)))
+        ):
+            try:
+                value = _value_of(node, {})
+            except _Unknown:
+                continue
+            if _is_literal(value):
+                found[id(node)] = value
+    return found
+
+
+def _call_operands(call: ast.Call) -> list:
+    """What _static evaluates of a call (None: it cannot evaluate the call)."""
+    name = getattr(call.func, "id", None) if isinstance(call.func, ast.Name) else None
+    if call.keywords or name is None:
+        return [None]
+    if name == "isinstance" and len(call.args) == 2 and getattr(call.args[1], "id", None) in _TYPES:
+        return call.args[:1]
+    return list(call.args) if name in _PURE_BUILTINS else [None]
+
+
 def _value_of(node, known: dict):
     """_static, with any failure to evaluate as _Unknown."""
     try:
@@ -933,7 +1009,9 @@ class _Block:
     parent: dict  # id(node) -> its parent, below the top-level statements
     placed: list  # the nodes that have a line number
     functions: tuple  # id() of every function in it
-    scopes: dict = dataclasses.field(default_factory=dict)  # _Source.scope, per function
+    # what _Source.per_function worked out of its functions: (kind, id(function)) -> value
+    memo: dict = dataclasses.field(default_factory=dict)
+    literals: dict | None = None  # _block_literals, once asked for
 
     @property
     def n_lines(self) -> int:
@@ -1001,6 +1079,24 @@ def _index_block(text: str, first: int, body: list) -> _Block:
     return _Block(text, first, body, levels, parent, placed, functions)
 
 
+def _scope(func) -> tuple[dict[str, list], set[str]]:
+    """The reads (name -> nodes, as _loads) and bound names (as _stores) within func."""
+    loads: dict[str, list] = {}
+    stores: set[str] = set()
+    own = _params(func) + [a for a in (func.args.vararg, func.args.kwarg) if a]
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                loads.setdefault(node.id, []).append(node)
+            else:
+                stores.add(node.id)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            loads.setdefault(node.target.id, []).append(node.target)
+        elif isinstance(node, ast.arg) and not any(node is p for p in own):
+            stores.add(node.arg)  # a nested function's or lambda's parameter
+    return loads, stores
+
+
 def _parsed_blocks(text: str, first: int) -> list[_Block]:
     """text parsed on its own, as lines from line `first` of the script, cut into blocks."""
     tree = parse(text)
@@ -1036,7 +1132,8 @@ class _Source:
         for node in self.nodes:
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 self.name_loads.setdefault(node.id, []).append(node)
-        self._scopes = {f: b.scopes for b in blocks for f in b.functions}
+        self._memos = {f: b.memo for b in blocks for f in b.functions}
+        self._literals: dict[int, object] | None = None
 
     def edited(self, edits: list[tuple[int, int, str]]) -> _Source:
         """The source after the edits (as _apply makes them): only the blocks they touch are
@@ -1070,25 +1167,29 @@ class _Source:
             i = j + 1
         return _Source("".join(b.text for b in blocks), blocks)
 
+    def literals(self) -> dict[int, object]:
+        """id() -> value of every expression that is not written as a literal but has a literal
+        value, knowing nothing of the run (1 + 1, len((a, b)) ...)."""
+        if self._literals is None:
+            self._literals = {}
+            for block in self.blocks:
+                if block.literals is None:
+                    block.literals = _block_literals([n for level in block.levels for n in level])
+                self._literals.update(block.literals)
+        return self._literals
+
+    def per_function(self, func, compute):
+        """compute(func), a value that only func's own lines decide, worked out once while they
+        stay as they are (kept with their block)."""
+        memo = self._memos.setdefault(id(func), {})
+        key = (compute.__qualname__, id(func))
+        if key not in memo:
+            memo[key] = compute(func)
+        return memo[key]
+
     def scope(self, func) -> tuple[dict[str, list], set[str]]:
         """The reads (name -> nodes, as _loads) and bound names (as _stores) within func, cached."""
-        cache = self._scopes.setdefault(id(func), {})
-        if id(func) not in cache:
-            loads: dict[str, list] = {}
-            stores: set[str] = set()
-            own = _params(func) + [a for a in (func.args.vararg, func.args.kwarg) if a]
-            for node in ast.walk(func):
-                if isinstance(node, ast.Name):
-                    if isinstance(node.ctx, ast.Load):
-                        loads.setdefault(node.id, []).append(node)
-                    else:
-                        stores.add(node.id)
-                elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
-                    loads.setdefault(node.target.id, []).append(node.target)
-                elif isinstance(node, ast.arg) and not any(node is p for p in own):
-                    stores.add(node.arg)  # a nested function's or lambda's parameter
-            cache[id(func)] = (loads, stores)
-        return cache[id(func)]
+        return self.per_function(func, _scope)
 
     def loads(self, func, name: str) -> list:
         return self.scope(func)[0].get(name, [])
@@ -1782,7 +1883,7 @@ class _Specialiser:
         if not isinstance(func, ast.FunctionDef) or name in self.locals[id(caller)]:
             return None
         if name not in self.returned_cache:
-            self.returned_cache[name] = self._returns_of(func)
+            self.returned_cache[name] = self.src.per_function(func, self._returns_of)
         return self.returned_cache[name]
 
     def _returns_of(self, func):
@@ -2124,6 +2225,7 @@ class _Specialiser:
     def _fold_literals(self) -> list:
         """Expressions of literals as their values; **{...} as keywords, or nothing."""
         src, groups = self.src, []
+        literals = src.literals()
         for node in src.nodes:
             if isinstance(node, ast.Call):
                 stars = [
@@ -2135,21 +2237,11 @@ class _Specialiser:
                 ]  # fmt: skip
                 if stars:
                     groups.append((*src.span(node), self._call_text(node, stars=stars)))
-            identity = self._identity(node)
+            identity = self._identity(node) if isinstance(node, ast.BinOp) else None
             if identity:
                 groups.append(identity)
-                continue
-            if (
-                isinstance(node, ast.expr)
-                and not _is_display(node)
-                and isinstance(getattr(node, "ctx", None), (ast.Load, type(None)))
-            ):
-                try:
-                    value = _value_of(node, {})
-                except _Unknown:
-                    continue
-                if _is_literal(value):
-                    groups.append((*src.span(node), _literal_text(value)))
+            elif id(node) in literals:
+                groups.append((*src.span(node), _literal_text(literals[id(node)])))
         return groups
 
     def _identity(self, node) -> tuple[int, int, str] | None:
