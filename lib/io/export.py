@@ -1097,6 +1097,30 @@ def _scope(func) -> tuple[dict[str, list], set[str]]:
     return loads, stores
 
 
+def _store_index(func) -> dict[str, list]:
+    """name -> where func binds it, in the order _stores finds them."""
+    found: dict[str, list] = {}
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            found.setdefault(node.id, []).append(node)
+        elif isinstance(node, ast.arg):
+            found.setdefault(node.arg, []).append(node)
+    return found
+
+
+def _counters(func) -> frozenset[str]:
+    """The names `for name, ... in enumerate(...)` sets in func."""
+    return frozenset(
+        loop.target.elts[0].id
+        for loop in ast.walk(func)
+        if isinstance(loop, ast.For)
+        and isinstance(loop.target, ast.Tuple)
+        and loop.target.elts
+        and isinstance(loop.target.elts[0], ast.Name)
+        and getattr(getattr(loop.iter, "func", None), "id", None) == "enumerate"
+    )
+
+
 def _parsed_blocks(text: str, first: int) -> list[_Block]:
     """text parsed on its own, as lines from line `first` of the script, cut into blocks."""
     tree = parse(text)
@@ -1193,6 +1217,10 @@ class _Source:
 
     def loads(self, func, name: str) -> list:
         return self.scope(func)[0].get(name, [])
+
+    def stores(self, func, name: str) -> list:
+        """_stores(func, name), from an index of func made once."""
+        return self.per_function(func, _store_index).get(name, [])
 
     def pos(self, lineno: int, col: int) -> int:
         return self.starts[lineno - 1] + len(self.lines[lineno - 1].encode()[:col].decode())
@@ -1652,7 +1680,6 @@ class _Specialiser:
         self.locals = {id(f): src.scope(f)[1] | {p.arg for p in _params(f)} for f in self.functions}
         self.call_cache: dict[str, list | None] = {}
         self.returned_cache: dict[str, object] = {}
-        self.counters: dict[int, set[str]] = {}
         # functions with a global or nonlocal statement: _local_facts leaves them alone
         self.scoped = {
             id(src.function_of(n)) for n in src.nodes if isinstance(n, (ast.Global, ast.Nonlocal))
@@ -2301,19 +2328,9 @@ class _Specialiser:
         func = self.src.function_of(node)
         if func is None:
             return False
-        if id(func) not in self.counters:
-            self.counters[id(func)] = {
-                loop.target.elts[0].id
-                for loop in ast.walk(func)
-                if isinstance(loop, ast.For)
-                and isinstance(loop.target, ast.Tuple)
-                and loop.target.elts
-                and isinstance(loop.target.elts[0], ast.Name)
-                and getattr(getattr(loop.iter, "func", None), "id", None) == "enumerate"
-            }
-        if node.id not in self.counters[id(func)]:
+        if node.id not in self.src.per_function(func, _counters):
             return False
-        stores = _stores(func, node.id)
+        stores = self.src.stores(func, node.id)
         if len(stores) != 1:
             return False
         target = self.src.parent.get(id(stores[0]))
@@ -2430,7 +2447,7 @@ class _Specialiser:
                 continue
             func = src.function_of(loop)
             counter = loop.target.elts[0].id
-            if func is None or src.loads(func, counter) or len(_stores(func, counter)) != 1:
+            if func is None or src.loads(func, counter) or len(src.stores(func, counter)) != 1:
                 continue
             item = loop.target.elts[1]
             target = (
@@ -2457,7 +2474,7 @@ class _Specialiser:
                 if not (isinstance(a, ast.Starred) and isinstance(a.value, ast.Name)):
                     continue
                 scope = src.function_of(call)
-                stores = _stores(scope, a.value.id) if scope else []
+                stores = src.stores(scope, a.value.id) if scope else []
                 if len(stores) != 1 or not isinstance(src.parent[id(stores[0])], ast.Assign):
                     continue
                 assign = src.parent[id(stores[0])]
@@ -2466,7 +2483,7 @@ class _Specialiser:
                 if (
                     values is not None
                     and all(map(_plain, values))
-                    and not any(_stores(scope, n) for n in names)
+                    and not any(src.stores(scope, n) for n in names)
                 ):
                     # plain values, none of them set again
                     expand[id(a)] = [src.seg(e) for e in values]
@@ -2490,7 +2507,7 @@ class _Specialiser:
                     for t, v in pairs
                     if isinstance(t, ast.Name)
                     and _is_constant_display(v)
-                    and len(_stores(func, t.id)) == 1
+                    and len(src.stores(func, t.id)) == 1
                 ]
                 if gone:
                     values = {id(t): src.seg(v) for t, v in pairs}
@@ -2600,7 +2617,7 @@ class _Specialiser:
                 len(set(names)) != len(names)
                 or set(names) & {p.arg for p in _params(func)}
                 or any(len(r) != 1 or id(r[0]) not in inside for r in reads.values())
-                or any(len(_stores(func, n)) != 1 for n in names)
+                or any(len(src.stores(func, n)) != 1 for n in names)
             ):
                 continue
             effects = [
