@@ -54,6 +54,15 @@ PAGES = {
         query={"order_iterations": str(SHORT)},
         short={"order_iterations": float(SHORT)},
     ),
+    # every run is a sweep on worker processes: the smallest map (two full-batch cells); the
+    # shared sidebar's nested controls are walked on the Compare page
+    "lr_map": Page(
+        "lr_map",
+        "pages/lr_map.py",
+        query={"iterations": str(SHORT), "lrmap_lr_count": "2", "lrmap_batches": "full"},
+        short={"iterations": float(SHORT), "lrmap_lr_count": 2.0},
+        explore_sidebar=False,
+    ),
     # The coarsest grid while walking: every map is cheaper; the grid control itself is still walked
     # to both ends.
     "landscape": Page("landscape", "pages/landscape.py", start={"landscape_size": "20"}),
@@ -104,7 +113,8 @@ def assert_walked(walker: Walker, least: int = 2) -> None:
 # suite's 600 s default on a busy machine.
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
-    "name", ["compare", "code_map", "step_through", "pitfalls", "data_parallel", "line_order"]
+    "name",
+    ["compare", "code_map", "step_through", "pitfalls", "data_parallel", "line_order", "lr_map"],
 )
 def test_every_control_at_both_ends(name):
     walker = walk(PAGES[name])

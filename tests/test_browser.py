@@ -28,6 +28,9 @@ PAGES = [
     ("code_map", "Code map", "code_map"),
     ("step_through", "Step through", "step_through"),
     ("landscape", "Loss landscape", "landscape"),
+    ("line_order", "What breaks if you move a line", "line_order"),
+    ("data_parallel", "Data parallel", "data_parallel"),
+    ("lr_map", "Learning-rate map", "lr_map"),
 ]
 
 
