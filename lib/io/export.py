@@ -18,6 +18,7 @@ import re
 import sys
 import textwrap
 import tokenize
+from pathlib import Path
 from types import MappingProxyType, ModuleType
 
 import numpy as np
@@ -2868,14 +2869,8 @@ def _with_validation(template: str, cfg: Config, cfg_name: str) -> str:
 
 def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str | None) -> str:
     """The script for this Config alone: lib's source less the branches the Config does not take."""
-    code = _Assembler(short=True)
-    loops_name = code.add_entry(run_side.loops)
-    # written as its constructor where the code reads it; left out if nothing does
-    code.add_entry(Layout)
-    code.add_entry(run_side.ends_run)
-    loops_key = code._lib_key(run_side.loops)
-    defs = [code._emit(code.found[key], key) for key in code.order if key != loops_key]
-    main = _main_from(code._emit(code.found[loops_key], loops_key), loops_name, cfg)
+    loops_name, defs, loops_text, import_lines = _short_pieces(_lib_files_state())
+    main = _main_from(loops_text, loops_name, cfg)
     text = "\n\n\n".join([*defs, main]) + "\n"
     text = _Specialiser(text, cfg, data, protected=("main",)).run()
     text = _short_docstrings(text)
@@ -2888,7 +2883,7 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
         data_part = _embedded_data(data).rsplit("\n", 1)[0]
     else:
         data_part = _csv_data(data, csv_name, target).strip("\n").rsplit("\n", 1)[0]
-    imports = _short_imports(code, text + data_part, big)
+    imports = _short_imports(import_lines, text + data_part, big)
     parts = [
         _short_header(data, cfg, csv_name),
         imports,
@@ -2897,6 +2892,32 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
         'if __name__ == "__main__":\n    main()',
     ]
     return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+
+def _lib_files_state() -> tuple:
+    """(path, size, mtime) of each of lib's source files: what linecache, and so
+    inspect.getsource, checks to tell whether a file changed."""
+    state = []
+    for path in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
+        stat = path.stat()
+        state.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(state)
+
+
+@functools.lru_cache(maxsize=4)
+def _short_pieces(files_state: tuple) -> tuple[str, tuple[str, ...], str, frozenset[str]]:
+    """The short script's code before it is specialised, the same for every Config: the loops'
+    name in it, the other definitions, the loops' own text and the import lines they need.
+    Assembled once per state of lib's files (files_state: _lib_files_state())."""
+    code = _Assembler(short=True)
+    loops_name = code.add_entry(run_side.loops)
+    # written as its constructor where the code reads it; left out if nothing does
+    code.add_entry(Layout)
+    code.add_entry(run_side.ends_run)
+    loops_key = code._lib_key(run_side.loops)
+    defs = tuple(code._emit(code.found[key], key) for key in code.order if key != loops_key)
+    loops_text = code._emit(code.found[loops_key], loops_key)
+    return loops_name, defs, loops_text, frozenset(code.import_lines)
 
 
 def twin_sources(data: Dataset, cfg: Config) -> dict[str, str]:
@@ -3008,14 +3029,14 @@ def _namespaces(tree: ast.Module, data: Dataset, cfg: Config) -> str:
     )
 
 
-def _short_imports(code: _Assembler, text: str, big: bool) -> str:
+def _short_imports(import_lines, text: str, big: bool) -> str:
     """The import lines whose names the script uses."""
     tree = parse(text)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     lines = {"import json", "import math", "from types import SimpleNamespace"} | (
         {"import base64"} if big else set()
     )
-    for line in code.import_lines:
+    for line in import_lines:
         if line.split()[-1] in used:
             lines.add(line)
     return _import_block(lines)
