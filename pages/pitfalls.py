@@ -10,6 +10,7 @@ import streamlit as st
 
 import lib
 from lib import pitfalls
+from lib.lessons import autograd_graph
 from pages.parts.labels import LOSS_LABELS
 from pages.parts.links import link_asked, note_link
 from pages.parts.navigation import through_navigation
@@ -69,6 +70,11 @@ def run(data_args: tuple, **cfg) -> lib.Result:
 @st.cache_data(max_entries=16, show_spinner="Measuring the graph…")
 def running_loss_growth(data_args: tuple, steps: int, **cfg) -> pd.DataFrame:
     return pitfalls.running_loss_growth(dataset(*data_args), lib.Config(**cfg), steps=steps)
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing the graph…")
+def running_loss_graphs(data_args: tuple, steps: int, **cfg) -> list[str]:
+    return autograd_graph.running_loss_graphs(dataset(*data_args), lib.Config(**cfg), steps)
 
 
 @st.cache_data(max_entries=32, show_spinner="Calling running_loss.backward()…")
@@ -577,6 +583,15 @@ with tabs[1]:
         last = growth[growth["step"] == growth["step"].max()].set_index("variant")
         table = last.drop(columns="step").rename_axis(f"running_loss, after {steps} steps")
         st.table(table.style.format({"running_loss": "{:.6g}", "saved_bytes": "{:,}"}))
+        with st.expander("The graph `running_loss` holds, after each of the first three steps"):
+            st.caption(
+                "Walked from `running_loss.grad_fn` through `next_functions`, as `backward()` "
+                "would walk it: each step adds its whole graph (forward pass and loss) under one "
+                "more `AddBackward0`, down to the same `AccumulateGrad` leaves."
+            )
+            for k, dot in enumerate(running_loss_graphs(data_args, 3, **base), start=1):
+                st.markdown(f"After step {k}:")
+                st.graphviz_chart(dot)
         counts = ["nodes", "saved_tensors", "freed_tensors", "saved_bytes"]
         mistake = last.loc["+= loss", counts].astype(int)
         fixed = last.loc["+= loss.item()"]

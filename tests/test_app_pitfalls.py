@@ -95,6 +95,25 @@ def test_running_loss_switch_shows_the_real_error_and_the_code_that_ran():
     assert "retain_graph=True" in text(at)
 
 
+def labels(dot: str) -> list[str]:
+    """The node names of a DOT drawing from lib.autograd_graph (the first line of each label)."""
+    return re.findall(r'label="([^"\\]*)', dot)
+
+
+def test_running_loss_tab_draws_the_graph_growing_one_step_at_a_time():
+    """Issue 13: the running_loss tab draws the graph running_loss holds after steps 1, 2 and 3:
+    one more AddBackward0 and one more loss graph each step, over the same AccumulateGrad leaves,
+    as the caption says."""
+    at = switched("running_loss")
+    graphs = [labels(g.proto.spec) for g in at.tabs[1].get("graphviz_chart")]
+    assert len(graphs) == 3
+    adds = [g.count("AddBackward0") for g in graphs]
+    losses = [g.count("MseLossBackward0") for g in graphs]
+    leaves = [g.count("AccumulateGrad") for g in graphs]
+    assert adds == losses == [1, 2, 3], graphs
+    assert leaves[0] == leaves[1] == leaves[2] >= 1
+
+
 def test_mixed_conventions_switch_shows_predicted_equal_to_measured():
     at = switched("mixed")
     shown = metrics(at)
