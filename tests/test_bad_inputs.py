@@ -1385,10 +1385,13 @@ def test_the_evaluation_scan_sees_what_it_must():
 # The files allowed to compile and run code, only the project's own source and never a user's text:
 # lib/lessons/speed.py times each phase of the two loops by exec'ing that phase's own lines, read
 # from the loop functions with inspect (lib.explain.phase_source); lib/lessons/explain.py's
-# loss_blind_weights compiles the hand loop again from its own source with `loss = nan`.
+# loss_blind_weights compiles the hand loop again from its own source with `loss = nan`;
+# lib/lessons/line_order.py rebuilds both loops from their own source with the lines of a step in
+# an order check_order accepts (a permutation of lib.ORDER's names: no text from a user or a link).
 OWN_SOURCE_RUNNERS = {
     "lib/lessons/speed.py": {"compile()", "exec()"},
     "lib/lessons/explain.py": {"exec()"},  # compiles through lib/engine/source.py
+    "lib/lessons/line_order.py": {"exec()"},  # compiles through lib/engine/source.py
     "lib/engine/source.py": {"compile()"},  # the one lock around parsing and compiling lib's code
 }
 
