@@ -24,8 +24,8 @@ run: $(VENV)/.runtime
 # Two passes: the tests that can share the machine on every core (pytest-xdist), then the serial
 # ones (servers, browsers, wall-clock measurements) alone. `pytest` by itself still runs everything.
 test: $(VENV)/.dev
-	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial"
-	$(PY) -m pytest -m serial
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" --durations=15
+	$(PY) -m pytest -m serial --durations=10
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
