@@ -190,10 +190,12 @@ def test_no_worker_outlives_a_run_a_stop_or_a_time_limit():
     done = run_parallel(data, cfg, progress=watch, progress_every=0.02)
     assert done.done and _gone(seen) and len(seen) == 2
     assert sockets and all(addr.ip in LOOPBACK for addr in sockets)  # gloo binds 127.0.0.1 only
-    # Memory: this test process (torch, lib, pytest; the server holds about as much) and its two
-    # workers stay within the deployment's 600 MB; check_memory's estimate per worker is not low.
+    # Memory: what the two workers add to the tree is within check_memory's estimate per worker.
+    # The tree's total against the deployment's 600 MB is the real server's, measured in
+    # tests/test_app_data_parallel.py: this process's own size is whatever the tests before it in
+    # the same pytest worker imported and kept (597 MB before any worker in one clean-clone run).
     print(f"PSS of the process tree: {before:.0f} MB before, {max(pss):.0f} MB during")
-    assert max(pss) < 600 and (max(pss) - before) / 2 < parallel.WORKER_MB
+    assert (max(pss) - before) / 2 < parallel.WORKER_MB
     seen.clear()
     stopped = run_parallel(
         data, cfg, progress=lambda r: watch(r) or r.steps > 0, progress_every=0.05
