@@ -3,7 +3,6 @@ leaves, drawn as Graphviz DOT text (st.graphviz_chart renders it; no Graphviz in
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,19 +28,10 @@ class Node:
     parents: tuple[int, ...]  # the nodes its next_functions lead to
 
 
-@functools.cache
-def _saved_names(node_type: type) -> tuple[str, ...]:
-    return tuple(
-        name
-        for name in dir(node_type)
-        if name.startswith("_saved_") and not name.endswith(("_sym_sizes", "_sym_strides"))
-    )
-
-
 def _saved(node) -> tuple[tuple[str, str], ...]:
     """The tensors a node saved, by name, with their shapes ("freed" once backward() ran)."""
     found = []
-    for attribute in _saved_names(type(node)):
+    for attribute in pitfalls._saved_names(type(node)):  # the footprint's own list
         try:
             value = getattr(node, attribute)
         except RuntimeError:  # backward() already freed it
