@@ -117,7 +117,7 @@ def test_orders_that_cannot_run_are_refused_in_words(order, cfg, words):
 def _bypassing_check(cfg: lib.Config, order: list[str]) -> lo._Ordered:
     """The reordered lockstep built without check_order: what the refusal keeps from running."""
     lockstep = lo._Ordered(DATA, cfg, 0.25, tuple(order))
-    lo._drive(lockstep, cfg, None, 0.25, None)
+    lo.drive(lockstep, cfg, None, 0.25, None)
     return lockstep
 
 

@@ -550,21 +550,28 @@ def run(
     """
     _check_options(progress, progress_every, time_limit)
     lockstep = _Lockstep(data, cfg, progress_every)
+    with np.errstate(all="ignore"):
+        drive(lockstep, cfg, progress, progress_every, time_limit)
+    return lockstep.result()
+
+
+def drive(lockstep: _Lockstep, cfg: Config, progress, progress_every: float, time_limit) -> None:
+    """Advance a lockstep chunk by chunk to cfg.iterations, a divergence, the time limit, or a
+    progress callback that returns True (lib.run's loop; the line-order lab drives its reordered
+    lockstep with it too)."""
     clock = time.perf_counter
     started = last_report = clock()
-    with np.errstate(all="ignore"):
-        while lockstep.steps < cfg.iterations and not lockstep.advance():
-            now = clock()
-            if now - last_report < progress_every:
-                continue
-            if time_limit is not None and now - started >= time_limit:
-                lockstep.stopped = "time limit"
-                break
-            last_report = now
-            if progress is not None and progress(lockstep.result()) is True:
-                lockstep.stopped = "stopped"
-                break
-    return lockstep.result()
+    while lockstep.steps < cfg.iterations and not lockstep.advance():
+        now = clock()
+        if now - last_report < progress_every:
+            continue
+        if time_limit is not None and now - started >= time_limit:
+            lockstep.stopped = "time limit"
+            break
+        last_report = now
+        if progress is not None and progress(lockstep.result()) is True:
+            lockstep.stopped = "stopped"
+            break
 
 
 def _what_went_nonfinite(

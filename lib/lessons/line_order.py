@@ -16,7 +16,6 @@ import functools
 import inspect
 import itertools
 import textwrap
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -28,7 +27,7 @@ import torch
 from ..engine.config import Config
 from ..engine.data import Dataset, initial_weights
 from ..engine.frames import arguments_of, function_of
-from ..engine.lockstep import Result, _Lockstep, loops
+from ..engine.lockstep import Result, _Lockstep, drive, loops
 from ..engine.lockstep import run as lockstep_run
 from ..engine.source import compile_tree, parse
 from ..twins import manual, torch_side
@@ -439,23 +438,6 @@ class OrderRun:
     warnings: tuple[str, ...]  # every warning the run raised, as its text (torch's own words)
 
 
-def _drive(lockstep: _Lockstep, cfg: Config, progress, progress_every, time_limit) -> None:
-    """lib.run's loop over the chunks (lib.engine.lockstep.run), for a reordered lockstep."""
-    clock = time.perf_counter
-    started = last_report = clock()
-    while lockstep.steps < cfg.iterations and not lockstep.advance():
-        now = clock()
-        if now - last_report < progress_every:
-            continue
-        if time_limit is not None and now - started >= time_limit:
-            lockstep.stopped = "time limit"
-            break
-        last_report = now
-        if progress is not None and progress(lockstep.result()) is True:
-            lockstep.stopped = "stopped"
-            break
-
-
 def run_order(
     data: Dataset, cfg: Config, order: Sequence[str] = ORDER, *, progress=None,
     progress_every: float = 0.25, time_limit: float | None = None,
@@ -465,7 +447,7 @@ def run_order(
     lockstep = _Ordered(data, cfg, progress_every, names)
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")
-        _drive(lockstep, cfg, progress, progress_every, time_limit)
+        drive(lockstep, cfg, progress, progress_every, time_limit)
     result = lockstep.result()
     steps = result.steps
     histories = {
