@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TEST_WORKERS ?= auto
 
-.PHONY: run test lint format bench screenshots clean
+.PHONY: run test lint format bench screenshots clean serve
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -20,6 +20,11 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 
 run: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py
+
+# N app servers behind nginx with sticky sessions, on 127.0.0.1 (deploy/serve.py; Ctrl-C stops all)
+N ?= 2
+serve: $(VENV)/.dev
+	$(PY) -m deploy.serve --servers $(N)
 
 # Two passes: the tests that can share the machine on every core (pytest-xdist), then the serial
 # ones (servers, browsers, wall-clock measurements) alone. `pytest` by itself still runs everything.
