@@ -7,7 +7,9 @@ Each server is `streamlit run app.py` on its own free port, with the repository'
 deploy/nginx.conf.in into a work directory (its pid file, logs and temp paths too). A visitor
 without a cookie is sent to the servers in turn; the response sets a cookie naming the server that
 answered, and every later request of that browser (the websocket too) goes to that server, which
-holds its Streamlit session. Ctrl-C, SIGTERM or SIGHUP stops nginx, then the servers.
+holds its Streamlit session. If a server exits, its visitors go to the others (as new sessions);
+serve.py stops when nginx or the last server exits. Ctrl-C, SIGTERM or SIGHUP stops nginx, then
+the servers.
 """
 
 from __future__ import annotations
@@ -279,6 +281,27 @@ def deployment(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def watch(running: Deployment) -> None:
+    """Wait for a signal. A server that exits is reported and its visitors go to the others (its
+    group's backups); DeployError when nginx exits or no server is left."""
+    down: set[str] = set()
+    while True:
+        if running.nginx is not None and running.nginx.poll() is not None:
+            raise DeployError(f"nginx exited: {tail(running.error_log)}")
+        for server in running.servers:
+            if server.name not in down and server.process.poll() is not None:
+                down.add(server.name)
+                print(
+                    f"streamlit server {server.name} exited: {tail(server.log, 5)}\n"
+                    "its visitors go to the other servers, as new sessions",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if len(down) == len(running.servers):
+            raise DeployError("every streamlit server has exited")
+        time.sleep(1)
+
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -298,23 +321,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the proxy's port")
     parser.add_argument("--workdir", type=Path, help="keep config and logs here (default: temp)")
     args = parser.parse_args(argv)
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _on_signal)
+    before = {signum: signal.signal(signum, _on_signal) for signum in STOP_SIGNALS}
     try:
         with deployment(args.servers, args.port, args.workdir) as running:
-            print(f"{len(running.servers)} Streamlit servers behind nginx: {running.url}")
+            count = len(running.servers)
+            print(f"{count} Streamlit server{'s' * (count != 1)} behind nginx: {running.url}")
+            for server in running.servers:
+                print(f"  {server.name} on {HOST}:{server.port} (log: {server.log})")
             print(f"config and logs in {running.workdir}; Ctrl-C stops everything", flush=True)
-            while True:
-                problem = running.exited()
-                if problem:
-                    raise DeployError(problem)
-                time.sleep(1)
+            watch(running)
     except Stopped as why:
         print(f"stopped ({why}): nginx and every server are down", flush=True)
         return 0
     except DeployError as error:
         print(f"serve: {error}", file=sys.stderr, flush=True)
         return 1
+    except OSError as error:  # e.g. a work directory that cannot be written
+        print(f"serve: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+        return 1
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

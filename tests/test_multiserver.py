@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,6 +302,48 @@ def test_servers_stop_when_serve_is_killed(nginx, tmp_path):
         assert any(c.startswith("nginx: master") for c in seen.commands()), seen.commands()
         seen.proc.kill()
         seen.proc.wait()
+        assert seen.wait_until_gone() == []
+
+
+def fetch(url: str, cookie: str = "") -> tuple[int, str, str]:
+    """(status, X-Upstream, the Set-Cookie of serve.COOKIE or "") of a GET through the proxy."""
+    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        reply.read()
+        sets = [c for c in reply.headers.get_all("Set-Cookie", []) if c.startswith(serve.COOKIE)]
+        return reply.status, reply.headers.get("X-Upstream", ""), "".join(sets)
+
+
+@pytest.mark.serial
+def test_a_dead_server_s_visitors_go_to_the_other(nginx, tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with started(tmp_path / "deploy", port) as (seen, out):
+        ports = dict(re.findall(r"^  (s\d) on 127\.0\.0\.1:(\d+)", out.read_text(), re.M))
+        assert sorted(ports) == ["s0", "s1"], out.read_text()
+        # a visitor of s0 stays there, and is not sent its cookie again
+        assert fetch(f"{base}/", f"{serve.COOKIE}=s0") == (200, "s0", "")
+        servers = {
+            name: next(p for p, c in seen.seen.values() if f"--server.port {ports[name]}" in c)
+            for name in ports
+        }
+        servers["s0"].kill()
+        servers["s0"].wait(timeout=30)
+        # s0's visitor reaches s1 (s0's group's backup) and its cookie now names s1
+        status, upstream, cookie = fetch(f"{base}/", f"{serve.COOKIE}=s0")
+        assert (status, upstream) == (200, "s1")
+        assert cookie.startswith(f"{serve.COOKIE}=s1;"), cookie
+        # new visitors too: round robin skips the dead server
+        assert [fetch(f"{base}/_stcore/health")[:2] for _ in range(3)] == [(200, "s1")] * 3
+        assert seen.proc.poll() is None, out.read_text()  # serve.py carries on with s1
+        deadline = time.monotonic() + 30
+        while "streamlit server s0 exited" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "its visitors go to the other servers, as new sessions" in out.read_text()
+        # the last server gone: serve.py says so, stops nginx and exits
+        servers["s1"].kill()
+        assert seen.proc.wait(timeout=60) == 1, out.read_text()
+        assert "serve: every streamlit server has exited" in out.read_text()
         assert seen.wait_until_gone() == []
 
 
