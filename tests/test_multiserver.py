@@ -375,7 +375,8 @@ def test_sessions_stay_on_their_server_behind_nginx(
         iterations=DEFAULTS["iterations"],
         seed=DEFAULTS["seed"],
     )
-    expected = f"{lib.run(data, cfg).manual.loss[-1]:.6g}"  # the page's format for the final loss
+    result = lib.run(data, cfg)
+    expected = f"{result.manual.loss[-1]:.6g}"  # the page's format for the final loss
 
     launch = dict(browser_type_launch_args)
     launch["args"] = [*launch.get("args", []), f"--host-resolver-rules=MAP {HOSTNAME} 127.0.0.1"]
@@ -408,6 +409,12 @@ def test_sessions_stay_on_their_server_behind_nginx(
                 settle(page)  # the script has finished: the summary table is drawn
                 shown.append(final_losses(page))
                 assert_no_error(page)
+            # a download: Streamlit serves the file over HTTP from the session's own server
+            button = pages[1].get_by_role("button", name="History (CSV)")
+            button.evaluate("e => e.scrollIntoView({block: 'center'})")
+            with pages[1].expect_download(timeout=LOAD) as caught:
+                button.click()
+            downloaded = Path(caught.value.path()).read_bytes()
             # a CSV past nginx's default body limit, through the proxy and Streamlit's XSRF check
             open_data(pages[0])
             choose(pages[0], "Data source", "Your own CSV file")
@@ -432,5 +439,6 @@ def test_sessions_stay_on_their_server_behind_nginx(
         assert headers[i] == served and len(served) == 1, (agent, headers[i], served)
     assert all(row.get("manual (numpy)") == expected for row in shown), (shown, expected)
     assert all(row.get("torch") == expected for row in shown), (shown, expected)
+    assert downloaded == lib.history_csv(result)
     # stopped by SIGTERM, nothing left: no waiting here, serve.py waits for all of it itself
     assert seen.running() == [], f"still running after deploy.serve stopped: {seen.running()}"
