@@ -4,13 +4,14 @@ the run."""
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import io
 import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,29 +120,49 @@ def test_lib_is_not_importable_where_the_scripts_run(tmp_path):
     assert not Path(tmp_path, "lib").exists()
 
 
-def test_scripts_reproduce_lib_run(tmp_path):
-    """Every case's exported script, run outside the repo without lib, ends at lib.run's final
-    weights (1e-12): the short script of each Config, and the full one (all branches kept) of 2."""
-    results = {name: lib.run(data, cfg) for name, (data, cfg) in CASES.items()}
+def cached_scripts(cases: dict[str, tuple[lib.Dataset, lib.Config]]) -> Callable[..., str]:
+    """lib.to_script of each named case, written once per test process (a short script takes
+    seconds to specialise): the tests that read a case's script and the one that runs it share
+    the text."""
+
+    @functools.cache
+    def script(name: str, full: bool = False) -> str:
+        return lib.to_script(*cases[name], full=full)
+
+    return script
+
+
+script_of = cached_scripts(CASES)
+# Each script is its own test item, so pytest-xdist spreads the scripts' torch imports and runs over
+# the workers: the short script of every case, and the full one (all branches kept) of two.
+FULL = ("mlp relu, sgd nesterov", "diverges")
+SCRIPTS = [(name, False) for name in CASES] + [(name, True) for name in FULL]
+
+
+@pytest.mark.parametrize(
+    "name, full", SCRIPTS, ids=[f"{n} (full)" if full else n for n, full in SCRIPTS]
+)
+def test_scripts_reproduce_lib_run(tmp_path, name, full):
+    """The case's exported script, run outside the repo without lib, ends at lib.run's final
+    weights (1e-12). A short script also imports only numpy, torch and the standard library (what
+    test_short_scripts_import_only_numpy_torch_and_the_standard_library checked, on the text that
+    is run; the full one's imports are checked in test_full_script_is_built_from_lib_source)."""
+    data, cfg = CASES[name]
+    result = lib.run(data, cfg)
     # The stop rule is exercised, not just the happy path.
-    assert results["diverges"].stopped == "diverged"
-    assert all(
-        r.stopped is None and r.steps > 0 for name, r in results.items() if name != "diverges"
-    )
-    assert "base64" in lib.to_script(*CASES["mse, float32 torch, big data"])
-    scripts = [(name, lib.to_script(data, cfg)) for name, (data, cfg) in CASES.items()]
-    full = ["mlp relu, sgd nesterov", "diverges"]
-    scripts += [(f"{name} (full)", lib.to_script(*CASES[name], full=True)) for name in full]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        outputs = list(
-            pool.map(lambda job: run_script(job[1], tmp_path / str(hash(job[0]))), scripts)
-        )
-    names = [*results, *full]
-    for (label, _), name, (stdout, weights) in zip(scripts, names, outputs, strict=True):
-        result = results[name]
-        assert_reproduces(result, weights)
-        assert f"{result.steps:,} steps of {result.config.iterations:,}" in stdout, label
-        assert ("diverged at step" in stdout) == (name == "diverges"), label
+    if name == "diverges":
+        assert result.stopped == "diverged"
+    else:
+        assert result.stopped is None and result.steps > 0
+    text = script_of(name, full)
+    if name == "mse, float32 torch, big data":
+        assert "base64" in text
+    if not full:
+        assert_imports_only_numpy_torch_and_the_standard_library(text)
+    stdout, weights = run_script(text, tmp_path)
+    assert_reproduces(result, weights)
+    assert f"{result.steps:,} steps of {result.config.iterations:,}" in stdout
+    assert ("diverged at step" in stdout) == (name == "diverges")
 
 
 def test_csv_dataset_is_read_by_file_name(tmp_path):
@@ -194,11 +215,6 @@ def test_full_script_is_built_from_lib_source():
     for func in (*loops, Layout, loader, torch_loader, ends_run):
         assert inspect.getsource(func).strip() in text, func.__name__
     assert_imports_only_numpy_torch_and_the_standard_library(text)
-
-
-def test_short_scripts_import_only_numpy_torch_and_the_standard_library():
-    for data, cfg in CASES.values():
-        assert_imports_only_numpy_torch_and_the_standard_library(lib.to_script(data, cfg))
 
 
 def assert_imports_only_numpy_torch_and_the_standard_library(text: str) -> None:
