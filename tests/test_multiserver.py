@@ -433,6 +433,16 @@ def test_sessions_stay_on_their_server_behind_nginx(
         chromium.close()
 
     assert stickiness_problems(records, agents) == []
+    # every part of Streamlit a session uses answered through the proxy, from its own server
+    requests = {agent: [r for r in records if r["agent"] == agent] for agent in agents}
+    for agent, own in requests.items():
+        failed = [f"{r['request']} {r['status']}" for r in own if int(r["status"]) >= 400]
+        assert failed == [], (agent, failed)
+        paths = {r["request"].split()[1] for r in own}
+        assert {"/", "/_stcore/health", "/_stcore/host-config"} <= paths, (agent, paths)
+        assert any(path.startswith("/static/") for path in paths), (agent, paths)
+    assert any(r["request"].startswith("PUT /_stcore/upload_file/") for r in requests[agents[0]])
+    assert any(r["request"].startswith("GET /media/") for r in requests[agents[1]])
     # what each browser saw agrees with the log: one server per session, named in X-Upstream
     for i, agent in enumerate(agents):
         served = {r["served_by"] for r in records if r["agent"] == agent}
