@@ -8,6 +8,7 @@ import bisect
 import builtins
 import dataclasses
 import functools
+import hashlib
 import importlib
 import inspect
 import io
@@ -28,7 +29,7 @@ from ..engine import lockstep as run_side
 from ..engine.config import Config
 from ..engine.data import Dataset, initial_weights, weight_names
 from ..engine.lockstep import Result
-from ..engine.source import parse
+from ..engine.source import compile_tree, parse
 from ..twins.layout import Layout
 
 # up to this many numbers the data is written as readable lists, beyond as base64
@@ -120,8 +121,10 @@ def to_script(
     lib.engine.lockstep.loops and of every lib function it reaches, so it cannot drift from what
     lib.run executes. By default that source is specialised to this Config: its choices are
     written where the code reads them and the branches it does not take are left out (the
-    default run: about 240 lines besides its data, against 1,030 with every branch); full=True
-    keeps them all, with stand-ins for lib's Config and Dataset. The data is embedded, or, given
+    default run: 236 lines in all, against 1,232 with every branch and its data); full=True
+    keeps them all, with stand-ins for lib's Config and Dataset. The short script makes data from
+    one of lib.datasets' seeded generators again with that generator's source, checked bit for bit
+    (regenerated_data); other data is embedded, as always in the full script, or, given
     csv_name (or a Dataset with a `source` file name), read from that CSV file by column name:
     the features by data.feature_names, the target by `target` (default: the last other column).
     The last printed line is JSON {"manual": [...], "torch": [...]}, with "val_loss": {"manual":
@@ -648,6 +651,84 @@ def _embedded_data(data: Dataset) -> str:
         f'y = np.frombuffer(base64.b64decode("{y64}"), dtype="<f8").copy()\n'
         f"{names}"
     )
+
+
+# lib.datasets' seeded generators, by the first word of the names they give their data sets
+_GENERATORS = ("linear", "classic", "correlated", "blobs", "moons")
+
+
+@functools.lru_cache(maxsize=2)  # the Compare page asks, then to_script: the same Dataset
+def regenerated_data(data: Dataset) -> str | None:
+    """The short script's data part when data is what one of lib.datasets' seeded generators
+    makes of the arguments its name records, bit for bit: the generator's own source (its
+    argument checks left out, and returning X, y), its call, and a check of what the call made
+    against the digest of data's arrays. None otherwise (the data is then written into the script).
+    """
+    from . import datasets
+
+    word = data.name.split(" ", 1)[0]
+    if word not in _GENERATORS:
+        return None
+    func = getattr(datasets, word)
+    params = inspect.signature(func).parameters
+    kwargs = {}
+    for key, text in re.findall(r"\b(\w+)=([^,()\s]+)", data.name):
+        if key in params:
+            try:
+                kwargs[key] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return None
+    code = _generator_source(func)
+    if code is None:
+        return None
+    made: dict = {"np": np}
+    try:
+        exec(compile_tree(parse(code), "<generator>"), made)  # lib's own source
+        X, y = made[word](**kwargs)
+    except Exception:  # the name's arguments are not this generator's: write the data in
+        return None
+    if _digest(X, y) != _digest(data.X, data.y) or np.shape(X) != data.X.shape:
+        return None
+    call = f"{word}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    return (
+        f"# The data: lib.datasets.{call}, made again by lib's generator (its argument checks\n"
+        "# left out: they passed), then checked against the run's own arrays, bit for bit.\n"
+        f"{_short_docstrings(code).strip()}\n\n\n"
+        f"X, y = {call}\n"
+        f'if hashlib.sha256(X.tobytes() + y.tobytes()).hexdigest()[:16] != "{_digest(X, y)}":\n'
+        '    print("note: this numpy made other numbers than the run had; the results will differ '
+        'too")'
+    )
+
+
+def _digest(X: np.ndarray, y: np.ndarray) -> str:
+    """The first 16 hex digits of the sha256 of X's and y's bytes, as the script computes it."""
+    return hashlib.sha256(X.tobytes() + y.tobytes()).hexdigest()[:16]
+
+
+def _generator_source(func) -> str | None:
+    """A generator's source less its _check lines, returning the (X, y) it gives its Dataset."""
+    text = textwrap.dedent(inspect.getsource(func))
+    src = _Source(text)
+    top = src.tree.body[0]
+    last = top.body[-1]
+    if not (
+        isinstance(last, ast.Return)
+        and isinstance(last.value, ast.Call)
+        and getattr(last.value.func, "id", None) == "Dataset"
+        and len(last.value.args) == 2
+    ):
+        return None
+    edits = [
+        (*src.stmt_span(s), "")
+        for s in top.body
+        if isinstance(s, ast.Expr)
+        and isinstance(s.value, ast.Call)
+        and getattr(s.value.func, "id", None) == "_check"
+    ]
+    X, y = (src.seg(a) for a in last.value.args)
+    edits.append((*src.span(last), f"return {X}, {y}"))
+    return _apply(text, edits)
 
 
 def _csv_data(data: Dataset, csv_name: str, target: str | None) -> str:
@@ -2133,6 +2214,9 @@ class _Specialiser:
         body = "".join(
             line[cut:] if line.strip() else line for line in body.splitlines(keepends=True)
         )
+        if comment and _trailing_comment(src.lines[block[0].end_lineno - 1]):
+            # the if's comment spoke of its test, which is gone; its body's own comment stays
+            comment = ""
         return start, end, lead + (f"{indent}{comment}\n" if comment else "") + body
 
     def _empty_block(self, stmt) -> str:
@@ -2742,6 +2826,28 @@ class _Specialiser:
             ]  # fmt: skip
             if drop:
                 groups.append(self._reassign(stmt, pairs, drop))
+        # an attribute set anywhere in a class (a, b, self.last = ...: one target) and read nowhere
+        for cls in self.classes.values():
+            for method in cls.body:
+                if not isinstance(method, ast.FunctionDef) or not method.args.args:
+                    continue
+                me = method.args.args[0].arg
+                for stmt in ast.walk(method):
+                    target = (
+                        stmt.target
+                        if isinstance(stmt, ast.AnnAssign) and stmt.value is not None
+                        else stmt.targets[0]
+                        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                        else None
+                    )
+                    if (
+                        isinstance(target, ast.Attribute)
+                        and getattr(target.value, "id", None) == me
+                        and target.attr not in loads
+                        and target.attr not in strings
+                        and _pure(stmt.value)
+                    ):
+                        groups.append((*src.stmt_span(stmt), self._empty_block(stmt)))
         return groups
 
     def _drop_locals(self) -> list:
@@ -2765,8 +2871,62 @@ class _Specialiser:
         return groups
 
     def _drop_methods(self) -> list:
-        """Methods of the script's own classes that nothing reads are left out."""
-        return _drop_methods_of(self.src, self.classes)
+        """Methods of the script's own classes that nothing reads are left out; so is the
+        __len__ of a sampler that only a DataLoader iterated by a for reads."""
+        return _drop_methods_of(self.src, self.classes) + self._drop_sampler_len()
+
+    def _drop_sampler_len(self) -> list:
+        # Iterating a DataLoader never asks its sampler's len() (tests/test_export_short.py
+        # checks it on torch); len(loader) would, so every use of the loader must be a for's.
+        src, groups = self.src, []
+        for cls in self.classes.values():
+            method = _method(cls, "__len__")
+            bases = [ast.unparse(b) for b in cls.bases]
+            if method is None or not any(b.endswith("Sampler") for b in bases):
+                continue
+            made = [
+                n for n in src.nodes
+                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == cls.name
+            ]  # fmt: skip
+            if made and all(self._only_iterated_as_sampler(call) for call in made):
+                groups.append((*src.stmt_span(method), ""))
+        return groups
+
+    def _only_iterated_as_sampler(self, call) -> bool:
+        """call is `order = Cls(...)`, order is read only as sampler= of `loader =
+        DataLoader(...)`, and loader only by a for or a `yield from`."""
+        src = self.src
+
+        def assigned_name(node):
+            parent = src.parent.get(id(node))
+            ok = isinstance(parent, ast.Assign) and len(parent.targets) == 1
+            return parent.targets[0].id if ok and isinstance(parent.targets[0], ast.Name) else None
+
+        func = src.function_of(call)
+        name = assigned_name(call)
+        if func is None or name is None or len(src.stores(func, name)) != 1:
+            return False
+        for read in src.loads(func, name):
+            keyword = src.parent.get(id(read))
+            loader = src.parent.get(id(keyword))
+            if not (
+                isinstance(keyword, ast.keyword)
+                and keyword.arg == "sampler"
+                and isinstance(loader, ast.Call)
+                and getattr(loader.func, "id", None) == "DataLoader"
+            ):
+                return False
+            loader_name = assigned_name(loader)
+            if loader_name is None or len(src.stores(func, loader_name)) != 1:
+                return False
+            for use in src.loads(func, loader_name):
+                parent = src.parent.get(id(use))
+                if not (
+                    (isinstance(parent, ast.For) and parent.iter is use)
+                    or (isinstance(parent, ast.YieldFrom) and parent.value is use)
+                ):
+                    return False
+        return True
 
     def _drop_definitions(self) -> list:
         """Top-level functions, classes and constants that nothing uses are left out."""
@@ -2878,14 +3038,18 @@ def _short_script(data: Dataset, cfg: Config, csv_name: str | None, target: str 
     body = "\n\n\n".join(_top_level_blocks(text, tree))
     namespaces = _namespaces(tree, data, cfg)
     big = csv_name is None and data.m * (data.n + 1) > MAX_READABLE
-    if csv_name is None:
+    generated = regenerated_data(data) if csv_name is None else None
+    if generated is not None:
+        data_part = generated
+    elif csv_name is None:
         # X and y, without the long script's Dataset
         data_part = _embedded_data(data).rsplit("\n", 1)[0]
     else:
         data_part = _csv_data(data, csv_name, target).strip("\n").rsplit("\n", 1)[0]
-    imports = _short_imports(import_lines, text + data_part, big)
+    big = big and generated is None
+    imports = _short_imports(import_lines, text + data_part, big, hashed=generated is not None)
     parts = [
-        _short_header(data, cfg, csv_name),
+        _short_header(data, cfg, csv_name, generated is not None),
         imports,
         body,
         f"{data_part}\n{namespaces}",
@@ -3029,12 +3193,14 @@ def _namespaces(tree: ast.Module, data: Dataset, cfg: Config) -> str:
     )
 
 
-def _short_imports(import_lines, text: str, big: bool) -> str:
+def _short_imports(import_lines, text: str, big: bool, hashed: bool = False) -> str:
     """The import lines whose names the script uses."""
     tree = parse(text)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    lines = {"import json", "import math", "from types import SimpleNamespace"} | (
-        {"import base64"} if big else set()
+    lines = (
+        {"import json", "from types import SimpleNamespace"}
+        | ({"import base64"} if big else set())
+        | ({"import hashlib"} if hashed else set())
     )
     for line in import_lines:
         if line.split()[-1] in used:
@@ -3062,10 +3228,12 @@ def _import_block(lines) -> str:
     return "from __future__ import annotations\n\n" + "\n\n".join("\n".join(g) for g in groups if g)
 
 
-def _short_header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
+def _short_header(data: Dataset, cfg: Config, csv_name: str | None, generated: bool) -> str:
     where = (
         f"read from {_one_line(repr(csv_name))} next to this script"
         if csv_name
+        else "made below by lib's generator"
+        if generated
         else "embedded below"
     )
     base = Config()
@@ -3076,19 +3244,15 @@ def _short_header(data: Dataset, cfg: Config, csv_name: str | None) -> str:
         and not (f.name == "loss" and cfg.loss == Config(model=cfg.model).loss)
     ]
     run = textwrap.fill(
-        f"lib.Config({', '.join(changed)}) on {_one_line(data.name)}: "
-        f"{data.m:,} samples x {data.n} features, {where}.",
+        f"lib.Config({', '.join(changed)}) on {_one_line(data.name)} ({data.m:,} x {data.n}, "
+        f"{where}): the hand-written numpy loop and the torch loop, in lockstep.",
         width=_WIDTH - 4,
         break_long_words=False,
         break_on_hyphens=False,
     )
     return (
-        '"""Rerun of a training-loop-twins run: the hand-written numpy loop and the torch loop, '
-        "in lockstep.\n"
-        "\n"
-        f"{run}\n"
+        f'"""{run}\n'
         "Every function is lib's own source, less the branches this Config does not take. "
         "Needs numpy and torch.\n"
-        f"{_last_line(cfg)}\n"
-        '"""'
+        f'{_last_line(cfg)}"""'
     )
