@@ -592,7 +592,7 @@ def test_the_three_downloads_are_offered_for_the_run_on_show():
         "download_notebook",
     }
     assert not any(b.proto.disabled for b in buttons.values())
-    assert any("the data is written into the script" in c.value for c in at.caption)
+    assert any("makes the data again from its seed" in c.value for c in at.caption)
 
 
 def test_a_run_stopped_by_the_time_cap_keeps_its_steps_and_names_the_cap():
