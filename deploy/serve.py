@@ -328,7 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{count} Streamlit server{'s' * (count != 1)} behind nginx: {running.url}")
             for server in running.servers:
                 print(f"  {server.name} on {HOST}:{server.port} (log: {server.log})")
-            print(f"config and logs in {running.workdir}; Ctrl-C stops everything", flush=True)
+            kept = "" if args.workdir else " (removed at exit; --workdir DIR keeps them)"
+            print(f"config and logs in {running.workdir}{kept}", flush=True)
+            print("Ctrl-C stops everything", flush=True)
             watch(running)
     except Stopped as why:
         print(f"stopped ({why}): nginx and every server are down", flush=True)
