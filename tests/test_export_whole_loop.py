@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ import pytest
 
 import lib
 from lib.io.export import _Specialiser, twin_sources
-from tests.test_export import DATA, assert_reproduces, run_script
+from tests.test_export import DATA, assert_reproduces, cached_scripts, run_script
 from tests.test_export_short import code_words
 
 # fmt: off
@@ -36,30 +35,32 @@ CASES = {
 FULL = ("validation every 4 steps", "all of them, mlp adam")
 
 
-def test_the_scripts_rerun_the_whole_loop(tmp_path):
-    """Short scripts of each case and full ones of two: lib.run's final weights to 1e-12, and its
-    validation losses, read as lib.run reads them, only where there is a split."""
-    results = {name: lib.run(DATA, cfg) for name, cfg in CASES.items()}
-    assert all(r.stopped is None and r.steps == r.config.iterations for r in results.values())
-    jobs = [(name, lib.to_script(DATA, cfg)) for name, cfg in CASES.items()]
-    jobs += [(name, lib.to_script(DATA, CASES[name], full=True)) for name in FULL]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        outputs = list(
-            pool.map(lambda ij: run_script(ij[1][1], tmp_path / str(ij[0])), enumerate(jobs))
+# One test item per script (pytest-xdist spreads them over the workers): the short script of each
+# case and the full one of two.
+SCRIPTS = [(name, False) for name in CASES] + [(name, True) for name in FULL]
+script_of = cached_scripts({name: (DATA, cfg) for name, cfg in CASES.items()})
+
+
+@pytest.mark.parametrize(
+    "name, full", SCRIPTS, ids=[f"{n} (full)" if full else n for n, full in SCRIPTS]
+)
+def test_the_scripts_rerun_the_whole_loop(tmp_path, name, full):
+    """The case's script: lib.run's final weights to 1e-12, and its validation losses, read as
+    lib.run reads them, only where there is a split."""
+    result = lib.run(DATA, CASES[name])
+    assert result.stopped is None and result.steps == result.config.iterations
+    stdout, doc = run_script(script_of(name, full), tmp_path)
+    assert_reproduces(result, doc)
+    if result.config.val_fraction == 0:
+        assert "val_loss" not in doc and "validation loss" not in stdout
+        return
+    assert len(result.manual.val_loss) == result.steps // result.config.eval_interval > 0
+    for loop in ("manual", "torch"):
+        np.testing.assert_allclose(
+            doc["val_loss"][loop], getattr(result, loop).val_loss, rtol=0, atol=1e-12
         )
-    for (name, _), (stdout, doc) in zip(jobs, outputs, strict=True):
-        result = results[name]
-        assert_reproduces(result, doc)
-        if result.config.val_fraction == 0:
-            assert "val_loss" not in doc and "validation loss" not in stdout, name
-            continue
-        assert len(result.manual.val_loss) == result.steps // result.config.eval_interval > 0
-        for loop in ("manual", "torch"):
-            np.testing.assert_allclose(
-                doc["val_loss"][loop], getattr(result, loop).val_loss, rtol=0, atol=1e-12
-            )
-        steps = len(result.val_steps) * result.config.eval_interval
-        assert f"validation loss after step {steps:,}: manual " in stdout, name
+    steps = len(result.val_steps) * result.config.eval_interval
+    assert f"validation loss after step {steps:,}: manual " in stdout
 
 
 def test_the_default_script_holds_none_of_the_whole_loops_options():
@@ -75,7 +76,7 @@ def test_the_default_script_holds_none_of_the_whole_loops_options():
 
 
 def test_accumulation_shows_its_lines_and_only_them():
-    text = lib.to_script(DATA, CASES["accumulate 3"])
+    text = script_of("accumulate 3")
     for line in (
         "loss = loss / accumulate",
         "step_loss = loss if i % accumulate == 0 else step_loss + loss",
@@ -91,7 +92,7 @@ def test_accumulation_shows_its_lines_and_only_them():
 
 
 def test_validation_shows_its_lines_and_only_them():
-    text = lib.to_script(DATA, CASES["validation every 4 steps"])
+    text = script_of("validation every 4 steps")
     for line in (
         "val_loss = evaluate(validation, weights)",
         "net.eval()",
@@ -109,7 +110,7 @@ def test_validation_shows_its_lines_and_only_them():
 
 
 def test_drop_last_shows_its_lines_and_only_them():
-    text = lib.to_script(DATA, CASES["drop_last, batch 7 of 40 rows"])
+    text = script_of("drop_last, batch 7 of 40 rows")
     assert "stop = m - m % batch_size" in text
     assert "return [slice(None)] if batch_size == m else []" in text
     assert "return self.m // self.batch_size" in text and "-(-self.m" not in text
