@@ -3,6 +3,9 @@
 import streamlit as st
 import torch
 
+# Once per process, on import: the imported modules moved out of the garbage collector's walk.
+import pages.parts.server
+
 # One server runs every visitor's loops: one intra-op thread per run keeps forty students from
 # oversubscribing a small machine's cores (the models here are too small to gain from more).
 torch.set_num_threads(1)
