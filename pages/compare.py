@@ -17,6 +17,7 @@ from pages.parts.navigation import (
     close_sidebar_on_a_narrow_screen,
     through_navigation,
 )
+from pages.parts.run_cache import ChartPayload, run_key, shared_runs
 from pages.parts.sidebar import SOURCE, sidebar_config
 from pages.parts.twin_table import twin_lines_markdown
 
@@ -151,17 +152,29 @@ def draw_charts(result: lib.Result, data: lib.Dataset, live: bool = False) -> No
     norms = len(result.weight_names) > lib.charts.MAX_WEIGHT_SERIES or result.config.model == "mlp"
     points = lib.charts.live_points(result, norms, data.m) if live else lib.charts.MAX_POINTS
     reference = least_squares(data, result.config) if show_target else None
-    charts = lib.charts.all_charts(
-        result, log_loss=log_scale, reference=reference, max_points=points, samples=data.m
-    )
-    if norms:
-        charts["param_norms"] = lib.charts.param_norms_chart(result, max_points=points)
-    else:
-        slots["param_norms"].empty()
-    if "lr" not in charts:
-        slots["lr"].empty()
+
+    def build() -> dict:
+        charts = lib.charts.all_charts(
+            result, log_loss=log_scale, reference=reference, max_points=points, samples=data.m
+        )
+        if norms:
+            charts["param_norms"] = lib.charts.param_norms_chart(result, max_points=points)
+        return charts
+
+    # A run this server keeps for every session keeps its charts too, built and converted once.
+    charts = None
+    if not live:
+        options = (log_scale, reference is not None, points)
+        charts = runs.charts(run_key(data, result.config), result, options, build)
+    charts = build() if charts is None else charts
+    for name in ("param_norms", "lr"):
+        if name not in charts:
+            slots[name].empty()
     for name, chart in charts.items():
-        slots[name].altair_chart(chart, width="stretch")
+        if isinstance(chart, ChartPayload):
+            slots[name].vega_lite_chart(chart.spec_dict(), width="stretch")
+        else:
+            slots[name].altair_chart(chart, width="stretch")
 
 
 def draw_classifier(result: lib.Result, data: lib.Dataset) -> None:
@@ -281,13 +294,18 @@ problem = None
 waiting = None  # why a run the page would have started by itself waits for Run
 settings = None if picked is None else (fingerprint(picked[0]), picked[1])
 start = picked is not None and run_clicked
+runs = shared_runs()
 if picked is not None and not run_clicked and LAST_RUN not in state:
     # Once on the first visit, so a newcomer sees the two loops agree straight away; but only a
-    # short run: a link must not start minutes of training for whoever opens it.
-    rate, timed = steps_per_second(*picked)
-    start = picked[1].iterations / rate <= AUTO_RUN
-    if not start:
-        waiting = (picked[1].iterations, rate, timed)
+    # short run: a link must not start minutes of training for whoever opens it. A run this server
+    # has already made for someone else costs nothing to show.
+    if runs.get(run_key(*picked)) is not None:
+        start = True
+    else:
+        rate, timed = steps_per_second(*picked)
+        start = picked[1].iterations / rate <= AUTO_RUN
+        if not start:
+            waiting = (picked[1].iterations, rate, timed)
 # The twin table, drawn before a run starts so it stays fresh while a long run is live.
 if start:
     on_show = picked
@@ -355,18 +373,40 @@ if start:
             # Redraw at most REDRAW_SHARE of the time, so the live charts do not slow the run much.
             live["redraw"] = now + max(1.0, (time.perf_counter() - now) / REDRAW_SHARE)
 
-    try:
-        # The cap counts from the click to the result drawn: what the visitor waits, not what the
-        # loops take.
-        begun = time.perf_counter()
-        limit = max(0.0, TIME_LIMIT - FINAL_DRAW - (begun - started))
-        result = lib.run(
-            data, cfg, progress=on_progress, progress_every=PROGRESS_EVERY, time_limit=limit
-        )
-    except ValueError as err:  # the controls check what lib.run checks, so this is a safety net
-        problem = str(err)
+    key = run_key(data, cfg)
+    result = runs.get(key)
+    if result is None and (other := runs.claim(key)) is not None:
+        # Another session is computing this very run: wait for it rather than compute it twice.
+        with status.container():
+            st.info(
+                "Another visitor on this server started a run with these same settings on the "
+                "same data: waiting for it, which is quicker than computing it a second time."
+            )
+        other.wait(max(0.0, TIME_LIMIT - FINAL_DRAW - (time.perf_counter() - started)))
+        status.empty()
+        result = runs.get(key)
+        if result is None:  # it ended without a result to share (a Stop, the time limit)
+            other = runs.claim(key)
+    if result is not None:
+        state[LAST_RUN] = {**record, "result": result, "shared": True}
     else:
-        state[LAST_RUN] = {**record, "result": result}
+        finished = None
+        try:
+            # The cap counts from the click to the result drawn: what the visitor waits, not what
+            # the loops take.
+            begun = time.perf_counter()
+            limit = max(0.0, TIME_LIMIT - FINAL_DRAW - (begun - started))
+            finished = lib.run(
+                data, cfg, progress=on_progress, progress_every=PROGRESS_EVERY, time_limit=limit
+            )
+        except ValueError as err:  # the controls check what lib.run checks: a safety net
+            problem = str(err)
+        else:
+            state[LAST_RUN] = {**record, "result": finished}
+        finally:
+            # However the run ended (a Stop ends this script inside lib.run), no one waits on it.
+            if other is None:
+                runs.finish(key, finished)
     # Not in a `finally`: when a click or Stop ends the script inside lib.run, these stay for the
     # next run to find.
     state["compare_running"] = False
@@ -548,6 +588,12 @@ if result is not None:
             "by max(1, the largest |weight| then).",
         )
         st.caption(lib.explain.agreement_text(result, agreement))
+        if shown.get("shared"):
+            st.caption(
+                "This server had already run these settings on this data for another visitor, so "
+                "that run is shown, not computed again: the same settings on the same data give "
+                "the same numbers, and its wall times are that run's."
+            )
         cols[2].table(
             pd.DataFrame(
                 {
