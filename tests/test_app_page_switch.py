@@ -21,16 +21,18 @@ def app() -> AppTest:
     return at
 
 
+# The argument is `path`, not `page`: pytest-playwright's fixture of that name would make this
+# AppTest-only test a browser test (run in make test's serial pass, once per browser).
 @pytest.mark.parametrize(
-    ("page", "kept"),
+    ("path", "kept"),
     [("pages/step_through.py", "step_config"), ("pages/code_map.py", "map_config")],
 )
-def test_the_first_run_after_a_switch_uses_the_sidebars_settings(page, kept):
+def test_the_first_run_after_a_switch_uses_the_sidebars_settings(path, kept):
     at = app()
     at.number_input(key="lr").set_value(0.07).run()
     at.selectbox(key="optimizer").set_value("adam").run()
     at.number_input(key="batch_size").set_value(16).run()
-    switch_page(at, page)
+    switch_page(at, path)
     assert not at.exception, at.exception
     cfg = at.session_state[kept][1]  # the Config the page's first run built its run from
     assert (cfg.lr, cfg.optimizer, cfg.batch_size) == (0.07, "adam", 16)
