@@ -1,10 +1,10 @@
-# make run | make test | make lint | make bench | make screenshots
+# make run | make test | make lint | make bench | make bench-class | make screenshots | make serve N=2
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TEST_WORKERS ?= auto
 
-.PHONY: run test lint format bench screenshots clean serve
+.PHONY: run test lint format bench bench-class screenshots clean serve
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -42,6 +42,10 @@ format: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) -m bench
+
+# A class on one server: 40 real browser sessions at once, the server's CPU time and memory.
+bench-class: $(VENV)/.dev
+	$(PY) -m bench --sessions
 
 screenshots: $(VENV)/.dev
 	SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py -q

@@ -225,15 +225,15 @@ def lines(result: dict, memory: list[dict]) -> list[str]:
     return out
 
 
-def write_section(path: Path, section: list[str]) -> None:
-    """Put the section into path in place of an earlier copy, else just before the gap grid
-    (bench/gap.py's section, always last), else at the end."""
+def write_section(path: Path, section: list[str], heading: str = HEADING) -> None:
+    """Put the section into path in place of an earlier copy (the one under heading), else just
+    before the gap grid (bench/gap.py's section, always last), else at the end."""
     from .gap import HEADING as GAP_HEADING
 
     text = path.read_text() if path.exists() else ""
     after = ""
-    if HEADING in text:
-        head, rest = text.split(HEADING, 1)
+    if heading in text:
+        head, rest = text.split(heading, 1)
         nxt = rest.find("\n## ")
         after = rest[nxt + 1 :] if nxt >= 0 else ""
         text = head
@@ -244,12 +244,13 @@ def write_section(path: Path, section: list[str]) -> None:
     path.write_text(body + "\n".join(section) + "\n" + ("\n" + after if after else ""))
 
 
-def kept_section(path: Path) -> list[str]:
-    """The section as it stands in path (empty if none), for a rewrite of the rest to keep."""
+def kept_section(path: Path, heading: str = HEADING) -> list[str]:
+    """The section under heading as it stands in path (empty if none), for a rewrite of the rest
+    to keep."""
     text = path.read_text() if path.exists() else ""
-    if HEADING not in text:
+    if heading not in text:
         return []
-    rest = text[text.index(HEADING) :]
+    rest = text[text.index(heading) :]
     nxt = rest.find("\n## ", 1)
     return (rest[:nxt] if nxt >= 0 else rest).rstrip("\n").splitlines()
 

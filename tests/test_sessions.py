@@ -19,12 +19,18 @@ from streamlit.testing.v1 import AppTest
 from test_deploy import MEMORY_BUDGET_MB, ROOT, assert_no_error, rss_mb, serve, wait_for_first_run
 
 import lib
+from pages.parts.labels import DEFAULTS
 
 SESSIONS = 10
 # The Compare page's defaults (pages/compare.py): data lib.datasets.linear(m=200, n=3, noise=0.1,
 # seed=0).
 DEFAULT_DATA = dict(m=200, n=3, noise=0.1, seed=0)
 DEFAULT_ITERATIONS = 500
+DEFAULT_CONFIG = lib.Config(
+    lr=DEFAULTS["lr"], batch_size=DEFAULTS["batch_size"], iterations=DEFAULTS["iterations"]
+)
+# What the Compare page says of a run another session computed (pages/compare.py).
+SHARED_NOTE = "had already run these settings on this data for another visitor"
 IMMUTABLE = (
     int,
     float,
@@ -64,6 +70,8 @@ def final_losses(page) -> dict[str, str]:
 
 
 def test_ten_sessions_each_get_their_own_correct_result(tmp_path, browser):
+    """Ten sessions open the same link (one computes the default run, nine are handed it), then
+    each runs its own settings."""
     data = lib.datasets.linear(**DEFAULT_DATA)
     expected = {}
     for i in range(SESSIONS):
@@ -73,6 +81,7 @@ def test_ten_sessions_each_get_their_own_correct_result(tmp_path, browser):
         )
         expected[i] = f"{result.manual.loss[-1]:.6g}"  # the page's format for the final loss
     assert len(set(expected.values())) == SESSIONS, "the sessions must expect different numbers"
+    default_loss = f"{lib.run(data, DEFAULT_CONFIG).manual.loss[-1]:.6g}"
 
     # pytest-playwright's, launched as tests/conftest.py says (Debian's chromium).
     chromium = browser
@@ -84,6 +93,12 @@ def test_ten_sessions_each_get_their_own_correct_result(tmp_path, browser):
             page.goto(url, timeout=120_000)
         for page in pages:
             wait_for_first_run(page)
+        # Ten sessions on one link: the default run computed once, by one of them, and handed to
+        # the other nine (pages/parts/run_cache.py), which say so.
+        handed = [SHARED_NOTE in page.inner_text("body") for page in pages]
+        assert sum(handed) == SESSIONS - 1, handed
+        for page in pages:
+            assert final_losses(page).get("torch") == default_loss
         # Change every session's settings and press Run in all of them before waiting for any.
         for i, page in enumerate(pages):
             lr, batch_size = session_config(i)
