@@ -102,6 +102,11 @@ class Page:
     # it walk each of its controls to both ends from the page as opened, and every control of their
     # own, however it was revealed.
     explore_sidebar: bool = True
+    # Whether a page control whose options a case only relabels is walked again after every such
+    # case, or once per number of options. For a chooser that lists the page's results by their
+    # numbers (the learning-rate map's cells by their final loss): every sidebar case relabels it,
+    # and choosing one of as many options runs the same page code with another run's numbers.
+    relabel_once: bool = False
 
 
 @dataclass
@@ -111,6 +116,13 @@ class Report:
     expected: set[str] = field(default_factory=set)  # known-bug cases met (and not checked here)
     slow: list[tuple[float, str]] = field(default_factory=list)
     states: int = 0
+    # every case of the page as opened, this share's and the other shares' (in their order)
+    opened: list[Case] = field(default_factory=list)
+
+
+# The choosers: the widgets whose range is a list of options (their types, as signatures name them)
+OPTION_TYPES = (Selectbox, Radio, Multiselect, SelectSlider)
+OPTION_KINDS = frozenset({"selectbox", "radio", "multiselect", "select_slider"})
 
 
 def widget_id(w: Widget) -> str:
@@ -139,11 +151,22 @@ def signature(w: Widget) -> tuple:
     its range."""
     disabled = bool(getattr(w.proto, "disabled", False))
     extent: tuple = ()
-    if isinstance(w, (Selectbox, Radio, Multiselect, SelectSlider)):
+    if isinstance(w, OPTION_TYPES):
         extent = tuple(w.options)
     elif isinstance(w, (NumberInput, Slider)):
         extent = (w.min, w.max)
     return (widget_id(w), w.type, disabled, extent)
+
+
+def state_key(revealed: frozenset, page: Page) -> frozenset:
+    """What makes a revealed state new to the walk: the revealed widgets' signatures, or, on a page
+    with relabel_once, with a chooser's options counted instead of named."""
+    if not page.relabel_once:
+        return revealed
+    return frozenset(
+        (wid, kind, off, len(extent)) if kind in OPTION_KINDS else (wid, kind, off, extent)
+        for wid, kind, off, extent in revealed
+    )
 
 
 def _labels(w: Widget) -> list[str]:
@@ -266,9 +289,19 @@ class Walker:
     reproduce it."""
 
     def __init__(
-        self, page: Page, context: dict | None = None, known: dict[str, str] | None = None
+        self,
+        page: Page,
+        context: dict | None = None,
+        known: dict[str, str] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
+        """shard (k, n): walk the k-th of n shares of the page as opened, each a test item of its
+        own that pytest-xdist can give another worker: the cases of the page as opened whose
+        position in its list of cases (widget by widget, as drawn) is k modulo n, and every state
+        those cases reveal. The n shares walk every case of the page as opened once; a state two
+        shares both reveal is walked by each (the seen states are a share's own)."""
         self.page, self.context, self.known = page, dict(context or {}), dict(known or {})
+        self.shard = shard
         self.report = Report()
         self.title: str | None = None
 
@@ -402,6 +435,7 @@ class Walker:
         base_sigs, base_snap = {signature(w) for w in base.values()}, snapshot(at)
         targets = [wid for wid in base if only is None or wid in only]
         restore: tuple[str, Any] | None = None
+        position = -1  # of the case in the page as opened's list of cases, for the shards
         for wid in targets:
             w = base.get(wid)
             if w is None or getattr(w.proto, "disabled", False):
@@ -410,7 +444,12 @@ class Walker:
             for value in [
                 v for i, v in enumerate(values) if v not in values[:i]
             ]:  # a range of one value: once
+                position += 1
                 case = Case(wid, value)
+                if not path:
+                    self.report.opened.append(case)
+                    if position % self.shard[1] != self.shard[0]:
+                        continue  # another share's case
                 where = self.where(path, case)
                 if where in self.known:
                     self.report.expected.add(where)
@@ -434,8 +473,9 @@ class Walker:
                 if not self.page.explore_sidebar:
                     in_sidebar = sidebar_ids(at)
                     revealed = frozenset(s for s in revealed if s[0] not in in_sidebar)
-                if revealed and revealed not in seen and len(path) < MAX_DEPTH:
-                    seen.add(revealed)
+                key = state_key(revealed, self.page)
+                if revealed and key not in seen and len(path) < MAX_DEPTH:
+                    seen.add(key)
                     queue.append(((*path, case), {s[0] for s in revealed}))
                 others_changed = any(snap.get(k) != v for k, v in base_snap.items() if k != wid)
                 if new or sigs != base_sigs or others_changed:
