@@ -28,8 +28,10 @@ serve: $(VENV)/.dev
 
 # Two passes: the tests that can share the machine on every core (pytest-xdist), then the serial
 # ones (servers, browsers, wall-clock measurements) alone. `pytest` by itself still runs everything.
+# --dist worksteal: a worker out of tests takes half of another's queue (the default hands each
+# worker a fixed first chunk, and one chunk held every long AppTest walk).
 test: $(VENV)/.dev
-	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" --durations=15
 	$(PY) -m pytest -m serial --durations=10
 
 lint: $(VENV)/.dev
