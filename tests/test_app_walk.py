@@ -6,6 +6,13 @@ walked tomorrow, and a widget type the walk cannot set fails it. Every run must 
 an exception and without a Python error in its words. Known bugs are listed in KNOWN with the case
 that shows them: the walk skips those cases and test_known_bug expects each to still fail (strict),
 so a fix is noticed.
+
+What the suite's time asked of the walk, and why each cut keeps what it checks: the Compare page's
+walk is split into four test items (SHARES; every case of the page as opened is walked by exactly
+one share, with every state it reveals, and a state two shares reveal is walked by both), so no
+item holds a worker for the whole walk; and the Learning-rate map's cell chooser, which every
+sidebar case relabels with the new map's losses, is walked once per number of cells rather than
+after each sidebar case (Page.relabel_once; the reason is at its entry in PAGES).
 """
 
 import ast
