@@ -210,30 +210,34 @@ def breast_cancer_frame() -> pd.DataFrame:
     return read_csv(BREAST_CANCER_CSV.read_bytes())
 
 
-def diabetes() -> Dataset:
-    """Disease progression one year on against ten baseline measurements, each standardised."""
-    frame = diabetes_frame()
-    names = tuple(c for c in frame.columns if c != "progression")
+def _standardised(frame: pd.DataFrame, target: str, name: str) -> Dataset:
+    """Every column but target as a standardised feature, against target."""
+    names = tuple(c for c in frame.columns if c != target)
     data = Dataset(
         frame[list(names)].to_numpy(dtype=np.float64),
-        frame["progression"].to_numpy(dtype=np.float64),
+        frame[target].to_numpy(dtype=np.float64),
         feature_names=names,
-        name="diabetes: progression after one year ~ 10 baseline measurements (standardised)",
+        name=name,
     )
     return standardize_dataset(data)[0]
+
+
+def diabetes() -> Dataset:
+    """Disease progression one year on against ten baseline measurements, each standardised."""
+    return _standardised(
+        diabetes_frame(),
+        "progression",
+        "diabetes: progression after one year ~ 10 baseline measurements (standardised)",
+    )
 
 
 def breast_cancer() -> Dataset:
     """Malignant (1) or benign (0) against the 30 nucleus measurements, each standardised."""
-    frame = breast_cancer_frame()
-    names = tuple(c for c in frame.columns if c != "malignant")
-    data = Dataset(
-        frame[list(names)].to_numpy(dtype=np.float64),
-        frame["malignant"].to_numpy(dtype=np.float64),
-        feature_names=names,
-        name="breast cancer (Wisconsin diagnostic): malignant ~ 30 measurements (standardised)",
+    return _standardised(
+        breast_cancer_frame(),
+        "malignant",
+        "breast cancer (Wisconsin diagnostic): malignant ~ 30 measurements (standardised)",
     )
-    return standardize_dataset(data)[0]
 
 
 def kepler() -> Dataset:
