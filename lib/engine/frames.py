@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from types import MappingProxyType
 
 import numpy as np
+import torch
 
 from ..twins import manual, torch_side
 
@@ -58,10 +59,20 @@ def step_values_of(gen: Iterator, names: tuple[str, ...]) -> dict[str, float]:
     return values
 
 
-def current_lr(optimizer) -> float:
-    """The lr an optimizer holds now: the hand one's .lr, or torch's param_groups[0]["lr"]."""
+def lr_holder(optimizer) -> tuple[dict, str]:
+    """(mapping, key) such that mapping[key] is the lr an optimizer holds at any time: torch's
+    param_groups[0] (a scheduler sets its "lr" in place) or the hand optimizer's attributes (its
+    schedule sets .lr). One lookup per step, where a function call per step cost several."""
     groups = getattr(optimizer, "param_groups", None)
-    return float(groups[0]["lr"] if groups is not None else optimizer.lr)
+    return (groups[0], "lr") if groups is not None else (vars(optimizer), "lr")
+
+
+def as_floats(values: list) -> np.ndarray:
+    """Numbers a loop made over several steps, as float64: torch's 0-d tensors stacked in one op
+    (a float() of each is a tensor op each), or numpy's and Python's floats."""
+    if values and isinstance(values[0], torch.Tensor):
+        return torch.stack(values).to(torch.float64).numpy()
+    return np.array(values, dtype=np.float64)
 
 
 def all_values(gen: Iterator) -> dict:

@@ -16,7 +16,7 @@ from ..twins.manual import manual_loop
 from ..twins.torch_side import torch_loop
 from .config import Config
 from .data import Dataset, initial_weights, loader, split_rows, torch_loader, weight_names
-from .frames import current_lr, step_values_of, values_of
+from .frames import as_floats, lr_holder, step_values_of, values_of
 
 LOOPS = ("manual", "torch")
 
@@ -212,20 +212,21 @@ class _Recorder:
         self, cfg: Config, init: np.ndarray, columns: np.ndarray, chunk: int, starts: tuple
     ) -> None:
         iterations = cfg.iterations
-        # Without a schedule every step's lr is cfg.lr; with one, each step's lr is read at its
-        # yield, and with clipping the norm clip_grad_norm_ returned (the gradient yielded is the
-        # clipped one, which step() took).
+        # Without a schedule every step's lr is cfg.lr. With one, step 0's lr is read at its yield
+        # (step_lr) together with where the loop's optimizer keeps its lr (lib.engine.frames.
+        # lr_holder); after that, step t's lr is the lr the optimizer holds at the yield of step
+        # t - 1 (scheduler.step() set it, and nothing else does), one dict lookup written to
+        # lr[t]: reading the frame every step cost several times more (`python -m bench`, the
+        # schedule rows). lr has one slot more than there are steps, for what the last step's
+        # scheduler.step() set.
+        self.schedule, self.lr_holder = cfg.scheduler is not None, None
+        # With clipping, each step's grad_norm is the norm clip_grad_norm_ returned (the gradient
+        # yielded is the clipped one, which step() took), read at the step's yield.
         self.max_norm = cfg.clip_grad_norm
-        self.read = ("norm",) * (self.max_norm is not None)
-        # With a schedule, step 0's lr is read at its yield (step_lr) together with the loop's
-        # optimizer; after that, step t's lr is the lr the optimizer holds at the yield of step
-        # t - 1 (scheduler.step() set it, and nothing else does), read from the object: reading
-        # the frame every step cost several times more (`python -m bench`, the schedule rows).
-        self.schedule, self.optimizer = cfg.scheduler is not None, None
         # with a validation split, val_loss is read at the yield of every eval_interval-th step
         self.eval_every = cfg.eval_interval if cfg.val_fraction > 0 else 0
         self.val_loss = np.empty(iterations // self.eval_every if self.eval_every else 0)
-        self.lr = np.full(iterations, cfg.lr)
+        self.lr = np.full(iterations + 1, cfg.lr)
         self.loss = np.empty(iterations)
         self.grad_norm = np.empty(iterations)
         self.weights = np.empty((iterations + 1, len(columns)))
@@ -249,20 +250,23 @@ class _Recorder:
         n = stop - start
         loss, gradients = self.loss[start:stop], self.gradients[:n]
         every = self.weights[start + 1 : stop + 1] if self.everything else self.every[:n]
-        if self.read or self.schedule:
-            self._advance_reading(loop, start, stop, every)
-        else:
-            # Validation only: the same tight loop, cut at the steps that evaluate, whose val_loss
-            # is read at their yield (a test per step here cost 8 % of a small model's run).
-            e = self.eval_every
-            ends = dict.fromkeys([*range(start - start % e + e, stop, e), stop] if e else [stop])
-            a = 0
-            for end in ends:
-                for i in range(a, end - start):
+        # The steps run in one tight loop, cut at the steps that evaluate, whose val_loss is read
+        # at their yield (a test per step here cost 8 % of a small model's run).
+        e = self.eval_every
+        ends = dict.fromkeys([*range(start - start % e + e, stop, e), stop] if e else [stop])
+        reading = self.schedule or self.max_norm is not None
+        a = 0
+        for end in ends:
+            b = end - start
+            if reading:
+                self._steps_reading(loop, start, a, b, every)
+            else:
+                for i in range(a, b):
                     loss[i], every[i], gradients[i] = next(loop)
-                a = end - start
-                if e and end % e == 0:
-                    self.val_loss[end // e - 1] = step_values_of(loop, ("val_loss",))["val_loss"]
+            a = b
+            if e and end % e == 0:
+                self.val_loss[end // e - 1] = step_values_of(loop, ("val_loss",))["val_loss"]
+        if self.max_norm is None:
             self.grad_norm[start:stop] = row_norms(gradients)
         if not self.everything:
             self.weights[start + 1 : stop + 1] = every[:, self.columns]
@@ -270,28 +274,36 @@ class _Recorder:
         self.seconds += time.perf_counter() - t0
         return every
 
-    def _advance_reading(self, loop: Iterator, start: int, stop: int, every: np.ndarray) -> None:
-        """advance's steps for a schedule or clipping: each step's lr and norm read at its yield."""
-        loss, gradients = self.loss[start:stop], self.gradients[: stop - start]
-        lr, grad_norm = self.lr[start:stop], self.grad_norm[start:stop]
-        for i in range(stop - start):
+    def _steps_reading(self, loop: Iterator, start: int, a: int, b: int, every) -> None:
+        """advance's steps start + a .. start + b - 1 with a schedule or clipping: the lr the next
+        step will use and the norm clip_grad_norm_ returned, read at each step's yield."""
+        loss, gradients = self.loss[start:], self.gradients
+        lr_next, grad_norm = self.lr[start + 1 :], self.grad_norm[start:]
+        if self.schedule and self.lr_holder is None:  # step 0: its lr, and where the lr is kept
+            loss[a], every[a], gradients[a] = next(loop)
+            self.lr[0] = step_values_of(loop, ("step_lr",))["step_lr"]
+            self.lr_holder = lr_holder(values_of(loop, "optimizer")["optimizer"])
+            lr_next[a] = self.lr_holder[0][self.lr_holder[1]]
+            if self.max_norm is not None:
+                grad_norm[a] = step_values_of(loop, ("norm",))["norm"]
+            a += 1
+        holder, key = self.lr_holder or (None, None)
+        if self.max_norm is None:  # a schedule alone
+            for i in range(a, b):
+                loss[i], every[i], gradients[i] = next(loop)
+                lr_next[i] = holder[key]
+            return
+        # Each norm is kept as the loop made it (torch's a 0-d tensor) and converted once for the
+        # lot: a float() per step cost a tensor op; f_locals is emptied as step_values_of does.
+        frame, norms = loop.gi_frame, []
+        for i in range(a, b):
             loss[i], every[i], gradients[i] = next(loop)
-            if self.schedule:
-                if self.optimizer is None:  # step 0
-                    self.optimizer = values_of(loop, "optimizer")["optimizer"]
-                    lr[i] = step_values_of(loop, ("step_lr",))["step_lr"]
-                else:
-                    lr[i] = self.next_lr
-                self.next_lr = current_lr(self.optimizer)
-            evaluated = self.eval_every and (start + i + 1) % self.eval_every == 0
-            names = self.read + ("val_loss",) * bool(evaluated)
-            values = step_values_of(loop, names) if names else {}
-            if "norm" in values:
-                grad_norm[i] = values["norm"]
-            if evaluated:
-                self.val_loss[(start + i + 1) // self.eval_every - 1] = values["val_loss"]
-        if self.max_norm is None:
-            grad_norm[:] = row_norms(gradients)
+            if holder is not None:
+                lr_next[i] = holder[key]
+            f = frame.f_locals
+            norms.append(f["norm"])
+            f.clear()
+        grad_norm[a:b] = as_floats(norms)
 
     def history(self, steps: int) -> History:
         norms = None if self.norms is None else self.norms[: steps + 1]
