@@ -1387,11 +1387,15 @@ def test_the_evaluation_scan_sees_what_it_must():
 # from the loop functions with inspect (lib.explain.phase_source); lib/lessons/explain.py's
 # loss_blind_weights compiles the hand loop again from its own source with `loss = nan`;
 # lib/lessons/line_order.py rebuilds both loops from their own source with the lines of a step in
-# an order check_order accepts (a permutation of lib.ORDER's names: no text from a user or a link).
+# an order check_order accepts (a permutation of lib.ORDER's names: no text from a user or a link);
+# lib/io/export.py runs a lib.datasets generator's own source, as the short script writes it, to
+# check it makes the run's arrays bit for bit (its arguments are literals, read by
+# ast.literal_eval).
 OWN_SOURCE_RUNNERS = {
     "lib/lessons/speed.py": {"compile()", "exec()"},
     "lib/lessons/explain.py": {"exec()"},  # compiles through lib/engine/source.py
     "lib/lessons/line_order.py": {"exec()"},  # compiles through lib/engine/source.py
+    "lib/io/export.py": {"exec()"},  # compiles through lib/engine/source.py
     "lib/engine/source.py": {"compile()"},  # the one lock around parsing and compiling lib's code
 }
 

@@ -130,24 +130,7 @@ def to_script(
     The last printed line is JSON {"manual": [...], "torch": [...]}, with "val_loss": {"manual":
     [...], "torch": [...]} (each evaluation's loss on the held-out rows) given val_fraction > 0.
     """
-    if not isinstance(data, Dataset):
-        raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
-    if not isinstance(cfg, Config):
-        raise ValueError(f"cfg must be a lib.Config; got {type(cfg).__name__}")
-    csv_name = csv_name if csv_name is not None else getattr(data, "source", None)
-    target = target if target is not None else getattr(data, "target_name", None)
-    if csv_name is not None and not (isinstance(csv_name, str) and csv_name.strip()):
-        raise ValueError(f"csv_name must be a file name; got {csv_name!r}")
-    if target is not None and not isinstance(target, str):
-        raise ValueError(f"target must be a column name; got {target!r}")
-    if csv_name is None and data.m * (data.n + 1) > MAX_EMBEDDED:
-        raise ValueError(
-            f"the data has {data.m * (data.n + 1):,} numbers, too many to embed in a script "
-            f"(at most {MAX_EMBEDDED:,}); pass csv_name= to read it from a CSV file instead"
-        )
-    if not isinstance(full, (bool, np.bool_)):
-        raise ValueError(f"full must be True or False; got {full!r}")
-    run_side.check_run(data, cfg)  # the script skips these checks, so they must pass here
+    csv_name, target = _checked_arguments(data, cfg, csv_name, target, full)
     init = initial_weights(data, cfg)
     if not full:
         return _short_script(data, cfg, csv_name, target)
@@ -170,6 +153,32 @@ def to_script(
         _with_validation(_MAIN.replace("LOOPS", loops_name), cfg, "CONFIG"),
     ]
     return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+
+def _checked_arguments(
+    data: Dataset, cfg: Config, csv_name: str | None, target: str | None, full: bool
+) -> tuple[str | None, str | None]:
+    """to_script's arguments checked (a ValueError in words), and (csv_name, target) with their
+    defaults from the Dataset filled in."""
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a lib.Dataset; got {type(data).__name__}")
+    if not isinstance(cfg, Config):
+        raise ValueError(f"cfg must be a lib.Config; got {type(cfg).__name__}")
+    csv_name = csv_name if csv_name is not None else getattr(data, "source", None)
+    target = target if target is not None else getattr(data, "target_name", None)
+    if csv_name is not None and not (isinstance(csv_name, str) and csv_name.strip()):
+        raise ValueError(f"csv_name must be a file name; got {csv_name!r}")
+    if target is not None and not isinstance(target, str):
+        raise ValueError(f"target must be a column name; got {target!r}")
+    if csv_name is None and data.m * (data.n + 1) > MAX_EMBEDDED:
+        raise ValueError(
+            f"the data has {data.m * (data.n + 1):,} numbers, too many to embed in a script "
+            f"(at most {MAX_EMBEDDED:,}); pass csv_name= to read it from a CSV file instead"
+        )
+    if not isinstance(full, (bool, np.bool_)):
+        raise ValueError(f"full must be True or False; got {full!r}")
+    run_side.check_run(data, cfg)  # the script skips these checks, so they must pass here
+    return csv_name, target
 
 
 # Stand-ins: lib objects the script replaces by a simpler equivalent, keyed by the object.
